@@ -1,0 +1,1 @@
+"""Pure-PyTorch model: mask units, gated blocks, HEMlets heads, losses, FLOPs. No ROS here."""

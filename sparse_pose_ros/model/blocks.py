@@ -1,0 +1,154 @@
+"""Gated MobileNetV2 inverted-residual block: X' = r(F(X) ∘ G + X).
+
+F is 1×1 expand -> 3×3 depthwise -> 1×1 project (BN after each, ReLU6 after the first two).
+G is the block's execution mask. In *masked dense* form (training, and the reference that the
+gather-scatter path in ``sparse_pose_ros.sparse`` must equal) the expand output is zeroed
+outside the receptive (dilated) mask and the depthwise/project outputs outside the mask, so the
+result at every active position equals the ungated block there and inactive positions keep X.
+
+``r`` is the identity by default: MobileNetV2's linear bottleneck argument (a ReLU after the
+narrow residual sum destroys information) applies, and it keeps inactive positions untouched so
+the sparse path needs no dense pass at all. ``residual_activation="relu"`` gives dynconv's
+ResNet-style r = ReLU for experiments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .masks import BlockMask, MaskUnit, receptive_mask
+
+NormLayer = Callable[[int], nn.Module]
+
+
+class ConvBN(nn.Sequential):
+    """Conv2d (no bias) + norm + optional ReLU6, the MobileNetV2 building unit."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        activation: bool = True,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+    ) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding=kernel_size // 2,
+                groups=groups,
+                bias=False,
+            ),
+            norm_layer(out_channels),
+        ]
+        if activation:
+            layers.append(nn.ReLU6(inplace=True))
+        super().__init__(*layers)
+        self.out_channels = out_channels
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block, optionally gated by a spatial execution mask.
+
+    Args:
+        in_channels: C_b of the block input.
+        out_channels: channels of the block output.
+        stride: 1 or 2 (depthwise stride).
+        expand_ratio: t; hidden width C_e = round(C_b * t).
+        gated: attach a mask unit. Residual blocks compute r(F(X)∘G + X); a non-residual block
+            (stride 2 or C_in != C_out) computes F(X)∘G, i.e. zero features where G = 0.
+        residual_activation: ``None`` (identity, default) or ``"relu"``.
+        norm_layer: callable building the norm layer (BatchNorm2d by default).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        expand_ratio: float,
+        gated: bool = False,
+        residual_activation: str | None = None,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride}")
+        if residual_activation not in (None, "relu"):
+            raise ValueError(f"residual_activation must be None or 'relu', got {residual_activation!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.stride = stride
+        self.hidden_channels = int(round(in_channels * expand_ratio))
+        self.use_residual = stride == 1 and in_channels == out_channels
+        self.residual_activation = residual_activation
+        self.expand: nn.Module | None = (
+            ConvBN(in_channels, self.hidden_channels, 1, norm_layer=norm_layer)
+            if expand_ratio != 1
+            else None
+        )
+        self.depthwise = ConvBN(
+            self.hidden_channels,
+            self.hidden_channels,
+            3,
+            stride,
+            groups=self.hidden_channels,
+            norm_layer=norm_layer,
+        )
+        self.project = ConvBN(
+            self.hidden_channels, out_channels, 1, activation=False, norm_layer=norm_layer
+        )
+        self.mask_unit: MaskUnit | None = MaskUnit(in_channels, stride) if gated else None
+        #: Set by benchmarks/tests to execute a given binary mask (B,1,H_out,W_out) instead of
+        #: the learned one; ``None`` in normal use.
+        self.fixed_mask: Tensor | None = None
+
+    @property
+    def gated(self) -> bool:
+        return self.mask_unit is not None
+
+    def _finish(self, x: Tensor, out: Tensor) -> Tensor:
+        if self.use_residual:
+            out = out + x
+            if self.residual_activation == "relu":
+                out = torch.relu(out)
+        return out
+
+    def compute_mask(self, x: Tensor) -> BlockMask:
+        """Run the mask unit (or take ``fixed_mask``) and derive the expand-conv mask."""
+        assert self.mask_unit is not None
+        if self.fixed_mask is not None:
+            hard = self.fixed_mask.to(dtype=x.dtype, device=x.device)
+            soft = hard
+            logits = hard * 2.0 - 1.0
+        else:
+            hard, soft, logits = self.mask_unit(x)
+        dilated = receptive_mask(hard, self.stride, (x.shape[-2], x.shape[-1]))
+        return BlockMask(hard=hard, dilated=dilated, soft=soft, logits=logits)
+
+    def forward_dense(self, x: Tensor) -> Tensor:
+        """The ungated block (what a dense model runs)."""
+        h = self.expand(x) if self.expand is not None else x
+        return self._finish(x, self.project(self.depthwise(h)))
+
+    def forward_masked(self, x: Tensor, mask: BlockMask) -> Tensor:
+        """Masked dense reference: exactly what the gather-scatter path must reproduce."""
+        h = self.expand(x) if self.expand is not None else x
+        h = h * mask.dilated
+        h = self.depthwise(h) * mask.hard
+        out = self.project(h) * mask.hard
+        return self._finish(x, out)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, BlockMask | None]:
+        if not self.gated:
+            return self.forward_dense(x), None
+        mask = self.compute_mask(x)
+        return self.forward_masked(x, mask), mask
