@@ -51,6 +51,8 @@ class NetworkConfig:
         depth_bins: depth bins of the volumetric head.
         depth_mode: "factorized" or "volumetric" (see ``model.heads``).
         depth_range_mm: root-relative depth that z = ±1 stands for.
+        input_mean, input_std: RGB normalisation, input = (rgb / 255 - mean) / std. Stored with
+            the weights (and in exported ONNX metadata) so no runtime repeats the constants.
     """
 
     input_size: int = 256
@@ -64,6 +66,8 @@ class NetworkConfig:
     depth_bins: int = 64
     depth_mode: str = "factorized"
     depth_range_mm: float = 1000.0
+    input_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    input_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -78,10 +82,16 @@ class NetworkConfig:
         if sum(1 for r in rows if r[3] == 2) + 1 != 4:
             raise ValueError("arch must reach stride 16 (three stride-2 rows after the stem)")
         self.arch = rows  # type: ignore[assignment]
+        self.input_mean = tuple(float(v) for v in self.input_mean)  # type: ignore[assignment]
+        self.input_std = tuple(float(v) for v in self.input_std)  # type: ignore[assignment]
+        if len(self.input_mean) != 3 or len(self.input_std) != 3 or min(self.input_std) <= 0:
+            raise ValueError("input_mean/input_std must be 3 values, std > 0")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["arch"] = [list(r) for r in self.arch]
+        d["input_mean"] = list(self.input_mean)
+        d["input_std"] = list(self.input_std)
         return d
 
     @classmethod
@@ -89,6 +99,9 @@ class NetworkConfig:
         d = dict(d)
         if "arch" in d:
             d["arch"] = tuple(tuple(r) for r in d["arch"])
+        for key in ("input_mean", "input_std"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 
