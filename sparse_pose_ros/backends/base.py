@@ -1,0 +1,300 @@
+"""The one interface every runtime implements, and the postprocessing they all share.
+
+The node and the benchmarks talk only to :class:`Backend`; torch, ONNX Runtime and TensorRT
+differ in what they execute, never in what they return. Postprocessing that turns raw network
+outputs into an :class:`InferenceResult` (confidence from heatmaps, density from masks) lives
+here in numpy so all backends compute it identically.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .density import NetworkGeometry
+
+LOG = logging.getLogger(__name__)
+
+BACKEND_NAMES: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt")
+
+
+class BackendError(RuntimeError):
+    """A model file is missing, corrupt or unusable by the requested runtime (names the path)."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Facts a caller needs to prepare inputs and interpret outputs, read from the model file."""
+
+    model_hash: str
+    input_size: int
+    joint_names: tuple[str, ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    depth_range_mm: float
+    gated: bool
+    source: str
+
+
+@dataclass
+class InferenceResult:
+    """One frame's output, identical in structure for every backend.
+
+    Attributes:
+        joints: (J, 3) float32; x, y in [0, 1] of the network input, z in [-1, 1].
+        confidence: (J,) float32 in [0, 1], see :func:`joint_confidence`.
+        masks: one (h_b, w_b) uint8 0/1 array per gated block at the block's output resolution.
+        density: executed fraction of backbone MACs (1.0 for a dense model).
+        block_density: active fraction of each gated block's output positions.
+        heatmaps: (J, h, w) float32 logits when the backend has them.
+    """
+
+    joints: np.ndarray
+    confidence: np.ndarray
+    masks: list[np.ndarray]
+    density: float
+    block_density: list[float]
+    heatmaps: np.ndarray | None = None
+
+
+class Backend(abc.ABC):
+    """A loaded model that maps a normalised (1, 3, S, S) float32 tensor to an InferenceResult."""
+
+    name: str = ""
+    info: ModelInfo
+
+    @abc.abstractmethod
+    def infer(self, tensor: np.ndarray) -> InferenceResult:
+        """Run one frame. ValueError if ``tensor`` is not (1, 3, S, S) float32 and finite."""
+
+    def warmup(self, iterations: int = 2) -> None:
+        """Run a few frames so first-call allocations/tuning do not land on a real frame."""
+        if iterations < 0:
+            raise ValueError(f"warmup iterations must be >= 0, got {iterations}")
+        s = self.info.input_size
+        blank = np.zeros((1, 3, s, s), dtype=np.float32)
+        for _ in range(iterations):
+            self.infer(blank)
+
+    @abc.abstractmethod
+    def set_mask_threshold(self, probability: float) -> None:
+        """Execution threshold of every mask unit as a probability in (0, 1); 0.5 = training."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release runtime resources; the backend must not be used afterwards."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_input(tensor: np.ndarray, input_size: int) -> np.ndarray:
+    """Validate a frame tensor; returns it as a C-contiguous float32 array."""
+    if not isinstance(tensor, np.ndarray):
+        raise ValueError(f"input must be a numpy array, got {type(tensor).__name__}")
+    expected = (1, 3, input_size, input_size)
+    if tensor.shape != expected:
+        raise ValueError(f"input shape {tensor.shape} != expected {expected} (1, 3, S, S)")
+    if tensor.dtype != np.float32:
+        raise ValueError(f"input dtype must be float32, got {tensor.dtype}")
+    if not np.isfinite(tensor).all():
+        raise ValueError("input contains NaN or Inf")
+    return np.ascontiguousarray(tensor)
+
+
+def check_probability(probability: float) -> float:
+    p = float(probability)
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"mask threshold must be a probability in (0, 1), got {probability}")
+    return p
+
+
+def threshold_logit(probability: float) -> float:
+    """Probability -> logit (the mask unit compares its logit against this)."""
+    p = check_probability(probability)
+    return float(np.log(p / (1.0 - p)))
+
+
+def joint_confidence(heatmaps: np.ndarray, radius: int | None = None) -> np.ndarray:
+    """Peak mass of each joint's 2D heatmap softmax, in [0, 1].
+
+    The maximum single-pixel probability would be tiny for any blob wider than a pixel (a
+    σ = 2 px Gaussian peaks at 0.04), so confidence is the softmax mass inside a
+    (2r+1)×(2r+1) window around the argmax, with r = max(1, round(min(h, w) / 32)) (2 px on a
+    64×64 map). A confident, well-localised joint approaches 1; a flat map approaches
+    (2r+1)² / (h·w).
+
+    Args:
+        heatmaps: (J, h, w) logits.
+        radius: window half-size in heatmap pixels; default as above.
+    """
+    hm = np.asarray(heatmaps, dtype=np.float64)
+    if hm.ndim != 3:
+        raise ValueError(f"heatmaps must be (J, h, w), got shape {hm.shape}")
+    j, h, w = hm.shape
+    r = max(1, round(min(h, w) / 32)) if radius is None else int(radius)
+    flat = hm.reshape(j, h * w)
+    flat = np.exp(flat - flat.max(axis=1, keepdims=True))
+    prob = (flat / flat.sum(axis=1, keepdims=True)).reshape(j, h, w)
+    peak = prob.reshape(j, -1).argmax(axis=1)
+    conf = np.empty(j, dtype=np.float32)
+    for k in range(j):
+        y, x = divmod(int(peak[k]), w)
+        conf[k] = prob[k, max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1].sum()
+    return np.clip(conf, 0.0, 1.0)
+
+
+def build_result(
+    joints: np.ndarray,
+    heatmaps: np.ndarray,
+    masks: list[np.ndarray],
+    geometry: NetworkGeometry,
+) -> InferenceResult:
+    """Assemble an InferenceResult from one frame's raw outputs (batch dimension removed).
+
+    Args:
+        joints: (J, 3) float.
+        heatmaps: (J, h, w) logits.
+        masks: per gated block, any array squeezable to (h_b, w_b), nonzero = active.
+        geometry: the network's block geometry (for density).
+    """
+    hard = [
+        np.ascontiguousarray((np.asarray(m) != 0).astype(np.uint8).reshape(_hw(m))) for m in masks
+    ]
+    density, block_density = geometry.density(hard)
+    return InferenceResult(
+        joints=np.asarray(joints, dtype=np.float32).reshape(-1, 3),
+        confidence=joint_confidence(heatmaps),
+        masks=hard,
+        density=float(density),
+        block_density=block_density,
+        heatmaps=np.asarray(heatmaps, dtype=np.float32),
+    )
+
+
+def _hw(mask: np.ndarray) -> tuple[int, int]:
+    shape = tuple(d for d in np.shape(mask)[-2:])
+    return (int(shape[0]), int(shape[1]))
+
+
+def cuda_gpu_present() -> tuple[bool, str]:
+    """Whether a CUDA GPU is usable, and how we know (for the auto-selection log)."""
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            return True, f"torch sees CUDA device {torch.cuda.get_device_name(0)!r}"
+    for dev in ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu", "/dev/nvgpu/igpu0/ctrl"):
+        if os.path.exists(dev):
+            return True, f"{dev} exists"
+    return False, "no CUDA device (torch.cuda unavailable, no /dev/nvidia0 or Jetson GPU node)"
+
+
+# name -> (module, class). Every class takes (model_file_path, device="auto", **options).
+_IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
+    "torch": ("sparse_pose_ros.backends.torch_backend", "TorchBackend"),
+    "onnxruntime": ("sparse_pose_ros.backends.onnxruntime_backend", "OnnxRuntimeBackend"),
+    "tensorrt": ("sparse_pose_ros.backends.tensorrt_backend", "TensorRTBackend"),
+}
+_RUNTIME_PACKAGES: dict[str, str] = {
+    "torch": "torch",
+    "onnxruntime": "onnxruntime",
+    "tensorrt": "tensorrt",
+}
+
+
+def _instantiate(name: str, model_file_path: str, device: str, options: dict[str, Any]) -> Backend:
+    module_name, class_name = _IMPLEMENTATIONS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendError(f"backend {name!r} cannot be imported: {exc}") from exc
+    cls = getattr(module, class_name)
+    return cls(model_file_path, device=device, **options)
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when a CUDA GPU is present, else "cpu"; others checked and returned."""
+    if device == "auto":
+        return "cuda" if cuda_gpu_present()[0] else "cpu"
+    if device == "cpu" or device == "cuda" or (
+        device.startswith("cuda:") and device[5:].isdigit()
+    ):
+        return device
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def auto_candidates(device: str = "auto") -> list[tuple[str, str]]:
+    """Backends ``auto`` will try, in order, each with the reason it is a candidate.
+
+    TensorRT is skipped when ``device`` is "cpu" (an explicit request to stay off the GPU).
+    """
+    out: list[tuple[str, str]] = []
+    has_trt = importlib.util.find_spec("tensorrt") is not None
+    gpu, gpu_why = cuda_gpu_present()
+    if has_trt and gpu and device != "cpu":
+        out.append(("tensorrt", f"tensorrt importable and {gpu_why}"))
+    elif has_trt and gpu:
+        LOG.info("auto: tensorrt skipped because device='cpu' was requested")
+    else:
+        why = "tensorrt not importable" if not has_trt else gpu_why
+        LOG.info("auto: tensorrt skipped: %s", why)
+    if importlib.util.find_spec("onnxruntime") is not None:
+        out.append(("onnxruntime", "onnxruntime importable"))
+    else:
+        LOG.info("auto: onnxruntime skipped: not importable")
+    if importlib.util.find_spec("torch") is not None:
+        out.append(("torch", "torch importable (last resort)"))
+    return out
+
+
+def create_backend(
+    name: str, model_file_path: str | os.PathLike[str], device: str = "auto", **options: Any
+) -> Backend:
+    """Build a backend by name.
+
+    Args:
+        name: "auto", "torch", "onnxruntime" or "tensorrt". "auto" tries tensorrt (importable,
+            a CUDA GPU present and ``device`` not "cpu"), then onnxruntime, then torch; a
+            candidate that fails to load is logged with its reason and the next one is tried.
+        model_file_path: .safetensors checkpoint (every backend; onnxruntime and tensorrt export
+            it on first use into a cache) or .onnx (onnxruntime, tensorrt).
+        device: "auto" (CUDA when present, else CPU), "cpu", "cuda" or "cuda:N".
+        options: backend-specific keyword options (e.g. ``input_size``, ``intra_op_threads``,
+            ``cache_dir``, ``mask_threshold``), passed through unchanged.
+
+    Raises:
+        ValueError: unknown name.
+        BackendError: the model cannot be loaded by the requested (or any, for auto) backend.
+    """
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"backend must be one of {BACKEND_NAMES}, got {name!r}")
+    resolve_device(device)  # validate early; each backend resolves "auto" itself
+    path = str(model_file_path)
+    if not Path(path).exists():
+        raise BackendError(f"model file not found: {path}")
+    if name != "auto":
+        return _instantiate(name, path, device, options)
+    failures: list[str] = []
+    for candidate, reason in auto_candidates(device):
+        try:
+            backend = _instantiate(candidate, path, device, options)
+        except (BackendError, ImportError, OSError) as exc:
+            LOG.warning("auto: %s could not load %s: %s", candidate, path, exc)
+            failures.append(f"{candidate}: {exc}")
+            continue
+        LOG.info("auto: picked %s for %s because %s", candidate, path, reason)
+        return backend
+    detail = "; ".join(failures or ["none available"])
+    raise BackendError(f"no backend could load {path}: {detail}")
