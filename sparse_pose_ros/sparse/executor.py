@@ -1,0 +1,267 @@
+"""Inference executor that walks a :class:`PoseNetwork`'s backbone and runs gated blocks by
+gather-scatter, with a per-stage policy (sparse where it pays, dense where it does not).
+
+Why a separate executor instead of a mode flag inside the model: the model stays a plain
+trainable ``nn.Module`` (masked dense semantics), while the executor owns everything that only
+matters at inference — BN folded into weights (once), channels-last flat feature buffers and
+fixed-capacity index buffers reused across frames, the per-stage policy and the kernel choice.
+
+Outputs alias executor-owned buffers and are valid until the next call (as with ONNX Runtime
+IO binding); clone them if they must outlive the next frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..model.blocks import InvertedResidual
+from ..model.masks import BlockMask, receptive_mask
+from ..model.network import Backbone, PoseNetwork, PoseOutput
+from . import torch_ops
+from .folding import FoldedBlock, FoldedConv, fold_block, fold_conv_bn
+from .indices import BlockIndex, allocate_index, build_index
+
+log = logging.getLogger(__name__)
+
+MODES = ("sparse", "dense")
+KERNELS = ("torch", "cpp")
+SYNC_POLICIES = ("exact", "capacity")
+
+
+def block_stride_map(backbone: Backbone) -> list[int]:
+    """Output stride (w.r.t. the input image) of every backbone block."""
+    strides, s = [], 2
+    for b in backbone.blocks:
+        s *= b.stride
+        strides.append(s)
+    return strides
+
+
+@dataclass
+class _BlockState:
+    folded: FoldedBlock
+    mode: str
+    index: BlockIndex | None = None
+    e_buf: Tensor | None = None
+    out_buf: Tensor | None = None  # non-residual blocks only
+    counts: tuple[int, int] = (0, 0)
+
+
+class SparseBackbone:
+    """Gather-scatter executor of a (gated) :class:`Backbone`.
+
+    Args:
+        backbone: the model's backbone (weights are folded at construction; call
+            :meth:`refresh` after changing them).
+        policy: ``"sparse"`` / ``"dense"`` for every gated block, or a mapping from output
+            stride (2, 4, 8, 16) to mode: the per-stage policy. Ungated blocks always run dense.
+        kernel: ``"torch"`` (portable PyTorch ops) or ``"cpp"`` (compiled fused CPU kernel,
+            built on first use; falls back to torch with a warning if the build fails).
+        sync: ``"exact"`` reads each block's active counts on the host and computes only those
+            rows (free on CPU); ``"capacity"`` never reads them back inside the frame and
+            computes over the fixed capacity (the sync-free scheme a GPU path uses); the counts
+            of all blocks are then read together once per frame for diagnostics.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        policy: str | Mapping[int, str] = "sparse",
+        kernel: str = "torch",
+        sync: str = "exact",
+    ) -> None:
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        if sync not in SYNC_POLICIES:
+            raise ValueError(f"sync must be one of {SYNC_POLICIES}, got {sync!r}")
+        if kernel == "cpp" and sync != "exact":
+            raise ValueError("the compiled CPU kernel reads counts on the host: use sync='exact'")
+        self.backbone = backbone
+        self.strides = block_stride_map(backbone)
+        self.policy = self._normalise_policy(policy)
+        self.sync = sync
+        self.kernel = kernel
+        self._cpp = None
+        if kernel == "cpp":
+            from .cpu_kernel import load_cpu_kernel
+
+            self._cpp = load_cpu_kernel()
+            if self._cpp is None:
+                log.warning("compiled CPU kernel unavailable; using the PyTorch-ops kernel")
+                self.kernel = "torch"
+        #: number of host reads of device counts during the last frame (tests assert on it)
+        self.host_reads = 0
+        self._shape: tuple[int, int, int] | None = None
+        self._bufs: dict[tuple[int, int, int], Tensor] = {}
+        self.refresh()
+
+    def _normalise_policy(self, policy: str | Mapping[int, str]) -> dict[int, str]:
+        stages = sorted(set(self.strides))
+        if isinstance(policy, str):
+            policy = {s: policy for s in stages}
+        out: dict[int, str] = {}
+        for s in stages:
+            mode = policy.get(s, "sparse")
+            if mode not in MODES:
+                raise ValueError(f"policy mode must be one of {MODES}, got {mode!r} for stride {s}")
+            out[s] = mode
+        unknown = set(policy) - set(stages)
+        if unknown:
+            raise ValueError(f"policy names strides {sorted(unknown)}; backbone has {stages}")
+        return out
+
+    def refresh(self) -> None:
+        """(Re)fold BN into weights; call after loading new weights into the backbone."""
+        self.stem: FoldedConv = fold_conv_bn(self.backbone.stem)
+        self.blocks: list[_BlockState] = [
+            _BlockState(fold_block(b), self.policy[s] if b.gated else "dense")
+            for b, s in zip(self.backbone.blocks, self.strides, strict=True)
+        ]
+        self._shape = None
+        self._bufs.clear()
+
+    # ----------------------------------------------------------------------------- buffers
+    def _buffer(self, key: tuple[int, int, int], rows: int, channels: int) -> Tensor:
+        buf = self._bufs.get(key)
+        if buf is None or buf.shape != (rows + 1, channels):
+            buf = torch.zeros(rows + 1, channels)
+            self._bufs[key] = buf
+        return buf
+
+    def _prepare(self, batch: int, hw: tuple[int, int]) -> None:
+        if self._shape == (batch, *hw):
+            return
+        h, w = (hw[0] - 1) // 2 + 1, (hw[1] - 1) // 2 + 1  # after the stem
+        for i, (blk, st) in enumerate(zip(self.backbone.blocks, self.blocks, strict=True)):
+            fb = st.folded
+            ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
+            if blk.gated:
+                st.index = allocate_index(batch, (h, w), fb.stride)
+                st.e_buf = torch.zeros(batch * h * w + 1, fb.hidden_channels)
+            if not fb.use_residual:
+                st.out_buf = self._buffer((i, ho, wo), batch * ho * wo, fb.out_channels)
+            h, w = ho, wo
+        self._shape = (batch, *hw)
+
+    def buffers(self) -> list[Tensor]:
+        """Every persistent tensor the executor owns (for no-growth tests)."""
+        out = list(self._bufs.values())
+        for st in self.blocks:
+            if st.index is not None:
+                out += st.index.buffers()
+            if st.e_buf is not None:
+                out.append(st.e_buf)
+        return out
+
+    # ----------------------------------------------------------------------------- masks
+    def _mask(
+        self, blk: InvertedResidual, fb: FoldedBlock, x: Tensor, b: int, hw: tuple[int, int]
+    ) -> BlockMask:
+        h, w = hw
+        ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
+        if blk.fixed_mask is not None:
+            hard = blk.fixed_mask.to(dtype=x.dtype)
+            if hard.shape != (b, 1, ho, wo):
+                raise ValueError(f"fixed_mask shape {tuple(hard.shape)} != {(b, 1, ho, wo)}")
+            logits = hard * 2.0 - 1.0
+            soft = hard
+        else:
+            assert blk.mask_unit is not None and fb.mask_weight is not None
+            img = x.view(b, h, w, -1)
+            if fb.stride == 2:
+                img = img[:, ::2, ::2]
+            logits = (torch.matmul(img, fb.mask_weight) + fb.mask_bias).unsqueeze(1)
+            soft = torch.sigmoid(logits)
+            hard = (logits >= blk.mask_unit.threshold_logit).to(x.dtype)
+        dilated = receptive_mask(hard, fb.stride, (h, w))
+        return BlockMask(hard=hard, dilated=dilated, soft=soft, logits=logits)
+
+    # ----------------------------------------------------------------------------- forward
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> tuple[Tensor, list[Tensor], list[BlockMask | None]]:
+        """Same contract as ``Backbone.forward`` (features NCHW views, skips, masks)."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected (B, 3, H, W) input, got {tuple(x.shape)}")
+        if x.device.type != "cpu" and self.kernel == "cpp":
+            raise ValueError("the compiled kernel is CPU-only")
+        x = x.float()
+        b = x.shape[0]
+        self._prepare(b, (x.shape[2], x.shape[3]))
+        self.host_reads = 0
+        st0 = self.stem
+        y = F.conv2d(x.contiguous(memory_format=torch.channels_last), st0.conv_weight, st0.bias,
+                     st0.stride, 1, 1, st0.groups).clamp_(0.0, 6.0)  # fmt: skip
+        h, w = y.shape[2], y.shape[3]
+        cur = self._buffer((-1, h, w), b * h * w, y.shape[1])
+        cur[:-1].view(b, h, w, -1).copy_(y.permute(0, 2, 3, 1))
+        masks: list[BlockMask | None] = []
+        taps: dict[int, Tensor] = {}
+        tap_of = {idx: s for s, idx in self.backbone.tap_after.items()}
+        for i, (blk, st) in enumerate(zip(self.backbone.blocks, self.blocks, strict=True)):
+            fb = st.folded
+            ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
+            out = cur if fb.use_residual else st.out_buf
+            assert out is not None
+            mask = self._mask(blk, fb, cur[:-1], b, (h, w)) if blk.gated else None
+            masks.append(mask)
+            if mask is not None and st.mode == "sparse":
+                self._run_sparse(st, cur, out, mask)
+            else:
+                hard = mask.hard.reshape(-1) if mask is not None else None
+                torch_ops.dense_block(fb, cur[:-1], b, (h, w), hard, out[:-1])
+            cur, h, w = out, ho, wo
+            if i in tap_of:
+                taps[tap_of[i]] = cur[:-1].view(b, h, w, -1).permute(0, 3, 1, 2)
+        if self.sync == "capacity":
+            self._read_counts_once()
+        return taps[16], [taps[8], taps[4]], masks
+
+    def _run_sparse(self, st: _BlockState, cur: Tensor, out: Tensor, mask: BlockMask) -> None:
+        fb = st.folded
+        assert st.index is not None and st.e_buf is not None
+        if self._cpp is not None:
+            st.counts = self._cpp.run_block(fb, cur, out, mask, st)
+            return
+        build_index(st.index, mask.hard, mask.dilated)
+        counts = None
+        if self.sync == "exact":
+            n_act, n_dil = st.index.counts.tolist()
+            counts = (int(n_act), int(n_dil))
+            st.counts = counts
+            self.host_reads += 1
+        torch_ops.sparse_block(fb, cur, out, st.index, st.e_buf, counts)
+
+    def _read_counts_once(self) -> None:
+        gated = [st for st in self.blocks if st.index is not None and st.mode == "sparse"]
+        if not gated:
+            return
+        all_counts = torch.stack([st.index.counts for st in gated]).tolist()  # one read
+        self.host_reads += 1
+        for st, c in zip(gated, all_counts, strict=True):
+            st.counts = (int(c[0]), int(c[1]))
+
+    def executed_counts(self) -> list[tuple[int, int] | None]:
+        """(n_active, n_dilated) of every sparse-executed block in the last frame."""
+        return [st.counts if st.index is not None and st.mode == "sparse" else None
+                for st in self.blocks]  # fmt: skip
+
+
+class SparsePoseNetwork:
+    """Whole network: :class:`SparseBackbone` + the model's neck and head (dense, eager)."""
+
+    def __init__(self, net: PoseNetwork, **kwargs: object) -> None:
+        self.net = net
+        self.backbone = SparseBackbone(net.backbone, **kwargs)  # type: ignore[arg-type]
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> PoseOutput:
+        feats, skips, masks = self.backbone(x)
+        y = self.net.neck(feats, skips)
+        heatmaps, triplets, joints = self.net.head(y)
+        return PoseOutput(heatmaps, triplets, joints, masks)
