@@ -1,0 +1,189 @@
+"""ONNX Runtime backend: the fastest dense-capable CPU runtime here (DESIGN.md §2).
+
+Takes an exported *portable* .onnx directly, or a .safetensors checkpoint, which it exports
+once into a cache (``cache_dir`` option, else ``$SPARSE_POSE_CACHE``, else
+``~/.cache/sparse_pose_ros``) keyed by model hash + input size + graph format, so the second
+start is instant and a changed checkpoint never reuses a stale graph. Everything it needs to
+interpret outputs (input size, joint order, normalisation, block geometry) is read back from
+the ONNX metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import (
+    Backend,
+    BackendError,
+    InferenceResult,
+    build_result,
+    check_input,
+    check_probability,
+    resolve_device,
+    threshold_logit,
+)
+
+LOG = logging.getLogger(__name__)
+
+try:
+    import onnxruntime as ort
+except ImportError as exc:  # surfaced by create_backend as a BackendError with this reason
+    raise ImportError(f"onnxruntime is not installed: {exc}") from exc
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("SPARSE_POSE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "sparse_pose_ros"
+
+
+def cached_onnx_path(cache_dir: Path, digest: str, input_size: int) -> Path:
+    """Cache file of a checkpoint's portable export (hash + size + metadata format key)."""
+    from ..export.metadata import FORMAT_VERSION
+
+    return cache_dir / "onnx" / f"{digest[:24]}_{input_size}_portable_f{FORMAT_VERSION}.onnx"
+
+
+def ensure_portable_onnx(checkpoint: str, input_size: int | None, cache_dir: Path) -> Path:
+    """Return a cached portable export of ``checkpoint``, exporting it on first use."""
+    from ..export.metadata import read_metadata as read_onnx_metadata
+    from ..export.onnx_export import export_network
+    from ..model.checkpoint import CheckpointError, load_checkpoint
+    from ..model.checkpoint import read_metadata as read_ckpt_metadata
+
+    try:
+        meta = read_ckpt_metadata(checkpoint)
+    except CheckpointError as exc:
+        raise BackendError(str(exc)) from exc
+    size = int(input_size if input_size is not None else meta["config"]["input_size"])
+    digest = str(meta["model_hash"])
+    path = cached_onnx_path(cache_dir, digest, size)
+    if path.is_file():
+        try:
+            if read_onnx_metadata(path).info.model_hash == digest:
+                LOG.info("onnxruntime: using cached export %s", path)
+                return path
+        except BackendError as exc:
+            LOG.warning("onnxruntime: cached export unusable, re-exporting: %s", exc)
+    try:
+        net, info = load_checkpoint(checkpoint)
+    except CheckpointError as exc:
+        raise BackendError(str(exc)) from exc
+    LOG.info("onnxruntime: exporting %s at %d px into %s", checkpoint, size, path)
+    try:
+        return export_network(net, path, "portable", input_size=size, digest=info["model_hash"])
+    except OSError as exc:
+        raise BackendError(f"cannot write the ONNX cache {path} for {checkpoint}: {exc}") from exc
+
+
+def select_providers(device: str) -> list[str]:
+    """Execution providers for ``device`` among those this onnxruntime build has."""
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    wanted = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
+    if not wanted:
+        LOG.warning(
+            "onnxruntime: device %s requested but this build has only %s; using CPU",
+            device,
+            available,
+        )
+    return [*wanted, "CPUExecutionProvider"]
+
+
+class OnnxRuntimeBackend(Backend):
+    """A portable ONNX graph in an onnxruntime InferenceSession.
+
+    Args:
+        model_file_path: portable .onnx written by ``sparse_pose_ros.export`` or a .safetensors
+            checkpoint (exported into the cache on first use).
+        device: "auto", "cpu", "cuda" or "cuda:N" (CUDA/TensorRT EPs when this onnxruntime
+            build has them, CPU otherwise).
+        input_size: export size for a checkpoint (default: the checkpoint's); must match the
+            file for an .onnx.
+        intra_op_threads: CPU threads per operator (default: onnxruntime's choice).
+        mask_threshold: initial mask probability threshold (default 0.5).
+        cache_dir: where checkpoint exports are cached.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model_file_path: str,
+        device: str = "auto",
+        input_size: int | None = None,
+        intra_op_threads: int | None = None,
+        mask_threshold: float = 0.5,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        from ..export.metadata import read_metadata as read_onnx_metadata
+
+        path = str(model_file_path)
+        dev = resolve_device(device)
+        suffix = Path(path).suffix
+        if suffix == ".safetensors":
+            cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+            onnx_path = ensure_portable_onnx(path, input_size, cache)
+        elif suffix == ".onnx":
+            onnx_path = Path(path)
+        else:
+            raise BackendError(f"onnxruntime needs a .onnx or .safetensors file, got {path}")
+        meta = read_onnx_metadata(onnx_path)
+        if meta.graph != "portable":
+            raise BackendError(
+                f"{onnx_path} is a {meta.graph!r} graph (custom TensorRT nodes); onnxruntime "
+                "needs the portable graph: python -m sparse_pose_ros.export --graph portable"
+            )
+        if input_size is not None and int(input_size) != meta.info.input_size:
+            raise BackendError(
+                f"{onnx_path} was exported at {meta.info.input_size} px, not {input_size}; "
+                "export it again at that size"
+            )
+        if intra_op_threads is not None and intra_op_threads < 1:
+            raise ValueError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_threads is not None:
+            options.intra_op_num_threads = int(intra_op_threads)
+        providers = select_providers(dev)
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
+            raise BackendError(f"onnxruntime cannot load {onnx_path}: {exc}") from exc
+        self.meta = meta
+        # The checkpoint is what the user named; the cached .onnx is an implementation detail.
+        self.info = meta.info if suffix == ".onnx" else replace(meta.info, source=path)
+        self.geometry = meta.geometry
+        self.onnx_path = onnx_path
+        self._outputs = ["heatmaps", "joints", *meta.mask_outputs]
+        self._threshold = np.zeros(1, dtype=np.float32)
+        self.set_mask_threshold(mask_threshold)
+        LOG.info(
+            "onnxruntime backend: %s (%s) on %s, input %d",
+            onnx_path,
+            path,
+            self.session.get_providers(),
+            self.info.input_size,
+        )
+
+    def set_mask_threshold(self, probability: float) -> None:
+        p = check_probability(probability)
+        self._threshold = np.array([threshold_logit(p)], dtype=np.float32)
+        self.mask_threshold = p
+
+    def infer(self, tensor: np.ndarray) -> InferenceResult:
+        x = check_input(tensor, self.info.input_size)
+        feed: dict[str, Any] = {self.meta.input_name: x}
+        if self.meta.threshold_input:
+            feed[self.meta.threshold_input] = self._threshold
+        heatmaps, joints, *masks = self.session.run(self._outputs, feed)
+        return build_result(joints[0], heatmaps[0], [m[0, 0] for m in masks], self.geometry)
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]

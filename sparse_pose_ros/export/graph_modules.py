@@ -1,0 +1,113 @@
+"""PyTorch wrappers that trace a PoseNetwork into the two ONNX graph kinds.
+
+The wrappers reuse the network's own modules (stem, blocks, neck, head), so the exported graph
+follows any change to the architecture; only the per-block execution differs:
+
+* ``portable``: a gated block is its masked-dense reference (``InvertedResidual.forward_masked``)
+  in standard ONNX ops that any runtime executes;
+* ``plugin``: a gated block is one ``sparse_pose_ros::SparseInvertedResidual`` node with
+  BN-folded weights (see :mod:`.plugin_op`); ungated blocks stay standard ops.
+
+In both, the mask unit is a standard 1×1 conv compared against the graph input
+``mask_threshold_logit`` (shape [1]), so runtimes change the compute budget without re-export,
+and each gated block's hard mask is a graph output (``mask_<k>``, k in gated-block order).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..model.blocks import InvertedResidual
+from ..model.masks import BlockMask, receptive_mask
+from ..model.network import PoseNetwork
+from ..sparse.kernels.weights import block_weights
+from .plugin_op import SparseInvertedResidualFunction
+
+GRAPH_KINDS: tuple[str, ...] = ("portable", "plugin")
+INPUT_NAME = "input"
+THRESHOLD_INPUT = "mask_threshold_logit"
+HEATMAPS_OUTPUT = "heatmaps"
+JOINTS_OUTPUT = "joints"
+
+
+def mask_output_name(k: int) -> str:
+    return f"mask_{k}"
+
+
+class ExportGatedBlock(nn.Module):
+    """A gated block: mask unit + threshold, then masked dense or the custom plugin node."""
+
+    def __init__(self, block: InvertedResidual, graph: str) -> None:
+        super().__init__()
+        if block.mask_unit is None:
+            raise ValueError("ExportGatedBlock needs a gated block")
+        if graph not in GRAPH_KINDS:
+            raise ValueError(f"graph must be one of {GRAPH_KINDS}, got {graph!r}")
+        self.block = block
+        self.graph = graph
+        if graph == "plugin":
+            w = block_weights(block)  # BN-folded, in the plugin's layout
+            self.has_expand = w.has_expand
+            for name in ("w_expand", "b_expand", "w_dw", "b_dw", "w_proj", "b_proj"):
+                self.register_buffer(name, torch.from_numpy(getattr(w, name).copy()))
+
+    def forward(self, x: Tensor, threshold_logit: Tensor) -> tuple[Tensor, Tensor]:
+        block = self.block
+        logits = block.mask_unit.conv(x)  # type: ignore[union-attr]
+        hard = (logits >= threshold_logit).to(x.dtype)
+        if self.graph == "portable":
+            dilated = receptive_mask(hard, block.stride, (x.shape[-2], x.shape[-1]))
+            mask = BlockMask(hard=hard, dilated=dilated, soft=hard, logits=logits)
+            return block.forward_masked(x, mask), hard
+        y = SparseInvertedResidualFunction.apply(
+            x,
+            hard,
+            self.w_expand,
+            self.b_expand,
+            self.w_dw,
+            self.b_dw,
+            self.w_proj,
+            self.b_proj,
+            block.stride,
+            self.has_expand,
+            block.use_residual,
+        )
+        return y, hard
+
+
+class ExportNetwork(nn.Module):
+    """(input[, mask_threshold_logit]) -> (heatmaps, joints, mask_0, ..., mask_{k-1}).
+
+    The threshold input exists only for gated networks. Output shapes: heatmaps (1, J, S/4, S/4),
+    joints (1, J, 3), masks (1, 1, h_b, w_b) float 0/1.
+    """
+
+    def __init__(self, net: PoseNetwork, graph: str) -> None:
+        super().__init__()
+        self.net = net
+        blocks = enumerate(net.backbone.blocks)
+        self.gated = nn.ModuleDict(
+            {str(i): ExportGatedBlock(b, graph) for i, b in blocks if b.gated}
+        )
+
+    def forward(self, image: Tensor, threshold_logit: Tensor | None = None) -> tuple[Tensor, ...]:
+        backbone = self.net.backbone
+        x = backbone.stem(image)
+        masks: list[Tensor] = []
+        taps: dict[int, Tensor] = {}
+        for i, block in enumerate(backbone.blocks):
+            key = str(i)
+            if key in self.gated:
+                if threshold_logit is None:
+                    raise ValueError("a gated network needs the threshold input")
+                x, hard = self.gated[key](x, threshold_logit)
+                masks.append(hard)
+            else:
+                x = block.forward_dense(x)
+            for stride, idx in backbone.tap_after.items():
+                if idx == i:
+                    taps[stride] = x
+        y = self.net.neck(x, [taps[8], taps[4]])
+        heatmaps, _triplets, joints = self.net.head(y)
+        return (heatmaps, joints, *masks)

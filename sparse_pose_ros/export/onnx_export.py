@@ -1,0 +1,161 @@
+"""Export a PoseNetwork (or a .safetensors checkpoint) to ONNX: plugin and/or portable graph.
+
+Fixed shapes: every export has one input size S (a multiple of 16; default: the checkpoint's)
+and batch 1, because TensorRT plans and the sparse index buffers are sized for one shape and a
+camera node never changes resolution mid-stream. Export again for another size.
+
+Opset 17 (``DEFAULT_OPSET``): supported by TensorRT 10.x's parser and ONNX Runtime >= 1.14.
+The PyTorch TorchScript exporter is used (``dynamo=False``): it needs no onnxscript and its
+``autograd.Function.symbolic`` hook is how the plugin node is emitted.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from .. import skeleton
+from ..backends.density import network_geometry
+from ..model.checkpoint import load_checkpoint, model_hash
+from ..model.network import PoseNetwork
+from .graph_modules import (
+    GRAPH_KINDS,
+    HEATMAPS_OUTPUT,
+    INPUT_NAME,
+    JOINTS_OUTPUT,
+    THRESHOLD_INPUT,
+    ExportNetwork,
+    mask_output_name,
+)
+from .metadata import build_metadata, set_metadata
+from .plugin_op import DOMAIN, DOMAIN_VERSION, OP_TYPE, register_schema
+
+LOG = logging.getLogger(__name__)
+DEFAULT_OPSET = 17
+
+
+def network_hash(net: PoseNetwork) -> str:
+    """Model hash of an in-memory network (same definition as a saved checkpoint's)."""
+    return model_hash(dict(net.state_dict()), net.cfg.to_dict())
+
+
+def export_network(
+    net: PoseNetwork,
+    out_path: str | os.PathLike[str],
+    graph: str = "portable",
+    input_size: int | None = None,
+    digest: str | None = None,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Write ``net`` as an ONNX ``graph`` ("portable" or "plugin") and check it.
+
+    Args:
+        net: the network (its eval-mode BN statistics are what gets exported).
+        out_path: destination .onnx (written atomically).
+        graph: "portable" (standard ops, masked dense) or "plugin" (one custom node per gated
+            block; needs the sparse_pose_ros TensorRT plugin to run).
+        input_size: square input side; default ``net.cfg.input_size``.
+        digest: model hash for the metadata; default computed from the weights.
+        opset: ONNX opset of the default domain.
+
+    Returns:
+        The written path.
+    """
+    if graph not in GRAPH_KINDS:
+        raise ValueError(f"graph must be one of {GRAPH_KINDS}, got {graph!r}")
+    size = int(input_size if input_size is not None else net.cfg.input_size)
+    if size <= 0 or size % 16:
+        raise ValueError(f"input_size must be a positive multiple of 16, got {size}")
+    if opset < 13:
+        raise ValueError(f"opset must be >= 13, got {opset}")
+    net = net.eval()
+    wrapper = ExportNetwork(net, graph).eval()
+    geometry = network_geometry(net, size)
+    n_masks = len(geometry.gated_indices)
+    mask_names = [mask_output_name(k) for k in range(n_masks)]
+    image = torch.zeros(1, 3, size, size)
+    args: tuple[torch.Tensor, ...] = (image, torch.zeros(1)) if n_masks else (image,)
+    input_names = [INPUT_NAME, THRESHOLD_INPUT] if n_masks else [INPUT_NAME]
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter warns that it is legacy
+        torch.onnx.export(
+            wrapper,
+            args,
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=input_names,
+            output_names=[HEATMAPS_OUTPUT, JOINTS_OUTPUT, *mask_names],
+            do_constant_folding=True,
+            custom_opsets={DOMAIN: DOMAIN_VERSION} if graph == "plugin" else None,
+        )
+    model = onnx.load_from_string(buffer.getvalue())
+    cfg = net.cfg
+    set_metadata(
+        model,
+        build_metadata(
+            model_hash=digest or network_hash(net),
+            input_size=size,
+            joint_names=skeleton.JOINT_NAMES,
+            mean=cfg.input_mean,
+            std=cfg.input_std,
+            depth_range_mm=cfg.depth_range_mm,
+            graph=graph,
+            opset=opset,
+            geometry=geometry,
+            mask_outputs=mask_names,
+            input_name=INPUT_NAME,
+            threshold_input=THRESHOLD_INPUT if n_masks else "",
+            network_config=cfg.to_dict(),
+        ),
+    )
+    model.producer_name = "sparse_pose_ros"
+    model.doc_string = (
+        f"sparse_pose_ros {graph} graph, input (1, 3, {size}, {size}) RGB normalised with "
+        f"input_mean/input_std; {n_masks} gated blocks"
+        + (f"; threshold input {THRESHOLD_INPUT} = logit(p)" if n_masks else "")
+    )
+    if graph == "plugin":
+        register_schema()
+        _check_plugin_nodes(model, n_masks)
+    onnx.checker.check_model(model, full_check=True)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    onnx.save(model, str(tmp))
+    tmp.replace(out)  # atomic: a reader never sees half a file (the ORT cache relies on it)
+    LOG.info("exported %s graph of %d gated blocks at %d px to %s", graph, n_masks, size, out)
+    return out
+
+
+def _check_plugin_nodes(model: onnx.ModelProto, expected: int) -> None:
+    found = sum(1 for n in model.graph.node if n.op_type == OP_TYPE and n.domain == DOMAIN)
+    if found != expected:
+        raise RuntimeError(f"plugin graph has {found} {OP_TYPE} nodes, expected {expected}")
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    graphs: tuple[str, ...] = ("portable",),
+    input_size: int | None = None,
+    opset: int = DEFAULT_OPSET,
+) -> dict[str, Path]:
+    """Export a checkpoint to ``out_dir/<stem>_<graph>_<S>.onnx`` for each graph kind."""
+    net, info = load_checkpoint(checkpoint)
+    size = int(input_size if input_size is not None else net.cfg.input_size)
+    stem = Path(checkpoint).name.removesuffix(".safetensors")
+    out: dict[str, Path] = {}
+    for graph in graphs:
+        path = Path(out_dir) / f"{stem}_{graph}_{size}.onnx"
+        out[graph] = export_network(
+            net, path, graph=graph, input_size=size, digest=str(info["model_hash"]), opset=opset
+        )
+    return out
