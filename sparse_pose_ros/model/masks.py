@@ -59,7 +59,8 @@ def receptive_mask(mask: Tensor, stride: int, in_hw: tuple[int, int]) -> Tensor:
         spread = F.pad(spread, (0, w - spread.shape[-1], 0, h - spread.shape[-2]))
     # Straight-through: forward is binary, gradient is the box-spread of the mask's gradient.
     binary = (spread > 0).to(mask.dtype)
-    return binary + spread - spread.detach() if mask.requires_grad else binary
+    # (x - x.detach()) is exactly 0, so the forward value stays exactly binary.
+    return binary + (spread - spread.detach()) if mask.requires_grad else binary
 
 
 class MaskUnit(nn.Module):
@@ -97,7 +98,9 @@ class MaskUnit(nn.Module):
             else:
                 soft = torch.sigmoid(logits / self.tau)
             hard = (soft >= 0.5).to(soft.dtype)
-            hard = hard + soft - soft.detach()  # straight-through: hard forward, soft backward
+            # Straight-through: hard forward, soft backward. Parenthesised so the forward value
+            # is exactly 0/1 (hard + soft - soft rounds 1 to 1 - 2^-24 for some soft values).
+            hard = hard + (soft - soft.detach())
         else:
             soft = torch.sigmoid(logits)
             hard = (logits >= self.threshold_logit).to(logits.dtype)
