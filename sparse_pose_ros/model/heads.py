@@ -1,21 +1,27 @@
 """HEMlets head: 2D heatmaps, part-centric heatmap triplets and a depth branch with soft-argmax.
 
-Reading of HEMlets (Zhou et al., ICCV 2019 / "HEMlets PoSh", arXiv 2003.04894) implemented here:
-- per skeletal part (parent p -> child c) three heatmap channels T^{-1}, T^0, T^{+1}; the channel
-  r(z_p, z_c) ∈ {-1, 0, +1} (child farther / same depth within ε / nearer, see
-  ``model.targets``) holds a Gaussian at the child joint (and the 0 channel also at the parent),
-  the other channels are zero;
-- 2D joint heatmaps (J channels);
-- the volumetric branch takes the features *fused with* the 2D heatmaps and triplets (HEMlets
-  feeds them back into the 3D branch) and produces per-joint depth evidence;
+Reading of HEMlets (Zhou et al., ICCV 2019 / "HEMlets PoSh", arXiv 2003.04894) implemented here
+(targets in ``model.targets``, which documents ε and Λ):
+- per skeletal part k (parent p -> child c, ``skeleton.BONES``: 16 parts; the authors' code uses
+  14) three maps T_k^{-1}, T_k^{0}, T_k^{+1}, channel order part-major [k: -1, 0, +1]. T^0 holds
+  the parent joint; the child joint sits in T^r with r(z_p, z_c) = +1 (child nearer the camera by
+  more than ε), 0 (|z_c - z_p| <= ε, so T^0 then holds both joints) or -1 (child farther);
+- 2D joint heatmaps (J channels). Here they are the *logits* of the 2D soft-argmax;
+- the depth branch sees the features concatenated with the 2D heatmaps and the triplets (in the
+  authors' code the heatmaps + triplets, 14·3 + J channels, are encoded and concatenated to the
+  feature map before the volume regression), so the explicit depth-order evidence feeds 3D;
 - joints come from a soft-argmax (integral regression), so the whole head is differentiable.
 
-Economy (the volumetric head is HEMlets' biggest cost, 17 × 64 bins at 64×64 from 1024 channels):
-``depth_mode="volumetric"`` keeps the full J×D volume with soft-argmax over the whole volume;
-``depth_mode="factorized"`` (default) predicts one depth value per joint per pixel and takes its
-expectation under the joint's 2D softmax. That is the volume soft-argmax restricted to volumes
-whose depth distribution is a point mass per pixel; it loses multi-modal depth per pixel but
-costs J instead of J×D channels (64× fewer for D = 64).
+Depth modes (the volumetric head is HEMlets' biggest cost: 17 × 64 bins at 64×64 from 1024
+channels ≈ 4.8 GMAC in the original):
+- ``"volumetric"``: a J·D-channel volume, softmax over all D·h·w voxels of a joint, soft-argmax
+  over the whole volume (HEMlets' readout; voxel centres at (i + 0.5)/size, z bins mapped to
+  (-1, 1)). It can represent several depth hypotheses per pixel.
+- ``"factorized"`` (default): one depth value per joint per pixel, tanh-bounded to (-1, 1), and
+  z = its expectation under the joint's 2D softmax; x, y from the 2D softmax. This is the
+  volumetric soft-argmax restricted to volumes whose depth distribution is a point mass at every
+  pixel. It loses per-pixel multi-modal depth (which an expectation averages away anyway) and
+  costs J instead of J·D output channels (64× fewer for D = 64). See docs/network.md.
 """
 
 from __future__ import annotations
@@ -45,6 +51,34 @@ def expected_xy(prob: Tensor) -> Tensor:
     x = (prob.sum(dim=2) * xs).sum(dim=-1)
     y = (prob.sum(dim=3) * ys).sum(dim=-1)
     return torch.stack([x, y], dim=-1)
+
+
+def factorized_soft_argmax(heatmaps: Tensor, depth: Tensor) -> Tensor:
+    """(B, J, h, w) heatmap logits + (B, J, h, w) per-pixel depth logits -> (B, J, 3) joints.
+
+    x, y: soft-argmax of the 2D softmax; z: expectation of tanh(depth) under the same softmax.
+    """
+    if heatmaps.shape != depth.shape:
+        raise ValueError(f"heatmaps {tuple(heatmaps.shape)} and depth {tuple(depth.shape)} differ")
+    prob = softmax_2d(heatmaps)
+    z = (prob * torch.tanh(depth)).sum(dim=(2, 3))
+    return torch.cat([expected_xy(prob), z.unsqueeze(-1)], dim=-1)
+
+
+def volumetric_soft_argmax(volume: Tensor) -> Tensor:
+    """(B, J, D, h, w) volume logits -> (B, J, 3): soft-argmax over the whole volume per joint.
+
+    x, y in [0, 1] of the map (voxel centres at (i + 0.5)/size), z bin centres spread over
+    (-1, 1): bin d has z = (d + 0.5)/D·2 - 1.
+    """
+    if volume.ndim != 5:
+        raise ValueError(f"volume must be (B, J, D, h, w), got {tuple(volume.shape)}")
+    b, j, d, h, w = volume.shape
+    vol = F.softmax(volume.reshape(b, j, d * h * w), dim=-1).reshape(b, j, d, h, w)
+    xy = expected_xy(vol.sum(dim=2))
+    zs = (torch.arange(d, device=vol.device, dtype=vol.dtype) + 0.5) / d * 2.0 - 1.0
+    z = (vol.sum(dim=(3, 4)) * zs).sum(dim=-1)
+    return torch.cat([xy, z.unsqueeze(-1)], dim=-1)
 
 
 class Neck(nn.Module):
@@ -101,15 +135,9 @@ class HemletsHead(nn.Module):
         heatmaps = self.heatmap(feats)
         triplets = self.triplet(feats)
         depth = self.depth(torch.cat([feats, heatmaps, triplets], dim=1))
-        b, j, h, w = heatmaps.shape
         if self.depth_mode == "factorized":
-            prob = softmax_2d(heatmaps)
-            xy = expected_xy(prob)
-            z = (prob * torch.tanh(depth)).sum(dim=(2, 3))
+            joints = factorized_soft_argmax(heatmaps, depth)
         else:
-            d = self.depth_bins
-            vol = F.softmax(depth.reshape(b, j, d * h * w), dim=-1).reshape(b, j, d, h, w)
-            xy = expected_xy(vol.sum(dim=2))
-            zs = (torch.arange(d, device=vol.device, dtype=vol.dtype) + 0.5) / d * 2.0 - 1.0
-            z = (vol.sum(dim=(3, 4)) * zs).sum(dim=-1)
-        return heatmaps, triplets, torch.cat([xy, z.unsqueeze(-1)], dim=-1)
+            b, j, h, w = heatmaps.shape
+            joints = volumetric_soft_argmax(depth.reshape(b, j, self.depth_bins, h, w))
+        return heatmaps, triplets, joints
