@@ -1,0 +1,237 @@
+"""pose_node parameters as one table: name, default, description, range, validator.
+
+One table drives the descriptors (what `ros2 param describe` shows), the validation callback
+(which rejects bad values with a reason) and the README, so they cannot drift apart.
+config/pose.yaml repeats the defaults for users; a test checks both agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import ParameterType as PT
+
+from ..backends.base import BACKEND_NAMES
+
+PACKAGE = "sparse_pose_ros"
+DEFAULT_MODEL = "models/pose_sparse.safetensors"
+MODEL_HELP = (
+    "train one with `./run train` (writes models/pose_sparse.safetensors) or see "
+    "models/MODEL_CARD.md"
+)
+
+Validator = Callable[[Any], str | None]  # returns the rejection reason, or None when fine
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    constraints: str = ""
+    int_range: tuple[int, int] | None = None
+    float_range: tuple[float, float] | None = None
+    validate: Validator | None = None
+    reload: bool = False  # changing it rebuilds the backend
+
+    @property
+    def type(self) -> int:
+        return {bool: PT.PARAMETER_BOOL, int: PT.PARAMETER_INTEGER, float: PT.PARAMETER_DOUBLE,
+                str: PT.PARAMETER_STRING}[type(self.default)]
+
+    def descriptor(self) -> ParameterDescriptor:
+        d = ParameterDescriptor(
+            name=self.name,
+            type=self.type,
+            description=self.description,
+            additional_constraints=self.constraints,
+        )
+        if self.int_range is not None:
+            d.integer_range = [IntegerRange(from_value=self.int_range[0],
+                                            to_value=self.int_range[1], step=0)]
+        if self.float_range is not None:
+            d.floating_point_range = [FloatingPointRange(from_value=self.float_range[0],
+                                                         to_value=self.float_range[1], step=0.0)]
+        return d
+
+
+def source_root() -> Path:
+    """Repository root when running from a source checkout (editable install)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def resolve_model_path(value: str) -> Path:
+    """Absolute path for ``model_file_path``.
+
+    Absolute paths are used as given. A relative path is looked up, in order, in the package's
+    installed share directory (ament index: what `colcon build` installs), the source tree (what
+    `pip install -e .` runs from) and the working directory; the first existing file wins, and
+    if none exists the share/source candidate is returned so the error names a useful place.
+    """
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return p
+    candidates: list[Path] = []
+    try:
+        from ament_index_python.packages import (
+            PackageNotFoundError,
+            get_package_share_directory,
+        )
+
+        try:
+            candidates.append(Path(get_package_share_directory(PACKAGE)) / p)
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    candidates += [source_root() / p, Path.cwd() / p]
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    return candidates[0].resolve()
+
+
+def _choice(options: tuple[str, ...]) -> Validator:
+    def check(v: Any) -> str | None:
+        return None if v in options else f"must be one of {', '.join(options)}; got {v!r}"
+
+    return check
+
+
+def _model_path(v: Any) -> str | None:
+    if not v:
+        return "must not be empty"
+    path = resolve_model_path(str(v))
+    if not path.is_file():
+        return f"model file not found: {path} ({MODEL_HELP})"
+    if path.suffix not in (".safetensors", ".onnx", ".engine", ".plan"):
+        return f"{path} is not a .safetensors, .onnx or TensorRT engine file"
+    return None
+
+
+def _input_size(v: Any) -> str | None:
+    if v == 0 or (64 <= v <= 1024 and v % 16 == 0):
+        return None
+    return f"must be 0 (the model's size) or a multiple of 16 in [64, 1024]; got {v}"
+
+
+def _open_probability(v: Any) -> str | None:
+    return None if 0.0 < v < 1.0 else f"must be a probability in (0, 1); got {v}"
+
+
+def _device(v: Any) -> str | None:
+    if re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(v)):
+        return None
+    return f"must be auto, cpu, cuda or cuda:N; got {v!r}"
+
+
+def _optional_file(v: Any) -> str | None:
+    if v and not Path(str(v)).expanduser().is_file():
+        return f"file not found: {v}"
+    return None
+
+
+def _engine_path(v: Any) -> str | None:
+    if v and not Path(str(v)).expanduser().parent.is_dir():
+        return f"directory of {v} does not exist (the engine is written there)"
+    return None
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec(
+        "model_file_path", DEFAULT_MODEL,
+        "Checkpoint (.safetensors) or ONNX file. Relative paths resolve against the package's "
+        "share directory, then the source tree.",
+        "existing .safetensors / .onnx / .engine file", validate=_model_path, reload=True,
+    ),
+    ParamSpec(
+        "backend", "auto",
+        "Runtime: auto (tensorrt if importable with a CUDA GPU, else onnxruntime, else torch), "
+        "torch, onnxruntime or tensorrt.",
+        "one of " + ", ".join(BACKEND_NAMES), validate=_choice(BACKEND_NAMES), reload=True,
+    ),
+    ParamSpec(
+        "device", "auto", "Compute device: auto, cpu, cuda or cuda:N.",
+        "auto | cpu | cuda | cuda:N", validate=_device, reload=True,
+    ),
+    ParamSpec(
+        "input_size", 0,
+        "Square network input side in pixels; 0 = the size the model was built for.",
+        "0 or a multiple of 16", int_range=(0, 1024), validate=_input_size, reload=True,
+    ),
+    ParamSpec(
+        "mask_threshold", 0.5,
+        "Execution-mask probability threshold: higher = fewer positions computed (faster, "
+        "riskier); 0.5 = the training decision boundary.",
+        "(0, 1)", float_range=(0.0, 1.0), validate=_open_probability,
+    ),
+    ParamSpec(
+        "confidence_threshold", 0.3,
+        "A person is found when the mean joint confidence is at or above this; otherwise an "
+        "empty PoseArray is published and the markers are deleted.",
+        "[0, 1]", float_range=(0.0, 1.0),
+    ),
+    ParamSpec(
+        "publish_mask_overlay", False,
+        "Publish pose/mask as an rgb8 overlay of the image instead of the mono8 mask.",
+    ),
+    ParamSpec(
+        "nominal_hfov_deg", 60.0,
+        "Horizontal field of view assumed while no valid camera_info has arrived.",
+        "(1, 179) degrees", float_range=(1.0, 179.0),
+    ),
+    ParamSpec(
+        "diagnostics_period_sec", 1.0, "Period of the /diagnostics status message.",
+        "[0.05, 60] s", float_range=(0.05, 60.0),
+    ),
+    ParamSpec(
+        "engine_file_path", "",
+        "TensorRT engine file; empty = build on first use into the engine cache (keyed by GPU, "
+        "TensorRT version, precision, plugin and model hash).",
+        "writable location", validate=_engine_path, reload=True,
+    ),
+    ParamSpec(
+        "custom_plugin_lib", "",
+        "Path of the sparse gather-scatter TensorRT plugin library (.so); empty = the one built "
+        "with the package.",
+        "existing file or empty", validate=_optional_file, reload=True,
+    ),
+    ParamSpec(
+        "force_engine_update", False, "Rebuild the TensorRT engine even if a cached one matches.",
+        reload=True,
+    ),
+    ParamSpec("enable_fp16", True, "Allow FP16 kernels in the TensorRT engine.", reload=True),
+    ParamSpec(
+        "target_latency_ms", 0.0,
+        "Latency budget for the adaptive mask threshold; 0 = off. Reserved: validated and "
+        "reported in diagnostics, the controller that acts on it is not part of this release.",
+        ">= 0 ms", float_range=(0.0, 10000.0),
+    ),
+)
+PARAMS_BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+TENSORRT_OPTIONS = ("engine_file_path", "custom_plugin_lib", "force_engine_update", "enable_fp16")
+
+
+def check(name: str, value: Any) -> str | None:
+    """Reason ``value`` is unacceptable for ``name`` (None when acceptable or not ours)."""
+    spec = PARAMS_BY_NAME.get(name)
+    if spec is None:
+        return None
+    if spec.type == PT.PARAMETER_DOUBLE and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not type(spec.default):
+        return f"{name} must be a {type(spec.default).__name__}, got {type(value).__name__}"
+    if spec.float_range and not spec.float_range[0] <= value <= spec.float_range[1]:
+        return f"{name} must be in [{spec.float_range[0]}, {spec.float_range[1]}]; got {value}"
+    if spec.int_range and not spec.int_range[0] <= value <= spec.int_range[1]:
+        return f"{name} must be in [{spec.int_range[0]}, {spec.int_range[1]}]; got {value}"
+    if spec.validate is not None:
+        reason = spec.validate(value)
+        if reason:
+            return f"{name} {reason}"
+    return None

@@ -1,0 +1,390 @@
+"""pose_node: sensor_msgs/Image (+ CameraInfo) -> 3D skeleton, markers, execution mask, diagnostics.
+
+Threading: the executor thread only runs callbacks that return at once. Inference runs on one
+worker thread that owns the backend (loading, threshold changes, inference), so a slow frame
+never blocks parameter services, camera_info or diagnostics. The image callback hands a frame to
+the worker only when it is idle; a frame arriving while it is busy is counted as *dropped*, never
+queued, so the node always works on a recent frame and latency cannot grow without bound.
+
+Failure policy: every bad input (undecodable image, bad intrinsics, failed inference) is counted
+in /diagnostics and logged at most once per ``LOG_THROTTLE_SEC`` per kind; the next good frame is
+processed normally. A missing or unloadable model does not stop the node: it logs an error that
+names the path and how to get a model, publishes /diagnostics with level ERROR, drops frames, and
+loads the model as soon as ``model_file_path`` is set to a usable file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PoseArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from ..backends.base import Backend, BackendError, create_backend
+from ..image_codec import ImageDecodeError
+from ..model.checkpoint import CheckpointError, read_metadata
+from ..pipeline.draw import mask_overlay
+from ..pipeline.estimator import PoseEstimator, PoseResult
+from ..pipeline.lift import Intrinsics
+from ..pipeline.stats import RollingStats
+from . import convert
+from .parameters import (
+    MODEL_HELP,
+    PARAMS,
+    PARAMS_BY_NAME,
+    TENSORRT_OPTIONS,
+    check,
+    resolve_model_path,
+)
+
+LOG_THROTTLE_SEC = 5.0
+DIAG_NAME = "sparse_pose_ros: pose_node"
+
+#: Depth 1 + best effort: a pose node wants the newest frame, never a backlog.
+IMAGE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=qos_profile_sensor_data.reliability,
+    durability=qos_profile_sensor_data.durability,
+)
+OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                        reliability=ReliabilityPolicy.RELIABLE)
+
+
+@dataclass
+class _Frame:
+    msg: Image
+    received_s: float
+
+
+def checkpoint_training_note(path: str) -> tuple[bool, str]:
+    """(trained?, sentence) from a checkpoint's stored meta, for the startup log.
+
+    A checkpoint whose meta has no training record (or says ``untrained``) is reported as such:
+    the node still runs that real network, but its poses mean nothing and the user must know.
+    """
+    if not path.endswith(".safetensors"):
+        return True, f"model {path} (no checkpoint metadata to inspect)"
+    try:
+        meta = read_metadata(path)["meta"]
+    except CheckpointError as exc:
+        return False, str(exc)
+    if not meta or meta.get("untrained"):
+        return False, (
+            f"checkpoint {path} carries NO training record: the network runs with these weights "
+            f"but its poses are not meaningful ({MODEL_HELP})"
+        )
+    keys = ", ".join(f"{k}={meta[k]}" for k in sorted(meta) if not isinstance(meta[k], dict | list))
+    return True, f"checkpoint {path} trained: {keys[:300]}"
+
+
+class PoseNode(Node):
+    """See the module docstring. Parameters: ``ros.parameters.PARAMS``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("pose_node", **kwargs)
+        for spec in PARAMS:
+            self.declare_parameter(spec.name, spec.default, spec.descriptor())
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._pending: _Frame | None = None
+        self._busy = False
+        self._stop = False
+        self._reload = True
+        self._threshold_dirty = True
+        self._counts: Counter[str] = Counter()
+        self._last_log: dict[str, float] = {}
+        self._stats = RollingStats()
+        self._intrinsics: Intrinsics | None = None
+        self._backend: Backend | None = None
+        self._estimator: PoseEstimator | None = None
+        self._model_state = "loading"
+        self._model_error = ""
+        self._trained = False
+        self._last_intrinsics_source = "none"
+
+        model = resolve_model_path(self._p("model_file_path"))
+        if not model.is_file():
+            self._model_state = "error"
+            self._model_error = f"model file not found: {model}"
+            self.get_logger().error(
+                f"model file not found: {model}. {MODEL_HELP[0].upper()}{MODEL_HELP[1:]}; then "
+                "set model_file_path. The node stays up and reports ERROR on /diagnostics."
+            )
+            self._reload = False
+
+        self._pose_pub = self.create_publisher(PoseArray, "pose3d", OUTPUT_QOS)
+        self._marker_pub = self.create_publisher(MarkerArray, "pose3d/markers", OUTPUT_QOS)
+        self._mask_pub = self.create_publisher(Image, "pose/mask", OUTPUT_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(Image, "image", self._on_image, IMAGE_QOS)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, IMAGE_QOS)
+        self._diag_timer = self.create_timer(
+            self._p("diagnostics_period_sec"), self._publish_diagnostics
+        )
+        self._worker = threading.Thread(target=self._work, name="pose_inference", daemon=True)
+        self._worker.start()
+
+    # ------------------------------------------------------------------ parameters
+    def _p(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for p in params:
+            reason = check(p.name, p.value)
+            if reason:
+                self.get_logger().warning(f"rejected parameter: {reason}")
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        names = {p.name for p in params}
+        with self._lock:
+            if any(PARAMS_BY_NAME[n].reload for n in names if n in PARAMS_BY_NAME):
+                self._reload = True
+                self._model_state = "loading"
+            if "mask_threshold" in names:
+                self._threshold_dirty = True
+        if "confidence_threshold" in names and self._estimator is not None:
+            self._estimator.confidence_threshold = self._p("confidence_threshold")
+        if "diagnostics_period_sec" in names:
+            self._diag_timer.cancel()
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(
+                self._p("diagnostics_period_sec"), self._publish_diagnostics
+            )
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_image(self, msg: Image) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._counts["received"] += 1
+            if self._busy or self._pending is not None or self._backend is None:
+                self._counts["dropped"] += 1
+                return
+            self._pending = _Frame(msg, now)
+            self._wake.notify()
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            intr = convert.camera_info_to_intrinsics(msg)
+        except ValueError as exc:
+            self._count_bad("camera_info_invalid", f"invalid camera_info ignored ({exc}); "
+                            f"using the nominal {self._p('nominal_hfov_deg')}° field of view")
+            intr = None
+        with self._lock:
+            self._intrinsics = intr
+
+    def _count_bad(self, kind: str, message: str) -> None:
+        """Count one bad input and log it, at most once per LOG_THROTTLE_SEC per kind."""
+        now = time.monotonic()
+        with self._lock:
+            self._counts[kind] += 1
+            last = self._last_log.get(kind, -1e9)
+            if now - last < LOG_THROTTLE_SEC:
+                return
+            self._last_log[kind] = now
+        self.get_logger().warning(message)
+
+    # ------------------------------------------------------------------ worker
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._stop and not self._reload and self._pending is None:
+                    self._wake.wait(timeout=0.5)
+                if self._stop:
+                    return
+                reload, frame = self._reload, self._pending
+                self._reload = False
+                self._pending = None
+                self._busy = True
+            try:
+                if reload:
+                    self._load_backend()
+                elif frame is not None:
+                    self._process(frame)
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive any one frame
+                self._count_bad("internal_error", f"frame processing failed: {exc!r}")
+            finally:
+                with self._lock:
+                    self._busy = False
+
+    def _load_backend(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = self._estimator = None
+        path = str(resolve_model_path(self._p("model_file_path")))
+        name = self._p("backend")
+        options: dict[str, Any] = {}
+        if self._p("input_size"):
+            options["input_size"] = self._p("input_size")
+        if name == "tensorrt":
+            options.update({k: self._p(k) for k in TENSORRT_OPTIONS})
+        trained, note = checkpoint_training_note(path)
+        try:
+            backend = create_backend(name, path, self._p("device"), **options)
+            backend.set_mask_threshold(self._p("mask_threshold"))
+            backend.warmup(1)
+            estimator = PoseEstimator(
+                backend, self._p("confidence_threshold"), self._p("nominal_hfov_deg")
+            )
+        except (BackendError, ValueError, OSError, RuntimeError) as exc:
+            with self._lock:
+                self._model_state, self._model_error = "error", str(exc)
+            self.get_logger().error(f"cannot load model: {exc}. {MODEL_HELP}")
+            return
+        (self.get_logger().info if trained else self.get_logger().warning)(note)
+        self.get_logger().info(
+            f"backend {backend.name} ready: {backend.info.source} (hash "
+            f"{backend.info.model_hash[:12]}), input {backend.info.input_size}, "
+            f"{'gated' if backend.info.gated else 'dense'}, mask_threshold "
+            f"{self._p('mask_threshold')}"
+        )
+        with self._lock:
+            self._backend, self._estimator = backend, estimator
+            self._model_state, self._model_error, self._trained = "ready", "", trained
+            self._threshold_dirty = False
+
+    def _process(self, frame: _Frame) -> None:
+        backend, estimator = self._backend, self._estimator
+        if backend is None or estimator is None:  # the model failed to (re)load meanwhile
+            with self._lock:
+                self._counts["dropped"] += 1
+            return
+        with self._lock:
+            threshold_dirty, self._threshold_dirty = self._threshold_dirty, False
+            intr = self._intrinsics
+        if threshold_dirty:
+            backend.set_mask_threshold(self._p("mask_threshold"))
+        msg = frame.msg
+        try:
+            rgb = convert.image_to_rgb8(msg)
+        except ImageDecodeError as exc:
+            self._count_bad(f"invalid_{exc.reason}", f"dropping invalid image: {exc}")
+            return
+        h, w = rgb.shape[:2]
+        if intr is not None and (intr.width, intr.height) != (w, h):
+            self._count_bad("camera_info_mismatch", f"camera_info is for {intr.width}x"
+                            f"{intr.height} but the image is {w}x{h}; using the nominal FOV")
+            intr = None
+        if intr is None:
+            intr = Intrinsics.nominal(w, h, self._p("nominal_hfov_deg"))
+        try:
+            result = estimator.estimate(rgb, intr)
+        except (ValueError, RuntimeError) as exc:
+            self._count_bad("inference_error", f"inference failed on a {w}x{h} frame: {exc}")
+            return
+        self._publish(msg.header, rgb, result)
+        done = time.monotonic()
+        self._stats.add(done, (done - frame.received_s) * 1e3, result.density)
+        with self._lock:
+            self._counts["processed"] += 1
+            self._counts["persons"] += int(result.person_found)
+            self._last_intrinsics_source = result.intrinsics_source
+
+    def _publish(self, header: Header, rgb: np.ndarray, result: PoseResult) -> None:
+        joints = result.joints_m if result.person_found else None
+        self._pose_pub.publish(convert.pose_array(joints, header))
+        self._marker_pub.publish(convert.skeleton_markers(joints, header))
+        if self._p("publish_mask_overlay"):
+            mask_msg = convert.array_to_image(mask_overlay(rgb, result.mask), "rgb8", header)
+        else:
+            mask_msg = convert.array_to_image(result.mask, "mono8", header)
+        self._mask_pub.publish(mask_msg)
+
+    # ------------------------------------------------------------------ diagnostics
+    def diagnostics_values(self) -> tuple[bytes, str, dict[str, object]]:
+        """(level, message, key/values) of the current state; also used by tests."""
+        with self._lock:
+            counts = dict(self._counts)
+            state, error, trained = self._model_state, self._model_error, self._trained
+            backend = self._backend
+            intr_source = self._last_intrinsics_source
+        invalid = sum(v for k, v in counts.items() if k.startswith("invalid_"))
+        values: dict[str, object] = {
+            "model_state": state,
+            "backend": backend.name if backend else "none",
+            "model": backend.info.source if backend else str(
+                resolve_model_path(self._p("model_file_path"))),
+            "model_hash": backend.info.model_hash[:12] if backend else "",
+            "model_trained": trained,
+            "device": self._p("device"),
+            "input_size": backend.info.input_size if backend else 0,
+            "mask_threshold": self._p("mask_threshold"),
+            "confidence_threshold": self._p("confidence_threshold"),
+            "target_latency_ms": self._p("target_latency_ms"),
+            "intrinsics": intr_source,
+            **self._stats.summary(),
+            "frames_received": counts.get("received", 0),
+            "frames_processed": counts.get("processed", 0),
+            "frames_dropped": counts.get("dropped", 0),
+            "frames_invalid": invalid,
+            "persons_found": counts.get("persons", 0),
+            "camera_info_invalid": counts.get("camera_info_invalid", 0),
+            "camera_info_mismatch": counts.get("camera_info_mismatch", 0),
+            "inference_errors": counts.get("inference_error", 0),
+            "internal_errors": counts.get("internal_error", 0),
+        }
+        for k in sorted(counts):
+            if k.startswith("invalid_"):
+                values[k] = counts[k]
+        if state == "error":
+            return DiagnosticStatus.ERROR, f"no model: {error}", values
+        if state == "loading":
+            return DiagnosticStatus.WARN, "loading model", values
+        if not trained:
+            return DiagnosticStatus.WARN, "running an untrained checkpoint", values
+        return DiagnosticStatus.OK, "running", values
+
+    def _publish_diagnostics(self) -> None:
+        level, message, values = self.diagnostics_values()
+        status = convert.diagnostic_status(
+            DIAG_NAME, f"{values['backend']}@{values['device']}", level, message, values
+        )
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+    def destroy_node(self) -> None:
+        with self._lock:
+            self._stop = True
+            self._wake.notify_all()
+        self._worker.join(timeout=10.0)
+        if self._backend is not None:
+            self._backend.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
+    try:
+        with rclpy.init(args=args):
+            node = PoseNode()
+            try:
+                rclpy.spin(node)
+            finally:
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+
+
+if __name__ == "__main__":
+    main()
