@@ -97,6 +97,7 @@ def export_network(
             custom_opsets={DOMAIN: DOMAIN_VERSION} if graph == "plugin" else None,
         )
     model = onnx.load_from_string(buffer.getvalue())
+    _inline_identity_initializers(model)
     cfg = net.cfg
     set_metadata(
         model,
@@ -133,6 +134,32 @@ def export_network(
     tmp.replace(out)  # atomic: a reader never sees half a file (the ORT cache relies on it)
     LOG.info("exported %s graph of %d gated blocks at %d px to %s", graph, n_masks, size, out)
     return out
+
+
+def _inline_identity_initializers(model: onnx.ModelProto) -> None:
+    """Replace ``Identity(initializer)`` nodes with initializers of their own.
+
+    The TorchScript exporter deduplicates equal-valued parameters (e.g. a zero mask bias and
+    the zero placeholder of a missing expand conv) and re-exposes them through Identity nodes.
+    Plugin inputs 2..7 must be plain weights so TensorRT's parser hands them over as constants.
+    """
+    inits = {i.name: i for i in model.graph.initializer}
+    keep: list[onnx.NodeProto] = []
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.domain == "" and node.input[0] in inits:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(inits[node.input[0]])
+            copy.name = node.output[0]
+            model.graph.initializer.append(copy)
+        else:
+            keep.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    used = {name for n in model.graph.node for name in n.input}
+    used |= {o.name for o in model.graph.output}
+    unused = [i for i in model.graph.initializer if i.name not in used]
+    for init in unused:
+        model.graph.initializer.remove(init)
 
 
 def _check_plugin_nodes(model: onnx.ModelProto, expected: int) -> None:

@@ -83,8 +83,12 @@ def test_create_backend_errors(tmp_path: Path) -> None:
 
 
 def test_auto_picks_first_loadable_and_logs_why(
-    gated_checkpoint: Path, caplog: pytest.LogCaptureFixture
+    gated_checkpoint: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    monkeypatch.setenv("SPARSE_POSE_CACHE", str(tmp_path))  # keep exports out of ~/.cache
     names = [n for n, _ in auto_candidates("cpu")]
     assert "tensorrt" not in names  # device="cpu" keeps auto off the GPU
     assert names[-1] == "torch"

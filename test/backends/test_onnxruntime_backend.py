@@ -1,0 +1,123 @@
+"""ONNX Runtime backend: .onnx and .safetensors inputs, export cache, metadata, errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from sparse_pose_ros.backends import BackendError, create_backend
+from sparse_pose_ros.backends.onnxruntime_backend import (
+    OnnxRuntimeBackend,
+    cached_onnx_path,
+    default_cache_dir,
+    select_providers,
+)
+from sparse_pose_ros.export.metadata import read_metadata
+from sparse_pose_ros.export.onnx_export import export_checkpoint
+from sparse_pose_ros.model.checkpoint import read_metadata as read_ckpt_metadata
+
+
+def test_checkpoint_is_exported_once_into_cache(
+    gated_checkpoint: Path, tmp_path: Path, frame64: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    digest = read_ckpt_metadata(gated_checkpoint)["model_hash"]
+    first = OnnxRuntimeBackend(str(gated_checkpoint), device="cpu", cache_dir=tmp_path)
+    cached = cached_onnx_path(tmp_path, digest, 64)
+    assert first.onnx_path == cached and cached.is_file()
+    assert first.info.source == str(gated_checkpoint)
+    stamp = cached.stat().st_mtime_ns
+    with caplog.at_level(logging.INFO):
+        second = OnnxRuntimeBackend(str(gated_checkpoint), device="cpu", cache_dir=tmp_path)
+    assert cached.stat().st_mtime_ns == stamp
+    assert any("using cached export" in r.getMessage() for r in caplog.records)
+    np.testing.assert_array_equal(first.infer(frame64).joints, second.infer(frame64).joints)
+    # another input size is another cache entry
+    third = OnnxRuntimeBackend(
+        str(gated_checkpoint), device="cpu", cache_dir=tmp_path, input_size=96
+    )
+    assert third.info.input_size == 96 and third.onnx_path != cached
+
+
+def test_corrupt_cache_entry_is_rebuilt(gated_checkpoint: Path, tmp_path: Path) -> None:
+    digest = read_ckpt_metadata(gated_checkpoint)["model_hash"]
+    cached = cached_onnx_path(tmp_path, digest, 64)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"garbage")
+    backend = OnnxRuntimeBackend(str(gated_checkpoint), device="cpu", cache_dir=tmp_path)
+    assert read_metadata(cached).info.model_hash == digest
+    assert backend.info.model_hash == digest
+
+
+def test_cache_dir_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SPARSE_POSE_CACHE", str(tmp_path))
+    assert default_cache_dir() == tmp_path
+    monkeypatch.delenv("SPARSE_POSE_CACHE")
+    assert default_cache_dir() == Path.home() / ".cache" / "sparse_pose_ros"
+
+
+def test_onnx_file_metadata_is_read_back(
+    gated_checkpoint: Path, tmp_path: Path, frame64: np.ndarray
+) -> None:
+    paths = export_checkpoint(gated_checkpoint, tmp_path, graphs=("portable", "plugin"))
+    backend = create_backend("onnxruntime", paths["portable"], device="cpu", intra_op_threads=1)
+    torch_backend = create_backend("torch", gated_checkpoint, device="cpu")
+    assert backend.info == type(backend.info)(
+        **{**torch_backend.info.__dict__, "source": str(paths["portable"])}
+    )
+    res = backend.infer(frame64)
+    assert len(res.masks) == len(backend.geometry.gated_indices)
+    backend.set_mask_threshold(0.99)
+    assert backend.infer(frame64).density < res.density
+    with pytest.raises(BackendError, match="plugin"):
+        create_backend("onnxruntime", paths["plugin"], device="cpu")
+    with pytest.raises(BackendError, match="exported at 64"):
+        OnnxRuntimeBackend(str(paths["portable"]), device="cpu", input_size=128)
+
+
+def test_dense_model_has_no_threshold_input(dense_checkpoint: Path, tmp_path: Path) -> None:
+    backend = OnnxRuntimeBackend(str(dense_checkpoint), device="cpu", cache_dir=tmp_path)
+    assert [i.name for i in backend.session.get_inputs()] == ["input"]
+    res = backend.infer(np.zeros((1, 3, 64, 64), dtype=np.float32))
+    assert res.masks == [] and res.density == 1.0
+    backend.close()
+
+
+def test_foreign_and_broken_files(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.onnx"
+    node = onnx.helper.make_node("Relu", ["x"], ["y"])
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+    onnx.save(onnx.helper.make_model(onnx.helper.make_graph([node], "g", [x], [y])), str(foreign))
+    with pytest.raises(BackendError, match="foreign.onnx.*not a sparse_pose_ros export"):
+        create_backend("onnxruntime", foreign, device="cpu")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(os.urandom(64))
+    with pytest.raises(BackendError, match="broken.onnx"):
+        create_backend("onnxruntime", broken, device="cpu")
+    other = tmp_path / "model.pt"
+    other.write_bytes(b"x")
+    with pytest.raises(BackendError, match="model.pt"):
+        create_backend("onnxruntime", other, device="cpu")
+
+
+def test_bad_options(gated_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="intra_op_threads"):
+        OnnxRuntimeBackend(
+            str(gated_checkpoint), device="cpu", cache_dir=tmp_path, intra_op_threads=0
+        )
+    backend = OnnxRuntimeBackend(str(gated_checkpoint), device="cpu", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="probability"):
+        backend.set_mask_threshold(0.0)
+    with pytest.raises(ValueError, match="shape"):
+        backend.infer(np.zeros((1, 3, 65, 65), dtype=np.float32))
+
+
+def test_provider_selection() -> None:
+    assert select_providers("cpu") == ["CPUExecutionProvider"]
+    gpu = select_providers("cuda")
+    assert gpu[-1] == "CPUExecutionProvider"  # always a CPU fallback
