@@ -10,7 +10,6 @@ pedestrian clip when Debian's opencv-doc is installed. Nothing is downloaded.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -114,21 +113,40 @@ def bundled_frames() -> Iterator[Frame]:
         yield rgb, None
 
 
-def synthetic_frames(width: int, seed: int) -> Iterator[Frame]:
-    """Rendered mannequin frames with exact intrinsics from ``sparse_pose_ros.data.clip``.
+SYNTHETIC_CLIP_FRAMES = 50
+
+
+def synthetic_frames(width: int, seed: int, cache: list[Frame]) -> Iterator[Frame]:
+    """Held-out ("test" split) renders of ``sparse_pose_ros.data.synthetic`` with exact K.
+
+    Frames are independent samples (subject, pose, camera), not a continuous motion. The first
+    pass renders ``SYNTHETIC_CLIP_FRAMES`` frames into ``cache``; later passes (``loop``) replay
+    the cache so a looping replay does not keep a CPU core busy rendering.
 
     Raises:
         SourceError: the renderer (data package, pyrender, OSMesa) is not available here.
     """
+    if cache:
+        yield from cache
+        return
     try:
-        clip = importlib.import_module("sparse_pose_ros.data.clip")
-    except ImportError as exc:
+        from ..data.synthetic import SyntheticConfig, SyntheticGenerator
+    except (ImportError, OSError, RuntimeError) as exc:
         raise SourceError(f"synthetic source unavailable: {exc}") from exc
-    render: Callable[..., Iterator[tuple[np.ndarray, np.ndarray]]] = clip.render_clip
-    size = width if width > 0 else 320
-    for rgb, k in render(width=size, height=size * 3 // 4, seed=seed):
-        h, w = rgb.shape[:2]
-        yield rgb, Intrinsics.from_k(k, w, h)
+    size = width if width > 0 else 256
+    try:
+        gen = SyntheticGenerator("test", seed, SyntheticConfig(size=size))
+    except (ImportError, OSError, RuntimeError, ValueError) as exc:
+        raise SourceError(f"synthetic renderer cannot start: {exc}") from exc
+    try:
+        for i in range(SYNTHETIC_CLIP_FRAMES):
+            f = gen.frame(i)
+            h, w = f.image.shape[:2]
+            item = (np.ascontiguousarray(f.image), Intrinsics.from_k(f.K, w, h))
+            cache.append(item)
+            yield item
+    finally:
+        gen.close()
 
 
 def describe(spec: str) -> str:
@@ -146,8 +164,10 @@ def open_source(spec: str, width: int = 0, seed: int = 0) -> Callable[[], Iterat
     frames to that width (aspect kept); intrinsics of synthetic frames are scaled with them.
     """
     if spec == "synthetic":
+        cache: list[Frame] = []
+
         def make() -> Iterator[Frame]:
-            return synthetic_frames(width, seed)
+            return synthetic_frames(width, seed, cache)
     elif spec == "bundled":
         def make() -> Iterator[Frame]:
             return bundled_frames()

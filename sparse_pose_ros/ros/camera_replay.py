@@ -74,7 +74,8 @@ class CameraReplay(Node):
             integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1, step=1)]))
         self.declare_parameter("seed", 0, d(description="Seed of the synthetic source."))
         self.declare_parameter("stats_file", "", d(
-            description="Write {published, source} JSON here at shutdown (used by ./run demo)."))
+            description="Write {published, source, done} JSON here when the source or max_frames "
+                        "is exhausted and at shutdown (used by ./run demo)."))
 
         self._encoding = self._p("encoding")
         if self._encoding not in ENCODINGS:
@@ -82,7 +83,10 @@ class CameraReplay(Node):
         spec = self._p("source")
         self._make = open_source(spec, self._p("width"), self._p("seed"))
         self._frames: Iterator[Frame] = self._make()
+        if spec == "synthetic":  # render the clip up front so the publish rate is exact
+            self._frames = iter(list(self._frames))
         self._published = 0
+        self._done = False
         self._source_name = describe(spec)
         self._image_pub = self.create_publisher(Image, "image", qos_profile_sensor_data)
         self._info_pub = self.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
@@ -104,10 +108,17 @@ class CameraReplay(Node):
     def _tick(self) -> None:
         limit = self._p("max_frames")
         if limit and self._published >= limit:
+            if not self._done:
+                self._done = True
+                self._timer.cancel()
+                self.write_stats()
+                self.get_logger().info(f"published max_frames={limit}; stopped")
             return
         frame = self._next()
         if frame is None:
+            self._done = True
             self._timer.cancel()
+            self.write_stats()
             self.get_logger().info(f"source finished after {self._published} frames")
             return
         rgb, intr = frame
@@ -128,9 +139,13 @@ class CameraReplay(Node):
     def write_stats(self) -> None:
         path = self._p("stats_file")
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(json.dumps(
-                {"published": self._published, "source": self._source_name}, indent=2))
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(target.suffix + ".tmp")
+            tmp.write_text(json.dumps(
+                {"published": self._published, "source": self._source_name,
+                 "done": self._done}, indent=2))
+            tmp.replace(target)  # atomic: a poller never reads half a file
 
 
 def main(args: list[str] | None = None) -> None:

@@ -1,0 +1,273 @@
+"""``./run demo``: camera_replay -> pose_node -> pose_recorder as three processes over real DDS.
+
+Runs a bounded clip, then writes ``out/demo/summary.json`` and three PNGs (input with the 3D
+skeleton projected through the CameraInfo, the execution-mask overlay, a 3D view) and prints where
+they are. No rclpy here: the nodes are separate processes, exactly as a user would run them.
+
+Default clip: ``synthetic`` (rendered mannequin, exact intrinsics) when the renderer works on this
+machine, else ``bundled`` (OpenCV's vtest.avi pedestrians when Debian's opencv-doc is installed,
+else photos shipped with scikit-image/matplotlib). The model is models/pose_sparse.safetensors,
+else the newest checkpoint in models/; the summary says whether it carries a training record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import skeleton
+from .model.checkpoint import CheckpointError, read_metadata
+from .pipeline.draw import draw_skeleton, mask_overlay
+from .pipeline.lift import Intrinsics
+from .pipeline.sources import SourceError, open_source
+
+LOG = logging.getLogger("sparse_pose_ros.demo")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def default_model() -> Path | None:
+    preferred = ROOT / "models" / "pose_sparse.safetensors"
+    if preferred.is_file():
+        return preferred
+    found = sorted((ROOT / "models").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def default_source() -> str:
+    """'synthetic' if one frame renders here, else 'bundled'."""
+    try:
+        next(open_source("synthetic", 160)())
+        return "synthetic"
+    except (SourceError, StopIteration, ImportError, OSError, RuntimeError) as exc:
+        LOG.info("synthetic source unavailable (%s); using bundled media", exc)
+        return "bundled"
+
+
+def ros_env() -> dict[str, str]:
+    """Loopback-only DDS with a private domain, so demos and tests never hear each other."""
+    env = dict(os.environ)
+    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env.setdefault("ROS_LOCALHOST_ONLY", "1")
+    env.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    if env.get("ROS_AUTOMATIC_DISCOVERY_RANGE"):
+        env.pop("ROS_LOCALHOST_ONLY", None)  # Jazzy+ warns when both are set
+    return env
+
+
+def _start(
+    module: str, params: dict[str, object], log: Path, env: dict[str, str]
+) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", f"sparse_pose_ros.ros.{module}", "--ros-args"]
+    for k, v in params.items():
+        value = str(v).lower() if isinstance(v, bool) else str(v)
+        cmd += ["-p", f"{k}:={value}"]
+    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_pipeline(
+    out: Path, model: Path, source: str, seconds: float, rate_hz: float, width: int,
+    backend: str, ready_timeout: float = 180.0,
+) -> dict:
+    """Start the three processes, play ``seconds`` of frames, stop them; return raw records."""
+    env = ros_env()
+    out.mkdir(parents=True, exist_ok=True)
+    ready, replay_file = out / "node_ready", out / "replay.json"
+    for stale in (ready, replay_file, out / "recording.json", out / "frame.npz"):
+        stale.unlink(missing_ok=True)
+    node = _start("pose_node", {
+        "model_file_path": model, "backend": backend, "diagnostics_period_sec": 0.5,
+    }, out / "pose_node.log", env)
+    recorder = _start("recorder", {"out_dir": out, "ready_file": ready}, out / "recorder.log", env)
+    procs = [node, recorder]
+    try:
+        t0 = time.monotonic()
+        while not ready.exists():
+            if node.poll() is not None:
+                raise RuntimeError(f"pose_node exited ({node.returncode}); see {out}/pose_node.log")
+            if time.monotonic() - t0 > ready_timeout:
+                raise RuntimeError(f"pose_node not ready after {ready_timeout:.0f} s; see logs")
+            time.sleep(0.2)
+        frames = max(1, int(seconds * rate_hz))
+        replay = _start("camera_replay", {
+            "source": source, "rate_hz": float(rate_hz), "width": width, "loop": True,
+            "max_frames": frames, "stats_file": out / "replay.json",
+        }, out / "camera_replay.log", env)
+        procs.append(replay)
+        deadline = time.monotonic() + 2 * frames / rate_hz + 60.0
+        while not (replay_file.is_file() and json.loads(replay_file.read_text())["done"]):
+            if replay.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"camera_replay did not finish; see {out}/camera_replay.log")
+            time.sleep(0.2)
+        time.sleep(1.0)  # the last frame processed and published
+        _stop(replay)
+        time.sleep(1.5)  # one more diagnostics period after the last frame
+        _stop(recorder)
+        _stop(node)
+    finally:
+        for p in procs:
+            _stop(p)
+    rec_file = out / "recording.json"
+    if not rec_file.is_file() or not replay_file.is_file():
+        raise RuntimeError(f"a process did not write its record; see the logs in {out}")
+    return {
+        "recording": json.loads(rec_file.read_text()),
+        "replay": json.loads(replay_file.read_text()),
+    }
+
+
+def _num(d: dict[str, str], key: str, cast: type = float) -> float | int | None:
+    try:
+        return cast(float(d[key])) if cast is int else cast(d[key])
+    except (KeyError, ValueError):
+        return None
+
+
+def summarise(raw: dict, model: Path, source: str, seconds: float) -> dict:
+    rec, diag = raw["recording"], raw["recording"]["diagnostics"]
+    lat = np.asarray(rec["latencies_ms"], dtype=np.float64)
+    try:
+        meta = read_metadata(model)["meta"]
+    except CheckpointError:
+        meta = {}
+    return {
+        "source": raw["replay"]["source"],
+        "source_spec": source,
+        "seconds": seconds,
+        "model": str(model),
+        "model_trained": bool(meta) and not meta.get("untrained", False),
+        "backend": diag.get("backend"),
+        "device": diag.get("device"),
+        "frames_published": raw["replay"]["published"],
+        "frames_processed": _num(diag, "frames_processed", int),
+        "frames_dropped": _num(diag, "frames_dropped", int),
+        "frames_invalid": _num(diag, "frames_invalid", int),
+        "persons_found": _num(diag, "persons_found", int),
+        "poses_received": rec["counts"]["poses"],
+        "latency_image_to_pose3d_ms": {
+            "p50": float(np.percentile(lat, 50)) if lat.size else None,
+            "p95": float(np.percentile(lat, 95)) if lat.size else None,
+            "n": int(lat.size),
+        },
+        "node_latency_ms": {"p50": _num(diag, "latency_p50_ms"),
+                            "p95": _num(diag, "latency_p95_ms")},
+        "mean_density": _num(diag, "mean_density"),
+        "diagnostics_message": rec["diagnostics_message"],
+        "unmatched_stamps": rec["counts"]["unmatched_stamps"],
+        "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    }
+
+
+def write_pictures(out: Path, title: str) -> list[Path]:
+    """PNGs from the recorded frame: projected skeleton, mask overlay, 3D view."""
+    frame_file = out / "frame.npz"
+    if not frame_file.is_file():
+        return []
+    import cv2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    f = np.load(frame_file)
+    image, mask, k = f["image"], f["mask"], f["k"]
+    h, w = image.shape[:2]
+    paths = [out / "mask_overlay.png"]
+    cv2.imwrite(str(paths[0]), mask_overlay(image, mask)[:, :, ::-1])
+    if "joints_m" not in f:  # no person found in the whole clip: nothing to draw honestly
+        return paths
+    joints = f["joints_m"]
+    intr = Intrinsics(k[0, 0], k[1, 1], k[0, 2], k[1, 2], w, h)
+    paths += [out / "input_skeleton.png", out / "skeleton_3d.png"]
+    drawn = draw_skeleton(image, intr.project(joints))
+    cv2.imwrite(str(paths[1]), drawn[:, :, ::-1])
+
+    fig = plt.figure(figsize=(5, 5))
+    ax = fig.add_subplot(projection="3d")
+    # Optical frame (x right, y down, z forward) shown with z as depth and -y as up.
+    for (p, c), colour in zip(skeleton.BONES, skeleton.BONE_COLOURS, strict=True):
+        seg = joints[[p, c]]
+        ax.plot(seg[:, 0], seg[:, 2], -seg[:, 1], color=colour, linewidth=3)
+    ax.scatter(joints[:, 0], joints[:, 2], -joints[:, 1], c=skeleton.JOINT_COLOURS, s=20)
+    centre, span = joints.mean(0), max(float(np.ptp(joints, 0).max()), 0.5) / 2
+    ax.set_xlim(centre[0] - span, centre[0] + span)
+    ax.set_ylim(centre[2] - span, centre[2] + span)
+    ax.set_zlim(-centre[1] - span, -centre[1] + span)
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("z depth (m)")
+    ax.set_zlabel("-y up (m)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[demo] %(message)s")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=15.0, help="clip length played")
+    ap.add_argument("--rate", type=float, default=10.0, help="camera rate (Hz)")
+    ap.add_argument("--width", type=int, default=320, help="frame width (0 = native)")
+    ap.add_argument("--source", default="auto", help="auto | synthetic | bundled | video | folder")
+    ap.add_argument("--model", type=Path, default=None, help="checkpoint (default: models/)")
+    ap.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | tensorrt")
+    ap.add_argument("--out", type=Path, default=ROOT / "out" / "demo")
+    args = ap.parse_args(argv)
+    if args.seconds <= 0 or args.rate <= 0:
+        ap.error("--seconds and --rate must be > 0")
+    model = args.model or default_model()
+    if model is None or not model.is_file():
+        LOG.error("no checkpoint in %s: run `./run train` (or pass --model); see "
+                  "models/MODEL_CARD.md", ROOT / "models")
+        return 2
+    source = default_source() if args.source == "auto" else args.source
+    LOG.info("model %s, source %s, %.0f s at %.0f Hz", model, source, args.seconds, args.rate)
+    try:
+        raw = run_pipeline(args.out, model, source, args.seconds, args.rate, args.width,
+                           args.backend)
+    except RuntimeError as exc:
+        LOG.error("%s", exc)
+        return 1
+    summary = summarise(raw, model, source, args.seconds)
+    trained = "trained" if summary["model_trained"] else "UNTRAINED checkpoint"
+    pictures = write_pictures(args.out, f"{Path(model).name} ({trained})")
+    summary["pictures"] = [str(p) for p in pictures]
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    LOG.info("frames published %s, processed %s, dropped %s, invalid %s; latency p50 %s ms",
+             summary["frames_published"], summary["frames_processed"], summary["frames_dropped"],
+             summary["frames_invalid"], summary["latency_image_to_pose3d_ms"]["p50"])
+    if not summary["model_trained"]:
+        LOG.warning("the checkpoint has no training record: the skeletons are not meaningful")
+    LOG.info("summary: %s", args.out / "summary.json")
+    for p in pictures:
+        LOG.info("picture: %s", p)
+    if len(pictures) < 3:
+        LOG.warning("no frame with a person (mean confidence >= confidence_threshold) was "
+                    "recorded, so there is no skeleton picture")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
