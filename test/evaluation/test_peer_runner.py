@@ -1,0 +1,81 @@
+"""Integration: the real BlazePose runner in .venv-peer, and the compare_peer CLI end to end.
+
+Skipped (with the reason) where the peer venv has not been made: tools/peer/setup_venv.sh.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparse_pose_ros.evaluation.peer import PeerError, peer_available, run_peer
+from sparse_pose_ros.evaluation.real_frames import RealFrame, load_still
+from sparse_pose_ros.skeleton import JOINT_NAMES
+
+AVAILABLE, WHY = peer_available()
+pytestmark = [
+    pytest.mark.skipif(not AVAILABLE, reason=WHY),
+    pytest.mark.timeout(300),
+]
+J = {n: i for i, n in enumerate(JOINT_NAMES)}
+
+
+def test_runner_finds_grace_hopper_in_both_modes() -> None:
+    frames = [load_still("grace_hopper")]
+    res = run_peer(frames, modes=("static", "video"), warmup=1, repeats=2)
+    assert res.info["mediapipe_version"] == "0.10.21"
+    assert res.info["model_complexity"] == 1
+    for mode in ("static", "video"):
+        f = res.frames[mode]["grace_hopper"]
+        assert f.detected and f.joints_px is not None and f.visibility is not None
+        px = f.joints_px
+        # upright portrait facing the camera: head above shoulders, subject's left on image right
+        assert px[J["head_top"], 1] < px[J["neck_nose"], 1] < px[J["thorax"], 1]
+        assert px[J["left_shoulder"], 0] > px[J["right_shoulder"], 0]
+        assert f.visibility[J["neck_nose"]] > 0.9
+        assert 150 < px[J["neck_nose"], 0] < 350  # nose near the image's centre column (512 wide)
+        assert f.joints_world_m is not None and np.all(np.abs(f.joints_world_m) < 2.0)
+    assert len(res.frames["static"]["grace_hopper"].latency_ms) == 2
+    assert res.latency["static"]["n"] == 2
+
+
+def test_runner_reports_no_person_on_blank_image() -> None:
+    blank = RealFrame("blank", np.full((240, 320, 3), 127, np.uint8), "test", "blank")
+    res = run_peer([blank], modes=("static",), warmup=0)
+    assert not res.frames["static"]["blank"].detected
+
+
+def test_runner_error_is_reported() -> None:
+    frames = [load_still("camera")]
+    with pytest.raises(PeerError, match="runner failed"):
+        run_peer(frames, modes=("sideways",))
+
+
+def test_compare_peer_cli_smoke(tmp_path: Path) -> None:
+    """Random-init tiny model: checks the plumbing only (its agreement numbers mean nothing)."""
+    pytest.importorskip("sparse_pose_ros.pipeline.estimator")
+    from sparse_pose_ros.evaluation.compare_peer import main
+    from sparse_pose_ros.model.checkpoint import save_checkpoint
+    from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
+
+    ckpt = tmp_path / "random.safetensors"
+    save_checkpoint(ckpt, PoseNetwork(NetworkConfig(input_size=128, width_mult=0.35)))
+    out = tmp_path / "cmp.json"
+    rc = main([
+        "--checkpoint", str(ckpt), "--out", str(out), "--png-dir", str(tmp_path / "png"),
+        "--no-video", "--repeats", "1", "--max-pngs", "2", "--backend", "torch",
+    ])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    assert {f["id"] for f in rep["frames"]} == {"astronaut", "camera", "grace_hopper"}
+    assert rep["latency_ms"]["ours"]["n"] == 3
+    assert rep["latency_ms"]["peer"]["static"]["n"] == 3
+    for mode in ("video", "static"):
+        agg = rep["agreement"][mode]["all_17"]
+        assert agg["frames"] >= 2  # BlazePose finds the astronaut and Grace Hopper
+        assert 0.0 <= agg["pck@0.1"] <= agg["pck@0.2"] <= 1.0
+    assert len(rep["pngs"]) == 2 and all(Path(p).is_file() for p in rep["pngs"])
+    assert main(["--out", str(out)]) == 2  # no checkpoint, not --peer-only
