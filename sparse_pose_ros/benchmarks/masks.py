@@ -31,7 +31,9 @@ def blob_mask(batch: int, h: int, w: int, density: float, aspect: float = 2.0) -
     return flat.view(1, 1, h, w).expand(batch, 1, h, w).contiguous()
 
 
-def set_blob_masks(backbone: Backbone, batch: int, input_hw: tuple[int, int], density: float) -> None:
+def set_blob_masks(
+    backbone: Backbone, batch: int, input_hw: tuple[int, int], density: float
+) -> None:
     """Give every gated block of ``backbone`` a fixed blob mask of the given density."""
     h, w = (input_hw[0] - 1) // 2 + 1, (input_hw[1] - 1) // 2 + 1
     for blk in backbone.blocks:

@@ -24,6 +24,7 @@ from ..model.blocks import InvertedResidual
 from ..model.masks import BlockMask, receptive_mask
 from ..model.network import Backbone, PoseNetwork, PoseOutput
 from . import torch_ops
+from .cpu_kernel import CpuBlockBuffers, run_block_cpu
 from .folding import FoldedBlock, FoldedConv, fold_block, fold_conv_bn
 from .indices import BlockIndex, allocate_index, build_index
 
@@ -43,6 +44,31 @@ def block_stride_map(backbone: Backbone) -> list[int]:
     return strides
 
 
+def compute_block_mask(
+    blk: InvertedResidual, fb: FoldedBlock, x: Tensor, b: int, hw: tuple[int, int]
+) -> BlockMask:
+    """The block's mask from flat NHWC input ``x`` (B·H·W, C): ``fixed_mask`` or the learned
+    mask unit thresholded without noise (= ``InvertedResidual.compute_mask`` in eval mode)."""
+    h, w = hw
+    ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
+    if blk.fixed_mask is not None:
+        hard = blk.fixed_mask.to(dtype=x.dtype)
+        if hard.shape != (b, 1, ho, wo):
+            raise ValueError(f"fixed_mask shape {tuple(hard.shape)} != {(b, 1, ho, wo)}")
+        logits = hard * 2.0 - 1.0
+        soft = hard
+    else:
+        assert blk.mask_unit is not None and fb.mask_weight is not None
+        img = x.view(b, h, w, -1)
+        if fb.stride == 2:
+            img = img[:, ::2, ::2]
+        logits = (torch.matmul(img, fb.mask_weight) + fb.mask_bias).unsqueeze(1)
+        soft = torch.sigmoid(logits)
+        hard = (logits >= blk.mask_unit.threshold_logit).to(x.dtype)
+    dilated = receptive_mask(hard, fb.stride, (h, w))
+    return BlockMask(hard=hard, dilated=dilated, soft=soft, logits=logits)
+
+
 @dataclass
 class _BlockState:
     folded: FoldedBlock
@@ -50,6 +76,7 @@ class _BlockState:
     index: BlockIndex | None = None
     e_buf: Tensor | None = None
     out_buf: Tensor | None = None  # non-residual blocks only
+    cpu: CpuBlockBuffers | None = None  # compiled-kernel scratch
     counts: tuple[int, int] = (0, 0)
 
 
@@ -141,7 +168,9 @@ class SparseBackbone:
         for i, (blk, st) in enumerate(zip(self.backbone.blocks, self.blocks, strict=True)):
             fb = st.folded
             ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
-            if blk.gated:
+            if self._cpp is not None:
+                st.cpu = CpuBlockBuffers.allocate(fb, batch, (h, w))
+            elif blk.gated:
                 st.index = allocate_index(batch, (h, w), fb.stride)
                 st.e_buf = torch.zeros(batch * h * w + 1, fb.hidden_channels)
             if not fb.use_residual:
@@ -157,30 +186,9 @@ class SparseBackbone:
                 out += st.index.buffers()
             if st.e_buf is not None:
                 out.append(st.e_buf)
+            if st.cpu is not None:
+                out += st.cpu.tensors()
         return out
-
-    # ----------------------------------------------------------------------------- masks
-    def _mask(
-        self, blk: InvertedResidual, fb: FoldedBlock, x: Tensor, b: int, hw: tuple[int, int]
-    ) -> BlockMask:
-        h, w = hw
-        ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
-        if blk.fixed_mask is not None:
-            hard = blk.fixed_mask.to(dtype=x.dtype)
-            if hard.shape != (b, 1, ho, wo):
-                raise ValueError(f"fixed_mask shape {tuple(hard.shape)} != {(b, 1, ho, wo)}")
-            logits = hard * 2.0 - 1.0
-            soft = hard
-        else:
-            assert blk.mask_unit is not None and fb.mask_weight is not None
-            img = x.view(b, h, w, -1)
-            if fb.stride == 2:
-                img = img[:, ::2, ::2]
-            logits = (torch.matmul(img, fb.mask_weight) + fb.mask_bias).unsqueeze(1)
-            soft = torch.sigmoid(logits)
-            hard = (logits >= blk.mask_unit.threshold_logit).to(x.dtype)
-        dilated = receptive_mask(hard, fb.stride, (h, w))
-        return BlockMask(hard=hard, dilated=dilated, soft=soft, logits=logits)
 
     # ----------------------------------------------------------------------------- forward
     @torch.no_grad()
@@ -208,7 +216,16 @@ class SparseBackbone:
             ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
             out = cur if fb.use_residual else st.out_buf
             assert out is not None
-            mask = self._mask(blk, fb, cur[:-1], b, (h, w)) if blk.gated else None
+            if self._cpp is not None:
+                mask, st.counts = run_block_cpu(
+                    self._cpp, blk, fb, cur, out, b, (h, w), st.cpu, st.mode == "dense"
+                )
+                masks.append(mask)
+                cur, h, w = out, ho, wo
+                if i in tap_of:
+                    taps[tap_of[i]] = cur[:-1].view(b, h, w, -1).permute(0, 3, 1, 2)
+                continue
+            mask = compute_block_mask(blk, fb, cur[:-1], b, (h, w)) if blk.gated else None
             masks.append(mask)
             if mask is not None and st.mode == "sparse":
                 self._run_sparse(st, cur, out, mask)
@@ -225,9 +242,6 @@ class SparseBackbone:
     def _run_sparse(self, st: _BlockState, cur: Tensor, out: Tensor, mask: BlockMask) -> None:
         fb = st.folded
         assert st.index is not None and st.e_buf is not None
-        if self._cpp is not None:
-            st.counts = self._cpp.run_block(fb, cur, out, mask, st)
-            return
         build_index(st.index, mask.hard, mask.dilated)
         counts = None
         if self.sync == "exact":
@@ -247,9 +261,11 @@ class SparseBackbone:
             st.counts = (int(c[0]), int(c[1]))
 
     def executed_counts(self) -> list[tuple[int, int] | None]:
-        """(n_active, n_dilated) of every sparse-executed block in the last frame."""
-        return [st.counts if st.index is not None and st.mode == "sparse" else None
-                for st in self.blocks]  # fmt: skip
+        """(n_active, n_dilated) of every gated block in the last frame (None: ungated).
+
+        With the torch kernel only sparse-executed blocks update their counts."""
+        return [st.counts if b.gated else None
+                for b, st in zip(self.backbone.blocks, self.blocks, strict=True)]  # fmt: skip
 
 
 class SparsePoseNetwork:
@@ -265,3 +281,81 @@ class SparsePoseNetwork:
         y = self.net.neck(feats, skips)
         heatmaps, triplets, joints = self.net.head(y)
         return PoseOutput(heatmaps, triplets, joints, masks)
+
+
+class BlockRunner:
+    """Gather-scatter execution of a single block on NCHW tensors (tests, per-block benchmarks).
+
+    Folding and buffers are prepared once per input shape, as in :class:`SparseBackbone`.
+    The mask is the block's ``fixed_mask`` if set, else its learned mask unit.
+    """
+
+    def __init__(self, block: InvertedResidual, kernel: str = "torch", sync: str = "exact",
+                 mode: str = "sparse") -> None:  # fmt: skip
+        if kernel not in KERNELS or sync not in SYNC_POLICIES or mode not in MODES:
+            raise ValueError(f"invalid kernel/sync/mode {kernel!r}/{sync!r}/{mode!r}")
+        self.block = block
+        self.folded = fold_block(block)
+        self.kernel, self.sync, self.mode = kernel, sync, mode
+        self._cpp = None
+        if kernel == "cpp":
+            from .cpu_kernel import load_cpu_kernel
+
+            self._cpp = load_cpu_kernel()
+            if self._cpp is None:
+                raise RuntimeError("compiled CPU kernel unavailable on this machine")
+        self._shape: tuple[int, int, int] | None = None
+        self.host_reads = 0
+        self.counts: tuple[int, int] = (0, 0)
+
+    def _prepare(self, b: int, h: int, w: int) -> None:
+        if self._shape == (b, h, w):
+            return
+        fb = self.folded
+        ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
+        self.x_buf = torch.zeros(b * h * w + 1, fb.in_channels)
+        self.out_buf = torch.zeros(b * ho * wo + 1, fb.out_channels)
+        self.index = allocate_index(b, (h, w), fb.stride) if self.block.gated else None
+        self.e_buf = torch.zeros(b * h * w + 1, fb.hidden_channels)
+        self.cpu = CpuBlockBuffers.allocate(fb, b, (h, w)) if self._cpp is not None else None
+        self._shape = (b, h, w)
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> tuple[Tensor, BlockMask | None]:
+        if x.dim() != 4 or x.shape[1] != self.folded.in_channels:
+            raise ValueError(f"expected (B, {self.folded.in_channels}, H, W), got {tuple(x.shape)}")
+        b, _, h, w = x.shape
+        self._prepare(b, h, w)
+        fb = self.folded
+        ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
+        self.host_reads = 0
+        self.x_buf[:-1].view(b, h, w, -1).copy_(x.permute(0, 2, 3, 1))
+        out = self.x_buf if fb.use_residual else self.out_buf
+        if self._cpp is not None:
+            mask, self.counts = run_block_cpu(
+                self._cpp, self.block, fb, self.x_buf, out, b, (h, w), self.cpu,
+                self.mode == "dense" or not self.block.gated,
+            )  # fmt: skip
+        else:
+            mask = None
+            if self.block.gated:
+                mask = compute_block_mask(self.block, fb, self.x_buf[:-1], b, (h, w))
+            if mask is not None and self.mode == "sparse":
+                assert self.index is not None
+                build_index(self.index, mask.hard, mask.dilated)
+                counts = None
+                if self.sync == "exact":
+                    c = self.index.counts.tolist()
+                    counts = (int(c[0]), int(c[1]))
+                    self.host_reads += 1
+                torch_ops.sparse_block(fb, self.x_buf, out, self.index, self.e_buf, counts)
+                if counts is None:
+                    c = self.index.counts.tolist()  # the frame's single read, for diagnostics
+                    counts = (int(c[0]), int(c[1]))
+                    self.host_reads += 1
+                self.counts = counts
+            else:
+                hard = mask.hard.reshape(-1) if mask is not None else None
+                torch_ops.dense_block(fb, self.x_buf[:-1], b, (h, w), hard, out[:-1])
+        y = out[:-1].view(b, ho, wo, -1).permute(0, 3, 1, 2).clone()
+        return y, mask

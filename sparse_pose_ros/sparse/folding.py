@@ -55,7 +55,9 @@ def fold_conv_bn(unit: ConvBN) -> FoldedConv:
     """Fold ``Conv2d -> BatchNorm2d [-> ReLU6]`` into (weight, bias)."""
     conv, bn = unit[0], unit[1]
     if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
-        raise ValueError(f"expected Conv2d + BatchNorm2d, got {type(conv).__name__}, {type(bn).__name__}")
+        raise ValueError(
+            f"expected Conv2d + BatchNorm2d, got {type(conv).__name__}, {type(bn).__name__}"
+        )
     with torch.no_grad():
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         w = conv.weight * scale.view(-1, 1, 1, 1)

@@ -32,9 +32,7 @@ def _pointwise(x: Tensor, conv: FoldedConv) -> Tensor:
     return _relu6_(y) if conv.relu6 else y
 
 
-def depthwise_dense_nhwc(
-    e: Tensor, conv: FoldedConv, batch: int, hw: tuple[int, int]
-) -> Tensor:
+def depthwise_dense_nhwc(e: Tensor, conv: FoldedConv, batch: int, hw: tuple[int, int]) -> Tensor:
     """Dense depthwise 3×3 (padding 1) on a flat NHWC tensor; returns flat NHWC (B·Ho·Wo, C)."""
     h, w = hw
     c = e.shape[1]

@@ -1,0 +1,46 @@
+"""Shared helpers for the gather-scatter tests: blocks with non-trivial BN statistics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sparse_pose_ros.model.blocks import InvertedResidual
+from sparse_pose_ros.sparse.cpu_kernel import load_cpu_kernel
+
+
+def randomise_bn(module: torch.nn.Module, seed: int = 0) -> None:
+    """Eval-mode BN with random statistics, so BN folding is really exercised."""
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+
+
+def make_block(
+    c_in: int, c_out: int, stride: int, t: float = 6, relu: bool = False, seed: int = 0
+) -> InvertedResidual:
+    torch.manual_seed(seed)
+    block = InvertedResidual(
+        c_in, c_out, stride, t, gated=True, residual_activation="relu" if relu else None
+    ).eval()
+    randomise_bn(block, seed)
+    return block
+
+
+@pytest.fixture()
+def block_factory():
+    """``make_block`` as a fixture (test folders are not packages, so no relative imports)."""
+    return make_block
+
+
+@pytest.fixture(params=["torch-exact", "torch-capacity", "cpp"])
+def runner_kind(request: pytest.FixtureRequest) -> tuple[str, str]:
+    kernel, _, sync = request.param.partition("-")
+    if kernel == "cpp" and load_cpu_kernel() is None:
+        pytest.skip("no C++ compiler: compiled CPU kernel cannot be built here")
+    return kernel, sync or "exact"
