@@ -130,6 +130,12 @@ class HemletsHead(nn.Module):
         fused = channels + j + 3 * p
         depth_out = j if depth_mode == "factorized" else j * depth_bins
         self.depth = nn.Conv2d(fused, depth_out, 1)
+        # Output layers start near zero (HEMlets initialises with std 0.001): uniform softmax,
+        # z = 0 and empty triplet maps, so the first losses measure the targets, not the noise of
+        # a random init summed over h·w pixels (L_HEM was ~700 at 64×64 with the default init).
+        for conv in (self.heatmap, self.triplet, self.depth):
+            nn.init.normal_(conv.weight, std=1e-3)
+            nn.init.zeros_(conv.bias)
 
     def forward(self, feats: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         heatmaps = self.heatmap(feats)
