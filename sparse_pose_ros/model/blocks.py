@@ -83,7 +83,9 @@ class InvertedResidual(nn.Module):
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
         if residual_activation not in (None, "relu"):
-            raise ValueError(f"residual_activation must be None or 'relu', got {residual_activation!r}")
+            raise ValueError(
+                f"residual_activation must be None or 'relu', got {residual_activation!r}"
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride = stride
