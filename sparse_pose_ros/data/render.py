@@ -21,11 +21,36 @@ if "PYOPENGL_PLATFORM" not in os.environ:
     # Must happen before anything imports OpenGL; an explicit user choice (e.g. egl) wins.
     os.environ["PYOPENGL_PLATFORM"] = "osmesa"
 
+import OpenGL  # noqa: E402
 import OpenGL.contextdata  # noqa: E402
 import OpenGL.platform  # noqa: E402
 import pyrender  # noqa: E402
 
 LOG = logging.getLogger(__name__)
+
+#: pyrender pins PyOpenGL 3.1.0, whose OSMesa binding lacks OSMesaCreateContextAttribs; any
+#: ``pip install`` that re-resolves pyrender's pin silently downgrades it.
+MIN_PYOPENGL = (3, 1, 10)
+
+
+def _check_gl_stack() -> None:
+    """Fail early with the fix in the message instead of deep inside pyrender."""
+    version = tuple(int(p) for p in OpenGL.__version__.split(".")[:3] if p.isdigit())
+    if os.environ.get("PYOPENGL_PLATFORM") == "osmesa" and version < MIN_PYOPENGL:
+        raise ImportError(
+            f"PyOpenGL {OpenGL.__version__} cannot create OSMesa contexts; run "
+            "`pip install pyopengl==3.1.10` (pyrender's 3.1.0 pin is wrong; its pip warning is "
+            "harmless)"
+        )
+    platform_name = type(OpenGL.platform.PLATFORM).__name__
+    if os.environ.get("PYOPENGL_PLATFORM") == "osmesa" and "OSMesa" not in platform_name:
+        raise ImportError(
+            f"OpenGL was imported with platform {platform_name} before sparse_pose_ros.data.render "
+            "set PYOPENGL_PLATFORM=osmesa; import this module first or export the variable"
+        )
+
+
+_check_gl_stack()
 
 #: OpenCV camera frame -> OpenGL camera frame (flip y and z).
 _CV_TO_GL = np.array([1.0, -1.0, -1.0])

@@ -141,7 +141,8 @@ class ShardDataset:
         visible    torch.float32 (17,) 1 = inside the image and not occluded
         in_frame   torch.float32 (17,) 1 = inside the image
         K          torch.float32 (3, 3) intrinsics of this (possibly augmented) image
-        family     torch.int64 () pose family id (``poses.ALL_FAMILIES`` order)
+        mask_valid torch.float32 () 1 = ``mask`` is a real label (0 for Human3.6M items)
+        family     torch.int64 () pose family id (``poses.ALL_FAMILIES`` order), -1 if none
         index      torch.int64 () frame index within the split
     Joint order: ``skeleton.JOINT_NAMES``.
 
@@ -224,6 +225,7 @@ def to_tensors(sample: dict[str, np.ndarray]) -> dict[str, Any]:
     item: dict[str, Any] = {"image": image, "mask": mask}
     for key in ("joints_2d", "joints_3d", "visible", "in_frame", "K"):
         item[key] = torch.from_numpy(np.asarray(sample[key], dtype=np.float32).copy())
+    item["mask_valid"] = torch.tensor(float(sample.get("mask_valid", 1.0)), dtype=torch.float32)
     item["family"] = torch.tensor(int(sample.get("family", -1)), dtype=torch.int64)
     item["index"] = torch.tensor(int(sample.get("index", -1)), dtype=torch.int64)
     return item
