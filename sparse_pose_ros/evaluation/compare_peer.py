@@ -98,18 +98,51 @@ def machine_info() -> dict[str, Any]:
 # --- our model -----------------------------------------------------------------------------
 
 
+#: The thread-count option of each backend (they name it after their runtime's own knob).
+THREAD_OPTION: dict[str, str] = {"torch": "num_threads", "onnxruntime": "intra_op_threads"}
+
+
+def parse_backend_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> dict; values parsed as JSON when they are JSON (0.3, true)."""
+    out: dict[str, Any] = {}
+    for kv in pairs:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--backend-option must be KEY=VALUE, got {kv!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def build_estimator(checkpoint: Path, backend: str, threads: int, options: dict[str, Any]) -> Any:
-    """The node's estimator around ``create_backend`` (imported here: torch is heavy)."""
+    """The node's estimator around ``create_backend`` (imported here: torch is heavy).
+
+    ``auto`` walks the same candidates as ``create_backend("auto")`` on CPU, so that each one
+    gets its own thread option; the first that loads wins.
+    """
     import torch
 
-    from ..backends import create_backend
+    from ..backends import BackendError, create_backend
+    from ..backends.base import auto_candidates
     from ..pipeline.estimator import PoseEstimator
 
     torch.set_num_threads(threads)
-    opts = dict(options)
-    if backend == "torch":
-        opts.setdefault("num_threads", threads)
-    return PoseEstimator(create_backend(backend, checkpoint, device="cpu", **opts))
+    names = [c for c, _ in auto_candidates("cpu")] if backend == "auto" else [backend]
+    failures = []
+    for name in names:
+        opts = dict(options)
+        if name in THREAD_OPTION:
+            opts.setdefault(THREAD_OPTION[name], threads)
+        try:
+            return PoseEstimator(create_backend(name, checkpoint, device="cpu", **opts))
+        except BackendError as exc:
+            if backend != "auto":
+                raise
+            LOG.warning("backend %s could not load %s: %s", name, checkpoint, exc)
+            failures.append(f"{name}: {exc}")
+    raise ValueError(f"no backend could load {checkpoint}: {'; '.join(failures) or 'none'}")
 
 
 def run_ours(
@@ -225,7 +258,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         return report
 
     estimator = build_estimator(args.checkpoint, args.backend, args.threads,
-                                dict(kv.split("=", 1) for kv in args.backend_option))
+                                parse_backend_options(args.backend_option))
     info = estimator.backend.info
     repeats = args.repeats or max(1, math.ceil(MIN_LATENCY_SAMPLES / len(frames)))
     ours, ours_lat = run_ours(estimator, frames, repeats)
@@ -242,7 +275,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         "model_hash": info.model_hash,
         "input_size": info.input_size,
         "gated": info.gated,
-        "backend": args.backend,
+        "backend_requested": args.backend,
+        "backend": type(estimator.backend).__name__,
     }
 
     modes = [m for m in REFERENCE_MODES if m in peer.frames]
@@ -325,11 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, required=True, help="result JSON")
     ap.add_argument("--png-dir", type=Path, help="side-by-side PNGs go here")
     ap.add_argument("--max-pngs", type=int, default=8)
-    ap.add_argument("--png-max-side", type=int, default=512, help="panel size cap (px)")
+    ap.add_argument("--png-max-side", type=int, default=384, help="panel size cap (px)")
     ap.add_argument("--backend", default="auto", help="auto|torch|onnxruntime|tensorrt")
     ap.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
                     help="extra backend option (string value), repeatable")
-    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    ap.add_argument("--threads", type=int, default=2, help="intra-op threads of our backend")
     ap.add_argument("--repeats", type=int, default=0,
                     help=f"timed runs of our model per frame (0: enough for "
                     f"{MIN_LATENCY_SAMPLES} samples)")
@@ -351,8 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"checkpoint not found: {args.checkpoint}")
         if args.threads < 1 or args.repeats < 0 or args.peer_repeats < 1 or args.max_pngs < 0:
             raise ValueError("--threads/--peer-repeats must be >= 1, --repeats/--max-pngs >= 0")
-        if any("=" not in kv for kv in args.backend_option):
-            raise ValueError(f"--backend-option must be KEY=VALUE, got {args.backend_option}")
+        parse_backend_options(args.backend_option)
         report = compare(args)
     except (ValueError, PeerError, OSError, RuntimeError) as exc:  # BackendError: RuntimeError
         LOG.error("%s", exc)
