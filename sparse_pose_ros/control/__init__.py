@@ -1,0 +1,1 @@
+"""Run-time control of the compute spent per frame (no ROS here)."""

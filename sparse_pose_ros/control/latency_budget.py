@@ -1,0 +1,111 @@
+"""Hold a per-frame latency budget by moving the execution-mask threshold.
+
+Why a threshold: the mask units emit a logit per position; raising the decision threshold drops
+the least confident positions first, so density — and with the gather-scatter path, latency —
+falls smoothly while the positions most likely to be the person are kept. Nothing else in the
+network changes, so the knob is safe to turn every frame.
+
+Controller: integral action on the *relative* latency error, in logit space of the threshold,
+    logit(p) += gain * clip((latency - target) / target, -max_step_error, max_step_error)
+with a dead band of ``tolerance / 2`` around the target (no hunting when inside it) and the
+threshold clamped to [min_threshold, max_threshold] (anti-windup: the integrator is the clamped
+threshold itself). Latency is smoothed with an EMA so one slow frame (GC, scheduler) does not
+move the threshold much. Relative error makes the gain independent of the budget's magnitude.
+
+Bounds (why accuracy never collapses): ``max_threshold`` caps how much of the person the masks may
+drop. Its default 0.8 comes from the MPJPE-vs-threshold sweep (benchmarks/results, README): above
+it error grows quickly because limbs at the silhouette border fall outside the executed region.
+``min_threshold`` 0.2 keeps the controller from turning the masks into "compute everywhere" when
+the budget is generous — there is nothing to gain in accuracy below it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..model.masks import logit
+
+
+@dataclass
+class BudgetConfig:
+    """Controller parameters.
+
+    Attributes:
+        target_latency_ms: the budget; 0 disables the controller.
+        initial_threshold: threshold (probability) used until the first measurement.
+        min_threshold, max_threshold: clamp of the threshold (see module docstring).
+        gain: logit change per unit relative error per frame.
+        tolerance: ±fraction of the target counted as "on budget" (the issue's ±10 %).
+        ema: smoothing factor of the latency EMA (weight of the newest frame).
+        max_step_error: clip of the relative error per frame (robust to outliers).
+    """
+
+    target_latency_ms: float = 0.0
+    initial_threshold: float = 0.5
+    min_threshold: float = 0.2
+    max_threshold: float = 0.8
+    gain: float = 0.6
+    tolerance: float = 0.10
+    ema: float = 0.3
+    max_step_error: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.target_latency_ms < 0 or not math.isfinite(self.target_latency_ms):
+            raise ValueError(f"target_latency_ms must be >= 0, got {self.target_latency_ms}")
+        if not 0.0 < self.min_threshold <= self.initial_threshold <= self.max_threshold < 1.0:
+            raise ValueError(
+                "need 0 < min_threshold <= initial_threshold <= max_threshold < 1, got "
+                f"{self.min_threshold}, {self.initial_threshold}, {self.max_threshold}"
+            )
+        if self.gain <= 0 or not 0 < self.ema <= 1 or not 0 < self.tolerance < 1:
+            raise ValueError("gain must be > 0, ema in (0, 1], tolerance in (0, 1)")
+
+
+class LatencyBudgetController:
+    """Feed it each frame's measured latency; read back the threshold for the next frame."""
+
+    def __init__(self, config: BudgetConfig) -> None:
+        self.config = config
+        self._logit = logit(config.initial_threshold)
+        self._lo = logit(config.min_threshold)
+        self._hi = logit(config.max_threshold)
+        self.smoothed_ms: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.target_latency_ms > 0
+
+    @property
+    def threshold(self) -> float:
+        return 1.0 / (1.0 + math.exp(-self._logit))
+
+    def set_target(self, target_latency_ms: float) -> None:
+        """Change the budget at run time (parameter callback); keeps the current threshold."""
+        self.config = BudgetConfig(
+            **{**self.config.__dict__, "target_latency_ms": float(target_latency_ms),
+               "initial_threshold": min(max(self.threshold, self.config.min_threshold),
+                                        self.config.max_threshold)}
+        )
+
+    def on_budget(self) -> bool:
+        """True when the smoothed latency is within ±tolerance of the target."""
+        if not self.enabled or self.smoothed_ms is None:
+            return False
+        t = self.config.target_latency_ms
+        return abs(self.smoothed_ms - t) <= self.config.tolerance * t
+
+    def update(self, latency_ms: float) -> float:
+        """Account one frame's latency and return the threshold to use next."""
+        if not self.enabled or not math.isfinite(latency_ms) or latency_ms < 0:
+            return self.threshold
+        c = self.config
+        self.smoothed_ms = (
+            latency_ms if self.smoothed_ms is None
+            else (1 - c.ema) * self.smoothed_ms + c.ema * latency_ms
+        )
+        err = (self.smoothed_ms - c.target_latency_ms) / c.target_latency_ms
+        if abs(err) > c.tolerance / 2:
+            step = c.gain * max(-c.max_step_error, min(c.max_step_error, err))
+            self._logit = max(self._lo, min(self._hi, self._logit + step))
+        return self.threshold

@@ -1,0 +1,86 @@
+"""The budget controller against a simulated plant: latency = base + slope * density(threshold).
+
+The plant mirrors what the benchmark measured qualitatively (latency linear in density, density
+falling with the threshold at a scene-dependent rate); the test checks the control law, which is
+what this module owns.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from sparse_pose_ros.control.latency_budget import BudgetConfig, LatencyBudgetController
+
+
+def _density(threshold: float, person_logit: float) -> float:
+    # fraction of positions whose logit exceeds logit(threshold); logits ~ logistic around the
+    # scene's "person" level, so a bigger person (higher level) gives higher density.
+    t = math.log(threshold / (1 - threshold))
+    return 1.0 / (1.0 + math.exp(-(person_logit - t) * 1.5))
+
+
+def _run(ctrl: LatencyBudgetController, frames: int, person_logit: float, rng: random.Random,
+         base: float = 8.0, slope: float = 30.0) -> list[float]:
+    lat = []
+    for _ in range(frames):
+        d = _density(ctrl.threshold, person_logit)
+        latency = (base + slope * d) * (1 + rng.uniform(-0.03, 0.03))
+        lat.append(latency)
+        ctrl.update(latency)
+    return lat
+
+
+def test_holds_budget_through_scene_changes() -> None:
+    rng = random.Random(0)
+    ctrl = LatencyBudgetController(BudgetConfig(target_latency_ms=20.0))
+    for scene in (-0.5, 0.8, 0.2):  # person small -> large -> medium
+        lat = _run(ctrl, 80, scene, rng)
+        settled = lat[-30:]
+        mean = sum(settled) / len(settled)
+        assert abs(mean - 20.0) <= 2.0, (scene, mean)
+        assert ctrl.on_budget()
+
+
+def test_threshold_stays_in_bounds_when_budget_unreachable() -> None:
+    rng = random.Random(1)
+    ctrl = LatencyBudgetController(BudgetConfig(target_latency_ms=1.0))  # impossible budget
+    _run(ctrl, 100, 1.0, rng)
+    assert ctrl.threshold == pytest.approx(0.8, abs=1e-9)
+    ctrl.set_target(1000.0)  # very generous: threshold goes to the lower bound, never below
+    _run(ctrl, 200, 1.0, rng)
+    assert ctrl.threshold == pytest.approx(0.2, abs=1e-9)
+
+
+def test_disabled_controller_never_moves() -> None:
+    ctrl = LatencyBudgetController(BudgetConfig(target_latency_ms=0.0, initial_threshold=0.4))
+    for lat in (1.0, 100.0, 1e6):
+        assert ctrl.update(lat) == pytest.approx(0.4)
+    assert not ctrl.on_budget()
+
+
+def test_outliers_and_bad_values_are_ignored_or_clipped() -> None:
+    ctrl = LatencyBudgetController(BudgetConfig(target_latency_ms=20.0))
+    before = ctrl.threshold
+    assert ctrl.update(float("nan")) == before
+    assert ctrl.update(-5.0) == before
+    ctrl.update(1e9)  # one huge outlier moves the threshold by at most gain * max_step_error
+    assert math.log(ctrl.threshold / (1 - ctrl.threshold)) <= 0.6 + 1e-9
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"target_latency_ms": -1.0},
+        {"target_latency_ms": float("inf")},
+        {"min_threshold": 0.0},
+        {"max_threshold": 1.0},
+        {"initial_threshold": 0.9},
+        {"gain": 0.0},
+    ],
+)
+def test_bad_parameters_are_rejected(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        BudgetConfig(**kwargs)
