@@ -135,6 +135,11 @@ def sparsity_terms(
     for block, mask in zip(blocks, output.masks, strict=True):
         ho, wo = block_out_hw(block, h, w)
         if mask is not None:
+            if mask.hard.shape[-2:] != (ho, wo) or mask.dilated.shape[-2:] != (h, w):
+                raise ValueError(
+                    f"mask sizes {tuple(mask.hard.shape[-2:])}/{tuple(mask.dilated.shape[-2:])} "
+                    f"do not match the input size {input_hw} (pass input_hw explicitly)"
+                )
             b = mask.hard.shape[0]
             dense = float(block_flops_dense(block, h, w))
             sparse = block_flops_sparse(block, mask.hard.sum() / b, mask.dilated.sum() / b)
