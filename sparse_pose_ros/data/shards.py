@@ -167,10 +167,14 @@ class ShardDataset:
         labels: dict[str, list[np.ndarray]] = {}
         owners = []
         for shard_id, path in enumerate(self.paths):
-            with np.load(path) as data:
-                count = len(data["index"])
-                for key in (*_LABEL_KEYS, *_META_DTYPES):
-                    labels.setdefault(key, []).append(data[key])
+            try:
+                with np.load(path) as data:
+                    count = len(data["index"])
+                    for key in (*_LABEL_KEYS, *_META_DTYPES):
+                        labels.setdefault(key, []).append(data[key])
+            except (OSError, KeyError, ValueError) as err:
+                raise ValueError(f"unreadable shard {path}: {err}; re-run the generator to "
+                                 "re-render it") from err
             owners.append(np.stack([np.full(count, shard_id), np.arange(count)], axis=1))
         self.labels = {k: np.concatenate(v) for k, v in labels.items()}
         self._owner = np.concatenate(owners)
