@@ -56,7 +56,6 @@ setup(
     maintainer_email="maintainers@sparse-pose-ros.invalid",
     description="Monocular 3D human pose with spatially sparse execution, as a ROS 2 node.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             f"pose_node = {PACKAGE}.ros.pose_node:main",

@@ -85,7 +85,7 @@ def resolve_model_path(value: str) -> Path:
 
         try:
             candidates.append(Path(get_package_share_directory(PACKAGE)) / p)
-        except PackageNotFoundError:
+        except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (venv)
             pass
     except ImportError:
         pass

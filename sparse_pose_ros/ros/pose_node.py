@@ -53,7 +53,8 @@ from .parameters import (
 )
 
 LOG_THROTTLE_SEC = 5.0
-DIAG_NAME = "sparse_pose_ros: pose_node"
+#: DiagnosticStatus.name = DIAG_PREFIX + the node's fully qualified name (one status per node).
+DIAG_PREFIX = "sparse_pose_ros: "
 
 #: Depth 1 + best effort: a pose node wants the newest frame, never a backlog.
 IMAGE_QOS = QoSProfile(
@@ -357,7 +358,11 @@ class PoseNode(Node):
     def _publish_diagnostics(self) -> None:
         level, message, values = self.diagnostics_values()
         status = convert.diagnostic_status(
-            DIAG_NAME, f"{values['backend']}@{values['device']}", level, message, values
+            DIAG_PREFIX + self.get_fully_qualified_name(),
+            f"{values['backend']}@{values['device']}",
+            level,
+            message,
+            values,
         )
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()

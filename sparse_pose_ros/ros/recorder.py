@@ -32,7 +32,7 @@ from visualization_msgs.msg import MarkerArray
 
 from ..image_codec import ImageDecodeError
 from . import convert
-from .pose_node import DIAG_NAME, OUTPUT_QOS
+from .pose_node import DIAG_PREFIX, OUTPUT_QOS
 
 KEEP_FRAMES = 60
 
@@ -124,7 +124,7 @@ class PoseRecorder(Node):
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name != DIAG_NAME:
+            if not status.name.startswith(DIAG_PREFIX):
                 continue
             self.counts["diagnostics"] += 1
             self.diagnostics = {kv.key: kv.value for kv in status.values}

@@ -1,0 +1,100 @@
+"""Parameter declaration, descriptors and validation of pose_node (in-process, real rclpy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import rclpy
+import yaml
+from rclpy.parameter import Parameter
+
+from sparse_pose_ros.ros.parameters import PARAMS, resolve_model_path
+from sparse_pose_ros.ros.pose_node import PoseNode
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def pose_node(tiny_model):
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = PoseNode(
+        context=context,
+        parameter_overrides=[
+            Parameter("model_file_path", value=str(tiny_model)),
+            Parameter("backend", value="torch"),
+        ],
+    )
+    yield node
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+
+
+REJECTED = [
+    ("backend", "caffe", "must be one of"),
+    ("device", "gpu0", "must be auto, cpu, cuda"),
+    ("input_size", 50, "multiple of 16"),
+    ("input_size", 2048, "out of range"),
+    ("mask_threshold", 0.0, "(0, 1)"),
+    ("mask_threshold", 1.0, "(0, 1)"),
+    ("confidence_threshold", 1.5, "out of range"),
+    ("model_file_path", "/nonexistent/model.safetensors", "model file not found"),
+    ("model_file_path", "", "must not be empty"),
+    ("target_latency_ms", -1.0, "out of range"),
+    ("nominal_hfov_deg", 0.5, "out of range"),
+    ("custom_plugin_lib", "/nonexistent/libplugin.so", "file not found"),
+    ("engine_file_path", "/nonexistent/dir/model.engine", "does not exist"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "reason"), REJECTED)
+def test_invalid_values_are_rejected_with_a_reason(pose_node, name, value, reason):
+    before = pose_node.get_parameter(name).value
+    result = pose_node.set_parameters([Parameter(name, value=value)])[0]
+    assert not result.successful
+    assert reason in result.reason, result.reason
+    assert pose_node.get_parameter(name).value == before
+
+
+def test_wrong_type_is_rejected(pose_node):
+    result = pose_node.set_parameters([Parameter("mask_threshold", value="high")])[0]
+    assert not result.successful
+
+
+def test_valid_values_are_applied(pose_node):
+    ok = pose_node.set_parameters([
+        Parameter("mask_threshold", value=0.7),
+        Parameter("confidence_threshold", value=0.25),
+        Parameter("target_latency_ms", value=20.0),
+        Parameter("publish_mask_overlay", value=True),
+    ])
+    assert all(r.successful for r in ok)
+    _, _, values = pose_node.diagnostics_values()
+    assert values["mask_threshold"] == 0.7
+    assert values["confidence_threshold"] == 0.25
+    assert values["target_latency_ms"] == 20.0
+
+
+def test_every_parameter_has_a_description(pose_node):
+    descriptors = pose_node.describe_parameters([p.name for p in PARAMS])
+    for spec, d in zip(PARAMS, descriptors, strict=True):
+        assert len(d.description) > 20, spec.name
+        assert d.type == spec.type
+
+
+def test_config_yaml_matches_declared_defaults():
+    config = yaml.safe_load((ROOT / "config" / "pose.yaml").read_text())
+    values = config["pose_node"]["ros__parameters"]
+    assert set(values) == {p.name for p in PARAMS}
+    for spec in PARAMS:
+        assert values[spec.name] == spec.default, spec.name
+        assert type(values[spec.name]) is type(spec.default), spec.name
+
+
+def test_relative_model_path_resolves_into_the_package(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    resolved = resolve_model_path("models/pose_sparse.safetensors")
+    assert resolved.name == "pose_sparse.safetensors"
+    assert resolved.parent.name == "models"
+    assert resolve_model_path(str(tmp_path / "x.onnx")) == tmp_path / "x.onnx"

@@ -1,0 +1,59 @@
+"""camera_replay -> pose_node -> this test's subscriber, three processes over real DDS."""
+
+from __future__ import annotations
+
+from visualization_msgs.msg import Marker
+
+from sparse_pose_ros import skeleton
+
+
+def _stamp(msg) -> tuple[int, int]:
+    return (msg.header.stamp.sec, msg.header.stamp.nanosec)
+
+
+def test_replay_to_pose_node_outputs_are_consistent(
+    tiny_model, image_folder, namespace, listener, start_node, ready
+):
+    node = start_node("pose_node", namespace, model_file_path=tiny_model, backend="torch",
+                      confidence_threshold=0.0, diagnostics_period_sec=0.2)
+    ready(listener, node)
+    start_node("camera_replay", namespace, source=image_folder, rate_hz=15.0, loop=True)
+    lst = listener
+
+    def common() -> set[tuple[int, int]]:
+        """Stamps seen on the image and on all three outputs."""
+        return ({_stamp(m) for m in lst.images} & {_stamp(p) for p in lst.poses}
+                & {_stamp(m.markers[0]) for m in lst.markers} & {_stamp(m) for m in lst.masks})
+
+    assert lst.spin_until(lambda: bool(common()) and lst.counter("frames_processed") >= 3,
+                          timeout=60.0), node.output()
+    assert node.alive()
+
+    images = {_stamp(m): m for m in lst.images}
+    stamp = max(common())
+    pose = next(p for p in lst.poses if _stamp(p) == stamp)
+    image = images[_stamp(pose)]
+    assert pose.header.frame_id == image.header.frame_id == "camera_optical_frame"
+    assert len(pose.poses) == skeleton.NUM_JOINTS  # threshold 0: a person is always "found"
+    assert all(p.position.z > 0 for p in pose.poses)  # in front of the camera, metres
+
+    markers = next(m for m in reversed(lst.markers) if _stamp(m.markers[0]) == _stamp(pose))
+    kinds = [m.type if m.action == Marker.ADD else "deleteall" for m in markers.markers]
+    assert kinds == ["deleteall", Marker.SPHERE_LIST, Marker.LINE_LIST]
+    for m in markers.markers:
+        assert m.header.frame_id == pose.header.frame_id
+    assert len(markers.markers[1].points) == skeleton.NUM_JOINTS
+    assert len(markers.markers[2].points) == 2 * skeleton.NUM_BONES
+
+    mask = next(m for m in reversed(lst.masks) if _stamp(m) == _stamp(pose))
+    assert (mask.encoding, mask.width, mask.height) == ("mono8", image.width, image.height)
+    assert mask.header.frame_id == image.header.frame_id
+
+    diag = lst.diag()
+    assert diag["backend"] == "torch"
+    assert diag["model_state"] == "ready"
+    assert diag["intrinsics"] == "camera_info"
+    assert int(diag["frames_invalid"]) == 0
+    assert float(diag["latency_p50_ms"]) > 0.0
+    assert 0.0 < float(diag["mean_density"]) <= 1.05
+    assert lst.diagnostics[-1].level == b"\x01"  # WARN: the checkpoint has no training record
