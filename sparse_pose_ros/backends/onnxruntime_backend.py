@@ -109,6 +109,9 @@ class OnnxRuntimeBackend(Backend):
         intra_op_threads: CPU threads per operator (default: onnxruntime's choice).
         mask_threshold: initial mask probability threshold (default 0.5).
         cache_dir: where checkpoint exports are cached.
+        spin_wait: let ORT's pool threads busy-wait between runs (ORT's default). Off by
+            default: at camera rates spinning buys nothing between frames and burns the cores
+            the ROS executor and image conversion need.
     """
 
     name = "onnxruntime"
@@ -121,6 +124,7 @@ class OnnxRuntimeBackend(Backend):
         intra_op_threads: int | None = None,
         mask_threshold: float = 0.5,
         cache_dir: str | os.PathLike[str] | None = None,
+        spin_wait: bool = False,
     ) -> None:
         from ..export.metadata import read_metadata as read_onnx_metadata
 
@@ -151,6 +155,9 @@ class OnnxRuntimeBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads is not None:
             options.intra_op_num_threads = int(intra_op_threads)
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spin_wait else "0"
+        )
         providers = select_providers(dev)
         try:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
