@@ -130,8 +130,9 @@ class Augmenter:
         scale_range: zoom factor range.
         max_shift_frac: shift drawn from +-this fraction of the image size.
         colour_strength: 0 disables colour jitter.
-        seed: seed of the augmenter's generator (each DataLoader worker should reseed, e.g. in
-            ``worker_init_fn``, via :meth:`reseed`).
+        seed: seed of the augmenter's generator. Inside DataLoader workers the generator is
+            re-seeded from (seed, the worker's torch seed) on first use, so workers and epochs
+            do not repeat each other's augmentations.
     """
 
     flip_prob: float = 0.5
@@ -147,11 +148,23 @@ class Augmenter:
         if not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(f"scale_range must be 0 < lo <= hi, got {self.scale_range}")
         self.rng = np.random.default_rng(self.seed)
+        self._worker_key: tuple[int, int] | None = None
 
     def reseed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
 
+    def _follow_worker(self) -> None:
+        from torch.utils.data import get_worker_info
+
+        info = get_worker_info()
+        key = None if info is None else (info.id, info.seed)
+        if key != self._worker_key:
+            self._worker_key = key
+            if info is not None:
+                self.rng = np.random.default_rng([self.seed, info.seed % 2**63])
+
     def __call__(self, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._follow_worker()
         rng = self.rng
         if rng.random() < self.flip_prob:
             sample = hflip(sample)

@@ -81,3 +81,15 @@ def test_bad_parameters_are_rejected():
         Augmenter(flip_prob=2.0)
     with pytest.raises(ValueError):
         Augmenter(scale_range=(1.2, 0.8))
+
+
+def test_dataloader_workers_draw_different_augmentations(tmp_path, train_frames):
+    import torch
+
+    from sparse_pose_ros.data.shards import ShardDataset, write_shard
+
+    write_shard(tmp_path / "train-00000.npz", [train_frames[0]] * 2, {"split": "train"})
+    data = ShardDataset(tmp_path, transform=Augmenter(flip_prob=0.0, colour_strength=0.0))
+    loader = torch.utils.data.DataLoader(data, batch_size=1, num_workers=2)
+    a, b = (batch["joints_2d"][0] for batch in loader)  # same frame, one per worker
+    assert not torch.equal(a, b)
