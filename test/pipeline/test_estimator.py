@@ -1,0 +1,97 @@
+"""PoseEstimator around the real torch backend, tiny random checkpoint (no trained weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sparse_pose_ros import skeleton
+from sparse_pose_ros.backends import create_backend
+from sparse_pose_ros.model.checkpoint import save_checkpoint
+from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
+from sparse_pose_ros.pipeline.draw import draw_skeleton, mask_overlay
+from sparse_pose_ros.pipeline.estimator import PoseEstimator
+from sparse_pose_ros.pipeline.lift import Intrinsics
+from sparse_pose_ros.pipeline.stats import RollingStats
+
+
+def _checkpoint(tmp_path, gated: bool):
+    torch.manual_seed(0)
+    net = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.35, head_channels=16,
+                                    depth_bins=8, gated=gated))
+    path = tmp_path / f"tiny_{gated}.safetensors"
+    save_checkpoint(path, net, {"untrained": True})
+    return path
+
+
+@pytest.fixture(scope="module")
+def estimator(tmp_path_factory):
+    path = _checkpoint(tmp_path_factory.mktemp("m"), gated=True)
+    return PoseEstimator(create_backend("torch", path, "cpu"), confidence_threshold=0.0)
+
+
+def test_estimate_shapes_and_frames(estimator):
+    rgb = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    r = estimator.estimate(rgb)
+    j = skeleton.NUM_JOINTS
+    assert r.joints_px.shape == (j, 2) and r.joints_m.shape == (j, 3)
+    assert r.confidence.shape == (j,) and r.mask.shape == (60, 90) and r.mask.dtype == np.uint8
+    assert r.person_found  # threshold 0
+    assert r.intrinsics_source == "nominal_fov"
+    assert np.all(r.joints_m[:, 2] > 0)
+    assert set(r.timings_ms) == {"preprocess", "inference", "postprocess", "total"}
+    assert 0.0 < r.density <= 1.05
+    # The 3D joints project back onto the 2D joints (the lift only chooses depth along rays).
+    np.testing.assert_allclose(Intrinsics.nominal(90, 60).project(r.joints_m), r.joints_px,
+                               atol=1e-2)
+
+
+def test_confidence_threshold_decides_person_found(estimator):
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    estimator.confidence_threshold = 1.0
+    try:
+        assert not estimator.estimate(rgb).person_found
+    finally:
+        estimator.confidence_threshold = 0.0
+    with pytest.raises(ValueError):
+        estimator.confidence_threshold = 1.5
+
+
+def test_intrinsics_must_match_the_image(estimator):
+    with pytest.raises(ValueError, match="intrinsics are for"):
+        estimator.estimate(np.zeros((32, 32, 3), np.uint8), Intrinsics.nominal(64, 48))
+
+
+def test_dense_model_mask_is_everywhere(tmp_path):
+    est = PoseEstimator(create_backend("torch", _checkpoint(tmp_path, gated=False), "cpu"))
+    r = est.estimate(np.zeros((30, 50, 3), np.uint8))
+    assert r.mask.shape == (30, 50) and (r.mask == 255).all()
+
+
+def test_drawing_and_overlay():
+    rgb = np.zeros((50, 50, 3), np.uint8)
+    joints = np.stack([np.linspace(5, 45, 17), np.linspace(5, 45, 17)], 1)
+    drawn = draw_skeleton(rgb, joints)
+    assert drawn.shape == rgb.shape and drawn.any() and not rgb.any()
+    hidden = draw_skeleton(rgb, joints, np.zeros(17), min_confidence=0.5)
+    assert not hidden.any()
+    mask = np.zeros((50, 50), np.uint8)
+    mask[10:20, 10:20] = 255
+    over = mask_overlay(np.full((50, 50, 3), 100, np.uint8), mask)
+    assert over[15, 15, 0] > over[40, 40, 0]
+    with pytest.raises(ValueError):
+        mask_overlay(rgb, mask[:10])
+
+
+def test_rolling_stats():
+    s = RollingStats(window=4)
+    assert s.summary()["fps"] == 0.0
+    for i in range(10):
+        s.add(i * 0.1, float(i), 0.5)
+    out = s.summary()
+    assert out["latency_p50_ms"] == pytest.approx(7.5)  # window holds 6..9
+    assert out["fps"] == pytest.approx(10.0)
+    assert out["mean_density"] == 0.5
+    with pytest.raises(ValueError):
+        RollingStats(window=1)

@@ -1,0 +1,122 @@
+"""Letterbox geometry and the metric lift (root-depth fit) on exact synthetic skeletons."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sparse_pose_ros import skeleton
+from sparse_pose_ros.pipeline.lift import (
+    REFERENCE_BONE_LENGTHS_M,
+    Intrinsics,
+    fit_root_depth,
+    lift,
+)
+from sparse_pose_ros.pipeline.preprocess import Letterbox, letterbox, mean_fill, normalise
+
+
+@pytest.mark.parametrize(("w", "h"), [(640, 480), (480, 640), (300, 300), (1, 900)])
+def test_letterbox_round_trip(w, h):
+    box = Letterbox.fit(w, h, 256)
+    px = np.array([[0.0, 0.0], [w, h], [w / 3, h / 5]])
+    np.testing.assert_allclose(box.normalised_to_image(box.image_to_normalised(px)), px,
+                               atol=1e-9)
+    x0, y0, x1, y1 = box.content_box()
+    assert 0 <= x0 <= x1 <= 256 and 0 <= y0 <= y1 <= 256
+    assert max(x1 - x0, y1 - y0) == 256
+
+
+def test_letterbox_pads_with_mean_and_normalises_pad_to_zero():
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    rgb = np.full((40, 80, 3), 200, np.uint8)
+    canvas, box = letterbox(rgb, 64, mean_fill(mean))
+    assert canvas.shape == (64, 64, 3) and (box.pad_x, box.pad_y) == (0, 16)
+    x = normalise(canvas, mean, std)
+    assert x.shape == (1, 3, 64, 64) and x.dtype == np.float32 and x.flags.c_contiguous
+    assert np.abs(x[0, :, 0, 0]).max() < 0.01  # padding normalises to ~0
+    np.testing.assert_allclose(x[0, :, 32, 32], (200 / 255 - np.array(mean)) / std, rtol=1e-5)
+    with pytest.raises(ValueError):
+        letterbox(rgb[:, :, 0], 64)
+
+
+def _reference_skeleton() -> np.ndarray:
+    """A standing person (m, optical frame, pelvis at origin) with exactly the reference bones."""
+    dirs = {  # unit directions parent -> child in the optical frame (y down)
+        "right_hip": (-1, 0, 0), "right_knee": (0, 1, 0), "right_ankle": (0, 1, 0),
+        "left_hip": (1, 0, 0), "left_knee": (0, 1, 0), "left_ankle": (0, 1, 0),
+        "spine": (0, -1, 0), "thorax": (0, -1, 0), "neck_nose": (0, -1, 0.3),
+        "head_top": (0, -1, 0), "left_shoulder": (1, 0, 0), "left_elbow": (0.3, 1, 0.4),
+        "left_wrist": (0, 1, -0.5), "right_shoulder": (-1, 0, 0), "right_elbow": (0, 1, 0),
+        "right_wrist": (-0.2, 0.2, -1),
+    }
+    pts = np.zeros((skeleton.NUM_JOINTS, 3))
+    for (p, c), length in zip(skeleton.BONES, REFERENCE_BONE_LENGTHS_M, strict=True):
+        d = np.array(dirs[skeleton.JOINT_NAMES[c]], float)
+        pts[c] = pts[p] + length * d / np.linalg.norm(d)
+    return pts
+
+
+def _network_output(points: np.ndarray, intr: Intrinsics, box: Letterbox, depth_range_m: float):
+    px = intr.project(points)
+    xy = box.image_to_normalised(px)
+    z = (points[:, 2] - points[0, 2]) / depth_range_m
+    return np.concatenate([xy, z[:, None]], 1)
+
+
+@pytest.mark.parametrize("root_depth", [1.5, 3.0, 8.0])
+def test_lift_recovers_metric_pose_from_exact_projection(root_depth):
+    intr = Intrinsics.from_k([500, 0, 330, 0, 510, 250, 0, 0, 1], 640, 480)
+    box = Letterbox.fit(640, 480, 256)
+    truth = _reference_skeleton() + np.array([0.3, -0.1, root_depth])
+    joints = _network_output(truth, intr, box, 1.0)
+    out = lift(joints, np.ones(skeleton.NUM_JOINTS), box, intr, 1.0)
+    assert out.root_depth_m == pytest.approx(root_depth, rel=1e-4)
+    np.testing.assert_allclose(out.points_m, truth, atol=1e-3)
+    assert out.fit_residual_m < 1e-3
+    np.testing.assert_allclose(out.pixels, intr.project(truth), atol=1e-3)
+
+
+def test_low_confidence_bones_do_not_pull_the_fit():
+    intr = Intrinsics.nominal(640, 480)
+    box = Letterbox.fit(640, 480, 256)
+    truth = _reference_skeleton() + np.array([0.0, 0.0, 4.0])
+    joints = _network_output(truth, intr, box, 1.0)
+    joints[13, :2] += 0.2  # a wildly wrong left wrist ...
+    conf = np.ones(skeleton.NUM_JOINTS)
+    conf[13] = 0.0  # ... that the network is not confident about
+    out = lift(joints, conf, box, intr, 1.0)
+    assert out.root_depth_m == pytest.approx(4.0, rel=1e-3)
+
+
+def test_fit_stays_in_front_of_the_camera_and_in_bounds():
+    rays = np.zeros((skeleton.NUM_JOINTS, 3))
+    rays[:, 2] = 1.0  # every joint on the optical axis: no lateral extent at all
+    dz = np.linspace(-0.5, 0.5, skeleton.NUM_JOINTS)
+    z, _ = fit_root_depth(rays, dz, np.ones(skeleton.NUM_BONES))
+    assert 0.2 <= z <= 50.0
+    assert (z + dz).min() > 0.0
+
+
+def test_intrinsics_validation_and_nominal_fov():
+    with pytest.raises(ValueError, match="NaN"):
+        Intrinsics.from_k([math.nan] * 9, 640, 480)
+    with pytest.raises(ValueError, match="focal"):
+        Intrinsics.from_k([0.0] * 9, 640, 480)
+    with pytest.raises(ValueError, match="principal point"):
+        Intrinsics.from_k([500, 0, 1e5, 0, 500, 240, 0, 0, 1], 640, 480)
+    with pytest.raises(ValueError, match="9 entries"):
+        Intrinsics.from_k([1.0, 2.0], 640, 480)
+    nominal = Intrinsics.nominal(640, 480, 60.0)
+    assert nominal.source == "nominal_fov"
+    assert nominal.fx == pytest.approx(320 / math.tan(math.radians(30)))
+    assert (nominal.cx, nominal.cy) == (320, 240)
+
+
+def test_lift_rejects_bad_joints():
+    box, intr = Letterbox.fit(64, 64, 64), Intrinsics.nominal(64, 64)
+    with pytest.raises(ValueError, match="NaN"):
+        lift(np.full((17, 3), np.nan), np.ones(17), box, intr, 1.0)
+    with pytest.raises(ValueError, match=r"\(17, 3\)"):
+        lift(np.zeros((16, 3)), np.ones(16), box, intr, 1.0)
