@@ -249,9 +249,17 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             "video_frames": sum(f.index is not None for f in frames),
         },
         "latency_ms": {"peer": peer_latency_block(peer)},
+        "latency_what": {
+            "peer": "Pose.process(rgb) wall time in the peer venv; video mode: contiguous vtest "
+            "clip, first frame per sequence excluded; person/no_person split by detection",
+            "ours": "PoseEstimator.estimate(rgb) wall time (letterbox, normalise, backend, lift)",
+        },
     }
+    if args.note:
+        report["run_note"] = args.note
     if args.peer_only:
         report["note"] = "peer only: no model of ours was run"
+        report["load_avg_after"] = machine_info().get("load_avg_1_5_15")
         report["peer_detected"] = {
             m: {f.id: per[f.id].detected for f in frames} for m, per in peer.frames.items()
         }
@@ -372,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--vtest-max-frames", type=int, help="at most this many vtest frames")
     ap.add_argument("--no-video", action="store_true", help="stills only")
     ap.add_argument("--vis-threshold", type=float, default=DEFAULT_VIS_THRESHOLD)
+    ap.add_argument("--note", default="", help="free text stored in the JSON (run conditions)")
     return ap
 
 

@@ -127,6 +127,9 @@ def parse_runner_output(data: dict[str, Any]) -> PeerResult:
             )
         frames[mode] = per
         latency[mode] = dict(block["latency_summary"])
+        for key in ("latency_summary_person", "latency_summary_no_person"):
+            if key in block:
+                latency[mode][key.replace("latency_summary_", "")] = block[key]
         if "sequences" in block:
             latency[mode]["sequences"] = block["sequences"]
     return PeerResult(frames=frames, latency=latency, info=data.get("peer", {}), raw=data)

@@ -40,12 +40,15 @@ def test_runner_finds_grace_hopper_in_both_modes() -> None:
         assert f.joints_world_m is not None and np.all(np.abs(f.joints_world_m) < 2.0)
     assert len(res.frames["static"]["grace_hopper"].latency_ms) == 2
     assert res.latency["static"]["n"] == 2
+    assert res.latency["static"]["person"]["n"] == 2
+    assert res.latency["static"]["no_person"]["n"] == 0
 
 
 def test_runner_reports_no_person_on_blank_image() -> None:
     blank = RealFrame("blank", np.full((240, 320, 3), 127, np.uint8), "test", "blank")
     res = run_peer([blank], modes=("static",), warmup=0)
     assert not res.frames["static"]["blank"].detected
+    assert res.latency["static"]["no_person"]["n"] == 1
 
 
 def test_runner_error_is_reported() -> None:

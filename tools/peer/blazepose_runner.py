@@ -162,6 +162,15 @@ def summarize(latencies_ms: list[float]) -> dict[str, float | int | None]:
     }
 
 
+def _split_summaries(by_person: dict[bool, list[float]]) -> dict[str, Any]:
+    """Frames with a person run detector + landmark model, frames without only the detector
+    (or, in video mode, the detector every frame until someone appears): report both."""
+    return {
+        "latency_summary_person": summarize(by_person[True]),
+        "latency_summary_no_person": summarize(by_person[False]),
+    }
+
+
 def _frame_record(frame: Frame, result: Any, latencies: list[float]) -> dict[str, Any]:
     h, w = frame.rgb.shape[:2]
     rec: dict[str, Any] = {
@@ -191,6 +200,7 @@ def run_static(
 
     records: list[dict[str, Any]] = []
     all_lat: list[float] = []
+    by_person: dict[bool, list[float]] = {True: [], False: []}
     with mp.solutions.pose.Pose(static_image_mode=True, **pose_kwargs) as pose:
         warmed = False
         for frame in frames:
@@ -206,6 +216,7 @@ def run_static(
                 result, ms = _timed(pose, frame.rgb)
                 lat.append(ms)
             all_lat.extend(lat)
+            by_person[result.pose_landmarks is not None].extend(lat)
             records.append(_frame_record(frame, result, lat))
     return {
         "static_image_mode": True,
@@ -213,6 +224,7 @@ def run_static(
         "repeats": repeats,
         "frames": records,
         "latency_summary": summarize(all_lat),
+        **_split_summaries(by_person),
     }
 
 
@@ -223,6 +235,7 @@ def run_video(
 
     records: list[dict[str, Any]] = []
     timed: list[float] = []
+    by_person: dict[bool, list[float]] = {True: [], False: []}
     sequences: dict[str, dict[str, Any]] = {}
     pose = None
     current: str | None = None
@@ -244,6 +257,7 @@ def run_video(
             (seq["first_frames_ms"] if warm else seq["timed"]).append(round(ms, 3))
             if not warm:
                 timed.append(ms)
+                by_person[result.pose_landmarks is not None].append(ms)
             if frame.report:
                 rec = _frame_record(frame, result, [ms])
                 rec["warmup"] = warm
@@ -267,6 +281,7 @@ def run_video(
         "frames": records,
         "sequences": clips,
         "latency_summary": summarize(timed),
+        **_split_summaries(by_person),
     }
 
 
