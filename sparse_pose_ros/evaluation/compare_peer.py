@@ -275,9 +275,13 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     ours_lat["backend"] = type(estimator.backend).__name__
     ours_lat["what"] = "PoseEstimator.estimate(): letterbox, normalise, backend, lift, mask"
     report["latency_ms"]["ours"] = ours_lat
-    video_p50 = report["latency_ms"]["peer"].get("video", {}).get("p50")
-    if video_p50 and ours_lat["p50"]:
-        report["latency_ms"]["ours_p50_over_peer_video_p50"] = round(ours_lat["p50"] / video_p50, 3)
+    video = report["latency_ms"]["peer"].get("video", {})
+    for key, p50 in (("all_frames", video.get("p50")),
+                     ("person_frames", video.get("person", {}).get("p50"))):
+        if p50 and ours_lat["p50"]:
+            report["latency_ms"][f"ours_p50_over_peer_video_p50_{key}"] = round(
+                ours_lat["p50"] / p50, 3
+            )
     report["model"] = {
         "checkpoint": str(args.checkpoint),
         "model_hash": info.model_hash,
