@@ -123,10 +123,12 @@ def run_block_cpu(
     batch: int,
     in_hw: tuple[int, int],
     bufs: CpuBlockBuffers,
-    compute_all: bool,
-) -> tuple[BlockMask | None, tuple[int, int]]:
-    """One fused call. ``compute_all`` runs every row (dense) and applies the mask at the
-    scatter (= masked dense); otherwise only the active / dilated rows are computed."""
+    dense_above: float,
+) -> tuple[BlockMask | None, tuple[int, int], bool]:
+    """One fused call. If the mask's active fraction exceeds ``dense_above`` every row is
+    computed and the mask applied at the scatter (= masked dense); otherwise only the active /
+    dilated rows are. ``dense_above`` < 0: always dense; >= 1: always sparse.
+    Returns (mask, (n_active, n_dilated), ran_dense)."""
     if blk.gated:
         if blk.fixed_mask is not None:
             fixed = blk.fixed_mask.to(torch.float32).contiguous()
@@ -140,19 +142,19 @@ def run_block_cpu(
         assert blk.mask_unit is not None
         threshold = float(blk.mask_unit.threshold_logit)
     else:
-        fixed, gate, threshold = _EMPTY, 0, 0.0
+        fixed, gate, threshold, dense_above = _EMPTY, 0, 0.0, -1.0
     ex = fb.expand
-    n_act, n_dil = kernel.run_block(
+    n_act, n_dil, ran_dense = kernel.run_block(
         x_ext, out_ext, batch, in_hw[0], in_hw[1], fb.stride,
         ex.weight if ex is not None else _EMPTY, ex.bias if ex is not None else _EMPTY,
         fb.depthwise.weight, fb.depthwise.bias, fb.project.weight, fb.project.bias,
-        fb.use_residual, fb.residual_relu, gate, compute_all,
+        fb.use_residual, fb.residual_relu, gate, dense_above,
         fb.mask_weight if fb.mask_weight is not None else _EMPTY,
         float(fb.mask_bias) if fb.mask_bias is not None else 0.0, threshold, fixed,
         bufs.hard, bufs.dilated, bufs.logits, bufs.soft, bufs.rank, bufs.act_rows,
         bufs.dil_rows, bufs.g_buf, bufs.e_buf, bufs.d_buf, bufs.p_buf,
     )  # fmt: skip
     if not blk.gated:
-        return None, (n_act, n_dil)
+        return None, (n_act, n_dil), True
     mask = BlockMask(hard=bufs.hard, dilated=bufs.dilated, soft=bufs.soft, logits=bufs.logits)
-    return mask, (n_act, n_dil)
+    return mask, (n_act, n_dil), bool(ran_dense)

@@ -13,6 +13,7 @@ IO binding); clone them if they must outlive the next frame.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -44,6 +45,15 @@ def block_stride_map(backbone: Backbone) -> list[int]:
     return strides
 
 
+def _dense_above(mode: str | float) -> float:
+    """Policy value -> active fraction above which a block runs densely."""
+    if mode == "dense":
+        return -1.0
+    if mode == "sparse":
+        return 2.0
+    return float(mode)
+
+
 def compute_block_mask(
     blk: InvertedResidual, fb: FoldedBlock, x: Tensor, b: int, hw: tuple[int, int]
 ) -> BlockMask:
@@ -72,12 +82,13 @@ def compute_block_mask(
 @dataclass
 class _BlockState:
     folded: FoldedBlock
-    mode: str
+    mode: str | float
     index: BlockIndex | None = None
     e_buf: Tensor | None = None
     out_buf: Tensor | None = None  # non-residual blocks only
     cpu: CpuBlockBuffers | None = None  # compiled-kernel scratch
     counts: tuple[int, int] = (0, 0)
+    ran_dense: bool = True
 
 
 class SparseBackbone:
@@ -86,8 +97,12 @@ class SparseBackbone:
     Args:
         backbone: the model's backbone (weights are folded at construction; call
             :meth:`refresh` after changing them).
-        policy: ``"sparse"`` / ``"dense"`` for every gated block, or a mapping from output
-            stride (2, 4, 8, 16) to mode: the per-stage policy. Ungated blocks always run dense.
+        policy: ``"sparse"`` / ``"dense"`` / a crossover density for every gated block, or a
+            mapping from output stride (2, 4, 8, 16) to one of those: the per-stage policy.
+            A crossover ``c`` in [0, 1] runs a block sparsely when its mask's active fraction is
+            ≤ c and densely (masked afterwards, same result) above it; the crossovers come from
+            the per-stage benchmark. Ungated blocks always run dense. With ``sync="capacity"``
+            a crossover means sparse (deciding would need a host read).
         kernel: ``"torch"`` (portable PyTorch ops) or ``"cpp"`` (compiled fused CPU kernel,
             built on first use; falls back to torch with a warning if the build fails).
         sync: ``"exact"`` reads each block's active counts on the host and computes only those
@@ -99,7 +114,7 @@ class SparseBackbone:
     def __init__(
         self,
         backbone: Backbone,
-        policy: str | Mapping[int, str] = "sparse",
+        policy: str | float | Mapping[int, str | float] = "sparse",
         kernel: str = "torch",
         sync: str = "exact",
     ) -> None:
@@ -124,19 +139,29 @@ class SparseBackbone:
                 self.kernel = "torch"
         #: number of host reads of device counts during the last frame (tests assert on it)
         self.host_reads = 0
+        #: set True to record per-block wall times of the next frames in ``block_times``
+        self.profile = False
+        self.block_times: list[float] = []
         self._shape: tuple[int, int, int] | None = None
         self._bufs: dict[tuple[int, int, int], Tensor] = {}
         self.refresh()
 
-    def _normalise_policy(self, policy: str | Mapping[int, str]) -> dict[int, str]:
+    def _normalise_policy(
+        self, policy: str | float | Mapping[int, str | float]
+    ) -> dict[int, str | float]:
         stages = sorted(set(self.strides))
-        if isinstance(policy, str):
+        if isinstance(policy, str | float | int):
             policy = {s: policy for s in stages}
-        out: dict[int, str] = {}
+        out: dict[int, str | float] = {}
         for s in stages:
             mode = policy.get(s, "sparse")
-            if mode not in MODES:
-                raise ValueError(f"policy mode must be one of {MODES}, got {mode!r} for stride {s}")
+            if isinstance(mode, int | float) and not isinstance(mode, bool):
+                if not 0.0 <= float(mode) <= 1.0:
+                    raise ValueError(f"crossover density must be in [0, 1], got {mode}")
+                mode = float(mode)
+            elif mode not in MODES:
+                raise ValueError(f"policy mode must be one of {MODES} or a crossover density, "
+                                 f"got {mode!r} for stride {s}")  # fmt: skip
             out[s] = mode
         unknown = set(policy) - set(stages)
         if unknown:
@@ -202,6 +227,7 @@ class SparseBackbone:
         b = x.shape[0]
         self._prepare(b, (x.shape[2], x.shape[3]))
         self.host_reads = 0
+        self.block_times = []
         st0 = self.stem
         y = F.conv2d(x.contiguous(memory_format=torch.channels_last), st0.conv_weight, st0.bias,
                      st0.stride, 1, 1, st0.groups).clamp_(0.0, 6.0)  # fmt: skip
@@ -217,21 +243,26 @@ class SparseBackbone:
             out = cur if fb.use_residual else st.out_buf
             assert out is not None
             if self._cpp is not None:
-                mask, st.counts = run_block_cpu(
-                    self._cpp, blk, fb, cur, out, b, (h, w), st.cpu, st.mode == "dense"
+                t0 = time.perf_counter() if self.profile else 0.0
+                mask, st.counts, st.ran_dense = run_block_cpu(
+                    self._cpp, blk, fb, cur, out, b, (h, w), st.cpu, _dense_above(st.mode)
                 )
+                if self.profile:
+                    self.block_times.append(time.perf_counter() - t0)
                 masks.append(mask)
                 cur, h, w = out, ho, wo
                 if i in tap_of:
                     taps[tap_of[i]] = cur[:-1].view(b, h, w, -1).permute(0, 3, 1, 2)
                 continue
+            t0 = time.perf_counter() if self.profile else 0.0
             mask = compute_block_mask(blk, fb, cur[:-1], b, (h, w)) if blk.gated else None
             masks.append(mask)
-            if mask is not None and st.mode == "sparse":
-                self._run_sparse(st, cur, out, mask)
-            else:
+            if mask is None or st.mode == "dense" or not self._run_sparse(st, cur, out, mask):
                 hard = mask.hard.reshape(-1) if mask is not None else None
                 torch_ops.dense_block(fb, cur[:-1], b, (h, w), hard, out[:-1])
+                st.ran_dense = True
+            if self.profile:
+                self.block_times.append(time.perf_counter() - t0)
             cur, h, w = out, ho, wo
             if i in tap_of:
                 taps[tap_of[i]] = cur[:-1].view(b, h, w, -1).permute(0, 3, 1, 2)
@@ -239,7 +270,8 @@ class SparseBackbone:
             self._read_counts_once()
         return taps[16], [taps[8], taps[4]], masks
 
-    def _run_sparse(self, st: _BlockState, cur: Tensor, out: Tensor, mask: BlockMask) -> None:
+    def _run_sparse(self, st: _BlockState, cur: Tensor, out: Tensor, mask: BlockMask) -> bool:
+        """Gather-scatter with the torch kernel; False if the crossover policy says dense."""
         fb = st.folded
         assert st.index is not None and st.e_buf is not None
         build_index(st.index, mask.hard, mask.dilated)
@@ -249,7 +281,11 @@ class SparseBackbone:
             counts = (int(n_act), int(n_dil))
             st.counts = counts
             self.host_reads += 1
+            if n_act > _dense_above(st.mode) * st.index.n_out:
+                return False
         torch_ops.sparse_block(fb, cur, out, st.index, st.e_buf, counts)
+        st.ran_dense = False
+        return True
 
     def _read_counts_once(self) -> None:
         gated = [st for st in self.blocks if st.index is not None and st.mode == "sparse"]
@@ -332,9 +368,9 @@ class BlockRunner:
         self.x_buf[:-1].view(b, h, w, -1).copy_(x.permute(0, 2, 3, 1))
         out = self.x_buf if fb.use_residual else self.out_buf
         if self._cpp is not None:
-            mask, self.counts = run_block_cpu(
+            mask, self.counts, _ = run_block_cpu(
                 self._cpp, self.block, fb, self.x_buf, out, b, (h, w), self.cpu,
-                self.mode == "dense" or not self.block.gated,
+                _dense_above(self.mode),
             )  # fmt: skip
         else:
             mask = None

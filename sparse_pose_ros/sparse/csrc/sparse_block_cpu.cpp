@@ -32,12 +32,14 @@ inline float relu6(float v) { return std::min(std::max(v, 0.0f), 6.0f); }
 
 }  // namespace
 
-// Returns the mask's (n_active, n_dilated) (not the executed rows when compute_all). See the Python wrapper (cpu_kernel.py) for argument meanings.
+// Returns (n_active, n_dilated, computed_all): the mask's counts (not the executed rows when
+// every row was computed) and whether the block ran densely. See the Python wrapper (cpu_kernel.py) for argument meanings.
 std::vector<int64_t> run_block(
     const at::Tensor& x, at::Tensor& out, int64_t batch, int64_t h, int64_t w, int64_t stride,
     const at::Tensor& w_expand, const at::Tensor& b_expand, const at::Tensor& w_dw,
     const at::Tensor& b_dw, const at::Tensor& w_project, const at::Tensor& b_project,
-    bool residual, bool residual_relu, int64_t gate, bool compute_all, const at::Tensor& mask_weight,
+    bool residual, bool residual_relu, int64_t gate, double dense_above,
+    const at::Tensor& mask_weight,
     double mask_bias, double threshold, const at::Tensor& fixed_hard, at::Tensor& hard,
     at::Tensor& dilated, at::Tensor& logits, at::Tensor& soft, at::Tensor& rank,
     at::Tensor& act_rows, at::Tensor& dil_rows, at::Tensor& g_buf, at::Tensor& e_buf,
@@ -99,16 +101,18 @@ std::vector<int64_t> run_block(
   }
 
   // ---- 2. receptive mask, active list, dilated list + rank map ------------------------------------
-  // The true counts (for diagnostics) are returned even when compute_all runs every row.
-  std::fill(dil_p, dil_p + n_in, 0.0f);
+  // Per-stage policy: above ``dense_above`` (fraction of active outputs) every row is computed
+  // and the mask is applied at the scatter (masked dense), because there dense is faster.
+  // The true counts (for diagnostics) are returned either way.
   int64_t n_hard = 0;
+  for (int64_t o = 0; o < n_out; ++o) n_hard += hard_p[o] > 0.0f ? 1 : 0;
+  const bool compute_all = static_cast<double>(n_hard) > dense_above * static_cast<double>(n_out);
+  std::fill(dil_p, dil_p + n_in, 0.0f);
+  int64_t k_act = 0;
   for (int64_t o = 0; o < n_out; ++o) {
-    if (hard_p[o] <= 0.0f) {
-      if (compute_all) act_p[o] = static_cast<int32_t>(o);
-      continue;
-    }
-    act_p[compute_all ? o : n_hard] = static_cast<int32_t>(o);
-    ++n_hard;
+    if (compute_all) act_p[o] = static_cast<int32_t>(o);
+    if (hard_p[o] <= 0.0f) continue;
+    if (!compute_all) act_p[k_act++] = static_cast<int32_t>(o);
     const int64_t b = o / (ho * wo), r = o % (ho * wo);
     const int64_t cy = (r / wo) * stride, cx = (r % wo) * stride;
     for (int64_t y = std::max<int64_t>(cy - 1, 0); y <= std::min<int64_t>(cy + 1, h - 1); ++y)
@@ -131,7 +135,7 @@ std::vector<int64_t> run_block(
   if (!residual && !compute_all) out.zero_();
   if (n_act == 0) {
     if (residual && residual_relu) out.clamp_min_(0.0);
-    return {n_hard, n_dil_true};
+    return {n_hard, n_dil_true, compute_all ? 1 : 0};
   }
   const bool all_in = n_dil == n_in;
 
@@ -212,7 +216,7 @@ std::vector<int64_t> run_block(
       for (int64_t i = begin; i < end; ++i) xo[i] = std::max(xo[i], 0.0f);
     });
   }
-  return {n_hard, n_dil_true};
+  return {n_hard, n_dil_true, compute_all ? 1 : 0};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

@@ -1,0 +1,1 @@
+"""Benchmark CLIs (``python -m sparse_pose_ros.benchmarks <name> ...``)."""

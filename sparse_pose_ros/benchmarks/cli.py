@@ -1,0 +1,81 @@
+"""``python -m sparse_pose_ros.benchmarks sparse-cpu`` — see :mod:`.sparse_cpu`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from .sparse_cpu import BenchConfig, run
+
+DEFAULT_OUT = Path("benchmarks/results/sparse_cpu.json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sparse_pose_ros.benchmarks")
+    sub = p.add_subparsers(dest="bench", required=True)
+    s = sub.add_parser("sparse-cpu", help="dense vs masked vs gather-scatter CPU latency")
+    s.add_argument("--size", type=int, default=256, help="square input side (multiple of 16)")
+    s.add_argument("--threads", type=int, default=2, help="torch and ORT intra-op threads")
+    s.add_argument("--reps", type=int, default=50, help="timed runs per measurement")
+    s.add_argument("--warmup", type=int, default=10, help="untimed runs before timing")
+    s.add_argument("--densities", type=float, nargs="+", default=[0.1, 0.25, 0.5, 0.75, 1.0])
+    s.add_argument(
+        "--variants",
+        nargs="+",
+        default=["residual", "all"],
+        choices=["residual", "all"],
+        help="residual: stride-1 residual blocks gated; all: gate_strided=True",
+    )
+    s.add_argument("--width-mult", type=float, default=1.0)
+    s.add_argument(
+        "--checkpoint",
+        default=None,
+        help="trained model for its own masks (default: first models/*.safetensors)",
+    )
+    s.add_argument("--no-trained", action="store_true", help="skip the trained-mask part")
+    s.add_argument("--no-network", action="store_true", help="backbone only")
+    s.add_argument("--out", type=Path, default=DEFAULT_OUT, help="result JSON")
+    s.add_argument("--plot", type=Path, default=None, help="PNG (default: next to the JSON)")
+    s.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 64×64, width 0.5, 3 reps, densities 0.25 and 1.0",
+    )
+    return p  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.size <= 0 or args.size % 16:
+        print(f"error: --size must be a positive multiple of 16, got {args.size}", file=sys.stderr)
+        return 2
+    if any(not 0.0 <= d <= 1.0 for d in args.densities):
+        print("error: densities must be in [0, 1]", file=sys.stderr)
+        return 2
+    cfg = BenchConfig(
+        size=args.size, threads=args.threads, reps=args.reps, warmup=args.warmup,
+        densities=tuple(args.densities), variants=tuple(args.variants),
+        width_mult=args.width_mult, checkpoint="" if args.no_trained else args.checkpoint,
+        with_network=not args.no_network,
+    )  # fmt: skip
+    if args.quick:
+        cfg.size, cfg.reps, cfg.warmup, cfg.width_mult = 64, 3, 1, 0.5
+        cfg.densities = (0.25, 1.0)
+        cfg.trained_frames = 1
+    argv_used = sys.argv[1:] if argv is None else argv
+    command = "python -m sparse_pose_ros.benchmarks " + shlex.join(argv_used)
+    result = run(cfg, command)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    from .plot import plot_sparse_cpu
+
+    png = args.plot or args.out.with_suffix(".png")
+    plot_sparse_cpu(result, png)
+    print(json.dumps({"json": str(args.out), "png": str(png), "summary": result["summary"]},
+                     indent=1))  # fmt: skip
+    return 0

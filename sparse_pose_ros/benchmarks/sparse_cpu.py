@@ -1,0 +1,337 @@
+"""CPU latency of dense vs masked-dense vs gather-scatter execution, side by side.
+
+For each gating variant (``residual``: only stride-1 residual blocks gated, the default model;
+``all``: ``gate_strided=True``, every block after the stem gated) and each blob-mask density it
+times, in one process with fixed torch threads, batch 1:
+
+* ``ort_dense``     the dense model in ONNX Runtime (the bar, re-timed at every density so the
+                    ratios are side by side even when the machine's load drifts);
+* ``torch_dense``   the dense model in PyTorch eager (NCHW);
+* ``masked_torch``  the gated model's own forward (masked dense reference);
+* ``sparse_torch``  gather-scatter with PyTorch ops;
+* ``sparse_cpp``    gather-scatter with the fused compiled kernel, every gated block sparse;
+* ``policy_cpp``    the same kernel with the measured per-stage policy (crossover densities).
+
+Per-stage (per resolution) times come from the executor's per-block profile at every density,
+for the compiled kernel run dense and sparse; the crossover density of each stage (where sparse
+stops paying) is interpolated from them and becomes ``policy_cpp``'s policy.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import glob
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..model.flops import flops_report
+from ..model.network import NetworkConfig, PoseNetwork
+from ..sparse.cpu_kernel import load_cpu_kernel
+from ..sparse.executor import SparseBackbone, SparsePoseNetwork, block_stride_map
+from .masks import clear_fixed_masks, set_blob_masks
+from .ort_dense import DenseBackbone, DenseNetwork, export_onnx, ort_runner
+from .timing import load_average, machine_info, time_call
+
+log = logging.getLogger(__name__)
+
+VARIANTS = {"residual": False, "all": True}
+
+
+@dataclass
+class BenchConfig:
+    size: int = 256
+    threads: int = 2
+    reps: int = 50
+    warmup: int = 10
+    densities: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)
+    variants: tuple[str, ...] = ("residual", "all")
+    width_mult: float = 1.0
+    checkpoint: str | None = None  # None: first models/*.safetensors if any
+    trained_frames: int = 4
+    seed: int = 0
+    with_network: bool = True
+
+
+def _fit(xs: Sequence[float], ys: Sequence[float]) -> dict[str, float]:
+    """Least-squares line latency = slope·density + intercept, with R²."""
+    x, y = np.asarray(xs, float), np.asarray(ys, float)
+    slope, intercept = np.polyfit(x, y, 1)
+    pred = slope * x + intercept
+    ss_res, ss_tot = float(((y - pred) ** 2).sum()), float(((y - y.mean()) ** 2).sum())
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
+    return {"slope_ms": float(slope), "intercept_ms": float(intercept), "r2": r2}
+
+
+def _crossover(
+    densities: Sequence[float], dense: Sequence[float], sparse: Sequence[float]
+) -> float:
+    """Density where sparse time meets dense time, linearly interpolated; 1.0 if sparse always
+    wins, 0.0 if it never does."""
+    d = np.asarray(densities, float)
+    gain = np.asarray(dense, float) - np.asarray(sparse, float)  # > 0: sparse wins
+    order = np.argsort(d)
+    d, gain = d[order], gain[order]
+    if (gain > 0).all():
+        return 1.0
+    if not (gain > 0).any():
+        return 0.0
+    for i in range(len(d) - 1):
+        if gain[i] > 0 >= gain[i + 1]:
+            return float(d[i] + (d[i + 1] - d[i]) * gain[i] / (gain[i] - gain[i + 1]))
+    return float(d[gain > 0].max())
+
+
+def _stage_profile(ex: SparseBackbone, x: torch.Tensor, reps: int, warmup: int) -> dict[int, float]:
+    """Median per-block time summed per output stride (ms)."""
+    for _ in range(warmup):
+        ex(x)
+    ex.profile = True
+    rows = []
+    for _ in range(reps):
+        ex(x)
+        rows.append(ex.block_times)
+    ex.profile = False
+    med = np.median(np.asarray(rows), axis=0) * 1e3
+    out: dict[int, float] = {}
+    for s, t in zip(ex.strides, med, strict=True):
+        out[s] = out.get(s, 0.0) + float(t)
+    return out
+
+
+def _mac_floor(net: PoseNetwork, x: torch.Tensor) -> dict[str, float]:
+    """MAC fraction that stays at density 0 (ungated blocks, stem, mask units)."""
+    set_blob_masks(net.backbone, 1, tuple(x.shape[-2:]), 0.0)
+    with torch.no_grad():
+        rep = flops_report(net, net(x), tuple(x.shape[-2:]))
+    return {"backbone": rep.backbone_fraction, "network": rep.network_fraction,
+            "backbone_dense_macs": rep.backbone_dense_macs,
+            "network_dense_macs": rep.network_dense_macs}  # fmt: skip
+
+
+def _run_variant(
+    name: str, cfg: BenchConfig, x: torch.Tensor, ort_bb: Callable[[], object],
+    ort_net: Callable[[], object] | None, have_cpp: bool,
+) -> dict[str, Any]:  # fmt: skip
+    torch.manual_seed(cfg.seed)
+    ncfg = NetworkConfig(input_size=cfg.size, width_mult=cfg.width_mult,
+                         gate_strided=VARIANTS[name])  # fmt: skip
+    net = PoseNetwork(ncfg).eval()
+    strides = block_stride_map(net.backbone)
+    blocks = net.backbone.blocks
+    gated_strides = sorted({s for s, b in zip(strides, blocks, strict=True) if b.gated})
+    kernel = "cpp" if have_cpp else "torch"
+    r, w = cfg.reps, cfg.warmup
+    res: dict[str, Any] = {
+        "gate_strided": VARIANTS[name],
+        "kernel": kernel,
+        "mac_floor": _mac_floor(net, x),
+        "gated_strides": gated_strides,
+    }
+
+    # 1. per-stage profile -> crossover policy
+    ex_sparse = SparseBackbone(net.backbone, policy="sparse", kernel=kernel)
+    ex_dense = SparseBackbone(net.backbone, policy="dense", kernel=kernel)
+    ex_torch = SparseBackbone(net.backbone, policy="sparse", kernel="torch")
+    stages: dict[str, dict[str, list[float]]] = {}
+    for d in cfg.densities:
+        set_blob_masks(net.backbone, 1, (cfg.size, cfg.size), d)
+        for label, ex in (("dense_" + kernel, ex_dense), ("sparse_" + kernel, ex_sparse),
+                          ("sparse_torch", ex_torch)):  # fmt: skip
+            for s, t in _stage_profile(ex, x, r, w).items():
+                stages.setdefault(str(s), {}).setdefault(label, []).append(t)
+    policy: dict[int, float] = {}
+    for s in gated_strides:
+        st = stages[str(s)]
+        cross = _crossover(cfg.densities, st["dense_" + kernel], st["sparse_" + kernel])
+        policy[s] = round(cross, 3)
+    res["per_stage_ms"] = {"densities": list(cfg.densities), "stages": stages}
+    res["policy_crossover"] = {str(k): v for k, v in policy.items()}
+
+    # 2. end-to-end at every density, ORT dense re-timed alongside
+    ex_policy = SparseBackbone(net.backbone, policy=policy, kernel=kernel)
+    net_sparse = SparsePoseNetwork(net, policy="sparse", kernel=kernel)
+    net_policy = SparsePoseNetwork(net, policy=policy, kernel=kernel)
+    net_torch = SparsePoseNetwork(net, policy="sparse", kernel="torch")
+    rows = []
+    with torch.no_grad():
+        for d in cfg.densities:
+            set_blob_masks(net.backbone, 1, (cfg.size, cfg.size), d)
+            rep = flops_report(net, net(x), (cfg.size, cfg.size))
+            row: dict[str, Any] = {
+                "density": d,
+                "mac_fraction": {
+                    "backbone": rep.backbone_fraction,
+                    "network": rep.network_fraction,
+                    "gated": rep.gated_density,
+                },  # fmt: skip
+                "backbone": {
+                    "ort_dense": time_call(ort_bb, r, w),
+                    "masked_torch": time_call(lambda: net.backbone(x), r, w),
+                    "sparse_torch": time_call(lambda: ex_torch(x), r, w),
+                    "sparse_" + kernel: time_call(lambda: ex_sparse(x), r, w),
+                    "policy_" + kernel: time_call(lambda: ex_policy(x), r, w),
+                },
+            }
+            if ort_net is not None:
+                row["network"] = {
+                    "ort_dense": time_call(ort_net, r, w),
+                    "masked_torch": time_call(lambda: net(x), r, w),
+                    "sparse_torch": time_call(lambda: net_torch(x), r, w),
+                    "sparse_" + kernel: time_call(lambda: net_sparse(x), r, w),
+                    "policy_" + kernel: time_call(lambda: net_policy(x), r, w),
+                }
+            rows.append(row)
+            log.info("%s d=%.2f backbone %s", name, d,
+                     {k: round(v["median_ms"], 3) for k, v in row["backbone"].items()})  # fmt: skip
+    clear_fixed_masks(net.backbone)
+    res["densities"] = rows
+    fits: dict[str, Any] = {}
+    for part in ("backbone", "network"):
+        if part not in rows[0]:
+            continue
+        for path in rows[0][part]:
+            if path == "ort_dense":
+                continue
+            ys = [row[part][path]["median_ms"] for row in rows]
+            fits[f"{part}/{path}"] = _fit(cfg.densities, ys)
+    res["linear_fit_vs_density"] = fits if len(cfg.densities) >= 2 else {}
+    return res
+
+
+def _trained(cfg: BenchConfig, have_cpp: bool) -> dict[str, Any]:
+    """The trained model's own masks on synthetic test frames (skipped without a checkpoint)."""
+    path = cfg.checkpoint
+    if path is None:
+        found = sorted(glob.glob("models/*.safetensors"))
+        if not found:
+            return {"skipped": "no checkpoint under models/*.safetensors"}
+        path = found[0]
+    try:
+        from ..model.checkpoint import load_checkpoint
+
+        net, info = load_checkpoint(path)
+    except Exception as exc:  # a broken/foreign checkpoint must not kill the whole benchmark
+        return {"skipped": f"could not load {path}: {exc}"}
+    ncfg = net.cfg
+    size = ncfg.input_size
+    try:
+        from ..data.synthetic import SyntheticGenerator
+
+        gen = SyntheticGenerator("test", seed=cfg.seed)
+        images = [gen.frame(i).image for i in range(cfg.trained_frames)]
+        gen.close()
+        source = "synthetic test split"
+    except Exception as exc:
+        return {"skipped": f"no frames: synthetic renderer unavailable ({exc})", "checkpoint": path}
+    mean = torch.tensor(ncfg.input_mean).view(1, 3, 1, 1)
+    std = torch.tensor(ncfg.input_std).view(1, 3, 1, 1)
+    frames = [((torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255.0 - mean) / std)
+              for im in images]  # fmt: skip
+    kernel = "cpp" if have_cpp else "torch"
+    dense = DenseNetwork(net)
+    ort_net = ort_runner(export_onnx(dense, frames[0]), cfg.threads, frames[0])
+    ort_bb = ort_runner(export_onnx(DenseBackbone(net.backbone), frames[0]), cfg.threads, frames[0])
+    sparse_net = SparsePoseNetwork(net, policy="sparse", kernel=kernel)
+    out = []
+    for i, f in enumerate(frames):
+        with torch.no_grad():
+            rep = flops_report(net, net(f), (size, size))
+        feed_ort_bb = ort_runner(export_onnx(DenseBackbone(net.backbone), f), cfg.threads, f)
+        del feed_ort_bb
+        out.append({
+            "frame": i,
+            "gated_density": rep.gated_density,
+            "mac_fraction_backbone": rep.backbone_fraction,
+            "backbone": {"ort_dense": time_call(ort_bb, cfg.reps, cfg.warmup),
+                         "sparse_" + kernel: time_call(lambda f=f: sparse_net.backbone(f),
+                                                       cfg.reps, cfg.warmup)},
+            "network": {"ort_dense": time_call(ort_net, cfg.reps, cfg.warmup),
+                        "sparse_" + kernel: time_call(lambda f=f: sparse_net(f), cfg.reps,
+                                                      cfg.warmup)},
+        })  # fmt: skip
+    return {"checkpoint": path, "model_hash": info.get("model_hash"), "frames": source,
+            "input_size": size, "results": out}  # fmt: skip
+
+
+def run(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
+    """Run the whole benchmark and return the JSON-ready result."""
+    torch.set_num_threads(cfg.threads)
+    have_cpp = load_cpu_kernel() is not None
+    load_before = load_average()
+    torch.manual_seed(cfg.seed)
+    x = torch.randn(1, 3, cfg.size, cfg.size)
+    dense_net = PoseNetwork(NetworkConfig(input_size=cfg.size, width_mult=cfg.width_mult,
+                                          gated=False)).eval()  # fmt: skip
+    dense_bb = DenseBackbone(dense_net.backbone).eval()
+    whole = DenseNetwork(dense_net).eval()
+    ort_bb = ort_runner(export_onnx(dense_bb, x), cfg.threads, x)
+    ort_net = ort_runner(export_onnx(whole, x), cfg.threads, x) if cfg.with_network else None
+    r, w = cfg.reps, cfg.warmup
+    with torch.no_grad():
+        dense = {"backbone": {"ort_dense": time_call(ort_bb, r, w),
+                              "torch_dense": time_call(lambda: dense_bb(x), r, w)}}  # fmt: skip
+        if ort_net is not None:
+            dense["network"] = {"ort_dense": time_call(ort_net, r, w),
+                                "torch_dense": time_call(lambda: whole(x), r, w)}  # fmt: skip
+    result: dict[str, Any] = {
+        "benchmark": "sparse_cpu",
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command or " ".join(sys.argv),
+        "machine": machine_info(),
+        "torch_threads": torch.get_num_threads(),
+        "ort_intra_op_threads": cfg.threads,
+        "batch": 1,
+        "input_size": cfg.size,
+        "width_mult": cfg.width_mult,
+        "reps": cfg.reps,
+        "warmup": cfg.warmup,
+        "masks": "upright blob (benchmarks.masks.blob_mask), same density at every gated block",
+        "compiled_kernel": have_cpp,
+        "dense": dense,
+        "variants": {},
+    }
+    for name in cfg.variants:
+        result["variants"][name] = _run_variant(name, cfg, x, ort_bb, ort_net, have_cpp)
+    result["trained_masks"] = _trained(cfg, have_cpp) if cfg.checkpoint != "" else {
+        "skipped": "disabled (--no-trained)"}  # fmt: skip
+    result["load_average_before"] = load_before
+    result["load_average_after"] = load_average()
+    result["summary"] = summarise(result)
+    return result
+
+
+def _ratio_at(variant: dict[str, Any], part: str, path: str, density: float) -> float | None:
+    for row in variant["densities"]:
+        if abs(row["density"] - density) < 1e-9 and part in row and path in row[part]:
+            return row[part][path]["median_ms"] / row[part]["ort_dense"]["median_ms"]
+    return None
+
+
+def summarise(result: dict[str, Any]) -> dict[str, Any]:
+    """Targets of issues 2 and 6 as ratios (sparse / dense), measured in this run."""
+    dense = result["dense"]
+    out: dict[str, Any] = {}
+    for name, v in result["variants"].items():
+        kernel = v["kernel"]
+        s: dict[str, Any] = {}
+        for path in ("sparse_" + kernel, "policy_" + kernel):
+            for part in ("backbone", "network"):
+                if part not in dense:
+                    continue
+                torch_dense = dense[part]["torch_dense"]["median_ms"]
+                for d in (0.25, 1.0):
+                    for row in v["densities"]:
+                        if abs(row["density"] - d) < 1e-9 and part in row:
+                            ms = row[part][path]["median_ms"]
+                            s[f"{part}/{path}@{d}/torch_dense"] = round(ms / torch_dense, 3)
+                    ro = _ratio_at(v, part, path, d)
+                    if ro is not None:
+                        s[f"{part}/{path}@{d}/ort_dense"] = round(ro, 3)
+        out[name] = s
+    return out
