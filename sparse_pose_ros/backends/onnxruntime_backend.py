@@ -42,15 +42,23 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "sparse_pose_ros"
 
 
-def cached_onnx_path(cache_dir: Path, digest: str, input_size: int) -> Path:
-    """Cache file of a checkpoint's portable export (hash + size + metadata format key)."""
+#: Graph kinds this backend runs (standard ONNX ops only).
+RUNNABLE_GRAPHS: tuple[str, ...] = ("portable", "portable_sparse")
+
+
+def cached_onnx_path(
+    cache_dir: Path, digest: str, input_size: int, graph: str = "portable"
+) -> Path:
+    """Cache file of a checkpoint's export (hash + size + graph kind + metadata format key)."""
     from ..export.metadata import FORMAT_VERSION
 
-    return cache_dir / "onnx" / f"{digest[:24]}_{input_size}_portable_f{FORMAT_VERSION}.onnx"
+    return cache_dir / "onnx" / f"{digest[:24]}_{input_size}_{graph}_f{FORMAT_VERSION}.onnx"
 
 
-def ensure_portable_onnx(checkpoint: str, input_size: int | None, cache_dir: Path) -> Path:
-    """Return a cached portable export of ``checkpoint``, exporting it on first use."""
+def ensure_portable_onnx(
+    checkpoint: str, input_size: int | None, cache_dir: Path, graph: str = "portable"
+) -> Path:
+    """Return a cached export of ``checkpoint`` (``graph`` kind), exporting it on first use."""
     from ..export.metadata import read_metadata as read_onnx_metadata
     from ..export.onnx_export import export_network
     from ..model.checkpoint import CheckpointError, load_checkpoint
@@ -62,7 +70,7 @@ def ensure_portable_onnx(checkpoint: str, input_size: int | None, cache_dir: Pat
         raise BackendError(str(exc)) from exc
     size = int(input_size if input_size is not None else meta["config"]["input_size"])
     digest = str(meta["model_hash"])
-    path = cached_onnx_path(cache_dir, digest, size)
+    path = cached_onnx_path(cache_dir, digest, size, graph)
     if path.is_file():
         try:
             if read_onnx_metadata(path).info.model_hash == digest:
@@ -76,7 +84,7 @@ def ensure_portable_onnx(checkpoint: str, input_size: int | None, cache_dir: Pat
         raise BackendError(str(exc)) from exc
     LOG.info("onnxruntime: exporting %s at %d px into %s", checkpoint, size, path)
     try:
-        return export_network(net, path, "portable", input_size=size, digest=info["model_hash"])
+        return export_network(net, path, graph, input_size=size, digest=info["model_hash"])
     except OSError as exc:
         raise BackendError(f"cannot write the ONNX cache {path} for {checkpoint}: {exc}") from exc
 
@@ -109,6 +117,8 @@ class OnnxRuntimeBackend(Backend):
         intra_op_threads: CPU threads per operator (default: onnxruntime's choice).
         mask_threshold: initial mask probability threshold (default 0.5).
         cache_dir: where checkpoint exports are cached.
+        graph: kind exported for a checkpoint: "portable" (masked dense) or "portable_sparse"
+            (gather-scatter in standard ops; see ``export.sparse_graph``).
         spin_wait: let ORT's pool threads busy-wait between runs (ORT's default). Off by
             default: at camera rates spinning buys nothing between frames and burns the cores
             the ROS executor and image conversion need.
@@ -124,6 +134,7 @@ class OnnxRuntimeBackend(Backend):
         intra_op_threads: int | None = None,
         mask_threshold: float = 0.5,
         cache_dir: str | os.PathLike[str] | None = None,
+        graph: str = "portable",
         spin_wait: bool = False,
     ) -> None:
         from ..export.metadata import read_metadata as read_onnx_metadata
@@ -131,15 +142,17 @@ class OnnxRuntimeBackend(Backend):
         path = str(model_file_path)
         dev = resolve_device(device)
         suffix = Path(path).suffix
+        if graph not in RUNNABLE_GRAPHS:
+            raise ValueError(f"graph must be one of {RUNNABLE_GRAPHS}, got {graph!r}")
         if suffix == ".safetensors":
             cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-            onnx_path = ensure_portable_onnx(path, input_size, cache)
+            onnx_path = ensure_portable_onnx(path, input_size, cache, graph)
         elif suffix == ".onnx":
             onnx_path = Path(path)
         else:
             raise BackendError(f"onnxruntime needs a .onnx or .safetensors file, got {path}")
         meta = read_onnx_metadata(onnx_path)
-        if meta.graph != "portable":
+        if meta.graph not in RUNNABLE_GRAPHS:
             raise BackendError(
                 f"{onnx_path} is a {meta.graph!r} graph (custom TensorRT nodes); onnxruntime "
                 "needs the portable graph: python -m sparse_pose_ros.export --graph portable"

@@ -19,14 +19,21 @@ from collections.abc import Sequence
 from ..model.checkpoint import CheckpointError
 from .onnx_export import DEFAULT_OPSET, export_checkpoint
 
-GRAPH_CHOICES = {"portable": ("portable",), "plugin": ("plugin",), "both": ("portable", "plugin")}
+GRAPH_CHOICES = {
+    "portable": ("portable",),
+    "portable_sparse": ("portable_sparse",),
+    "plugin": ("plugin",),
+    "both": ("portable", "plugin"),
+    "all": ("portable", "portable_sparse", "plugin"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sparse-pose-export",
         description="Export a sparse_pose_ros .safetensors checkpoint to ONNX (fixed input "
-        "size, batch 1). 'portable' = standard ONNX ops for ONNX Runtime; 'plugin' = one "
+        "size, batch 1). 'portable' = standard ONNX ops, gated blocks masked dense; "
+        "'portable_sparse' = standard ONNX ops, gated blocks gather-scatter; 'plugin' = one "
         "SparseInvertedResidual custom node per gated block for TensorRT with our plugin.",
     )
     p.add_argument("--checkpoint", required=True, help="path of the .safetensors checkpoint")

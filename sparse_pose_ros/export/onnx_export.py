@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import onnx
@@ -35,9 +36,12 @@ from .graph_modules import (
 )
 from .metadata import build_metadata, set_metadata
 from .plugin_op import DOMAIN, DOMAIN_VERSION, OP_TYPE, register_schema
+from .sparse_graph import expand_plugin_graph
 
 LOG = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
+#: Graph kinds: the two traced ones plus the plugin graph expanded into standard ops.
+EXPORT_KINDS: tuple[str, ...] = (*GRAPH_KINDS, "portable_sparse")
 
 
 def network_hash(net: PoseNetwork) -> str:
@@ -52,30 +56,37 @@ def export_network(
     input_size: int | None = None,
     digest: str | None = None,
     opset: int = DEFAULT_OPSET,
+    sparse_blocks: Iterable[int] | None = None,
 ) -> Path:
-    """Write ``net`` as an ONNX ``graph`` ("portable" or "plugin") and check it.
+    """Write ``net`` as an ONNX ``graph`` and check it (``onnx.checker`` full check).
 
     Args:
         net: the network (its eval-mode BN statistics are what gets exported).
         out_path: destination .onnx (written atomically).
-        graph: "portable" (standard ops, masked dense) or "plugin" (one custom node per gated
-            block; needs the sparse_pose_ros TensorRT plugin to run).
+        graph: "portable" (standard ops, masked dense), "portable_sparse" (standard ops,
+            gather-scatter per gated block, see :mod:`.sparse_graph`) or "plugin" (one custom
+            node per gated block; needs the sparse_pose_ros TensorRT plugin to run).
         input_size: square input side; default ``net.cfg.input_size``.
         digest: model hash for the metadata; default computed from the weights.
-        opset: ONNX opset of the default domain.
+        opset: ONNX opset of the default domain (>= 16 for "portable_sparse").
+        sparse_blocks: "portable_sparse" only: gated-block ordinals run gather-scatter (the rest
+            masked dense); default all.
 
     Returns:
         The written path.
     """
-    if graph not in GRAPH_KINDS:
-        raise ValueError(f"graph must be one of {GRAPH_KINDS}, got {graph!r}")
+    if graph not in EXPORT_KINDS:
+        raise ValueError(f"graph must be one of {EXPORT_KINDS}, got {graph!r}")
+    if graph == "portable_sparse" and opset < 16:
+        raise ValueError("portable_sparse needs opset >= 16 (ScatterND reduction)")
     size = int(input_size if input_size is not None else net.cfg.input_size)
     if size <= 0 or size % 16:
         raise ValueError(f"input_size must be a positive multiple of 16, got {size}")
     if opset < 13:
         raise ValueError(f"opset must be >= 13, got {opset}")
     net = net.eval()
-    wrapper = ExportNetwork(net, graph).eval()
+    traced_kind = "plugin" if graph == "portable_sparse" else graph
+    wrapper = ExportNetwork(net, traced_kind).eval()
     geometry = network_geometry(net, size)
     n_masks = len(geometry.gated_indices)
     mask_names = [mask_output_name(k) for k in range(n_masks)]
@@ -94,10 +105,12 @@ def export_network(
             input_names=input_names,
             output_names=[HEATMAPS_OUTPUT, JOINTS_OUTPUT, *mask_names],
             do_constant_folding=True,
-            custom_opsets={DOMAIN: DOMAIN_VERSION} if graph == "plugin" else None,
+            custom_opsets={DOMAIN: DOMAIN_VERSION} if traced_kind == "plugin" else None,
         )
     model = onnx.load_from_string(buffer.getvalue())
     _inline_identity_initializers(model)
+    if graph == "portable_sparse":
+        model = expand_plugin_graph(model, geometry, sparse_blocks)
     cfg = net.cfg
     set_metadata(
         model,
