@@ -13,9 +13,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import frames
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
+from real_frames import frames
 
 from sparse_pose_ros.export.onnx_export import export_network
 from sparse_pose_ros.export.plugin_op import (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import frames, trained_checkpoints
+from real_frames import frames, trained_checkpoints
 
 from sparse_pose_ros.backends import InferenceResult, create_backend
 from sparse_pose_ros.export.random_model import random_network
@@ -52,4 +52,3 @@ def test_trained_checkpoint_parity(tmp_path: Path, ckpt: Path) -> None:
     ort = create_backend("onnxruntime", ckpt, device="cpu", cache_dir=tmp_path)
     for x in frames(ref.info.input_size).values():
         assert_same(ort.infer(x), ref.infer(x))
-

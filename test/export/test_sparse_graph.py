@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import frames
+from real_frames import frames
 
 from sparse_pose_ros.backends import create_backend
 from sparse_pose_ros.export.onnx_export import export_network
