@@ -82,6 +82,14 @@ def frame_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, SPLIT_CODES[split], index]))
 
 
+def choose_family(rng: np.random.Generator, split: str, held_out_fraction: float) -> str:
+    """Pose family of one frame: training families only for "train"; for "test" the held-out
+    families with probability ``held_out_fraction``, else a training family."""
+    if split == "test" and rng.random() < held_out_fraction:
+        return str(rng.choice(poses.HELD_OUT_FAMILIES))
+    return str(rng.choice(poses.TRAIN_FAMILIES))
+
+
 def _surface(rng: np.random.Generator, style: str) -> Surface:
     if style == "wooden" and rng.random() < 0.7:
         hue, sat, val = rng.uniform(0.05, 0.12), rng.uniform(0.25, 0.7), rng.uniform(0.45, 1.0)
@@ -159,10 +167,6 @@ class SyntheticGenerator:
             self._bodies[k] = Body(style, betas, lod=lod)
         return self._bodies[k]
 
-    def _family(self, rng: np.random.Generator) -> str:
-        if self.split == "test" and rng.random() < self.config.held_out_fraction:
-            return str(rng.choice(poses.HELD_OUT_FAMILIES))
-        return str(rng.choice(poses.TRAIN_FAMILIES))
 
     def frame(self, index: int) -> Frame:
         """Render frame ``index`` (deterministic in seed, split and index)."""
@@ -170,7 +174,7 @@ class SyntheticGenerator:
         size = self.config.size
         subject_id = int(rng.integers(self.config.num_subjects[self.split]))
         body = self.subject(subject_id)
-        family = self._family(rng)
+        family = choose_family(rng, self.split, self.config.held_out_fraction)
         sampled = poses.sample_pose(rng, family)
         posed = body.pose(sampled.body_pose, sampled.hand_pose)
 
