@@ -108,13 +108,15 @@ def colour_jitter(
     sample: dict[str, np.ndarray], rng: np.random.Generator, strength: float = 1.0
 ) -> dict[str, np.ndarray]:
     """Brightness, contrast, saturation and per-channel gain; labels untouched."""
-    image = sample["image"].astype(np.float32)
-    image = image * (1 + strength * rng.uniform(-0.3, 0.3)) + strength * rng.uniform(-20, 20)
+    f32 = np.float32
+    image = sample["image"].astype(f32)
+    gain, offset = 1 + strength * rng.uniform(-0.3, 0.3), strength * rng.uniform(-20, 20)
+    image = image * f32(gain) + f32(offset)
     mean = image.mean()
-    image = (image - mean) * (1 + strength * rng.uniform(-0.3, 0.3)) + mean
+    image = (image - mean) * f32(1 + strength * rng.uniform(-0.3, 0.3)) + mean
     grey = image.mean(axis=2, keepdims=True)
-    image = grey + (image - grey) * (1 + strength * rng.uniform(-0.4, 0.4))
-    image = image * (1 + strength * rng.uniform(-0.08, 0.08, size=3))
+    image = grey + (image - grey) * f32(1 + strength * rng.uniform(-0.4, 0.4))
+    image = image * (1 + strength * rng.uniform(-0.08, 0.08, size=3)).astype(f32)
     out = dict(sample)
     out["image"] = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     return out
