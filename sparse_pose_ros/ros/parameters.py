@@ -197,8 +197,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "custom_plugin_lib", "",
-        "Path of the sparse gather-scatter TensorRT plugin library (.so); empty = the one built "
-        "with the package.",
+        "Path of the sparse gather-scatter TensorRT plugin library (.so); empty = the TensorRT "
+        "backend's default. TensorRT options apply with backend=tensorrt.",
         "existing file or empty", validate=_optional_file, reload=True,
     ),
     ParamSpec(

@@ -98,3 +98,9 @@ def test_relative_model_path_resolves_into_the_package(tmp_path, monkeypatch):
     assert resolved.name == "pose_sparse.safetensors"
     assert resolved.parent.name == "models"
     assert resolve_model_path(str(tmp_path / "x.onnx")) == tmp_path / "x.onnx"
+
+
+def test_readme_documents_every_parameter():
+    readme = (ROOT / "README.md").read_text()
+    for spec in PARAMS:
+        assert f"| `{spec.name}` |" in readme, spec.name
