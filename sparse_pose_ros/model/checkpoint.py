@@ -71,9 +71,13 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: {exc}") from exc
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable safetensors file: {exc}"
+        ) from exc
     if raw.get("format_version") != FORMAT_VERSION or "config" not in raw:
-        raise CheckpointError(f"checkpoint {path} lacks sparse_pose_ros metadata (format {FORMAT_VERSION})")
+        raise CheckpointError(
+            f"checkpoint {path} lacks sparse_pose_ros metadata (format {FORMAT_VERSION})"
+        )
     return {
         "config": json.loads(raw["config"]),
         "model_hash": raw.get("model_hash", ""),
@@ -94,11 +98,14 @@ def load_checkpoint(
         state = load_file(str(path), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} is corrupt: {exc}") from exc
-    if verify_hash and info["model_hash"] and model_hash(state, info["config"]) != info["model_hash"]:
+    stored = info["model_hash"]
+    if verify_hash and stored and model_hash(state, info["config"]) != stored:
         raise CheckpointError(f"checkpoint {path}: weights do not match the stored model hash")
     try:
         net = PoseNetwork(NetworkConfig.from_dict(info["config"]))
         net.load_state_dict(state, strict=True)
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"checkpoint {path} does not match its network config: {exc}") from exc
+        raise CheckpointError(
+            f"checkpoint {path} does not match its network config: {exc}"
+        ) from exc
     return net.to(map_location).eval(), info

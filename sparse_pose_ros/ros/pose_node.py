@@ -237,8 +237,9 @@ class PoseNode(Node):
         options: dict[str, Any] = {}
         if self._p("input_size"):
             options["input_size"] = self._p("input_size")
-        if name == "tensorrt":
-            options.update({k: self._p(k) for k in TENSORRT_OPTIONS})
+        if name == "tensorrt":  # empty path parameters mean "backend default" (None)
+            options.update({k: (self._p(k) if self._p(k) != "" else None)
+                            for k in TENSORRT_OPTIONS})
         trained, note = checkpoint_training_note(path)
         try:
             backend = create_backend(name, path, self._p("device"), **options)

@@ -73,6 +73,7 @@ HAVE_LAUNCH = all(importlib.util.find_spec(m) is not None for m in ("launch", "l
 def test_launch_file_starts_pose_node(install_prefix, tmp_path, tiny_model):
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
 
     site = next((install_prefix / "lib").glob("python3*/site-packages"))
     ament = f"{install_prefix}:{os.environ.get('AMENT_PREFIX_PATH', '')}"
@@ -106,14 +107,18 @@ def test_launch_file_starts_pose_node(install_prefix, tmp_path, tiny_model):
         node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: seen.extend(
             s for s in m.status if s.name == "sparse_pose_ros: /pose_node"
             and any(kv.key == "model_state" and kv.value == "ready" for kv in s.values)), 10)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
         deadline = time.monotonic() + 90
         while not seen and time.monotonic() < deadline and proc.poll() is None:
-            rclpy.spin_once(node, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
         assert seen, "pose_node started by the launch file never reported a loaded model"
     finally:
         proc.send_signal(2)
         try:
-            proc.wait(20)
+            out, _ = proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+            out, _ = proc.communicate()
         rclpy.shutdown(context=context)
+    assert "pose_node" in out
