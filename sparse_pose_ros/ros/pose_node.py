@@ -90,8 +90,9 @@ def checkpoint_training_note(path: str) -> tuple[bool, str]:
             f"checkpoint {path} carries NO training record: the network runs with these weights "
             f"but its poses are not meaningful ({MODEL_HELP})"
         )
-    keys = ", ".join(f"{k}={meta[k]}" for k in sorted(meta) if not isinstance(meta[k], dict | list))
-    return True, f"checkpoint {path} trained: {keys[:300]}"
+    short = [f"{k}={v}" for k, v in sorted(meta.items())
+             if isinstance(v, int | float | bool) or (isinstance(v, str) and len(v) <= 60)]
+    return True, f"checkpoint {path} has a training record: {', '.join(short)[:300]}"
 
 
 class PoseNode(Node):
