@@ -153,10 +153,16 @@ std::vector<int64_t> run_block(
     src = g_buf.narrow(0, 0, n_dil);
   }
   if (has_expand) {
-    at::addmm_out(e, b_expand, src, w_expand);
+    // Plain GEMM (no beta=1 bias broadcast pass), bias + ReLU6 fused into one epilogue pass.
+    at::mm_out(e, src, w_expand);
     float* ep = e.data_ptr<float>();
-    at::parallel_for(0, n_dil * c_e, 4096, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) ep[i] = relu6(ep[i]);
+    const float* be = b_expand.data_ptr<float>();
+    at::parallel_for(0, n_dil, 64, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) {
+        float* row = ep + k * c_e;
+#pragma omp simd
+        for (int64_t c = 0; c < c_e; ++c) row[c] = relu6(row[c] + be[c]);
+      }
     });
   } else {
     e.copy_(src);
@@ -192,8 +198,9 @@ std::vector<int64_t> run_block(
   // ---- 5. project GEMM, scatter(-add) -------------------------------------------------------------------
   at::Tensor d = d_buf.narrow(0, 0, n_act);
   at::Tensor p = p_buf.narrow(0, 0, n_act);
-  at::addmm_out(p, b_project, d, w_project);
+  at::mm_out(p, d, w_project);  // bias added in the scatter pass below
   const float* pp = p.data_ptr<float>();
+  const float* bp = b_project.data_ptr<float>();
   at::parallel_for(0, n_act, 64, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       const int64_t o = act_p[k];
@@ -203,10 +210,10 @@ std::vector<int64_t> run_block(
       const float g = compute_all ? hard_p[o] : 1.0f;
       if (residual) {
 #pragma omp simd
-        for (int64_t c = 0; c < c_out; ++c) dst[c] += g * s[c];
+        for (int64_t c = 0; c < c_out; ++c) dst[c] += g * (s[c] + bp[c]);
       } else {
 #pragma omp simd
-        for (int64_t c = 0; c < c_out; ++c) dst[c] = g * s[c];
+        for (int64_t c = 0; c < c_out; ++c) dst[c] = g * (s[c] + bp[c]);
       }
     }
   });
