@@ -225,12 +225,10 @@ def _instantiate(name: str, model_file_path: str, device: str, options: dict[str
 
 
 def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when a CUDA GPU is present, else "cpu"; others checked and returned."""
+    """ "auto" -> "cuda" when a CUDA GPU is present, else "cpu"; others checked and returned."""
     if device == "auto":
         return "cuda" if cuda_gpu_present()[0] else "cpu"
-    if device == "cpu" or device == "cuda" or (
-        device.startswith("cuda:") and device[5:].isdigit()
-    ):
+    if device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
         return device
     raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 

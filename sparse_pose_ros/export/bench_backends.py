@@ -11,6 +11,9 @@ Rows (raw network execution; backend postprocessing is timed once, separately):
 * ``torch_gather_scatter``: ``sparse.executor.SparsePoseNetwork`` (PyTorch-ops kernel);
 * ``onnxruntime_dense``: portable export of the dense twin — the CPU bar (DESIGN.md §2);
 * ``onnxruntime_portable``: portable export of the gated network (masked dense in ORT);
+* ``onnxruntime_sparse_all``: ``portable_sparse`` export, every gated block gather-scatter;
+* ``onnxruntime_sparse_s4_s8``: ``portable_sparse`` with gather-scatter only in the stride-4
+  and stride-8 gated blocks (masked dense at stride 16, where per-op overhead dominates);
 * ``tensorrt``: not measured here (no TensorRT on this machine).
 
 Without ``--checkpoint`` the network has random weights (``export.random_model``) with the mask
@@ -149,18 +152,32 @@ def build_runners(
         skipped["torch_gather_scatter"] = f"not measured: {type(exc).__name__}: {exc}"
     dense_onnx = export_network(twin, workdir / "dense.onnx", "portable", input_size=size)
     gated_onnx = export_network(net, workdir / "gated.onnx", "portable", input_size=size)
-    s_dense = ort_session(dense_onnx, threads)
-    s_gated = ort_session(gated_onnx, threads)
-    thr = np.array([threshold_logit(0.5)], dtype=np.float32)
-    runners["onnxruntime_dense"] = lambda: s_dense.run(None, {"input": x})
-    runners["onnxruntime_portable"] = lambda: s_gated.run(
-        None, {"input": x, "mask_threshold_logit": thr}
+    geometry = network_geometry(net, size)
+    high_res = [
+        k
+        for k, i in enumerate(geometry.gated_indices)
+        if geometry.blocks[i].out_hw[0] * 8 >= size  # stride 4 and 8 stages
+    ]
+    sparse_all = export_network(net, workdir / "sparse_all.onnx", "portable_sparse")
+    sparse_hi = export_network(
+        net, workdir / "sparse_hi.onnx", "portable_sparse", sparse_blocks=high_res
     )
+    thr = np.array([threshold_logit(0.5)], dtype=np.float32)
+    s_dense = ort_session(dense_onnx, threads)
+    runners["onnxruntime_dense"] = lambda: s_dense.run(None, {"input": x})
+    for name, path in (
+        ("onnxruntime_portable", gated_onnx),
+        ("onnxruntime_sparse_all", sparse_all),
+        ("onnxruntime_sparse_s4_s8", sparse_hi),
+    ):
+        sess = ort_session(path, threads)
+        runners[name] = lambda sess=sess: sess.run(None, {"input": x, "mask_threshold_logit": thr})
     return runners, skipped
 
 
 def run_benchmark(
     net: PoseNetwork,
+    command: str,
     source: str,
     input_size: int,
     threads: int,
@@ -204,7 +221,7 @@ def run_benchmark(
     rows["tensorrt"] = {"status": TENSORRT_NOTE}
     return {
         "benchmark": "backends_cpu",
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "command": command,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
         "threads": threads,
@@ -257,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    command = "python -m sparse_pose_ros.export.bench_backends " + shlex.join(raw)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if min(args.threads, args.iterations, args.rounds) < 1 or args.warmup < 0:
         print("bench_backends: threads/iterations/rounds must be >= 1", file=sys.stderr)
@@ -274,7 +293,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         source = f"random weights (seed {args.seed}, mask_bias {args.mask_bias})"
     report = run_benchmark(
-        net, source, args.input_size, args.threads, args.iterations, args.rounds, args.warmup
+        net,
+        command,
+        source,
+        args.input_size,
+        args.threads,
+        args.iterations,
+        args.rounds,
+        args.warmup,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -125,8 +125,10 @@ def parse_metadata(props: dict[str, str], source: str) -> OnnxMetadata:
     except (ValueError, TypeError) as exc:
         raise BackendError(f"{source}: malformed sparse_pose_ros metadata: {exc}") from exc
     if len(mask_outputs) != len(geometry.gated_indices):
-        raise BackendError(f"{source}: {len(mask_outputs)} mask outputs for "
-                           f"{len(geometry.gated_indices)} gated blocks")
+        raise BackendError(
+            f"{source}: {len(mask_outputs)} mask outputs for "
+            f"{len(geometry.gated_indices)} gated blocks"
+        )
     return OnnxMetadata(
         info=info,
         graph=props["graph"],

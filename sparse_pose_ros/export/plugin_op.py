@@ -81,8 +81,7 @@ def register_schema() -> None:
                 "sparse_pose_ros/export/plugin_op.py for the contract."
             ),
             inputs=[
-                defs.OpSchema.FormalParameter(name, "T", description=name)
-                for name in INPUT_NAMES
+                defs.OpSchema.FormalParameter(name, "T", description=name) for name in INPUT_NAMES
             ],
             outputs=[defs.OpSchema.FormalParameter("Y", "T", description="block output")],
             type_constraints=[

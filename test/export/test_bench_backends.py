@@ -35,7 +35,15 @@ def test_bench_writes_complete_report(tmp_path: Path) -> None:
         assert key in report
     rows = report["results"]
     assert rows["tensorrt"] == {"status": TENSORRT_NOTE}
-    for name in ("torch_dense", "torch_masked", "onnxruntime_dense", "onnxruntime_portable"):
+    measured = (
+        "torch_dense",
+        "torch_masked",
+        "onnxruntime_dense",
+        "onnxruntime_portable",
+        "onnxruntime_sparse_all",
+        "onnxruntime_sparse_s4_s8",
+    )
+    for name in measured:
         assert rows[name]["median_ms"] > 0 and rows[name]["n"] == 2
     assert rows["onnxruntime_dense"]["ratio_to_onnxruntime_dense"] == 1.0
     assert "torch_gather_scatter" in rows  # measured, or a status saying why not
