@@ -44,12 +44,12 @@ def draw_skeleton(
     return out
 
 
-def mask_overlay(rgb: np.ndarray, mask: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+def mask_overlay(rgb: np.ndarray, mask: np.ndarray, alpha: float = 0.35) -> np.ndarray:
     """Image dimmed where nothing executed, tinted where the blocks ran (uint8 RGB)."""
     if mask.shape != rgb.shape[:2]:
         raise ValueError(f"mask {mask.shape} does not match image {rgb.shape[:2]}")
     m = (mask.astype(np.float32) / 255.0)[:, :, None]
     tint = np.array([255.0, 60.0, 200.0], np.float32)
-    base = rgb.astype(np.float32) * (0.35 + 0.65 * m)
+    base = rgb.astype(np.float32) * (0.3 + 0.7 * m)
     out = base * (1.0 - alpha * m) + tint * (alpha * m)
     return out.clip(0, 255).astype(np.uint8)

@@ -1,0 +1,49 @@
+"""Demo post-processing: summary from raw records and the three pictures (ROS-free parts)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sparse_pose_ros import demo, skeleton
+from sparse_pose_ros.pipeline.lift import Intrinsics
+
+
+def test_pictures_with_and_without_a_person(tmp_path):
+    image = np.full((60, 80, 3), 90, np.uint8)
+    mask = np.zeros((60, 80), np.uint8)
+    mask[10:50, 30:50] = 255
+    k = np.array([[80.0, 0, 40], [0, 80.0, 30], [0, 0, 1]])
+    np.savez_compressed(tmp_path / "frame.npz", image=image, mask=mask, k=k)
+    assert [p.name for p in demo.write_pictures(tmp_path, "t")] == ["mask_overlay.png"]
+
+    joints = np.random.default_rng(0).normal(0, 0.3, (skeleton.NUM_JOINTS, 3)) + [0, 0, 3]
+    np.savez_compressed(tmp_path / "frame.npz", image=image, mask=mask, k=k, joints_m=joints)
+    paths = demo.write_pictures(tmp_path, "t")
+    assert [p.name for p in paths] == ["mask_overlay.png", "input_skeleton.png",
+                                       "skeleton_3d.png"]
+    import cv2
+
+    drawn = cv2.imread(str(paths[1]))[:, :, ::-1]
+    px = Intrinsics(80, 80, 40, 30, 80, 60).project(joints[:1])[0].round().astype(int)
+    if 0 <= px[0] < 80 and 0 <= px[1] < 60:
+        assert (drawn[px[1], px[0]] != 90).any()  # the pelvis is drawn where it projects
+
+
+def test_summary_reads_counts_and_latency(tmp_path, monkeypatch):
+    raw = {
+        "replay": {"published": 20, "source": "bundled photos"},
+        "recording": {
+            "counts": {"poses": 18, "unmatched_stamps": 0},
+            "latencies_ms": [10.0, 20.0, 30.0],
+            "diagnostics": {"backend": "torch", "device": "cpu", "frames_processed": "18",
+                            "frames_dropped": "2", "frames_invalid": "0", "persons_found": "0",
+                            "latency_p50_ms": "8.5", "latency_p95_ms": "12",
+                            "mean_density": "0.4"},
+            "diagnostics_message": "running",
+        },
+    }
+    s = demo.summarise(raw, tmp_path / "missing.safetensors", "bundled", 2.0)
+    assert (s["frames_published"], s["frames_processed"], s["frames_dropped"]) == (20, 18, 2)
+    assert s["latency_image_to_pose3d_ms"]["p50"] == 20.0
+    assert s["mean_density"] == 0.4 and s["backend"] == "torch"
+    assert s["model_trained"] is False  # unreadable checkpoint: no training record
