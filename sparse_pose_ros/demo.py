@@ -57,11 +57,8 @@ def ros_env() -> dict[str, str]:
     """Loopback-only DDS with a private domain, so demos and tests never hear each other."""
     env = dict(os.environ)
     env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    env.setdefault("ROS_LOCALHOST_ONLY", "1")
-    env.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
-    if env.get("ROS_AUTOMATIC_DISCOVERY_RANGE"):
-        env.pop("ROS_LOCALHOST_ONLY", None)  # Jazzy+ warns when both are set
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy+ (./run sets the
+    env.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")  # Humble spelling when needed)
     return env
 
 
