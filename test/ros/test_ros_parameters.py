@@ -85,7 +85,7 @@ def test_every_parameter_has_a_description(pose_node):
 
 def test_config_yaml_matches_declared_defaults():
     config = yaml.safe_load((ROOT / "config" / "pose.yaml").read_text())
-    values = config["pose_node"]["ros__parameters"]
+    values = config["/**"]["ros__parameters"]
     assert set(values) == {p.name for p in PARAMS}
     for spec in PARAMS:
         assert values[spec.name] == spec.default, spec.name
