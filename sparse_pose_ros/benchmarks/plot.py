@@ -10,6 +10,7 @@ STYLE = {
     "sparse_torch": ("tab:orange", "gather-scatter, torch ops"),
     "sparse_cpp": ("tab:blue", "gather-scatter, compiled kernel"),
     "policy_cpp": ("tab:green", "per-stage policy, compiled kernel"),
+    "policy_cpp_1thread": ("tab:olive", "per-stage policy, compiled kernel, 1 thread"),
 }
 
 
@@ -37,6 +38,10 @@ def plot_sparse_cpu(result: dict[str, Any], path: Path) -> None:
                     label="ORT dense × executed-MAC fraction")  # fmt: skip
             for path_name in rows[0][part]:
                 if path_name == "ort_dense":
+                    continue
+                if path_name == "ort_dense_1thread":
+                    ys = [r[part][path_name]["median_ms"] for r in rows]
+                    ax.plot(ds, ys, "-", color="tab:purple", lw=1.5, label="dense ORT, 1 thread")
                     continue
                 colour, label = STYLE.get(path_name, (None, path_name))
                 ys = [r[part][path_name]["median_ms"] for r in rows]

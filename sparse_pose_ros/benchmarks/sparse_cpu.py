@@ -87,6 +87,18 @@ def _crossover(
     return float(d[gain > 0].max())
 
 
+def _timed_with_threads(
+    threads: int, fn: Callable[[], object], reps: int, warmup: int
+) -> dict[str, float]:
+    """``time_call`` with torch running ``threads`` threads (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return time_call(fn, reps, warmup)
+    finally:
+        torch.set_num_threads(before)
+
+
 def _stage_profile(ex: SparseBackbone, x: torch.Tensor, reps: int, warmup: int) -> dict[int, float]:
     """Median per-block time summed per output stride (ms)."""
     for _ in range(warmup):
@@ -116,7 +128,7 @@ def _mac_floor(net: PoseNetwork, x: torch.Tensor) -> dict[str, float]:
 
 def _run_variant(
     name: str, cfg: BenchConfig, x: torch.Tensor, ort_bb: Callable[[], object],
-    ort_net: Callable[[], object] | None, have_cpp: bool,
+    ort_net: Callable[[], object] | None, have_cpp: bool, ort_bb_1t: Callable[[], object],
 ) -> dict[str, Any]:  # fmt: skip
     torch.manual_seed(cfg.seed)
     ncfg = NetworkConfig(input_size=cfg.size, width_mult=cfg.width_mult,
@@ -155,6 +167,7 @@ def _run_variant(
 
     # 2. end-to-end at every density, ORT dense re-timed alongside
     ex_policy = SparseBackbone(net.backbone, policy=policy, kernel=kernel)
+    ex_1t = SparseBackbone(net.backbone, policy=policy, kernel=kernel)  # prepared for 1 thread
     net_sparse = SparsePoseNetwork(net, policy="sparse", kernel=kernel)
     net_policy = SparsePoseNetwork(net, policy=policy, kernel=kernel)
     net_torch = SparsePoseNetwork(net, policy="sparse", kernel="torch")
@@ -176,6 +189,9 @@ def _run_variant(
                     "sparse_torch": time_call(lambda: ex_torch(x), r, w),
                     "sparse_" + kernel: time_call(lambda: ex_sparse(x), r, w),
                     "policy_" + kernel: time_call(lambda: ex_policy(x), r, w),
+                    # contention check: one thread each (see docs/sparse.md, "Shared cores")
+                    "ort_dense_1thread": time_call(ort_bb_1t, r, w),
+                    f"policy_{kernel}_1thread": _timed_with_threads(1, lambda: ex_1t(x), r, w),
                 },
             }
             if ort_net is not None:
@@ -196,7 +212,7 @@ def _run_variant(
         if part not in rows[0]:
             continue
         for path in rows[0][part]:
-            if path == "ort_dense":
+            if path.startswith("ort_dense"):
                 continue
             ys = [row[part][path]["median_ms"] for row in rows]
             fits[f"{part}/{path}"] = _fit(cfg.densities, ys)
@@ -270,7 +286,9 @@ def run(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
                                           gated=False)).eval()  # fmt: skip
     dense_bb = DenseBackbone(dense_net.backbone).eval()
     whole = DenseNetwork(dense_net).eval()
-    ort_bb = ort_runner(export_onnx(dense_bb, x), cfg.threads, x)
+    bb_onnx = export_onnx(dense_bb, x)
+    ort_bb = ort_runner(bb_onnx, cfg.threads, x)
+    ort_bb_1t = ort_runner(bb_onnx, 1, x)
     ort_net = ort_runner(export_onnx(whole, x), cfg.threads, x) if cfg.with_network else None
     r, w = cfg.reps, cfg.warmup
     with torch.no_grad():
@@ -297,7 +315,7 @@ def run(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
         "variants": {},
     }
     for name in cfg.variants:
-        result["variants"][name] = _run_variant(name, cfg, x, ort_bb, ort_net, have_cpp)
+        result["variants"][name] = _run_variant(name, cfg, x, ort_bb, ort_net, have_cpp, ort_bb_1t)
     result["trained_masks"] = _trained(cfg, have_cpp) if cfg.checkpoint != "" else {
         "skipped": "disabled (--no-trained)"}  # fmt: skip
     result["load_average_before"] = load_before
@@ -307,9 +325,12 @@ def run(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
 
 
 def _ratio_at(variant: dict[str, Any], part: str, path: str, density: float) -> float | None:
+    """Median of ``path`` over the ORT dense median timed next to it (2 threads each; a
+    ``*_1thread`` path is compared with ORT on one thread)."""
+    bar = "ort_dense_1thread" if path.endswith("_1thread") else "ort_dense"
     for row in variant["densities"]:
         if abs(row["density"] - density) < 1e-9 and part in row and path in row[part]:
-            return row[part][path]["median_ms"] / row[part]["ort_dense"]["median_ms"]
+            return row[part][path]["median_ms"] / row[part][bar]["median_ms"]
     return None
 
 
@@ -320,14 +341,14 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     for name, v in result["variants"].items():
         kernel = v["kernel"]
         s: dict[str, Any] = {}
-        for path in ("sparse_" + kernel, "policy_" + kernel):
+        for path in ("sparse_" + kernel, "policy_" + kernel, f"policy_{kernel}_1thread"):
             for part in ("backbone", "network"):
                 if part not in dense:
                     continue
                 torch_dense = dense[part]["torch_dense"]["median_ms"]
                 for d in (0.25, 1.0):
                     for row in v["densities"]:
-                        if abs(row["density"] - d) < 1e-9 and part in row:
+                        if abs(row["density"] - d) < 1e-9 and path in row.get(part, {}):
                             ms = row[part][path]["median_ms"]
                             s[f"{part}/{path}@{d}/torch_dense"] = round(ms / torch_dense, 3)
                     ro = _ratio_at(v, part, path, d)

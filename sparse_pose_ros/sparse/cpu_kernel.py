@@ -82,16 +82,24 @@ class CpuBlockBuffers:
     rank: Tensor
     act_rows: Tensor
     dil_rows: Tensor
+    row_ptr: Tensor
     g_buf: Tensor
     e_buf: Tensor
     d_buf: Tensor
     p_buf: Tensor
+    strip_rows: int
 
     @classmethod
-    def allocate(cls, fb: FoldedBlock, batch: int, in_hw: tuple[int, int]) -> CpuBlockBuffers:
+    def allocate(
+        cls, fb: FoldedBlock, batch: int, in_hw: tuple[int, int], threads: int | None = None
+    ) -> CpuBlockBuffers:
         h, w = in_hw
         ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
         n_in, n_out = batch * h * w, batch * ho * wo
+        threads = max(1, threads or torch.get_num_threads())
+        rows = strip_rows(fb, batch, in_hw, threads)
+        cap_e = min(h, fb.stride * rows + 2) * w
+        cap_a = rows * wo
         i32 = torch.int32
         return cls(
             hard=torch.zeros(batch, 1, ho, wo),
@@ -101,14 +109,31 @@ class CpuBlockBuffers:
             rank=torch.zeros(n_in, dtype=i32),
             act_rows=torch.zeros(n_out, dtype=i32),
             dil_rows=torch.zeros(n_in, dtype=i32),
-            g_buf=torch.zeros(n_in, fb.in_channels),
-            e_buf=torch.zeros(n_in, fb.hidden_channels),
-            d_buf=torch.zeros(n_out, fb.hidden_channels),
+            row_ptr=torch.zeros(batch * h + 1 + batch * ho + 1, dtype=i32),
+            g_buf=torch.zeros(threads, cap_e, fb.in_channels),
+            e_buf=torch.zeros(threads, cap_e, fb.hidden_channels),
+            d_buf=torch.zeros(threads, cap_a, fb.hidden_channels),
             p_buf=torch.zeros(n_out, fb.out_channels),
+            strip_rows=rows,
         )
 
     def tensors(self) -> list[Tensor]:
-        return list(vars(self).values())
+        return [v for v in vars(self).values() if isinstance(v, Tensor)]
+
+
+#: Target size of one band's expanded rows: fits L2 next to the weights and the band's input.
+STRIP_BYTES = 256 * 1024
+
+
+def strip_rows(fb: FoldedBlock, batch: int, in_hw: tuple[int, int], threads: int) -> int:
+    """Output rows per band: as many as keep the band's expanded rows within ``STRIP_BYTES``,
+    but small enough that every thread gets at least two bands (load balance: the person is
+    usually in the middle rows)."""
+    h, w = in_hw
+    ho = (h - 1) // fb.stride + 1
+    fit = (STRIP_BYTES // (4 * fb.hidden_channels * w) - 2) // fb.stride
+    balance = -(-(batch * ho) // (2 * threads)) if batch * ho >= 2 * threads else 1
+    return int(max(1, min(fit, balance, ho)))
 
 
 _EMPTY = torch.empty(0)
@@ -152,7 +177,8 @@ def run_block_cpu(
         fb.mask_weight if fb.mask_weight is not None else _EMPTY,
         float(fb.mask_bias) if fb.mask_bias is not None else 0.0, threshold, fixed,
         bufs.hard, bufs.dilated, bufs.logits, bufs.soft, bufs.rank, bufs.act_rows,
-        bufs.dil_rows, bufs.g_buf, bufs.e_buf, bufs.d_buf, bufs.p_buf,
+        bufs.dil_rows, bufs.row_ptr, bufs.g_buf, bufs.e_buf, bufs.d_buf, bufs.p_buf,
+        bufs.strip_rows,
     )  # fmt: skip
     if not blk.gated:
         return None, (n_act, n_dil), True

@@ -142,7 +142,7 @@ class SparseBackbone:
         #: set True to record per-block wall times of the next frames in ``block_times``
         self.profile = False
         self.block_times: list[float] = []
-        self._shape: tuple[int, int, int] | None = None
+        self._shape: tuple[int, ...] | None = None
         self._bufs: dict[tuple[int, int, int], Tensor] = {}
         self.refresh()
 
@@ -187,7 +187,9 @@ class SparseBackbone:
         return buf
 
     def _prepare(self, batch: int, hw: tuple[int, int]) -> None:
-        if self._shape == (batch, *hw):
+        # the compiled kernel's scratch is per thread: a thread-count change re-plans it
+        key = (batch, *hw, torch.get_num_threads())
+        if self._shape == key:
             return
         h, w = (hw[0] - 1) // 2 + 1, (hw[1] - 1) // 2 + 1  # after the stem
         for i, (blk, st) in enumerate(zip(self.backbone.blocks, self.blocks, strict=True)):
@@ -201,7 +203,7 @@ class SparseBackbone:
             if not fb.use_residual:
                 st.out_buf = self._buffer((i, ho, wo), batch * ho * wo, fb.out_channels)
             h, w = ho, wo
-        self._shape = (batch, *hw)
+        self._shape = key
 
     def buffers(self) -> list[Tensor]:
         """Every persistent tensor the executor owns (for no-growth tests)."""
@@ -340,12 +342,12 @@ class BlockRunner:
             self._cpp = load_cpu_kernel()
             if self._cpp is None:
                 raise RuntimeError("compiled CPU kernel unavailable on this machine")
-        self._shape: tuple[int, int, int] | None = None
+        self._shape: tuple[int, ...] | None = None
         self.host_reads = 0
         self.counts: tuple[int, int] = (0, 0)
 
     def _prepare(self, b: int, h: int, w: int) -> None:
-        if self._shape == (b, h, w):
+        if self._shape == (b, h, w, torch.get_num_threads()):
             return
         fb = self.folded
         ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
@@ -354,7 +356,7 @@ class BlockRunner:
         self.index = allocate_index(b, (h, w), fb.stride) if self.block.gated else None
         self.e_buf = torch.zeros(b * h * w + 1, fb.hidden_channels)
         self.cpu = CpuBlockBuffers.allocate(fb, b, (h, w)) if self._cpp is not None else None
-        self._shape = (b, h, w)
+        self._shape = (b, h, w, torch.get_num_threads())
 
     @torch.no_grad()
     def __call__(self, x: Tensor) -> tuple[Tensor, BlockMask | None]:

@@ -5,7 +5,7 @@
 //   receptive (dilated) mask, index lists, gather + expand GEMM + ReLU6,
 //   masked depthwise 3x3 + ReLU6 on active outputs, project GEMM, scatter(-add) into the output.
 // Buffers are passed in (owned and reused by the Python executor), so a frame allocates nothing
-// of index or feature size. GEMMs go to at::addmm (MKL / oneDNN); everything else is plain loops
+// of index or feature size. GEMMs go to at::mm (MKL); everything else is plain loops
 // the compiler vectorises (-O3 -march=native, built on the target machine).
 //
 // Layout: x is (B*H*W + 1, C_in) row-major, row p = (b*H + y)*W + x; the last row is zero.
@@ -14,6 +14,7 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -42,8 +43,8 @@ std::vector<int64_t> run_block(
     const at::Tensor& mask_weight,
     double mask_bias, double threshold, const at::Tensor& fixed_hard, at::Tensor& hard,
     at::Tensor& dilated, at::Tensor& logits, at::Tensor& soft, at::Tensor& rank,
-    at::Tensor& act_rows, at::Tensor& dil_rows, at::Tensor& g_buf, at::Tensor& e_buf,
-    at::Tensor& d_buf, at::Tensor& p_buf) {
+    at::Tensor& act_rows, at::Tensor& dil_rows, at::Tensor& row_ptr, at::Tensor& g_buf,
+    at::Tensor& e_buf, at::Tensor& d_buf, at::Tensor& p_buf, int64_t strip_rows) {
   check_buffer(x, "x");
   check_buffer(out, "out");
   TORCH_CHECK(stride == 1 || stride == 2, "stride must be 1 or 2");
@@ -119,64 +120,106 @@ std::vector<int64_t> run_block(
       for (int64_t xx = std::max<int64_t>(cx - 1, 0); xx <= std::min<int64_t>(cx + 1, w - 1); ++xx)
         dil_p[(b * h + y) * w + xx] = 1.0f;
   }
+  // Row pointers: dil_ptr[r] / act_ptr[r] = list entries before combined row r = b*H + y. Both
+  // lists are in row-major order, so the entries of any band of rows form one contiguous range.
+  int32_t* dil_ptr = row_ptr.data_ptr<int32_t>();
+  int32_t* act_ptr = dil_ptr + batch * h + 1;
   int64_t n_dil_true = 0;
-  for (int64_t p = 0; p < n_in; ++p) {
-    if (dil_p[p] > 0.0f) {
-      dil_rows_p[n_dil_true] = static_cast<int32_t>(p);
-      rank_p[p] = static_cast<int32_t>(++n_dil_true);
-    } else {
-      rank_p[p] = 0;
+  for (int64_t r = 0; r < batch * h; ++r) {
+    dil_ptr[r] = static_cast<int32_t>(compute_all ? r * w : n_dil_true);
+    for (int64_t p = r * w; p < (r + 1) * w; ++p) {
+      if (dil_p[p] > 0.0f) {
+        if (!compute_all) dil_rows_p[n_dil_true] = static_cast<int32_t>(p);
+        rank_p[p] = static_cast<int32_t>(++n_dil_true);
+      } else {
+        rank_p[p] = 0;
+      }
     }
   }
+  dil_ptr[batch * h] = static_cast<int32_t>(compute_all ? n_in : n_dil_true);
   if (compute_all)
     for (int64_t p = 0; p < n_in; ++p) rank_p[p] = static_cast<int32_t>(p + 1);
+  {
+    int64_t k = 0;
+    for (int64_t r = 0; r < batch * ho; ++r) {
+      act_ptr[r] = static_cast<int32_t>(k);
+      if (compute_all) {
+        k += wo;
+      } else {
+        for (int64_t o = r * wo; o < (r + 1) * wo; ++o) k += hard_p[o] > 0.0f ? 1 : 0;
+      }
+    }
+    act_ptr[batch * ho] = static_cast<int32_t>(k);
+  }
   const int64_t n_act = compute_all ? n_out : n_hard;
-  const int64_t n_dil = compute_all ? n_in : n_dil_true;
   if (!residual && !compute_all) out.zero_();
   if (n_act == 0) {
     if (residual && residual_relu) out.clamp_min_(0.0);
     return {n_hard, n_dil_true, compute_all ? 1 : 0};
   }
-  const bool all_in = n_dil == n_in;
-
-  // ---- 3. gather + expand GEMM + ReLU6 --------------------------------------------------------------
-  at::Tensor e = e_buf.narrow(0, 0, n_dil);
-  at::Tensor src;
-  if (all_in) {
-    src = x.narrow(0, 0, n_in);
-  } else {
-    float* gp = g_buf.data_ptr<float>();
-    at::parallel_for(0, n_dil, 64, [&](int64_t begin, int64_t end) {
-      for (int64_t k = begin; k < end; ++k)
-        std::copy_n(xp + static_cast<int64_t>(dil_rows_p[k]) * c_in, c_in, gp + k * c_in);
-    });
-    src = g_buf.narrow(0, 0, n_dil);
-  }
-  if (has_expand) {
-    // Plain GEMM (no beta=1 bias broadcast pass), bias + ReLU6 fused into one epilogue pass.
-    at::mm_out(e, src, w_expand);
-    float* ep = e.data_ptr<float>();
-    const float* be = b_expand.data_ptr<float>();
-    at::parallel_for(0, n_dil, 64, [&](int64_t begin, int64_t end) {
-      for (int64_t k = begin; k < end; ++k) {
-        float* row = ep + k * c_e;
+  // ---- 3-5. strips of output rows: gather -> expand GEMM -> depthwise -> project GEMM ----------
+  // Working on bands of ``strip_rows`` output rows keeps each band's expanded rows in L2 (the
+  // whole-image expand output of a 128x128 block is several MB) and gives one parallel region
+  // per block; inside it MKL runs single-threaded on per-thread scratch. The rows shared by
+  // two bands (the 3x3 halo) are expanded by both. Results go to p_buf; the scatter happens
+  // after every band has read its input, because residual blocks update x in place.
+  const int64_t threads = g_buf.size(0);
+  const int64_t cap_e = g_buf.size(1), cap_a = d_buf.size(1);
+  TORCH_CHECK(strip_rows >= 1, "strip_rows must be >= 1");
+  TORCH_CHECK(std::min<int64_t>(h, stride * strip_rows + 2) * w <= cap_e &&
+                  strip_rows * wo <= cap_a,
+              "scratch buffers too small for strip_rows");
+  const int64_t strips_per_img = (ho + strip_rows - 1) / strip_rows;
+  const int64_t n_strips = batch * strips_per_img;
+  const float* we = has_expand ? w_expand.data_ptr<float>() : nullptr;
+  const float* be = has_expand ? b_expand.data_ptr<float>() : nullptr;
+  const float* wd = w_dw.data_ptr<float>();
+  const float* bd = b_dw.data_ptr<float>();
+  const float* bp = b_project.data_ptr<float>();
+  float* pp = p_buf.data_ptr<float>();
+  (void)we;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(threads))
+  for (int64_t si = 0; si < n_strips; ++si) {
+    const int tid = omp_get_thread_num();
+    const int64_t b = si / strips_per_img;
+    const int64_t y0 = (si % strips_per_img) * strip_rows;
+    const int64_t y1 = std::min(y0 + strip_rows, ho);
+    const int64_t a_begin = act_ptr[b * ho + y0], a_end = act_ptr[b * ho + y1];
+    const int64_t n_a = a_end - a_begin;
+    if (n_a == 0) continue;
+    const int64_t in_lo = std::max<int64_t>(0, stride * y0 - 1);
+    const int64_t in_hi = std::min<int64_t>(h - 1, stride * (y1 - 1) + 1);
+    const int64_t e_begin = dil_ptr[b * h + in_lo], e_end = dil_ptr[b * h + in_hi + 1];
+    const int64_t n_e = e_end - e_begin;
+    // gather (contiguous rows need no copy when every position is computed)
+    at::Tensor g;
+    if (compute_all) {
+      g = x.narrow(0, e_begin, n_e);
+    } else {
+      float* gp = g_buf[tid].data_ptr<float>();
+      for (int64_t k = 0; k < n_e; ++k)
+        std::copy_n(xp + static_cast<int64_t>(dil_rows_p[e_begin + k]) * c_in, c_in, gp + k * c_in);
+      g = g_buf[tid].narrow(0, 0, n_e);
+    }
+    const float* ep;
+    if (has_expand) {
+      at::Tensor e = e_buf[tid].narrow(0, 0, n_e);
+      at::mm_out(e, g, w_expand);
+      float* em = e.data_ptr<float>();
+      for (int64_t k = 0; k < n_e; ++k) {
+        float* row = em + k * c_e;
 #pragma omp simd
         for (int64_t c = 0; c < c_e; ++c) row[c] = relu6(row[c] + be[c]);
       }
-    });
-  } else {
-    e.copy_(src);
-  }
-
-  // ---- 4. masked depthwise 3x3 on active outputs (taps outside the dilated set / image read 0) -------
-  const float* ep = e.data_ptr<float>();
-  const float* wd = w_dw.data_ptr<float>();
-  const float* bd = b_dw.data_ptr<float>();
-  float* dp = d_buf.data_ptr<float>();
-  at::parallel_for(0, n_act, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      const int64_t o = act_p[k];
-      const int64_t b = o / (ho * wo), r = o % (ho * wo);
+      ep = em;
+    } else {
+      ep = g.data_ptr<float>();
+    }
+    // masked depthwise: taps outside the image or the dilated set read zero
+    float* dp = d_buf[tid].data_ptr<float>();
+    for (int64_t k = 0; k < n_a; ++k) {
+      const int64_t o = act_p[a_begin + k];
+      const int64_t r = o % (ho * wo);
       const int64_t cy = (r / wo) * stride, cx = (r % wo) * stride;
       float* acc = dp + k * c_e;
       std::copy_n(bd, c_e, acc);
@@ -185,7 +228,7 @@ std::vector<int64_t> run_block(
         if (y < 0 || y >= h || xx < 0 || xx >= w) continue;
         const int32_t rk = rank_p[(b * h + y) * w + xx];
         if (rk == 0) continue;
-        const float* src_row = ep + static_cast<int64_t>(rk - 1) * c_e;
+        const float* src_row = ep + (static_cast<int64_t>(rk) - 1 - e_begin) * c_e;
         const float* wt = wd + t * c_e;
 #pragma omp simd
         for (int64_t c = 0; c < c_e; ++c) acc[c] += wt[c] * src_row[c];
@@ -193,30 +236,25 @@ std::vector<int64_t> run_block(
 #pragma omp simd
       for (int64_t c = 0; c < c_e; ++c) acc[c] = relu6(acc[c]);
     }
-  });
+    at::Tensor pv = p_buf.narrow(0, a_begin, n_a);
+    at::mm_out(pv, d_buf[tid].narrow(0, 0, n_a), w_project);
+  }
 
-  // ---- 5. project GEMM, scatter(-add) -------------------------------------------------------------------
-  at::Tensor d = d_buf.narrow(0, 0, n_act);
-  at::Tensor p = p_buf.narrow(0, 0, n_act);
-  at::mm_out(p, d, w_project);  // bias added in the scatter pass below
-  const float* pp = p.data_ptr<float>();
-  const float* bp = b_project.data_ptr<float>();
-  at::parallel_for(0, n_act, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      const int64_t o = act_p[k];
-      float* dst = op + o * c_out;
-      const float* s = pp + k * c_out;
-      // compute_all on a gated block: masked dense, G applied here (1 for computed rows else).
-      const float g = compute_all ? hard_p[o] : 1.0f;
-      if (residual) {
+  // scatter(-add) with the project bias; compute_all on a gated block applies G here
+#pragma omp parallel for schedule(static) num_threads(static_cast<int>(threads))
+  for (int64_t k = 0; k < n_act; ++k) {
+    const int64_t o = act_p[k];
+    float* dst = op + o * c_out;
+    const float* src = pp + k * c_out;
+    const float g = compute_all ? hard_p[o] : 1.0f;
+    if (residual) {
 #pragma omp simd
-        for (int64_t c = 0; c < c_out; ++c) dst[c] += g * (s[c] + bp[c]);
-      } else {
+      for (int64_t c = 0; c < c_out; ++c) dst[c] += g * (src[c] + bp[c]);
+    } else {
 #pragma omp simd
-        for (int64_t c = 0; c < c_out; ++c) dst[c] = g * (s[c] + bp[c]);
-      }
+      for (int64_t c = 0; c < c_out; ++c) dst[c] = g * (src[c] + bp[c]);
     }
-  });
+  }
   if (residual && residual_relu) {
     float* xo = op;
     at::parallel_for(0, n_in * c_out, 4096, [&](int64_t begin, int64_t end) {
