@@ -258,8 +258,6 @@ def _trained(cfg: BenchConfig, have_cpp: bool) -> dict[str, Any]:
     for i, f in enumerate(frames):
         with torch.no_grad():
             rep = flops_report(net, net(f), (size, size))
-        feed_ort_bb = ort_runner(export_onnx(DenseBackbone(net.backbone), f), cfg.threads, f)
-        del feed_ort_bb
         out.append({
             "frame": i,
             "gated_density": rep.gated_density,
