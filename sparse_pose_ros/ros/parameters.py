@@ -208,8 +208,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("enable_fp16", True, "Allow FP16 kernels in the TensorRT engine.", reload=True),
     ParamSpec(
         "target_latency_ms", 0.0,
-        "Latency budget for the adaptive mask threshold; 0 = off. Reserved: validated and "
-        "reported in diagnostics, the controller that acts on it is not part of this release.",
+        "Latency budget (image receipt -> /pose3d) held by adapting the mask threshold within "
+        "[0.2, 0.8]; 0 = off (mask_threshold is used as set). The current threshold and "
+        "density are reported on /diagnostics.",
         ">= 0 ms", float_range=(0.0, 10000.0),
     ),
 )

@@ -36,6 +36,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ..backends.base import Backend, BackendError, create_backend
+from ..control.latency_budget import BudgetConfig, LatencyBudgetController
 from ..image_codec import ImageDecodeError
 from ..model.checkpoint import CheckpointError, read_metadata
 from ..pipeline.draw import mask_overlay
@@ -122,6 +123,8 @@ class PoseNode(Node):
         self._model_error = ""
         self._trained = False
         self._last_intrinsics_source = "none"
+        self._budget = self._make_budget()
+        self._threshold = float(self._p("mask_threshold"))
 
         model = resolve_model_path(self._p("model_file_path"))
         if not model.is_file():
@@ -163,8 +166,9 @@ class PoseNode(Node):
             if any(PARAMS_BY_NAME[n].reload for n in names if n in PARAMS_BY_NAME):
                 self._reload = True
                 self._model_state = "loading"
-            if "mask_threshold" in names:
+            if "mask_threshold" in names or "target_latency_ms" in names:
                 self._threshold_dirty = True
+                self._budget = self._make_budget()
         if "confidence_threshold" in names and self._estimator is not None:
             self._estimator.confidence_threshold = self._p("confidence_threshold")
         if "diagnostics_period_sec" in names:
@@ -173,6 +177,23 @@ class PoseNode(Node):
             self._diag_timer = self.create_timer(
                 self._p("diagnostics_period_sec"), self._publish_diagnostics
             )
+
+    def _make_budget(self) -> LatencyBudgetController:
+        """A fresh controller for the current target, starting from ``mask_threshold``.
+
+        The start is clamped into the controller's bounds; with the budget off the controller
+        never moves, so ``mask_threshold`` is used exactly as set.
+        """
+        base = BudgetConfig()
+        start = min(max(float(self._p("mask_threshold")), base.min_threshold), base.max_threshold)
+        target = float(self._p("target_latency_ms"))
+        return LatencyBudgetController(BudgetConfig(
+            target_latency_ms=target,
+            initial_threshold=start if target > 0 else base.initial_threshold,
+        ))
+
+    def _current_threshold(self) -> float:
+        return self._budget.threshold if self._budget.enabled else float(self._p("mask_threshold"))
 
     # ------------------------------------------------------------------ callbacks
     def _on_image(self, msg: Image) -> None:
@@ -244,7 +265,7 @@ class PoseNode(Node):
         trained, note = checkpoint_training_note(path)
         try:
             backend = create_backend(name, path, self._p("device"), **options)
-            backend.set_mask_threshold(self._p("mask_threshold"))
+            backend.set_mask_threshold(self._current_threshold())
             backend.warmup(1)
             estimator = PoseEstimator(
                 backend, self._p("confidence_threshold"), self._p("nominal_hfov_deg")
@@ -275,8 +296,11 @@ class PoseNode(Node):
         with self._lock:
             threshold_dirty, self._threshold_dirty = self._threshold_dirty, False
             intr = self._intrinsics
-        if threshold_dirty:
-            backend.set_mask_threshold(self._p("mask_threshold"))
+            budget = self._budget
+        threshold = self._current_threshold()
+        if threshold_dirty or threshold != self._threshold:
+            backend.set_mask_threshold(threshold)
+            self._threshold = threshold
         msg = frame.msg
         try:
             rgb = convert.image_to_rgb8(msg)
@@ -297,7 +321,9 @@ class PoseNode(Node):
             return
         self._publish(msg.header, rgb, result)
         done = time.monotonic()
-        self._stats.add(done, (done - frame.received_s) * 1e3, result.density)
+        latency_ms = (done - frame.received_s) * 1e3
+        self._stats.add(done, latency_ms, result.density)
+        budget.update(latency_ms)  # next frame's threshold; no-op when the budget is off
         with self._lock:
             self._counts["processed"] += 1
             self._counts["persons"] += int(result.person_found)
@@ -332,6 +358,9 @@ class PoseNode(Node):
             "device": self._p("device"),
             "input_size": backend.info.input_size if backend else 0,
             "mask_threshold": self._p("mask_threshold"),
+            "mask_threshold_active": round(self._threshold, 4),
+            "latency_budget": "off" if not self._budget.enabled else (
+                "on budget" if self._budget.on_budget() else "adapting"),
             "confidence_threshold": self._p("confidence_threshold"),
             "target_latency_ms": self._p("target_latency_ms"),
             "intrinsics": intr_source,

@@ -57,3 +57,25 @@ def test_replay_to_pose_node_outputs_are_consistent(
     assert float(diag["latency_p50_ms"]) > 0.0
     assert 0.0 < float(diag["mean_density"]) <= 1.05
     assert lst.diagnostics[-1].level == b"\x01"  # WARN: the checkpoint has no training record
+
+
+def test_latency_budget_moves_the_mask_threshold(
+    tiny_model, image_folder, namespace, listener, start_node, ready
+):
+    """An unreachable budget drives the active threshold to its upper bound (0.8), reported on
+    /diagnostics; the configured mask_threshold stays as the user set it."""
+    node = start_node("pose_node", namespace, model_file_path=tiny_model, backend="torch",
+                      target_latency_ms=0.01, mask_threshold=0.5, diagnostics_period_sec=0.2)
+    ready(listener, node)
+    start_node("camera_replay", namespace, source=image_folder, rate_hz=15.0, loop=True)
+    lst = listener
+
+    def at_bound() -> bool:
+        return float(lst.diag().get("mask_threshold_active", 0.0)) >= 0.8 - 1e-6
+
+    assert lst.spin_until(at_bound, timeout=60.0), node.output()
+    diag = lst.diag()
+    assert diag["latency_budget"] == "adapting"
+    assert float(diag["mask_threshold"]) == 0.5
+    assert float(diag["target_latency_ms"]) == 0.01
+    assert node.alive()
