@@ -1,0 +1,1 @@
+"""Training and evaluation CLIs: configs, loop, DDP, metrics. Imports torch, never ROS."""

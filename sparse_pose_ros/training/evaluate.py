@@ -1,0 +1,183 @@
+"""Evaluate a checkpoint on a held-out split and write ``benchmarks/results/accuracy_<model>.json``.
+
+    python -m sparse_pose_ros.training.evaluate --checkpoint models/pose_sparse.safetensors \
+        --data data_cache/synth_v1 [--split test] [--max-frames 0] [--out PATH]
+
+Reports root-relative MPJPE (protocol 1) and PA-MPJPE (protocol 2) in mm, 2D PCK@0.1 of the
+person box, per-joint errors, backbone FLOPs fraction and per-block densities, mask recall and
+precision per gated block against the person silhouette, and the density on frames where the
+person fills less than 25 % of the image. See ``training.evaluation`` for the 3D protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from ..model.checkpoint import CheckpointError, load_checkpoint
+from .batches import Collator
+from .data_setup import open_split
+from .evaluation import SMALL_PERSON_FRACTION, evaluate_model
+from .transforms import Pipeline
+
+LOG = logging.getLogger("sparse_pose_ros.evaluate")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf -> None recursively (JSON has no NaN; e.g. mask recall without silhouettes)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    net, info = load_checkpoint(args.checkpoint, map_location=device)
+    if args.mask_threshold is not None:
+        net.set_mask_threshold(args.mask_threshold)
+    cfg = net.cfg
+    dataset = open_split(args.dataset, args.data, args.split, Pipeline(cfg.input_size, None))
+    if args.max_frames and len(dataset) > args.max_frames:
+        dataset = Subset(dataset, range(args.max_frames))
+    loader = DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=False,
+        num_workers=args.workers,
+        collate_fn=Collator(cfg.input_size, cfg.depth_range_mm, cfg.input_mean, cfg.input_std),
+    )
+    metrics = evaluate_model(net, loader, device)
+    model_name = Path(args.checkpoint).name.removesuffix(".safetensors")
+    meta = info["meta"]
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "model": model_name,
+        "checkpoint": str(args.checkpoint),
+        "model_hash": info["model_hash"],
+        "network": info["config"],
+        "training": {
+            "command": meta.get("command"),
+            "epochs": meta.get("epochs"),
+            "train_seconds": meta.get("train_seconds"),
+            "data": meta.get("data"),
+        },
+        "data": {
+            "dataset": args.dataset,
+            "root": str(args.data),
+            "split": args.split,
+            "frames": len(dataset),
+        },
+        "protocol": {
+            "mpjpe": "root-relative, joints lifted with the ground-truth root depth and the "
+            "input intrinsics (training.evaluation)",
+            "pa_mpjpe": "per-sample similarity Procrustes, no reflections",
+            "pck": "2D, threshold 0.1 x larger side of the ground-truth joint box, joints inside "
+            "the image",
+            "mask_recall": "share of person-silhouette pixels inside the block's executed "
+            "(hard) mask, upsampled to the input resolution",
+            "small_person": f"frames whose person silhouette fills < {SMALL_PERSON_FRACTION:.0%} "
+            "of the image",
+            "mask_threshold": args.mask_threshold if args.mask_threshold is not None else 0.5,
+        },
+        "metrics": metrics,
+        "command": " ".join(
+            shlex.quote(a)
+            for a in ["python", "-m", "sparse_pose_ros.training.evaluate", *args.argv]
+        ),
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "load_average": list(load) if load else None,
+            "device": str(device),
+            "torch": torch.__version__,
+        },
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m sparse_pose_ros.training.evaluate",
+        description="Accuracy, FLOPs and mask metrics of a checkpoint on a held-out split.",
+    )
+    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint")
+    p.add_argument("--data", default="data_cache/synth_v1", help="dataset root")
+    p.add_argument("--split", default="test", help="split (sub-folder of --data for synthetic)")
+    p.add_argument("--dataset", choices=("synthetic", "h36m"), default="synthetic")
+    p.add_argument("--max-frames", type=int, default=0, help="evaluate only the first N frames")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (0 = default)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=None,
+        help="mask probability threshold (default 0.5, the training boundary)",
+    )
+    p.add_argument("--out", help="output JSON (default benchmarks/results/accuracy_<model>.json)")
+    args = p.parse_args(argv)
+    if args.max_frames < 0 or args.batch_size <= 0 or args.workers < 0 or args.threads < 0:
+        p.error("--max-frames, --workers, --threads must be >= 0 and --batch-size > 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        report = run(args)
+    except (CheckpointError, ValueError) as exc:
+        LOG.error("%s", exc)
+        return 2
+    out = Path(args.out or f"benchmarks/results/accuracy_{report['model']}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n")
+    m = report["metrics"]
+    LOG.info(
+        "%s: MPJPE %.1f mm, PA-MPJPE %.1f mm, PCK@0.1 %.3f, backbone FLOPs %.3f on %d frames -> %s",
+        report["model"],
+        m["mpjpe_mm"],
+        m["pa_mpjpe_mm"],
+        m["pck@0.1"],
+        m["backbone_flops_fraction"],
+        m["samples"],
+        out,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

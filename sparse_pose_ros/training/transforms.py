@@ -1,0 +1,73 @@
+"""Fit a numpy sample (``ShardDataset.sample`` format) to the network's square input size.
+
+Frames are rendered at 256×256 while the tiny networks run at 128 or 160: resizing the image
+alone would leave the labels in the old pixel grid. This transform resizes the image (area
+filter: no aliasing when shrinking), the person mask (nearest: stays binary) and maps the 2D
+joints and the intrinsics with the same pixel-centre convention as the renderer (pixel i's centre
+at coordinate i): u' = (u + 0.5)·s − 0.5 with s = S / W. 3D joints are unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+
+Sample = dict[str, Any]
+
+
+def fit_to_input(sample: Sample, size: int) -> Sample:
+    """Resize a square sample to ``size``×``size``; labels follow. Non-square input is an error."""
+    image = sample["image"]
+    h, w = image.shape[:2]
+    if h != w:
+        raise ValueError(f"expected a square frame, got {w}x{h}")
+    if h == size:
+        return sample
+    s = size / w
+    out = dict(sample)
+    interp = cv2.INTER_AREA if size < w else cv2.INTER_LINEAR
+    out["image"] = cv2.resize(image, (size, size), interpolation=interp)
+    out["mask"] = cv2.resize(
+        np.ascontiguousarray(sample["mask"], dtype=np.uint8),
+        (size, size),
+        interpolation=cv2.INTER_NEAREST,
+    )
+    out["joints_2d"] = ((np.asarray(sample["joints_2d"], np.float64) + 0.5) * s - 0.5).astype(
+        np.float32
+    )
+    k = np.asarray(sample["K"], np.float64).copy()
+    k[0, 0] *= s
+    k[1, 1] *= s
+    k[0, 2] = (k[0, 2] + 0.5) * s - 0.5
+    k[1, 2] = (k[1, 2] + 0.5) * s - 0.5
+    out["K"] = k.astype(np.float32)
+    if "in_frame" in sample:
+        uv = out["joints_2d"]
+        inside = (
+            (uv[:, 0] >= -0.5)
+            & (uv[:, 0] <= size - 0.5)
+            & (uv[:, 1] >= -0.5)
+            & (uv[:, 1] <= size - 0.5)
+        )
+        out["in_frame"] = (np.asarray(sample["in_frame"]) > 0) & inside
+        out["in_frame"] = out["in_frame"].astype(np.uint8)
+    return out
+
+
+class Pipeline:
+    """Optional augmentation (at the frame's resolution) followed by :func:`fit_to_input`.
+
+    Picklable, so DataLoader workers can use it.
+    """
+
+    def __init__(self, size: int, augment: Callable[[Sample], Sample] | None = None) -> None:
+        self.size = size
+        self.augment = augment
+
+    def __call__(self, sample: Sample) -> Sample:
+        if self.augment is not None:
+            sample = self.augment(sample)
+        return fit_to_input(sample, self.size)
