@@ -27,7 +27,15 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["sparse/kernels/*.cu", "sparse/kernels/*.cuh", "sparse/kernels/*.cpp"]},
+    package_data={
+        PACKAGE: [
+            "sparse/kernels/*.cu",
+            "sparse/kernels/*.cuh",
+            "sparse/kernels/*.h",
+            "sparse/kernels/*.cpp",
+            "sparse/csrc/*.cpp",
+        ]
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -61,6 +69,7 @@ setup(
             f"pose_node = {PACKAGE}.ros.pose_node:main",
             f"camera_replay = {PACKAGE}.ros.camera_replay:main",
             f"pose_recorder = {PACKAGE}.ros.recorder:main",
+            f"sparse-pose-export = {PACKAGE}.export.cli:main",
         ],
     },
 )
