@@ -22,6 +22,7 @@ the budget is generous — there is nothing to gain in accuracy below it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..model.masks import logit
@@ -109,3 +110,27 @@ class LatencyBudgetController:
             step = c.gain * max(-c.max_step_error, min(c.max_step_error, err))
             self._logit = max(self._lo, min(self._hi, self._logit + step))
         return self.threshold
+
+
+def control_step(
+    controller: LatencyBudgetController,
+    latency_ms: float,
+    applied_threshold: float,
+    apply_threshold: Callable[[float], None],
+) -> float:
+    """One frame of the budget loop: account the frame's latency, apply the next threshold.
+
+    The pose node and the replay benchmark (``benchmarks.budget``) both call this after each
+    frame, so what the benchmark shows is what the node does. ``apply_threshold`` (e.g.
+    ``backend.set_mask_threshold``) is called only when the threshold changes; with the budget
+    off nothing is touched and ``applied_threshold`` (the user's fixed threshold) is returned.
+
+    Returns:
+        The threshold now applied to the backend.
+    """
+    if not controller.enabled:
+        return applied_threshold
+    threshold = controller.update(latency_ms)
+    if threshold != applied_threshold:
+        apply_threshold(threshold)
+    return threshold

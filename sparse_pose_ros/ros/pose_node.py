@@ -36,7 +36,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ..backends.base import Backend, BackendError, create_backend
-from ..control.latency_budget import BudgetConfig, LatencyBudgetController
+from ..control.latency_budget import BudgetConfig, LatencyBudgetController, control_step
 from ..image_codec import ImageDecodeError
 from ..model.checkpoint import CheckpointError, read_metadata
 from ..pipeline.draw import mask_overlay
@@ -323,7 +323,10 @@ class PoseNode(Node):
         done = time.monotonic()
         latency_ms = (done - frame.received_s) * 1e3
         self._stats.add(done, latency_ms, result.density)
-        budget.update(latency_ms)  # next frame's threshold; no-op when the budget is off
+        # Next frame's threshold, applied now (the same step the budget replay benchmark runs);
+        # a no-op when the budget is off.
+        self._threshold = control_step(budget, latency_ms, self._threshold,
+                                       backend.set_mask_threshold)
         with self._lock:
             self._counts["processed"] += 1
             self._counts["persons"] += int(result.person_found)

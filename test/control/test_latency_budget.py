@@ -12,7 +12,11 @@ import random
 
 import pytest
 
-from sparse_pose_ros.control.latency_budget import BudgetConfig, LatencyBudgetController
+from sparse_pose_ros.control.latency_budget import (
+    BudgetConfig,
+    LatencyBudgetController,
+    control_step,
+)
 
 
 def _density(threshold: float, person_logit: float) -> float:
@@ -84,3 +88,21 @@ def test_outliers_and_bad_values_are_ignored_or_clipped() -> None:
 def test_bad_parameters_are_rejected(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         BudgetConfig(**kwargs)
+
+
+def test_control_step_applies_only_changes_and_nothing_when_off() -> None:
+    applied: list[float] = []
+    ctrl = LatencyBudgetController(BudgetConfig(target_latency_ms=10.0))
+    t = control_step(ctrl, 30.0, ctrl.threshold, applied.append)  # over budget: threshold up
+    assert t > 0.5 and applied == [t]
+    t2 = control_step(ctrl, 10.0, t, applied.append)  # EMA still over budget: up again
+    t3 = control_step(ctrl, 10.0, t2, applied.append)
+    assert t3 >= t2 > t and applied[-1] == t3
+    # inside the dead band the threshold does not move and the backend is not touched
+    steady = LatencyBudgetController(BudgetConfig(target_latency_ms=10.0, ema=1.0))
+    calls: list[float] = []
+    assert control_step(steady, 10.2, steady.threshold, calls.append) == steady.threshold
+    assert calls == []
+    off = LatencyBudgetController(BudgetConfig(target_latency_ms=0.0))
+    assert control_step(off, 1e6, 0.37, calls.append) == 0.37  # the user's fixed threshold
+    assert calls == []

@@ -1,0 +1,183 @@
+"""Budget benchmark CLI: the pure helpers exactly, the sweep and replay end to end (--quick).
+
+End-to-end runs use a random-init tiny checkpoint and shards of synthetic-looking frames written
+with the shard writer (a box-shaped "person" of a chosen size, joints projected with K), so no
+renderer is needed and both subcommands finish in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sparse_pose_ros.benchmarks import budget
+from sparse_pose_ros.data.shards import write_shard
+from sparse_pose_ros.data.synthetic import Frame
+from sparse_pose_ros.model.checkpoint import save_checkpoint
+from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
+
+SIZE = 96
+
+
+def _frame(i: int, rng: np.random.Generator) -> Frame:
+    """A frame whose person box side grows with ``i % 6`` (so mask fractions differ)."""
+    f = 110.0
+    k = np.array([[f, 0, SIZE / 2 - 0.5], [0, f, SIZE / 2 - 0.5], [0, 0, 1]], np.float32)
+    root = np.array([0.0, 0.0, 3000.0 - 250.0 * (i % 6)])
+    joints_3d = (root + rng.normal(0, 250.0, (17, 3)) * [1, 2, 0.3]).astype(np.float32)
+    uv = joints_3d[:, :2] / joints_3d[:, 2:] * f + SIZE / 2 - 0.5
+    half = 4 + 5 * (i % 6)
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[SIZE // 2 - 2 * half: SIZE // 2 + 2 * half, SIZE // 2 - half: SIZE // 2 + half] = 1
+    image = rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
+    image[mask > 0] = (200, 120, 60)
+    inside = ((uv >= 0) & (uv <= SIZE - 1)).all(axis=1).astype(np.uint8)
+    return Frame(
+        image=image, mask=mask, joints_2d=uv.astype(np.float32), joints_3d=joints_3d,
+        visible=inside.copy(), in_frame=inside, K=k,
+        bbox=np.array([0, 0, SIZE - 1, SIZE - 1], np.float32),
+        meta={"family": 0, "style": 0, "subject": 0, "occluded": 0, "elevation_deg": 0.0,
+              "height_fraction": 4 * half / SIZE, "mask_fraction": float(mask.mean()),
+              "index": i},
+        body_pose=np.zeros((21, 3), np.float32), betas=np.zeros(10, np.float32),
+    )
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("budget")
+    rng = np.random.default_rng(0)
+    frames = [_frame(i, rng) for i in range(18)]
+    data = root / "test"
+    data.mkdir()
+    write_shard(data / "test-00000.npz", frames, {"split": "test"})
+    torch.manual_seed(0)
+    net = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.25, gate_strided=True,
+                                    head_channels=16, depth_bins=16)).eval()
+    with torch.no_grad():  # spread the mask logits around 0 so the threshold changes the masks
+        for block in net.gated_blocks():
+            torch.nn.init.normal_(block.mask_unit.conv.weight, std=0.5)
+            torch.nn.init.zeros_(block.mask_unit.conv.bias)
+    ckpt = root / "tiny.safetensors"
+    save_checkpoint(ckpt, net, {"note": "random init, test only"})
+    return {"root": root, "data": data, "ckpt": ckpt, "cache": root / "cache"}
+
+
+def _cli(setup: dict[str, Path], mode: str, out: Path, *extra: str) -> int:
+    return budget.main([mode, "--quick", "--checkpoint", str(setup["ckpt"]), "--data",
+                        str(setup["data"]), "--cache-dir", str(setup["cache"]), "--out", str(out),
+                        *extra])
+
+
+def test_sweep_quick_writes_json_and_plot(setup: dict[str, Path]) -> None:
+    out = setup["root"] / "sweep.json"
+    assert _cli(setup, "sweep", out) == 0
+    res = json.loads(out.read_text())
+    assert [r["threshold"] for r in res["rows"]] == [0.2, 0.5, 0.8]
+    for r in res["rows"]:
+        assert np.isfinite(r["mpjpe_mm"]) and r["mpjpe_mm"] > 0
+        assert 0 < r["pa_mpjpe_mm"] <= r["mpjpe_mm"] + 1e-6  # alignment can only reduce error
+        assert 0 < r["latency"]["density_mean"] <= 1.1  # mask units add a little over dense
+        assert r["latency"]["n"] == res["data"]["frames"] == 6
+        assert r["latency"]["median_ms"] > 0
+    dens = [r["latency"]["density_mean"] for r in res["rows"]]
+    assert dens[0] > dens[1] > dens[2]  # a higher threshold executes less
+    # the same density from the evaluation code and from the backend
+    for r in res["rows"]:
+        assert r["backbone_flops_fraction"] == pytest.approx(r["latency"]["density_mean"],
+                                                             abs=0.02)
+    assert res["bounds"]["min_threshold"] <= 0.5 <= res["bounds"]["max_threshold"]
+    assert set(res["reference_masked_dense"]["latency"]) == {"0.2", "0.8"}
+    assert res["command"].startswith("python -m sparse_pose_ros.benchmarks.budget sweep")
+    assert res["load_average_before"] and res["machine"]["cpu_model"]
+    assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_replay_quick_runs_the_control_loop(setup: dict[str, Path]) -> None:
+    out = setup["root"] / "replay.json"
+    assert _cli(setup, "replay", out) == 0
+    res = json.loads(out.read_text())
+    trace = res["trace"]
+    assert len(trace) == 15 and len(res["fixed_threshold_trace"]) == 15
+    lo, hi = res["controller"]["min_threshold"], res["controller"]["max_threshold"]
+    assert all(lo - 1e-9 <= r["threshold"] <= hi + 1e-9 for r in trace)
+    assert all(r["threshold"] == 0.5 for r in res["fixed_threshold_trace"])
+    assert res["budget"]["target_ms"] > 0
+    assert [s["scene"] for s in res["summary"]["segments"]] == ["small", "large", "medium"]
+    fr = [s["mask_fraction_mean"] for s in res["summary"]["segments"]]
+    assert fr[0] < fr[2] < fr[1]
+    share = res["summary"]["within_tolerance_after_settling"]
+    assert share["frames"] == 3 * (5 - 2) and 0.0 <= share["fraction"] <= 1.0
+    assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_replay_explicit_target_is_used(setup: dict[str, Path]) -> None:
+    out = setup["root"] / "replay_target.json"
+    assert _cli(setup, "replay", out, "--target-ms", "1e-3", "--no-baseline", "--no-plot") == 0
+    res = json.loads(out.read_text())
+    assert res["budget"]["target_ms"] == pytest.approx(1e-3)
+    assert res["fixed_threshold_trace"] is None
+    # an unreachable budget pushes the threshold up, never past the upper bound
+    ts = [r["threshold"] for r in res["trace"]]
+    assert ts[-1] > ts[0] and max(ts) <= res["controller"]["max_threshold"] + 1e-9
+
+
+def test_missing_checkpoint_and_bad_arguments(setup: dict[str, Path], tmp_path: Path) -> None:
+    assert budget.main(["sweep", "--checkpoint", str(tmp_path / "nope.safetensors"),
+                        "--out", str(tmp_path / "x.json")]) == 2
+    assert not (tmp_path / "x.json").exists()
+    with pytest.raises(SystemExit):
+        budget.main(["sweep", "--thresholds", "0.2,1.5"])
+    with pytest.raises(SystemExit):
+        budget.main(["replay", "--settle-frames", "10", "--segment-frames", "10"])
+
+
+def test_recommend_bounds_rule() -> None:
+    ts = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    # flat below 0.3, 2 % better at 0.3 than at 0.4; error grows past 0.7
+    mp = [50.0, 50.0, 50.1, 51.2, 51.5, 52.0, 55.0, 58.0, 70.0]
+    rec = budget.recommend_bounds(ts, mp)
+    assert rec["min_threshold"] == 0.3  # below 0.3 nothing gains > 1 %
+    assert rec["max_threshold"] == 0.7  # 0.8 exceeds 1.1 x 51.5 = 56.65
+    # unsorted input; a bump at 0.7 ends the upper walk even though 0.8 is fine again; the
+    # lower bound goes as low as the best accuracy (0.1), past a bad 0.2
+    rec = budget.recommend_bounds(ts[::-1], [40, 80, 50, 50, 50, 50, 70, 52, 52][::-1])
+    assert (rec["min_threshold"], rec["max_threshold"]) == (0.1, 0.6)
+    flat = budget.recommend_bounds(ts, [50.0] * 9)
+    assert (flat["min_threshold"], flat["max_threshold"]) == (0.5, 0.9)
+    with pytest.raises(ValueError):
+        budget.recommend_bounds([0.2, 0.8], [1.0, 2.0])  # no reference threshold
+    with pytest.raises(ValueError):
+        budget.recommend_bounds([0.5], [1.0, 2.0])
+
+
+def test_select_clip_orders_scenes_by_person_size() -> None:
+    frac = np.array([0.5, 0.1, 0.9, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6])
+    clip = budget.select_clip(frac, 3)
+    assert clip["small"] == [1, 3, 5]
+    assert clip["large"] == [2, 4, 6]
+    assert clip["medium"] == [0, 7, 8]
+    with pytest.raises(ValueError):
+        budget.select_clip(frac, 4)
+
+
+def test_choose_target_between_bounds() -> None:
+    cal = {"a": {"0.2": 10.0, "0.8": 4.0}, "b": {"0.2": 12.0, "0.8": 6.0}}
+    t = budget.choose_target(cal, 0.2, 0.8)
+    assert t["feasible_for_every_scene"] and t["target_ms"] == pytest.approx(8.0)
+    cal = {"a": {"0.2": 5.0, "0.8": 3.0}, "b": {"0.2": 12.0, "0.8": 9.0}}
+    t = budget.choose_target(cal, 0.2, 0.8)
+    assert not t["feasible_for_every_scene"]
+    assert t["target_ms"] == pytest.approx(0.5 * (6.0 + 8.5))
+
+
+def test_settled_share_skips_settling_frames() -> None:
+    trace = [{"latency_ms": v} for v in (50, 50, 10, 10.5, 9.5, 50, 50, 10, 12, 10)]
+    res = budget.settled_share(trace, [(0, 5), (5, 10)], 10.0, 0.1, settle=2)
+    assert res["frames"] == 6
+    assert res["per_segment"] == [1.0, pytest.approx(2 / 3)]
+    assert res["fraction"] == pytest.approx(5 / 6)
