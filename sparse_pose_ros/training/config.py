@@ -28,11 +28,18 @@ class MaskScheduleConfig:
         tau: Gumbel-softmax temperature (1 for pose, as dynconv).
         noise_off_fraction: last fraction of the epochs trained without Gumbel noise.
         mask_lr_scale: learning-rate factor of the mask units.
+        sparsity_delay: fraction of training with the sparsity weight at 0 (the network first
+            learns features the mask units can tell a person from; from scratch, early pressure
+            drives the masks to a person-blind pattern and the pose loss stalls).
+        sparsity_ramp: fraction of training after the delay over which the sparsity weight
+            rises linearly to ``loss.alpha_sparsity``.
     """
 
     tau: float = 1.0
     noise_off_fraction: float = 0.2
     mask_lr_scale: float = 1.0
+    sparsity_delay: float = 0.0
+    sparsity_ramp: float = 0.0
 
 
 @dataclass
@@ -181,6 +188,8 @@ class TrainConfig:
         m = self.masks
         if m.tau <= 0 or not 0 <= m.noise_off_fraction <= 1 or m.mask_lr_scale <= 0:
             raise ValueError("masks: need tau > 0, noise_off_fraction in [0, 1], mask_lr_scale > 0")
+        if m.sparsity_delay < 0 or m.sparsity_ramp < 0 or m.sparsity_delay + m.sparsity_ramp > 1:
+            raise ValueError("masks: need sparsity_delay, sparsity_ramp >= 0 with sum <= 1")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -26,10 +26,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from ..data.shards import ShardDataset
 from ..model.checkpoint import CheckpointError, load_checkpoint
 from .batches import Collator
 from .data_setup import open_split
 from .evaluation import SMALL_PERSON_FRACTION, evaluate_model
+from .metrics import mean_pose_baseline
 from .transforms import Pipeline
 
 LOG = logging.getLogger("sparse_pose_ros.evaluate")
@@ -56,6 +58,17 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def _mean_pose_baseline(args: argparse.Namespace, dataset: Any) -> dict[str, Any] | None:
+    """Score of the constant mean training pose on the same frames (synthetic data only)."""
+    train_dir = Path(args.data) / args.baseline_split
+    if args.dataset != "synthetic" or not args.baseline_split or not train_dir.is_dir():
+        return None
+    train = ShardDataset(train_dir).labels["joints_3d"]
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    test = base.labels["joints_3d"][: len(dataset)]
+    return {"train_split": args.baseline_split, **mean_pose_baseline(train, test)}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -75,6 +88,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         collate_fn=Collator(cfg.input_size, cfg.depth_range_mm, cfg.input_mean, cfg.input_std),
     )
     metrics = evaluate_model(net, loader, device)
+    baseline = _mean_pose_baseline(args, dataset)
     model_name = Path(args.checkpoint).name.removesuffix(".safetensors")
     meta = info["meta"]
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -108,6 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "mask_threshold": args.mask_threshold if args.mask_threshold is not None else 0.5,
         },
         "metrics": metrics,
+        "baseline_mean_training_pose": baseline,
         "command": " ".join(
             shlex.quote(a)
             for a in ["python", "-m", "sparse_pose_ros.training.evaluate", *args.argv]
@@ -143,6 +158,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=None,
         help="mask probability threshold (default 0.5, the training boundary)",
+    )
+    p.add_argument(
+        "--baseline-split",
+        default="train",
+        help="split whose mean pose is scored as a constant-answer baseline ('' = skip)",
     )
     p.add_argument("--out", help="output JSON (default benchmarks/results/accuracy_<model>.json)")
     args = p.parse_args(argv)

@@ -76,6 +76,18 @@ def pa_mpjpe(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(np.linalg.norm(aligned - gt, axis=-1).mean())
 
 
+def mean_pose_baseline(train_joints: np.ndarray, test_joints: np.ndarray) -> dict[str, float]:
+    """MPJPE / PA-MPJPE of always answering the mean root-relative training pose.
+
+    The floor any pose model must beat: a network that outputs the same skeleton for every
+    image scores this. Both arrays are camera-frame (N, J, 3).
+    """
+    mean_pose = root_relative(np.asarray(train_joints, np.float64)).mean(axis=0)
+    gt = np.asarray(test_joints, np.float64)
+    pred = np.broadcast_to(mean_pose, gt.shape) + gt[:, :1]
+    return {"mpjpe_mm": mpjpe(pred, gt), "pa_mpjpe_mm": pa_mpjpe(np.array(pred), gt)}
+
+
 def bbox_size(joints_2d: np.ndarray, visible: np.ndarray | None = None) -> np.ndarray:
     """Larger side of the box around the (visible) 2D joints, per sample: (N,)."""
     if joints_2d.ndim != 3 or joints_2d.shape[-1] != 2:

@@ -16,6 +16,7 @@ loss, density and ETA. Outputs: ``<out_dir>/<name>/{final,last}.safetensors``, `
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -58,6 +59,15 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) 
     span = max(1, total_steps - warmup_steps)
     t = min(1.0, (step - warmup_steps) / span)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def sparsity_weight(progress: float, alpha: float, delay: float, ramp: float) -> float:
+    """α_sp at training progress in [0, 1]: 0 during ``delay``, linear rise over ``ramp``."""
+    if progress < delay:
+        return 0.0
+    if ramp <= 0:
+        return alpha
+    return alpha * min(1.0, (progress - delay) / ramp)
 
 
 def pick_device(name: str) -> torch.device:
@@ -131,7 +141,7 @@ class Trainer:
         )
         self.use_amp = cfg.optim.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.loss_fn = PoseLoss(cfg.loss)
+        self.loss_fn = PoseLoss(dataclasses.replace(cfg.loss))
         self.mask_schedule = MaskSchedule(
             cfg.optim.epochs,
             tau=cfg.masks.tau,
@@ -338,6 +348,9 @@ class Trainer:
             frac_epoch = epoch + i / self.steps_per_epoch
             self.mask_schedule.apply(self.net, frac_epoch)
             progress = frac_epoch / cfg.optim.epochs
+            self.loss_fn.cfg.alpha_sparsity = sparsity_weight(
+                progress, cfg.loss.alpha_sparsity, cfg.masks.sparsity_delay, cfg.masks.sparsity_ramp
+            )
             parts = self._train_step(batch, progress)
             n_log += len(batch)
             n_steps += 1
@@ -361,6 +374,7 @@ class Trainer:
                 }
                 elapsed = time.perf_counter() - t_log
                 row.update(
+                    alpha_sparsity=self.loss_fn.cfg.alpha_sparsity,
                     epoch=epoch + i / self.steps_per_epoch,
                     lr=self.scheduler.get_last_lr()[0],
                     images_per_s=n_log * self.dist.world_size / max(elapsed, 1e-9),

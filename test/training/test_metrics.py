@@ -113,3 +113,13 @@ def test_shape_mismatch_is_a_value_error() -> None:
         metrics.mpjpe(np.zeros((2, 17, 3)), np.zeros((2, 16, 3)))
     with pytest.raises(ValueError):
         metrics.pck_2d(np.zeros((2, 17, 2)), np.zeros((2, 17, 2)), alpha=0.0)
+
+
+def test_mean_pose_baseline_is_zero_when_every_pose_is_the_mean() -> None:
+    pose = _skeletons(n=1)
+    train = np.repeat(pose, 5, axis=0) + np.arange(5)[:, None, None] * 10.0  # shifted copies
+    test = np.repeat(pose, 3, axis=0)
+    out = metrics.mean_pose_baseline(train, test)
+    assert out["mpjpe_mm"] == pytest.approx(0.0, abs=1e-9)
+    other = metrics.mean_pose_baseline(train, _skeletons(n=3, seed=5))
+    assert other["mpjpe_mm"] > 100.0

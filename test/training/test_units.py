@@ -12,7 +12,7 @@ import torch
 from sparse_pose_ros.model.targets import root_relative_depth
 from sparse_pose_ros.training.config import apply_overrides, config_from_dict, load_config
 from sparse_pose_ros.training.evaluation import lift_to_camera
-from sparse_pose_ros.training.train import lr_factor
+from sparse_pose_ros.training.train import lr_factor, sparsity_weight
 from sparse_pose_ros.training.transforms import fit_to_input
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -102,3 +102,13 @@ def test_lift_to_camera_inverts_the_targets_with_the_true_root_depth() -> None:
         joints, torch.from_numpy(frame["K"])[None].double(), j3[:, 0, 2].double(), 128, 1000.0
     )
     torch.testing.assert_close(lifted, j3.double(), atol=1e-2, rtol=0)
+
+
+def test_sparsity_weight_is_zero_during_the_delay_then_ramps_linearly() -> None:
+    assert sparsity_weight(0.1, 2.0, 0.25, 0.25) == 0.0
+    assert sparsity_weight(0.25, 2.0, 0.25, 0.25) == pytest.approx(0.0)
+    assert sparsity_weight(0.375, 2.0, 0.25, 0.25) == pytest.approx(1.0)
+    assert sparsity_weight(0.9, 2.0, 0.25, 0.25) == pytest.approx(2.0)
+    assert sparsity_weight(0.0, 2.0, 0.0, 0.0) == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        config_from_dict({"masks": {"sparsity_delay": 0.8, "sparsity_ramp": 0.5}})
