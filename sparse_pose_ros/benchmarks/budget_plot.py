@@ -107,7 +107,7 @@ def plot_replay(result: dict[str, Any], path: Path) -> None:
     ax_d.set_ylabel("backbone density")
     ax_d.set_ylim(0, 1.05)
     ax_d.set_xlabel("frame")
-    ax_d.legend(fontsize=8, loc="upper right")
+    ax_d.legend(fontsize=8, loc="center right")
     for seg in result["summary"]["segments"]:
         start, stop = seg["frames"]
         for ax in (ax_l, ax_t, ax_d):
