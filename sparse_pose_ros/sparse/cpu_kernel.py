@@ -139,6 +139,55 @@ def strip_rows(fb: FoldedBlock, batch: int, in_hw: tuple[int, int], threads: int
 _EMPTY = torch.empty(0)
 
 
+def block_args(
+    blk: InvertedResidual,
+    fb: FoldedBlock,
+    x_ext: Tensor,
+    out_ext: Tensor,
+    batch: int,
+    in_hw: tuple[int, int],
+    bufs: CpuBlockBuffers,
+    dense_above: float,
+) -> tuple[object, ...]:
+    """The compiled ``run_block`` arguments of one block (also recorded by ``BlockSequence``).
+
+    If the mask's active fraction exceeds ``dense_above`` every row is computed and the mask
+    applied at the scatter (= masked dense); otherwise only the active / dilated rows are.
+    ``dense_above`` < 0: always dense; >= 1: always sparse."""
+    if blk.gated:
+        if blk.fixed_mask is not None:
+            fixed = blk.fixed_mask.to(torch.float32).contiguous()
+            if fixed.shape != bufs.hard.shape:
+                raise ValueError(
+                    f"fixed_mask shape {tuple(fixed.shape)} != {tuple(bufs.hard.shape)}"
+                )
+            gate = 2
+        else:
+            fixed, gate = _EMPTY, 1
+        if blk.mask_unit is None:
+            raise ValueError("a gated block without a mask unit cannot be executed")
+        threshold = float(blk.mask_unit.threshold_logit)
+    else:
+        fixed, gate, threshold, dense_above = _EMPTY, 0, 0.0, -1.0
+    ex = fb.expand
+    return (
+        x_ext, out_ext, batch, in_hw[0], in_hw[1], fb.stride,
+        ex.weight if ex is not None else _EMPTY, ex.bias if ex is not None else _EMPTY,
+        fb.depthwise.weight, fb.depthwise.bias, fb.project.weight, fb.project.bias,
+        fb.use_residual, fb.residual_relu, gate, dense_above,
+        fb.mask_weight if fb.mask_weight is not None else _EMPTY,
+        float(fb.mask_bias) if fb.mask_bias is not None else 0.0, threshold, fixed,
+        bufs.hard, bufs.dilated, bufs.logits, bufs.soft, bufs.rank, bufs.act_rows,
+        bufs.dil_rows, bufs.row_ptr, bufs.g_buf, bufs.e_buf, bufs.d_buf, bufs.p_buf,
+        bufs.strip_rows,
+    )  # fmt: skip
+
+
+def block_mask(bufs: CpuBlockBuffers) -> BlockMask:
+    """The BlockMask the kernel writes into ``bufs`` (aliases, valid until the next frame)."""
+    return BlockMask(hard=bufs.hard, dilated=bufs.dilated, soft=bufs.soft, logits=bufs.logits)
+
+
 def run_block_cpu(
     kernel: ModuleType,
     blk: InvertedResidual,
@@ -150,37 +199,9 @@ def run_block_cpu(
     bufs: CpuBlockBuffers,
     dense_above: float,
 ) -> tuple[BlockMask | None, tuple[int, int], bool]:
-    """One fused call. If the mask's active fraction exceeds ``dense_above`` every row is
-    computed and the mask applied at the scatter (= masked dense); otherwise only the active /
-    dilated rows are. ``dense_above`` < 0: always dense; >= 1: always sparse.
-    Returns (mask, (n_active, n_dilated), ran_dense)."""
-    if blk.gated:
-        if blk.fixed_mask is not None:
-            fixed = blk.fixed_mask.to(torch.float32).contiguous()
-            if fixed.shape != bufs.hard.shape:
-                raise ValueError(
-                    f"fixed_mask shape {tuple(fixed.shape)} != {tuple(bufs.hard.shape)}"
-                )
-            gate = 2
-        else:
-            fixed, gate = _EMPTY, 1
-        assert blk.mask_unit is not None
-        threshold = float(blk.mask_unit.threshold_logit)
-    else:
-        fixed, gate, threshold, dense_above = _EMPTY, 0, 0.0, -1.0
-    ex = fb.expand
-    n_act, n_dil, ran_dense = kernel.run_block(
-        x_ext, out_ext, batch, in_hw[0], in_hw[1], fb.stride,
-        ex.weight if ex is not None else _EMPTY, ex.bias if ex is not None else _EMPTY,
-        fb.depthwise.weight, fb.depthwise.bias, fb.project.weight, fb.project.bias,
-        fb.use_residual, fb.residual_relu, gate, dense_above,
-        fb.mask_weight if fb.mask_weight is not None else _EMPTY,
-        float(fb.mask_bias) if fb.mask_bias is not None else 0.0, threshold, fixed,
-        bufs.hard, bufs.dilated, bufs.logits, bufs.soft, bufs.rank, bufs.act_rows,
-        bufs.dil_rows, bufs.row_ptr, bufs.g_buf, bufs.e_buf, bufs.d_buf, bufs.p_buf,
-        bufs.strip_rows,
-    )  # fmt: skip
+    """One fused call (see :func:`block_args`). Returns (mask, (n_active, n_dilated), ran_dense)."""
+    args = block_args(blk, fb, x_ext, out_ext, batch, in_hw, bufs, dense_above)
+    n_act, n_dil, ran_dense = kernel.run_block(*args)
     if not blk.gated:
         return None, (n_act, n_dil), True
-    mask = BlockMask(hard=bufs.hard, dilated=bufs.dilated, soft=bufs.soft, logits=bufs.logits)
-    return mask, (n_act, n_dil), bool(ran_dense)
+    return block_mask(bufs), (n_act, n_dil), bool(ran_dense)

@@ -25,7 +25,7 @@ from ..model.blocks import InvertedResidual
 from ..model.masks import BlockMask, receptive_mask
 from ..model.network import Backbone, PoseNetwork, PoseOutput
 from . import torch_ops
-from .cpu_kernel import CpuBlockBuffers, run_block_cpu
+from .cpu_kernel import CpuBlockBuffers, block_args, block_mask, run_block_cpu
 from .folding import FoldedBlock, FoldedConv, fold_block, fold_conv_bn
 from .indices import BlockIndex, allocate_index, build_index
 
@@ -142,8 +142,11 @@ class SparseBackbone:
         #: set True to record per-block wall times of the next frames in ``block_times``
         self.profile = False
         self.block_times: list[float] = []
+        self.stem_time = 0.0
         self._shape: tuple[int, ...] | None = None
         self._bufs: dict[tuple[int, int, int], Tensor] = {}
+        self._seq_sig: tuple[object, ...] = ()
+        self._seq_out: tuple[Tensor, list[Tensor], list[BlockMask | None]] | None = None
         self.refresh()
 
     def _normalise_policy(
@@ -171,12 +174,18 @@ class SparseBackbone:
     def refresh(self) -> None:
         """(Re)fold BN into weights; call after loading new weights into the backbone."""
         self.stem: FoldedConv = fold_conv_bn(self.backbone.stem)
+        cw = self.stem.conv_weight
+        # the compiled stem takes (C_in*9, C_out) rows ordered (c, ky, kx); 3x3 + ReLU6 only
+        self._stem_taps: Tensor | None = None
+        if cw.shape[2:] == (3, 3) and self.stem.groups == 1 and self.stem.relu6:
+            self._stem_taps = cw.permute(1, 2, 3, 0).reshape(-1, cw.shape[0]).contiguous()
         self.blocks: list[_BlockState] = [
             _BlockState(fold_block(b), self.policy[s] if b.gated else "dense")
             for b, s in zip(self.backbone.blocks, self.strides, strict=True)
         ]
         self._shape = None
         self._bufs.clear()
+        self._seq: object | None = None
 
     # ----------------------------------------------------------------------------- buffers
     def _buffer(self, key: tuple[int, int, int], rows: int, channels: int) -> Tensor:
@@ -204,6 +213,7 @@ class SparseBackbone:
                 st.out_buf = self._buffer((i, ho, wo), batch * ho * wo, fb.out_channels)
             h, w = ho, wo
         self._shape = key
+        self._seq = None
 
     def buffers(self) -> list[Tensor]:
         """Every persistent tensor the executor owns (for no-growth tests)."""
@@ -230,12 +240,24 @@ class SparseBackbone:
         self._prepare(b, (x.shape[2], x.shape[3]))
         self.host_reads = 0
         self.block_times = []
+        if self._cpp is not None and self._stem_taps is not None and not self.profile:
+            return self._run_sequence(x, b)
         st0 = self.stem
-        y = F.conv2d(x.contiguous(memory_format=torch.channels_last), st0.conv_weight, st0.bias,
-                     st0.stride, 1, 1, st0.groups).clamp_(0.0, 6.0)  # fmt: skip
-        h, w = y.shape[2], y.shape[3]
-        cur = self._buffer((-1, h, w), b * h * w, y.shape[1])
-        cur[:-1].view(b, h, w, -1).copy_(y.permute(0, 2, 3, 1))
+        t0 = time.perf_counter() if self.profile else 0.0
+        if self._cpp is not None and self._stem_taps is not None:
+            s0 = st0.stride
+            h, w = (x.shape[2] - 1) // s0 + 1, (x.shape[3] - 1) // s0 + 1
+            cur = self._buffer((-1, h, w), b * h * w, st0.bias.numel())
+            self._cpp.stem_conv(x.contiguous(), self._stem_taps, st0.bias, cur, s0,
+                                torch.get_num_threads())  # fmt: skip
+        else:
+            y = F.conv2d(x.contiguous(memory_format=torch.channels_last), st0.conv_weight,
+                         st0.bias, st0.stride, 1, 1, st0.groups).clamp_(0.0, 6.0)  # fmt: skip
+            h, w = y.shape[2], y.shape[3]
+            cur = self._buffer((-1, h, w), b * h * w, y.shape[1])
+            cur[:-1].view(b, h, w, -1).copy_(y.permute(0, 2, 3, 1))
+        if self.profile:
+            self.stem_time = time.perf_counter() - t0
         masks: list[BlockMask | None] = []
         taps: dict[int, Tensor] = {}
         tap_of = {idx: s for s, idx in self.backbone.tap_after.items()}
@@ -272,6 +294,57 @@ class SparseBackbone:
             self._read_counts_once()
         return taps[16], [taps[8], taps[4]], masks
 
+    # ------------------------------------------------------------ compiled whole-backbone path
+    def _sequence_signature(self) -> tuple[object, ...]:
+        """What the recorded call sequence depends on besides the shapes: every gated block's
+        fixed mask (identity + in-place version) and threshold."""
+        sig: list[object] = []
+        for blk in self.backbone.blocks:
+            if not blk.gated:
+                continue
+            fm = blk.fixed_mask
+            thr = blk.mask_unit.threshold_logit if blk.mask_unit is not None else None
+            sig.append((id(fm), fm._version if fm is not None else -1, thr))
+        return tuple(sig)
+
+    def _record_sequence(self, b: int, hw: tuple[int, int]) -> None:
+        """Record stem + every block as one compiled ``BlockSequence`` (one C++ call a frame)."""
+        assert self._cpp is not None and self._stem_taps is not None
+        st0 = self.stem
+        seq = self._cpp.BlockSequence()
+        h, w = (hw[0] - 1) // st0.stride + 1, (hw[1] - 1) // st0.stride + 1
+        cur = self._buffer((-1, h, w), b * h * w, st0.bias.numel())
+        seq.set_stem(self._stem_taps, st0.bias, cur, st0.stride, torch.get_num_threads())
+        masks: list[BlockMask | None] = []
+        taps: dict[int, Tensor] = {}
+        tap_of = {idx: s for s, idx in self.backbone.tap_after.items()}
+        for i, (blk, st) in enumerate(zip(self.backbone.blocks, self.blocks, strict=True)):
+            fb = st.folded
+            ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
+            out = cur if fb.use_residual else st.out_buf
+            assert out is not None and st.cpu is not None
+            seq.add(*block_args(blk, fb, cur, out, b, (h, w), st.cpu, _dense_above(st.mode)))
+            masks.append(block_mask(st.cpu) if blk.gated else None)
+            cur, h, w = out, ho, wo
+            if i in tap_of:
+                taps[tap_of[i]] = cur[:-1].view(b, h, w, -1).permute(0, 3, 1, 2)
+        self._seq = seq
+        self._seq_out = (taps[16], [taps[8], taps[4]], masks)
+
+    def _run_sequence(
+        self, x: Tensor, b: int
+    ) -> tuple[Tensor, list[Tensor], list[BlockMask | None]]:
+        sig = self._sequence_signature()
+        if self._seq is None or sig != self._seq_sig:
+            self._record_sequence(b, (x.shape[2], x.shape[3]))
+            self._seq_sig = sig
+        counts = self._seq.run(x.contiguous())  # type: ignore[attr-defined]
+        for k, st in enumerate(self.blocks):
+            st.counts = (int(counts[3 * k]), int(counts[3 * k + 1]))
+            st.ran_dense = bool(counts[3 * k + 2])
+        feats, skips, masks = self._seq_out
+        return feats, list(skips), list(masks)
+
     def _run_sparse(self, st: _BlockState, cur: Tensor, out: Tensor, mask: BlockMask) -> bool:
         """Gather-scatter with the torch kernel; False if the crossover policy says dense."""
         fb = st.folded
@@ -306,18 +379,47 @@ class SparseBackbone:
                 for b, st in zip(self.backbone.blocks, self.blocks, strict=True)]  # fmt: skip
 
 
-class SparsePoseNetwork:
-    """Whole network: :class:`SparseBackbone` + the model's neck and head (dense, eager)."""
+HEADS = ("auto", "ort", "torch")
 
-    def __init__(self, net: PoseNetwork, **kwargs: object) -> None:
+
+class SparsePoseNetwork:
+    """Whole network: :class:`SparseBackbone` + the model's dense neck and head.
+
+    Args:
+        net: the network.
+        head: where the dense neck + head run: ``"ort"`` (ONNX Runtime, fed the executor's
+            channels-last buffers without a copy; :mod:`.ort_head`), ``"torch"`` (eager) or
+            ``"auto"`` (ORT when it is installed, else torch).
+        **kwargs: :class:`SparseBackbone` options (policy, kernel, sync).
+    """
+
+    def __init__(self, net: PoseNetwork, head: str = "auto", **kwargs: object) -> None:
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        from .ort_head import OrtHead, ort_available
+
         self.net = net
         self.backbone = SparseBackbone(net.backbone, **kwargs)  # type: ignore[arg-type]
+        if head == "ort" and not ort_available():
+            raise ValueError("head='ort' needs onnxruntime, which is not installed")
+        self.head = "ort" if head == "ort" or (head == "auto" and ort_available()) else "torch"
+        self._ort = OrtHead(net) if self.head == "ort" else None
+
+    def refresh(self) -> None:
+        """Re-fold weights and re-export the head after the network's weights changed."""
+        self.backbone.refresh()
+        if self._ort is not None:
+            self._ort.refresh()
 
     @torch.no_grad()
     def __call__(self, x: Tensor) -> PoseOutput:
         feats, skips, masks = self.backbone(x)
-        y = self.net.neck(feats, skips)
-        heatmaps, triplets, joints = self.net.head(y)
+        if self._ort is not None and x.device.type == "cpu":
+            heatmaps, triplets, joints = self._ort(
+                *(t.permute(0, 2, 3, 1) for t in (feats, *skips))
+            )
+        else:
+            heatmaps, triplets, joints = self.net.head(self.net.neck(feats, skips))
         return PoseOutput(heatmaps, triplets, joints, masks)
 
 

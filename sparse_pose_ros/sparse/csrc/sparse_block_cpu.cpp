@@ -5,8 +5,13 @@
 //   receptive (dilated) mask, index lists, gather + expand GEMM + ReLU6,
 //   masked depthwise 3x3 + ReLU6 on active outputs, project GEMM, scatter(-add) into the output.
 // Buffers are passed in (owned and reused by the Python executor), so a frame allocates nothing
-// of index or feature size. GEMMs go to at::mm (MKL); everything else is plain loops
+// of index or feature size. GEMMs are the micro-kernel below; everything else is plain loops
 // the compiler vectorises (-O3 -march=native, built on the target machine).
+// GEMMs are our own register-blocked micro-kernel (AVX-512 when the build machine has it, a
+// vectorisable loop otherwise): the matrices here are small (K, N <= a few hundred, a band of
+// rows), where a library call's fixed cost (dispatcher, tensor views, packing) is comparable to
+// the arithmetic, and the micro-kernel can read the gathered rows in place through the row list
+// (no gather copy) and fuse bias + ReLU6 into its store.
 //
 // Layout: x is (B*H*W + 1, C_in) row-major, row p = (b*H + y)*W + x; the last row is zero.
 // Weights: expand (C_in, C_e), depthwise (9, C_e) taps row-major (dy, dx), project (C_e, C_out).
@@ -15,10 +20,14 @@
 
 #include <ATen/Parallel.h>
 #include <omp.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace {
@@ -31,20 +40,139 @@ void check_buffer(const at::Tensor& t, const char* name) {
 
 inline float relu6(float v) { return std::min(std::max(v, 0.0f), 6.0f); }
 
+// C (n x N, row stride N) = A (n x K) @ B (K x N) [+ bias] [ReLU6].
+// Row r of A is a + rows[r] * K when ``rows`` is given (rows read in place from the feature
+// buffer, no gather copy), else a + r * K.
+#ifdef __AVX512F__
+// Fully unrolled small loops keep the accumulators in registers (GCC otherwise spills them).
+#define UNROLL _Pragma("GCC unroll 16")
+// One MR x (16*NV) tile over k in [k0, k1): starts from zero (first K block) or from C, adds the
+// bias and ReLU6 only after the last K block. K is blocked so a B slab stays in L1.
+template <int MR, int NV>
+inline void micro_tile(const float* const* ar, int64_t k0, int64_t k1, const float* B, int64_t N,
+                       int64_t col0, __mmask16 tail, const float* bias, bool act, bool first,
+                       bool last, float* C, const int64_t* crow) {
+  __m512 acc[MR][NV];
+  UNROLL
+  for (int r = 0; r < MR; ++r)
+    UNROLL
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 m = (v == NV - 1) ? tail : static_cast<__mmask16>(0xFFFF);
+      acc[r][v] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, C + crow[r] + col0 + 16 * v);
+    }
+  const float* a[MR];
+  UNROLL
+  for (int r = 0; r < MR; ++r) a[r] = ar[r];
+  for (int64_t k = k0; k < k1; ++k) {
+    const float* bk = B + k * N + col0;
+    __m512 bv[NV];
+    UNROLL
+    for (int v = 0; v < NV; ++v)
+      bv[v] = (v == NV - 1) ? _mm512_maskz_loadu_ps(tail, bk + 16 * v) : _mm512_loadu_ps(bk + 16 * v);
+    UNROLL
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r][k]);
+      UNROLL
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+  }
+  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+  UNROLL
+  for (int v = 0; v < NV; ++v) {
+    const __mmask16 m = (v == NV - 1) ? tail : static_cast<__mmask16>(0xFFFF);
+    const __m512 bb = (last && bias) ? _mm512_maskz_loadu_ps(m, bias + col0 + 16 * v) : zero;
+    UNROLL
+    for (int r = 0; r < MR; ++r) {
+      __m512 o = last ? _mm512_add_ps(acc[r][v], bb) : acc[r][v];
+      if (last && act) o = _mm512_min_ps(_mm512_max_ps(o, zero), six);
+      _mm512_mask_storeu_ps(C + crow[r] + col0 + 16 * v, m, o);
+    }
+  }
+}
+
+template <int MR>
+inline void row_tile(const float* const* ar, int64_t k0, int64_t k1, const float* B, int64_t N,
+                     int64_t col0, const float* bias, bool act, bool first, bool last, float* C,
+                     const int64_t* crow) {
+  const int64_t left = N - col0;
+  const int nv = static_cast<int>(std::min<int64_t>(4, (left + 15) / 16));
+  const int64_t rem = left - 16 * (nv - 1);
+  const __mmask16 tail = static_cast<__mmask16>(rem >= 16 ? 0xFFFF : ((1u << rem) - 1));
+  switch (nv) {
+    case 1: micro_tile<MR, 1>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
+    case 2: micro_tile<MR, 2>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
+    case 3: micro_tile<MR, 3>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
+    default: micro_tile<MR, 4>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
+  }
+}
+
+void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float* B, int64_t N,
+          const float* bias, bool act, float* C) {
+  constexpr int MR = 6;  // 6 x 4 zmm accumulators: 24 of the 32 vector registers
+  constexpr int64_t KC = 128;
+  for (int64_t k0 = 0; k0 < K; k0 += KC) {
+    const int64_t k1 = std::min(K, k0 + KC);
+    const bool first = k0 == 0, last = k1 == K;
+    for (int64_t col0 = 0; col0 < N; col0 += 64) {
+      const float* ar[MR];
+      int64_t crow[MR];
+      for (int64_t r0 = 0; r0 < n; r0 += MR) {
+        const int mr = static_cast<int>(std::min<int64_t>(MR, n - r0));
+        for (int r = 0; r < mr; ++r) {
+          ar[r] = a + (rows ? static_cast<int64_t>(rows[r0 + r]) : r0 + r) * K;
+          crow[r] = (r0 + r) * N;
+        }
+        switch (mr) {
+          case 1: row_tile<1>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          case 2: row_tile<2>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          case 3: row_tile<3>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          case 4: row_tile<4>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          case 5: row_tile<5>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          default: row_tile<6>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+        }
+      }
+    }
+  }
+}
+#else
+void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float* B, int64_t N,
+          const float* bias, bool act, float* C) {
+  for (int64_t r = 0; r < n; ++r) {
+    const float* ar = a + (rows ? static_cast<int64_t>(rows[r]) : r) * K;
+    float* c = C + r * N;
+    if (bias) {
+      std::copy_n(bias, N, c);
+    } else {
+      std::fill(c, c + N, 0.0f);
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      const float av = ar[k];
+      const float* bk = B + k * N;
+#pragma omp simd
+      for (int64_t j = 0; j < N; ++j) c[j] += av * bk[j];
+    }
+    if (act) {
+#pragma omp simd
+      for (int64_t j = 0; j < N; ++j) c[j] = relu6(c[j]);
+    }
+  }
+}
+#endif
+
 }  // namespace
 
 // Returns (n_active, n_dilated, computed_all): the mask's counts (not the executed rows when
 // every row was computed) and whether the block ran densely. See the Python wrapper (cpu_kernel.py) for argument meanings.
 std::vector<int64_t> run_block(
-    const at::Tensor& x, at::Tensor& out, int64_t batch, int64_t h, int64_t w, int64_t stride,
+    const at::Tensor& x, const at::Tensor& out, int64_t batch, int64_t h, int64_t w, int64_t stride,
     const at::Tensor& w_expand, const at::Tensor& b_expand, const at::Tensor& w_dw,
     const at::Tensor& b_dw, const at::Tensor& w_project, const at::Tensor& b_project,
     bool residual, bool residual_relu, int64_t gate, double dense_above,
     const at::Tensor& mask_weight,
-    double mask_bias, double threshold, const at::Tensor& fixed_hard, at::Tensor& hard,
-    at::Tensor& dilated, at::Tensor& logits, at::Tensor& soft, at::Tensor& rank,
-    at::Tensor& act_rows, at::Tensor& dil_rows, at::Tensor& row_ptr, at::Tensor& g_buf,
-    at::Tensor& e_buf, at::Tensor& d_buf, at::Tensor& p_buf, int64_t strip_rows) {
+    double mask_bias, double threshold, const at::Tensor& fixed_hard, const at::Tensor& hard,
+    const at::Tensor& dilated, const at::Tensor& logits, const at::Tensor& soft, const at::Tensor& rank,
+    const at::Tensor& act_rows, const at::Tensor& dil_rows, const at::Tensor& row_ptr, const at::Tensor& g_buf,
+    const at::Tensor& e_buf, const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows) {
   check_buffer(x, "x");
   check_buffer(out, "out");
   TORCH_CHECK(stride == 1 || stride == 2, "stride must be 1 or 2");
@@ -176,8 +304,15 @@ std::vector<int64_t> run_block(
   const float* wd = w_dw.data_ptr<float>();
   const float* bd = b_dw.data_ptr<float>();
   const float* bp = b_project.data_ptr<float>();
+  const float* wp = w_project.data_ptr<float>();
   float* pp = p_buf.data_ptr<float>();
-  (void)we;
+  float* g_base = g_buf.data_ptr<float>();
+  float* e_base = e_buf.data_ptr<float>();
+  float* d_base = d_buf.data_ptr<float>();
+  TORCH_CHECK(g_buf.is_contiguous() && e_buf.is_contiguous() && d_buf.is_contiguous() &&
+                  p_buf.is_contiguous() && w_project.is_contiguous() && w_dw.is_contiguous(),
+              "scratch buffers and weights must be contiguous");
+  TORCH_CHECK(!has_expand || w_expand.is_contiguous(), "w_expand must be contiguous");
 #pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(threads))
   for (int64_t si = 0; si < n_strips; ++si) {
     const int tid = omp_get_thread_num();
@@ -191,32 +326,23 @@ std::vector<int64_t> run_block(
     const int64_t in_hi = std::min<int64_t>(h - 1, stride * (y1 - 1) + 1);
     const int64_t e_begin = dil_ptr[b * h + in_lo], e_end = dil_ptr[b * h + in_hi + 1];
     const int64_t n_e = e_end - e_begin;
-    // gather (contiguous rows need no copy when every position is computed)
-    at::Tensor g;
-    if (compute_all) {
-      g = x.narrow(0, e_begin, n_e);
-    } else {
-      float* gp = g_buf[tid].data_ptr<float>();
-      for (int64_t k = 0; k < n_e; ++k)
-        std::copy_n(xp + static_cast<int64_t>(dil_rows_p[e_begin + k]) * c_in, c_in, gp + k * c_in);
-      g = g_buf[tid].narrow(0, 0, n_e);
-    }
+    // expand GEMM straight from the feature buffer (row list or contiguous rows), bias + ReLU6
     const float* ep;
     if (has_expand) {
-      at::Tensor e = e_buf[tid].narrow(0, 0, n_e);
-      at::mm_out(e, g, w_expand);
-      float* em = e.data_ptr<float>();
-      for (int64_t k = 0; k < n_e; ++k) {
-        float* row = em + k * c_e;
-#pragma omp simd
-        for (int64_t c = 0; c < c_e; ++c) row[c] = relu6(row[c] + be[c]);
-      }
+      float* em = e_base + tid * cap_e * c_e;
+      gemm(compute_all ? xp + e_begin * c_in : xp, compute_all ? nullptr : dil_rows_p + e_begin,
+           n_e, c_in, we, c_e, be, true, em);
       ep = em;
+    } else if (compute_all) {
+      ep = xp + e_begin * c_in;
     } else {
-      ep = g.data_ptr<float>();
+      float* gp = g_base + tid * cap_e * c_in;
+      for (int64_t k = 0; k < n_e; ++k)
+        std::copy_n(xp + static_cast<int64_t>(dil_rows_p[e_begin + k]) * c_in, c_in, gp + k * c_in);
+      ep = gp;
     }
     // masked depthwise: taps outside the image or the dilated set read zero
-    float* dp = d_buf[tid].data_ptr<float>();
+    float* dp = d_base + tid * cap_a * c_e;
     for (int64_t k = 0; k < n_a; ++k) {
       const int64_t o = act_p[a_begin + k];
       const int64_t r = o % (ho * wo);
@@ -236,8 +362,7 @@ std::vector<int64_t> run_block(
 #pragma omp simd
       for (int64_t c = 0; c < c_e; ++c) acc[c] = relu6(acc[c]);
     }
-    at::Tensor pv = p_buf.narrow(0, a_begin, n_a);
-    at::mm_out(pv, d_buf[tid].narrow(0, 0, n_a), w_project);
+    gemm(dp, nullptr, n_a, c_e, wp, c_out, nullptr, false, pp + a_begin * c_out);
   }
 
   // scatter(-add) with the project bias; compute_all on a gated block applies G here
@@ -264,6 +389,106 @@ std::vector<int64_t> run_block(
   return {n_hard, n_dil_true, compute_all ? 1 : 0};
 }
 
+// Stem: dense 3x3 conv (padding 1, stride s, BN folded) + ReLU6 from the NCHW image straight
+// into the flat channels-last feature buffer the first block reads (no separate layout copy).
+// x: (B, C_in, H, W) contiguous; w: (C_in*9, C_out) rows ordered (c, ky, kx); out: (B*Ho*Wo + 1,
+// C_out), last row left as is (the zero row). Per output row: im2col (W_o x 27) + the GEMM
+// micro-kernel with the bias + ReLU6 epilogue.
+void stem_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, const at::Tensor& out,
+               int64_t stride, int64_t threads) {
+  check_buffer(x, "x");
+  check_buffer(w, "w");
+  check_buffer(bias, "bias");
+  check_buffer(out, "out");
+  TORCH_CHECK(x.dim() == 4, "x must be (B, C, H, W)");
+  const int64_t batch = x.size(0), c_in = x.size(1), h = x.size(2), wd = x.size(3);
+  const int64_t ho = (h - 1) / stride + 1, wo = (wd - 1) / stride + 1;
+  const int64_t c_out = w.size(1);
+  TORCH_CHECK(w.size(0) == c_in * 9, "stem weight must be (C_in*9, C_out)");
+  TORCH_CHECK(bias.numel() == c_out, "stem bias must have C_out entries");
+  TORCH_CHECK(out.size(0) == batch * ho * wo + 1 && out.size(1) == c_out, "stem out has the wrong shape");
+  const float* xp = x.data_ptr<float>();
+  const float* wp = w.data_ptr<float>();
+  const float* bp = bias.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const int64_t k_taps = c_in * 9;
+#pragma omp parallel num_threads(static_cast<int>(threads))
+  {
+    std::vector<float> patch(static_cast<size_t>(wo * k_taps));  // one output row's im2col
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < batch * ho; ++row) {
+      const int64_t b = row / ho, oy = row % ho;
+      const float* img = xp + b * c_in * h * wd;
+      for (int64_t ox = 0; ox < wo; ++ox) {
+        float* pr = patch.data() + ox * k_taps;
+        for (int64_t c = 0; c < c_in; ++c)
+          for (int64_t ky = 0; ky < 3; ++ky) {
+            const int64_t iy = oy * stride + ky - 1;
+            for (int64_t kx = 0; kx < 3; ++kx) {
+              const int64_t ix = ox * stride + kx - 1;
+              pr[(c * 3 + ky) * 3 + kx] =
+                  (iy < 0 || iy >= h || ix < 0 || ix >= wd) ? 0.0f : img[(c * h + iy) * wd + ix];
+            }
+          }
+      }
+      gemm(patch.data(), nullptr, wo, k_taps, wp, c_out, bp, true, op + row * wo * c_out);
+    }
+  }
+}
+
+// A whole backbone as one call: the stem and every block's run_block arguments are recorded once
+// per (shape, threads, masks, thresholds) by the Python executor and replayed per frame, so a frame
+// costs one Python -> C++ transition instead of one per block (~15 us each, comparable to a
+// whole low-resolution block at density 0.25).
+class BlockSequence {
+ public:
+  void set_stem(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& out,
+                int64_t stride, int64_t threads) {
+    stem_ = [=](const at::Tensor& x) mutable { stem_conv(x, w, bias, out, stride, threads); };
+  }
+  void add(const at::Tensor& x, const at::Tensor& out, int64_t batch, int64_t h, int64_t w,
+           int64_t stride, const at::Tensor& w_expand, const at::Tensor& b_expand,
+           const at::Tensor& w_dw, const at::Tensor& b_dw, const at::Tensor& w_project,
+           const at::Tensor& b_project, bool residual, bool residual_relu, int64_t gate,
+           double dense_above, const at::Tensor& mask_weight, double mask_bias, double threshold,
+           const at::Tensor& fixed_hard, const at::Tensor& hard, const at::Tensor& dilated,
+           const at::Tensor& logits, const at::Tensor& soft, const at::Tensor& rank,
+           const at::Tensor& act_rows, const at::Tensor& dil_rows, const at::Tensor& row_ptr,
+           const at::Tensor& g_buf, const at::Tensor& e_buf, const at::Tensor& d_buf,
+           const at::Tensor& p_buf, int64_t strip_rows) {
+    blocks_.push_back([=]() mutable {
+      return run_block(x, out, batch, h, w, stride, w_expand, b_expand, w_dw, b_dw, w_project,
+                       b_project, residual, residual_relu, gate, dense_above, mask_weight,
+                       mask_bias, threshold, fixed_hard, hard, dilated, logits, soft, rank,
+                       act_rows, dil_rows, row_ptr, g_buf, e_buf, d_buf, p_buf, strip_rows);
+    });
+  }
+  // Runs stem + blocks; returns (n_active, n_dilated, ran_dense) of every block, flattened.
+  std::vector<int64_t> run(const at::Tensor& x) {
+    TORCH_CHECK(static_cast<bool>(stem_), "BlockSequence: set_stem was not called");
+    stem_(x);
+    std::vector<int64_t> counts;
+    counts.reserve(3 * blocks_.size());
+    for (auto& blk : blocks_) {
+      const auto c = blk();
+      counts.insert(counts.end(), c.begin(), c.end());
+    }
+    return counts;
+  }
+  int64_t size() const { return static_cast<int64_t>(blocks_.size()); }
+
+ private:
+  std::function<void(const at::Tensor&)> stem_;
+  std::vector<std::function<std::vector<int64_t>()>> blocks_;
+};
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("run_block", &run_block, "Fused gather-scatter inverted-residual block (CPU)");
+  pybind11::class_<BlockSequence>(m, "BlockSequence")
+      .def(pybind11::init<>())
+      .def("set_stem", &BlockSequence::set_stem)
+      .def("add", &BlockSequence::add)
+      .def("run", &BlockSequence::run)
+      .def("__len__", &BlockSequence::size);
+  m.def("stem_conv", &stem_conv, "Dense 3x3 stem conv + ReLU6 into a channels-last buffer (CPU)");
 }
