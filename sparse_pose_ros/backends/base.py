@@ -23,7 +23,7 @@ from .density import NetworkGeometry
 
 LOG = logging.getLogger(__name__)
 
-BACKEND_NAMES: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKEND_NAMES: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt", "sparse-cpu")
 
 
 class BackendError(RuntimeError):
@@ -206,11 +206,13 @@ _IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
     "torch": ("sparse_pose_ros.backends.torch_backend", "TorchBackend"),
     "onnxruntime": ("sparse_pose_ros.backends.onnxruntime_backend", "OnnxRuntimeBackend"),
     "tensorrt": ("sparse_pose_ros.backends.tensorrt_backend", "TensorRTBackend"),
+    "sparse-cpu": ("sparse_pose_ros.backends.sparse_cpu_backend", "SparseCpuBackend"),
 }
 _RUNTIME_PACKAGES: dict[str, str] = {
     "torch": "torch",
     "onnxruntime": "onnxruntime",
     "tensorrt": "tensorrt",
+    "sparse-cpu": "torch",
 }
 
 
@@ -233,10 +235,28 @@ def resolve_device(device: str) -> str:
     raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
-def auto_candidates(device: str = "auto") -> list[tuple[str, str]]:
+def _gated_checkpoint(path: str | None) -> bool:
+    """Whether ``path`` is a .safetensors checkpoint of a gated network (metadata only)."""
+    if path is None or Path(path).suffix != ".safetensors":
+        return False
+    try:
+        from ..model.checkpoint import read_metadata
+
+        return bool(read_metadata(path)["config"].get("gated", False))
+    except Exception:  # unreadable: the backends themselves report it properly
+        return False
+
+
+def auto_candidates(
+    device: str = "auto", model_file_path: str | None = None
+) -> list[tuple[str, str]]:
     """Backends ``auto`` will try, in order, each with the reason it is a candidate.
 
     TensorRT is skipped when ``device`` is "cpu" (an explicit request to stay off the GPU).
+    On the CPU a gated .safetensors checkpoint goes to ``sparse-cpu`` first (compiled
+    gather-scatter backbone + ONNX Runtime head; the fastest CPU path measured in
+    benchmarks/results/sparse_cpu.json, docs/sparse.md); a dense model or an .onnx file goes
+    to onnxruntime, which is the fastest dense runtime here.
     """
     out: list[tuple[str, str]] = []
     has_trt = importlib.util.find_spec("tensorrt") is not None
@@ -248,6 +268,10 @@ def auto_candidates(device: str = "auto") -> list[tuple[str, str]]:
     else:
         why = "tensorrt not importable" if not has_trt else gpu_why
         LOG.info("auto: tensorrt skipped: %s", why)
+    on_cpu = device == "cpu" or (device == "auto" and not gpu)
+    if on_cpu and _gated_checkpoint(model_file_path):
+        out.append(("sparse-cpu", "gated checkpoint on the CPU: the compiled gather-scatter "
+                                  "path skips the masked-out work (docs/sparse.md)"))  # fmt: skip
     if importlib.util.find_spec("onnxruntime") is not None:
         out.append(("onnxruntime", "onnxruntime importable"))
     else:
@@ -263,9 +287,10 @@ def create_backend(
     """Build a backend by name.
 
     Args:
-        name: "auto", "torch", "onnxruntime" or "tensorrt". "auto" tries tensorrt (importable,
-            a CUDA GPU present and ``device`` not "cpu"), then onnxruntime, then torch; a
-            candidate that fails to load is logged with its reason and the next one is tried.
+        name: "auto", "torch", "onnxruntime", "tensorrt" or "sparse-cpu". "auto" tries
+            tensorrt (importable, a CUDA GPU present and ``device`` not "cpu"), then, on the
+            CPU with a gated .safetensors checkpoint, sparse-cpu, then onnxruntime, then torch;
+            a candidate that fails to load is logged with its reason and the next one is tried.
         model_file_path: .safetensors checkpoint (every backend; onnxruntime and tensorrt export
             it on first use into a cache) or .onnx (onnxruntime, tensorrt).
         device: "auto" (CUDA when present, else CPU), "cpu", "cuda" or "cuda:N".
@@ -285,7 +310,7 @@ def create_backend(
     if name != "auto":
         return _instantiate(name, path, device, options)
     failures: list[str] = []
-    for candidate, reason in auto_candidates(device):
+    for candidate, reason in auto_candidates(device, path):
         try:
             backend = _instantiate(candidate, path, device, options)
         except (BackendError, ImportError, OSError) as exc:

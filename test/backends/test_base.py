@@ -89,7 +89,7 @@ def test_auto_picks_first_loadable_and_logs_why(
     tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("SPARSE_POSE_CACHE", str(tmp_path))  # keep exports out of ~/.cache
-    names = [n for n, _ in auto_candidates("cpu")]
+    names = [n for n, _ in auto_candidates("cpu", str(gated_checkpoint))]
     assert "tensorrt" not in names  # device="cpu" keeps auto off the GPU
     assert names[-1] == "torch"
     with caplog.at_level(logging.INFO, logger="sparse_pose_ros.backends.base"):
@@ -108,6 +108,7 @@ def test_auto_falls_back_when_a_candidate_fails(
     from sparse_pose_ros.backends import base
 
     monkeypatch.setitem(base._IMPLEMENTATIONS, "onnxruntime", ("no_such_module_xyz", "X"))
+    monkeypatch.setitem(base._IMPLEMENTATIONS, "sparse-cpu", ("no_such_module_xyz", "X"))
     with caplog.at_level(logging.INFO, logger="sparse_pose_ros.backends.base"):
         backend = create_backend("auto", gated_checkpoint, device="cpu")
     assert backend.name == "torch"

@@ -1,0 +1,132 @@
+"""Sparse CPU backend: the gated backbone by gather-scatter in the compiled CPU kernel, the dense
+neck + head in ONNX Runtime (``sparse.executor.SparsePoseNetwork``).
+
+Why a backend of its own: on CPU this is the path that turns the masks into saved time. ONNX
+Runtime runs the masked graph densely (a masked conv costs what a dense one does), and its
+``portable_sparse`` graph pays ~20 small ops per gated block; the compiled kernel runs the whole
+backbone in one C++ call with BN folded, its own AVX-512 GEMM micro-kernel and index lists built
+once per block per frame (docs/sparse.md). Measured against ONNX Runtime dense in
+``benchmarks/results/sparse_cpu.json``.
+
+Needs a gated .safetensors checkpoint (the kernel runs PyTorch-held weights) and a C++
+compiler on first use (the extension is built once and cached); without either it raises
+:class:`BackendError`, so ``create_backend("auto")`` moves on to onnxruntime.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..model.checkpoint import CheckpointError, load_checkpoint
+from .base import (
+    Backend,
+    BackendError,
+    InferenceResult,
+    build_result,
+    check_input,
+    check_probability,
+    resolve_device,
+)
+from .density import network_geometry
+from .torch_backend import model_info_from_network
+
+LOG = logging.getLogger(__name__)
+
+#: Per-stage policy (output stride -> crossover density): a gated block runs sparsely when its
+#: active fraction is at or below the crossover and masked-dense above it (same result). From
+#: the per-stage dense/sparse kernel timings of ``python -m sparse_pose_ros.benchmarks
+#: sparse-cpu`` (``policy_crossover`` in benchmarks/results/sparse_cpu.json).
+DEFAULT_POLICY: dict[int, float] = {2: 0.75, 4: 0.75, 8: 0.75, 16: 0.75}
+
+
+class SparseCpuBackend(Backend):
+    """Gated checkpoint on CPU: compiled gather-scatter backbone + ONNX Runtime head.
+
+    Args:
+        model_file_path: gated .safetensors checkpoint.
+        device: "auto" or "cpu" (the kernel is CPU-only; "auto" must resolve to the CPU).
+        input_size: square input side (multiple of 16); default: the checkpoint's.
+        mask_threshold: initial mask probability threshold (default 0.5).
+        num_threads: threads of the kernel and of the head's ONNX Runtime session (sets torch's
+            intra-op thread count, which is process-wide); default: torch's current count.
+        policy: per-stage policy (see :class:`~sparse_pose_ros.sparse.executor.SparseBackbone`);
+            default :data:`DEFAULT_POLICY`.
+        head: "auto" / "ort" / "torch": where the dense neck + head run.
+    """
+
+    name = "sparse-cpu"
+
+    def __init__(
+        self,
+        model_file_path: str,
+        device: str = "auto",
+        input_size: int | None = None,
+        mask_threshold: float = 0.5,
+        num_threads: int | None = None,
+        policy: str | float | Mapping[int, str | float] | None = None,
+        head: str = "auto",
+    ) -> None:
+        from ..sparse.cpu_kernel import load_cpu_kernel
+        from ..sparse.executor import SparsePoseNetwork
+
+        path = str(model_file_path)
+        if Path(path).suffix != ".safetensors":
+            raise BackendError(f"sparse-cpu needs a .safetensors checkpoint, got {path}")
+        dev = resolve_device(device)
+        if dev != "cpu":
+            raise BackendError(f"sparse-cpu runs on the CPU only, device {dev!r} requested "
+                               f"for {path}")  # fmt: skip
+        if num_threads is not None:
+            if num_threads < 1:
+                raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+            torch.set_num_threads(int(num_threads))
+        try:
+            net, meta = load_checkpoint(path, map_location="cpu")
+        except CheckpointError as exc:
+            raise BackendError(str(exc)) from exc
+        if not net.gated_blocks():
+            raise BackendError(f"{path} is a dense model: sparse-cpu has nothing to skip "
+                               "(use onnxruntime)")  # fmt: skip
+        if load_cpu_kernel() is None:
+            raise BackendError(f"the sparse CPU kernel could not be built here (no C++ "
+                               f"compiler?), cannot run {path}")  # fmt: skip
+        size = int(input_size) if input_size is not None else int(net.cfg.input_size)
+        if size <= 0 or size % 16:
+            raise ValueError(f"input_size must be a positive multiple of 16, got {size}")
+        self.net = net
+        self.policy = DEFAULT_POLICY if policy is None else policy
+        self.runner = SparsePoseNetwork(net, kernel="cpp", policy=self.policy, head=head)
+        self.info = model_info_from_network(net, str(meta["model_hash"]), path, size)
+        self.geometry = network_geometry(net, size)
+        self.set_mask_threshold(mask_threshold)
+        LOG.info("sparse-cpu backend: %s, input %d, %d gated blocks, %d threads, head in %s",
+                 path, size, len(self.geometry.gated_indices), torch.get_num_threads(),
+                 self.runner.head)  # fmt: skip
+
+    def set_mask_threshold(self, probability: float) -> None:
+        p = check_probability(probability)
+        self.net.set_mask_threshold(p)
+        self.mask_threshold = p
+
+    def infer(self, tensor: np.ndarray) -> InferenceResult:
+        x = check_input(tensor, self.info.input_size)
+        with torch.inference_mode():
+            out = self.runner(torch.from_numpy(x))
+            heatmaps = out.heatmaps[0].numpy().copy()
+            joints = out.joints[0].numpy().copy()
+            masks = [m.hard[0, 0].numpy() for m in out.masks if m is not None]
+        return build_result(joints, heatmaps, masks, self.geometry)
+
+    def close(self) -> None:
+        self.runner = None  # type: ignore[assignment]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"device": "cpu", "mask_threshold": self.mask_threshold,
+                "policy": self.policy, "head": self.runner.head}  # fmt: skip

@@ -1,0 +1,87 @@
+"""sparse-cpu backend: equals the masked-dense torch reference, refuses what it cannot run, and
+is what ``auto`` picks for a gated checkpoint on the CPU (falling back when it cannot load)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparse_pose_ros.backends import BackendError, base, create_backend
+from sparse_pose_ros.sparse.cpu_kernel import load_cpu_kernel
+
+needs_kernel = pytest.mark.skipif(
+    load_cpu_kernel() is None, reason="the sparse CPU kernel cannot be built here (no compiler)"
+)
+
+
+@needs_kernel
+@pytest.mark.parametrize("head", ["ort", "torch"])
+def test_matches_torch_backend(gated_checkpoint: Path, frame64: np.ndarray, head: str) -> None:
+    ref = create_backend("torch", gated_checkpoint, device="cpu")
+    sp = create_backend("sparse-cpu", gated_checkpoint, device="cpu", head=head)
+    assert sp.name == "sparse-cpu" and sp.info.gated and sp.info.input_size == 64
+    assert sp.info.model_hash == ref.info.model_hash
+    for threshold in (0.3, 0.5, 0.7):
+        ref.set_mask_threshold(threshold)
+        sp.set_mask_threshold(threshold)
+        want, got = ref.infer(frame64), sp.infer(frame64)
+        assert len(got.masks) == len(want.masks)
+        for g, w in zip(got.masks, want.masks, strict=True):
+            np.testing.assert_array_equal(g, w)
+        np.testing.assert_allclose(got.joints, want.joints, atol=1e-4)
+        assert got.heatmaps is not None and want.heatmaps is not None
+        np.testing.assert_allclose(got.heatmaps, want.heatmaps, atol=1e-4)
+        assert got.density == pytest.approx(want.density)
+    sp.warmup(1)
+    sp.close()
+
+
+@needs_kernel
+def test_results_do_not_alias_between_frames(gated_checkpoint: Path, frame64: np.ndarray) -> None:
+    sp = create_backend("sparse-cpu", gated_checkpoint, device="cpu")
+    first = sp.infer(frame64)
+    joints, masks = first.joints.copy(), [m.copy() for m in first.masks]
+    sp.infer(np.zeros_like(frame64))
+    np.testing.assert_array_equal(first.joints, joints)
+    for a, b in zip(first.masks, masks, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_refuses_what_it_cannot_run(
+    gated_checkpoint: Path, dense_checkpoint: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(BackendError, match="dense model"):
+        create_backend("sparse-cpu", dense_checkpoint, device="cpu")
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"x")
+    with pytest.raises(BackendError, match="safetensors"):
+        create_backend("sparse-cpu", onnx_file, device="cpu")
+    with pytest.raises(BackendError, match="CPU only"):
+        create_backend("sparse-cpu", gated_checkpoint, device="cuda")
+    with pytest.raises(ValueError, match="num_threads"):
+        create_backend("sparse-cpu", gated_checkpoint, device="cpu", num_threads=0)
+
+
+@needs_kernel
+def test_auto_picks_sparse_cpu_for_gated_on_cpu(
+    gated_checkpoint: Path, dense_checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        gated = create_backend("auto", gated_checkpoint, device="cpu")
+    assert gated.name == "sparse-cpu"
+    assert any("picked sparse-cpu" in r.getMessage() for r in caplog.records)
+    assert create_backend("auto", dense_checkpoint, device="cpu").name == "onnxruntime"
+
+
+def test_auto_falls_back_without_kernel(
+    gated_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sparse_pose_ros.sparse.cpu_kernel as ck
+
+    monkeypatch.setattr(ck, "load_cpu_kernel", lambda verbose=False: None)
+    names = [n for n, _ in base.auto_candidates("cpu", str(gated_checkpoint))]
+    assert names.index("sparse-cpu") < names.index("onnxruntime")
+    assert create_backend("auto", gated_checkpoint, device="cpu").name == "onnxruntime"
