@@ -1,0 +1,116 @@
+"""Compiled whole-backbone path (one C++ call a frame) and the ONNX Runtime head: same results
+as the per-block path and the eager model, re-recorded when masks or thresholds change."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sparse_pose_ros.benchmarks.masks import clear_fixed_masks, set_blob_masks
+from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
+from sparse_pose_ros.sparse import SparseBackbone, SparsePoseNetwork
+from sparse_pose_ros.sparse.cpu_kernel import load_cpu_kernel
+from sparse_pose_ros.sparse.ort_head import ort_available
+
+TOL = 1e-4
+
+
+def randomise_bn(module: torch.nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+
+
+def small_net(gate_strided: bool, seed: int) -> PoseNetwork:
+    """64 px, width 0.5, random BN statistics and partial learned masks."""
+    torch.manual_seed(seed)
+    net = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.5, gate_strided=gate_strided))
+    net.eval()
+    randomise_bn(net, seed)
+    for b in net.gated_blocks():
+        b.mask_unit.conv.weight.data.normal_(0, 0.3)
+        b.mask_unit.conv.bias.data.zero_()
+    return net
+
+pytestmark = pytest.mark.skipif(
+    load_cpu_kernel() is None, reason="the sparse CPU kernel cannot be built here (no compiler)"
+)
+
+
+def _run(ex: SparseBackbone, x: torch.Tensor, profile: bool):
+    ex.profile = profile  # profile=True takes the per-block path
+    feats, skips, masks = ex(x)
+    return feats.clone(), [s.clone() for s in skips], [
+        m.hard.clone() if m is not None else None for m in masks
+    ]
+
+
+@pytest.mark.parametrize("gate_strided", [False, True])
+def test_sequence_equals_per_block_path(gate_strided: bool) -> None:
+    net = small_net(gate_strided, seed=3)
+    x = torch.randn(1, 3, 64, 64)
+    ex = SparseBackbone(net.backbone, kernel="cpp", policy={4: 0.5, 8: "sparse", 16: "dense"})
+    with torch.no_grad():
+        ref_f, ref_s, _ = net.backbone(x)
+    seq = _run(ex, x, profile=False)
+    per_block = _run(ex, x, profile=True)
+    assert ex.stem_time > 0 and len(ex.block_times) == len(net.backbone.blocks)
+    torch.testing.assert_close(seq[0], per_block[0], atol=1e-6, rtol=0)
+    for a, b in zip(seq[1], per_block[1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    for a, b in zip(seq[2], per_block[2], strict=True):
+        assert (a is None) == (b is None) and (a is None or torch.equal(a, b))
+    assert (seq[0] - ref_f).abs().max().item() <= TOL
+    for a, b in zip(seq[1], ref_s, strict=True):
+        assert (a - b).abs().max().item() <= TOL
+
+
+def test_sequence_follows_threshold_and_fixed_masks() -> None:
+    net = small_net(True, seed=4)
+    x = torch.randn(1, 3, 64, 64)
+    ex = SparseBackbone(net.backbone, kernel="cpp")
+    for p in (0.3, 0.7):  # threshold change between frames must be honoured
+        net.set_mask_threshold(p)
+        with torch.no_grad():
+            ref_f, _, ref_m = net.backbone(x)
+        f, _, m = ex(x)
+        assert (f - ref_f).abs().max().item() <= TOL
+        for a, b in zip(m, ref_m, strict=True):
+            assert (a is None) == (b is None) and (a is None or torch.equal(a.hard, b.hard))
+    for d in (0.1, 0.6):  # new fixed masks, then the same masks edited in place
+        set_blob_masks(net.backbone, 1, (64, 64), d)
+        with torch.no_grad():
+            ref_f = net.backbone(x)[0]
+        assert (ex(x)[0] - ref_f).abs().max().item() <= TOL
+    for blk in net.gated_blocks():
+        blk.fixed_mask.zero_()
+    with torch.no_grad():
+        ref_f = net.backbone(x)[0]
+    assert (ex(x)[0] - ref_f).abs().max().item() <= TOL
+    clear_fixed_masks(net.backbone)
+
+
+@pytest.mark.skipif(not ort_available(), reason="onnxruntime not installed")
+def test_ort_head_matches_eager() -> None:
+    net = small_net(True, seed=5)
+    for m in net.modules():  # make outputs large enough for the tolerance to mean something
+        if isinstance(m, torch.nn.Conv2d):
+            m.weight.data.mul_(3.0)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = net(x)
+    run = SparsePoseNetwork(net, kernel="cpp", head="ort")
+    assert run.head == "ort"
+    out = run(x)
+    scale = ref.heatmaps.abs().max().item()
+    assert scale > 1e-3
+    assert (out.heatmaps - ref.heatmaps).abs().max().item() <= TOL * max(1.0, scale)
+    assert (out.joints - ref.joints).abs().max().item() <= TOL
+    assert (out.triplets - ref.triplets).abs().max().item() <= TOL * max(1.0, scale)
+    with pytest.raises(ValueError, match="head"):
+        SparsePoseNetwork(net, head="tensorrt")
