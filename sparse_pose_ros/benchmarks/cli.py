@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.size, cfg.reps, cfg.warmup, cfg.width_mult = 64, 3, 1, 0.5
         cfg.densities = (0.25, 1.0)
         cfg.trained_frames = 1
+        cfg.trained_real_frames = 1
     argv_used = sys.argv[1:] if argv is None else argv
     command = "python -m sparse_pose_ros.benchmarks " + shlex.join(argv_used)
     result = run(cfg, command)

@@ -20,7 +20,6 @@ stops paying) is interpolated from them and becomes ``policy_cpp``'s policy.
 from __future__ import annotations
 
 import datetime as _dt
-import glob
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -37,6 +36,7 @@ from ..sparse.executor import SparseBackbone, SparsePoseNetwork, block_stride_ma
 from .masks import clear_fixed_masks, set_blob_masks
 from .ort_dense import DenseBackbone, DenseNetwork, export_onnx, ort_runner
 from .timing import load_average, machine_info, time_call
+from .trained_masks import run_trained
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ class BenchConfig:
     variants: tuple[str, ...] = ("residual", "all")
     width_mult: float = 1.0
     checkpoint: str | None = None  # None: first models/*.safetensors if any
-    trained_frames: int = 4
+    trained_frames: int = 16
+    trained_real_frames: int = 8
     seed: int = 0
     with_network: bool = True
 
@@ -129,6 +130,7 @@ def _mac_floor(net: PoseNetwork, x: torch.Tensor) -> dict[str, float]:
 def _run_variant(
     name: str, cfg: BenchConfig, x: torch.Tensor, ort_bb: Callable[[], object],
     ort_net: Callable[[], object] | None, have_cpp: bool, ort_bb_1t: Callable[[], object],
+    ort_net_1t: Callable[[], object] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     torch.manual_seed(cfg.seed)
     ncfg = NetworkConfig(input_size=cfg.size, width_mult=cfg.width_mult,
@@ -171,6 +173,7 @@ def _run_variant(
     net_sparse = SparsePoseNetwork(net, policy="sparse", kernel=kernel)
     net_policy = SparsePoseNetwork(net, policy=policy, kernel=kernel)
     net_torch = SparsePoseNetwork(net, policy="sparse", kernel="torch")
+    net_1t = SparsePoseNetwork(net, policy=policy, kernel=kernel)  # head session: 1 thread
     rows = []
     with torch.no_grad():
         for d in cfg.densities:
@@ -202,6 +205,11 @@ def _run_variant(
                     "sparse_" + kernel: time_call(lambda: net_sparse(x), r, w),
                     "policy_" + kernel: time_call(lambda: net_policy(x), r, w),
                 }
+                if ort_net_1t is not None:
+                    row["network"]["ort_dense_1thread"] = time_call(ort_net_1t, r, w)
+                    row["network"][f"policy_{kernel}_1thread"] = _timed_with_threads(
+                        1, lambda: net_1t(x), r, w
+                    )
             rows.append(row)
             log.info("%s d=%.2f backbone %s", name, d,
                      {k: round(v["median_ms"], 3) for k, v in row["backbone"].items()})  # fmt: skip
@@ -221,56 +229,14 @@ def _run_variant(
 
 
 def _trained(cfg: BenchConfig, have_cpp: bool) -> dict[str, Any]:
-    """The trained model's own masks on synthetic test frames (skipped without a checkpoint)."""
-    path = cfg.checkpoint
-    if path is None:
-        found = sorted(glob.glob("models/*.safetensors"))
-        if not found:
-            return {"skipped": "no checkpoint under models/*.safetensors"}
-        path = found[0]
-    try:
-        from ..model.checkpoint import load_checkpoint
+    """The trained model's own masks on held-out synthetic and real frames (see
+    :mod:`.trained_masks`), with the policy the sparse-cpu backend uses."""
+    if not have_cpp:
+        return {"skipped": "compiled CPU kernel unavailable"}
+    from ..backends.sparse_cpu_backend import DEFAULT_POLICY
 
-        net, info = load_checkpoint(path)
-    except Exception as exc:  # a broken/foreign checkpoint must not kill the whole benchmark
-        return {"skipped": f"could not load {path}: {exc}"}
-    ncfg = net.cfg
-    size = ncfg.input_size
-    try:
-        from ..data.synthetic import SyntheticGenerator
-
-        gen = SyntheticGenerator("test", seed=cfg.seed)
-        images = [gen.frame(i).image for i in range(cfg.trained_frames)]
-        gen.close()
-        source = "synthetic test split"
-    except Exception as exc:
-        return {"skipped": f"no frames: synthetic renderer unavailable ({exc})", "checkpoint": path}
-    mean = torch.tensor(ncfg.input_mean).view(1, 3, 1, 1)
-    std = torch.tensor(ncfg.input_std).view(1, 3, 1, 1)
-    frames = [((torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255.0 - mean) / std)
-              for im in images]  # fmt: skip
-    kernel = "cpp" if have_cpp else "torch"
-    dense = DenseNetwork(net)
-    ort_net = ort_runner(export_onnx(dense, frames[0]), cfg.threads, frames[0])
-    ort_bb = ort_runner(export_onnx(DenseBackbone(net.backbone), frames[0]), cfg.threads, frames[0])
-    sparse_net = SparsePoseNetwork(net, policy="sparse", kernel=kernel)
-    out = []
-    for i, f in enumerate(frames):
-        with torch.no_grad():
-            rep = flops_report(net, net(f), (size, size))
-        out.append({
-            "frame": i,
-            "gated_density": rep.gated_density,
-            "mac_fraction_backbone": rep.backbone_fraction,
-            "backbone": {"ort_dense": time_call(ort_bb, cfg.reps, cfg.warmup),
-                         "sparse_" + kernel: time_call(lambda f=f: sparse_net.backbone(f),
-                                                       cfg.reps, cfg.warmup)},
-            "network": {"ort_dense": time_call(ort_net, cfg.reps, cfg.warmup),
-                        "sparse_" + kernel: time_call(lambda f=f: sparse_net(f), cfg.reps,
-                                                      cfg.warmup)},
-        })  # fmt: skip
-    return {"checkpoint": path, "model_hash": info.get("model_hash"), "frames": source,
-            "input_size": size, "results": out}  # fmt: skip
+    return run_trained(cfg.checkpoint, cfg.threads, cfg.reps, cfg.warmup, DEFAULT_POLICY,
+                       synth_frames=cfg.trained_frames, real_frames=cfg.trained_real_frames)
 
 
 def run(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
@@ -287,7 +253,9 @@ def run(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
     bb_onnx = export_onnx(dense_bb, x)
     ort_bb = ort_runner(bb_onnx, cfg.threads, x)
     ort_bb_1t = ort_runner(bb_onnx, 1, x)
-    ort_net = ort_runner(export_onnx(whole, x), cfg.threads, x) if cfg.with_network else None
+    net_onnx = export_onnx(whole, x) if cfg.with_network else None
+    ort_net = ort_runner(net_onnx, cfg.threads, x) if net_onnx is not None else None
+    ort_net_1t = ort_runner(net_onnx, 1, x) if net_onnx is not None else None
     r, w = cfg.reps, cfg.warmup
     with torch.no_grad():
         dense = {"backbone": {"ort_dense": time_call(ort_bb, r, w),
@@ -313,7 +281,9 @@ def run(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
         "variants": {},
     }
     for name in cfg.variants:
-        result["variants"][name] = _run_variant(name, cfg, x, ort_bb, ort_net, have_cpp, ort_bb_1t)
+        result["variants"][name] = _run_variant(
+            name, cfg, x, ort_bb, ort_net, have_cpp, ort_bb_1t, ort_net_1t
+        )
     result["trained_masks"] = _trained(cfg, have_cpp) if cfg.checkpoint != "" else {
         "skipped": "disabled (--no-trained)"}  # fmt: skip
     result["load_average_before"] = load_before
@@ -359,4 +329,15 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
                     if rmin is not None:
                         s[f"{part}/{path}@{d}/ort_dense_min"] = round(rmin, 3)
         out[name] = s
+    trained = result.get("trained_masks", {})
+    for set_name, row in trained.get("sets", {}).items():
+        for k, parts in row.items():
+            if not k.endswith("thread"):
+                continue
+            for part in ("backbone", "network"):
+                bar = parts[part]["ort_dense"]["median_ms"]
+                for path, stats in parts[part].items():
+                    if path != "ort_dense":
+                        key = f"trained/{set_name}/{k}/{part}/{path}/ort_dense"
+                        out[key] = round(stats["median_ms"] / bar, 3)
     return out
