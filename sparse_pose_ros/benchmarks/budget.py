@@ -155,15 +155,22 @@ def time_thresholds(
 def accuracy_at_thresholds(
     checkpoint: str, data: str | Path, indices: Sequence[int], thresholds: Sequence[float],
     batch_size: int,
-) -> dict[float, dict[str, Any]]:
-    """MPJPE, PA-MPJPE, PCK and density per threshold via ``training.evaluation``."""
+) -> tuple[dict[float, dict[str, Any]], dict[float, np.ndarray]]:
+    """MPJPE, PA-MPJPE, PCK and density per threshold via ``training.evaluation``.
+
+    Also returns each frame's MPJPE per threshold (mm, (N,)), for paired comparisons between
+    thresholds: the joints ``evaluate_model`` predicts are captured with a forward hook and
+    turned into millimetres with the same functions (``lift_to_camera``, ``joint_errors_3d``),
+    so no second forward pass and no second protocol.
+    """
     import torch
     from torch.utils.data import DataLoader, Subset
 
     from ..data.shards import ShardDataset
     from ..model.checkpoint import load_checkpoint
     from ..training.batches import Collator
-    from ..training.evaluation import evaluate_model
+    from ..training.evaluation import evaluate_model, lift_to_camera
+    from ..training.metrics import joint_errors_3d
     from ..training.transforms import Pipeline
 
     net, _ = load_checkpoint(checkpoint)
@@ -174,69 +181,109 @@ def accuracy_at_thresholds(
                         collate_fn=Collator(cfg.input_size, cfg.depth_range_mm, cfg.input_mean,
                                             cfg.input_std))
     batches = list(loader)  # decoded and collated once, evaluated at every threshold
+    captured: list[torch.Tensor] = []
+    hook = net.register_forward_hook(
+        lambda _m, _i, output: captured.append(output.joints.detach().float()))
     out: dict[float, dict[str, Any]] = {}
+    per_frame: dict[float, np.ndarray] = {}
     gated = bool(net.gated_blocks())
-    for t in thresholds:
-        if gated:
-            net.set_mask_threshold(t)
-        m = evaluate_model(net, batches, torch.device("cpu"))
-        out[t] = {
-            "mpjpe_mm": m["mpjpe_mm"],
-            "pa_mpjpe_mm": m["pa_mpjpe_mm"],
-            "pck@0.1": m["pck@0.1"],
-            "backbone_flops_fraction": m["backbone_flops_fraction"],
-            "gated_density": m["gated_density"],
-            "first_gated_recall": m.get("first_gated_recall"),
-            "samples": m["samples"],
-        }
-        LOG.info("threshold %.2f: MPJPE %.1f mm, PA-MPJPE %.1f mm, backbone FLOPs %.3f", t,
-                 m["mpjpe_mm"], m["pa_mpjpe_mm"], m["backbone_flops_fraction"])
-    return out
+    try:
+        for t in thresholds:
+            if gated:
+                net.set_mask_threshold(t)
+            captured.clear()
+            m = evaluate_model(net, batches, torch.device("cpu"))
+            errors = []
+            for batch, joints in zip(batches, captured, strict=True):
+                pred = lift_to_camera(joints, batch.intrinsics, batch.joints_cam_mm[:, 0, 2],
+                                      cfg.input_size, cfg.depth_range_mm)
+                errors.append(joint_errors_3d(pred.numpy(), batch.joints_cam_mm.numpy()))
+            per_frame[t] = np.concatenate(errors).mean(axis=1)
+            out[t] = {
+                "mpjpe_mm": m["mpjpe_mm"],
+                "pa_mpjpe_mm": m["pa_mpjpe_mm"],
+                "pck@0.1": m["pck@0.1"],
+                "backbone_flops_fraction": m["backbone_flops_fraction"],
+                "gated_density": m["gated_density"],
+                "first_gated_recall": m.get("first_gated_recall"),
+                "samples": m["samples"],
+            }
+            LOG.info("threshold %.2f: MPJPE %.1f mm, PA-MPJPE %.1f mm, backbone FLOPs %.3f", t,
+                     m["mpjpe_mm"], m["pa_mpjpe_mm"], m["backbone_flops_fraction"])
+    finally:
+        hook.remove()
+    return out, per_frame
+
+
+def paired_delta(errors: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """Mean per-frame MPJPE difference to the reference and its 95 % half-width (normal)."""
+    d = np.asarray(errors, np.float64) - np.asarray(reference, np.float64)
+    if d.ndim != 1 or d.size == 0:
+        raise ValueError("need two equal-length, non-empty per-frame error vectors")
+    half = 1.96 * float(d.std(ddof=1)) / np.sqrt(d.size) if d.size > 1 else 0.0
+    return float(d.mean()), half
 
 
 def recommend_bounds(
     thresholds: Sequence[float],
-    mpjpe: Sequence[float],
+    per_frame_mpjpe: Sequence[np.ndarray],
+    density: Sequence[float],
     reference: float = REFERENCE_THRESHOLD,
     max_increase: float = MAX_MPJPE_INCREASE,
     min_gain: float = MIN_MPJPE_GAIN,
 ) -> dict[str, Any]:
-    """Controller bounds from an MPJPE-vs-threshold sweep.
+    """Controller bounds from a sweep (thresholds, each frame's MPJPE, mean density).
 
-    Rule: ``max_threshold`` is the highest threshold up to which (walking up from the reference,
-    the training boundary) MPJPE stays within ``(1 + max_increase) ×`` the reference's;
-    ``min_threshold`` is the highest threshold at or below the reference below which no swept
-    threshold improves MPJPE by more than ``min_gain`` (relative). The reference is always
-    inside [min, max], as ``BudgetConfig`` requires of its initial threshold.
+    Rule, with paired per-frame differences to the reference (the training boundary) and their
+    95 % interval, so sampling noise of a 200-frame sweep cannot move a bound:
+
+    * ``max_threshold``: walking up from the reference, the highest threshold up to which MPJPE
+      is, with 95 % confidence, less than ``max_increase`` (relative) above the reference's, and
+      not above the first threshold at which density reaches its floor (past it nothing more is
+      saved, only risked);
+    * ``min_threshold``: the lowest threshold below the reference whose MPJPE is, with 95 %
+      confidence, better than the reference's by more than ``min_gain``; the reference itself
+      when none is (then spending more compute than at the training boundary buys nothing).
+
+    The reference is always inside [min, max], as ``BudgetConfig`` requires of its initial
+    threshold.
     """
-    if len(thresholds) != len(mpjpe) or not thresholds:
-        raise ValueError("need one MPJPE per threshold")
-    pairs = sorted(zip((float(t) for t in thresholds), (float(m) for m in mpjpe), strict=True))
-    ts = [t for t, _ in pairs]
-    ms = [m for _, m in pairs]
-    if not any(abs(t - reference) < 1e-9 for t in ts):
+    n = len(thresholds)
+    if n == 0 or len(per_frame_mpjpe) != n or len(density) != n:
+        raise ValueError("need per-frame MPJPE and a density for every threshold")
+    order = sorted(range(n), key=lambda i: float(thresholds[i]))
+    ts = [float(thresholds[i]) for i in order]
+    errs = [np.asarray(per_frame_mpjpe[i], np.float64) for i in order]
+    dens = [float(density[i]) for i in order]
+    matches = [i for i, t in enumerate(ts) if abs(t - reference) < 1e-9]
+    if not matches:
         raise ValueError(f"the sweep must include the reference threshold {reference}")
-    r = next(i for i, t in enumerate(ts) if abs(t - reference) < 1e-9)
-    limit = ms[r] * (1.0 + max_increase)
+    r = matches[0]
+    ref_mpjpe = float(errs[r].mean())
+    deltas = [paired_delta(e, errs[r]) for e in errs]
+    floor = min(dens)
+    saturated = next(i for i, d in enumerate(dens) if d <= floor + 1e-3)
     hi = r
-    while hi + 1 < len(ts) and ms[hi + 1] <= limit:
+    while (hi + 1 < n and hi + 1 <= saturated
+           and deltas[hi + 1][0] + deltas[hi + 1][1] <= max_increase * ref_mpjpe):
         hi += 1
-    lo = r
-    for i in range(r, -1, -1):
-        best_below = min(ms[:i], default=float("inf"))
-        if best_below >= ms[i] * (1.0 - min_gain):
-            lo = i
-            break
+    better = [i for i in range(r) if deltas[i][0] + deltas[i][1] < -min_gain * ref_mpjpe]
+    lo = min(better) if better else r
     return {
         "min_threshold": ts[lo],
         "max_threshold": ts[hi],
         "reference_threshold": reference,
-        "reference_mpjpe_mm": ms[r],
-        "mpjpe_limit_mm": limit,
+        "reference_mpjpe_mm": ref_mpjpe,
+        "mpjpe_limit_mm": ref_mpjpe * (1.0 + max_increase),
+        "density_floor_from_threshold": ts[saturated],
+        "paired_delta_mm": {f"{t:g}": {"mean": d, "ci95_half_width": h}
+                            for t, (d, h) in zip(ts, deltas, strict=True)},
         "rule": (
-            f"max = highest threshold up to which MPJPE <= (1 + {max_increase:g}) x MPJPE at "
-            f"{reference:g}; min = highest threshold <= {reference:g} below which no threshold "
-            f"improves MPJPE by more than {min_gain:.0%}"
+            f"paired per-frame MPJPE differences to threshold {reference:g} with 95 % intervals; "
+            f"max = highest threshold, walking up from {reference:g}, whose MPJPE increase is "
+            f"< {max_increase:.0%} with 95 % confidence and that is not past the density floor; "
+            f"min = lowest threshold below {reference:g} that is better by > {min_gain:.0%} with "
+            f"95 % confidence, else {reference:g}"
         ),
     }
 
@@ -253,8 +300,8 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
     # evenly spread over the split (shards are rendered in index order, families mixed)
     indices = np.linspace(0, len(dataset) - 1, n).round().astype(int).tolist()
     load_before = load_average()
-    accuracy = accuracy_at_thresholds(args.checkpoint, args.data, indices, thresholds,
-                                      args.batch_size)
+    accuracy, per_frame = accuracy_at_thresholds(args.checkpoint, args.data, indices,
+                                                 thresholds, args.batch_size)
     frames = load_frames(dataset, indices)
     backend = make_backend(args, args.checkpoint)
     try:
@@ -275,7 +322,9 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
         reference = {"graph": args.reference_graph, "latency": {f"{t:g}": v
                                                                 for t, v in ref.items()}}
     load_after = load_average()
-    rows = [{"threshold": t, **accuracy[t], "latency": latency[t]} for t in thresholds]
+    rows = [{"threshold": t, **accuracy[t], "latency": latency[t],
+             "per_frame_mpjpe_mm": [round(float(v), 2) for v in per_frame[t]]}
+            for t in thresholds]
     defaults = BudgetConfig()
     result: dict[str, Any] = {
         "benchmark": "budget_sweep",
@@ -305,7 +354,8 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
     if reference is not None:
         result["reference_masked_dense"] = reference
     if REFERENCE_THRESHOLD in thresholds:
-        rec = recommend_bounds(thresholds, [accuracy[t]["mpjpe_mm"] for t in thresholds])
+        rec = recommend_bounds(thresholds, [per_frame[t] for t in thresholds],
+                               [accuracy[t]["backbone_flops_fraction"] for t in thresholds])
         result["bounds"] = {
             **rec,
             "controller_defaults": {"min_threshold": defaults.min_threshold,

@@ -21,9 +21,16 @@ def plot_sweep(result: dict[str, Any], path: Path) -> None:
     rows = result["rows"]
     ts = [r["threshold"] for r in rows]
     fig, (ax_acc, ax_lat) = plt.subplots(1, 2, figsize=(12, 4.6))
-    ax_acc.plot(ts, [r["mpjpe_mm"] for r in rows], "o-", label="MPJPE")
-    ax_acc.plot(ts, [r["pa_mpjpe_mm"] for r in rows], "s--", label="PA-MPJPE")
     bounds = result.get("bounds")
+    mp = [r["mpjpe_mm"] for r in rows]
+    if bounds:
+        half = [bounds["paired_delta_mm"][f"{t:g}"]["ci95_half_width"] for t in ts]
+        ax_acc.errorbar(ts, mp, yerr=half, fmt="o-", capsize=3,
+                        label="MPJPE (bars: 95 % CI of the paired difference to "
+                        f"{bounds['reference_threshold']:g})")
+    else:
+        ax_acc.plot(ts, mp, "o-", label="MPJPE")
+    ax_acc.plot(ts, [r["pa_mpjpe_mm"] for r in rows], "s--", label="PA-MPJPE")
     for ax in (ax_acc, ax_lat):
         if bounds:
             ax.axvspan(bounds["min_threshold"], bounds["max_threshold"], color="tab:green",

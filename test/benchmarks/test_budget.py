@@ -84,6 +84,8 @@ def test_sweep_quick_writes_json_and_plot(setup: dict[str, Path]) -> None:
         assert 0 < r["latency"]["density_mean"] <= 1.1  # mask units add a little over dense
         assert r["latency"]["n"] == res["data"]["frames"] == 6
         assert r["latency"]["median_ms"] > 0
+    for r in res["rows"]:  # per-frame errors (paired statistics) agree with evaluate_model
+        assert np.mean(r["per_frame_mpjpe_mm"]) == pytest.approx(r["mpjpe_mm"], abs=0.01)
     dens = [r["latency"]["density_mean"] for r in res["rows"]]
     assert dens[0] > dens[1] > dens[2]  # a higher threshold executes less
     # the same density from the evaluation code and from the backend
@@ -136,23 +138,46 @@ def test_missing_checkpoint_and_bad_arguments(setup: dict[str, Path], tmp_path: 
         budget.main(["replay", "--settle-frames", "10", "--segment-frames", "10"])
 
 
+def _errors(means: list[float], noise: float, n: int = 400, seed: int = 0) -> list[np.ndarray]:
+    """Per-frame errors: a shared per-frame difficulty + the threshold's mean + private noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(30, 70, n)
+    return [base + (m - 50.0) + rng.normal(0, noise, n) for m in means]
+
+
+TS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+DENS = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+
+
 def test_recommend_bounds_rule() -> None:
-    ts = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-    # flat below 0.3, 2 % better at 0.3 than at 0.4; error grows past 0.7
-    mp = [50.0, 50.0, 50.1, 51.2, 51.5, 52.0, 55.0, 58.0, 70.0]
-    rec = budget.recommend_bounds(ts, mp)
-    assert rec["min_threshold"] == 0.3  # below 0.3 nothing gains > 1 %
-    assert rec["max_threshold"] == 0.7  # 0.8 exceeds 1.1 x 51.5 = 56.65
-    # unsorted input; a bump at 0.7 ends the upper walk even though 0.8 is fine again; the
-    # lower bound goes as low as the best accuracy (0.1), past a bad 0.2
-    rec = budget.recommend_bounds(ts[::-1], [40, 80, 50, 50, 50, 50, 70, 52, 52][::-1])
-    assert (rec["min_threshold"], rec["max_threshold"]) == (0.1, 0.6)
-    flat = budget.recommend_bounds(ts, [50.0] * 9)
-    assert (flat["min_threshold"], flat["max_threshold"]) == (0.5, 0.9)
+    # clear effects, little noise: 0.3 and below are > 1 % better; 0.8 is > 10 % worse
+    rec = budget.recommend_bounds(TS, _errors([45, 46, 47, 49.9, 50, 51, 53, 56, 70], 0.5), DENS)
+    assert (rec["min_threshold"], rec["max_threshold"]) == (0.1, 0.7)
+    assert rec["reference_mpjpe_mm"] == pytest.approx(50.0, abs=2.0)
+    d = rec["paired_delta_mm"]["0.8"]
+    assert d["mean"] == pytest.approx(6.0, abs=0.2) and 0 < d["ci95_half_width"] < 0.2
+    # the same means drowned in per-frame noise: nothing is significantly better, and the
+    # intervals of the high thresholds reach past the 10 % limit -> the reference only
+    noisy = budget.recommend_bounds(TS, _errors([45, 46, 47, 49.9, 50, 51, 53, 56, 70], 60.0),
+                                    DENS)
+    assert noisy["min_threshold"] == 0.5 and noisy["max_threshold"] < 0.8
+    # identical accuracy everywhere: max stops where density stops falling (0.7 here)
+    flat = budget.recommend_bounds(TS[::-1], _errors([50] * 9, 1.0)[::-1],
+                                   [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.2, 0.2, 0.2][::-1])
+    assert (flat["min_threshold"], flat["max_threshold"]) == (0.5, 0.7)
+    assert flat["density_floor_from_threshold"] == 0.7
     with pytest.raises(ValueError):
-        budget.recommend_bounds([0.2, 0.8], [1.0, 2.0])  # no reference threshold
+        budget.recommend_bounds([0.2, 0.8], _errors([1.0, 2.0], 1.0), [0.5, 0.4])  # no 0.5
     with pytest.raises(ValueError):
-        budget.recommend_bounds([0.5], [1.0, 2.0])
+        budget.recommend_bounds([0.5], _errors([1.0, 2.0], 1.0), [0.5])
+
+
+def test_paired_delta() -> None:
+    mean, half = budget.paired_delta(np.array([2.0, 4.0, 6.0]), np.array([1.0, 2.0, 3.0]))
+    assert mean == pytest.approx(2.0)
+    assert half == pytest.approx(1.96 * 1.0 / np.sqrt(3))
+    with pytest.raises(ValueError):
+        budget.paired_delta(np.array([]), np.array([]))
 
 
 def test_select_clip_orders_scenes_by_person_size() -> None:
