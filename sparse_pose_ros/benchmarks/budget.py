@@ -483,7 +483,8 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     defaults = BudgetConfig()
-    lo_t, hi_t = defaults.min_threshold, defaults.max_threshold
+    lo_t, hi_t = args.bounds or (defaults.min_threshold, defaults.max_threshold)
+    start_t = min(max(REFERENCE_THRESHOLD, lo_t), hi_t)
     dataset = open_heldout(args.data)
     picks = select_clip(dataset.labels["mask_fraction"], args.segment_frames)
     clip: list[HeldOutFrame] = []
@@ -500,7 +501,8 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
         choice = choose_target(calibration, lo_t, hi_t)
         target = float(args.target_ms) if args.target_ms else choice["target_ms"]
         LOG.info("budget %.2f ms (calibration %s)", target, calibration)
-        config = BudgetConfig(target_latency_ms=target)
+        config = BudgetConfig(target_latency_ms=target, initial_threshold=start_t,
+                              min_threshold=lo_t, max_threshold=hi_t)
         trace = run_loop(estimator, clip, config, args.rate_hz)
         fixed = (run_loop(estimator, clip, BudgetConfig(initial_threshold=REFERENCE_THRESHOLD),
                           args.rate_hz) if args.baseline else None)
@@ -558,7 +560,8 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
             "fraction, each scene in split order",
             "rate_hz": args.rate_hz,
         },
-        "controller": {**config.__dict__},
+        "controller": {**config.__dict__, "bounds_from": "--bounds" if args.bounds
+                       else "BudgetConfig defaults"},
         "calibration_median_ms": calibration,
         "calibration_frames_per_scene": args.calibration_frames,
         "budget": {**choice, "target_ms": target, "chosen_by": "--target-ms" if args.target_ms
@@ -585,6 +588,13 @@ def _thresholds(text: str) -> list[float]:
     if not values or any(not 0.0 < v < 1.0 for v in values):
         raise argparse.ArgumentTypeError(f"thresholds must be in (0, 1), got {text!r}")
     return values
+
+
+def _bounds(text: str) -> tuple[float, float]:
+    values = _thresholds(text)
+    if len(values) != 2 or values[0] >= values[1]:
+        raise argparse.ArgumentTypeError(f"bounds must be LO,HI with LO < HI, got {text!r}")
+    return values[0], values[1]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -617,6 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--settle-frames", type=int, default=25, help="skipped after a scene change")
     r.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="skip the fixed-threshold run of the same clip")
+    r.add_argument("--bounds", type=_bounds, default=None,
+                   help="LO,HI threshold bounds instead of BudgetConfig's defaults (experiments)")
     return p
 
 

@@ -119,13 +119,16 @@ def test_replay_quick_runs_the_control_loop(setup: dict[str, Path]) -> None:
 
 def test_replay_explicit_target_is_used(setup: dict[str, Path]) -> None:
     out = setup["root"] / "replay_target.json"
-    assert _cli(setup, "replay", out, "--target-ms", "1e-3", "--no-baseline", "--no-plot") == 0
+    assert _cli(setup, "replay", out, "--target-ms", "1e-3", "--no-baseline", "--no-plot",
+                "--bounds", "0.3,0.7") == 0
     res = json.loads(out.read_text())
     assert res["budget"]["target_ms"] == pytest.approx(1e-3)
     assert res["fixed_threshold_trace"] is None
+    assert (res["controller"]["min_threshold"], res["controller"]["max_threshold"]) == (0.3, 0.7)
+    assert set(res["calibration_median_ms"]["small"]) >= {"0.3", "0.7"}
     # an unreachable budget pushes the threshold up, never past the upper bound
     ts = [r["threshold"] for r in res["trace"]]
-    assert ts[-1] > ts[0] and max(ts) <= res["controller"]["max_threshold"] + 1e-9
+    assert ts[-1] > ts[0] and max(ts) <= 0.7 + 1e-9
 
 
 def test_missing_checkpoint_and_bad_arguments(setup: dict[str, Path], tmp_path: Path) -> None:
@@ -136,6 +139,8 @@ def test_missing_checkpoint_and_bad_arguments(setup: dict[str, Path], tmp_path: 
         budget.main(["sweep", "--thresholds", "0.2,1.5"])
     with pytest.raises(SystemExit):
         budget.main(["replay", "--settle-frames", "10", "--segment-frames", "10"])
+    with pytest.raises(SystemExit):
+        budget.main(["replay", "--bounds", "0.7,0.3"])
 
 
 def _errors(means: list[float], noise: float, n: int = 400, seed: int = 0) -> list[np.ndarray]:
