@@ -390,10 +390,17 @@ class SparsePoseNetwork:
         head: where the dense neck + head run: ``"ort"`` (ONNX Runtime, fed the executor's
             channels-last buffers without a copy; :mod:`.ort_head`), ``"torch"`` (eager) or
             ``"auto"`` (ORT when it is installed, else torch).
+        head_threads: intra-op threads of the ORT head session. Default 1: the head then runs
+            on the calling thread, right after the kernel's OpenMP region. A second thread pool
+            (ORT's) next to OpenMP's spinning workers on a 2-core machine produced stalls of
+            100-200 ms per frame under load, and ORT gains nothing from a second thread on the
+            128 px head (measured: benchmarks/results/sparse_cpu*.json, docs/sparse.md).
         **kwargs: :class:`SparseBackbone` options (policy, kernel, sync).
     """
 
-    def __init__(self, net: PoseNetwork, head: str = "auto", **kwargs: object) -> None:
+    def __init__(
+        self, net: PoseNetwork, head: str = "auto", head_threads: int = 1, **kwargs: object
+    ) -> None:
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         from .ort_head import OrtHead, ort_available
@@ -403,7 +410,7 @@ class SparsePoseNetwork:
         if head == "ort" and not ort_available():
             raise ValueError("head='ort' needs onnxruntime, which is not installed")
         self.head = "ort" if head == "ort" or (head == "auto" and ort_available()) else "torch"
-        self._ort = OrtHead(net) if self.head == "ort" else None
+        self._ort = OrtHead(net, threads=head_threads) if self.head == "ort" else None
 
     def refresh(self) -> None:
         """Re-fold weights and re-export the head after the network's weights changed."""
