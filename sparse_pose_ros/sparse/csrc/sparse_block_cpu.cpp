@@ -159,6 +159,33 @@ void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float
 }
 #endif
 
+// One output of the masked depthwise 3x3: acc = ReLU6(bias + sum over present taps of w[t] * src).
+inline void depthwise_row(const float* const* src, const int* tap_of, int n_taps, const float* wd,
+                          const float* bd, int64_t c_e, float* acc) {
+#ifdef __AVX512F__
+  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+  for (int64_t c = 0; c < c_e; c += 16) {
+    const int64_t left = c_e - c;
+    const __mmask16 m = static_cast<__mmask16>(left >= 16 ? 0xFFFF : ((1u << left) - 1));
+    __m512 a = _mm512_maskz_loadu_ps(m, bd + c);
+    for (int i = 0; i < n_taps; ++i)
+      a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, wd + tap_of[i] * c_e + c),
+                          _mm512_maskz_loadu_ps(m, src[i] + c), a);
+    _mm512_mask_storeu_ps(acc + c, m, _mm512_min_ps(_mm512_max_ps(a, zero), six));
+  }
+#else
+  std::copy_n(bd, c_e, acc);
+  for (int i = 0; i < n_taps; ++i) {
+    const float* s = src[i];
+    const float* wt = wd + tap_of[i] * c_e;
+#pragma omp simd
+    for (int64_t c = 0; c < c_e; ++c) acc[c] += wt[c] * s[c];
+  }
+#pragma omp simd
+  for (int64_t c = 0; c < c_e; ++c) acc[c] = relu6(acc[c]);
+#endif
+}
+
 }  // namespace
 
 // Returns (n_active, n_dilated, computed_all): the mask's counts (not the executed rows when
@@ -341,26 +368,27 @@ std::vector<int64_t> run_block(
         std::copy_n(xp + static_cast<int64_t>(dil_rows_p[e_begin + k]) * c_in, c_in, gp + k * c_in);
       ep = gp;
     }
-    // masked depthwise: taps outside the image or the dilated set read zero
+    // masked depthwise: taps outside the image or the dilated set read zero. The 9 source rows
+    // of an output are looked up once, then every channel vector accumulates its 9 taps in a
+    // register (one store per vector, instead of a load/store per tap).
     float* dp = d_base + tid * cap_a * c_e;
     for (int64_t k = 0; k < n_a; ++k) {
       const int64_t o = act_p[a_begin + k];
       const int64_t r = o % (ho * wo);
       const int64_t cy = (r / wo) * stride, cx = (r % wo) * stride;
-      float* acc = dp + k * c_e;
-      std::copy_n(bd, c_e, acc);
-      for (int64_t t = 0; t < 9; ++t) {
+      const float* src[9];
+      int n_taps = 0;
+      int tap_of[9];
+      for (int t = 0; t < 9; ++t) {
         const int64_t y = cy + t / 3 - 1, xx = cx + t % 3 - 1;
         if (y < 0 || y >= h || xx < 0 || xx >= w) continue;
         const int32_t rk = rank_p[(b * h + y) * w + xx];
         if (rk == 0) continue;
-        const float* src_row = ep + (static_cast<int64_t>(rk) - 1 - e_begin) * c_e;
-        const float* wt = wd + t * c_e;
-#pragma omp simd
-        for (int64_t c = 0; c < c_e; ++c) acc[c] += wt[c] * src_row[c];
+        src[n_taps] = ep + (static_cast<int64_t>(rk) - 1 - e_begin) * c_e;
+        tap_of[n_taps++] = t;
       }
-#pragma omp simd
-      for (int64_t c = 0; c < c_e; ++c) acc[c] = relu6(acc[c]);
+      float* acc = dp + k * c_e;
+      depthwise_row(src, tap_of, n_taps, wd, bd, c_e, acc);
     }
     gemm(dp, nullptr, n_a, c_e, wp, c_out, nullptr, false, pp + a_begin * c_out);
   }
