@@ -186,6 +186,7 @@ class SparseBackbone:
         self._shape = None
         self._bufs.clear()
         self._seq: object | None = None
+        self._gated_attrs = [(b.__dict__, b.mask_unit) for b in self.backbone.blocks if b.gated]
 
     # ----------------------------------------------------------------------------- buffers
     def _buffer(self, key: tuple[int, int, int], rows: int, channels: int) -> Tensor:
@@ -299,11 +300,9 @@ class SparseBackbone:
         """What the recorded call sequence depends on besides the shapes: every gated block's
         fixed mask (identity + in-place version) and threshold."""
         sig: list[object] = []
-        for blk in self.backbone.blocks:
-            if not blk.gated:
-                continue
-            fm = blk.fixed_mask
-            thr = blk.mask_unit.threshold_logit if blk.mask_unit is not None else None
+        for attrs, unit in self._gated_attrs:  # plain dicts: nn.Module.__getattr__ is slow
+            fm = attrs.get("fixed_mask")
+            thr = unit.__dict__.get("threshold_logit") if unit is not None else None
             sig.append((id(fm), fm._version if fm is not None else -1, thr))
         return tuple(sig)
 
