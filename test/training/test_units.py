@@ -18,10 +18,12 @@ from sparse_pose_ros.training.transforms import fit_to_input
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.mark.parametrize("name", ["tiny_dense", "tiny_sparse", "full_dense", "full_sparse"])
+@pytest.mark.parametrize(
+    "name", ["tiny_dense", "tiny_sparse", "tiny_sparse_allgated", "full_dense", "full_sparse"]
+)
 def test_shipped_configs_load(name: str) -> None:
     cfg = load_config(CONFIGS / f"{name}.yaml")
-    assert cfg.model.gated == name.endswith("sparse")
+    assert cfg.model.gated == ("sparse" in name)
     assert cfg.run.name == name
     if cfg.model.gated:
         assert cfg.loss.alpha_sparsity > 0 and 0 < cfg.loss.theta <= 0.3
