@@ -233,7 +233,9 @@ class Trainer:
         )
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
             output = self.model(batch.images)
-            loss, parts = self.loss_fn(output, targets, self.net, progress)
+            loss, parts = self.loss_fn(
+                output, targets, self.net, progress, silhouette=batch.silhouette
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.optim.grad_clip > 0:

@@ -128,3 +128,46 @@ def test_loss_config_validation() -> None:
         LossConfig(alpha_int=-1.0)
     with pytest.raises(ValueError):
         LossConfig(theta=1.5)
+
+
+def test_silhouette_target_pools_and_dilates_by_hand() -> None:
+    from sparse_pose_ros.model.losses import silhouette_target
+
+    sil = torch.zeros(1, 8, 8)
+    sil[0, 5, 2] = 1  # one person pixel -> cell (2, 1) of a 4x4 grid
+    cells = silhouette_target(sil, (4, 4), margin=0)
+    expected = torch.zeros(1, 1, 4, 4)
+    expected[0, 0, 2, 1] = 1
+    assert torch.equal(cells, expected)
+    dilated = silhouette_target(sil, (4, 4), margin=1)
+    assert dilated.sum() == 9 and dilated[0, 0, 1:4, 0:3].all()
+
+
+def test_mask_supervision_loss_by_hand_and_gradient() -> None:
+    from sparse_pose_ros.model.losses import mask_supervision_loss
+
+    logits = torch.zeros(2, 1, 2, 2, requires_grad=True)
+    hard = (logits >= 0).float()
+    masks = [None, BlockMask(hard=hard, dilated=hard, soft=torch.sigmoid(logits), logits=logits)]
+    out = SimpleNamespace(masks=masks, joints=torch.zeros(2, 17, 3))
+    sil = torch.zeros(2, 4, 4)
+    sil[0, 0, 0] = 1  # sample 0: person in the top-left cell; sample 1: unlabelled (left out)
+    loss = mask_supervision_loss(out, sil, pos_weight=4.0, margin=0)
+    # sample 0 only: BCE(0-logit) = ln 2 per cell, weights 4 (person) + 1 + 1 + 1 over 4 cells
+    assert loss.item() == pytest.approx(math.log(2) * 7 / 4, rel=1e-6)
+    loss.backward()
+    assert logits.grad[0, 0, 0, 0] < 0 < logits.grad[0, 0, 1, 1]  # raise person, lower rest
+    assert torch.all(logits.grad[1] == 0)
+
+
+def test_pose_loss_adds_mask_term_only_when_enabled() -> None:
+    torch.manual_seed(0)
+    net = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.35, head_channels=16))
+    out = net(torch.randn(2, 3, 64, 64))
+    t = build_targets(torch.rand(2, 17, 2), torch.zeros(2, 17), torch.ones(2, 17), 16)
+    sil = torch.zeros(2, 64, 64)
+    sil[:, 20:40, 25:35] = 1
+    off, parts_off = PoseLoss(LossConfig())(out, t, net, 0.5, silhouette=sil)
+    on, parts_on = PoseLoss(LossConfig(alpha_mask=2.0))(out, t, net, 0.5, silhouette=sil)
+    assert parts_off["mask_bce"] == 0.0 and parts_on["mask_bce"] > 0
+    assert on.item() == pytest.approx(off.item() + 2.0 * parts_on["mask_bce"], rel=1e-5)
