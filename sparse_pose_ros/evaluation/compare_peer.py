@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ..benchmarks.timing import cpu_model
 from .blazepose_map import APPROXIMATIONS, RELIABLE_JOINTS
 from .peer import (
     DEFAULT_VIS_THRESHOLD,
@@ -74,16 +75,8 @@ def summarize(ms: Sequence[float]) -> dict[str, Any]:
 
 def machine_info() -> dict[str, Any]:
     """CPU model, cores and load average: timings mean nothing without them."""
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     info: dict[str, Any] = {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),

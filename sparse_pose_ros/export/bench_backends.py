@@ -43,6 +43,7 @@ import torch
 
 from ..backends.base import build_result, threshold_logit
 from ..backends.density import network_geometry
+from ..benchmarks.timing import cpu_model
 from ..model.checkpoint import load_checkpoint
 from ..model.network import NetworkConfig, PoseNetwork
 from .onnx_export import export_network, network_hash
@@ -93,16 +94,8 @@ def summarise(samples: list[float]) -> dict[str, float]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),

@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import os
-import platform
 import shlex
 import sys
 from datetime import datetime, timezone
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from ..benchmarks.timing import cpu_model
 from ..data.shards import ShardDataset
 from ..model.checkpoint import CheckpointError, load_checkpoint
 from .batches import Collator
@@ -35,16 +35,6 @@ from .metrics import mean_pose_baseline
 from .transforms import Pipeline
 
 LOG = logging.getLogger("sparse_pose_ros.evaluate")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def json_safe(value: Any) -> Any:
@@ -128,7 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for a in ["python", "-m", "sparse_pose_ros.training.evaluate", *args.argv]
         ),
         "machine": {
-            "cpu": _cpu_name(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "threads": torch.get_num_threads(),
             "load_average": list(load) if load else None,
