@@ -53,8 +53,13 @@ class SparseCpuBackend(Backend):
         device: "auto" or "cpu" (the kernel is CPU-only; "auto" must resolve to the CPU).
         input_size: square input side (multiple of 16); default: the checkpoint's.
         mask_threshold: initial mask probability threshold (default 0.5).
-        num_threads: threads of the kernel and of the head's ONNX Runtime session (sets torch's
-            intra-op thread count, which is process-wide); default: torch's current count.
+        num_threads: threads of the compiled kernel (default 1). One thread by default
+            because the node shares the cores (ROS executor, image conversion, other nodes):
+            with 2 threads the kernel's OpenMP regions collapsed under load (306 ms vs 3.35 ms
+            on one thread, 256 px, load 4.5), and at the trained model's 128 px a second
+            thread gains ~30 % only on idle cores. On a dedicated machine use 2 together with
+            ``OMP_WAIT_POLICY=PASSIVE`` in the environment (docs/sparse.md). The head's ONNX
+            Runtime session always runs one thread (see ``SparsePoseNetwork``).
         policy: per-stage policy (see :class:`~sparse_pose_ros.sparse.executor.SparseBackbone`);
             default :data:`DEFAULT_POLICY`.
         head: "auto" / "ort" / "torch": where the dense neck + head run.
@@ -82,10 +87,9 @@ class SparseCpuBackend(Backend):
         if dev != "cpu":
             raise BackendError(f"sparse-cpu runs on the CPU only, device {dev!r} requested "
                                f"for {path}")  # fmt: skip
-        if num_threads is not None:
-            if num_threads < 1:
-                raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-            torch.set_num_threads(int(num_threads))
+        threads = 1 if num_threads is None else int(num_threads)
+        if threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
         try:
             net, meta = load_checkpoint(path, map_location="cpu")
         except CheckpointError as exc:
@@ -101,12 +105,14 @@ class SparseCpuBackend(Backend):
             raise ValueError(f"input_size must be a positive multiple of 16, got {size}")
         self.net = net
         self.policy = DEFAULT_POLICY if policy is None else policy
-        self.runner = SparsePoseNetwork(net, kernel="cpp", policy=self.policy, head=head)
+        self.threads = threads
+        self.runner = SparsePoseNetwork(net, kernel="cpp", policy=self.policy, head=head,
+                                        threads=threads)  # fmt: skip
         self.info = model_info_from_network(net, str(meta["model_hash"]), path, size)
         self.geometry = network_geometry(net, size)
         self.set_mask_threshold(mask_threshold)
         LOG.info("sparse-cpu backend: %s, input %d, %d gated blocks, %d threads, head in %s",
-                 path, size, len(self.geometry.gated_indices), torch.get_num_threads(),
+                 path, size, len(self.geometry.gated_indices), threads,
                  self.runner.head)  # fmt: skip
 
     def set_mask_threshold(self, probability: float) -> None:
@@ -128,5 +134,5 @@ class SparseCpuBackend(Backend):
 
     @property
     def options(self) -> dict[str, Any]:
-        return {"device": "cpu", "mask_threshold": self.mask_threshold,
+        return {"device": "cpu", "mask_threshold": self.mask_threshold, "threads": self.threads,
                 "policy": self.policy, "head": self.runner.head}  # fmt: skip

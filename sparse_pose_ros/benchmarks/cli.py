@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--no-trained", action="store_true", help="skip the trained-mask part")
     s.add_argument("--no-network", action="store_true", help="backbone only")
+    s.add_argument("--no-eager", action="store_true",
+                   help="skip the PyTorch-eager paths (torch dense, masked, torch-ops sparse)")
     s.add_argument("--out", type=Path, default=DEFAULT_OUT, help="result JSON")
     s.add_argument("--plot", type=Path, default=None, help="PNG (default: next to the JSON)")
     s.add_argument(
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         size=args.size, threads=args.threads, reps=args.reps, warmup=args.warmup,
         densities=tuple(args.densities), variants=tuple(args.variants),
         width_mult=args.width_mult, checkpoint="" if args.no_trained else args.checkpoint,
-        with_network=not args.no_network,
+        with_network=not args.no_network, eager=not args.no_eager,
     )  # fmt: skip
     if args.quick:
         cfg.size, cfg.reps, cfg.warmup, cfg.width_mult = 64, 3, 1, 0.5

@@ -12,6 +12,7 @@ STYLE = {
     "policy_cpp": ("tab:green", "per-stage policy, compiled kernel"),
     "policy_cpp_1thread": ("tab:olive", "per-stage policy, compiled kernel, 1 thread"),
 }
+ONE_THREAD_BAR = "ort_dense_1thread"
 
 
 def plot_sparse_cpu(result: dict[str, Any], path: Path) -> None:
@@ -31,15 +32,16 @@ def plot_sparse_cpu(result: dict[str, Any], path: Path) -> None:
             ax = axes[row_i][col]
             ort = [r[part]["ort_dense"]["median_ms"] for r in rows]
             ax.plot(ds, ort, "k-", lw=2, label="dense ONNX Runtime (the bar)")
-            td = result["dense"][part]["torch_dense"]["median_ms"]
-            ax.axhline(td, color="k", ls=":", label="dense torch eager")
+            if "torch_dense" in result["dense"][part]:
+                td = result["dense"][part]["torch_dense"]["median_ms"]
+                ax.axhline(td, color="k", ls=":", label="dense torch eager")
             ref = sum(ort) / len(ort)
             ax.plot(ds, [ref * r["mac_fraction"][part] for r in rows], "k--", alpha=0.6,
                     label="ORT dense × executed-MAC fraction")  # fmt: skip
             for path_name in rows[0][part]:
                 if path_name == "ort_dense":
                     continue
-                if path_name == "ort_dense_1thread":
+                if path_name == ONE_THREAD_BAR:
                     ys = [r[part][path_name]["median_ms"] for r in rows]
                     ax.plot(ds, ys, "-", color="tab:purple", lw=1.5, label="dense ORT, 1 thread")
                     continue

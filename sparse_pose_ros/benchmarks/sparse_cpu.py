@@ -57,6 +57,7 @@ class BenchConfig:
     trained_real_frames: int = 8
     seed: int = 0
     with_network: bool = True
+    eager: bool = True  # also time the PyTorch-eager paths (slow; context for issue 2 only)
 
 
 def _fit(xs: Sequence[float], ys: Sequence[float]) -> dict[str, float]:
@@ -155,8 +156,10 @@ def _run_variant(
     stages: dict[str, dict[str, list[float]]] = {}
     for d in cfg.densities:
         set_blob_masks(net.backbone, 1, (cfg.size, cfg.size), d)
-        for label, ex in (("dense_" + kernel, ex_dense), ("sparse_" + kernel, ex_sparse),
-                          ("sparse_torch", ex_torch)):  # fmt: skip
+        runs = [("dense_" + kernel, ex_dense), ("sparse_" + kernel, ex_sparse)]
+        if cfg.eager:
+            runs.append(("sparse_torch", ex_torch))
+        for label, ex in runs:
             for s, t in _stage_profile(ex, x, r, w).items():
                 stages.setdefault(str(s), {}).setdefault(label, []).append(t)
     policy: dict[int, float] = {}
@@ -188,8 +191,6 @@ def _run_variant(
                 },  # fmt: skip
                 "backbone": {
                     "ort_dense": time_call(ort_bb, r, w),
-                    "masked_torch": time_call(lambda: net.backbone(x), r, w),
-                    "sparse_torch": time_call(lambda: ex_torch(x), r, w),
                     "sparse_" + kernel: time_call(lambda: ex_sparse(x), r, w),
                     "policy_" + kernel: time_call(lambda: ex_policy(x), r, w),
                     # contention check: one thread each (see docs/sparse.md, "Shared cores")
@@ -200,8 +201,6 @@ def _run_variant(
             if ort_net is not None:
                 row["network"] = {
                     "ort_dense": time_call(ort_net, r, w),
-                    "masked_torch": time_call(lambda: net(x), r, w),
-                    "sparse_torch": time_call(lambda: net_torch(x), r, w),
                     "sparse_" + kernel: time_call(lambda: net_sparse(x), r, w),
                     "policy_" + kernel: time_call(lambda: net_policy(x), r, w),
                 }
@@ -210,6 +209,12 @@ def _run_variant(
                     row["network"][f"policy_{kernel}_1thread"] = _timed_with_threads(
                         1, lambda: net_1t(x), r, w
                     )
+            if cfg.eager:
+                row["backbone"]["masked_torch"] = time_call(lambda: net.backbone(x), r, w)
+                row["backbone"]["sparse_torch"] = time_call(lambda: ex_torch(x), r, w)
+                if "network" in row:
+                    row["network"]["masked_torch"] = time_call(lambda: net(x), r, w)
+                    row["network"]["sparse_torch"] = time_call(lambda: net_torch(x), r, w)
             rows.append(row)
             log.info("%s d=%.2f backbone %s", name, d,
                      {k: round(v["median_ms"], 3) for k, v in row["backbone"].items()})  # fmt: skip
@@ -258,11 +263,13 @@ def run(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
     ort_net_1t = ort_runner(net_onnx, 1, x) if net_onnx is not None else None
     r, w = cfg.reps, cfg.warmup
     with torch.no_grad():
-        dense = {"backbone": {"ort_dense": time_call(ort_bb, r, w),
-                              "torch_dense": time_call(lambda: dense_bb(x), r, w)}}  # fmt: skip
+        dense: dict[str, Any] = {"backbone": {"ort_dense": time_call(ort_bb, r, w)}}
         if ort_net is not None:
-            dense["network"] = {"ort_dense": time_call(ort_net, r, w),
-                                "torch_dense": time_call(lambda: whole(x), r, w)}  # fmt: skip
+            dense["network"] = {"ort_dense": time_call(ort_net, r, w)}
+        if cfg.eager:
+            dense["backbone"]["torch_dense"] = time_call(lambda: dense_bb(x), r, w)
+            if ort_net is not None:
+                dense["network"]["torch_dense"] = time_call(lambda: whole(x), r, w)
     result: dict[str, Any] = {
         "benchmark": "sparse_cpu",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -277,6 +284,8 @@ def run(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
         "warmup": cfg.warmup,
         "masks": "upright blob (benchmarks.masks.blob_mask), same density at every gated block",
         "compiled_kernel": have_cpp,
+        # libgomp reads it at start-up; unset = its default (workers spin after each region)
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
         "dense": dense,
         "variants": {},
     }
@@ -315,10 +324,11 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
             for part in ("backbone", "network"):
                 if part not in dense:
                     continue
-                torch_dense = dense[part]["torch_dense"]["median_ms"]
+                torch_dense = dense[part].get("torch_dense", {}).get("median_ms")
                 for d in (0.25, 1.0):
                     for row in v["densities"]:
-                        if abs(row["density"] - d) < 1e-9 and path in row.get(part, {}):
+                        if (torch_dense and abs(row["density"] - d) < 1e-9
+                                and path in row.get(part, {})):
                             ms = row[part][path]["median_ms"]
                             s[f"{part}/{path}@{d}/torch_dense"] = round(ms / torch_dense, 3)
                     ro = _ratio_at(v, part, path, d)

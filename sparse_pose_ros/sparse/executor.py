@@ -109,6 +109,9 @@ class SparseBackbone:
             rows (free on CPU); ``"capacity"`` never reads them back inside the frame and
             computes over the fixed capacity (the sync-free scheme a GPU path uses); the counts
             of all blocks are then read together once per frame for diagnostics.
+        threads: threads of the compiled kernel (None: torch's current intra-op count, read
+            when buffers are planned). Separate from torch's process-wide setting so a node
+            can keep the kernel single-threaded on shared cores (docs/sparse.md).
     """
 
     def __init__(
@@ -117,7 +120,11 @@ class SparseBackbone:
         policy: str | float | Mapping[int, str | float] = "sparse",
         kernel: str = "torch",
         sync: str = "exact",
+        threads: int | None = None,
     ) -> None:
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.threads = threads
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
         if sync not in SYNC_POLICIES:
@@ -148,6 +155,9 @@ class SparseBackbone:
         self._seq_sig: tuple[object, ...] = ()
         self._seq_out: tuple[Tensor, list[Tensor], list[BlockMask | None]] | None = None
         self.refresh()
+
+    def _threads(self) -> int:
+        return self.threads if self.threads is not None else torch.get_num_threads()
 
     def _normalise_policy(
         self, policy: str | float | Mapping[int, str | float]
@@ -198,7 +208,7 @@ class SparseBackbone:
 
     def _prepare(self, batch: int, hw: tuple[int, int]) -> None:
         # the compiled kernel's scratch is per thread: a thread-count change re-plans it
-        key = (batch, *hw, torch.get_num_threads())
+        key = (batch, *hw, self._threads())
         if self._shape == key:
             return
         h, w = (hw[0] - 1) // 2 + 1, (hw[1] - 1) // 2 + 1  # after the stem
@@ -206,7 +216,7 @@ class SparseBackbone:
             fb = st.folded
             ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
             if self._cpp is not None:
-                st.cpu = CpuBlockBuffers.allocate(fb, batch, (h, w))
+                st.cpu = CpuBlockBuffers.allocate(fb, batch, (h, w), self._threads())
             elif blk.gated:
                 st.index = allocate_index(batch, (h, w), fb.stride)
                 st.e_buf = torch.zeros(batch * h * w + 1, fb.hidden_channels)
@@ -250,7 +260,7 @@ class SparseBackbone:
             h, w = (x.shape[2] - 1) // s0 + 1, (x.shape[3] - 1) // s0 + 1
             cur = self._buffer((-1, h, w), b * h * w, st0.bias.numel())
             self._cpp.stem_conv(x.contiguous(), self._stem_taps, st0.bias, cur, s0,
-                                torch.get_num_threads())  # fmt: skip
+                                self._threads())  # fmt: skip
         else:
             y = F.conv2d(x.contiguous(memory_format=torch.channels_last), st0.conv_weight,
                          st0.bias, st0.stride, 1, 1, st0.groups).clamp_(0.0, 6.0)  # fmt: skip
@@ -313,7 +323,7 @@ class SparseBackbone:
         seq = self._cpp.BlockSequence()
         h, w = (hw[0] - 1) // st0.stride + 1, (hw[1] - 1) // st0.stride + 1
         cur = self._buffer((-1, h, w), b * h * w, st0.bias.numel())
-        seq.set_stem(self._stem_taps, st0.bias, cur, st0.stride, torch.get_num_threads())
+        seq.set_stem(self._stem_taps, st0.bias, cur, st0.stride, self._threads())
         masks: list[BlockMask | None] = []
         taps: dict[int, Tensor] = {}
         tap_of = {idx: s for s, idx in self.backbone.tap_after.items()}
