@@ -20,7 +20,7 @@ def plot_sweep(result: dict[str, Any], path: Path) -> None:
     plt = _pyplot()
     rows = result["rows"]
     ts = [r["threshold"] for r in rows]
-    fig, (ax_acc, ax_lat) = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, (ax_acc, ax_lat) = plt.subplots(1, 2, figsize=(13, 5.6))
     bounds = result.get("bounds")
     mp = [r["mpjpe_mm"] for r in rows]
     if bounds:
@@ -42,7 +42,7 @@ def plot_sweep(result: dict[str, Any], path: Path) -> None:
     ax_acc.set_ylabel("root-relative error (mm)")
     ax_acc.set_title(f"accuracy, {result['data']['frames']} held-out synthetic frames")
     ax_acc.grid(alpha=0.3)
-    ax_acc.legend(fontsize=8)
+    ax_acc.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
 
     lat = [r["latency"] for r in rows]
     ax_lat.plot(ts, [v["median_ms"] for v in lat], "o-", color="tab:blue", label="median")
@@ -65,7 +65,8 @@ def plot_sweep(result: dict[str, Any], path: Path) -> None:
     ax_den.set_ylim(0, 1.05)
     h1, l1 = ax_lat.get_legend_handles_labels()
     h2, l2 = ax_den.get_legend_handles_labels()
-    ax_lat.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper right")
+    ax_lat.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                  ncol=3)
     load = result.get("load_average_before")
     fig.suptitle(f"{Path(result['checkpoint']).name}, {result['date_utc']}, load {load}",
                  fontsize=9)

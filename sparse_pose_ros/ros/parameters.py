@@ -17,6 +17,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rcl_interfaces.msg import ParameterType as PT
 
 from ..backends.base import BACKEND_NAMES
+from ..control.latency_budget import BudgetConfig
 
 PACKAGE = "sparse_pose_ros"
 DEFAULT_MODEL = "models/pose_sparse.safetensors"
@@ -24,6 +25,9 @@ MODEL_HELP = (
     "train one with `./run train` (writes models/pose_sparse.safetensors) or see "
     "models/MODEL_CARD.md"
 )
+
+#: The controller's bounds, quoted in the target_latency_ms description.
+_BUDGET = BudgetConfig()
 
 Validator = Callable[[Any], str | None]  # returns the rejection reason, or None when fine
 
@@ -209,7 +213,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "target_latency_ms", 0.0,
         "Latency budget (image receipt -> /pose3d) held by adapting the mask threshold within "
-        "[0.2, 0.8]; 0 = off (mask_threshold is used as set). The current threshold and "
+        f"[{_BUDGET.min_threshold:g}, {_BUDGET.max_threshold:g}]; 0 = off (mask_threshold is "
+        "used as set). The current threshold and "
         "density are reported on /diagnostics.",
         ">= 0 ms", float_range=(0.0, 10000.0),
     ),

@@ -7,8 +7,10 @@ what this module owns.
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 
@@ -39,7 +41,9 @@ def _run(ctrl: LatencyBudgetController, frames: int, person_logit: float, rng: r
 
 def test_holds_budget_through_scene_changes() -> None:
     rng = random.Random(0)
-    ctrl = LatencyBudgetController(BudgetConfig(target_latency_ms=20.0))
+    # explicit bounds: this checks the control law, whatever the defaults are
+    ctrl = LatencyBudgetController(BudgetConfig(target_latency_ms=20.0, min_threshold=0.2,
+                                                max_threshold=0.8))
     for scene in (-0.5, 0.8, 0.2):  # person small -> large -> medium
         lat = _run(ctrl, 80, scene, rng)
         settled = lat[-30:]
@@ -50,18 +54,30 @@ def test_holds_budget_through_scene_changes() -> None:
 
 def test_threshold_stays_in_bounds_when_budget_unreachable() -> None:
     rng = random.Random(1)
-    ctrl = LatencyBudgetController(BudgetConfig(target_latency_ms=1.0))  # impossible budget
+    cfg = BudgetConfig(target_latency_ms=1.0)  # impossible budget
+    ctrl = LatencyBudgetController(cfg)
     _run(ctrl, 100, 1.0, rng)
-    assert ctrl.threshold == pytest.approx(0.8, abs=1e-9)
+    assert ctrl.threshold == pytest.approx(cfg.max_threshold, abs=1e-9)
     ctrl.set_target(1000.0)  # very generous: threshold goes to the lower bound, never below
     _run(ctrl, 200, 1.0, rng)
-    assert ctrl.threshold == pytest.approx(0.2, abs=1e-9)
+    assert ctrl.threshold == pytest.approx(cfg.min_threshold, abs=1e-9)
+
+
+def test_default_bounds_are_the_swept_ones() -> None:
+    """The defaults are what the committed sweep's rule recommends (module docstring)."""
+    sweep = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "budget_sweep.json"
+    if not sweep.is_file():
+        pytest.skip(f"{sweep} not present (python -m sparse_pose_ros.benchmarks.budget sweep)")
+    bounds = json.loads(sweep.read_text())["bounds"]
+    cfg = BudgetConfig()
+    assert (cfg.min_threshold, cfg.max_threshold) == (
+        bounds["min_threshold"], bounds["max_threshold"])
 
 
 def test_disabled_controller_never_moves() -> None:
-    ctrl = LatencyBudgetController(BudgetConfig(target_latency_ms=0.0, initial_threshold=0.4))
+    ctrl = LatencyBudgetController(BudgetConfig(target_latency_ms=0.0, initial_threshold=0.6))
     for lat in (1.0, 100.0, 1e6):
-        assert ctrl.update(lat) == pytest.approx(0.4)
+        assert ctrl.update(lat) == pytest.approx(0.6)
     assert not ctrl.on_budget()
 
 
@@ -81,7 +97,8 @@ def test_outliers_and_bad_values_are_ignored_or_clipped() -> None:
         {"target_latency_ms": float("inf")},
         {"min_threshold": 0.0},
         {"max_threshold": 1.0},
-        {"initial_threshold": 0.9},
+        {"initial_threshold": 0.95},
+        {"initial_threshold": 0.3, "min_threshold": 0.4},
         {"gain": 0.0},
     ],
 )
