@@ -16,6 +16,7 @@ compiler on first use (the extension is built once and cached); without either i
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,13 @@ class SparseCpuBackend(Backend):
         policy: per-stage policy (see :class:`~sparse_pose_ros.sparse.executor.SparseBackbone`);
             default :data:`DEFAULT_POLICY`.
         head: "auto" / "ort" / "torch": where the dense neck + head run.
+        adaptive: also load the checkpoint's ``portable`` graph in ONNX Runtime (masked dense:
+            same outputs, cost independent of the masks) and run each frame on whichever is
+            faster at the current executed-MAC fraction (see :meth:`calibrate`). The masks of
+            a trained model decide whether gather-scatter pays: the same architecture ran at
+            0.19 of the backbone MACs with one checkpoint and 0.55 with the next, where sparse
+            execution loses to ORT dense (benchmarks/results/sparse_cpu.json).
+        cache_dir: ONNX export cache of the adaptive dense path (see the onnxruntime backend).
     """
 
     name = "sparse-cpu"
@@ -76,6 +84,8 @@ class SparseCpuBackend(Backend):
         num_threads: int | None = None,
         policy: str | float | Mapping[int, str | float] | None = None,
         head: str = "auto",
+        adaptive: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         from ..sparse.cpu_kernel import load_cpu_kernel
         from ..sparse.executor import SparsePoseNetwork
@@ -110,18 +120,91 @@ class SparseCpuBackend(Backend):
                                         threads=threads)  # fmt: skip
         self.info = model_info_from_network(net, str(meta["model_hash"]), path, size)
         self.geometry = network_geometry(net, size)
+        self._dense: Backend | None = None
+        if adaptive:
+            try:
+                from .onnxruntime_backend import OnnxRuntimeBackend
+
+                self._dense = OnnxRuntimeBackend(
+                    path, device="cpu", input_size=size, intra_op_threads=threads,
+                    mask_threshold=mask_threshold, cache_dir=cache_dir,
+                )  # fmt: skip
+            except (BackendError, ImportError, OSError) as exc:
+                LOG.warning("sparse-cpu: no ONNX Runtime dense path (%s); always sparse", exc)
+        #: executed-MAC fraction below which the sparse path is faster (1.0: always sparse)
+        self.crossover = 1.0
+        self.last_path = "sparse"
+        self._fraction: float | None = None  # moving average of the executed-MAC fraction
+        self.mask_threshold = check_probability(mask_threshold)
+        if self._dense is not None:
+            self.calibrate()
         self.set_mask_threshold(mask_threshold)
         LOG.info("sparse-cpu backend: %s, input %d, %d gated blocks, %d threads, head in %s",
                  path, size, len(self.geometry.gated_indices), threads,
                  self.runner.head)  # fmt: skip
 
+    def calibrate(self, reps: int = 7) -> float:
+        """Measure the crossover executed-MAC fraction between the two paths, here and now.
+
+        The dense path's time does not depend on the masks; the sparse path's is close to
+        linear in the executed-MAC fraction f. Both ends of the line are measured on a blank
+        frame with the threshold at its extremes (all positions on / all off), so no scene is
+        needed; the crossover is where the line meets the dense time.
+        """
+        if self._dense is None:
+            return self.crossover
+        s = self.info.input_size
+        blank = np.zeros((1, 3, s, s), np.float32)
+
+        def median_ms(fn: Any) -> tuple[float, Any]:
+            fn()
+            times, out = [], None
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                out = fn()
+                times.append(time.perf_counter() - t0)
+            return float(np.median(times)) * 1e3, out
+
+        t_dense, _ = median_ms(lambda: self._dense.infer(blank))  # type: ignore[union-attr]
+        ends = []
+        for p in (1e-6, 1.0 - 1e-6):  # every position active / none
+            self.net.set_mask_threshold(p)
+            t, res = median_ms(lambda: self._infer_sparse(blank))
+            ends.append((res.density, t))
+        self.net.set_mask_threshold(self.mask_threshold)
+        (f_hi, t_hi), (f_lo, t_lo) = ends
+        slope = (t_hi - t_lo) / (f_hi - f_lo) if f_hi > f_lo else 0.0
+        if slope <= 0.0:
+            self.crossover = 1.0 if t_lo < t_dense else 0.0
+        else:
+            self.crossover = float(min(max((t_dense - t_lo) / slope + f_lo, 0.0), 1.0))
+        LOG.info("sparse-cpu: dense ORT %.3f ms, sparse %.3f ms at f=%.2f and %.3f ms at f=%.2f "
+                 "-> sparse below executed-MAC fraction %.2f", t_dense, t_lo, f_lo, t_hi, f_hi,
+                 self.crossover)  # fmt: skip
+        return self.crossover
+
     def set_mask_threshold(self, probability: float) -> None:
         p = check_probability(probability)
         self.net.set_mask_threshold(p)
+        if self._dense is not None:
+            self._dense.set_mask_threshold(p)
         self.mask_threshold = p
 
     def infer(self, tensor: np.ndarray) -> InferenceResult:
+        """One frame on the path predicted faster from the recent executed-MAC fraction (both
+        paths give the masked-dense result; the fraction is tracked on either)."""
         x = check_input(tensor, self.info.input_size)
+        f = self._fraction
+        if self._dense is not None and f is not None and f > self.crossover:
+            res = self._dense.infer(x)
+            self.last_path = "dense"
+        else:
+            res = self._infer_sparse(x)
+            self.last_path = "sparse"
+        self._fraction = res.density if f is None else 0.7 * f + 0.3 * res.density
+        return res
+
+    def _infer_sparse(self, x: np.ndarray) -> InferenceResult:
         with torch.inference_mode():
             out = self.runner(torch.from_numpy(x))
             heatmaps = out.heatmaps[0].numpy().copy()
@@ -130,9 +213,12 @@ class SparseCpuBackend(Backend):
         return build_result(joints, heatmaps, masks, self.geometry)
 
     def close(self) -> None:
+        if self._dense is not None:
+            self._dense.close()
         self.runner = None  # type: ignore[assignment]
 
     @property
     def options(self) -> dict[str, Any]:
         return {"device": "cpu", "mask_threshold": self.mask_threshold, "threads": self.threads,
-                "policy": self.policy, "head": self.runner.head}  # fmt: skip
+                "policy": self.policy, "head": self.runner.head,
+                "adaptive": self._dense is not None, "crossover": self.crossover}  # fmt: skip

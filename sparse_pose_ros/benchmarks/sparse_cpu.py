@@ -345,6 +345,10 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         for k, parts in row.items():
             if not k.endswith("thread"):
                 continue
+            be = parts.get("backend", {})
+            if "onnxruntime" in be and "sparse-cpu" in be:
+                out[f"trained/{set_name}/{k}/backend/sparse-cpu/onnxruntime"] = round(
+                    be["sparse-cpu"]["median_ms"] / be["onnxruntime"]["median_ms"], 3)
             for part in ("backbone", "network"):
                 bar = parts[part]["ort_dense"]["median_ms"]
                 for path, stats in parts[part].items():

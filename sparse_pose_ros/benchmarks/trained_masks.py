@@ -159,6 +159,11 @@ def run_trained(
         for t in sorted({threads, 1}, reverse=True):
             torch.set_num_threads(t)
             ours = SparsePoseNetwork(net, kernel="cpp", policy=policy)
+            from ..backends.onnxruntime_backend import OnnxRuntimeBackend
+            from ..backends.sparse_cpu_backend import SparseCpuBackend
+
+            be_ort = OnnxRuntimeBackend(path, device="cpu", intra_op_threads=t)
+            be_sparse = SparseCpuBackend(path, device="cpu", num_threads=t)
             ort_sparse = _ort_sparse_runner(net, t)
             for name, frames in sets.items():
                 feeds = [{"image": f.numpy()} for f in frames]
@@ -183,9 +188,16 @@ def run_trained(
                     },
                     "per_stage_ms_sparse_cpp": _stage_ms(ours, frames, reps),
                 }  # fmt: skip
+                # what the node runs: whole backends on numpy frames (result assembly included)
+                arrays = [f.numpy() for f in frames]
+                row[k]["backend"] = {
+                    "onnxruntime": time_call(_cycler(be_ort.infer, arrays), reps, warmup),
+                    "sparse-cpu": time_call(_cycler(be_sparse.infer, arrays), reps, warmup),
+                }
+                row[k]["backend_sparse_cpu_crossover"] = be_sparse.crossover
                 log.info("trained %s %s: %s", name, k, {
                     part: {p: round(v["median_ms"], 3) for p, v in row[k][part].items()}
-                    for part in ("backbone", "network")})  # fmt: skip
+                    for part in ("backbone", "network", "backend")})  # fmt: skip
     finally:
         torch.set_num_threads(before)
     return result

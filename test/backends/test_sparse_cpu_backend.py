@@ -85,3 +85,23 @@ def test_auto_falls_back_without_kernel(
     names = [n for n, _ in base.auto_candidates("cpu", str(gated_checkpoint))]
     assert names.index("sparse-cpu") < names.index("onnxruntime")
     assert create_backend("auto", gated_checkpoint, device="cpu").name == "onnxruntime"
+
+
+@needs_kernel
+def test_adaptive_path_choice_keeps_results(
+    gated_checkpoint: Path, frame64: np.ndarray, tmp_path: Path
+) -> None:
+    ref = create_backend("torch", gated_checkpoint, device="cpu").infer(frame64)
+    sp = create_backend("sparse-cpu", gated_checkpoint, device="cpu", cache_dir=str(tmp_path))
+    assert sp.options["adaptive"] and 0.0 <= sp.crossover <= 1.0
+    for crossover, path in ((0.0, "dense"), (1.0, "sparse")):
+        sp.crossover = crossover
+        sp.infer(frame64)  # the first frame of a regime may still run the other path
+        got = sp.infer(frame64)
+        assert sp.last_path == path
+        np.testing.assert_allclose(got.joints, ref.joints, atol=1e-4)
+        for g, w in zip(got.masks, ref.masks, strict=True):
+            np.testing.assert_array_equal(g, w)
+        assert got.density == pytest.approx(ref.density)
+    fixed = create_backend("sparse-cpu", gated_checkpoint, device="cpu", adaptive=False)
+    assert fixed.crossover == 1.0 and not fixed.options["adaptive"]

@@ -222,6 +222,9 @@ std::vector<int64_t> run_block(
   int32_t* act_p = act_rows.data_ptr<int32_t>();
   int32_t* dil_rows_p = dil_rows.data_ptr<int32_t>();
 
+  // Every parallel region of the kernel uses the same team size (the scratch's thread count):
+  // alternating team sizes with torch's own pool makes libgomp rebuild its team (ms per call).
+  const int64_t threads = g_buf.size(0);
   // ---- 1. mask: none (ungated), learned (1x1 conv logit >= threshold) or fixed -------------------
   TORCH_CHECK(gate >= 0 && gate <= 2, "gate must be 0 (none), 1 (learned) or 2 (fixed)");
   if (gate == 0) {
@@ -241,8 +244,9 @@ std::vector<int64_t> run_block(
     float* lg = logits.data_ptr<float>();
     float* sp = soft.data_ptr<float>();
     const float mb = static_cast<float>(mask_bias), thr = static_cast<float>(threshold);
-    at::parallel_for(0, n_out, 256, [&](int64_t begin, int64_t end) {
-      for (int64_t o = begin; o < end; ++o) {
+#pragma omp parallel for schedule(static) num_threads(static_cast<int>(threads))
+    for (int64_t o = 0; o < n_out; ++o) {
+      {
         const int64_t b = o / (ho * wo), r = o % (ho * wo);
         const int64_t iy = (r / wo) * stride, ix = (r % wo) * stride;
         const float* row = xp + ((b * h + iy) * w + ix) * c_in;
@@ -253,7 +257,7 @@ std::vector<int64_t> run_block(
         sp[o] = 1.0f / (1.0f + std::exp(-acc));
         hard_p[o] = acc >= thr ? 1.0f : 0.0f;
       }
-    });
+    }
   }
 
   // ---- 2. receptive mask, active list, dilated list + rank map ------------------------------------
@@ -307,9 +311,10 @@ std::vector<int64_t> run_block(
     act_ptr[batch * ho] = static_cast<int32_t>(k);
   }
   const int64_t n_act = compute_all ? n_out : n_hard;
-  if (!residual && !compute_all) out.zero_();
+  if (!residual && !compute_all) std::fill(op, op + out.numel(), 0.0f);  // no ATen pool
   if (n_act == 0) {
-    if (residual && residual_relu) out.clamp_min_(0.0);
+    if (residual && residual_relu)
+      for (int64_t i = 0; i < n_in * c_out; ++i) op[i] = std::max(op[i], 0.0f);
     return {n_hard, n_dil_true, compute_all ? 1 : 0};
   }
   // ---- 3-5. strips of output rows: gather -> expand GEMM -> depthwise -> project GEMM ----------
@@ -318,7 +323,6 @@ std::vector<int64_t> run_block(
   // per block; inside it MKL runs single-threaded on per-thread scratch. The rows shared by
   // two bands (the 3x3 halo) are expanded by both. Results go to p_buf; the scatter happens
   // after every band has read its input, because residual blocks update x in place.
-  const int64_t threads = g_buf.size(0);
   const int64_t cap_e = g_buf.size(1), cap_a = d_buf.size(1);
   TORCH_CHECK(strip_rows >= 1, "strip_rows must be >= 1");
   TORCH_CHECK(std::min<int64_t>(h, stride * strip_rows + 2) * w <= cap_e &&
@@ -410,9 +414,8 @@ std::vector<int64_t> run_block(
   }
   if (residual && residual_relu) {
     float* xo = op;
-    at::parallel_for(0, n_in * c_out, 4096, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) xo[i] = std::max(xo[i], 0.0f);
-    });
+#pragma omp parallel for schedule(static) num_threads(static_cast<int>(threads))
+    for (int64_t i = 0; i < n_in * c_out; ++i) xo[i] = std::max(xo[i], 0.0f);
   }
   return {n_hard, n_dil_true, compute_all ? 1 : 0};
 }
