@@ -97,8 +97,10 @@ def make_backend(args: argparse.Namespace, checkpoint: str) -> Any:
         options = {"intra_op_threads": args.threads, "graph": args.graph}
         if args.cache_dir:
             options["cache_dir"] = args.cache_dir
-    elif args.backend == "torch":
+    elif args.backend in ("torch", "sparse-cpu"):
         options = {"num_threads": args.threads}
+        if args.backend == "sparse-cpu" and args.cache_dir:
+            options["cache_dir"] = args.cache_dir
     return create_backend(args.backend, checkpoint, "cpu", **options)
 
 
@@ -137,6 +139,7 @@ def time_thresholds(
             _estimate(estimator, f)
     times: dict[float, list[float]] = {t: [] for t in thresholds}
     dens: dict[float, list[float]] = {t: [] for t in thresholds}
+    paths: dict[float, list[str]] = {t: [] for t in thresholds}
     n = len(thresholds)
     for i, f in enumerate(frames):
         order = [thresholds[(i + k) % n] for k in range(n)]
@@ -145,10 +148,32 @@ def time_thresholds(
             ms, res = _estimate(estimator, f)
             times[t].append(ms)
             dens[t].append(res.density)
-    return {
-        t: {**latency_stats(times[t]), "density_mean": float(np.mean(dens[t]))}
-        for t in thresholds
-    }
+            # sparse-cpu runs each frame sparse or (masked) dense, whichever is faster
+            path = getattr(backend, "last_path", None)
+            if path is not None:
+                paths[t].append(str(path))
+    out: dict[float, dict[str, Any]] = {}
+    for t in thresholds:
+        out[t] = {**latency_stats(times[t]), "density_mean": float(np.mean(dens[t]))}
+        if paths[t]:
+            out[t]["frames_per_path"] = {p: paths[t].count(p) for p in sorted(set(paths[t]))}
+    return out
+
+
+def source_state() -> dict[str, Any]:
+    """Git commit of the code that ran and which package files differed from it."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "sparse_pose_ros"],
+                               cwd=root, capture_output=True, text=True, timeout=10,
+                               check=True).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "modified": None}
+    return {"commit": commit, "modified": [line[3:] for line in dirty]}
 
 
 # ----------------------------------------------------------------------------------------- sweep
@@ -329,6 +354,7 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "benchmark": "budget_sweep",
         "command": args.command,
+        "source": source_state(),
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "threads": args.threads,
@@ -542,6 +568,7 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "budget_replay",
         "command": args.command,
+        "source": source_state(),
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "threads": args.threads,
@@ -604,7 +631,10 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
     common.add_argument("--data", default=DEFAULT_DATA, help="held-out shard folder")
-    common.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime")
+    common.add_argument("--backend", choices=("onnxruntime", "sparse-cpu", "torch"),
+                        default="onnxruntime",
+                        help="onnxruntime (with --graph), sparse-cpu (compiled kernel; the "
+                        "node's CPU default for a gated checkpoint) or torch (masked dense)")
     common.add_argument("--graph", default="portable_sparse",
                         help="ONNX graph kind for onnxruntime (portable_sparse | portable)")
     common.add_argument("--threads", type=int, default=2)
