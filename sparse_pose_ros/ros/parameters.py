@@ -155,8 +155,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "backend", "auto",
-        "Runtime: auto (tensorrt if importable with a CUDA GPU, else onnxruntime, else torch), "
-        "torch, onnxruntime or tensorrt.",
+        "Runtime: auto (tensorrt if importable with a CUDA GPU; on CPU sparse-cpu for a gated "
+        "checkpoint, else onnxruntime; else torch), sparse-cpu, torch, onnxruntime or tensorrt.",
         "one of " + ", ".join(BACKEND_NAMES), validate=_choice(BACKEND_NAMES), reload=True,
     ),
     ParamSpec(
