@@ -71,6 +71,27 @@ class HeldOutFrame:
     mask_fraction: float
 
 
+def _result_header(
+    benchmark: str, args: argparse.Namespace, info: Any, load_before: Any, load_after: Any
+) -> dict[str, Any]:
+    """Provenance shared by every budget result: command, source, machine, load, model, backend."""
+    return {
+        "benchmark": benchmark,
+        "command": args.command,
+        "source": source_state(),
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "threads": args.threads,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "checkpoint": str(args.checkpoint),
+        "model_hash": info.model_hash,
+        "input_size": info.input_size,
+        "backend": {"name": args.backend, "graph": args.graph if args.backend == "onnxruntime"
+                    else None, "device": "cpu"},
+    }
+
+
 def open_heldout(data: str | Path) -> Any:
     """The held-out split as a :class:`~sparse_pose_ros.data.shards.ShardDataset`."""
     from ..data.shards import ShardDataset
@@ -352,19 +373,7 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
             for t in thresholds]
     defaults = BudgetConfig()
     result: dict[str, Any] = {
-        "benchmark": "budget_sweep",
-        "command": args.command,
-        "source": source_state(),
-        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "threads": args.threads,
-        "load_average_before": load_before,
-        "load_average_after": load_after,
-        "checkpoint": str(args.checkpoint),
-        "model_hash": info.model_hash,
-        "input_size": info.input_size,
-        "backend": {"name": args.backend, "graph": args.graph if args.backend == "onnxruntime"
-                    else None, "device": "cpu"},
+        **_result_header("budget_sweep", args, info, load_before, load_after),
         "data": {"root": str(args.data), "frames": n, "indices": "evenly spaced over the split"},
         "protocol": {
             "accuracy": "training.evaluation.evaluate_model (torch masked-dense network at the "
@@ -566,19 +575,7 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
             seg["fixed_density_mean"] = float(np.mean([r["density"] for r in ftail]))
         summary["segments"].append(seg)
     return {
-        "benchmark": "budget_replay",
-        "command": args.command,
-        "source": source_state(),
-        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "threads": args.threads,
-        "load_average_before": load_before,
-        "load_average_after": load_after,
-        "checkpoint": str(args.checkpoint),
-        "model_hash": info.model_hash,
-        "input_size": info.input_size,
-        "backend": {"name": args.backend, "graph": args.graph if args.backend == "onnxruntime"
-                    else None, "device": "cpu"},
+        **_result_header("budget_replay", args, info, load_before, load_after),
         "clip": {
             "data": str(args.data),
             "scenes": list(SEGMENTS),
