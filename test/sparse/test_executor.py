@@ -7,6 +7,7 @@ import tracemalloc
 
 import pytest
 import torch
+from sparse_test_utils import randomise_bn
 
 from sparse_pose_ros.benchmarks.masks import clear_fixed_masks, set_blob_masks
 from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
@@ -16,22 +17,12 @@ from sparse_pose_ros.sparse.cpu_kernel import load_cpu_kernel
 TOL = 1e-4
 
 
-def _randomise_bn(module: torch.nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
-
 
 def small_net(gate_strided: bool, seed: int = 0) -> PoseNetwork:
     torch.manual_seed(seed)
     net = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.5, gate_strided=gate_strided))
     net.eval()
-    _randomise_bn(net, seed)
+    randomise_bn(net, seed)
     for b in net.gated_blocks():  # partial learned masks
         b.mask_unit.conv.weight.data.normal_(0, 0.3)
         b.mask_unit.conv.bias.data.zero_()

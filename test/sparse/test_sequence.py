@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from sparse_test_utils import randomise_bn
 
 from sparse_pose_ros.benchmarks.masks import clear_fixed_masks, set_blob_masks
 from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
@@ -14,16 +15,6 @@ from sparse_pose_ros.sparse.ort_head import ort_available
 
 TOL = 1e-4
 
-
-def randomise_bn(module: torch.nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
 
 
 def small_net(gate_strided: bool, seed: int) -> PoseNetwork:
