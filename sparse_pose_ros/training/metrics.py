@@ -132,6 +132,49 @@ def pck_2d(
     return overall, per_joint
 
 
+def mirrored_pose(joints: np.ndarray, root: int = skeleton.ROOT) -> np.ndarray:
+    """Root-relative (N, J, 3) pose with left/right labels swapped and depth negated.
+
+    What the same image would be labelled if the person were seen from the other side: a
+    featureless mannequin seen from the back looks like one seen from the front, and the two
+    ground truths differ by exactly this. Diagnostic only.
+    """
+    rel = root_relative(np.asarray(joints, np.float64), root)[:, skeleton.flip_permutation()]
+    rel[..., 2] *= -1.0
+    return rel
+
+
+def mirror_tolerant_mpjpe(pred: np.ndarray, gt: np.ndarray, root: int = skeleton.ROOT) -> float:
+    """Diagnostic, never a replacement for MPJPE: per-sample min of the MPJPE against the ground
+    truth and against its :func:`mirrored_pose`.
+
+    The gap to :func:`mpjpe` bounds what resolving the front/back (left/right) ambiguity alone
+    could gain for these predictions.
+    """
+    _check_joints(pred, gt, 3)
+    pr = root_relative(np.asarray(pred, np.float64), root)
+    direct = np.linalg.norm(pr - root_relative(gt, root), axis=-1).mean(axis=1)
+    mirrored = np.linalg.norm(pr - mirrored_pose(gt, root), axis=-1).mean(axis=1)
+    return float(np.minimum(direct, mirrored).mean())
+
+
+def left_right_separation_ratio(pred_2d: np.ndarray, gt_2d: np.ndarray) -> float:
+    """Diagnostic: mean 2D distance between predicted left/right joint pairs over the same in the
+    ground truth (``skeleton.FLIP_PAIRS``).
+
+    About 1 when the network places left and right limbs apart as they are; near 0 when it
+    cannot tell them apart and answers their midpoint for both (what a soft-argmax over a
+    two-peaked heatmap gives).
+    """
+    _check_joints(pred_2d, gt_2d, 2)
+    a = [i for i, _ in skeleton.FLIP_PAIRS]
+    b = [j for _, j in skeleton.FLIP_PAIRS]
+    gt_sep = np.linalg.norm(gt_2d[:, a] - gt_2d[:, b], axis=-1).mean()
+    if gt_sep <= 0:
+        return float("nan")
+    return float(np.linalg.norm(pred_2d[:, a] - pred_2d[:, b], axis=-1).mean() / gt_sep)
+
+
 def resize_nearest(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of (..., H, W) by index mapping (exact for integer ratios)."""
     h, w = mask.shape[-2:]
@@ -230,6 +273,8 @@ class PoseAccumulator:
             "mpjpe_mm": mpjpe(p3, g3),
             "pa_mpjpe_mm": pa_mpjpe(p3, g3),
             f"pck@{pck_alpha:g}": pck,
+            "diag_mirror_tolerant_mpjpe_mm": mirror_tolerant_mpjpe(p3, g3),
+            "diag_left_right_separation": left_right_separation_ratio(p2, g2),
             "per_joint_mpjpe_mm": {k: float(v) for k, v in zip(keys, per_joint_err, strict=True)},
             f"per_joint_pck@{pck_alpha:g}": {
                 k: float(v) for k, v in zip(keys, pck_joint, strict=True)

@@ -123,3 +123,27 @@ def test_mean_pose_baseline_is_zero_when_every_pose_is_the_mean() -> None:
     assert out["mpjpe_mm"] == pytest.approx(0.0, abs=1e-9)
     other = metrics.mean_pose_baseline(train, _skeletons(n=3, seed=5))
     assert other["mpjpe_mm"] > 100.0
+
+
+def test_mirror_tolerant_mpjpe_forgives_exactly_the_front_back_mirror() -> None:
+    gt = _skeletons(n=3)
+    mirrored = metrics.mirrored_pose(gt) + gt[:, :1]  # back in the camera frame
+    assert metrics.mpjpe(mirrored, gt) > 50.0
+    assert metrics.mirror_tolerant_mpjpe(mirrored, gt) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.mirror_tolerant_mpjpe(gt, gt) == pytest.approx(0.0, abs=1e-9)
+    noisy = gt + np.random.default_rng(1).normal(0.0, 20.0, gt.shape)
+    assert metrics.mirror_tolerant_mpjpe(noisy, gt) <= metrics.mpjpe(noisy, gt) + 1e-9
+
+
+def test_left_right_separation_is_one_for_truth_and_zero_for_midpoints() -> None:
+    gt = _skeletons(n=3)[..., :2]
+    assert metrics.left_right_separation_ratio(gt, gt) == pytest.approx(1.0)
+    collapsed = gt.copy()
+    for a, b in skeleton.FLIP_PAIRS:
+        mid = 0.5 * (gt[:, a] + gt[:, b])
+        collapsed[:, a] = mid
+        collapsed[:, b] = mid
+    assert metrics.left_right_separation_ratio(collapsed, gt) == pytest.approx(0.0)
+    acc = metrics.PoseAccumulator()
+    acc.update(_skeletons(n=3), _skeletons(n=3), collapsed, gt)
+    assert acc.summary()["diag_left_right_separation"] == pytest.approx(0.0)
