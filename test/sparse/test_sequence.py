@@ -3,6 +3,9 @@ as the per-block path and the eager model, re-recorded when masks or thresholds 
 
 from __future__ import annotations
 
+import multiprocessing
+import time
+
 import pytest
 import torch
 from sparse_test_utils import randomise_bn
@@ -105,3 +108,48 @@ def test_ort_head_matches_eager() -> None:
     assert (out.triplets - ref.triplets).abs().max().item() <= TOL * max(1.0, scale)
     with pytest.raises(ValueError, match="head"):
         SparsePoseNetwork(net, head="tensorrt")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_worker_pool_gives_the_same_result_at_any_thread_count(threads: int) -> None:
+    """The kernel's own worker pool: any team size (also more threads than cores), frames
+    back to back and after the workers went to sleep, the per-block path and a batch of 2."""
+    net = small_net(True, seed=6)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref_f, ref_s, _ = net.backbone(x)
+    ex = SparseBackbone(net.backbone, kernel="cpp", policy={2: "sparse", 4: 0.5, 8: "sparse",
+                                                            16: "dense"}, threads=threads)
+    for k in range(4):
+        if k == 3:
+            time.sleep(0.05)  # idle workers sleep; the next frame must not depend on them
+        ex.profile = k == 2  # one frame through the per-block calls (run_block / stem_conv)
+        f, s, _ = ex(x)
+        assert (f - ref_f).abs().max().item() <= TOL
+        for a, b in zip(s, ref_s, strict=True):
+            assert (a - b).abs().max().item() <= TOL
+
+
+def _child_runs_kernel(queue: multiprocessing.Queue[float], ref: torch.Tensor) -> None:
+    # as torch's DataLoader workers do: libgomp (torch's intra-op pool) is not fork-safe
+    torch.set_num_threads(1)
+    net = small_net(True, seed=7)
+    out = SparseBackbone(net.backbone, kernel="cpp", threads=2)(torch.ones(1, 3, 64, 64))[0]
+    queue.put(float((out - ref).abs().max()))
+
+
+def test_worker_pool_works_in_a_forked_child() -> None:
+    """Data loaders and launchers fork: the child has none of the parent's pool threads and
+    must build its own instead of waiting on them forever."""
+    net = small_net(True, seed=7)
+    x = torch.ones(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = net.backbone(x)[0]
+    SparseBackbone(net.backbone, kernel="cpp", threads=2)(x)  # the parent's pool is up
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child_runs_kernel, args=(queue, ref))
+    proc.start()
+    proc.join(timeout=60)
+    assert proc.exitcode == 0, "child hung or crashed"
+    assert queue.get(timeout=5) <= TOL

@@ -18,16 +18,21 @@
 
 #include <torch/extension.h>
 
-#include <ATen/Parallel.h>
-#include <omp.h>
+#include <pthread.h>
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <condition_variable>
 #include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -186,10 +191,549 @@ inline void depthwise_row(const float* const* src, const int* tap_of, int n_taps
 #endif
 }
 
+// ---- threading ------------------------------------------------------------------------------------
+// A frame is a list of steps (the stem, then per block: mask, index lists, bands, scatter). A
+// step is cut into chunks that the calling thread and a small pool of persistent workers claim
+// from one atomic counter; the caller waits until every chunk of a step is *done* (not until
+// every thread has *arrived*), then opens the next step. Why not OpenMP regions/barriers: on a
+// VM vCPU that has gone idle between frames (a camera gives one every 33 ms), waking a sleeping
+// thread took ~8 ms here; with barriers every frame paid it (measured 10 ms instead of 1.9 ms
+// for the backbone at 30 fps pacing), and with OMP_WAIT_POLICY=PASSIVE (what the node needs so
+// idle threads do not spin on the cores ROS and ONNX Runtime use) each of ~70 regions a frame
+// paid a futex wake. Here a worker that wakes late simply joins at whatever step is open, and
+// the caller never waits for a thread that has not started; between the steps of a frame the
+// workers spin (µs apart), after the frame they spin briefly and then sleep.
+struct Step {
+  int64_t n_items = 0;
+  int64_t chunk = 1;
+  bool serial = false;  // run by the caller alone (index lists)
+  std::function<void(int64_t begin, int64_t end, int tid)> fn;
+  int64_t n_chunks() const { return (n_items + chunk - 1) / chunk; }
+};
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+class Pool {
+ public:
+  explicit Pool(int threads) : threads_(threads) {
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  }
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lk(sleep_m_);
+      stop_.store(true);
+    }
+    sleep_cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+  int threads() const { return threads_; }
+
+  // Runs the steps in order on the caller (tid 0) and whichever workers are awake.
+  void run(const std::vector<Step>& steps) {
+    std::lock_guard<std::mutex> one_frame_at_a_time(run_m_);
+    steps_ = &steps;
+    for (size_t p = 0; p < steps.size(); ++p) {
+      const Step& s = steps[p];
+      const int64_t n = s.n_chunks();
+      if (n <= 0) continue;
+      if (s.serial || threads_ == 1 || n == 1) {
+        for (int64_t c = 0; c < n; ++c) s.fn(c * s.chunk, std::min(s.n_items, (c + 1) * s.chunk), 0);
+        continue;
+      }
+      const uint64_t epoch = ++epoch_;
+      done_.store(0, std::memory_order_relaxed);
+      claim_.store(epoch << 32, std::memory_order_relaxed);
+      cur_.store((epoch << 32) | static_cast<uint32_t>(p), std::memory_order_seq_cst);
+      wake_sleepers();
+      work(p, epoch, 0);
+      for (int spins = 0; done_.load(std::memory_order_acquire) < n; ++spins) {
+        if (spins < kSpins) {
+          cpu_relax();
+        } else {
+          std::this_thread::yield();
+        }
+      }
+    }
+    cur_.store((++epoch_ << 32) | kIdle, std::memory_order_seq_cst);
+    // A worker inside this frame may still read ``steps``: wait until it has seen kIdle.
+    while (inside_.load(std::memory_order_seq_cst) != 0) cpu_relax();
+    steps_ = nullptr;
+  }
+
+ private:
+  static constexpr uint32_t kIdle = 0xFFFFFFFFu;
+  static constexpr int kSpins = 1 << 12;       // within a frame: ~0.2 ms of pause, then yield
+  static constexpr int kIdleSpins = 1 << 12;   // after a frame: ~0.2 ms, then sleep
+
+  static uint32_t phase_of(uint64_t c) { return static_cast<uint32_t>(c); }
+
+  // Claims and runs chunks of step ``p`` while it is the open step (``epoch``).
+  void work(size_t p, uint64_t epoch, int tid) {
+    const Step& s = (*steps_)[p];
+    const uint64_t n = static_cast<uint64_t>(s.n_chunks());
+    uint64_t w = claim_.load(std::memory_order_acquire);
+    for (;;) {
+      if ((w >> 32) != epoch || (w & 0xFFFFFFFFu) >= n) return;
+      if (!claim_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel)) continue;
+      const int64_t c = static_cast<int64_t>(w & 0xFFFFFFFFu);
+      s.fn(c * s.chunk, std::min(s.n_items, (c + 1) * s.chunk), tid);
+      done_.fetch_add(1, std::memory_order_release);
+      w = claim_.load(std::memory_order_acquire);
+    }
+  }
+
+  void wake_sleepers() {
+    if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
+    { std::lock_guard<std::mutex> lk(sleep_m_); }
+    sleep_cv_.notify_all();
+  }
+
+  // Waits until ``cur_`` differs from ``seen`` and is a step (not idle); false on stop.
+  bool wait_for_step(uint64_t& c, uint64_t seen, int spin_limit) {
+    for (int spins = 0;; ++spins) {
+      c = cur_.load(std::memory_order_acquire);
+      if (stop_.load(std::memory_order_relaxed)) return false;
+      if (c != seen && phase_of(c) != kIdle) return true;
+      if (spins < spin_limit) {
+        cpu_relax();
+        continue;
+      }
+      std::unique_lock<std::mutex> lk(sleep_m_);
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      sleep_cv_.wait(lk, [&] {
+        c = cur_.load(std::memory_order_seq_cst);
+        return stop_.load() || (c != seen && phase_of(c) != kIdle);
+      });
+      sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+      return !stop_.load();
+    }
+  }
+
+  void worker_loop(int tid) {
+    uint64_t seen = cur_.load();
+    for (;;) {
+      uint64_t c = 0;
+      if (!wait_for_step(c, seen, kIdleSpins)) return;
+      inside_.fetch_add(1, std::memory_order_seq_cst);
+      c = cur_.load(std::memory_order_seq_cst);
+      while (phase_of(c) != kIdle) {
+        work(phase_of(c), c >> 32, tid);
+        seen = c;
+        // next step of the same frame: the caller opens it within µs (or ends the frame)
+        for (int spins = 0; (c = cur_.load(std::memory_order_acquire)) == seen; ++spins) {
+          if (spins < kSpins) {
+            cpu_relax();
+          } else {
+            std::this_thread::yield();
+          }
+        }
+      }
+      seen = c;
+      inside_.fetch_sub(1, std::memory_order_seq_cst);
+    }
+  }
+
+  const int threads_;
+  std::vector<std::thread> workers_;
+  std::mutex run_m_, sleep_m_;
+  std::condition_variable sleep_cv_;
+  const std::vector<Step>* steps_ = nullptr;
+  uint64_t epoch_ = 0;  // written by the caller only
+  std::atomic<uint64_t> cur_{static_cast<uint64_t>(kIdle)};
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int64_t> done_{0};
+  std::atomic<int> inside_{0}, sleepers_{0};
+  std::atomic<bool> stop_{false};
+};
+
+// One pool per thread count, created on first use and kept for the process (its workers sleep
+// when idle). A forked child has none of the parent's threads: it starts with fresh pools.
+std::mutex* g_pools_m = new std::mutex;
+std::map<int, Pool*>* g_pools = new std::map<int, Pool*>;
+void reset_pools_in_child() {
+  g_pools_m = new std::mutex;           // the parent's may have been held by another thread
+  g_pools = new std::map<int, Pool*>;   // the parent's pools are leaked: no threads behind them
+}
+
+Pool& pool_for(int64_t threads) {
+  static const int registered = pthread_atfork(nullptr, nullptr, reset_pools_in_child);
+  (void)registered;
+  const int t = static_cast<int>(std::max<int64_t>(1, threads));
+  std::lock_guard<std::mutex> lk(*g_pools_m);
+  Pool*& p = (*g_pools)[t];
+  if (p == nullptr) p = new Pool(t);
+  return *p;
+}
+
+// ---- one block ------------------------------------------------------------------------------------
+// Everything ``run_block`` needs, checked once when the plan is made (a TORCH_CHECK must not
+// throw inside the parallel region). The tensors are held so the raw pointers stay valid.
+struct BlockPlan {
+  std::vector<at::Tensor> keep;
+  int64_t batch, h, w, stride, ho, wo, n_in, n_out, c_in, c_e, c_out;
+  bool has_expand, residual, residual_relu;
+  int64_t gate;
+  double dense_above;
+  float mask_bias, threshold;
+  const float *xp, *mw, *fixed, *we, *be, *wd, *bd, *wp, *bp;
+  float *op, *hard, *dil, *lg, *sp, *g_base, *e_base, *d_base, *pp;
+  int32_t *rank, *act, *dil_rows, *dil_ptr, *act_ptr;
+  int64_t cap_e, cap_a, strip_rows, strips_per_img, n_strips, threads;
+
+  // Written by the caller in the index step, read by every thread in the later steps.
+  int64_t n_hard = 0, n_dil_true = 0, n_act = 0;
+  bool compute_all = false;
+
+  BlockPlan(const at::Tensor& x, const at::Tensor& out, int64_t batch_, int64_t h_, int64_t w_,
+            int64_t stride_, const at::Tensor& w_expand, const at::Tensor& b_expand,
+            const at::Tensor& w_dw, const at::Tensor& b_dw, const at::Tensor& w_project,
+            const at::Tensor& b_project, bool residual_, bool residual_relu_, int64_t gate_,
+            double dense_above_, const at::Tensor& mask_weight, double mask_bias_,
+            double threshold_, const at::Tensor& fixed_hard, const at::Tensor& hard_t,
+            const at::Tensor& dilated, const at::Tensor& logits, const at::Tensor& soft,
+            const at::Tensor& rank_t, const at::Tensor& act_rows, const at::Tensor& dil_rows_t,
+            const at::Tensor& row_ptr, const at::Tensor& g_buf, const at::Tensor& e_buf,
+            const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows_)
+      : batch(batch_), h(h_), w(w_), stride(stride_), residual(residual_),
+        residual_relu(residual_relu_), gate(gate_), dense_above(dense_above_),
+        mask_bias(static_cast<float>(mask_bias_)), threshold(static_cast<float>(threshold_)),
+        strip_rows(strip_rows_) {
+    check_buffer(x, "x");
+    check_buffer(out, "out");
+    TORCH_CHECK(stride == 1 || stride == 2, "stride must be 1 or 2");
+    TORCH_CHECK(gate >= 0 && gate <= 2, "gate must be 0 (none), 1 (learned) or 2 (fixed)");
+    ho = (h - 1) / stride + 1;
+    wo = (w - 1) / stride + 1;
+    n_in = batch * h * w;
+    n_out = batch * ho * wo;
+    c_in = x.size(1);
+    has_expand = w_expand.defined() && w_expand.numel() > 0;
+    c_e = w_dw.size(1);
+    c_out = w_project.size(1);
+    TORCH_CHECK(x.size(0) == n_in + 1, "x must have B*H*W + 1 rows");
+    TORCH_CHECK(out.size(0) == n_out + 1 && out.size(1) == c_out, "out has the wrong shape");
+    TORCH_CHECK(!residual || out.data_ptr() == x.data_ptr(), "residual blocks update x in place");
+    TORCH_CHECK(has_expand || c_e == c_in, "without expand, C_e must equal C_in");
+    TORCH_CHECK(g_buf.is_contiguous() && e_buf.is_contiguous() && d_buf.is_contiguous() &&
+                    p_buf.is_contiguous() && w_project.is_contiguous() && w_dw.is_contiguous() &&
+                    b_dw.is_contiguous() && b_project.is_contiguous(),
+                "scratch buffers and weights must be contiguous");
+    TORCH_CHECK(!has_expand || (w_expand.is_contiguous() && b_expand.is_contiguous()),
+                "expand weights must be contiguous");
+    TORCH_CHECK(hard_t.numel() == n_out && logits.numel() == n_out && soft.numel() == n_out &&
+                    dilated.numel() == n_in && rank_t.numel() == n_in &&
+                    act_rows.numel() == n_out && dil_rows_t.numel() == n_in &&
+                    row_ptr.numel() == batch * h + 1 + batch * ho + 1,
+                "mask / index buffers have the wrong size");
+    TORCH_CHECK(gate != 2 || fixed_hard.numel() == n_out, "fixed mask has the wrong size");
+    TORCH_CHECK(gate != 1 || mask_weight.numel() == c_in, "mask weight must have C_in entries");
+    threads = g_buf.size(0);
+    TORCH_CHECK(threads >= 1 && e_buf.size(0) == threads && d_buf.size(0) == threads,
+                "scratch buffers need one slice per thread");
+    cap_e = g_buf.size(1);
+    cap_a = d_buf.size(1);
+    TORCH_CHECK(strip_rows >= 1, "strip_rows must be >= 1");
+    TORCH_CHECK(std::min<int64_t>(h, stride * strip_rows + 2) * w <= cap_e &&
+                    strip_rows * wo <= cap_a && e_buf.size(2) == c_e && d_buf.size(2) == c_e &&
+                    g_buf.size(2) == c_in && p_buf.size(0) >= n_out && p_buf.size(1) == c_out,
+                "scratch buffers too small for strip_rows");
+    strips_per_img = (ho + strip_rows - 1) / strip_rows;
+    n_strips = batch * strips_per_img;
+    keep = {x, out, w_expand, b_expand, w_dw, b_dw, w_project, b_project, mask_weight,
+            fixed_hard, hard_t, dilated, logits, soft, rank_t, act_rows, dil_rows_t, row_ptr,
+            g_buf, e_buf, d_buf, p_buf};
+    xp = x.data_ptr<float>();
+    op = out.data_ptr<float>();
+    mw = gate == 1 ? mask_weight.data_ptr<float>() : nullptr;
+    fixed = gate == 2 ? fixed_hard.data_ptr<float>() : nullptr;
+    we = has_expand ? w_expand.data_ptr<float>() : nullptr;
+    be = has_expand ? b_expand.data_ptr<float>() : nullptr;
+    wd = w_dw.data_ptr<float>();
+    bd = b_dw.data_ptr<float>();
+    wp = w_project.data_ptr<float>();
+    bp = b_project.data_ptr<float>();
+    hard = hard_t.data_ptr<float>();
+    dil = dilated.data_ptr<float>();
+    lg = logits.data_ptr<float>();
+    sp = soft.data_ptr<float>();
+    rank = rank_t.data_ptr<int32_t>();
+    act = act_rows.data_ptr<int32_t>();
+    dil_rows = dil_rows_t.data_ptr<int32_t>();
+    dil_ptr = row_ptr.data_ptr<int32_t>();
+    act_ptr = dil_ptr + batch * h + 1;
+    g_base = g_buf.data_ptr<float>();
+    e_base = e_buf.data_ptr<float>();
+    d_base = d_buf.data_ptr<float>();
+    pp = p_buf.data_ptr<float>();
+  }
+
+  // The block as four steps of a frame; ``tid`` < ``threads`` picks the scratch slice.
+  void append_steps(std::vector<Step>& steps) {
+    steps.push_back({n_out, 1024, false, [this](int64_t b, int64_t e, int) { mask_chunk(b, e); }});
+    steps.push_back({1, 1, true, [this](int64_t, int64_t, int) { index_phase(); }});
+    steps.push_back({n_strips, 1, false, [this](int64_t b, int64_t, int tid) { strip(b, tid); }});
+    steps.push_back({n_out, 256, false, [this](int64_t b, int64_t e, int) { scatter_chunk(b, e); }});
+  }
+
+  std::vector<int64_t> counts() const { return {n_hard, n_dil_true, compute_all ? 1 : 0}; }
+
+ private:
+  // ---- 1. mask: none (ungated), learned (1x1 conv logit >= threshold) or fixed -----------------
+  void mask_chunk(int64_t o0, int64_t o1) {
+    {
+      for (int64_t o = o0; o < o1; ++o) {
+        if (gate == 0) {
+          hard[o] = 1.0f;
+        } else if (gate == 2) {
+          hard[o] = fixed[o] > 0.0f ? 1.0f : 0.0f;
+          lg[o] = hard[o] * 2.0f - 1.0f;
+          sp[o] = hard[o];
+        } else {
+          const int64_t b = o / (ho * wo), r = o % (ho * wo);
+          const int64_t iy = (r / wo) * stride, ix = (r % wo) * stride;
+          const float* row = xp + ((b * h + iy) * w + ix) * c_in;
+          float acc = 0.0f;
+          for (int64_t c = 0; c < c_in; ++c) acc += row[c] * mw[c];
+          acc += mask_bias;
+          lg[o] = acc;
+          sp[o] = 1.0f / (1.0f + std::exp(-acc));
+          hard[o] = acc >= threshold ? 1.0f : 0.0f;
+        }
+      }
+    }
+  }
+
+  // ---- 2. receptive mask, active list, dilated list + rank map (thread 0) -----------------------
+  // Per-stage policy: above ``dense_above`` (fraction of active outputs) every row is computed
+  // and the mask is applied at the scatter (masked dense), because there dense is faster.
+  // The true counts (for diagnostics) are returned either way.
+  void index_phase() {
+    n_hard = 0;
+    for (int64_t o = 0; o < n_out; ++o) n_hard += hard[o] > 0.0f ? 1 : 0;
+    compute_all = static_cast<double>(n_hard) > dense_above * static_cast<double>(n_out);
+    std::fill(dil, dil + n_in, 0.0f);
+    int64_t k_act = 0;
+    for (int64_t o = 0; o < n_out; ++o) {
+      if (compute_all) act[o] = static_cast<int32_t>(o);
+      if (hard[o] <= 0.0f) continue;
+      if (!compute_all) act[k_act++] = static_cast<int32_t>(o);
+      const int64_t b = o / (ho * wo), r = o % (ho * wo);
+      const int64_t cy = (r / wo) * stride, cx = (r % wo) * stride;
+      for (int64_t y = std::max<int64_t>(cy - 1, 0); y <= std::min<int64_t>(cy + 1, h - 1); ++y)
+        for (int64_t xx = std::max<int64_t>(cx - 1, 0); xx <= std::min<int64_t>(cx + 1, w - 1); ++xx)
+          dil[(b * h + y) * w + xx] = 1.0f;
+    }
+    // Row pointers: dil_ptr[r] / act_ptr[r] = list entries before combined row r = b*H + y. Both
+    // lists are in row-major order, so the entries of any band of rows form one contiguous range.
+    n_dil_true = 0;
+    for (int64_t r = 0; r < batch * h; ++r) {
+      dil_ptr[r] = static_cast<int32_t>(compute_all ? r * w : n_dil_true);
+      for (int64_t p = r * w; p < (r + 1) * w; ++p) {
+        if (dil[p] > 0.0f) {
+          if (!compute_all) dil_rows[n_dil_true] = static_cast<int32_t>(p);
+          rank[p] = static_cast<int32_t>(++n_dil_true);
+        } else {
+          rank[p] = 0;
+        }
+      }
+    }
+    dil_ptr[batch * h] = static_cast<int32_t>(compute_all ? n_in : n_dil_true);
+    if (compute_all)
+      for (int64_t p = 0; p < n_in; ++p) rank[p] = static_cast<int32_t>(p + 1);
+    int64_t k = 0;
+    for (int64_t r = 0; r < batch * ho; ++r) {
+      act_ptr[r] = static_cast<int32_t>(k);
+      if (compute_all) {
+        k += wo;
+      } else {
+        for (int64_t o = r * wo; o < (r + 1) * wo; ++o) k += hard[o] > 0.0f ? 1 : 0;
+      }
+    }
+    act_ptr[batch * ho] = static_cast<int32_t>(k);
+    n_act = compute_all ? n_out : n_hard;
+  }
+
+  // ---- 3. bands of output rows: gather -> expand GEMM -> depthwise -> project GEMM -------------
+  // Working on bands of ``strip_rows`` output rows keeps each band's expanded rows in L2 (the
+  // whole-image expand output of a 128x128 block is several MB); every thread uses its own
+  // scratch slice. The rows shared by two bands (the 3x3 halo) are expanded by both. Results go
+  // to p_buf; the scatter waits for every band, because residual blocks update x in place.
+  void strip(int64_t si, int tid) {
+    if (n_act == 0) return;
+    {
+      const int64_t b = si / strips_per_img;
+      const int64_t y0 = (si % strips_per_img) * strip_rows;
+      const int64_t y1 = std::min(y0 + strip_rows, ho);
+      const int64_t a_begin = act_ptr[b * ho + y0], a_end = act_ptr[b * ho + y1];
+      const int64_t n_a = a_end - a_begin;
+      if (n_a == 0) return;
+      const int64_t in_lo = std::max<int64_t>(0, stride * y0 - 1);
+      const int64_t in_hi = std::min<int64_t>(h - 1, stride * (y1 - 1) + 1);
+      const int64_t e_begin = dil_ptr[b * h + in_lo], e_end = dil_ptr[b * h + in_hi + 1];
+      const int64_t n_e = e_end - e_begin;
+      // expand GEMM straight from the feature buffer (row list or contiguous rows), bias + ReLU6
+      const float* ep;
+      if (has_expand) {
+        float* em = e_base + tid * cap_e * c_e;
+        gemm(compute_all ? xp + e_begin * c_in : xp, compute_all ? nullptr : dil_rows + e_begin,
+             n_e, c_in, we, c_e, be, true, em);
+        ep = em;
+      } else if (compute_all) {
+        ep = xp + e_begin * c_in;
+      } else {
+        float* gp = g_base + tid * cap_e * c_in;
+        for (int64_t k = 0; k < n_e; ++k)
+          std::copy_n(xp + static_cast<int64_t>(dil_rows[e_begin + k]) * c_in, c_in, gp + k * c_in);
+        ep = gp;
+      }
+      // masked depthwise: taps outside the image or the dilated set read zero. The 9 source rows
+      // of an output are looked up once, then every channel vector accumulates its 9 taps in a
+      // register (one store per vector, instead of a load/store per tap).
+      float* dp = d_base + tid * cap_a * c_e;
+      for (int64_t k = 0; k < n_a; ++k) {
+        const int64_t o = act[a_begin + k];
+        const int64_t r = o % (ho * wo);
+        const int64_t cy = (r / wo) * stride, cx = (r % wo) * stride;
+        const float* src[9];
+        int n_taps = 0;
+        int tap_of[9];
+        for (int t = 0; t < 9; ++t) {
+          const int64_t y = cy + t / 3 - 1, xx = cx + t % 3 - 1;
+          if (y < 0 || y >= h || xx < 0 || xx >= w) continue;
+          const int32_t rk = rank[(b * h + y) * w + xx];
+          if (rk == 0) continue;
+          src[n_taps] = ep + (static_cast<int64_t>(rk) - 1 - e_begin) * c_e;
+          tap_of[n_taps++] = t;
+        }
+        depthwise_row(src, tap_of, n_taps, wd, bd, c_e, dp + k * c_e);
+      }
+      gemm(dp, nullptr, n_a, c_e, wp, c_out, nullptr, false, pp + a_begin * c_out);
+    }
+  }
+
+  // ---- 4. scatter(-add) with the project bias, zeros, residual ReLU --------------------------------
+  // Chunks of output positions: a non-residual block writes every position (zero where the mask
+  // is off), a residual block adds at the active ones; compute_all on a gated block applies G here.
+  void scatter_chunk(int64_t o0, int64_t o1) {
+    {
+      if (compute_all) {
+        for (int64_t o = o0; o < o1; ++o) store_row(o, o, hard[o]);
+      } else {
+        // first entry of the (sorted) active list at or after o0
+        int64_t k = std::lower_bound(act, act + n_act, static_cast<int32_t>(o0)) - act;
+        for (int64_t o = o0; o < o1; ++o) {
+          if (k < n_act && act[k] == o) {
+            store_row(o, k++, 1.0f);
+          } else if (!residual) {
+            std::fill(op + o * c_out, op + (o + 1) * c_out, 0.0f);
+          }
+        }
+      }
+      if (residual && residual_relu) {
+        float* xo = op + o0 * c_out;
+        const int64_t n = (o1 - o0) * c_out;
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) xo[i] = std::max(xo[i], 0.0f);
+      }
+    }
+  }
+
+  inline void store_row(int64_t o, int64_t k, float g) {
+    float* dst = op + o * c_out;
+    const float* src = pp + k * c_out;
+    if (residual) {
+#pragma omp simd
+      for (int64_t c = 0; c < c_out; ++c) dst[c] += g * (src[c] + bp[c]);
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < c_out; ++c) dst[c] = g * (src[c] + bp[c]);
+    }
+  }
+};
+
+// ---- stem -------------------------------------------------------------------------------------------
+// Dense 3x3 conv (padding 1, stride s, BN folded) + ReLU6 from the NCHW image straight into the
+// flat channels-last feature buffer the first block reads (no separate layout copy).
+// x: (B, C_in, H, W) contiguous; w: (C_in*9, C_out) rows ordered (c, ky, kx); out: (B*Ho*Wo + 1,
+// C_out), last row left as is (the zero row). Per output row: im2col (W_o x 27) into the thread's
+// patch buffer + the GEMM micro-kernel with the bias + ReLU6 epilogue.
+struct StemPlan {
+  at::Tensor w, bias, out, x;
+  int64_t stride = 1, threads = 1, c_out = 0;
+  std::vector<std::vector<float>> patches;  // one im2col row buffer per thread, reused
+  int64_t batch = 0, c_in = 0, h = 0, wd = 0, ho = 0, wo = 0;  // of the current frame
+
+  StemPlan(const at::Tensor& w_, const at::Tensor& bias_, const at::Tensor& out_, int64_t stride_,
+           int64_t threads_)
+      : w(w_), bias(bias_), out(out_), stride(stride_), threads(std::max<int64_t>(1, threads_)) {
+    check_buffer(w, "w");
+    check_buffer(bias, "bias");
+    check_buffer(out, "out");
+    TORCH_CHECK(stride == 1 || stride == 2, "stem stride must be 1 or 2");
+    c_out = w.size(1);
+    TORCH_CHECK(bias.numel() == c_out, "stem bias must have C_out entries");
+    TORCH_CHECK(out.size(1) == c_out, "stem out has the wrong width");
+    patches.resize(static_cast<size_t>(threads));
+  }
+
+  // Before the frame (caller only): checks the image and sizes the patch buffers.
+  void prepare(const at::Tensor& x_) {
+    check_buffer(x_, "x");
+    TORCH_CHECK(x_.dim() == 4, "x must be (B, C, H, W)");
+    x = x_;
+    batch = x.size(0);
+    c_in = x.size(1);
+    h = x.size(2);
+    wd = x.size(3);
+    ho = (h - 1) / stride + 1;
+    wo = (wd - 1) / stride + 1;
+    TORCH_CHECK(w.size(0) == c_in * 9, "stem weight must be (C_in*9, C_out)");
+    TORCH_CHECK(out.size(0) == batch * ho * wo + 1, "stem out has the wrong shape");
+    for (auto& p : patches) p.resize(static_cast<size_t>(wo * c_in * 9));
+  }
+
+  Step step() {
+    return {batch * ho, 1, false, [this](int64_t row, int64_t, int tid) { run_row(row, tid); }};
+  }
+
+  void run_row(int64_t row, int tid) {
+    const float* xp = x.data_ptr<float>();
+    const float* wp = w.data_ptr<float>();
+    const float* bp = bias.data_ptr<float>();
+    float* op = out.data_ptr<float>();
+    const int64_t k_taps = c_in * 9;
+    float* patch = patches[static_cast<size_t>(tid)].data();
+    const int64_t b = row / ho, oy = row % ho;
+    const float* img = xp + b * c_in * h * wd;
+    for (int64_t ox = 0; ox < wo; ++ox) {
+      float* pr = patch + ox * k_taps;
+      for (int64_t c = 0; c < c_in; ++c)
+        for (int64_t ky = 0; ky < 3; ++ky) {
+          const int64_t iy = oy * stride + ky - 1;
+          for (int64_t kx = 0; kx < 3; ++kx) {
+            const int64_t ix = ox * stride + kx - 1;
+            pr[(c * 3 + ky) * 3 + kx] =
+                (iy < 0 || iy >= h || ix < 0 || ix >= wd) ? 0.0f : img[(c * h + iy) * wd + ix];
+          }
+        }
+    }
+    gemm(patch, nullptr, wo, k_taps, wp, c_out, bp, true, op + row * wo * c_out);
+  }
+};
+
 }  // namespace
 
 // Returns (n_active, n_dilated, computed_all): the mask's counts (not the executed rows when
-// every row was computed) and whether the block ran densely. See the Python wrapper (cpu_kernel.py) for argument meanings.
+// every row was computed) and whether the block ran densely. See the Python wrapper
+// (cpu_kernel.py) for argument meanings.
 std::vector<int64_t> run_block(
     const at::Tensor& x, const at::Tensor& out, int64_t batch, int64_t h, int64_t w, int64_t stride,
     const at::Tensor& w_expand, const at::Tensor& b_expand, const at::Tensor& w_dw,
@@ -200,282 +744,31 @@ std::vector<int64_t> run_block(
     const at::Tensor& dilated, const at::Tensor& logits, const at::Tensor& soft, const at::Tensor& rank,
     const at::Tensor& act_rows, const at::Tensor& dil_rows, const at::Tensor& row_ptr, const at::Tensor& g_buf,
     const at::Tensor& e_buf, const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows) {
-  check_buffer(x, "x");
-  check_buffer(out, "out");
-  TORCH_CHECK(stride == 1 || stride == 2, "stride must be 1 or 2");
-  const int64_t ho = (h - 1) / stride + 1, wo = (w - 1) / stride + 1;
-  const int64_t n_in = batch * h * w, n_out = batch * ho * wo;
-  const int64_t c_in = x.size(1);
-  const bool has_expand = w_expand.defined() && w_expand.numel() > 0;
-  const int64_t c_e = w_dw.size(1);
-  const int64_t c_out = w_project.size(1);
-  TORCH_CHECK(x.size(0) == n_in + 1, "x must have B*H*W + 1 rows");
-  TORCH_CHECK(out.size(0) == n_out + 1 && out.size(1) == c_out, "out has the wrong shape");
-  TORCH_CHECK(!residual || out.data_ptr() == x.data_ptr(), "residual blocks update x in place");
-  TORCH_CHECK(has_expand || c_e == c_in, "without expand, C_e must equal C_in");
-
-  const float* xp = x.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  float* hard_p = hard.data_ptr<float>();
-  float* dil_p = dilated.data_ptr<float>();
-  int32_t* rank_p = rank.data_ptr<int32_t>();
-  int32_t* act_p = act_rows.data_ptr<int32_t>();
-  int32_t* dil_rows_p = dil_rows.data_ptr<int32_t>();
-
-  // Every parallel region of the kernel uses the same team size (the scratch's thread count):
-  // alternating team sizes with torch's own pool makes libgomp rebuild its team (ms per call).
-  const int64_t threads = g_buf.size(0);
-  // ---- 1. mask: none (ungated), learned (1x1 conv logit >= threshold) or fixed -------------------
-  TORCH_CHECK(gate >= 0 && gate <= 2, "gate must be 0 (none), 1 (learned) or 2 (fixed)");
-  if (gate == 0) {
-    std::fill(hard_p, hard_p + n_out, 1.0f);
-  } else if (gate == 2) {
-    TORCH_CHECK(fixed_hard.numel() == n_out, "fixed mask has the wrong size");
-    const float* f = fixed_hard.data_ptr<float>();
-    float* lg = logits.data_ptr<float>();
-    float* sp = soft.data_ptr<float>();
-    for (int64_t i = 0; i < n_out; ++i) {
-      hard_p[i] = f[i] > 0.0f ? 1.0f : 0.0f;
-      lg[i] = hard_p[i] * 2.0f - 1.0f;
-      sp[i] = hard_p[i];
-    }
-  } else {
-    const float* mw = mask_weight.data_ptr<float>();
-    float* lg = logits.data_ptr<float>();
-    float* sp = soft.data_ptr<float>();
-    const float mb = static_cast<float>(mask_bias), thr = static_cast<float>(threshold);
-#pragma omp parallel for schedule(static) num_threads(static_cast<int>(threads))
-    for (int64_t o = 0; o < n_out; ++o) {
-      {
-        const int64_t b = o / (ho * wo), r = o % (ho * wo);
-        const int64_t iy = (r / wo) * stride, ix = (r % wo) * stride;
-        const float* row = xp + ((b * h + iy) * w + ix) * c_in;
-        float acc = 0.0f;
-        for (int64_t c = 0; c < c_in; ++c) acc += row[c] * mw[c];
-        acc += mb;
-        lg[o] = acc;
-        sp[o] = 1.0f / (1.0f + std::exp(-acc));
-        hard_p[o] = acc >= thr ? 1.0f : 0.0f;
-      }
-    }
-  }
-
-  // ---- 2. receptive mask, active list, dilated list + rank map ------------------------------------
-  // Per-stage policy: above ``dense_above`` (fraction of active outputs) every row is computed
-  // and the mask is applied at the scatter (masked dense), because there dense is faster.
-  // The true counts (for diagnostics) are returned either way.
-  int64_t n_hard = 0;
-  for (int64_t o = 0; o < n_out; ++o) n_hard += hard_p[o] > 0.0f ? 1 : 0;
-  const bool compute_all = static_cast<double>(n_hard) > dense_above * static_cast<double>(n_out);
-  std::fill(dil_p, dil_p + n_in, 0.0f);
-  int64_t k_act = 0;
-  for (int64_t o = 0; o < n_out; ++o) {
-    if (compute_all) act_p[o] = static_cast<int32_t>(o);
-    if (hard_p[o] <= 0.0f) continue;
-    if (!compute_all) act_p[k_act++] = static_cast<int32_t>(o);
-    const int64_t b = o / (ho * wo), r = o % (ho * wo);
-    const int64_t cy = (r / wo) * stride, cx = (r % wo) * stride;
-    for (int64_t y = std::max<int64_t>(cy - 1, 0); y <= std::min<int64_t>(cy + 1, h - 1); ++y)
-      for (int64_t xx = std::max<int64_t>(cx - 1, 0); xx <= std::min<int64_t>(cx + 1, w - 1); ++xx)
-        dil_p[(b * h + y) * w + xx] = 1.0f;
-  }
-  // Row pointers: dil_ptr[r] / act_ptr[r] = list entries before combined row r = b*H + y. Both
-  // lists are in row-major order, so the entries of any band of rows form one contiguous range.
-  int32_t* dil_ptr = row_ptr.data_ptr<int32_t>();
-  int32_t* act_ptr = dil_ptr + batch * h + 1;
-  int64_t n_dil_true = 0;
-  for (int64_t r = 0; r < batch * h; ++r) {
-    dil_ptr[r] = static_cast<int32_t>(compute_all ? r * w : n_dil_true);
-    for (int64_t p = r * w; p < (r + 1) * w; ++p) {
-      if (dil_p[p] > 0.0f) {
-        if (!compute_all) dil_rows_p[n_dil_true] = static_cast<int32_t>(p);
-        rank_p[p] = static_cast<int32_t>(++n_dil_true);
-      } else {
-        rank_p[p] = 0;
-      }
-    }
-  }
-  dil_ptr[batch * h] = static_cast<int32_t>(compute_all ? n_in : n_dil_true);
-  if (compute_all)
-    for (int64_t p = 0; p < n_in; ++p) rank_p[p] = static_cast<int32_t>(p + 1);
-  {
-    int64_t k = 0;
-    for (int64_t r = 0; r < batch * ho; ++r) {
-      act_ptr[r] = static_cast<int32_t>(k);
-      if (compute_all) {
-        k += wo;
-      } else {
-        for (int64_t o = r * wo; o < (r + 1) * wo; ++o) k += hard_p[o] > 0.0f ? 1 : 0;
-      }
-    }
-    act_ptr[batch * ho] = static_cast<int32_t>(k);
-  }
-  const int64_t n_act = compute_all ? n_out : n_hard;
-  if (!residual && !compute_all) std::fill(op, op + out.numel(), 0.0f);  // no ATen pool
-  if (n_act == 0) {
-    if (residual && residual_relu)
-      for (int64_t i = 0; i < n_in * c_out; ++i) op[i] = std::max(op[i], 0.0f);
-    return {n_hard, n_dil_true, compute_all ? 1 : 0};
-  }
-  // ---- 3-5. strips of output rows: gather -> expand GEMM -> depthwise -> project GEMM ----------
-  // Working on bands of ``strip_rows`` output rows keeps each band's expanded rows in L2 (the
-  // whole-image expand output of a 128x128 block is several MB) and gives one parallel region
-  // per block; inside it MKL runs single-threaded on per-thread scratch. The rows shared by
-  // two bands (the 3x3 halo) are expanded by both. Results go to p_buf; the scatter happens
-  // after every band has read its input, because residual blocks update x in place.
-  const int64_t cap_e = g_buf.size(1), cap_a = d_buf.size(1);
-  TORCH_CHECK(strip_rows >= 1, "strip_rows must be >= 1");
-  TORCH_CHECK(std::min<int64_t>(h, stride * strip_rows + 2) * w <= cap_e &&
-                  strip_rows * wo <= cap_a,
-              "scratch buffers too small for strip_rows");
-  const int64_t strips_per_img = (ho + strip_rows - 1) / strip_rows;
-  const int64_t n_strips = batch * strips_per_img;
-  const float* we = has_expand ? w_expand.data_ptr<float>() : nullptr;
-  const float* be = has_expand ? b_expand.data_ptr<float>() : nullptr;
-  const float* wd = w_dw.data_ptr<float>();
-  const float* bd = b_dw.data_ptr<float>();
-  const float* bp = b_project.data_ptr<float>();
-  const float* wp = w_project.data_ptr<float>();
-  float* pp = p_buf.data_ptr<float>();
-  float* g_base = g_buf.data_ptr<float>();
-  float* e_base = e_buf.data_ptr<float>();
-  float* d_base = d_buf.data_ptr<float>();
-  TORCH_CHECK(g_buf.is_contiguous() && e_buf.is_contiguous() && d_buf.is_contiguous() &&
-                  p_buf.is_contiguous() && w_project.is_contiguous() && w_dw.is_contiguous(),
-              "scratch buffers and weights must be contiguous");
-  TORCH_CHECK(!has_expand || w_expand.is_contiguous(), "w_expand must be contiguous");
-#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(threads))
-  for (int64_t si = 0; si < n_strips; ++si) {
-    const int tid = omp_get_thread_num();
-    const int64_t b = si / strips_per_img;
-    const int64_t y0 = (si % strips_per_img) * strip_rows;
-    const int64_t y1 = std::min(y0 + strip_rows, ho);
-    const int64_t a_begin = act_ptr[b * ho + y0], a_end = act_ptr[b * ho + y1];
-    const int64_t n_a = a_end - a_begin;
-    if (n_a == 0) continue;
-    const int64_t in_lo = std::max<int64_t>(0, stride * y0 - 1);
-    const int64_t in_hi = std::min<int64_t>(h - 1, stride * (y1 - 1) + 1);
-    const int64_t e_begin = dil_ptr[b * h + in_lo], e_end = dil_ptr[b * h + in_hi + 1];
-    const int64_t n_e = e_end - e_begin;
-    // expand GEMM straight from the feature buffer (row list or contiguous rows), bias + ReLU6
-    const float* ep;
-    if (has_expand) {
-      float* em = e_base + tid * cap_e * c_e;
-      gemm(compute_all ? xp + e_begin * c_in : xp, compute_all ? nullptr : dil_rows_p + e_begin,
-           n_e, c_in, we, c_e, be, true, em);
-      ep = em;
-    } else if (compute_all) {
-      ep = xp + e_begin * c_in;
-    } else {
-      float* gp = g_base + tid * cap_e * c_in;
-      for (int64_t k = 0; k < n_e; ++k)
-        std::copy_n(xp + static_cast<int64_t>(dil_rows_p[e_begin + k]) * c_in, c_in, gp + k * c_in);
-      ep = gp;
-    }
-    // masked depthwise: taps outside the image or the dilated set read zero. The 9 source rows
-    // of an output are looked up once, then every channel vector accumulates its 9 taps in a
-    // register (one store per vector, instead of a load/store per tap).
-    float* dp = d_base + tid * cap_a * c_e;
-    for (int64_t k = 0; k < n_a; ++k) {
-      const int64_t o = act_p[a_begin + k];
-      const int64_t r = o % (ho * wo);
-      const int64_t cy = (r / wo) * stride, cx = (r % wo) * stride;
-      const float* src[9];
-      int n_taps = 0;
-      int tap_of[9];
-      for (int t = 0; t < 9; ++t) {
-        const int64_t y = cy + t / 3 - 1, xx = cx + t % 3 - 1;
-        if (y < 0 || y >= h || xx < 0 || xx >= w) continue;
-        const int32_t rk = rank_p[(b * h + y) * w + xx];
-        if (rk == 0) continue;
-        src[n_taps] = ep + (static_cast<int64_t>(rk) - 1 - e_begin) * c_e;
-        tap_of[n_taps++] = t;
-      }
-      float* acc = dp + k * c_e;
-      depthwise_row(src, tap_of, n_taps, wd, bd, c_e, acc);
-    }
-    gemm(dp, nullptr, n_a, c_e, wp, c_out, nullptr, false, pp + a_begin * c_out);
-  }
-
-  // scatter(-add) with the project bias; compute_all on a gated block applies G here
-#pragma omp parallel for schedule(static) num_threads(static_cast<int>(threads))
-  for (int64_t k = 0; k < n_act; ++k) {
-    const int64_t o = act_p[k];
-    float* dst = op + o * c_out;
-    const float* src = pp + k * c_out;
-    const float g = compute_all ? hard_p[o] : 1.0f;
-    if (residual) {
-#pragma omp simd
-      for (int64_t c = 0; c < c_out; ++c) dst[c] += g * (src[c] + bp[c]);
-    } else {
-#pragma omp simd
-      for (int64_t c = 0; c < c_out; ++c) dst[c] = g * (src[c] + bp[c]);
-    }
-  }
-  if (residual && residual_relu) {
-    float* xo = op;
-#pragma omp parallel for schedule(static) num_threads(static_cast<int>(threads))
-    for (int64_t i = 0; i < n_in * c_out; ++i) xo[i] = std::max(xo[i], 0.0f);
-  }
-  return {n_hard, n_dil_true, compute_all ? 1 : 0};
+  BlockPlan plan(x, out, batch, h, w, stride, w_expand, b_expand, w_dw, b_dw, w_project, b_project,
+                 residual, residual_relu, gate, dense_above, mask_weight, mask_bias, threshold,
+                 fixed_hard, hard, dilated, logits, soft, rank, act_rows, dil_rows, row_ptr, g_buf,
+                 e_buf, d_buf, p_buf, strip_rows);
+  std::vector<Step> steps;
+  plan.append_steps(steps);
+  pool_for(plan.threads).run(steps);
+  return plan.counts();
 }
 
-// Stem: dense 3x3 conv (padding 1, stride s, BN folded) + ReLU6 from the NCHW image straight
-// into the flat channels-last feature buffer the first block reads (no separate layout copy).
-// x: (B, C_in, H, W) contiguous; w: (C_in*9, C_out) rows ordered (c, ky, kx); out: (B*Ho*Wo + 1,
-// C_out), last row left as is (the zero row). Per output row: im2col (W_o x 27) + the GEMM
-// micro-kernel with the bias + ReLU6 epilogue.
 void stem_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, const at::Tensor& out,
                int64_t stride, int64_t threads) {
-  check_buffer(x, "x");
-  check_buffer(w, "w");
-  check_buffer(bias, "bias");
-  check_buffer(out, "out");
-  TORCH_CHECK(x.dim() == 4, "x must be (B, C, H, W)");
-  const int64_t batch = x.size(0), c_in = x.size(1), h = x.size(2), wd = x.size(3);
-  const int64_t ho = (h - 1) / stride + 1, wo = (wd - 1) / stride + 1;
-  const int64_t c_out = w.size(1);
-  TORCH_CHECK(w.size(0) == c_in * 9, "stem weight must be (C_in*9, C_out)");
-  TORCH_CHECK(bias.numel() == c_out, "stem bias must have C_out entries");
-  TORCH_CHECK(out.size(0) == batch * ho * wo + 1 && out.size(1) == c_out, "stem out has the wrong shape");
-  const float* xp = x.data_ptr<float>();
-  const float* wp = w.data_ptr<float>();
-  const float* bp = bias.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  const int64_t k_taps = c_in * 9;
-#pragma omp parallel num_threads(static_cast<int>(threads))
-  {
-    std::vector<float> patch(static_cast<size_t>(wo * k_taps));  // one output row's im2col
-#pragma omp for schedule(static)
-    for (int64_t row = 0; row < batch * ho; ++row) {
-      const int64_t b = row / ho, oy = row % ho;
-      const float* img = xp + b * c_in * h * wd;
-      for (int64_t ox = 0; ox < wo; ++ox) {
-        float* pr = patch.data() + ox * k_taps;
-        for (int64_t c = 0; c < c_in; ++c)
-          for (int64_t ky = 0; ky < 3; ++ky) {
-            const int64_t iy = oy * stride + ky - 1;
-            for (int64_t kx = 0; kx < 3; ++kx) {
-              const int64_t ix = ox * stride + kx - 1;
-              pr[(c * 3 + ky) * 3 + kx] =
-                  (iy < 0 || iy >= h || ix < 0 || ix >= wd) ? 0.0f : img[(c * h + iy) * wd + ix];
-            }
-          }
-      }
-      gemm(patch.data(), nullptr, wo, k_taps, wp, c_out, bp, true, op + row * wo * c_out);
-    }
-  }
+  StemPlan stem(w, bias, out, stride, threads);
+  stem.prepare(x);
+  pool_for(stem.threads).run({stem.step()});
 }
 
-// A whole backbone as one call: the stem and every block's run_block arguments are recorded once
-// per (shape, threads, masks, thresholds) by the Python executor and replayed per frame, so a frame
-// costs one Python -> C++ transition instead of one per block (~15 us each, comparable to a
-// whole low-resolution block at density 0.25).
+// A whole backbone as one call: the stem and every block's plan are recorded once per (shape,
+// threads, masks, thresholds) by the Python executor and replayed per frame, so a frame costs
+// one Python -> C++ transition and one pass of the worker pool instead of one per block.
 class BlockSequence {
  public:
   void set_stem(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& out,
                 int64_t stride, int64_t threads) {
-    stem_ = [=](const at::Tensor& x) mutable { stem_conv(x, w, bias, out, stride, threads); };
+    stem_ = std::make_unique<StemPlan>(w, bias, out, stride, threads);
   }
   void add(const at::Tensor& x, const at::Tensor& out, int64_t batch, int64_t h, int64_t w,
            int64_t stride, const at::Tensor& w_expand, const at::Tensor& b_expand,
@@ -487,21 +780,34 @@ class BlockSequence {
            const at::Tensor& act_rows, const at::Tensor& dil_rows, const at::Tensor& row_ptr,
            const at::Tensor& g_buf, const at::Tensor& e_buf, const at::Tensor& d_buf,
            const at::Tensor& p_buf, int64_t strip_rows) {
-    blocks_.push_back([=]() mutable {
-      return run_block(x, out, batch, h, w, stride, w_expand, b_expand, w_dw, b_dw, w_project,
-                       b_project, residual, residual_relu, gate, dense_above, mask_weight,
-                       mask_bias, threshold, fixed_hard, hard, dilated, logits, soft, rank,
-                       act_rows, dil_rows, row_ptr, g_buf, e_buf, d_buf, p_buf, strip_rows);
-    });
+    blocks_.push_back(std::make_unique<BlockPlan>(
+        x, out, batch, h, w, stride, w_expand, b_expand, w_dw, b_dw, w_project, b_project,
+        residual, residual_relu, gate, dense_above, mask_weight, mask_bias, threshold, fixed_hard,
+        hard, dilated, logits, soft, rank, act_rows, dil_rows, row_ptr, g_buf, e_buf, d_buf, p_buf,
+        strip_rows));
+    TORCH_CHECK(blocks_.front()->threads == blocks_.back()->threads,
+                "every block of a sequence needs scratch for the same thread count");
+    block_steps_.clear();
+    for (auto& blk : blocks_) blk->append_steps(block_steps_);
   }
   // Runs stem + blocks; returns (n_active, n_dilated, ran_dense) of every block, flattened.
   std::vector<int64_t> run(const at::Tensor& x) {
-    TORCH_CHECK(static_cast<bool>(stem_), "BlockSequence: set_stem was not called");
-    stem_(x);
+    TORCH_CHECK(stem_ != nullptr, "BlockSequence: set_stem was not called");
+    TORCH_CHECK(blocks_.empty() || blocks_.front()->threads == stem_->threads,
+                "the stem and the blocks need the same thread count");
+    stem_->prepare(x);
+    if (steps_.size() != block_steps_.size() + 1) {
+      steps_.clear();
+      steps_.push_back(stem_->step());
+      steps_.insert(steps_.end(), block_steps_.begin(), block_steps_.end());
+    } else {
+      steps_[0] = stem_->step();  // the image size may differ from the last frame's
+    }
+    pool_for(stem_->threads).run(steps_);
     std::vector<int64_t> counts;
     counts.reserve(3 * blocks_.size());
-    for (auto& blk : blocks_) {
-      const auto c = blk();
+    for (const auto& blk : blocks_) {
+      const auto c = blk->counts();
       counts.insert(counts.end(), c.begin(), c.end());
     }
     return counts;
@@ -509,8 +815,9 @@ class BlockSequence {
   int64_t size() const { return static_cast<int64_t>(blocks_.size()); }
 
  private:
-  std::function<void(const at::Tensor&)> stem_;
-  std::vector<std::function<std::vector<int64_t>()>> blocks_;
+  std::unique_ptr<StemPlan> stem_;
+  std::vector<std::unique_ptr<BlockPlan>> blocks_;
+  std::vector<Step> block_steps_, steps_;
 };
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
