@@ -388,7 +388,7 @@ class SparseBackbone:
                 for b, st in zip(self.backbone.blocks, self.blocks, strict=True)]  # fmt: skip
 
 
-HEADS = ("auto", "ort", "torch")
+HEADS = ("auto", "cpp", "ort", "torch")
 
 
 class SparsePoseNetwork:
@@ -396,9 +396,12 @@ class SparsePoseNetwork:
 
     Args:
         net: the network.
-        head: where the dense neck + head run: ``"ort"`` (ONNX Runtime, fed the executor's
-            channels-last buffers without a copy; :mod:`.ort_head`), ``"torch"`` (eager) or
-            ``"auto"`` (ORT when it is installed, else torch).
+        head: where the dense neck + head run: ``"cpp"`` (the compiled kernel's workers, on
+            the executor's buffers in place; :mod:`.head_plan`), ``"ort"`` (ONNX Runtime, fed
+            the channels-last buffers without a copy; :mod:`.ort_head`), ``"torch"`` (eager) or
+            ``"auto"`` (cpp when the backbone runs the compiled kernel and the head is the
+            factorized one, else ORT when installed, else torch). With ``"cpp"``, ``heatmaps``
+            and ``triplets`` are views valid until the next call.
         head_threads: intra-op threads of the ORT head session. Default 1: the head then runs
             on the calling thread, right after the kernel's OpenMP region. A second thread pool
             (ORT's) next to OpenMP's spinning workers on a 2-core machine produced stalls of
@@ -412,25 +415,44 @@ class SparsePoseNetwork:
     ) -> None:
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        from .head_plan import CppHead, supported
         from .ort_head import OrtHead, ort_available
 
         self.net = net
         self.backbone = SparseBackbone(net.backbone, **kwargs)  # type: ignore[arg-type]
         if head == "ort" and not ort_available():
             raise ValueError("head='ort' needs onnxruntime, which is not installed")
-        self.head = "ort" if head == "ort" or (head == "auto" and ort_available()) else "torch"
+        cpp_ok = self.backbone._cpp is not None and supported(net) is None
+        if head == "cpp" and not cpp_ok:
+            why = supported(net) or "the compiled kernel is not in use"
+            raise ValueError(f"head='cpp' needs kernel='cpp' and a factorized head: {why}")
+        if head == "cpp" or (head == "auto" and cpp_ok):
+            self.head = "cpp"
+        elif head == "ort" or (head == "auto" and ort_available()):
+            self.head = "ort"
+        else:
+            self.head = "torch"
         self._ort = OrtHead(net, threads=head_threads) if self.head == "ort" else None
+        self._cpp_head = (
+            CppHead(net, self.backbone._cpp, threads=self.backbone.threads)
+            if self.head == "cpp"
+            else None
+        )
 
     def refresh(self) -> None:
         """Re-fold weights and re-export the head after the network's weights changed."""
         self.backbone.refresh()
         if self._ort is not None:
             self._ort.refresh()
+        if self._cpp_head is not None:
+            self._cpp_head.refresh()
 
     @torch.no_grad()
     def __call__(self, x: Tensor) -> PoseOutput:
         feats, skips, masks = self.backbone(x)
-        if self._ort is not None and x.device.type == "cpu":
+        if self._cpp_head is not None:
+            heatmaps, triplets, joints = self._cpp_head(feats, *skips)
+        elif self._ort is not None and x.device.type == "cpu":
             heatmaps, triplets, joints = self._ort(
                 *(t.permute(0, 2, 3, 1) for t in (feats, *skips))
             )

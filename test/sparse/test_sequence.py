@@ -153,3 +153,35 @@ def test_worker_pool_works_in_a_forked_child() -> None:
     proc.join(timeout=60)
     assert proc.exitcode == 0, "child hung or crashed"
     assert queue.get(timeout=5) <= TOL
+
+
+@pytest.mark.parametrize(("size", "threads"), [(64, 1), (64, 2), (80, 3), (96, 2)])
+def test_cpp_head_matches_eager(size: int, threads: int) -> None:
+    """Neck + factorized head in the compiled kernel == eager (odd maps at 80: 5x5 -> 10x10
+    -> 20x20; 96: 6 -> 12 -> 24, softmax split into several chunks at larger sizes)."""
+    net = small_net(True, seed=8)
+    for m in net.modules():  # outputs large enough for the tolerance to mean something
+        if isinstance(m, torch.nn.Conv2d):
+            m.weight.data.mul_(3.0)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        ref = net(x)
+    run = SparsePoseNetwork(net, kernel="cpp", head="cpp", threads=threads)
+    assert run.head == "cpp"
+    for _ in range(2):  # second call reuses the recorded plan
+        out = run(x)
+        scale = ref.heatmaps.abs().max().item()
+        assert scale > 1e-2
+        assert (out.heatmaps - ref.heatmaps).abs().max().item() <= TOL * max(1.0, scale)
+        assert (out.triplets - ref.triplets).abs().max().item() <= TOL * max(1.0, scale)
+        assert (out.joints - ref.joints).abs().max().item() <= TOL
+
+
+def test_cpp_head_refuses_what_it_cannot_run() -> None:
+    net = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.5, depth_mode="volumetric"))
+    net.eval()
+    assert SparsePoseNetwork(net, kernel="cpp").head in ("ort", "torch")  # auto falls back
+    with pytest.raises(ValueError, match="factorized"):
+        SparsePoseNetwork(net, kernel="cpp", head="cpp")
+    with pytest.raises(ValueError, match="kernel='cpp'"):
+        SparsePoseNetwork(small_net(True, seed=1), kernel="torch", head="cpp")

@@ -45,9 +45,9 @@ void check_buffer(const at::Tensor& t, const char* name) {
 
 inline float relu6(float v) { return std::min(std::max(v, 0.0f), 6.0f); }
 
-// C (n x N, row stride N) = A (n x K) @ B (K x N) [+ bias] [ReLU6].
-// Row r of A is a + rows[r] * K when ``rows`` is given (rows read in place from the feature
-// buffer, no gather copy), else a + r * K.
+// C (n x N, row stride ldc) = A (n x K) @ B (K x N) [+ bias] [ReLU6].
+// Row r of A is a + rows[r] * lda when ``rows`` is given (rows read in place from the feature
+// buffer, no gather copy), else a + r * lda. lda / ldc <= 0 mean K / N (packed rows).
 #ifdef __AVX512F__
 // Fully unrolled small loops keep the accumulators in registers (GCC otherwise spills them).
 #define UNROLL _Pragma("GCC unroll 16")
@@ -112,7 +112,9 @@ inline void row_tile(const float* const* ar, int64_t k0, int64_t k1, const float
 }
 
 void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float* B, int64_t N,
-          const float* bias, bool act, float* C) {
+          const float* bias, bool act, float* C, int64_t lda = 0, int64_t ldc = 0) {
+  if (lda <= 0) lda = K;
+  if (ldc <= 0) ldc = N;
   constexpr int MR = 6;  // 6 x 4 zmm accumulators: 24 of the 32 vector registers
   constexpr int64_t KC = 128;
   for (int64_t k0 = 0; k0 < K; k0 += KC) {
@@ -124,8 +126,8 @@ void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float
       for (int64_t r0 = 0; r0 < n; r0 += MR) {
         const int mr = static_cast<int>(std::min<int64_t>(MR, n - r0));
         for (int r = 0; r < mr; ++r) {
-          ar[r] = a + (rows ? static_cast<int64_t>(rows[r0 + r]) : r0 + r) * K;
-          crow[r] = (r0 + r) * N;
+          ar[r] = a + (rows ? static_cast<int64_t>(rows[r0 + r]) : r0 + r) * lda;
+          crow[r] = (r0 + r) * ldc;
         }
         switch (mr) {
           case 1: row_tile<1>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
@@ -141,10 +143,12 @@ void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float
 }
 #else
 void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float* B, int64_t N,
-          const float* bias, bool act, float* C) {
+          const float* bias, bool act, float* C, int64_t lda = 0, int64_t ldc = 0) {
+  if (lda <= 0) lda = K;
+  if (ldc <= 0) ldc = N;
   for (int64_t r = 0; r < n; ++r) {
-    const float* ar = a + (rows ? static_cast<int64_t>(rows[r]) : r) * K;
-    float* c = C + r * N;
+    const float* ar = a + (rows ? static_cast<int64_t>(rows[r]) : r) * lda;
+    float* c = C + r * ldc;
     if (bias) {
       std::copy_n(bias, N, c);
     } else {
@@ -729,6 +733,228 @@ struct StemPlan {
   }
 };
 
+// ---- neck + head ------------------------------------------------------------------------------------
+// The dense FPN neck and the factorized HEMlets head (model/heads.py) on the backbone's
+// channels-last buffers, as more steps of the same frame. Why here and not in ONNX Runtime: a
+// second thread pool next to ours either sleeps (ORT without spinning gains nothing from a
+// second thread on these small maps) or spins and slows the backbone; in one program the head
+// shares the workers and pays no graph-entry cost. Folded weights come from the Python side
+// (sparse/head_plan.py), which also checks they are the layers this plan assumes.
+//
+// Per level: y = ReLU6(lateral(skip)) + nearest_up(y_coarser); y = pw(dw(y)) (both ReLU6).
+// At stride 4 one row-local step does pw, then [heatmaps | triplets] = y @ W_ht + b into the
+// same row buffer z = [y | heatmaps | triplets] (the concatenation the depth conv reads), then
+// depth = z @ W_dep + b. The factorized soft-argmax is a per-chunk online softmax (max, sums
+// relative to it) combined at the end, so it is parallel over positions, too.
+inline int64_t nearest_src(int64_t i, int64_t in, int64_t out) {  // = F.interpolate "nearest"
+  if (in == out) return i;
+  if (out == 2 * in) return i >> 1;
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  return std::min(static_cast<int64_t>(std::floor(static_cast<float>(i) * scale)), in - 1);
+}
+
+struct HeadPlan {
+  static constexpr int64_t kRows = 64;       // rows per chunk of the 1x1 / depthwise steps
+  static constexpr int64_t kSoftmax = 512;   // positions per chunk of the soft-argmax
+  std::vector<at::Tensor> keep;
+  int64_t batch, h16, w16, h8, w8, h4, w4, n16, n8, n4, ch, n_joints, n_maps, zw, n_pc;
+  const float *f16, *f8, *f4;
+  const float *w_red, *b_red, *w_l8, *b_l8, *w_l4, *b_l4, *w_d8, *b_d8, *w_p8, *b_p8;
+  const float *w_d4, *b_d4, *w_p4, *b_p4, *w_ht, *b_ht, *w_dep, *b_dep;
+  int64_t c16, c8, c4;
+  float *y16, *y8a, *y8b, *y4a, *y4b, *z, *dep, *part, *joints;
+
+  HeadPlan(const at::Tensor& f16_t, const at::Tensor& f8_t, const at::Tensor& f4_t,
+           const std::vector<int64_t>& dims, const std::vector<at::Tensor>& wts,
+           const std::vector<at::Tensor>& bufs) {
+    TORCH_CHECK(dims.size() == 7, "dims must be (batch, h16, w16, h8, w8, h4, w4)");
+    TORCH_CHECK(wts.size() == 18, "the head needs 9 (weight, bias) pairs");
+    TORCH_CHECK(bufs.size() == 9, "the head needs 9 buffers");
+    batch = dims[0];
+    h16 = dims[1]; w16 = dims[2]; h8 = dims[3]; w8 = dims[4]; h4 = dims[5]; w4 = dims[6];
+    n16 = batch * h16 * w16;
+    n8 = batch * h8 * w8;
+    n4 = batch * h4 * w4;
+    for (const auto* t : {&f16_t, &f8_t, &f4_t}) check_buffer(*t, "head input");
+    for (const auto& t : wts) check_buffer(t, "head weight");
+    for (const auto& t : bufs) check_buffer(t, "head buffer");
+    c16 = f16_t.size(1);
+    c8 = f8_t.size(1);
+    c4 = f4_t.size(1);
+    TORCH_CHECK(f16_t.size(0) >= n16 && f8_t.size(0) >= n8 && f4_t.size(0) >= n4,
+                "head inputs have fewer rows than the feature maps");
+    ch = wts[0].size(1);
+    n_joints = wts[17].numel();
+    n_maps = wts[15].numel();  // heatmaps + triplet maps
+    zw = ch + n_maps;
+    TORCH_CHECK(n_maps > n_joints, "W_ht must cover the heatmaps and the triplets");
+    auto shape_is = [](const at::Tensor& t, int64_t r, int64_t c) {
+      return t.dim() == 2 && t.size(0) == r && t.size(1) == c;
+    };
+    TORCH_CHECK(shape_is(wts[0], c16, ch) && shape_is(wts[2], c8, ch) && shape_is(wts[4], c4, ch) &&
+                    shape_is(wts[6], 9, ch) && shape_is(wts[8], ch, ch) &&
+                    shape_is(wts[10], 9, ch) && shape_is(wts[12], ch, ch) &&
+                    shape_is(wts[14], ch, n_maps) && shape_is(wts[16], zw, n_joints),
+                "head weight shapes do not fit together");
+    for (int i = 0; i < 9; ++i)
+      TORCH_CHECK(wts[2 * i + 1].numel() == wts[2 * i].size(1), "head bias size mismatch");
+    n_pc = (h4 * w4 + kSoftmax - 1) / kSoftmax;
+    TORCH_CHECK(shape_is(bufs[0], n16, ch) && shape_is(bufs[1], n8, ch) &&
+                    shape_is(bufs[2], n8, ch) && shape_is(bufs[3], n4, ch) &&
+                    shape_is(bufs[4], n4, ch) && shape_is(bufs[5], n4, zw) &&
+                    shape_is(bufs[6], n4, n_joints) &&
+                    bufs[7].numel() == batch * n_pc * n_joints * 5 &&
+                    bufs[8].numel() == batch * n_joints * 3,
+                "head buffers have the wrong shapes");
+    keep = wts;
+    keep.insert(keep.end(), bufs.begin(), bufs.end());
+    keep.insert(keep.end(), {f16_t, f8_t, f4_t});
+    f16 = f16_t.data_ptr<float>();
+    f8 = f8_t.data_ptr<float>();
+    f4 = f4_t.data_ptr<float>();
+    const float** wp[18] = {&w_red, &b_red, &w_l8, &b_l8, &w_l4, &b_l4, &w_d8, &b_d8, &w_p8,
+                            &b_p8, &w_d4, &b_d4, &w_p4, &b_p4, &w_ht, &b_ht, &w_dep, &b_dep};
+    for (int i = 0; i < 18; ++i) *wp[i] = wts[static_cast<size_t>(i)].data_ptr<float>();
+    float** bp[9] = {&y16, &y8a, &y8b, &y4a, &y4b, &z, &dep, &part, &joints};
+    for (int i = 0; i < 9; ++i) *bp[i] = bufs[static_cast<size_t>(i)].data_ptr<float>();
+  }
+
+  void append_steps(std::vector<Step>& steps) {
+    steps.push_back({n16, kRows, false, [this](int64_t r0, int64_t r1, int) {
+                       gemm(f16 + r0 * c16, nullptr, r1 - r0, c16, w_red, ch, b_red, true,
+                            y16 + r0 * ch);
+                     }});
+    steps.push_back({n8, kRows, false, [this](int64_t r0, int64_t r1, int) {
+                       lateral(f8, c8, w_l8, b_l8, y16, h16, w16, h8, w8, y8a, r0, r1);
+                     }});
+    steps.push_back({n8, kRows, false, [this](int64_t r0, int64_t r1, int) {
+                       depthwise(y8a, h8, w8, w_d8, b_d8, y8b, r0, r1);
+                     }});
+    steps.push_back({n8, kRows, false, [this](int64_t r0, int64_t r1, int) {
+                       gemm(y8b + r0 * ch, nullptr, r1 - r0, ch, w_p8, ch, b_p8, true,
+                            y8a + r0 * ch);
+                     }});
+    steps.push_back({n4, kRows, false, [this](int64_t r0, int64_t r1, int) {
+                       lateral(f4, c4, w_l4, b_l4, y8a, h8, w8, h4, w4, y4a, r0, r1);
+                     }});
+    steps.push_back({n4, kRows, false, [this](int64_t r0, int64_t r1, int) {
+                       depthwise(y4a, h4, w4, w_d4, b_d4, y4b, r0, r1);
+                     }});
+    steps.push_back({n4, kRows, false, [this](int64_t r0, int64_t r1, int) { outputs(r0, r1); }});
+    steps.push_back({batch * n_pc, 1, false, [this](int64_t c, int64_t, int) { softmax_part(c); }});
+    steps.push_back({1, 1, true, [this](int64_t, int64_t, int) { combine(); }});
+  }
+
+ private:
+  // y[r] = ReLU6(skip[r] @ W + b) + coarse[nearest(r)]
+  void lateral(const float* skip, int64_t c_skip, const float* w, const float* b,
+               const float* coarse, int64_t hc, int64_t wc, int64_t h, int64_t wdt, float* y,
+               int64_t r0, int64_t r1) {
+    gemm(skip + r0 * c_skip, nullptr, r1 - r0, c_skip, w, ch, b, true, y + r0 * ch);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t bi = r / (h * wdt), p = r % (h * wdt);
+      const int64_t src = (bi * hc + nearest_src(p / wdt, hc, h)) * wc + nearest_src(p % wdt, wc, wdt);
+      float* dst = y + r * ch;
+      const float* s = coarse + src * ch;
+#pragma omp simd
+      for (int64_t c = 0; c < ch; ++c) dst[c] += s[c];
+    }
+  }
+
+  // dense depthwise 3x3, zero padding, + bias + ReLU6
+  void depthwise(const float* x, int64_t h, int64_t wdt, const float* w, const float* b, float* y,
+                 int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t bi = r / (h * wdt), p = r % (h * wdt);
+      const int64_t cy = p / wdt, cx = p % wdt;
+      const float* src[9];
+      int tap_of[9];
+      int n_taps = 0;
+      for (int t = 0; t < 9; ++t) {
+        const int64_t yy = cy + t / 3 - 1, xx = cx + t % 3 - 1;
+        if (yy < 0 || yy >= h || xx < 0 || xx >= wdt) continue;
+        src[n_taps] = x + ((bi * h + yy) * wdt + xx) * ch;
+        tap_of[n_taps++] = t;
+      }
+      depthwise_row(src, tap_of, n_taps, w, b, ch, y + r * ch);
+    }
+  }
+
+  // stride-4 rows: pw conv into z[:, :ch], heatmaps + triplets into z[:, ch:], depth from all of z
+  void outputs(int64_t r0, int64_t r1) {
+    const int64_t n = r1 - r0;
+    float* zr = z + r0 * zw;
+    gemm(y4b + r0 * ch, nullptr, n, ch, w_p4, ch, b_p4, true, zr, ch, zw);
+    gemm(zr, nullptr, n, ch, w_ht, n_maps, b_ht, false, zr + ch, zw, zw);
+    gemm(zr, nullptr, n, zw, w_dep, n_joints, b_dep, false, dep + r0 * n_joints, zw, n_joints);
+  }
+
+  // chunk c = (batch item, block of positions): per joint the max logit m and, relative to it,
+  // s = sum e, sx = sum e*x, sy = sum e*y, sz = sum e*tanh(depth)
+  void softmax_part(int64_t c) {
+    const int64_t bi = c / n_pc, pc = c % n_pc, hw = h4 * w4, J = n_joints;
+    const int64_t p0 = pc * kSoftmax, p1 = std::min(hw, p0 + kSoftmax);
+    float m[64], s[64], sx[64], sy[64], sz[64];
+    for (int64_t j0 = 0; j0 < J; j0 += 64) {
+      const int64_t nj = std::min<int64_t>(64, J - j0);
+      for (int64_t j = 0; j < nj; ++j) {
+        m[j] = -INFINITY;
+        s[j] = sx[j] = sy[j] = sz[j] = 0.0f;
+      }
+      for (int64_t p = p0; p < p1; ++p) {
+        const float* l = z + (bi * hw + p) * zw + ch + j0;
+#pragma omp simd
+        for (int64_t j = 0; j < nj; ++j) m[j] = std::max(m[j], l[j]);
+      }
+      for (int64_t p = p0; p < p1; ++p) {
+        const float* l = z + (bi * hw + p) * zw + ch + j0;
+        const float* d = dep + (bi * hw + p) * J + j0;
+        const float px = (static_cast<float>(p % w4) + 0.5f) / static_cast<float>(w4);
+        const float py = (static_cast<float>(p / w4) + 0.5f) / static_cast<float>(h4);
+#pragma omp simd
+        for (int64_t j = 0; j < nj; ++j) {
+          const float e = std::exp(l[j] - m[j]);
+          const float th = 1.0f - 2.0f / (std::exp(2.0f * d[j]) + 1.0f);  // tanh
+          s[j] += e;
+          sx[j] += e * px;
+          sy[j] += e * py;
+          sz[j] += e * th;
+        }
+      }
+      for (int64_t j = 0; j < nj; ++j) {
+        float* out = part + ((bi * n_pc + pc) * J + j0 + j) * 5;
+        out[0] = m[j];
+        out[1] = s[j];
+        out[2] = sx[j];
+        out[3] = sy[j];
+        out[4] = sz[j];
+      }
+    }
+  }
+
+  void combine() {
+    for (int64_t bi = 0; bi < batch; ++bi)
+      for (int64_t j = 0; j < n_joints; ++j) {
+        float mx = -INFINITY;
+        for (int64_t pc = 0; pc < n_pc; ++pc)
+          mx = std::max(mx, part[((bi * n_pc + pc) * n_joints + j) * 5]);
+        double s = 0, sx = 0, sy = 0, sz = 0;
+        for (int64_t pc = 0; pc < n_pc; ++pc) {
+          const float* q = part + ((bi * n_pc + pc) * n_joints + j) * 5;
+          const double f = std::exp(static_cast<double>(q[0]) - mx);
+          s += f * q[1];
+          sx += f * q[2];
+          sy += f * q[3];
+          sz += f * q[4];
+        }
+        float* out = joints + (bi * n_joints + j) * 3;
+        out[0] = static_cast<float>(sx / s);
+        out[1] = static_cast<float>(sy / s);
+        out[2] = static_cast<float>(sz / s);
+      }
+  }
+};
+
 }  // namespace
 
 // Returns (n_active, n_dilated, computed_all): the mask's counts (not the executed rows when
@@ -787,9 +1013,9 @@ class BlockSequence {
         strip_rows));
     TORCH_CHECK(blocks_.front()->threads == blocks_.back()->threads,
                 "every block of a sequence needs scratch for the same thread count");
-    block_steps_.clear();
-    for (auto& blk : blocks_) blk->append_steps(block_steps_);
+    rebuild_steps();
   }
+
   // Runs stem + blocks; returns (n_active, n_dilated, ran_dense) of every block, flattened.
   std::vector<int64_t> run(const at::Tensor& x) {
     TORCH_CHECK(stem_ != nullptr, "BlockSequence: set_stem was not called");
@@ -815,12 +1041,40 @@ class BlockSequence {
   int64_t size() const { return static_cast<int64_t>(blocks_.size()); }
 
  private:
+  void rebuild_steps() {
+    block_steps_.clear();
+    for (auto& blk : blocks_) blk->append_steps(block_steps_);
+    steps_.clear();  // rebuilt with the stem on the next run
+  }
+
   std::unique_ptr<StemPlan> stem_;
   std::vector<std::unique_ptr<BlockPlan>> blocks_;
   std::vector<Step> block_steps_, steps_;
 };
 
+// The neck + head on their own (recorded once per feature buffers by sparse/head_plan.py).
+class Head {
+ public:
+  Head(const at::Tensor& f16, const at::Tensor& f8, const at::Tensor& f4,
+       const std::vector<int64_t>& dims, const std::vector<at::Tensor>& weights,
+       const std::vector<at::Tensor>& buffers, int64_t threads)
+      : plan_(f16, f8, f4, dims, weights, buffers), threads_(std::max<int64_t>(1, threads)) {
+    plan_.append_steps(steps_);
+  }
+  void run() { pool_for(threads_).run(steps_); }
+
+ private:
+  HeadPlan plan_;
+  int64_t threads_;
+  std::vector<Step> steps_;
+};
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  pybind11::class_<Head>(m, "Head")
+      .def(pybind11::init<const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                          const std::vector<int64_t>&, const std::vector<at::Tensor>&,
+                          const std::vector<at::Tensor>&, int64_t>())
+      .def("run", &Head::run);
   m.def("run_block", &run_block, "Fused gather-scatter inverted-residual block (CPU)");
   pybind11::class_<BlockSequence>(m, "BlockSequence")
       .def(pybind11::init<>())
