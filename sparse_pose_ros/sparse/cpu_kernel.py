@@ -112,7 +112,7 @@ class CpuBlockBuffers:
             act_rows=torch.zeros(n_out, dtype=i32),
             dil_rows=torch.zeros(n_in, dtype=i32),
             row_ptr=torch.zeros(batch * h + 1 + batch * ho + 1, dtype=i32),
-            g_buf=torch.zeros(threads, cap_e, fb.in_channels),
+            g_buf=torch.zeros(threads, cap_e, 0),  # shape only: no gather copy any more
             e_buf=torch.zeros(threads, cap_e, fb.hidden_channels),
             d_buf=torch.zeros(threads, cap_a, fb.hidden_channels),
             p_buf=torch.zeros(n_out, fb.out_channels),

@@ -195,6 +195,53 @@ inline void depthwise_row(const float* const* src, const int* tap_of, int n_taps
 #endif
 }
 
+#ifdef __AVX512F__
+// Stem interior: 6 output pixels of one row whose 3x3 windows lie inside the image. The image
+// values are broadcast straight from the NCHW planes (no im2col copy); 6 x NV accumulators.
+template <int NV>
+inline void stem_tile(const float* img, int64_t plane, int64_t wd, int64_t c_in, int64_t iy0,
+                      int64_t ix0, int64_t stride, const float* w, const float* bias,
+                      int64_t c_out, float* out) {
+  constexpr int MR = 6;
+  const int64_t rem = c_out - 16 * (NV - 1);
+  const __mmask16 tail = static_cast<__mmask16>(rem >= 16 ? 0xFFFF : ((1u << rem) - 1));
+  __m512 acc[MR][NV];
+  UNROLL
+  for (int v = 0; v < NV; ++v) {
+    const __mmask16 m = (v == NV - 1) ? tail : static_cast<__mmask16>(0xFFFF);
+    const __m512 bb = _mm512_maskz_loadu_ps(m, bias + 16 * v);
+    UNROLL
+    for (int r = 0; r < MR; ++r) acc[r][v] = bb;
+  }
+  for (int64_t c = 0; c < c_in; ++c)
+    for (int64_t ky = 0; ky < 3; ++ky) {
+      const float* rp = img + c * plane + (iy0 + ky) * wd + ix0;
+      for (int64_t kx = 0; kx < 3; ++kx) {
+        const float* bk = w + ((c * 3 + ky) * 3 + kx) * c_out;
+        __m512 bv[NV];
+        UNROLL
+        for (int v = 0; v < NV; ++v)
+          bv[v] = (v == NV - 1) ? _mm512_maskz_loadu_ps(tail, bk + 16 * v) : _mm512_loadu_ps(bk + 16 * v);
+        UNROLL
+        for (int r = 0; r < MR; ++r) {
+          const __m512 av = _mm512_set1_ps(rp[r * stride + kx]);
+          UNROLL
+          for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+        }
+      }
+    }
+  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+  UNROLL
+  for (int r = 0; r < MR; ++r)
+    UNROLL
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 m = (v == NV - 1) ? tail : static_cast<__mmask16>(0xFFFF);
+      _mm512_mask_storeu_ps(out + r * c_out + 16 * v, m,
+                            _mm512_min_ps(_mm512_max_ps(acc[r][v], zero), six));
+    }
+}
+#endif
+
 // ---- threading ------------------------------------------------------------------------------------
 // A frame is a list of steps (the stem, then per block: mask, index lists, bands, scatter). A
 // step is cut into chunks that the calling thread and a small pool of persistent workers claim
@@ -388,7 +435,7 @@ struct BlockPlan {
   double dense_above;
   float mask_bias, threshold;
   const float *xp, *mw, *fixed, *we, *be, *wd, *bd, *wp, *bp;
-  float *op, *hard, *dil, *lg, *sp, *g_base, *e_base, *d_base, *pp;
+  float *op, *hard, *dil, *lg, *sp, *e_base, *d_base, *pp;
   int32_t *rank, *act, *dil_rows, *dil_ptr, *act_ptr;
   int64_t cap_e, cap_a, strip_rows, strips_per_img, n_strips, threads;
 
@@ -439,7 +486,7 @@ struct BlockPlan {
                 "mask / index buffers have the wrong size");
     TORCH_CHECK(gate != 2 || fixed_hard.numel() == n_out, "fixed mask has the wrong size");
     TORCH_CHECK(gate != 1 || mask_weight.numel() == c_in, "mask weight must have C_in entries");
-    threads = g_buf.size(0);
+    threads = g_buf.size(0);  // g_buf's shape only: (threads, expand-row capacity, 0)
     TORCH_CHECK(threads >= 1 && e_buf.size(0) == threads && d_buf.size(0) == threads,
                 "scratch buffers need one slice per thread");
     cap_e = g_buf.size(1);
@@ -447,7 +494,7 @@ struct BlockPlan {
     TORCH_CHECK(strip_rows >= 1, "strip_rows must be >= 1");
     TORCH_CHECK(std::min<int64_t>(h, stride * strip_rows + 2) * w <= cap_e &&
                     strip_rows * wo <= cap_a && e_buf.size(2) == c_e && d_buf.size(2) == c_e &&
-                    g_buf.size(2) == c_in && p_buf.size(0) >= n_out && p_buf.size(1) == c_out,
+                    p_buf.size(0) >= n_out && p_buf.size(1) == c_out,
                 "scratch buffers too small for strip_rows");
     strips_per_img = (ho + strip_rows - 1) / strip_rows;
     n_strips = batch * strips_per_img;
@@ -473,7 +520,6 @@ struct BlockPlan {
     dil_rows = dil_rows_t.data_ptr<int32_t>();
     dil_ptr = row_ptr.data_ptr<int32_t>();
     act_ptr = dil_ptr + batch * h + 1;
-    g_base = g_buf.data_ptr<float>();
     e_base = e_buf.data_ptr<float>();
     d_base = d_buf.data_ptr<float>();
     pp = p_buf.data_ptr<float>();
@@ -584,19 +630,13 @@ struct BlockPlan {
       const int64_t e_begin = dil_ptr[b * h + in_lo], e_end = dil_ptr[b * h + in_hi + 1];
       const int64_t n_e = e_end - e_begin;
       // expand GEMM straight from the feature buffer (row list or contiguous rows), bias + ReLU6
-      const float* ep;
+      // Without an expand conv the depthwise reads the input rows in place (no gather copy).
+      const float* ep = nullptr;
       if (has_expand) {
         float* em = e_base + tid * cap_e * c_e;
         gemm(compute_all ? xp + e_begin * c_in : xp, compute_all ? nullptr : dil_rows + e_begin,
              n_e, c_in, we, c_e, be, true, em);
         ep = em;
-      } else if (compute_all) {
-        ep = xp + e_begin * c_in;
-      } else {
-        float* gp = g_base + tid * cap_e * c_in;
-        for (int64_t k = 0; k < n_e; ++k)
-          std::copy_n(xp + static_cast<int64_t>(dil_rows[e_begin + k]) * c_in, c_in, gp + k * c_in);
-        ep = gp;
       }
       // masked depthwise: taps outside the image or the dilated set read zero. The 9 source rows
       // of an output are looked up once, then every channel vector accumulates its 9 taps in a
@@ -612,9 +652,11 @@ struct BlockPlan {
         for (int t = 0; t < 9; ++t) {
           const int64_t y = cy + t / 3 - 1, xx = cx + t % 3 - 1;
           if (y < 0 || y >= h || xx < 0 || xx >= w) continue;
-          const int32_t rk = rank[(b * h + y) * w + xx];
+          const int64_t pos = (b * h + y) * w + xx;
+          const int32_t rk = rank[pos];
           if (rk == 0) continue;
-          src[n_taps] = ep + (static_cast<int64_t>(rk) - 1 - e_begin) * c_e;
+          src[n_taps] = has_expand ? ep + (static_cast<int64_t>(rk) - 1 - e_begin) * c_e
+                                   : xp + pos * c_in;
           tap_of[n_taps++] = t;
         }
         depthwise_row(src, tap_of, n_taps, wd, bd, c_e, dp + k * c_e);
@@ -709,6 +751,39 @@ struct StemPlan {
   }
 
   void run_row(int64_t row, int tid) {
+    const int64_t oy = row % ho;
+#ifdef __AVX512F__
+    // interior pixels of interior rows: tiles of 6 read the image planes directly
+    if (oy * stride - 1 >= 0 && oy * stride + 1 <= h - 1 && c_out <= 64) {
+      const int64_t lo = std::min<int64_t>(1, wo);
+      const int64_t hi = std::min<int64_t>(wo, std::max<int64_t>(lo, (wd - 2) / stride + 1));
+      const int64_t fast_end = lo + (hi - lo) / 6 * 6;
+      const float* img = x.data_ptr<float>() + (row / ho) * c_in * h * wd;
+      float* orow = out.data_ptr<float>() + row * wo * c_out;
+      const float* wp = w.data_ptr<float>();
+      const float* bp = bias.data_ptr<float>();
+      const int nv = static_cast<int>((c_out + 15) / 16);
+      for (int64_t ox = lo; ox < fast_end; ox += 6) {
+        const int64_t iy0 = oy * stride - 1, ix0 = ox * stride - 1;
+        float* o = orow + ox * c_out;
+        switch (nv) {
+          case 1: stem_tile<1>(img, h * wd, wd, c_in, iy0, ix0, stride, wp, bp, c_out, o); break;
+          case 2: stem_tile<2>(img, h * wd, wd, c_in, iy0, ix0, stride, wp, bp, c_out, o); break;
+          case 3: stem_tile<3>(img, h * wd, wd, c_in, iy0, ix0, stride, wp, bp, c_out, o); break;
+          default: stem_tile<4>(img, h * wd, wd, c_in, iy0, ix0, stride, wp, bp, c_out, o); break;
+        }
+      }
+      patch_range(row, 0, lo, tid);
+      patch_range(row, fast_end, wo, tid);
+      return;
+    }
+#endif
+    patch_range(row, 0, wo, tid);
+  }
+
+  // pixels [ox0, ox1) of one output row: im2col (zero padding) + the GEMM micro-kernel
+  void patch_range(int64_t row, int64_t ox0, int64_t ox1, int tid) {
+    if (ox1 <= ox0) return;
     const float* xp = x.data_ptr<float>();
     const float* wp = w.data_ptr<float>();
     const float* bp = bias.data_ptr<float>();
@@ -717,8 +792,8 @@ struct StemPlan {
     float* patch = patches[static_cast<size_t>(tid)].data();
     const int64_t b = row / ho, oy = row % ho;
     const float* img = xp + b * c_in * h * wd;
-    for (int64_t ox = 0; ox < wo; ++ox) {
-      float* pr = patch + ox * k_taps;
+    for (int64_t ox = ox0; ox < ox1; ++ox) {
+      float* pr = patch + (ox - ox0) * k_taps;
       for (int64_t c = 0; c < c_in; ++c)
         for (int64_t ky = 0; ky < 3; ++ky) {
           const int64_t iy = oy * stride + ky - 1;
@@ -729,7 +804,7 @@ struct StemPlan {
           }
         }
     }
-    gemm(patch, nullptr, wo, k_taps, wp, c_out, bp, true, op + row * wo * c_out);
+    gemm(patch, nullptr, ox1 - ox0, k_taps, wp, c_out, bp, true, op + (row * wo + ox0) * c_out);
   }
 };
 
