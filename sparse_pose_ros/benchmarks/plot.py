@@ -11,6 +11,7 @@ STYLE = {
     "sparse_cpp": ("tab:blue", "gather-scatter, compiled kernel"),
     "policy_cpp": ("tab:green", "per-stage policy, compiled kernel"),
     "policy_cpp_1thread": ("tab:olive", "per-stage policy, compiled kernel, 1 thread"),
+    "policy_cpp_ort_head": ("tab:cyan", "per-stage policy, neck + head in ONNX Runtime"),
 }
 ONE_THREAD_BAR = "ort_dense_1thread"
 
@@ -56,7 +57,7 @@ def plot_sparse_cpu(result: dict[str, Any], path: Path) -> None:
             gating = "all blocks gated" if v["gate_strided"] else "residual blocks gated"
             ax.set_title(f"{part}, {gating}")
             ax.grid(True, which="both", alpha=0.3)
-            if row_i == 0 and col == 0:
+            if col == 0:
                 ax.legend(fontsize=7)
     m = result["machine"]
     fig.suptitle(f"{result['input_size']}×{result['input_size']} batch 1, "

@@ -10,7 +10,9 @@ times, in one process with fixed torch threads, batch 1:
 * ``masked_torch``  the gated model's own forward (masked dense reference);
 * ``sparse_torch``  gather-scatter with PyTorch ops;
 * ``sparse_cpp``    gather-scatter with the fused compiled kernel, every gated block sparse;
-* ``policy_cpp``    the same kernel with the measured per-stage policy (crossover densities).
+* ``policy_cpp``    the same kernel with the measured per-stage policy (crossover densities);
+                    for the whole network the neck + head run in the same kernel's workers,
+* ``policy_cpp_ort_head`` (network only) the same backbone with the neck + head in ONNX Runtime.
 
 Per-stage (per resolution) times come from the executor's per-block profile at every density,
 for the compiled kernel run dense and sparse; the crossover density of each stage (where sparse
@@ -34,6 +36,7 @@ from ..model.flops import flops_report
 from ..model.network import NetworkConfig, PoseNetwork
 from ..sparse.cpu_kernel import load_cpu_kernel
 from ..sparse.executor import SparseBackbone, SparsePoseNetwork, block_stride_map
+from ..sparse.ort_head import ort_available
 from .masks import clear_fixed_masks, set_blob_masks
 from .ort_dense import DenseBackbone, DenseNetwork, export_onnx, ort_runner
 from .timing import load_average, machine_info, time_call
@@ -177,7 +180,10 @@ def _run_variant(
     net_sparse = SparsePoseNetwork(net, policy="sparse", kernel=kernel)
     net_policy = SparsePoseNetwork(net, policy=policy, kernel=kernel)
     net_torch = SparsePoseNetwork(net, policy="sparse", kernel="torch")
-    net_1t = SparsePoseNetwork(net, policy=policy, kernel=kernel)  # head session: 1 thread
+    net_1t = SparsePoseNetwork(net, policy=policy, kernel=kernel)  # timed with 1 thread
+    # the same backbone with the neck + head in ONNX Runtime (the pre-compiled-head path)
+    net_ort_head = (SparsePoseNetwork(net, policy=policy, kernel=kernel, head="ort")
+                    if kernel == "cpp" and ort_available() else None)  # fmt: skip
     rows = []
     with torch.no_grad():
         for d in cfg.densities:
@@ -205,6 +211,10 @@ def _run_variant(
                     "sparse_" + kernel: time_call(lambda: net_sparse(x), r, w),
                     "policy_" + kernel: time_call(lambda: net_policy(x), r, w),
                 }
+                if net_ort_head is not None:
+                    row["network"][f"policy_{kernel}_ort_head"] = time_call(
+                        lambda: net_ort_head(x), r, w
+                    )
                 if ort_net_1t is not None:
                     row["network"]["ort_dense_1thread"] = time_call(ort_net_1t, r, w)
                     row["network"][f"policy_{kernel}_1thread"] = _timed_with_threads(
