@@ -1,4 +1,5 @@
-"""``python -m sparse_pose_ros.benchmarks sparse-cpu`` — see :mod:`.sparse_cpu`."""
+"""``python -m sparse_pose_ros.benchmarks sparse-cpu|paced`` — see :mod:`.sparse_cpu`,
+:mod:`.paced`."""
 
 from __future__ import annotations
 
@@ -47,12 +48,39 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="smoke test: 64×64, width 0.5, 3 reps, densities 0.25 and 1.0",
     )
+    q = sub.add_parser("paced", help="whole network one frame per interval (camera pacing)")
+    q.add_argument("--size", type=int, default=256)
+    q.add_argument("--threads", type=int, default=2)
+    q.add_argument("--density", type=float, default=0.25)
+    q.add_argument("--interval-ms", type=float, default=33.0, help="sleep before each frame")
+    q.add_argument("--reps", type=int, default=60)
+    q.add_argument("--warmup", type=int, default=5)
+    q.add_argument("--out", type=Path, default=Path("benchmarks/results/paced_cpu.json"))
     return p  # fmt: skip
+
+
+def _main_paced(args: argparse.Namespace, command: str) -> int:
+    from .paced import run_paced
+
+    if args.size <= 0 or args.size % 16 or not 0.0 <= args.density <= 1.0:
+        print("error: --size must be a positive multiple of 16 and --density in [0, 1]",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    result = run_paced(args.size, args.threads, args.density, args.interval_ms, args.reps,
+                       args.warmup, command)  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: result[k] for k in ("ratio_back_to_back", "ratio_paced")}, indent=1))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    argv_used = sys.argv[1:] if argv is None else argv
+    command = "python -m sparse_pose_ros.benchmarks " + shlex.join(argv_used)
+    if args.bench == "paced":
+        return _main_paced(args, command)
     if args.size <= 0 or args.size % 16:
         print(f"error: --size must be a positive multiple of 16, got {args.size}", file=sys.stderr)
         return 2
@@ -70,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
         cfg.densities = (0.25, 1.0)
         cfg.trained_frames = 1
         cfg.trained_real_frames = 1
-    argv_used = sys.argv[1:] if argv is None else argv
-    command = "python -m sparse_pose_ros.benchmarks " + shlex.join(argv_used)
     result = run(cfg, command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from sparse_pose_ros.benchmarks.cli import main
 from sparse_pose_ros.benchmarks.sparse_cpu import _crossover, _fit
@@ -42,3 +43,17 @@ def test_crossover_and_fit():
     f = _fit([0.0, 0.5, 1.0], [1.0, 2.0, 3.0])
     assert abs(f["slope_ms"] - 2.0) < 1e-9 and abs(f["intercept_ms"] - 1.0) < 1e-9
     assert abs(f["r2"] - 1.0) < 1e-9
+
+
+def test_paced_benchmark_smoke(tmp_path: Path) -> None:
+    """The paced CLI runs end to end on a tiny input and records CPU use per runtime."""
+    out = tmp_path / "paced.json"
+    rc = main(["paced", "--size", "64", "--reps", "3", "--warmup", "1", "--interval-ms", "5",
+               "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    res = json.loads(out.read_text())
+    for name in ("ort_dense", "sparse_cpp"):
+        for mode in ("back_to_back", "paced"):
+            r = res["network"][name][mode]
+            assert r["median_ms"] > 0 and r["cpu_cores"] > 0 and r["reps"] == 3
+    assert res["ratio_paced"] > 0 and res["interval_ms"] == 5

@@ -25,8 +25,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -272,7 +274,7 @@ inline void cpu_relax() {
 
 class Pool {
  public:
-  explicit Pool(int threads) : threads_(threads) {
+  Pool(int threads, int64_t idle_spin_us) : threads_(threads), idle_spin_us_(idle_spin_us) {
     for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
   }
   Pool(const Pool&) = delete;
@@ -291,6 +293,7 @@ class Pool {
   void run(const std::vector<Step>& steps) {
     std::lock_guard<std::mutex> one_frame_at_a_time(run_m_);
     steps_ = &steps;
+    bool woken = false;  // one wake-up call a frame: workers only sleep between frames
     for (size_t p = 0; p < steps.size(); ++p) {
       const Step& s = steps[p];
       const int64_t n = s.n_chunks();
@@ -303,7 +306,10 @@ class Pool {
       done_.store(0, std::memory_order_relaxed);
       claim_.store(epoch << 32, std::memory_order_relaxed);
       cur_.store((epoch << 32) | static_cast<uint32_t>(p), std::memory_order_seq_cst);
-      wake_sleepers();
+      if (!woken) {
+        wake_sleepers();  // a futex call per step while a worker wakes up cost ms on this VM
+        woken = true;
+      }
       work(p, epoch, 0);
       for (int spins = 0; done_.load(std::memory_order_acquire) < n; ++spins) {
         if (spins < kSpins) {
@@ -321,8 +327,7 @@ class Pool {
 
  private:
   static constexpr uint32_t kIdle = 0xFFFFFFFFu;
-  static constexpr int kSpins = 1 << 12;       // within a frame: ~0.2 ms of pause, then yield
-  static constexpr int kIdleSpins = 1 << 12;   // after a frame: ~0.2 ms, then sleep
+  static constexpr int kSpins = 1 << 12;  // within a frame: ~0.2 ms of pause, then yield
 
   static uint32_t phase_of(uint64_t c) { return static_cast<uint32_t>(c); }
 
@@ -348,12 +353,15 @@ class Pool {
   }
 
   // Waits until ``cur_`` differs from ``seen`` and is a step (not idle); false on stop.
-  bool wait_for_step(uint64_t& c, uint64_t seen, int spin_limit) {
+  // ``slept``: whether the wait ended in the condition variable (the thread was asleep).
+  bool wait_for_step(uint64_t& c, uint64_t seen, bool& slept) {
+    slept = false;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(idle_spin_us_);
     for (int spins = 0;; ++spins) {
       c = cur_.load(std::memory_order_acquire);
       if (stop_.load(std::memory_order_relaxed)) return false;
       if (c != seen && phase_of(c) != kIdle) return true;
-      if (spins < spin_limit) {
+      if ((spins & 63) != 0 || std::chrono::steady_clock::now() < until) {
         cpu_relax();
         continue;
       }
@@ -364,6 +372,7 @@ class Pool {
         return stop_.load() || (c != seen && phase_of(c) != kIdle);
       });
       sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+      slept = true;
       return !stop_.load();
     }
   }
@@ -372,7 +381,25 @@ class Pool {
     uint64_t seen = cur_.load();
     for (;;) {
       uint64_t c = 0;
-      if (!wait_for_step(c, seen, kIdleSpins)) return;
+      bool slept = false;
+      if (!wait_for_step(c, seen, slept)) return;
+      if (slept) {
+        // Woken for a frame that is already running: sit it out. On this VM a vCPU woken
+        // from idle ran its first chunks so late that the caller, waiting for them, took
+        // 10 ms instead of the 5.7 ms it needs alone (camera pacing, 33 ms between frames).
+        // Back to back (worker still spinning) every frame is shared as usual.
+        for (int spins = 0; phase_of(c = cur_.load(std::memory_order_acquire)) != kIdle;
+             ++spins) {
+          if (stop_.load(std::memory_order_relaxed)) return;
+          if (spins < kSpins) {
+            cpu_relax();
+          } else {
+            std::this_thread::yield();
+          }
+        }
+        seen = c;
+        continue;
+      }
       inside_.fetch_add(1, std::memory_order_seq_cst);
       c = cur_.load(std::memory_order_seq_cst);
       while (phase_of(c) != kIdle) {
@@ -393,6 +420,7 @@ class Pool {
   }
 
   const int threads_;
+  const int64_t idle_spin_us_;  // how long a worker spins after a frame before sleeping
   std::vector<std::thread> workers_;
   std::mutex run_m_, sleep_m_;
   std::condition_variable sleep_cv_;
@@ -414,13 +442,25 @@ void reset_pools_in_child() {
   g_pools = new std::map<int, Pool*>;   // the parent's pools are leaked: no threads behind them
 }
 
+// SPARSE_POSE_SPIN_US: microseconds a worker keeps spinning after a frame (default 1000: covers
+// the gap between the backbone and the head and back-to-back frames; a camera frame 33 ms later
+// finds it asleep and runs on the caller). 40000 keeps workers hot at 30 fps the way ONNX
+// Runtime does by default, at the price of a busy core.
+int64_t idle_spin_us() {
+  const char* env = std::getenv("SPARSE_POSE_SPIN_US");
+  if (env == nullptr || *env == '\0') return 1000;
+  char* end = nullptr;
+  const long long v = std::strtoll(env, &end, 10);
+  return (end != nullptr && *end == '\0' && v >= 0) ? static_cast<int64_t>(v) : 1000;
+}
+
 Pool& pool_for(int64_t threads) {
   static const int registered = pthread_atfork(nullptr, nullptr, reset_pools_in_child);
   (void)registered;
   const int t = static_cast<int>(std::max<int64_t>(1, threads));
   std::lock_guard<std::mutex> lk(*g_pools_m);
   Pool*& p = (*g_pools)[t];
-  if (p == nullptr) p = new Pool(t);
+  if (p == nullptr) p = new Pool(t, idle_spin_us());
   return *p;
 }
 
