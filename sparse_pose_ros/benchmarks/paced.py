@@ -11,6 +11,7 @@ that way, with the CPU time the process used, so the trade-off is visible:
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import resource
 import time
 from collections.abc import Callable
@@ -88,6 +89,8 @@ def run_paced(size: int, threads: int, density: float, interval_ms: float, reps:
         "density": density,
         "masks": "upright blob, every block gated (as sparse_cpu 'all')",
         "interval_ms": interval_ms,
+        # the worker pool's idle spin is read from the environment when the pool starts
+        "env": {k: os.environ.get(k) for k in ("SPARSE_POSE_SPIN_US", "OMP_WAIT_POLICY")},
         "load_average_before": load_before,
         "load_average_after": load_average(),
         "network": res,
