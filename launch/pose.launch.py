@@ -35,8 +35,9 @@ def _nodes(context, *args, **kwargs):
             name="pose_node",
             parameters=params,
             remappings=remaps,
-            # The compiled sparse CPU kernel opens many short OpenMP regions per frame; with the
-            # default spin-wait policy, shared cores stall them (docs/sparse.md "Shared cores").
+            # torch's intra-op OpenMP pool (torch backend, preprocessing) spin-waits by default
+            # and then steals shared cores from the ROS executor and the sparse kernel's own
+            # worker pool (docs/sparse.md, "Threads").
             additional_env={"OMP_WAIT_POLICY": "PASSIVE"},
             output="screen",
         )

@@ -1,5 +1,5 @@
 """Sparse CPU backend: the gated backbone by gather-scatter in the compiled CPU kernel, the dense
-neck + head in ONNX Runtime (``sparse.executor.SparsePoseNetwork``).
+neck + head compiled too (``sparse.executor.SparsePoseNetwork``).
 
 Why a backend of its own: on CPU this is the path that turns the masks into saved time. ONNX
 Runtime runs the masked graph densely (a masked conv costs what a dense one does), and its
@@ -47,23 +47,24 @@ DEFAULT_POLICY: dict[int, float] = {2: 0.75, 4: 0.75, 8: 0.75, 16: 0.75}
 
 
 class SparseCpuBackend(Backend):
-    """Gated checkpoint on CPU: compiled gather-scatter backbone + ONNX Runtime head.
+    """Gated checkpoint on CPU: compiled gather-scatter backbone + compiled neck/head.
 
     Args:
         model_file_path: gated .safetensors checkpoint.
         device: "auto" or "cpu" (the kernel is CPU-only; "auto" must resolve to the CPU).
         input_size: square input side (multiple of 16); default: the checkpoint's.
         mask_threshold: initial mask probability threshold (default 0.5).
-        num_threads: threads of the compiled kernel (default 1). One thread by default
-            because the node shares the cores (ROS executor, image conversion, other nodes):
-            with 2 threads the kernel's OpenMP regions collapsed under load (306 ms vs 3.35 ms
-            on one thread, 256 px, load 4.5), and at the trained model's 128 px a second
-            thread gains ~30 % only on idle cores. On a dedicated machine use 2 together with
-            ``OMP_WAIT_POLICY=PASSIVE`` in the environment (docs/sparse.md). The head's ONNX
-            Runtime session always runs one thread (see ``SparsePoseNetwork``).
+        num_threads: threads of the compiled kernel's worker pool (default 1). One thread by
+            default because the node shares the cores (ROS executor, image conversion, other
+            nodes): under load one thread was still the faster choice (whole network 4.30 vs
+            4.62 ms back to back, 7.27 vs 9.07 ms camera-paced; benchmarks/results/
+            paced_cpu_loaded_*.json), and camera-paced frames on idle cores run on the calling
+            thread anyway unless ``SPARSE_POSE_SPIN_US`` keeps the workers spinning
+            (docs/sparse.md). On a dedicated machine use 2 (0.66x ORT dense back to back).
         policy: per-stage policy (see :class:`~sparse_pose_ros.sparse.executor.SparseBackbone`);
             default :data:`DEFAULT_POLICY`.
-        head: "auto" / "ort" / "torch": where the dense neck + head run.
+        head: "auto" / "cpp" / "ort" / "torch": where the dense neck + head run (auto: the
+            compiled kernel for the factorized head, see ``SparsePoseNetwork``).
         adaptive: also load the checkpoint's ``portable`` graph in ONNX Runtime (masked dense:
             same outputs, cost independent of the masks) and run each frame on whichever is
             faster at the current executed-MAC fraction (see :meth:`calibrate`). The masks of

@@ -402,11 +402,9 @@ class SparsePoseNetwork:
             ``"auto"`` (cpp when the backbone runs the compiled kernel and the head is the
             factorized one, else ORT when installed, else torch). With ``"cpp"``, ``heatmaps``
             and ``triplets`` are views valid until the next call.
-        head_threads: intra-op threads of the ORT head session. Default 1: the head then runs
-            on the calling thread, right after the kernel's OpenMP region. A second thread pool
-            (ORT's) next to OpenMP's spinning workers on a 2-core machine produced stalls of
-            100-200 ms per frame under load, and ORT gains nothing from a second thread on the
-            128 px head (measured: benchmarks/results/sparse_cpu*.json, docs/sparse.md).
+        head_threads: intra-op threads of the ORT head session (``head="ort"`` only). Default
+            1: a second thread pool next to the kernel's on a 2-core machine either sleeps
+            (no gain) or spins and slows the backbone (docs/sparse.md).
         **kwargs: :class:`SparseBackbone` options (policy, kernel, sync).
     """
 

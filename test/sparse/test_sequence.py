@@ -1,5 +1,6 @@
-"""Compiled whole-backbone path (one C++ call a frame) and the ONNX Runtime head: same results
-as the per-block path and the eager model, re-recorded when masks or thresholds change."""
+"""Compiled whole-backbone path (one C++ call a frame), its worker pool, and the compiled and
+ONNX Runtime heads: same results as the per-block path and the eager model, re-recorded when
+masks or thresholds change."""
 
 from __future__ import annotations
 
