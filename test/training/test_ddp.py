@@ -13,6 +13,9 @@ import torch.distributed as dist
 
 from sparse_pose_ros.model.checkpoint import read_metadata
 
+_RENDEZVOUS_ERRORS = ("RendezvousConnectionError", "RendezvousTimeoutError", "EADDRINUSE",
+                      "Address already in use", "Connection refused")
+
 
 @pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(),
@@ -36,15 +39,25 @@ def test_two_process_gloo_run_trains_and_saves_once(make_config, tmp_path: Path)
         "--name",
         "ddp",
     ]
-    proc = subprocess.run(
-        cmd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=Path(__file__).resolve().parents[2],
+    # torchrun's c10d rendezvous on loopback failed once in a full-suite run on a loaded
+    # 2-core machine (not reproduced since): one retry, only for errors of the launcher's
+    # networking, never for a failure of the training itself.
+    for attempt in range(2):
+        proc = subprocess.run(
+            cmd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        transient = any(k in proc.stderr for k in _RENDEZVOUS_ERRORS)
+        if proc.returncode == 0 or not transient or attempt == 1:
+            break
+    assert proc.returncode == 0, (
+        f"torchrun exit {proc.returncode}\n--- stderr (tail) ---\n{proc.stderr[-4000:]}"
+        f"\n--- stdout (tail) ---\n{proc.stdout[-2000:]}"
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "runs" / "ddp"
     meta = read_metadata(run_dir / "final.safetensors")["meta"]
     assert meta["world_size"] == 2
