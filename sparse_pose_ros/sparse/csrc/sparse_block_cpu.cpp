@@ -939,28 +939,33 @@ struct HeadPlan {
                        gemm(f16 + r0 * c16, nullptr, r1 - r0, c16, w_red, ch, b_red, true,
                             y16 + r0 * ch);
                      }});
-    steps.push_back({n8, kRows, false, [this](int64_t r0, int64_t r1, int) {
-                       lateral(f8, c8, w_l8, b_l8, y16, h16, w16, h8, w8, y8a, r0, r1);
-                     }});
-    steps.push_back({n8, kRows, false, [this](int64_t r0, int64_t r1, int) {
-                       depthwise(y8a, h8, w8, w_d8, b_d8, y8b, r0, r1);
-                     }});
+    // stride 8: y8a = lateral + up(y16), y8b = dw(y8a), y8a = pw(y8b)
+    append_level(steps, f8, c8, w_l8, b_l8, y16, h16, w16, h8, w8, w_d8, b_d8, y8a, y8b);
     steps.push_back({n8, kRows, false, [this](int64_t r0, int64_t r1, int) {
                        gemm(y8b + r0 * ch, nullptr, r1 - r0, ch, w_p8, ch, b_p8, true,
                             y8a + r0 * ch);
                      }});
-    steps.push_back({n4, kRows, false, [this](int64_t r0, int64_t r1, int) {
-                       lateral(f4, c4, w_l4, b_l4, y8a, h8, w8, h4, w4, y4a, r0, r1);
-                     }});
-    steps.push_back({n4, kRows, false, [this](int64_t r0, int64_t r1, int) {
-                       depthwise(y4a, h4, w4, w_d4, b_d4, y4b, r0, r1);
-                     }});
+    // stride 4: y4a = lateral + up(y8a), y4b = dw(y4a); the pw conv is fused into outputs()
+    append_level(steps, f4, c4, w_l4, b_l4, y8a, h8, w8, h4, w4, w_d4, b_d4, y4a, y4b);
     steps.push_back({n4, kRows, false, [this](int64_t r0, int64_t r1, int) { outputs(r0, r1); }});
     steps.push_back({batch * n_pc, 1, false, [this](int64_t c, int64_t, int) { softmax_part(c); }});
     steps.push_back({1, 1, true, [this](int64_t, int64_t, int) { combine(); }});
   }
 
  private:
+  // ya = ReLU6(skip @ W_l + b_l) + nearest_up(coarse); yb = dw3x3(ya) (+ bias, ReLU6)
+  void append_level(std::vector<Step>& steps, const float* skip, int64_t c_skip, const float* w_l,
+                    const float* b_l, const float* coarse, int64_t hc, int64_t wc, int64_t h,
+                    int64_t wdt, const float* w_d, const float* b_d, float* ya, float* yb) {
+    const int64_t n = batch * h * wdt;
+    steps.push_back({n, kRows, false, [=, this](int64_t r0, int64_t r1, int) {
+                       lateral(skip, c_skip, w_l, b_l, coarse, hc, wc, h, wdt, ya, r0, r1);
+                     }});
+    steps.push_back({n, kRows, false, [=, this](int64_t r0, int64_t r1, int) {
+                       depthwise(ya, h, wdt, w_d, b_d, yb, r0, r1);
+                     }});
+  }
+
   // y[r] = ReLU6(skip[r] @ W + b) + coarse[nearest(r)]
   void lateral(const float* skip, int64_t c_skip, const float* w, const float* b,
                const float* coarse, int64_t hc, int64_t wc, int64_t h, int64_t wdt, float* y,
