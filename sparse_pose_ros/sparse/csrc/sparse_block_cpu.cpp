@@ -197,6 +197,35 @@ inline void depthwise_row(const float* const* src, const int* tap_of, int n_taps
 #endif
 }
 
+// All 9 taps present: rows[dy] points at the window's left column of input row dy, the next
+// columns follow at a stride of c_e floats (a run of the compacted expand buffer, or of x).
+inline void depthwise_full(const float* const* rows, const float* wd, const float* bd,
+                           int64_t c_e, float* acc) {
+#ifdef __AVX512F__
+  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+  for (int64_t c = 0; c < c_e; c += 16) {
+    const int64_t left = c_e - c;
+    const __mmask16 m = static_cast<__mmask16>(left >= 16 ? 0xFFFF : ((1u << left) - 1));
+    __m512 a = _mm512_maskz_loadu_ps(m, bd + c);
+    UNROLL
+    for (int t = 0; t < 9; ++t)
+      a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, wd + t * c_e + c),
+                          _mm512_maskz_loadu_ps(m, rows[t / 3] + (t % 3) * c_e + c), a);
+    _mm512_mask_storeu_ps(acc + c, m, _mm512_min_ps(_mm512_max_ps(a, zero), six));
+  }
+#else
+  std::copy_n(bd, c_e, acc);
+  for (int t = 0; t < 9; ++t) {
+    const float* s = rows[t / 3] + (t % 3) * c_e;
+    const float* wt = wd + t * c_e;
+#pragma omp simd
+    for (int64_t c = 0; c < c_e; ++c) acc[c] += wt[c] * s[c];
+  }
+#pragma omp simd
+  for (int64_t c = 0; c < c_e; ++c) acc[c] = relu6(acc[c]);
+#endif
+}
+
 #ifdef __AVX512F__
 // Stem interior: 6 output pixels of one row whose 3x3 windows lie inside the image. The image
 // values are broadcast straight from the NCHW planes (no im2col copy); 6 x NV accumulators.
@@ -686,6 +715,24 @@ struct BlockPlan {
         const int64_t o = act[a_begin + k];
         const int64_t r = o % (ho * wo);
         const int64_t cy = (r / wo) * stride, cx = (r % wo) * stride;
+        // Common case first: an interior output whose three input rows are dilated across the
+        // whole window. Consecutive dilated positions of a row have consecutive ranks, so two
+        // lookups per row (left and right end) give the row's three source rows.
+        if (cy >= 1 && cy + 1 < h && cx >= 1 && cx + 1 < w) {
+          const float* rows[3];
+          bool full = true;
+          for (int dy = 0; dy < 3 && full; ++dy) {
+            const int64_t pl = (b * h + cy - 1 + dy) * w + cx - 1;
+            const int32_t rl = rank[pl];
+            full = rl != 0 && rank[pl + 2] == rl + 2;
+            rows[dy] = has_expand ? ep + (static_cast<int64_t>(rl) - 1 - e_begin) * c_e
+                                  : xp + pl * c_in;
+          }
+          if (full) {
+            depthwise_full(rows, wd, bd, c_e, dp + k * c_e);
+            continue;
+          }
+        }
         const float* src[9];
         int n_taps = 0;
         int tap_of[9];
