@@ -597,7 +597,9 @@ struct BlockPlan {
   // The block as four steps of a frame; ``tid`` < ``threads`` picks the scratch slice.
   void append_steps(std::vector<Step>& steps) {
     steps.push_back({n_out, 1024, false, [this](int64_t b, int64_t e, int) { mask_chunk(b, e); }});
-    steps.push_back({1, 1, true, [this](int64_t, int64_t, int) { index_phase(); }});
+    steps.push_back({index_rows(), 8, false, [this](int64_t b, int64_t e, int) { count_rows(b, e); }});
+    steps.push_back({1, 1, true, [this](int64_t, int64_t, int) { scan_rows(); }});
+    steps.push_back({index_rows(), 8, false, [this](int64_t b, int64_t e, int) { fill_rows(b, e); }});
     steps.push_back({n_strips, 1, false, [this](int64_t b, int64_t, int tid) { strip(b, tid); }});
     steps.push_back({n_out, 256, false, [this](int64_t b, int64_t e, int) { scatter_chunk(b, e); }});
   }
@@ -630,54 +632,101 @@ struct BlockPlan {
     }
   }
 
-  // ---- 2. receptive mask, active list, dilated list + rank map (thread 0) -----------------------
+  // ---- 2. receptive mask, active list, dilated list + rank map -------------------------------------
+  // Three steps so that only a prefix sum over rows runs on one thread:
+  //   count (rows in parallel): dil of every input row, computed by reading the 3x3 (stride 1)
+  //       or 1-2 x 1-2 (stride 2) outputs whose window covers it, and per-row counts of dilated
+  //       inputs (into dil_ptr) and active outputs (into act_ptr);
+  //   scan (caller): totals, the per-stage policy decision, exclusive prefix sums -> row pointers;
+  //   fill (rows in parallel): rank map + dilated list per input row, active list per output row.
   // Per-stage policy: above ``dense_above`` (fraction of active outputs) every row is computed
   // and the mask is applied at the scatter (masked dense), because there dense is faster.
-  // The true counts (for diagnostics) are returned either way.
-  void index_phase() {
-    n_hard = 0;
-    for (int64_t o = 0; o < n_out; ++o) n_hard += hard[o] > 0.0f ? 1 : 0;
-    compute_all = static_cast<double>(n_hard) > dense_above * static_cast<double>(n_out);
-    std::fill(dil, dil + n_in, 0.0f);
-    int64_t k_act = 0;
-    for (int64_t o = 0; o < n_out; ++o) {
-      if (compute_all) act[o] = static_cast<int32_t>(o);
-      if (hard[o] <= 0.0f) continue;
-      if (!compute_all) act[k_act++] = static_cast<int32_t>(o);
-      const int64_t b = o / (ho * wo), r = o % (ho * wo);
-      const int64_t cy = (r / wo) * stride, cx = (r % wo) * stride;
-      for (int64_t y = std::max<int64_t>(cy - 1, 0); y <= std::min<int64_t>(cy + 1, h - 1); ++y)
-        for (int64_t xx = std::max<int64_t>(cx - 1, 0); xx <= std::min<int64_t>(cx + 1, w - 1); ++xx)
-          dil[(b * h + y) * w + xx] = 1.0f;
+  // The true counts (for diagnostics) are returned either way. Row pointers: dil_ptr[r] /
+  // act_ptr[r] = list entries before combined row r = b*H + y; both lists are row-major, so the
+  // entries of any band of rows form one contiguous range.
+  int64_t index_rows() const { return std::max(batch * h, batch * ho); }
+
+  // output index range [lo, hi] whose 3x3 window (centre i * stride) covers input coordinate v
+  inline void covering(int64_t v, int64_t n_o, int64_t& lo, int64_t& hi) const {
+    lo = v >= 1 ? (v - 1 + stride - 1) / stride : 0;
+    hi = std::min(n_o - 1, (v + 1) / stride);
+  }
+
+  void count_rows(int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      if (r < batch * h) {  // input row r: dil + count
+        const int64_t b = r / h, y = r % h;
+        int64_t oy_lo, oy_hi;
+        covering(y, ho, oy_lo, oy_hi);
+        float* drow = dil + r * w;
+        int32_t cnt = 0;
+        for (int64_t x = 0; x < w; ++x) {
+          int64_t ox_lo, ox_hi;
+          covering(x, wo, ox_lo, ox_hi);
+          bool on = false;
+          for (int64_t oy = oy_lo; oy <= oy_hi && !on; ++oy) {
+            const float* hrow = hard + (b * ho + oy) * wo;
+            for (int64_t ox = ox_lo; ox <= ox_hi; ++ox) on = on || hrow[ox] > 0.0f;
+          }
+          drow[x] = on ? 1.0f : 0.0f;
+          cnt += on ? 1 : 0;
+        }
+        dil_ptr[r] = cnt;
+      }
+      if (r < batch * ho) {  // output row r: active count
+        int32_t cnt = 0;
+        for (int64_t o = r * wo; o < (r + 1) * wo; ++o) cnt += hard[o] > 0.0f ? 1 : 0;
+        act_ptr[r] = cnt;
+      }
     }
-    // Row pointers: dil_ptr[r] / act_ptr[r] = list entries before combined row r = b*H + y. Both
-    // lists are in row-major order, so the entries of any band of rows form one contiguous range.
-    n_dil_true = 0;
+  }
+
+  void scan_rows() {
+    int64_t total = 0;
+    for (int64_t r = 0; r < batch * ho; ++r) {
+      const int32_t c = act_ptr[r];
+      act_ptr[r] = static_cast<int32_t>(total);
+      total += c;
+    }
+    act_ptr[batch * ho] = static_cast<int32_t>(total);
+    n_hard = total;
+    compute_all = static_cast<double>(n_hard) > dense_above * static_cast<double>(n_out);
+    total = 0;
     for (int64_t r = 0; r < batch * h; ++r) {
-      dil_ptr[r] = static_cast<int32_t>(compute_all ? r * w : n_dil_true);
-      for (int64_t p = r * w; p < (r + 1) * w; ++p) {
-        if (dil[p] > 0.0f) {
-          if (!compute_all) dil_rows[n_dil_true] = static_cast<int32_t>(p);
-          rank[p] = static_cast<int32_t>(++n_dil_true);
-        } else {
-          rank[p] = 0;
+      const int32_t c = dil_ptr[r];
+      dil_ptr[r] = static_cast<int32_t>(total);
+      total += c;
+    }
+    dil_ptr[batch * h] = static_cast<int32_t>(total);
+    n_dil_true = total;
+    if (compute_all) {  // every row is computed: the lists are the identity
+      for (int64_t r = 0; r <= batch * h; ++r) dil_ptr[r] = static_cast<int32_t>(r * w);
+      for (int64_t r = 0; r <= batch * ho; ++r) act_ptr[r] = static_cast<int32_t>(r * wo);
+    }
+    n_act = compute_all ? n_out : n_hard;
+  }
+
+  void fill_rows(int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      if (r < batch * h) {
+        int64_t k = dil_ptr[r];
+        for (int64_t p = r * w; p < (r + 1) * w; ++p) {
+          if (compute_all) {
+            rank[p] = static_cast<int32_t>(p + 1);
+          } else if (dil[p] > 0.0f) {
+            dil_rows[k] = static_cast<int32_t>(p);
+            rank[p] = static_cast<int32_t>(++k);
+          } else {
+            rank[p] = 0;
+          }
         }
       }
-    }
-    dil_ptr[batch * h] = static_cast<int32_t>(compute_all ? n_in : n_dil_true);
-    if (compute_all)
-      for (int64_t p = 0; p < n_in; ++p) rank[p] = static_cast<int32_t>(p + 1);
-    int64_t k = 0;
-    for (int64_t r = 0; r < batch * ho; ++r) {
-      act_ptr[r] = static_cast<int32_t>(k);
-      if (compute_all) {
-        k += wo;
-      } else {
-        for (int64_t o = r * wo; o < (r + 1) * wo; ++o) k += hard[o] > 0.0f ? 1 : 0;
+      if (r < batch * ho) {
+        int64_t k = act_ptr[r];
+        for (int64_t o = r * wo; o < (r + 1) * wo; ++o)
+          if (compute_all || hard[o] > 0.0f) act[k++] = static_cast<int32_t>(o);
       }
     }
-    act_ptr[batch * ho] = static_cast<int32_t>(k);
-    n_act = compute_all ? n_out : n_hard;
   }
 
   // ---- 3. bands of output rows: gather -> expand GEMM -> depthwise -> project GEMM -------------
