@@ -132,6 +132,25 @@ def _mac_floor(net: PoseNetwork, x: torch.Tensor) -> dict[str, float]:
             "network_dense_macs": rep.network_dense_macs}  # fmt: skip
 
 
+def _head_times(net: PoseNetwork, runner: SparsePoseNetwork, x: torch.Tensor, reps: int,
+                warmup: int) -> dict[str, Any]:  # fmt: skip
+    """Neck + head alone on the backbone's feature buffers (they do not depend on the masks):
+    the compiled head vs the same graph in ONNX Runtime, at the run's threads and at 1."""
+    from ..sparse.head_plan import CppHead
+    from ..sparse.ort_head import OrtHead
+
+    feats, skips, _ = runner.backbone(x)
+    nhwc = [t.permute(0, 2, 3, 1) for t in (feats, *skips)]
+    out: dict[str, Any] = {}
+    for label, threads in (("", torch.get_num_threads()), ("_1thread", 1)):
+        cpp = CppHead(net, runner.backbone._cpp, threads=threads)
+        ort_head = OrtHead(net, threads=threads) if ort_available() else None
+        out["cpp" + label] = time_call(lambda c=cpp: c(feats, *skips), reps, warmup)
+        if ort_head is not None:
+            out["ort" + label] = time_call(lambda o=ort_head: o(*nhwc), reps, warmup)
+    return out
+
+
 def _run_variant(
     name: str, cfg: BenchConfig, x: torch.Tensor, ort_bb: Callable[[], object],
     ort_net: Callable[[], object] | None, have_cpp: bool, ort_bb_1t: Callable[[], object],
@@ -229,6 +248,8 @@ def _run_variant(
             rows.append(row)
             log.info("%s d=%.2f backbone %s", name, d,
                      {k: round(v["median_ms"], 3) for k, v in row["backbone"].items()})  # fmt: skip
+    if kernel == "cpp" and cfg.with_network:
+        res["head"] = _head_times(net, net_policy, x, r, w)
     clear_fixed_masks(net.backbone)
     res["densities"] = rows
     fits: dict[str, Any] = {}

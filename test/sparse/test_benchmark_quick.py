@@ -18,6 +18,7 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert result["torch_threads"] == 2 and result["input_size"] == 64
     assert result["machine"]["torch"] and result["command"].startswith("python -m")
     v = result["variants"]["all"]
+    assert v["head"]["cpp"]["median_ms"] > 0 and v["head"]["cpp_1thread"]["median_ms"] > 0
     assert [r["density"] for r in v["densities"]] == [0.25, 1.0]
     for row in v["densities"]:
         for part in ("backbone", "network"):
