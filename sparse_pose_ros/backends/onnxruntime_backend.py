@@ -136,6 +136,7 @@ class OnnxRuntimeBackend(Backend):
         cache_dir: str | os.PathLike[str] | None = None,
         graph: str = "portable",
         spin_wait: bool = False,
+        num_threads: int | None = None,
     ) -> None:
         from ..export.metadata import read_metadata as read_onnx_metadata
 
@@ -162,6 +163,8 @@ class OnnxRuntimeBackend(Backend):
                 f"{onnx_path} was exported at {meta.info.input_size} px, not {input_size}; "
                 "export it again at that size"
             )
+        if intra_op_threads is None:
+            intra_op_threads = num_threads  # the node's backend-independent name
         if intra_op_threads is not None and intra_op_threads < 1:
             raise ValueError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
         options = ort.SessionOptions()

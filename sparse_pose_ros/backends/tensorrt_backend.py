@@ -394,7 +394,10 @@ class TensorRTBackend(Backend):
         enable_fp16: bool = False,
         workspace_mb: int = DEFAULT_WORKSPACE_MB,
         cache_dir: str | os.PathLike[str] | None = None,
+        num_threads: int | None = None,
     ) -> None:
+        """``num_threads`` is accepted so that one option set fits every backend (the node's
+        ``num_threads``); the engine runs on the GPU, so it is not used here."""
         from ..export.metadata import read_metadata as read_onnx_metadata
 
         path = str(model_file_path)

@@ -169,6 +169,13 @@ PARAMS: tuple[ParamSpec, ...] = (
         "0 or a multiple of 16", int_range=(0, 1024), validate=_input_size, reload=True,
     ),
     ParamSpec(
+        "num_threads", 0,
+        "CPU threads of the inference backend (sparse-cpu worker pool, ONNX Runtime intra-op, "
+        "torch intra-op); 0 = the backend's default (sparse-cpu: 1, which was faster on cores "
+        "shared with other processes; 2 on a dedicated 2-core machine). Ignored by tensorrt.",
+        "[0, 64]", int_range=(0, 64), reload=True,
+    ),
+    ParamSpec(
         "mask_threshold", 0.5,
         "Execution-mask probability threshold: higher = fewer positions computed (faster, "
         "riskier); 0.5 = the training decision boundary.",

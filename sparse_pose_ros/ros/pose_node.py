@@ -259,6 +259,8 @@ class PoseNode(Node):
         options: dict[str, Any] = {}
         if self._p("input_size"):
             options["input_size"] = self._p("input_size")
+        if self._p("num_threads"):
+            options["num_threads"] = self._p("num_threads")
         if name == "tensorrt":  # empty path parameters mean "backend default" (None)
             options.update({k: (self._p(k) if self._p(k) != "" else None)
                             for k in TENSORRT_OPTIONS})
@@ -360,6 +362,7 @@ class PoseNode(Node):
             "model_trained": trained,
             "device": self._p("device"),
             "input_size": backend.info.input_size if backend else 0,
+            "num_threads": self._p("num_threads"),
             "mask_threshold": self._p("mask_threshold"),
             "mask_threshold_active": round(self._threshold, 4),
             "latency_budget": "off" if not self._budget.enabled else (

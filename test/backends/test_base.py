@@ -115,3 +115,12 @@ def test_auto_falls_back_when_a_candidate_fails(
     messages = [r.getMessage() for r in caplog.records]
     assert any("onnxruntime could not load" in m and "no_such_module_xyz" in m for m in messages)
     assert any("picked torch" in m and "last resort" in m for m in messages)
+
+
+def test_num_threads_fits_every_cpu_candidate_of_auto(dense_checkpoint, tmp_path, monkeypatch):
+    """The node passes ``num_threads`` whatever ``auto`` picks: a dense checkpoint goes to
+    onnxruntime, which must take it (not fail with an unexpected keyword)."""
+    monkeypatch.setenv("SPARSE_POSE_CACHE", str(tmp_path))
+    backend = create_backend("auto", dense_checkpoint, device="cpu", num_threads=1)
+    assert backend.name == "onnxruntime"
+    assert backend.session.get_session_options().intra_op_num_threads == 1

@@ -121,3 +121,16 @@ def test_provider_selection() -> None:
     assert select_providers("cpu") == ["CPUExecutionProvider"]
     gpu = select_providers("cuda")
     assert gpu[-1] == "CPUExecutionProvider"  # always a CPU fallback
+
+
+def test_num_threads_is_the_intra_op_thread_count(dense_checkpoint: Path, tmp_path: Path) -> None:
+    """``num_threads`` (the node's backend-independent option) sets ORT's intra-op threads;
+    an explicit ``intra_op_threads`` wins."""
+    backend = OnnxRuntimeBackend(str(dense_checkpoint), device="cpu", cache_dir=tmp_path,
+                                 num_threads=1)  # fmt: skip
+    assert backend.session.get_session_options().intra_op_num_threads == 1
+    both = OnnxRuntimeBackend(str(dense_checkpoint), device="cpu", cache_dir=tmp_path,
+                              num_threads=1, intra_op_threads=2)  # fmt: skip
+    assert both.session.get_session_options().intra_op_num_threads == 2
+    with pytest.raises(ValueError, match=">= 1"):
+        OnnxRuntimeBackend(str(dense_checkpoint), device="cpu", cache_dir=tmp_path, num_threads=0)

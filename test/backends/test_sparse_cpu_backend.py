@@ -18,10 +18,14 @@ needs_kernel = pytest.mark.skipif(
 
 
 @needs_kernel
-@pytest.mark.parametrize("head", ["ort", "torch"])
-def test_matches_torch_backend(gated_checkpoint: Path, frame64: np.ndarray, head: str) -> None:
+@pytest.mark.parametrize(("head", "threads"), [("cpp", 1), ("cpp", 2), ("ort", 1), ("torch", 1)])
+def test_matches_torch_backend(
+    gated_checkpoint: Path, frame64: np.ndarray, head: str, threads: int
+) -> None:
     ref = create_backend("torch", gated_checkpoint, device="cpu")
-    sp = create_backend("sparse-cpu", gated_checkpoint, device="cpu", head=head)
+    sp = create_backend("sparse-cpu", gated_checkpoint, device="cpu", head=head,
+                        num_threads=threads)  # fmt: skip
+    assert sp.runner.head == head
     assert sp.name == "sparse-cpu" and sp.info.gated and sp.info.input_size == 64
     assert sp.info.model_hash == ref.info.model_hash
     for threshold in (0.3, 0.5, 0.7):
@@ -44,8 +48,11 @@ def test_results_do_not_alias_between_frames(gated_checkpoint: Path, frame64: np
     sp = create_backend("sparse-cpu", gated_checkpoint, device="cpu")
     first = sp.infer(frame64)
     joints, masks = first.joints.copy(), [m.copy() for m in first.masks]
+    assert first.heatmaps is not None
+    heatmaps = first.heatmaps.copy()  # the compiled head's maps live in reused buffers
     sp.infer(np.zeros_like(frame64))
     np.testing.assert_array_equal(first.joints, joints)
+    np.testing.assert_array_equal(first.heatmaps, heatmaps)
     for a, b in zip(first.masks, masks, strict=True):
         np.testing.assert_array_equal(a, b)
 

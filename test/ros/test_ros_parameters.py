@@ -42,6 +42,8 @@ REJECTED = [
     ("model_file_path", "/nonexistent/model.safetensors", "model file not found"),
     ("model_file_path", "", "must not be empty"),
     ("target_latency_ms", -1.0, "out of range"),
+    ("num_threads", -1, "out of range"),
+    ("num_threads", 65, "out of range"),
     ("nominal_hfov_deg", 0.5, "out of range"),
     ("custom_plugin_lib", "/nonexistent/libplugin.so", "file not found"),
     ("engine_file_path", "/nonexistent/dir/model.engine", "does not exist"),

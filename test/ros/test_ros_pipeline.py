@@ -15,7 +15,7 @@ def test_replay_to_pose_node_outputs_are_consistent(
     tiny_model, image_folder, namespace, listener, start_node, ready
 ):
     node = start_node("pose_node", namespace, model_file_path=tiny_model, backend="torch",
-                      confidence_threshold=0.0, diagnostics_period_sec=0.2)
+                      confidence_threshold=0.0, diagnostics_period_sec=0.2, num_threads=1)
     ready(listener, node)
     start_node("camera_replay", namespace, source=image_folder, rate_hz=15.0, loop=True)
     lst = listener
@@ -52,6 +52,7 @@ def test_replay_to_pose_node_outputs_are_consistent(
     diag = lst.diag()
     assert diag["backend"] == "torch"
     assert diag["model_state"] == "ready"
+    assert diag["num_threads"] == "1"  # passed to the backend (torch intra-op threads)
     assert diag["intrinsics"] == "camera_info"
     assert int(diag["frames_invalid"]) == 0
     assert float(diag["latency_p50_ms"]) > 0.0
