@@ -92,7 +92,8 @@ def machine_info() -> dict[str, Any]:
 
 
 #: The thread-count option of each backend (they name it after their runtime's own knob).
-THREAD_OPTION: dict[str, str] = {"torch": "num_threads", "onnxruntime": "intra_op_threads"}
+THREAD_OPTION: dict[str, str] = {"torch": "num_threads", "onnxruntime": "intra_op_threads",
+                                 "sparse-cpu": "num_threads"}
 
 
 def parse_backend_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -112,8 +113,9 @@ def parse_backend_options(pairs: Sequence[str]) -> dict[str, Any]:
 def build_estimator(checkpoint: Path, backend: str, threads: int, options: dict[str, Any]) -> Any:
     """The node's estimator around ``create_backend`` (imported here: torch is heavy).
 
-    ``auto`` walks the same candidates as ``create_backend("auto")`` on CPU, so that each one
-    gets its own thread option; the first that loads wins.
+    ``auto`` walks the same candidates as ``create_backend("auto")`` on CPU for this model (a
+    gated checkpoint goes to sparse-cpu first, as in the node), so that each one gets its own
+    thread option; the first that loads wins.
     """
     import torch
 
@@ -122,7 +124,10 @@ def build_estimator(checkpoint: Path, backend: str, threads: int, options: dict[
     from ..pipeline.estimator import PoseEstimator
 
     torch.set_num_threads(threads)
-    names = [c for c, _ in auto_candidates("cpu")] if backend == "auto" else [backend]
+    if backend == "auto":
+        names = [c for c, _ in auto_candidates("cpu", str(checkpoint))]
+    else:
+        names = [backend]
     failures = []
     for name in names:
         opts = dict(options)

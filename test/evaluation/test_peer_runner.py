@@ -82,3 +82,19 @@ def test_compare_peer_cli_smoke(tmp_path: Path) -> None:
         assert 0.0 <= agg["pck@0.1"] <= agg["pck@0.2"] <= 1.0
     assert len(rep["pngs"]) == 2 and all(Path(p).is_file() for p in rep["pngs"])
     assert main(["--out", str(out)]) == 2  # no checkpoint, not --peer-only
+
+
+def test_auto_estimator_is_the_nodes_choice_for_a_gated_checkpoint(tmp_path: Path) -> None:
+    """compare_peer times what the node runs: ``auto`` on a gated checkpoint is sparse-cpu
+    (it once walked the candidates without the model and timed onnxruntime instead)."""
+    from sparse_pose_ros.evaluation.compare_peer import build_estimator
+    from sparse_pose_ros.export.random_model import random_network
+    from sparse_pose_ros.model.checkpoint import save_checkpoint
+    from sparse_pose_ros.sparse.cpu_kernel import load_cpu_kernel
+
+    if load_cpu_kernel() is None:
+        pytest.skip("the sparse CPU kernel cannot be built here (no compiler)")
+    ckpt = tmp_path / "gated.safetensors"
+    save_checkpoint(ckpt, random_network(gated=True, input_size=64, seed=1))
+    est = build_estimator(ckpt, "auto", 1, {})
+    assert est.backend.name == "sparse-cpu" and est.backend.threads == 1
