@@ -681,24 +681,22 @@ struct BlockPlan {
     }
   }
 
-  void scan_rows() {
+  // per-row counts ptr[0..n) -> exclusive prefix sums, ptr[n] = total; returns the total
+  static int64_t exclusive_scan(int32_t* ptr, int64_t n) {
     int64_t total = 0;
-    for (int64_t r = 0; r < batch * ho; ++r) {
-      const int32_t c = act_ptr[r];
-      act_ptr[r] = static_cast<int32_t>(total);
+    for (int64_t r = 0; r < n; ++r) {
+      const int32_t c = ptr[r];
+      ptr[r] = static_cast<int32_t>(total);
       total += c;
     }
-    act_ptr[batch * ho] = static_cast<int32_t>(total);
-    n_hard = total;
+    ptr[n] = static_cast<int32_t>(total);
+    return total;
+  }
+
+  void scan_rows() {
+    n_hard = exclusive_scan(act_ptr, batch * ho);
     compute_all = static_cast<double>(n_hard) > dense_above * static_cast<double>(n_out);
-    total = 0;
-    for (int64_t r = 0; r < batch * h; ++r) {
-      const int32_t c = dil_ptr[r];
-      dil_ptr[r] = static_cast<int32_t>(total);
-      total += c;
-    }
-    dil_ptr[batch * h] = static_cast<int32_t>(total);
-    n_dil_true = total;
+    n_dil_true = exclusive_scan(dil_ptr, batch * h);
     if (compute_all) {  // every row is computed: the lists are the identity
       for (int64_t r = 0; r <= batch * h; ++r) dil_ptr[r] = static_cast<int32_t>(r * w);
       for (int64_t r = 0; r <= batch * ho; ++r) act_ptr[r] = static_cast<int32_t>(r * wo);
