@@ -201,29 +201,10 @@ inline void depthwise_row(const float* const* src, const int* tap_of, int n_taps
 // columns follow at a stride of c_e floats (a run of the compacted expand buffer, or of x).
 inline void depthwise_full(const float* const* rows, const float* wd, const float* bd,
                            int64_t c_e, float* acc) {
-#ifdef __AVX512F__
-  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
-  for (int64_t c = 0; c < c_e; c += 16) {
-    const int64_t left = c_e - c;
-    const __mmask16 m = static_cast<__mmask16>(left >= 16 ? 0xFFFF : ((1u << left) - 1));
-    __m512 a = _mm512_maskz_loadu_ps(m, bd + c);
-    UNROLL
-    for (int t = 0; t < 9; ++t)
-      a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, wd + t * c_e + c),
-                          _mm512_maskz_loadu_ps(m, rows[t / 3] + (t % 3) * c_e + c), a);
-    _mm512_mask_storeu_ps(acc + c, m, _mm512_min_ps(_mm512_max_ps(a, zero), six));
-  }
-#else
-  std::copy_n(bd, c_e, acc);
-  for (int t = 0; t < 9; ++t) {
-    const float* s = rows[t / 3] + (t % 3) * c_e;
-    const float* wt = wd + t * c_e;
-#pragma omp simd
-    for (int64_t c = 0; c < c_e; ++c) acc[c] += wt[c] * s[c];
-  }
-#pragma omp simd
-  for (int64_t c = 0; c < c_e; ++c) acc[c] = relu6(acc[c]);
-#endif
+  static constexpr int kAllTaps[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+  const float* src[9];
+  for (int t = 0; t < 9; ++t) src[t] = rows[t / 3] + (t % 3) * c_e;
+  depthwise_row(src, kAllTaps, 9, wd, bd, c_e, acc);
 }
 
 #ifdef __AVX512F__
