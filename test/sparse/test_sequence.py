@@ -5,7 +5,11 @@ masks or thresholds change."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,3 +190,30 @@ def test_cpp_head_refuses_what_it_cannot_run() -> None:
         SparsePoseNetwork(net, kernel="cpp", head="cpp")
     with pytest.raises(ValueError, match="kernel='cpp'"):
         SparsePoseNetwork(small_net(True, seed=1), kernel="torch", head="cpp")
+
+
+_SPIN_CHILD = """
+import sys, torch
+sys.path.insert(0, {test_dir!r})
+from test_sequence import small_net
+from sparse_pose_ros.sparse import SparseBackbone
+net = small_net(True, seed=9)
+x = torch.randn(1, 3, 64, 64)
+with torch.no_grad():
+    ref = net.backbone(x)[0]
+ex = SparseBackbone(net.backbone, kernel="cpp", threads=2)
+err = max(float((ex(x)[0] - ref).abs().max()) for _ in range(20))
+print(err)
+"""
+
+
+@pytest.mark.parametrize("spin", ["0", "not-a-number"])
+def test_worker_pool_spin_setting(spin: str) -> None:
+    """SPARSE_POSE_SPIN_US=0: workers sleep right after every frame, so every frame starts with
+    sleeping workers that must sit it out; an unparsable value falls back to the default."""
+    code = _SPIN_CHILD.format(test_dir=str(Path(__file__).parent))
+    env = {**os.environ, "SPARSE_POSE_SPIN_US": spin, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout.strip().splitlines()[-1]) <= TOL
