@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "sparse_block_cpu.cpp"
 CFLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-pthread",
-          "-ffp-contract=fast"]  # no-math-errno: vectorised expf (glibc libmvec) in the head
+          "-ffp-contract=fast"]
 _loaded: ModuleType | None = None
 _failed = False
 

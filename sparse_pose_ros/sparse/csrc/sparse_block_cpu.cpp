@@ -118,7 +118,9 @@ void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float
   if (lda <= 0) lda = K;
   if (ldc <= 0) ldc = N;
   constexpr int MR = 6;  // 6 x 4 zmm accumulators: 24 of the 32 vector registers
-  constexpr int64_t KC = 128;
+  // K blocked so a B slab stays in L1; one block when the whole B panel is small anyway
+  // (K = 129 or 144 would otherwise add a pass over C for the last 1 or 16 k).
+  const int64_t KC = K * std::min<int64_t>(N, 64) * 4 <= 32768 ? K : 128;
   for (int64_t k0 = 0; k0 < K; k0 += KC) {
     const int64_t k1 = std::min(K, k0 + KC);
     const bool first = k0 == 0, last = k1 == K;
@@ -251,6 +253,28 @@ inline void stem_tile(const float* img, int64_t plane, int64_t wd, int64_t c_in,
       _mm512_mask_storeu_ps(out + r * c_out + 16 * v, m,
                             _mm512_min_ps(_mm512_max_ps(acc[r][v], zero), six));
     }
+}
+#endif
+
+#ifdef __AVX512F__
+// exp(x), 16 lanes: x = k ln2 + r with |r| <= ln2/2 (ln2 split in two for exactness), exp(r) by
+// its degree-7 Taylor polynomial (relative error < 1e-7 on that range), times 2^k by scalef.
+// Arguments are clamped to [-87.3, 88.7] (the float range); no NaN inputs occur here.
+inline __m512 exp512(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.7f));
+  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, k);
 }
 #endif
 
@@ -1101,12 +1125,39 @@ struct HeadPlan {
 #pragma omp simd
         for (int64_t j = 0; j < nj; ++j) m[j] = std::max(m[j], l[j]);
       }
+#ifdef __AVX512F__
+      // 16 joints a vector, our own exp (glibc only vectorises expf under -ffast-math, which
+      // this file must not be built with: it would change the GEMMs' and ReLU6's semantics)
+      const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
+      for (int64_t j = 0; j < nj; j += 16) {
+        const int64_t left = nj - j;
+        const __mmask16 mk = static_cast<__mmask16>(left >= 16 ? 0xFFFF : ((1u << left) - 1));
+        const __m512 mv = _mm512_maskz_loadu_ps(mk, m + j);
+        __m512 sv = _mm512_setzero_ps(), sxv = sv, syv = sv, szv = sv;
+        for (int64_t p = p0; p < p1; ++p) {
+          const float* l = z + (bi * hw + p) * zw + ch + j0 + j;
+          const float* d = dep + (bi * hw + p) * J + j0 + j;
+          const __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, l), mv));
+          const __m512 t = exp512(_mm512_mul_ps(two, _mm512_maskz_loadu_ps(mk, d)));
+          const __m512 th = _mm512_sub_ps(one, _mm512_div_ps(two, _mm512_add_ps(t, one)));
+          const float px = (static_cast<float>(p % w4) + 0.5f) / static_cast<float>(w4);
+          const float py = (static_cast<float>(p / w4) + 0.5f) / static_cast<float>(h4);
+          sv = _mm512_add_ps(sv, e);
+          sxv = _mm512_fmadd_ps(e, _mm512_set1_ps(px), sxv);
+          syv = _mm512_fmadd_ps(e, _mm512_set1_ps(py), syv);
+          szv = _mm512_fmadd_ps(e, th, szv);
+        }
+        _mm512_mask_storeu_ps(s + j, mk, sv);
+        _mm512_mask_storeu_ps(sx + j, mk, sxv);
+        _mm512_mask_storeu_ps(sy + j, mk, syv);
+        _mm512_mask_storeu_ps(sz + j, mk, szv);
+      }
+#else
       for (int64_t p = p0; p < p1; ++p) {
         const float* l = z + (bi * hw + p) * zw + ch + j0;
         const float* d = dep + (bi * hw + p) * J + j0;
         const float px = (static_cast<float>(p % w4) + 0.5f) / static_cast<float>(w4);
         const float py = (static_cast<float>(p / w4) + 0.5f) / static_cast<float>(h4);
-#pragma omp simd
         for (int64_t j = 0; j < nj; ++j) {
           const float e = std::exp(l[j] - m[j]);
           const float th = 1.0f - 2.0f / (std::exp(2.0f * d[j]) + 1.0f);  // tanh
@@ -1116,6 +1167,7 @@ struct HeadPlan {
           sz[j] += e * th;
         }
       }
+#endif
       for (int64_t j = 0; j < nj; ++j) {
         float* out = part + ((bi * n_pc + pc) * J + j0 + j) * 5;
         out[0] = m[j];
