@@ -293,7 +293,7 @@ inline __m512 exp512(__m512 x) {
 struct Step {
   int64_t n_items = 0;
   int64_t chunk = 1;
-  bool serial = false;  // run by the caller alone (index lists)
+  bool serial = false;  // run by the caller alone (prefix sums, the soft-argmax combine)
   std::function<void(int64_t begin, int64_t end, int tid)> fn;
   int64_t n_chunks() const { return (n_items + chunk - 1) / chunk; }
 };
@@ -304,6 +304,20 @@ inline void cpu_relax() {
 #elif defined(__aarch64__)
   asm volatile("yield" ::: "memory");
 #endif
+}
+
+// Waits for ``ready()`` inside a frame, where the other side is µs away: ~0.2 ms of pause,
+// then yield the core (the thread we wait for may be preempted on a loaded machine).
+template <typename Ready>
+inline void spin_until(Ready&& ready) {
+  constexpr int kSpins = 1 << 12;
+  for (int spins = 0; !ready(); ++spins) {
+    if (spins < kSpins) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
 }
 
 class Pool {
@@ -321,8 +335,6 @@ class Pool {
     sleep_cv_.notify_all();
     for (auto& t : workers_) t.join();
   }
-  int threads() const { return threads_; }
-
   // Runs the steps in order on the caller (tid 0) and whichever workers are awake.
   void run(const std::vector<Step>& steps) {
     std::lock_guard<std::mutex> one_frame_at_a_time(run_m_);
@@ -345,13 +357,7 @@ class Pool {
         woken = true;
       }
       work(p, epoch, 0);
-      for (int spins = 0; done_.load(std::memory_order_acquire) < n; ++spins) {
-        if (spins < kSpins) {
-          cpu_relax();
-        } else {
-          std::this_thread::yield();
-        }
-      }
+      spin_until([&] { return done_.load(std::memory_order_acquire) >= n; });
     }
     cur_.store((++epoch_ << 32) | kIdle, std::memory_order_seq_cst);
     // A worker inside this frame may still read ``steps``: wait until it has seen kIdle.
@@ -361,7 +367,6 @@ class Pool {
 
  private:
   static constexpr uint32_t kIdle = 0xFFFFFFFFu;
-  static constexpr int kSpins = 1 << 12;  // within a frame: ~0.2 ms of pause, then yield
 
   static uint32_t phase_of(uint64_t c) { return static_cast<uint32_t>(c); }
 
@@ -422,15 +427,11 @@ class Pool {
         // from idle ran its first chunks so late that the caller, waiting for them, took
         // 10 ms instead of the 5.7 ms it needs alone (camera pacing, 33 ms between frames).
         // Back to back (worker still spinning) every frame is shared as usual.
-        for (int spins = 0; phase_of(c = cur_.load(std::memory_order_acquire)) != kIdle;
-             ++spins) {
-          if (stop_.load(std::memory_order_relaxed)) return;
-          if (spins < kSpins) {
-            cpu_relax();
-          } else {
-            std::this_thread::yield();
-          }
-        }
+        spin_until([&] {
+          c = cur_.load(std::memory_order_acquire);
+          return phase_of(c) == kIdle || stop_.load(std::memory_order_relaxed);
+        });
+        if (stop_.load(std::memory_order_relaxed)) return;
         seen = c;
         continue;
       }
@@ -440,13 +441,7 @@ class Pool {
         work(phase_of(c), c >> 32, tid);
         seen = c;
         // next step of the same frame: the caller opens it within µs (or ends the frame)
-        for (int spins = 0; (c = cur_.load(std::memory_order_acquire)) == seen; ++spins) {
-          if (spins < kSpins) {
-            cpu_relax();
-          } else {
-            std::this_thread::yield();
-          }
-        }
+        spin_until([&] { return (c = cur_.load(std::memory_order_acquire)) != seen; });
       }
       seen = c;
       inside_.fetch_sub(1, std::memory_order_seq_cst);
@@ -599,7 +594,7 @@ struct BlockPlan {
     pp = p_buf.data_ptr<float>();
   }
 
-  // The block as four steps of a frame; ``tid`` < ``threads`` picks the scratch slice.
+  // The block as six steps of a frame; ``tid`` < ``threads`` picks the scratch slice.
   void append_steps(std::vector<Step>& steps) {
     steps.push_back({n_out, 1024, false, [this](int64_t b, int64_t e, int) { mask_chunk(b, e); }});
     steps.push_back({index_rows(), 8, false, [this](int64_t b, int64_t e, int) { count_rows(b, e); }});
@@ -614,25 +609,23 @@ struct BlockPlan {
  private:
   // ---- 1. mask: none (ungated), learned (1x1 conv logit >= threshold) or fixed -----------------
   void mask_chunk(int64_t o0, int64_t o1) {
-    {
-      for (int64_t o = o0; o < o1; ++o) {
-        if (gate == 0) {
-          hard[o] = 1.0f;
-        } else if (gate == 2) {
-          hard[o] = fixed[o] > 0.0f ? 1.0f : 0.0f;
-          lg[o] = hard[o] * 2.0f - 1.0f;
-          sp[o] = hard[o];
-        } else {
-          const int64_t b = o / (ho * wo), r = o % (ho * wo);
-          const int64_t iy = (r / wo) * stride, ix = (r % wo) * stride;
-          const float* row = xp + ((b * h + iy) * w + ix) * c_in;
-          float acc = 0.0f;
-          for (int64_t c = 0; c < c_in; ++c) acc += row[c] * mw[c];
-          acc += mask_bias;
-          lg[o] = acc;
-          sp[o] = 1.0f / (1.0f + std::exp(-acc));
-          hard[o] = acc >= threshold ? 1.0f : 0.0f;
-        }
+    for (int64_t o = o0; o < o1; ++o) {
+      if (gate == 0) {
+        hard[o] = 1.0f;
+      } else if (gate == 2) {
+        hard[o] = fixed[o] > 0.0f ? 1.0f : 0.0f;
+        lg[o] = hard[o] * 2.0f - 1.0f;
+        sp[o] = hard[o];
+      } else {
+        const int64_t b = o / (ho * wo), r = o % (ho * wo);
+        const int64_t iy = (r / wo) * stride, ix = (r % wo) * stride;
+        const float* row = xp + ((b * h + iy) * w + ix) * c_in;
+        float acc = 0.0f;
+        for (int64_t c = 0; c < c_in; ++c) acc += row[c] * mw[c];
+        acc += mask_bias;
+        lg[o] = acc;
+        sp[o] = 1.0f / (1.0f + std::exp(-acc));
+        hard[o] = acc >= threshold ? 1.0f : 0.0f;
       }
     }
   }
@@ -739,95 +732,93 @@ struct BlockPlan {
   // to p_buf; the scatter waits for every band, because residual blocks update x in place.
   void strip(int64_t si, int tid) {
     if (n_act == 0) return;
-    {
-      const int64_t b = si / strips_per_img;
-      const int64_t y0 = (si % strips_per_img) * strip_rows;
-      const int64_t y1 = std::min(y0 + strip_rows, ho);
-      const int64_t a_begin = act_ptr[b * ho + y0], a_end = act_ptr[b * ho + y1];
-      const int64_t n_a = a_end - a_begin;
-      if (n_a == 0) return;
-      const int64_t in_lo = std::max<int64_t>(0, stride * y0 - 1);
-      const int64_t in_hi = std::min<int64_t>(h - 1, stride * (y1 - 1) + 1);
-      const int64_t e_begin = dil_ptr[b * h + in_lo], e_end = dil_ptr[b * h + in_hi + 1];
-      const int64_t n_e = e_end - e_begin;
-      // expand GEMM straight from the feature buffer (row list or contiguous rows), bias + ReLU6
-      // Without an expand conv the depthwise reads the input rows in place (no gather copy).
-      const float* ep = nullptr;
-      if (has_expand) {
-        float* em = e_base + tid * cap_e * c_e;
-        gemm(compute_all ? xp + e_begin * c_in : xp, compute_all ? nullptr : dil_rows + e_begin,
-             n_e, c_in, we, c_e, be, true, em);
-        ep = em;
-      }
-      // masked depthwise: taps outside the image or the dilated set read zero. The 9 source rows
-      // of an output are looked up once, then every channel vector accumulates its 9 taps in a
-      // register (one store per vector, instead of a load/store per tap).
-      float* dp = d_base + tid * cap_a * c_e;
-      for (int64_t k = 0; k < n_a; ++k) {
-        const int64_t o = act[a_begin + k];
-        const int64_t r = o % (ho * wo);
-        const int64_t cy = (r / wo) * stride, cx = (r % wo) * stride;
-        // Common case first: an interior output whose three input rows are dilated across the
-        // whole window. Consecutive dilated positions of a row have consecutive ranks, so two
-        // lookups per row (left and right end) give the row's three source rows.
-        if (cy >= 1 && cy + 1 < h && cx >= 1 && cx + 1 < w) {
-          const float* rows[3];
-          bool full = true;
-          for (int dy = 0; dy < 3 && full; ++dy) {
-            const int64_t pl = (b * h + cy - 1 + dy) * w + cx - 1;
-            const int32_t rl = rank[pl];
-            full = rl != 0 && rank[pl + 2] == rl + 2;
-            rows[dy] = has_expand ? ep + (static_cast<int64_t>(rl) - 1 - e_begin) * c_e
-                                  : xp + pl * c_in;
-          }
-          if (full) {
-            depthwise_full(rows, wd, bd, c_e, dp + k * c_e);
-            continue;
-          }
-        }
-        const float* src[9];
-        int n_taps = 0;
-        int tap_of[9];
-        for (int t = 0; t < 9; ++t) {
-          const int64_t y = cy + t / 3 - 1, xx = cx + t % 3 - 1;
-          if (y < 0 || y >= h || xx < 0 || xx >= w) continue;
-          const int64_t pos = (b * h + y) * w + xx;
-          const int32_t rk = rank[pos];
-          if (rk == 0) continue;
-          src[n_taps] = has_expand ? ep + (static_cast<int64_t>(rk) - 1 - e_begin) * c_e
-                                   : xp + pos * c_in;
-          tap_of[n_taps++] = t;
-        }
-        depthwise_row(src, tap_of, n_taps, wd, bd, c_e, dp + k * c_e);
-      }
-      gemm(dp, nullptr, n_a, c_e, wp, c_out, nullptr, false, pp + a_begin * c_out);
+    const int64_t b = si / strips_per_img;
+    const int64_t y0 = (si % strips_per_img) * strip_rows;
+    const int64_t y1 = std::min(y0 + strip_rows, ho);
+    const int64_t a_begin = act_ptr[b * ho + y0], a_end = act_ptr[b * ho + y1];
+    const int64_t n_a = a_end - a_begin;
+    if (n_a == 0) return;
+    const int64_t in_lo = std::max<int64_t>(0, stride * y0 - 1);
+    const int64_t in_hi = std::min<int64_t>(h - 1, stride * (y1 - 1) + 1);
+    const int64_t e_begin = dil_ptr[b * h + in_lo], e_end = dil_ptr[b * h + in_hi + 1];
+    const int64_t n_e = e_end - e_begin;
+    // expand GEMM straight from the feature buffer (row list or contiguous rows), bias + ReLU6
+    // Without an expand conv the depthwise reads the input rows in place (no gather copy).
+    const float* ep = nullptr;
+    if (has_expand) {
+      float* em = e_base + tid * cap_e * c_e;
+      gemm(compute_all ? xp + e_begin * c_in : xp, compute_all ? nullptr : dil_rows + e_begin,
+           n_e, c_in, we, c_e, be, true, em);
+      ep = em;
     }
+    // masked depthwise: taps outside the image or the dilated set read zero. The 9 source rows
+    // of an output are looked up once, then every channel vector accumulates its 9 taps in a
+    // register (one store per vector, instead of a load/store per tap).
+    float* dp = d_base + tid * cap_a * c_e;
+    // input position p (rank rk != 0) -> its expanded row in ep, or its row of x in place
+    auto source_row = [&](int64_t p, int32_t rk) -> const float* {
+      return has_expand ? ep + (static_cast<int64_t>(rk) - 1 - e_begin) * c_e : xp + p * c_in;
+    };
+    for (int64_t k = 0; k < n_a; ++k) {
+      const int64_t o = act[a_begin + k];
+      const int64_t r = o % (ho * wo);
+      const int64_t cy = (r / wo) * stride, cx = (r % wo) * stride;
+      // Common case first: an interior output whose three input rows are dilated across the
+      // whole window. Consecutive dilated positions of a row have consecutive ranks, so two
+      // lookups per row (left and right end) give the row's three source rows.
+      if (cy >= 1 && cy + 1 < h && cx >= 1 && cx + 1 < w) {
+        const float* rows[3];
+        bool full = true;
+        for (int dy = 0; dy < 3 && full; ++dy) {
+          const int64_t pl = (b * h + cy - 1 + dy) * w + cx - 1;
+          const int32_t rl = rank[pl];
+          full = rl != 0 && rank[pl + 2] == rl + 2;
+          rows[dy] = source_row(pl, rl);
+        }
+        if (full) {
+          depthwise_full(rows, wd, bd, c_e, dp + k * c_e);
+          continue;
+        }
+      }
+      const float* src[9];
+      int n_taps = 0;
+      int tap_of[9];
+      for (int t = 0; t < 9; ++t) {
+        const int64_t y = cy + t / 3 - 1, xx = cx + t % 3 - 1;
+        if (y < 0 || y >= h || xx < 0 || xx >= w) continue;
+        const int64_t pos = (b * h + y) * w + xx;
+        const int32_t rk = rank[pos];
+        if (rk == 0) continue;
+        src[n_taps] = source_row(pos, rk);
+        tap_of[n_taps++] = t;
+      }
+      depthwise_row(src, tap_of, n_taps, wd, bd, c_e, dp + k * c_e);
+    }
+    gemm(dp, nullptr, n_a, c_e, wp, c_out, nullptr, false, pp + a_begin * c_out);
   }
 
   // ---- 4. scatter(-add) with the project bias, zeros, residual ReLU --------------------------------
   // Chunks of output positions: a non-residual block writes every position (zero where the mask
   // is off), a residual block adds at the active ones; compute_all on a gated block applies G here.
   void scatter_chunk(int64_t o0, int64_t o1) {
-    {
-      if (compute_all) {
-        for (int64_t o = o0; o < o1; ++o) store_row(o, o, hard[o]);
-      } else {
-        // first entry of the (sorted) active list at or after o0
-        int64_t k = std::lower_bound(act, act + n_act, static_cast<int32_t>(o0)) - act;
-        for (int64_t o = o0; o < o1; ++o) {
-          if (k < n_act && act[k] == o) {
-            store_row(o, k++, 1.0f);
-          } else if (!residual) {
-            std::fill(op + o * c_out, op + (o + 1) * c_out, 0.0f);
-          }
+    if (compute_all) {
+      for (int64_t o = o0; o < o1; ++o) store_row(o, o, hard[o]);
+    } else {
+      // first entry of the (sorted) active list at or after o0
+      int64_t k = std::lower_bound(act, act + n_act, static_cast<int32_t>(o0)) - act;
+      for (int64_t o = o0; o < o1; ++o) {
+        if (k < n_act && act[k] == o) {
+          store_row(o, k++, 1.0f);
+        } else if (!residual) {
+          std::fill(op + o * c_out, op + (o + 1) * c_out, 0.0f);
         }
       }
-      if (residual && residual_relu) {
-        float* xo = op + o0 * c_out;
-        const int64_t n = (o1 - o0) * c_out;
+    }
+    if (residual && residual_relu) {
+      float* xo = op + o0 * c_out;
+      const int64_t n = (o1 - o0) * c_out;
 #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) xo[i] = std::max(xo[i], 0.0f);
-      }
+      for (int64_t i = 0; i < n; ++i) xo[i] = std::max(xo[i], 0.0f);
     }
   }
 
@@ -848,8 +839,9 @@ struct BlockPlan {
 // Dense 3x3 conv (padding 1, stride s, BN folded) + ReLU6 from the NCHW image straight into the
 // flat channels-last feature buffer the first block reads (no separate layout copy).
 // x: (B, C_in, H, W) contiguous; w: (C_in*9, C_out) rows ordered (c, ky, kx); out: (B*Ho*Wo + 1,
-// C_out), last row left as is (the zero row). Per output row: im2col (W_o x 27) into the thread's
-// patch buffer + the GEMM micro-kernel with the bias + ReLU6 epilogue.
+// C_out), last row left as is (the zero row). Per output row: interior pixels in tiles of 6
+// straight from the image planes (stem_tile, AVX-512), the border pixels through an im2col row
+// in the thread's patch buffer + the GEMM micro-kernel with the bias + ReLU6 epilogue.
 struct StemPlan {
   at::Tensor w, bias, out, x;
   int64_t stride = 1, threads = 1, c_out = 0;
