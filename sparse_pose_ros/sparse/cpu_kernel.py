@@ -85,7 +85,6 @@ class CpuBlockBuffers:
     act_rows: Tensor
     dil_rows: Tensor
     row_ptr: Tensor
-    g_buf: Tensor
     e_buf: Tensor
     d_buf: Tensor
     p_buf: Tensor
@@ -112,7 +111,6 @@ class CpuBlockBuffers:
             act_rows=torch.zeros(n_out, dtype=i32),
             dil_rows=torch.zeros(n_in, dtype=i32),
             row_ptr=torch.zeros(batch * h + 1 + batch * ho + 1, dtype=i32),
-            g_buf=torch.zeros(threads, cap_e, 0),  # shape only: no gather copy any more
             e_buf=torch.zeros(threads, cap_e, fb.hidden_channels),
             d_buf=torch.zeros(threads, cap_a, fb.hidden_channels),
             p_buf=torch.zeros(n_out, fb.out_channels),
@@ -180,7 +178,7 @@ def block_args(
         fb.mask_weight if fb.mask_weight is not None else _EMPTY,
         float(fb.mask_bias) if fb.mask_bias is not None else 0.0, threshold, fixed,
         bufs.hard, bufs.dilated, bufs.logits, bufs.soft, bufs.rank, bufs.act_rows,
-        bufs.dil_rows, bufs.row_ptr, bufs.g_buf, bufs.e_buf, bufs.d_buf, bufs.p_buf,
+        bufs.dil_rows, bufs.row_ptr, bufs.e_buf, bufs.d_buf, bufs.p_buf,
         bufs.strip_rows,
     )  # fmt: skip
 

@@ -520,7 +520,7 @@ struct BlockPlan {
             double threshold_, const at::Tensor& fixed_hard, const at::Tensor& hard_t,
             const at::Tensor& dilated, const at::Tensor& logits, const at::Tensor& soft,
             const at::Tensor& rank_t, const at::Tensor& act_rows, const at::Tensor& dil_rows_t,
-            const at::Tensor& row_ptr, const at::Tensor& g_buf, const at::Tensor& e_buf,
+            const at::Tensor& row_ptr, const at::Tensor& e_buf,
             const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows_)
       : batch(batch_), h(h_), w(w_), stride(stride_), residual(residual_),
         residual_relu(residual_relu_), gate(gate_), dense_above(dense_above_),
@@ -542,7 +542,7 @@ struct BlockPlan {
     TORCH_CHECK(out.size(0) == n_out + 1 && out.size(1) == c_out, "out has the wrong shape");
     TORCH_CHECK(!residual || out.data_ptr() == x.data_ptr(), "residual blocks update x in place");
     TORCH_CHECK(has_expand || c_e == c_in, "without expand, C_e must equal C_in");
-    TORCH_CHECK(g_buf.is_contiguous() && e_buf.is_contiguous() && d_buf.is_contiguous() &&
+    TORCH_CHECK(e_buf.is_contiguous() && d_buf.is_contiguous() &&
                     p_buf.is_contiguous() && w_project.is_contiguous() && w_dw.is_contiguous() &&
                     b_dw.is_contiguous() && b_project.is_contiguous(),
                 "scratch buffers and weights must be contiguous");
@@ -555,10 +555,10 @@ struct BlockPlan {
                 "mask / index buffers have the wrong size");
     TORCH_CHECK(gate != 2 || fixed_hard.numel() == n_out, "fixed mask has the wrong size");
     TORCH_CHECK(gate != 1 || mask_weight.numel() == c_in, "mask weight must have C_in entries");
-    threads = g_buf.size(0);  // g_buf's shape only: (threads, expand-row capacity, 0)
-    TORCH_CHECK(threads >= 1 && e_buf.size(0) == threads && d_buf.size(0) == threads,
+    threads = e_buf.size(0);  // one scratch slice per thread
+    TORCH_CHECK(threads >= 1 && d_buf.size(0) == threads,
                 "scratch buffers need one slice per thread");
-    cap_e = g_buf.size(1);
+    cap_e = e_buf.size(1);
     cap_a = d_buf.size(1);
     TORCH_CHECK(strip_rows >= 1, "strip_rows must be >= 1");
     TORCH_CHECK(std::min<int64_t>(h, stride * strip_rows + 2) * w <= cap_e &&
@@ -569,7 +569,7 @@ struct BlockPlan {
     n_strips = batch * strips_per_img;
     keep = {x, out, w_expand, b_expand, w_dw, b_dw, w_project, b_project, mask_weight,
             fixed_hard, hard_t, dilated, logits, soft, rank_t, act_rows, dil_rows_t, row_ptr,
-            g_buf, e_buf, d_buf, p_buf};
+            e_buf, d_buf, p_buf};
     xp = x.data_ptr<float>();
     op = out.data_ptr<float>();
     mw = gate == 1 ? mask_weight.data_ptr<float>() : nullptr;
@@ -1207,11 +1207,11 @@ std::vector<int64_t> run_block(
     const at::Tensor& mask_weight,
     double mask_bias, double threshold, const at::Tensor& fixed_hard, const at::Tensor& hard,
     const at::Tensor& dilated, const at::Tensor& logits, const at::Tensor& soft, const at::Tensor& rank,
-    const at::Tensor& act_rows, const at::Tensor& dil_rows, const at::Tensor& row_ptr, const at::Tensor& g_buf,
+    const at::Tensor& act_rows, const at::Tensor& dil_rows, const at::Tensor& row_ptr,
     const at::Tensor& e_buf, const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows) {
   BlockPlan plan(x, out, batch, h, w, stride, w_expand, b_expand, w_dw, b_dw, w_project, b_project,
                  residual, residual_relu, gate, dense_above, mask_weight, mask_bias, threshold,
-                 fixed_hard, hard, dilated, logits, soft, rank, act_rows, dil_rows, row_ptr, g_buf,
+                 fixed_hard, hard, dilated, logits, soft, rank, act_rows, dil_rows, row_ptr,
                  e_buf, d_buf, p_buf, strip_rows);
   std::vector<Step> steps;
   plan.append_steps(steps);
@@ -1243,12 +1243,12 @@ class BlockSequence {
            const at::Tensor& fixed_hard, const at::Tensor& hard, const at::Tensor& dilated,
            const at::Tensor& logits, const at::Tensor& soft, const at::Tensor& rank,
            const at::Tensor& act_rows, const at::Tensor& dil_rows, const at::Tensor& row_ptr,
-           const at::Tensor& g_buf, const at::Tensor& e_buf, const at::Tensor& d_buf,
+           const at::Tensor& e_buf, const at::Tensor& d_buf,
            const at::Tensor& p_buf, int64_t strip_rows) {
     blocks_.push_back(std::make_unique<BlockPlan>(
         x, out, batch, h, w, stride, w_expand, b_expand, w_dw, b_dw, w_project, b_project,
         residual, residual_relu, gate, dense_above, mask_weight, mask_bias, threshold, fixed_hard,
-        hard, dilated, logits, soft, rank, act_rows, dil_rows, row_ptr, g_buf, e_buf, d_buf, p_buf,
+        hard, dilated, logits, soft, rank, act_rows, dil_rows, row_ptr, e_buf, d_buf, p_buf,
         strip_rows));
     TORCH_CHECK(blocks_.front()->threads == blocks_.back()->threads,
                 "every block of a sequence needs scratch for the same thread count");
