@@ -91,11 +91,6 @@ def machine_info() -> dict[str, Any]:
 # --- our model -----------------------------------------------------------------------------
 
 
-#: The thread-count option of each backend (they name it after their runtime's own knob).
-THREAD_OPTION: dict[str, str] = {"torch": "num_threads", "onnxruntime": "intra_op_threads",
-                                 "sparse-cpu": "num_threads"}
-
-
 def parse_backend_options(pairs: Sequence[str]) -> dict[str, Any]:
     """``KEY=VALUE`` strings -> dict; values parsed as JSON when they are JSON (0.3, true)."""
     out: dict[str, Any] = {}
@@ -113,34 +108,18 @@ def parse_backend_options(pairs: Sequence[str]) -> dict[str, Any]:
 def build_estimator(checkpoint: Path, backend: str, threads: int, options: dict[str, Any]) -> Any:
     """The node's estimator around ``create_backend`` (imported here: torch is heavy).
 
-    ``auto`` walks the same candidates as ``create_backend("auto")`` on CPU for this model (a
-    gated checkpoint goes to sparse-cpu first, as in the node), so that each one gets its own
-    thread option; the first that loads wins.
+    ``auto`` is ``create_backend("auto")`` on the CPU for this checkpoint, as in the node (a gated
+    checkpoint goes to sparse-cpu first). ``threads`` is every backend's ``num_threads``; an
+    explicit backend option (e.g. ``intra_op_threads``) wins.
     """
     import torch
 
-    from ..backends import BackendError, create_backend
-    from ..backends.base import auto_candidates
+    from ..backends import create_backend
     from ..pipeline.estimator import PoseEstimator
 
     torch.set_num_threads(threads)
-    if backend == "auto":
-        names = [c for c, _ in auto_candidates("cpu", str(checkpoint))]
-    else:
-        names = [backend]
-    failures = []
-    for name in names:
-        opts = dict(options)
-        if name in THREAD_OPTION:
-            opts.setdefault(THREAD_OPTION[name], threads)
-        try:
-            return PoseEstimator(create_backend(name, checkpoint, device="cpu", **opts))
-        except BackendError as exc:
-            if backend != "auto":
-                raise
-            LOG.warning("backend %s could not load %s: %s", name, checkpoint, exc)
-            failures.append(f"{name}: {exc}")
-    raise ValueError(f"no backend could load {checkpoint}: {'; '.join(failures) or 'none'}")
+    opts = {"num_threads": threads, **options}
+    return PoseEstimator(create_backend(backend, checkpoint, device="cpu", **opts))
 
 
 def run_ours(
@@ -370,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--png-dir", type=Path, help="side-by-side PNGs go here")
     ap.add_argument("--max-pngs", type=int, default=8)
     ap.add_argument("--png-max-side", type=int, default=384, help="panel size cap (px)")
-    ap.add_argument("--backend", default="auto", help="auto|torch|onnxruntime|tensorrt")
+    ap.add_argument("--backend", default="auto",
+                    help="auto|sparse-cpu|torch|onnxruntime|tensorrt")
     ap.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
                     help="extra backend option (string value), repeatable")
     ap.add_argument("--threads", type=int, default=2, help="intra-op threads of our backend")
