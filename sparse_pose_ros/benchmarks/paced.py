@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..model.network import NetworkConfig, PoseNetwork
@@ -25,7 +24,7 @@ from ..sparse.cpu_kernel import load_cpu_kernel
 from ..sparse.executor import SparsePoseNetwork
 from .masks import set_blob_masks
 from .ort_dense import DenseNetwork, export_onnx, ort_runner
-from .timing import load_average, machine_info
+from .timing import load_average, machine_info, time_call
 
 
 def _cpu_seconds() -> float:
@@ -35,27 +34,16 @@ def _cpu_seconds() -> float:
 
 def time_paced(fn: Callable[[], object], reps: int, warmup: int, interval_s: float
                ) -> dict[str, float]:  # fmt: skip
-    """Median / p95 of ``reps`` calls, each after sleeping ``interval_s``; plus CPU use."""
+    """:func:`.timing.time_call` with ``interval_s`` of sleep before each call, plus the CPU
+    time the process used over the timed calls (cores = CPU time / wall time)."""
     if reps < 1 or warmup < 0 or interval_s < 0:
         raise ValueError("reps must be >= 1, warmup >= 0, interval >= 0")
     for _ in range(warmup):
         fn()
-    times = np.empty(reps)
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-    for i in range(reps):
-        time.sleep(interval_s)
-        t0 = time.perf_counter()
-        fn()
-        times[i] = time.perf_counter() - t0
+    stats = time_call(fn, reps, 0, interval_s)
     cpu, wall = _cpu_seconds() - cpu0, time.perf_counter() - wall0
-    ms = times * 1e3
-    return {
-        "median_ms": float(np.median(ms)),
-        "p95_ms": float(np.percentile(ms, 95)),
-        "cpu_cores": cpu / wall,
-        "cpu_ms_per_frame": cpu / reps * 1e3,
-        "reps": int(reps),
-    }
+    return {**stats, "cpu_cores": cpu / wall, "cpu_ms_per_frame": cpu / reps * 1e3}
 
 
 def run_paced(size: int, threads: int, density: float, interval_ms: float, reps: int,

@@ -11,14 +11,22 @@ from typing import Any
 import numpy as np
 
 
-def time_call(fn: Callable[[], object], reps: int, warmup: int) -> dict[str, float]:
-    """Median / p95 / mean / min of ``reps`` timed calls after ``warmup`` untimed ones (ms)."""
-    if reps < 1 or warmup < 0:
-        raise ValueError(f"reps must be >= 1 and warmup >= 0, got {reps}, {warmup}")
+def time_call(
+    fn: Callable[[], object], reps: int, warmup: int, interval_s: float = 0.0
+) -> dict[str, float]:
+    """Median / p95 / mean / min of ``reps`` timed calls after ``warmup`` untimed ones (ms).
+
+    ``interval_s`` > 0 sleeps that long before each timed call (camera pacing, :mod:`.paced`)."""
+    if reps < 1 or warmup < 0 or interval_s < 0:
+        raise ValueError(
+            f"reps must be >= 1, warmup and interval >= 0, got {reps}, {warmup}, {interval_s}"
+        )
     for _ in range(warmup):
         fn()
     times = np.empty(reps)
     for i in range(reps):
+        if interval_s:
+            time.sleep(interval_s)
         t0 = time.perf_counter()
         fn()
         times[i] = time.perf_counter() - t0

@@ -420,10 +420,11 @@ class SparsePoseNetwork:
         self.backbone = SparseBackbone(net.backbone, **kwargs)  # type: ignore[arg-type]
         if head == "ort" and not ort_available():
             raise ValueError("head='ort' needs onnxruntime, which is not installed")
-        cpp_ok = self.backbone._cpp is not None and supported(net) is None
+        why_not = supported(net) or (None if self.backbone._cpp is not None
+                                     else "the compiled kernel is not in use")  # fmt: skip
+        cpp_ok = why_not is None
         if head == "cpp" and not cpp_ok:
-            why = supported(net) or "the compiled kernel is not in use"
-            raise ValueError(f"head='cpp' needs kernel='cpp' and a factorized head: {why}")
+            raise ValueError(f"head='cpp' needs kernel='cpp' and a factorized head: {why_not}")
         if head == "cpp" or (head == "auto" and cpp_ok):
             self.head = "cpp"
         elif head == "ort" or (head == "auto" and ort_available()):
