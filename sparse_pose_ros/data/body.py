@@ -17,6 +17,7 @@ import numpy as np
 from mannequin import Mannequin
 
 from sparse_pose_ros import skeleton
+from sparse_pose_ros.data.outfit import label_regions
 
 Style = Literal["wooden", "convex"]
 STYLES: tuple[str, ...] = ("wooden", "convex")
@@ -81,9 +82,11 @@ def head_rigid_vertices(model: Mannequin, tolerance: float = 1e-6) -> np.ndarray
     return indices
 
 
-def head_vertex_ids(model: Mannequin) -> tuple[int, int]:
-    """(head_top, nose) vertex indices for this model, computed from its rest pose."""
-    head = head_rigid_vertices(model)
+def head_vertex_ids(model: Mannequin, head: np.ndarray | None = None) -> tuple[int, int]:
+    """(head_top, nose) vertex indices for this model, computed from its rest pose.
+
+    ``head``: the Head-rigid vertex indices when the caller already has them."""
+    head = head_rigid_vertices(model) if head is None else head
     rest = model.rest_pose(dtype=np.float64)
     verts = model.vertices(rest)[head]
     head_y = model.joint_transforms(rest)[HEAD, 1, 3]
@@ -120,7 +123,12 @@ class Body:
             self.model = Mannequin("convex", lod=lod, shape=betas)
         self.betas = betas
         self.faces = np.asarray(self.model.faces)
-        self.head_top_vertex, self.nose_vertex = head_vertex_ids(self.model)
+        head = head_rigid_vertices(self.model)
+        self.head_top_vertex, self.nose_vertex = head_vertex_ids(self.model, head)
+        rest = self.model.rest_pose(dtype=np.float64)
+        #: Per-vertex ``outfit.Region`` labels (face, hair, torso, ...), fixed for this body.
+        self.regions = label_regions(
+            self.model.vertices(rest), self.model.joint_transforms(rest)[:, :3, 3], head)
         sources = [_H36M_FROM_SMPLX[name] for name in skeleton.JOINT_NAMES]
         self._joint_ids = np.array([v if isinstance(v, int) else 0 for v in sources])
 

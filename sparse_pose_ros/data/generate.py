@@ -1,7 +1,7 @@
 """CLI: render a synthetic split into shards, in parallel, resumably.
 
     python -m sparse_pose_ros.data.generate --out DIR --split train --count 24000 --workers 1 \
-        --seed 0
+        --seed 0 [--plain-bodies]
 
 Re-running the same command skips shards that are already complete, so an interrupted run
 continues where it stopped. Frames depend only on (seed, split, index), so the result is the same
@@ -35,8 +35,16 @@ def _shard_range(shard: int, shard_size: int, count: int) -> range:
     return range(shard * shard_size, min((shard + 1) * shard_size, count))
 
 
-def _expected_info(split: str, seed: int, frames: range) -> dict[str, object]:
-    return {"split": split, "seed": seed, "first": frames.start, "count": len(frames)}
+def _expected_info(split: str, seed: int, frames: range, outfits: bool) -> dict[str, object]:
+    return {"split": split, "seed": seed, "first": frames.start, "count": len(frames),
+            "outfits": outfits}
+
+
+def _is_complete(path: Path, expected: dict[str, object]) -> bool:
+    """``shard_is_complete``, reading shards written before outfits existed as plain bodies."""
+    if not expected["outfits"] and shard_is_complete(path, {**expected, "outfits": None}):
+        return True
+    return shard_is_complete(path, expected)
 
 
 def _render_shard(out: Path, split: str, seed: int, shard: int, frames: range, generator: object,
@@ -50,7 +58,7 @@ def _render_shard(out: Path, split: str, seed: int, shard: int, frames: range, g
     from sparse_pose_ros.data.synthetic import STYLES
 
     info = {
-        **_expected_info(split, seed, frames),
+        **_expected_info(split, seed, frames, generator.config.outfits),  # type: ignore[attr-defined]
         "joint_names": list(skeleton.JOINT_NAMES),
         "families": list(ALL_FAMILIES),
         "styles": list(STYLES),
@@ -59,10 +67,14 @@ def _render_shard(out: Path, split: str, seed: int, shard: int, frames: range, g
     write_shard(shard_path(out, split, shard), rendered, info)
 
 
-def _init_worker(split: str, seed: int, progress_queue: mp.Queue) -> None:
-    from sparse_pose_ros.data.synthetic import SyntheticGenerator
+def _generator(split: str, seed: int, outfits: bool) -> object:
+    from sparse_pose_ros.data.synthetic import SyntheticConfig, SyntheticGenerator
 
-    _WORKER["generator"] = SyntheticGenerator(split, seed)
+    return SyntheticGenerator(split, seed, SyntheticConfig(outfits=outfits))
+
+
+def _init_worker(split: str, seed: int, outfits: bool, progress_queue: mp.Queue) -> None:
+    _WORKER["generator"] = _generator(split, seed, outfits)
     _WORKER["queue"] = progress_queue
 
 
@@ -75,16 +87,18 @@ def _worker_task(args: tuple[str, str, int, int, int, int]) -> int:
 
 
 def generate(out: Path, split: str, count: int, workers: int, seed: int, shard_size: int,
-             show_progress: bool = True) -> dict[str, float]:
-    """Render ``count`` frames of ``split`` into ``out``; returns rendered frames and rate."""
+             show_progress: bool = True, outfits: bool = True) -> dict[str, float]:
+    """Render ``count`` frames of ``split`` into ``out``; returns rendered frames and rate.
+
+    ``outfits=False`` renders the one-colour bodies of ``synth_v1``."""
     if count <= 0 or workers <= 0 or shard_size <= 0:
         raise ValueError("count, workers and shard_size must be positive")
     out.mkdir(parents=True, exist_ok=True)
     num_shards = (count + shard_size - 1) // shard_size
     todo = [
         k for k in range(num_shards)
-        if not shard_is_complete(shard_path(out, split, k),
-                                 _expected_info(split, seed, _shard_range(k, shard_size, count)))
+        if not _is_complete(shard_path(out, split, k),
+                            _expected_info(split, seed, _shard_range(k, shard_size, count), outfits))
     ]
     remaining = sum(len(_shard_range(k, shard_size, count)) for k in todo)
     LOG.info("%s: %d of %d shards to render (%d frames)", split, len(todo), num_shards, remaining)
@@ -92,9 +106,7 @@ def generate(out: Path, split: str, count: int, workers: int, seed: int, shard_s
                disable=not show_progress, smoothing=0.05)
     start = time.perf_counter()
     if workers == 1 and todo:
-        from sparse_pose_ros.data.synthetic import SyntheticGenerator
-
-        generator = SyntheticGenerator(split, seed)
+        generator = _generator(split, seed, outfits)
         try:
             for k in todo:
                 _render_shard(out, split, seed, k, _shard_range(k, shard_size, count), generator,
@@ -106,7 +118,7 @@ def generate(out: Path, split: str, count: int, workers: int, seed: int, shard_s
         progress_queue = ctx.Queue()
         tasks = [(str(out), split, seed, k, shard_size, count) for k in todo]
         with ctx.Pool(workers, initializer=_init_worker,
-                      initargs=(split, seed, progress_queue)) as pool:
+                      initargs=(split, seed, outfits, progress_queue)) as pool:
             result = pool.map_async(_worker_task, tasks, chunksize=1)
             while not result.ready() or not progress_queue.empty():
                 try:
@@ -118,7 +130,7 @@ def generate(out: Path, split: str, count: int, workers: int, seed: int, shard_s
     elapsed = time.perf_counter() - start
     rate = remaining / elapsed if elapsed > 0 and remaining else 0.0
     manifest = {"split": split, "seed": seed, "count": count, "shard_size": shard_size,
-                "num_shards": num_shards}
+                "num_shards": num_shards, "outfits": outfits}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return {"rendered": float(remaining), "seconds": elapsed, "frames_per_s": rate}
 
@@ -133,12 +145,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="base seed (default: 0 for train, 1 for test)")
     parser.add_argument("--shard-size", type=int, default=200, help="frames per shard file")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--plain-bodies", action="store_true",
+                        help="one-colour mannequins without clothes/hair (as synth_v1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     seed = DEFAULT_SEEDS[args.split] if args.seed is None else args.seed
     try:
         stats = generate(args.out, args.split, args.count, args.workers, seed, args.shard_size,
-                         show_progress=not args.no_progress)
+                         show_progress=not args.no_progress, outfits=not args.plain_bodies)
     except ValueError as err:
         parser.error(str(err))
     print(f"{args.split}: rendered {int(stats['rendered'])} frames in {stats['seconds']:.1f} s "

@@ -101,9 +101,10 @@ class Lighting:
 class Surface:
     """Material of the body for one frame."""
 
-    colour: np.ndarray  # (3,) RGB 0..1
+    colour: np.ndarray  # (3,) RGB 0..1, multiplies the vertex colours when both are given
     roughness: float
     metallic: float
+    vertex_colours: np.ndarray | None = None  # (V, 3) RGB 0..1 (clothes, skin, hair), optional
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -204,9 +205,16 @@ class BodyRenderer:
             metallicFactor=float(surface.metallic),
             roughnessFactor=float(surface.roughness),
         )
+        colours = None
+        if surface.vertex_colours is not None:
+            colours = np.asarray(surface.vertex_colours, dtype=np.float32)
+            if colours.shape != (len(verts_gl), 3):
+                raise ValueError(
+                    f"vertex_colours must be ({len(verts_gl)}, 3), got {colours.shape}")
         primitive = pyrender.Primitive(
             positions=verts_gl.astype(np.float32),
             normals=normals.astype(np.float32),
+            color_0=colours,
             indices=np.asarray(faces, dtype=np.uint32),
             material=material,
         )

@@ -4,7 +4,10 @@ Every random choice of frame ``i`` comes from ``SeedSequence([seed, split_code, 
 depends only on (seed, split, index) — not on worker count, order or earlier frames — which is
 what makes generation parallel, resumable and reproducible. Subjects (shape betas, style) come
 from ``SeedSequence([seed, split_code, SUBJECT_STREAM, k])``; the split code makes train and test
-subjects, poses and seeds disjoint even if the same ``seed`` is given for both.
+subjects, poses and seeds disjoint even if the same ``seed`` is given for both. Outfits (clothes,
+skin, hair: ``outfit.py``) come from their own stream ``SeedSequence([seed, split_code,
+OUTFIT_STREAM, i])``, so turning them on or off changes no other draw: ``synth_v2`` (outfits) has
+exactly the poses, cameras, lights and backgrounds of ``synth_v1`` (one-colour bodies).
 
 Visibility of a joint = inside the image AND not self-occluded AND not under a pasted occluder.
 Self-occlusion: the rendered depth at the joint's pixel is compared with the joint's depth; joint
@@ -29,12 +32,14 @@ from sparse_pose_ros.data import poses
 from sparse_pose_ros.data.backgrounds import BackgroundBank
 from sparse_pose_ros.data.body import STYLES, Body
 from sparse_pose_ros.data.camera import CameraRanges, project, sample_camera
+from sparse_pose_ros.data.outfit import sample_outfit
 from sparse_pose_ros.data.render import BodyRenderer, Lighting, Surface
 
 LOG = logging.getLogger(__name__)
 
 SPLIT_CODES: dict[str, int] = {"train": 1, "test": 2}
 SUBJECT_STREAM: int = 1_000_003
+OUTFIT_STREAM: int = 2_000_003
 FAMILY_IDS: dict[str, int] = {name: i for i, name in enumerate(poses.ALL_FAMILIES)}
 STYLE_IDS: dict[str, int] = {name: i for i, name in enumerate(STYLES)}
 
@@ -50,7 +55,8 @@ _MARGINS = np.array([OCCLUSION_MARGIN_M[n] for n in skeleton.JOINT_NAMES])
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """What a split looks like. Defaults are the values used for ``synth_v1``."""
+    """What a split looks like. Defaults are the values used for ``synth_v2``; ``outfits=False``
+    gives the one-colour bodies of ``synth_v1``."""
 
     size: int = 256
     num_subjects: dict[str, int] = field(default_factory=lambda: {"train": 16, "test": 4})
@@ -58,6 +64,7 @@ class SyntheticConfig:
     occluder_prob: float = 0.25
     betas_std: float = 1.0
     camera: CameraRanges = CameraRanges()
+    outfits: bool = True
 
 
 @dataclass
@@ -190,6 +197,15 @@ class SyntheticGenerator:
         verts_c = camera.to_camera(verts_w)
         joints_c = camera.to_camera(joints_w)
         surface = _surface(rng, body.style)
+        if self.config.outfits:
+            outfit_rng = np.random.default_rng(np.random.SeedSequence(
+                [self.seed, SPLIT_CODES[self.split], OUTFIT_STREAM, index]))
+            # The mannequin colour drawn above only tints the outfit a little (material sheen):
+            # the draw stays so every later draw is the same as with outfits off.
+            tint = 0.85 + 0.15 * surface.colour
+            surface = Surface(colour=tint, roughness=surface.roughness,
+                              metallic=surface.metallic,
+                              vertex_colours=sample_outfit(outfit_rng).vertex_colours(body.regions))
         lighting = _lighting(rng)
         rgb, depth = self.renderer.render(verts_c, posed.faces, camera.K, surface, lighting)
         silhouette = depth > 0
