@@ -47,6 +47,26 @@ void check_buffer(const at::Tensor& t, const char* name) {
 
 inline float relu6(float v) { return std::min(std::max(v, 0.0f), 6.0f); }
 
+// a . b over n floats (the mask unit's 1x1 conv to one logit)
+inline float dot(const float* a, const float* b, int64_t n) {
+#ifdef __AVX512F__
+  __m512 acc = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + c), _mm512_loadu_ps(b + c), acc);
+  if (c < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - c)) - 1u);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + c), _mm512_maskz_loadu_ps(m, b + c), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+#else
+  float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t c = 0; c < n; ++c) acc += a[c] * b[c];
+  return acc;
+#endif
+}
+
 // C (n x N, row stride ldc) = A (n x K) @ B (K x N) [+ bias] [ReLU6].
 // Row r of A is a + rows[r] * lda when ``rows`` is given (rows read in place from the feature
 // buffer, no gather copy), else a + r * lda. lda / ldc <= 0 mean K / N (packed rows).
@@ -207,6 +227,39 @@ inline void depthwise_full(const float* const* rows, const float* wd, const floa
   const float* src[9];
   for (int t = 0; t < 9; ++t) src[t] = rows[t / 3] + (t % 3) * c_e;
   depthwise_row(src, kAllTaps, 9, wd, bd, c_e, acc);
+}
+
+// ``n`` outputs of one row whose 3x3 windows are all present: rows[dy] points at the first
+// window's left column of input row dy; window j starts ``step`` floats after window j-1 (one
+// or two input columns), columns are c_e floats apart. The 9 weight vectors of a channel block
+// stay in registers across the run; no per-output index work.
+inline void depthwise_run(const float* const* rows, int64_t n, int64_t step, const float* wd,
+                          const float* bd, int64_t c_e, float* acc) {
+#ifdef __AVX512F__
+  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+  for (int64_t c = 0; c < c_e; c += 16) {
+    const int64_t left = c_e - c;
+    const __mmask16 m = static_cast<__mmask16>(left >= 16 ? 0xFFFF : ((1u << left) - 1));
+    __m512 wv[9];
+    for (int t = 0; t < 9; ++t) wv[t] = _mm512_maskz_loadu_ps(m, wd + t * c_e + c);
+    const __m512 bias = _mm512_maskz_loadu_ps(m, bd + c);
+    for (int64_t j = 0; j < n; ++j) {
+      __m512 a = bias;
+      for (int dy = 0; dy < 3; ++dy) {
+        const float* s = rows[dy] + j * step + c;
+        a = _mm512_fmadd_ps(wv[dy * 3], _mm512_maskz_loadu_ps(m, s), a);
+        a = _mm512_fmadd_ps(wv[dy * 3 + 1], _mm512_maskz_loadu_ps(m, s + c_e), a);
+        a = _mm512_fmadd_ps(wv[dy * 3 + 2], _mm512_maskz_loadu_ps(m, s + 2 * c_e), a);
+      }
+      _mm512_mask_storeu_ps(acc + j * c_e + c, m, _mm512_min_ps(_mm512_max_ps(a, zero), six));
+    }
+  }
+#else
+  for (int64_t j = 0; j < n; ++j) {
+    const float* win[3] = {rows[0] + j * step, rows[1] + j * step, rows[2] + j * step};
+    depthwise_full(win, wd, bd, c_e, acc + j * c_e);
+  }
+#endif
 }
 
 #ifdef __AVX512F__
@@ -497,6 +550,7 @@ Pool& pool_for(int64_t threads) {
 // Everything ``run_block`` needs, checked once when the plan is made (a TORCH_CHECK must not
 // throw inside the parallel region). The tensors are held so the raw pointers stay valid.
 struct BlockPlan {
+  static constexpr int64_t kMinChunk = 2048;
   std::vector<at::Tensor> keep;
   int64_t batch, h, w, stride, ho, wo, n_in, n_out, c_in, c_e, c_out;
   bool has_expand, residual, residual_relu;
@@ -596,12 +650,19 @@ struct BlockPlan {
 
   // The block as six steps of a frame; ``tid`` < ``threads`` picks the scratch slice.
   void append_steps(std::vector<Step>& steps) {
-    steps.push_back({n_out, 1024, false, [this](int64_t b, int64_t e, int) { mask_chunk(b, e); }});
-    steps.push_back({index_rows(), 8, false, [this](int64_t b, int64_t e, int) { count_rows(b, e); }});
+    // Index steps take chunks of >= kMinChunk positions: on the 16x16 and 32x32 grids a step
+    // is then one chunk, which the caller runs without a hand-off (a few µs of sync per step
+    // against < 1 µs of work).
+    const int64_t row_chunk = std::max<int64_t>(8, (kMinChunk + w - 1) / w);
+    steps.push_back({n_out, kMinChunk, false, [this](int64_t b, int64_t e, int) { mask_chunk(b, e); }});
+    steps.push_back({index_rows(), row_chunk, false,
+                     [this](int64_t b, int64_t e, int) { count_rows(b, e); }});
     steps.push_back({1, 1, true, [this](int64_t, int64_t, int) { scan_rows(); }});
-    steps.push_back({index_rows(), 8, false, [this](int64_t b, int64_t e, int) { fill_rows(b, e); }});
+    steps.push_back({index_rows(), row_chunk, false,
+                     [this](int64_t b, int64_t e, int) { fill_rows(b, e); }});
     steps.push_back({n_strips, 1, false, [this](int64_t b, int64_t, int tid) { strip(b, tid); }});
-    steps.push_back({n_out, 256, false, [this](int64_t b, int64_t e, int) { scatter_chunk(b, e); }});
+    steps.push_back({n_out, kMinChunk, false,
+                     [this](int64_t b, int64_t e, int) { scatter_chunk(b, e); }});
   }
 
   std::vector<int64_t> counts() const { return {n_hard, n_dil_true, compute_all ? 1 : 0}; }
@@ -609,24 +670,38 @@ struct BlockPlan {
  private:
   // ---- 1. mask: none (ungated), learned (1x1 conv logit >= threshold) or fixed -----------------
   void mask_chunk(int64_t o0, int64_t o1) {
-    for (int64_t o = o0; o < o1; ++o) {
-      if (gate == 0) {
-        hard[o] = 1.0f;
-      } else if (gate == 2) {
-        hard[o] = fixed[o] > 0.0f ? 1.0f : 0.0f;
-        lg[o] = hard[o] * 2.0f - 1.0f;
-        sp[o] = hard[o];
-      } else {
-        const int64_t b = o / (ho * wo), r = o % (ho * wo);
-        const int64_t iy = (r / wo) * stride, ix = (r % wo) * stride;
-        const float* row = xp + ((b * h + iy) * w + ix) * c_in;
-        float acc = 0.0f;
-        for (int64_t c = 0; c < c_in; ++c) acc += row[c] * mw[c];
-        acc += mask_bias;
-        lg[o] = acc;
-        sp[o] = 1.0f / (1.0f + std::exp(-acc));
-        hard[o] = acc >= threshold ? 1.0f : 0.0f;
+    if (gate == 0) {
+      std::fill(hard + o0, hard + o1, 1.0f);
+      return;
+    }
+    if (gate == 2) {
+#pragma omp simd
+      for (int64_t o = o0; o < o1; ++o) {
+        const float on = fixed[o] > 0.0f ? 1.0f : 0.0f;
+        hard[o] = on;
+        lg[o] = on * 2.0f - 1.0f;
+        sp[o] = on;
       }
+      return;
+    }
+    for (int64_t o = o0; o < o1; ++o) {
+      const int64_t b = o / (ho * wo), r = o % (ho * wo);
+      const int64_t iy = (r / wo) * stride, ix = (r % wo) * stride;
+      lg[o] = dot(xp + ((b * h + iy) * w + ix) * c_in, mw, c_in) + mask_bias;
+    }
+    int64_t o = o0;
+#ifdef __AVX512F__
+    const __m512 one = _mm512_set1_ps(1.0f), thr = _mm512_set1_ps(threshold);
+    for (; o + 16 <= o1; o += 16) {
+      const __m512 l = _mm512_loadu_ps(lg + o);
+      _mm512_storeu_ps(sp + o, _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(
+                                                                          _mm512_setzero_ps(), l)))));
+      _mm512_storeu_ps(hard + o, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(l, thr, _CMP_GE_OQ), one));
+    }
+#endif
+    for (; o < o1; ++o) {
+      sp[o] = 1.0f / (1.0f + std::exp(-lg[o]));
+      hard[o] = lg[o] >= threshold ? 1.0f : 0.0f;
     }
   }
 
@@ -650,30 +725,47 @@ struct BlockPlan {
     hi = std::min(n_o - 1, (v + 1) / stride);
   }
 
+  // Dilation is separable: OR (max of 0/1 floats) over the covering output rows, then over the
+  // covering output columns; both are straight vector loops over a row.
   void count_rows(int64_t r0, int64_t r1) {
+    thread_local std::vector<float> any_row;  // sized once per thread, reused every frame
+    if (static_cast<int64_t>(any_row.size()) < wo) any_row.resize(wo);
+    float* t = any_row.data();
     for (int64_t r = r0; r < r1; ++r) {
       if (r < batch * h) {  // input row r: dil + count
         const int64_t b = r / h, y = r % h;
         int64_t oy_lo, oy_hi;
         covering(y, ho, oy_lo, oy_hi);
-        float* drow = dil + r * w;
-        int32_t cnt = 0;
-        for (int64_t x = 0; x < w; ++x) {
-          int64_t ox_lo, ox_hi;
-          covering(x, wo, ox_lo, ox_hi);
-          bool on = false;
-          for (int64_t oy = oy_lo; oy <= oy_hi && !on; ++oy) {
-            const float* hrow = hard + (b * ho + oy) * wo;
-            for (int64_t ox = ox_lo; ox <= ox_hi; ++ox) on = on || hrow[ox] > 0.0f;
-          }
-          drow[x] = on ? 1.0f : 0.0f;
-          cnt += on ? 1 : 0;
+        std::copy(hard + (b * ho + oy_lo) * wo, hard + (b * ho + oy_lo + 1) * wo, t);
+        for (int64_t oy = oy_lo + 1; oy <= oy_hi; ++oy) {
+          const float* hrow = hard + (b * ho + oy) * wo;
+#pragma omp simd
+          for (int64_t x = 0; x < wo; ++x) t[x] = std::max(t[x], hrow[x]);
         }
+        float* drow = dil + r * w;
+        if (stride == 1) {  // w == wo: window [x-1, x+1]
+          drow[0] = wo > 1 ? std::max(t[0], t[1]) : t[0];
+#pragma omp simd
+          for (int64_t x = 1; x < w - 1; ++x) drow[x] = std::max(std::max(t[x - 1], t[x]), t[x + 1]);
+          if (w > 1) drow[w - 1] = std::max(t[w - 2], t[w - 1]);
+        } else {  // input 2k is covered by output k, input 2k+1 by outputs k and k+1
+#pragma omp simd
+          for (int64_t x = 0; x < w; ++x) {
+            const int64_t k = x >> 1;
+            const bool two = (x & 1) && k + 1 < wo;
+            drow[x] = two ? std::max(t[k], t[k + 1]) : t[k];
+          }
+        }
+        int32_t cnt = 0;
+#pragma omp simd reduction(+ : cnt)
+        for (int64_t x = 0; x < w; ++x) cnt += drow[x] > 0.0f ? 1 : 0;
         dil_ptr[r] = cnt;
       }
       if (r < batch * ho) {  // output row r: active count
+        const float* hrow = hard + r * wo;
         int32_t cnt = 0;
-        for (int64_t o = r * wo; o < (r + 1) * wo; ++o) cnt += hard[o] > 0.0f ? 1 : 0;
+#pragma omp simd reduction(+ : cnt)
+        for (int64_t x = 0; x < wo; ++x) cnt += hrow[x] > 0.0f ? 1 : 0;
         act_ptr[r] = cnt;
       }
     }
@@ -702,25 +794,44 @@ struct BlockPlan {
     n_act = compute_all ? n_out : n_hard;
   }
 
+  // Rows without (or with only) dilated / active entries take a straight loop.
   void fill_rows(int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       if (r < batch * h) {
-        int64_t k = dil_ptr[r];
-        for (int64_t p = r * w; p < (r + 1) * w; ++p) {
-          if (compute_all) {
-            rank[p] = static_cast<int32_t>(p + 1);
-          } else if (dil[p] > 0.0f) {
-            dil_rows[k] = static_cast<int32_t>(p);
-            rank[p] = static_cast<int32_t>(++k);
-          } else {
-            rank[p] = 0;
+        const int64_t k0 = dil_ptr[r], n = dil_ptr[r + 1] - k0, p0 = r * w;
+        int32_t* rk = rank + p0;
+        if (compute_all) {
+#pragma omp simd
+          for (int64_t i = 0; i < w; ++i) rk[i] = static_cast<int32_t>(p0 + i + 1);
+        } else if (n == 0) {
+          std::fill(rk, rk + w, 0);
+        } else if (n == w) {
+#pragma omp simd
+          for (int64_t i = 0; i < w; ++i) {
+            dil_rows[k0 + i] = static_cast<int32_t>(p0 + i);
+            rk[i] = static_cast<int32_t>(k0 + i + 1);
+          }
+        } else {
+          int64_t k = k0;
+          for (int64_t i = 0; i < w; ++i) {
+            if (dil[p0 + i] > 0.0f) {
+              dil_rows[k] = static_cast<int32_t>(p0 + i);
+              rk[i] = static_cast<int32_t>(++k);
+            } else {
+              rk[i] = 0;
+            }
           }
         }
       }
       if (r < batch * ho) {
         int64_t k = act_ptr[r];
-        for (int64_t o = r * wo; o < (r + 1) * wo; ++o)
-          if (compute_all || hard[o] > 0.0f) act[k++] = static_cast<int32_t>(o);
+        const int64_t n = act_ptr[r + 1] - k;
+        if (n == wo) {
+          for (int64_t o = r * wo; o < (r + 1) * wo; ++o) act[k++] = static_cast<int32_t>(o);
+        } else if (n > 0) {
+          for (int64_t o = r * wo; o < (r + 1) * wo; ++o)
+            if (hard[o] > 0.0f) act[k++] = static_cast<int32_t>(o);
+        }
       }
     }
   }
@@ -759,27 +870,11 @@ struct BlockPlan {
     auto source_row = [&](int64_t p, int32_t rk) -> const float* {
       return has_expand ? ep + (static_cast<int64_t>(rk) - 1 - e_begin) * c_e : xp + p * c_in;
     };
-    for (int64_t k = 0; k < n_a; ++k) {
-      const int64_t o = act[a_begin + k];
-      const int64_t r = o % (ho * wo);
-      const int64_t cy = (r / wo) * stride, cx = (r % wo) * stride;
-      // Common case first: an interior output whose three input rows are dilated across the
-      // whole window. Consecutive dilated positions of a row have consecutive ranks, so two
-      // lookups per row (left and right end) give the row's three source rows.
-      if (cy >= 1 && cy + 1 < h && cx >= 1 && cx + 1 < w) {
-        const float* rows[3];
-        bool full = true;
-        for (int dy = 0; dy < 3 && full; ++dy) {
-          const int64_t pl = (b * h + cy - 1 + dy) * w + cx - 1;
-          const int32_t rl = rank[pl];
-          full = rl != 0 && rank[pl + 2] == rl + 2;
-          rows[dy] = source_row(pl, rl);
-        }
-        if (full) {
-          depthwise_full(rows, wd, bd, c_e, dp + k * c_e);
-          continue;
-        }
-      }
+    // Active outputs come in runs of consecutive columns of one row: one division per run, and
+    // an interior run whose three input rows are dilated across its whole span (consecutive
+    // dilated positions of a row have consecutive ranks, so the two ends decide) goes through
+    // depthwise_run. Border outputs and partial windows take the per-output path.
+    auto one_output = [&](int64_t k, int64_t cy, int64_t cx) {
       const float* src[9];
       int n_taps = 0;
       int tap_of[9];
@@ -793,6 +888,37 @@ struct BlockPlan {
         tap_of[n_taps++] = t;
       }
       depthwise_row(src, tap_of, n_taps, wd, bd, c_e, dp + k * c_e);
+    };
+    const int64_t step = stride * c_e;
+    for (int64_t k = 0; k < n_a;) {
+      const int64_t o = act[a_begin + k];
+      const int64_t r = o % (ho * wo);
+      const int64_t oy = r / wo, ox = r % wo;
+      int64_t len = 1;
+      while (k + len < n_a && ox + len < wo && act[a_begin + k + len] == o + len) ++len;
+      const int64_t cy = oy * stride;
+      // interior columns of the run: 1 <= cx and cx + 1 < w
+      int64_t j0 = ox * stride >= 1 ? 0 : 1;
+      int64_t j1 = len;
+      while (j1 > j0 && (ox + j1 - 1) * stride + 1 >= w) --j1;
+      bool full = cy >= 1 && cy + 1 < h && j1 > j0;
+      const float* rows[3];
+      for (int dy = 0; dy < 3 && full; ++dy) {
+        const int64_t pl = (b * h + cy - 1 + dy) * w + (ox + j0) * stride - 1;
+        const int64_t pr = pl + (j1 - 1 - j0) * stride + 2;
+        const int32_t rl = rank[pl];
+        full = rl != 0 && rank[pr] == rl + (pr - pl);
+        rows[dy] = source_row(pl, rl);
+      }
+      for (int64_t j = 0; j < len; ++j) {
+        if (full && j == j0) {
+          depthwise_run(rows, j1 - j0, step, wd, bd, c_e, dp + (k + j0) * c_e);
+          j = j1 - 1;
+          continue;
+        }
+        one_output(k + j, cy, (ox + j) * stride);
+      }
+      k += len;
     }
     gemm(dp, nullptr, n_a, c_e, wp, c_out, nullptr, false, pp + a_begin * c_out);
   }
@@ -804,15 +930,15 @@ struct BlockPlan {
     if (compute_all) {
       for (int64_t o = o0; o < o1; ++o) store_row(o, o, hard[o]);
     } else {
-      // first entry of the (sorted) active list at or after o0
+      // entries of the (sorted) active list in [o0, o1); a non-residual block zeroes the gaps
       int64_t k = std::lower_bound(act, act + n_act, static_cast<int32_t>(o0)) - act;
-      for (int64_t o = o0; o < o1; ++o) {
-        if (k < n_act && act[k] == o) {
-          store_row(o, k++, 1.0f);
-        } else if (!residual) {
-          std::fill(op + o * c_out, op + (o + 1) * c_out, 0.0f);
-        }
+      int64_t o = o0;
+      for (; k < n_act && act[k] < o1; ++k) {
+        if (!residual) std::fill(op + o * c_out, op + act[k] * c_out, 0.0f);
+        store_row(act[k], k, 1.0f);
+        o = act[k] + 1;
       }
+      if (!residual) std::fill(op + o * c_out, op + o1 * c_out, 0.0f);
     }
     if (residual && residual_relu) {
       float* xo = op + o0 * c_out;
@@ -1057,27 +1183,35 @@ struct HeadPlan {
                      }});
   }
 
-  // y[r] = ReLU6(skip[r] @ W + b) + coarse[nearest(r)]
+  // y[r] = ReLU6(skip[r] @ W + b) + coarse[nearest(r)]. Positions are walked as (image, row,
+  // column) counters: a division per position cost more than the add itself.
   void lateral(const float* skip, int64_t c_skip, const float* w, const float* b,
                const float* coarse, int64_t hc, int64_t wc, int64_t h, int64_t wdt, float* y,
                int64_t r0, int64_t r1) {
     gemm(skip + r0 * c_skip, nullptr, r1 - r0, c_skip, w, ch, b, true, y + r0 * ch);
+    int64_t bi = r0 / (h * wdt), yy = (r0 % (h * wdt)) / wdt, xx = r0 % wdt;
+    int64_t src_row = (bi * hc + nearest_src(yy, hc, h)) * wc;
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t bi = r / (h * wdt), p = r % (h * wdt);
-      const int64_t src = (bi * hc + nearest_src(p / wdt, hc, h)) * wc + nearest_src(p % wdt, wc, wdt);
       float* dst = y + r * ch;
-      const float* s = coarse + src * ch;
+      const float* s = coarse + (src_row + nearest_src(xx, wc, wdt)) * ch;
 #pragma omp simd
       for (int64_t c = 0; c < ch; ++c) dst[c] += s[c];
+      if (++xx == wdt) {
+        xx = 0;
+        if (++yy == h) {
+          yy = 0;
+          ++bi;
+        }
+        src_row = (bi * hc + nearest_src(yy, hc, h)) * wc;
+      }
     }
   }
 
-  // dense depthwise 3x3, zero padding, + bias + ReLU6
+  // dense depthwise 3x3, zero padding, + bias + ReLU6: interior runs of a row through
+  // depthwise_run, the border columns / rows with their present taps only
   void depthwise(const float* x, int64_t h, int64_t wdt, const float* w, const float* b, float* y,
                  int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t bi = r / (h * wdt), p = r % (h * wdt);
-      const int64_t cy = p / wdt, cx = p % wdt;
+    auto border = [&](int64_t bi, int64_t cy, int64_t cx, float* out) {
       const float* src[9];
       int tap_of[9];
       int n_taps = 0;
@@ -1087,7 +1221,25 @@ struct HeadPlan {
         src[n_taps] = x + ((bi * h + yy) * wdt + xx) * ch;
         tap_of[n_taps++] = t;
       }
-      depthwise_row(src, tap_of, n_taps, w, b, ch, y + r * ch);
+      depthwise_row(src, tap_of, n_taps, w, b, ch, out);
+    };
+    for (int64_t r = r0; r < r1;) {
+      const int64_t bi = r / (h * wdt), p = r % (h * wdt);
+      const int64_t cy = p / wdt, x0 = p % wdt;
+      const int64_t x1 = std::min(wdt, x0 + (r1 - r));  // this row's columns [x0, x1)
+      const int64_t ia = std::max<int64_t>(x0, 1), ib = std::min<int64_t>(x1, wdt - 1);
+      const bool inner_row = cy >= 1 && cy + 1 < h && ib > ia;
+      for (int64_t cx = x0; cx < x1; ++cx) {
+        if (inner_row && cx == ia) {
+          const float* rows[3];
+          for (int dy = 0; dy < 3; ++dy) rows[dy] = x + ((bi * h + cy - 1 + dy) * wdt + ia - 1) * ch;
+          depthwise_run(rows, ib - ia, ch, w, b, ch, y + (r + ia - x0) * ch);
+          cx = ib - 1;
+          continue;
+        }
+        border(bi, cy, cx, y + (r + cx - x0) * ch);
+      }
+      r += x1 - x0;
     }
   }
 
