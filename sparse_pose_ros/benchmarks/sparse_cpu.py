@@ -13,6 +13,10 @@ times, in one process with fixed torch threads, batch 1:
 * ``policy_cpp``    the same kernel with the measured per-stage policy (crossover densities);
                     for the whole network the neck + head run in the same kernel's workers,
 * ``policy_cpp_ort_head`` (network only) the same backbone with the neck + head in ONNX Runtime.
+* ``policy_cpp_head_gating`` (network only) ``policy_cpp`` with head gating on
+                    (``NetworkConfig.head_gating``: heads read only inside the last mask's
+                    region, ``model/heads.py``) — same weights, a different output outside the
+                    region, so it is reported next to the ungated network, not instead of it.
 
 Per-stage (per resolution) times come from the executor's per-block profile at every density,
 for the compiled kernel run dense and sparse; the crossover density of each stage (where sparse
@@ -239,6 +243,16 @@ def _run_variant(
                     row["network"][f"policy_{kernel}_1thread"] = _timed_with_threads(
                         1, lambda: net_1t(x), r, w
                     )
+                if net.gated_blocks():
+                    net.set_head_gating(True)
+                    row["head_region_fraction"] = flops_report(
+                        net, net(x), (cfg.size, cfg.size)).head_region_fraction
+                    row["network"][f"policy_{kernel}_head_gating"] = time_call(
+                        lambda: net_policy(x), r, w)
+                    if ort_net_1t is not None:
+                        row["network"][f"policy_{kernel}_head_gating_1thread"] = (
+                            _timed_with_threads(1, lambda: net_1t(x), r, w))
+                    net.set_head_gating(False)
             if cfg.eager:
                 row["backbone"]["masked_torch"] = time_call(lambda: net.backbone(x), r, w)
                 row["backbone"]["sparse_torch"] = time_call(lambda: ex_torch(x), r, w)
@@ -352,7 +366,8 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     for name, v in result["variants"].items():
         kernel = v["kernel"]
         s: dict[str, Any] = {}
-        for path in ("sparse_" + kernel, "policy_" + kernel, f"policy_{kernel}_1thread"):
+        for path in ("sparse_" + kernel, "policy_" + kernel, f"policy_{kernel}_1thread",
+                     f"policy_{kernel}_head_gating", f"policy_{kernel}_head_gating_1thread"):
             for part in ("backbone", "network"):
                 if part not in dense:
                     continue

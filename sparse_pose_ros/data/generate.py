@@ -97,8 +97,9 @@ def generate(out: Path, split: str, count: int, workers: int, seed: int, shard_s
     num_shards = (count + shard_size - 1) // shard_size
     todo = [
         k for k in range(num_shards)
-        if not _is_complete(shard_path(out, split, k),
-                            _expected_info(split, seed, _shard_range(k, shard_size, count), outfits))
+        if not _is_complete(
+            shard_path(out, split, k),
+            _expected_info(split, seed, _shard_range(k, shard_size, count), outfits))
     ]
     remaining = sum(len(_shard_range(k, shard_size, count)) for k in todo)
     LOG.info("%s: %d of %d shards to render (%d frames)", split, len(todo), num_shards, remaining)

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from .blocks import InvertedResidual
+from .heads import head_region
 
 Number = float | Tensor
 
@@ -173,7 +174,10 @@ class FlopsReport:
         backbone_executed_macs: stem + ungated blocks dense + gated blocks sparse + mask units.
         backbone_fraction: executed / dense for the backbone.
         network_dense_macs / network_executed_macs / network_fraction: the same with neck and
-            head added (counted dense on both sides).
+            head added. With head gating (``NetworkConfig.head_gating``) the executed side counts
+            the heads and the neck's last (stride-4 pointwise) conv only inside the head region,
+            as the compiled runtime runs them; otherwise they count dense on both sides.
+        head_region_fraction: share of the stride-4 map inside the head region (1.0 ungated).
     """
 
     blocks: list[BlockFlops]
@@ -188,6 +192,7 @@ class FlopsReport:
     network_dense_macs: float
     network_executed_macs: float
     network_fraction: float
+    head_region_fraction: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -260,7 +265,14 @@ def flops_report(
     bb_dense = stem_macs + sum(r.dense_macs for r in rows)
     bb_exec = stem_macs + sum(r.executed_macs for r in rows) + mask_total
     net_dense = bb_dense + neck_macs + head_macs
-    net_exec = bb_exec + neck_macs + head_macs
+    region_fraction = 1.0
+    gate = net.head_gate(masks) if hasattr(net, "head_gate") else None  # type: ignore[operator]
+    if gate is not None:
+        region = head_region(gate, tuple(output.heatmaps.shape[-2:]))
+        region_fraction = float(region.mean())
+    last_pw = float(_module_macs(by_name, f"neck.refine.{len(net.neck.refine) - 1}.1"))  # type: ignore[union-attr,arg-type]
+    gated_part = (head_macs + last_pw) * (1.0 - region_fraction)
+    net_exec = bb_exec + neck_macs + head_macs - gated_part
     return FlopsReport(
         blocks=rows,
         stem_macs=float(stem_macs),
@@ -274,4 +286,5 @@ def flops_report(
         network_dense_macs=net_dense,
         network_executed_macs=net_exec,
         network_fraction=net_exec / net_dense,
+        head_region_fraction=region_fraction,
     )

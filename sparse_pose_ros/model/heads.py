@@ -22,6 +22,13 @@ channels ≈ 4.8 GMAC in the original):
   volumetric soft-argmax restricted to volumes whose depth distribution is a point mass at every
   pixel. It loses per-pixel multi-modal depth (which an expectation averages away anyway) and
   costs J instead of J·D output channels (64× fewer for D = 64). See docs/network.md.
+
+Head gating (``NetworkConfig.head_gating``, the "masks -> heatmaps" idea): the heads are read
+only inside a *region* derived from the backbone's last execution mask (``head_region``): that
+mask dilated by one cell at its own resolution, nearest-upsampled to the head's. Outside it the
+heatmap logits are ``REGION_OFF_LOGIT`` (softmax weight exactly 0 in float32), the triplets 0,
+so the joints depend on the region's pixels only and a sparse runtime computes the stride-4
+convs and the soft-argmax there alone. An empty region (no person) means the whole map.
 """
 
 from __future__ import annotations
@@ -32,6 +39,21 @@ from torch import Tensor, nn
 
 from .. import skeleton
 from .blocks import ConvBN
+
+#: Heatmap logit outside the head region: exp(REGION_OFF_LOGIT - max) underflows to 0 in float32
+#: for any logit the head produces, and it is finite (no inf - inf = nan in a softmax).
+REGION_OFF_LOGIT = -1.0e4
+
+
+def head_region(gate: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, 1, h, w) 0/1 execution mask -> (B, 1, *size) 0/1 head region.
+
+    Dilated by one cell (3×3) at the mask's resolution so joints at the mask's edge keep their
+    heatmap tails, then nearest-upsampled; a batch item whose region is empty gets the whole map.
+    """
+    region = F.interpolate(F.max_pool2d(gate, 3, 1, 1), size=size, mode="nearest")
+    empty = region.flatten(1).amax(dim=1) <= 0
+    return torch.where(empty.view(-1, 1, 1, 1), torch.ones_like(region), region)
 
 
 def softmax_2d(heatmaps: Tensor) -> Tensor:
@@ -137,10 +159,16 @@ class HemletsHead(nn.Module):
             nn.init.normal_(conv.weight, std=1e-3)
             nn.init.zeros_(conv.bias)
 
-    def forward(self, feats: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, feats: Tensor, region: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``region``: optional (B, 1, h, w) 0/1 map from :func:`head_region`; see the module
+        docstring. Inside it every output equals the ungated head's."""
         heatmaps = self.heatmap(feats)
         triplets = self.triplet(feats)
         depth = self.depth(torch.cat([feats, heatmaps, triplets], dim=1))
+        if region is not None:
+            inside = region > 0
+            heatmaps = torch.where(inside, heatmaps, torch.full_like(heatmaps, REGION_OFF_LOGIT))
+            triplets = triplets * region
         if self.depth_mode == "factorized":
             joints = factorized_soft_argmax(heatmaps, depth)
         else:

@@ -6,13 +6,14 @@ The architecture is data (``NetworkConfig.arch``), as in torchvision's MobileNet
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from torch import Tensor, nn
 
 from .blocks import ConvBN, InvertedResidual
-from .heads import HemletsHead, Neck
+from .heads import HemletsHead, Neck, head_region
 from .masks import BlockMask
 
 # t, c, n, s — MobileNetV2 up to stride 16 (the 160/320-channel stride-32 stages are dropped:
@@ -51,6 +52,9 @@ class NetworkConfig:
         depth_bins: depth bins of the volumetric head.
         depth_mode: "factorized" or "volumetric" (see ``model.heads``).
         depth_range_mm: root-relative depth that z = ±1 stands for.
+        head_gating: read the heads only inside the region of the last execution mask
+            (``model.heads.head_region``); needs a gated backbone. An inference choice: the
+            weights are the same, see ``PoseNetwork.set_head_gating``.
         input_mean, input_std: RGB normalisation, input = (rgb / 255 - mean) / std. Stored with
             the weights (and in exported ONNX metadata) so no runtime repeats the constants.
     """
@@ -66,6 +70,7 @@ class NetworkConfig:
     depth_bins: int = 64
     depth_mode: str = "factorized"
     depth_range_mm: float = 1000.0
+    head_gating: bool = False
     input_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     input_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +91,8 @@ class NetworkConfig:
         self.input_std = tuple(float(v) for v in self.input_std)  # type: ignore[assignment]
         if len(self.input_mean) != 3 or len(self.input_std) != 3 or min(self.input_std) <= 0:
             raise ValueError("input_mean/input_std must be 3 values, std > 0")
+        if self.head_gating and not self.gated:
+            raise ValueError("head_gating needs a gated backbone (gated: true)")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -191,8 +198,31 @@ class PoseNetwork(nn.Module):
             assert b.mask_unit is not None
             b.mask_unit.set_threshold(probability)
 
+    def set_head_gating(self, on: bool) -> None:
+        """Read the heads only inside the last execution mask's region (or everywhere)."""
+        if on and not self.gated_blocks():
+            raise ValueError("head gating needs a gated backbone")
+        self.cfg = replace(self.cfg, head_gating=bool(on))
+
+    def head_gate(self, masks: Sequence[BlockMask | Tensor | None]) -> Tensor | None:
+        """The hard mask that defines the head region (the last gated block's), or None when
+        head gating is off."""
+        if not self.cfg.head_gating:
+            return None
+        for m in reversed(masks):
+            if m is not None:
+                return (m.hard if isinstance(m, BlockMask) else m).detach()
+        raise ValueError("head gating is on but the backbone returned no mask")
+
+    def run_head(self, feats: Tensor, skips: list[Tensor],
+                 masks: Sequence[BlockMask | Tensor | None]) -> tuple[Tensor, Tensor, Tensor]:
+        """Neck + head on backbone outputs (shared by every PyTorch path and the exporters)."""
+        y = self.neck(feats, skips)
+        gate = self.head_gate(masks)
+        region = None if gate is None else head_region(gate, (y.shape[-2], y.shape[-1]))
+        return self.head(y, region)
+
     def forward(self, x: Tensor) -> PoseOutput:
         feats, skips, masks = self.backbone(x)
-        y = self.neck(feats, skips)
-        heatmaps, triplets, joints = self.head(y)
+        heatmaps, triplets, joints = self.run_head(feats, skips, masks)
         return PoseOutput(heatmaps, triplets, joints, masks)

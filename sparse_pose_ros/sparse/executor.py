@@ -450,13 +450,14 @@ class SparsePoseNetwork:
     def __call__(self, x: Tensor) -> PoseOutput:
         feats, skips, masks = self.backbone(x)
         if self._cpp_head is not None:
-            heatmaps, triplets, joints = self._cpp_head(feats, *skips)
+            heatmaps, triplets, joints = self._cpp_head(feats, *skips,
+                                                        gate=self.net.head_gate(masks))
         elif self._ort is not None and x.device.type == "cpu":
             heatmaps, triplets, joints = self._ort(
-                *(t.permute(0, 2, 3, 1) for t in (feats, *skips))
+                *(t.permute(0, 2, 3, 1) for t in (feats, *skips)), gate=self.net.head_gate(masks)
             )
         else:
-            heatmaps, triplets, joints = self.net.head(self.net.neck(feats, skips))
+            heatmaps, triplets, joints = self.net.run_head(feats, skips, masks)
         return PoseOutput(heatmaps, triplets, joints, masks)
 
 

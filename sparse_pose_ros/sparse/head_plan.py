@@ -111,7 +111,7 @@ class CppHead:
         self._weights = fold_head(self.net)
         self._key = None
 
-    def _record(self, f16: Tensor, f8: Tensor, f4: Tensor) -> None:
+    def _record(self, f16: Tensor, f8: Tensor, f4: Tensor, gate: Tensor | None) -> None:
         b, _, h4, w4 = f4.shape
         ch = self._weights[0].shape[1]
         j = self._weights[17].numel()
@@ -125,6 +125,11 @@ class CppHead:
                 torch.zeros(n4, ch), torch.zeros(n4, ch), z, torch.zeros(n4, j),
                 torch.zeros(b * n_pc * j * 5), torch.zeros(b, j, 3)]  # fmt: skip
         dims = [b, f16.shape[2], f16.shape[3], f8.shape[2], f8.shape[3], h4, w4]
+        if gate is not None:  # head gating: the plan derives the region from this buffer
+            if gate.dim() != 4 or gate.shape[:2] != (b, 1) or not gate.is_contiguous():
+                raise ValueError(f"gate must be a contiguous (B, 1, h, w) mask, got {gate.shape}")
+            dims += [gate.shape[2], gate.shape[3]]
+            bufs += [gate.reshape(-1), torch.zeros(n4)]
         self._plan = self.kernel.Head(_flat(f16), _flat(f8), _flat(f4), dims, self._weights,
                                       bufs, self._n_threads())  # fmt: skip
         zz = z.view(b, h4, w4, ch + n_maps)
@@ -133,11 +138,16 @@ class CppHead:
         self._out = (heatmaps, triplets, bufs[8])
 
     @torch.no_grad()
-    def __call__(self, f16: Tensor, f8: Tensor, f4: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(B, C, H, W) channels-last feature views -> (heatmaps, triplets, joints)."""
-        key = (self._n_threads(), *((t.data_ptr(), tuple(t.shape)) for t in (f16, f8, f4)))
+    def __call__(self, f16: Tensor, f8: Tensor, f4: Tensor,
+                 gate: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, C, H, W) channels-last feature views -> (heatmaps, triplets, joints).
+
+        ``gate``: the last execution mask when head gating is on (``PoseNetwork.head_gate``),
+        a buffer the executor reuses every frame (the plan keeps its address)."""
+        tensors = (f16, f8, f4) if gate is None else (f16, f8, f4, gate)
+        key = (self._n_threads(), *((t.data_ptr(), tuple(t.shape)) for t in tensors))
         if key != self._key:
-            self._record(f16, f8, f4)
+            self._record(f16, f8, f4, gate)
             self._key = key
         self._plan.run()
         assert self._out is not None

@@ -28,18 +28,19 @@ log = logging.getLogger(__name__)
 
 
 class _ChannelsLastHead(nn.Module):
-    """neck + head taking (B, H, W, C) features; outputs heatmaps, triplets, joints."""
+    """neck + head taking (B, H, W, C) features [+ the head-gating mask]; outputs heatmaps,
+    triplets, joints."""
 
     def __init__(self, net: PoseNetwork) -> None:
         super().__init__()
-        self.neck = net.neck
-        self.head = net.head
+        self.net = net
 
-    def forward(self, f16: Tensor, f8: Tensor, f4: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, f16: Tensor, f8: Tensor, f4: Tensor,
+                gate: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         def nchw(t: Tensor) -> Tensor:
             return t.permute(0, 3, 1, 2)
 
-        return self.head(self.neck(nchw(f16), [nchw(f8), nchw(f4)]))
+        return self.net.run_head(nchw(f16), [nchw(f8), nchw(f4)], [gate])
 
 
 def ort_available() -> bool:
@@ -73,7 +74,7 @@ class OrtHead:
 
         module = _ChannelsLastHead(self.net).eval()
         buf = io.BytesIO()
-        self._names = ["f16", "f8", "f4"]
+        self._names = ["f16", "f8", "f4", "gate"][: len(feats)]
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter warns that it is legacy
             torch.onnx.export(
@@ -92,9 +93,11 @@ class OrtHead:
         log.info("neck + head exported to ONNX Runtime for features %s",
                  [tuple(f.shape) for f in feats])  # fmt: skip
 
-    def __call__(self, f16: Tensor, f8: Tensor, f4: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Channels-last (B, H, W, C) float32 CPU features -> (heatmaps, triplets, joints)."""
-        feats = [f16, f8, f4]
+    def __call__(self, f16: Tensor, f8: Tensor, f4: Tensor,
+                 gate: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Channels-last (B, H, W, C) float32 CPU features [+ the (B, 1, h, w) head-gating
+        mask, ``PoseNetwork.head_gate``] -> (heatmaps, triplets, joints)."""
+        feats = [f16, f8, f4] if gate is None else [f16, f8, f4, gate]
         key = tuple(tuple(f.shape) for f in feats)
         if key != self._key:
             self._build(feats)

@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     net, info = load_checkpoint(args.checkpoint, map_location=device)
     if args.mask_threshold is not None:
         net.set_mask_threshold(args.mask_threshold)
+    if args.head_gating != "checkpoint":
+        net.set_head_gating(args.head_gating == "on")
     cfg = net.cfg
     dataset = open_split(args.dataset, args.data, args.split, Pipeline(cfg.input_size, None))
     if args.max_frames and len(dataset) > args.max_frames:
@@ -110,6 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "small_person": f"frames whose person silhouette fills < {SMALL_PERSON_FRACTION:.0%} "
             "of the image",
             "mask_threshold": args.mask_threshold if args.mask_threshold is not None else 0.5,
+            "head_gating": cfg.head_gating,
         },
         "metrics": metrics,
         "baseline_mean_training_pose": baseline,
@@ -148,6 +151,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=None,
         help="mask probability threshold (default 0.5, the training boundary)",
+    )
+    p.add_argument(
+        "--head-gating",
+        choices=("checkpoint", "on", "off"),
+        default="checkpoint",
+        help="read the heads only inside the last mask's region (model/heads.py); default: as "
+        "the checkpoint says",
     )
     p.add_argument(
         "--baseline-split",

@@ -19,6 +19,16 @@ def gated_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def head_gated_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The gated network with head gating on (same weights as ``gated_checkpoint``)."""
+    path = tmp_path_factory.mktemp("ckpt") / "head_gated.safetensors"
+    net = random_network(gated=True, input_size=64, seed=1)
+    net.set_head_gating(True)
+    save_checkpoint(path, net)
+    return path
+
+
+@pytest.fixture(scope="session")
 def dense_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "dense.safetensors"
     save_checkpoint(path, random_network(gated=False, input_size=64, seed=2))

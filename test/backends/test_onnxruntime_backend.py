@@ -134,3 +134,22 @@ def test_num_threads_is_the_intra_op_thread_count(dense_checkpoint: Path, tmp_pa
     assert both.session.get_session_options().intra_op_num_threads == 2
     with pytest.raises(ValueError, match=">= 1"):
         OnnxRuntimeBackend(str(dense_checkpoint), device="cpu", cache_dir=tmp_path, num_threads=0)
+
+
+def test_head_gating_is_in_the_exported_graph(
+    head_gated_checkpoint: Path, tmp_path: Path, frame64: np.ndarray
+) -> None:
+    """The head region (max-pool, nearest resize, where) is part of the ONNX graph: ONNX Runtime
+    equals the PyTorch reference with the region partly off."""
+    from sparse_pose_ros.model.heads import REGION_OFF_LOGIT
+
+    ref = create_backend("torch", head_gated_checkpoint, device="cpu")
+    ort = OnnxRuntimeBackend(str(head_gated_checkpoint), device="cpu", cache_dir=tmp_path)
+    for threshold in (0.3, 0.565):
+        ref.set_mask_threshold(threshold)
+        ort.set_mask_threshold(threshold)
+        want, got = ref.infer(frame64), ort.infer(frame64)
+        np.testing.assert_allclose(got.joints, want.joints, atol=1e-4)
+        assert got.heatmaps is not None and want.heatmaps is not None
+        np.testing.assert_allclose(got.heatmaps, want.heatmaps, atol=1e-3)
+    assert 0.3 < float(np.mean(want.heatmaps == REGION_OFF_LOGIT)) < 0.7

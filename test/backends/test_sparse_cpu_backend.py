@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sparse_pose_ros.backends import BackendError, base, create_backend
+from sparse_pose_ros.model.heads import REGION_OFF_LOGIT
 from sparse_pose_ros.sparse.cpu_kernel import load_cpu_kernel
 
 needs_kernel = pytest.mark.skipif(
@@ -40,6 +41,30 @@ def test_matches_torch_backend(
         np.testing.assert_allclose(got.heatmaps, want.heatmaps, atol=1e-4)
         assert got.density == pytest.approx(want.density)
     sp.warmup(1)
+    sp.close()
+
+
+@needs_kernel
+@pytest.mark.parametrize(("head", "threads"), [("cpp", 1), ("cpp", 2), ("ort", 1), ("torch", 1)])
+def test_head_gating_matches_torch_backend(
+    head_gated_checkpoint: Path, frame64: np.ndarray, head: str, threads: int
+) -> None:
+    """With head gating every head path equals the PyTorch reference, outside the region too
+    (heatmap logits REGION_OFF_LOGIT), and the joints differ from the ungated head's."""
+    ref = create_backend("torch", head_gated_checkpoint, device="cpu")
+    sp = create_backend("sparse-cpu", head_gated_checkpoint, device="cpu", head=head,
+                        num_threads=threads)  # fmt: skip
+    assert sp.runner.head == head
+    off = []
+    for threshold in (0.3, 0.565, 0.99):  # 0.565: half of this random net's head region is off
+        ref.set_mask_threshold(threshold)
+        sp.set_mask_threshold(threshold)
+        want, got = ref.infer(frame64), sp.infer(frame64)
+        np.testing.assert_allclose(got.joints, want.joints, atol=1e-4)
+        assert got.heatmaps is not None and want.heatmaps is not None
+        np.testing.assert_allclose(got.heatmaps, want.heatmaps, atol=1e-4)
+        off.append(float(np.mean(want.heatmaps == REGION_OFF_LOGIT)))
+    assert off[0] == 0.0 and 0.3 < off[1] < 0.7, off  # the gated case was really exercised
     sp.close()
 
 

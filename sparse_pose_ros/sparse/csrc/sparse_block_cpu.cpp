@@ -29,6 +29,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -660,7 +661,8 @@ struct BlockPlan {
     steps.push_back({1, 1, true, [this](int64_t, int64_t, int) { scan_rows(); }});
     steps.push_back({index_rows(), row_chunk, false,
                      [this](int64_t b, int64_t e, int) { fill_rows(b, e); }});
-    steps.push_back({n_strips, 1, false, [this](int64_t b, int64_t, int tid) { strip(b, tid); }});
+    steps.push_back({n_groups(), 1, false,
+                     [this](int64_t g, int64_t, int tid) { band_group(g, tid); }});
     steps.push_back({n_out, kMinChunk, false,
                      [this](int64_t b, int64_t e, int) { scatter_chunk(b, e); }});
   }
@@ -841,8 +843,33 @@ struct BlockPlan {
   // whole-image expand output of a 128x128 block is several MB); every thread uses its own
   // scratch slice. The rows shared by two bands (the 3x3 halo) are expanded by both. Results go
   // to p_buf; the scatter waits for every band, because residual blocks update x in place.
-  void strip(int64_t si, int tid) {
+  // A chunk of the band step is a group of consecutive bands of one image, run in order by one
+  // thread: the expanded rows a band shares with the previous one (the 3x3 halo) are moved to
+  // the front of the scratch buffer instead of being expanded again. Groups (about 3 per thread
+  // and image) keep the step balanced; only a group's first band expands its upper halo.
+  struct Held {  // the dilated-list range [begin, end) of image b held in the scratch buffer
+    int64_t b = -1, begin = 0, end = 0;
+  };
+
+  int64_t bands_per_group() const {
+    return std::max<int64_t>(1, strips_per_img / (3 * std::max<int64_t>(1, threads)));
+  }
+  int64_t groups_per_img() const {
+    const int64_t g = bands_per_group();
+    return (strips_per_img + g - 1) / g;
+  }
+  int64_t n_groups() const { return batch * groups_per_img(); }
+
+  void band_group(int64_t gi, int tid) {
     if (n_act == 0) return;
+    const int64_t g = bands_per_group(), b = gi / groups_per_img();
+    const int64_t s0 = b * strips_per_img + (gi % groups_per_img()) * g;
+    const int64_t s1 = std::min(s0 + g, (b + 1) * strips_per_img);
+    Held held;
+    for (int64_t si = s0; si < s1; ++si) strip(si, tid, held);
+  }
+
+  void strip(int64_t si, int tid, Held& held) {
     const int64_t b = si / strips_per_img;
     const int64_t y0 = (si % strips_per_img) * strip_rows;
     const int64_t y1 = std::min(y0 + strip_rows, ho);
@@ -852,14 +879,22 @@ struct BlockPlan {
     const int64_t in_lo = std::max<int64_t>(0, stride * y0 - 1);
     const int64_t in_hi = std::min<int64_t>(h - 1, stride * (y1 - 1) + 1);
     const int64_t e_begin = dil_ptr[b * h + in_lo], e_end = dil_ptr[b * h + in_hi + 1];
-    const int64_t n_e = e_end - e_begin;
     // expand GEMM straight from the feature buffer (row list or contiguous rows), bias + ReLU6
     // Without an expand conv the depthwise reads the input rows in place (no gather copy).
     const float* ep = nullptr;
     if (has_expand) {
       float* em = e_base + tid * cap_e * c_e;
-      gemm(compute_all ? xp + e_begin * c_in : xp, compute_all ? nullptr : dil_rows + e_begin,
-           n_e, c_in, we, c_e, be, true, em);
+      int64_t from = e_begin;  // first dilated entry still to expand
+      if (held.b == b && e_begin >= held.begin && e_begin <= held.end && held.end <= e_end) {
+        if (e_begin > held.begin && held.end > e_begin)
+          std::memmove(em, em + (e_begin - held.begin) * c_e,
+                       static_cast<size_t>((held.end - e_begin) * c_e) * sizeof(float));
+        from = held.end;
+      }
+      if (e_end > from)
+        gemm(compute_all ? xp + from * c_in : xp, compute_all ? nullptr : dil_rows + from,
+             e_end - from, c_in, we, c_e, be, true, em + (from - e_begin) * c_e);
+      held = {b, e_begin, e_end};
       ep = em;
     }
     // masked depthwise: taps outside the image or the dilated set read zero. The 9 source rows
@@ -1095,13 +1130,23 @@ struct HeadPlan {
   const float *w_d4, *b_d4, *w_p4, *b_p4, *w_ht, *b_ht, *w_dep, *b_dep;
   int64_t c16, c8, c4;
   float *y16, *y8a, *y8b, *y4a, *y4b, *z, *dep, *part, *joints;
+  // Head gating (model/heads.py head_region): the last execution mask (hg x wg per image) and
+  // the stride-4 region derived from it; outputs() and the soft-argmax skip rows outside it.
+  const float* gate = nullptr;
+  float* region = nullptr;
+  int64_t hg = 0, wg = 0;
+  bool gated = false;
+  static constexpr float kOffLogit = -1.0e4f;  // heads.REGION_OFF_LOGIT
 
   HeadPlan(const at::Tensor& f16_t, const at::Tensor& f8_t, const at::Tensor& f4_t,
            const std::vector<int64_t>& dims, const std::vector<at::Tensor>& wts,
            const std::vector<at::Tensor>& bufs) {
-    TORCH_CHECK(dims.size() == 7, "dims must be (batch, h16, w16, h8, w8, h4, w4)");
+    TORCH_CHECK(dims.size() == 7 || dims.size() == 9,
+                "dims must be (batch, h16, w16, h8, w8, h4, w4[, h_gate, w_gate])");
     TORCH_CHECK(wts.size() == 18, "the head needs 9 (weight, bias) pairs");
-    TORCH_CHECK(bufs.size() == 9, "the head needs 9 buffers");
+    gated = dims.size() == 9;
+    TORCH_CHECK(bufs.size() == (gated ? 11u : 9u),
+                "the head needs 9 buffers (+ gate mask and region when gated)");
     batch = dims[0];
     h16 = dims[1]; w16 = dims[2]; h8 = dims[3]; w8 = dims[4]; h4 = dims[5]; w4 = dims[6];
     n16 = batch * h16 * w16;
@@ -1149,9 +1194,19 @@ struct HeadPlan {
     for (int i = 0; i < 18; ++i) *wp[i] = wts[static_cast<size_t>(i)].data_ptr<float>();
     float** bp[9] = {&y16, &y8a, &y8b, &y4a, &y4b, &z, &dep, &part, &joints};
     for (int i = 0; i < 9; ++i) *bp[i] = bufs[static_cast<size_t>(i)].data_ptr<float>();
+    if (gated) {
+      hg = dims[7];
+      wg = dims[8];
+      TORCH_CHECK(hg >= 1 && wg >= 1 && bufs[9].numel() == batch * hg * wg &&
+                      bufs[10].numel() == n4,
+                  "gate mask / region buffer have the wrong size");
+      gate = bufs[9].data_ptr<float>();
+      region = bufs[10].data_ptr<float>();
+    }
   }
 
   void append_steps(std::vector<Step>& steps) {
+    if (gated) steps.push_back({1, 1, true, [this](int64_t, int64_t, int) { make_region(); }});
     steps.push_back({n16, kRows, false, [this](int64_t r0, int64_t r1, int) {
                        gemm(f16 + r0 * c16, nullptr, r1 - r0, c16, w_red, ch, b_red, true,
                             y16 + r0 * ch);
@@ -1243,8 +1298,60 @@ struct HeadPlan {
     }
   }
 
-  // stride-4 rows: pw conv into z[:, :ch], heatmaps + triplets into z[:, ch:], depth from all of z
+  // region = nearest_up(dilate3x3(gate)); an image whose region is empty gets all of it
+  void make_region() {
+    thread_local std::vector<float> dilated;
+    if (static_cast<int64_t>(dilated.size()) < hg * wg) dilated.resize(hg * wg);
+    const int64_t hw = h4 * w4;
+    for (int64_t bi = 0; bi < batch; ++bi) {
+      const float* g = gate + bi * hg * wg;
+      for (int64_t y = 0; y < hg; ++y)
+        for (int64_t x = 0; x < wg; ++x) {
+          float v = 0.0f;
+          for (int64_t yy = std::max<int64_t>(0, y - 1); yy <= std::min(hg - 1, y + 1); ++yy)
+            for (int64_t xx = std::max<int64_t>(0, x - 1); xx <= std::min(wg - 1, x + 1); ++xx)
+              v = std::max(v, g[yy * wg + xx] > 0.0f ? 1.0f : 0.0f);
+          dilated[y * wg + x] = v;
+        }
+      float* reg = region + bi * hw;
+      bool any = false;
+      for (int64_t y = 0; y < h4; ++y) {
+        const float* src = dilated.data() + nearest_src(y, hg, h4) * wg;
+        for (int64_t x = 0; x < w4; ++x) {
+          const float v = src[nearest_src(x, wg, w4)];
+          reg[y * w4 + x] = v;
+          any = any || v > 0.0f;
+        }
+      }
+      if (!any) std::fill(reg, reg + hw, 1.0f);
+    }
+  }
+
+  // stride-4 rows: pw conv into z[:, :ch], heatmaps + triplets into z[:, ch:], depth from all of z.
+  // Gated: only runs of rows inside the region; outside, heatmap logits kOffLogit, triplets 0.
   void outputs(int64_t r0, int64_t r1) {
+    if (!gated) {
+      outputs_run(r0, r1);
+      return;
+    }
+    for (int64_t r = r0; r < r1;) {
+      const bool in = region[r] > 0.0f;
+      int64_t e = r + 1;
+      while (e < r1 && (region[e] > 0.0f) == in) ++e;
+      if (in) {
+        outputs_run(r, e);
+      } else {
+        for (int64_t q = r; q < e; ++q) {
+          float* zq = z + q * zw + ch;
+          std::fill(zq, zq + n_joints, kOffLogit);
+          std::fill(zq + n_joints, z + (q + 1) * zw, 0.0f);
+        }
+      }
+      r = e;
+    }
+  }
+
+  void outputs_run(int64_t r0, int64_t r1) {
     const int64_t n = r1 - r0;
     float* zr = z + r0 * zw;
     gemm(y4b + r0 * ch, nullptr, n, ch, w_p4, ch, b_p4, true, zr, ch, zw);
@@ -1279,6 +1386,7 @@ struct HeadPlan {
         const __m512 mv = _mm512_maskz_loadu_ps(mk, m + j);
         __m512 sv = _mm512_setzero_ps(), sxv = sv, syv = sv, szv = sv;
         for (int64_t p = p0; p < p1; ++p) {
+          if (gated && !(region[bi * hw + p] > 0.0f)) continue;  // softmax weight 0 there
           const float* l = z + (bi * hw + p) * zw + ch + j0 + j;
           const float* d = dep + (bi * hw + p) * J + j0 + j;
           const __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, l), mv));
@@ -1298,6 +1406,7 @@ struct HeadPlan {
       }
 #else
       for (int64_t p = p0; p < p1; ++p) {
+        if (gated && !(region[bi * hw + p] > 0.0f)) continue;  // softmax weight 0 there
         const float* l = z + (bi * hw + p) * zw + ch + j0;
         const float* d = dep + (bi * hw + p) * J + j0;
         const float px = (static_cast<float>(p % w4) + 0.5f) / static_cast<float>(w4);
