@@ -36,6 +36,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -266,11 +267,10 @@ inline void depthwise_run(const float* const* rows, int64_t n, int64_t step, con
 #ifdef __AVX512F__
 // Stem interior: 6 output pixels of one row whose 3x3 windows lie inside the image. The image
 // values are broadcast straight from the NCHW planes (no im2col copy); 6 x NV accumulators.
-template <int NV>
+template <int NV, int MR>
 inline void stem_tile(const float* img, int64_t plane, int64_t wd, int64_t c_in, int64_t iy0,
                       int64_t ix0, int64_t stride, const float* w, const float* bias,
                       int64_t c_out, float* out) {
-  constexpr int MR = 6;
   const int64_t rem = c_out - 16 * (NV - 1);
   const __mmask16 tail = static_cast<__mmask16>(rem >= 16 ? 0xFFFF : ((1u << rem) - 1));
   __m512 acc[MR][NV];
@@ -1045,26 +1045,37 @@ struct StemPlan {
   void run_row(int64_t row, int tid) {
     const int64_t oy = row % ho;
 #ifdef __AVX512F__
-    // interior pixels of interior rows: tiles of 6 read the image planes directly
+    // interior pixels of interior rows: tiles of 12 or 6 read the image planes directly
     if (oy * stride - 1 >= 0 && oy * stride + 1 <= h - 1 && c_out <= 64) {
       const int64_t lo = std::min<int64_t>(1, wo);
       const int64_t hi = std::min<int64_t>(wo, std::max<int64_t>(lo, (wd - 2) / stride + 1));
-      const int64_t fast_end = lo + (hi - lo) / 6 * 6;
       const float* img = x.data_ptr<float>() + (row / ho) * c_in * h * wd;
       float* orow = out.data_ptr<float>() + row * wo * c_out;
       const float* wp = w.data_ptr<float>();
       const float* bp = bias.data_ptr<float>();
       const int nv = static_cast<int>((c_out + 15) / 16);
-      for (int64_t ox = lo; ox < fast_end; ox += 6) {
-        const int64_t iy0 = oy * stride - 1, ix0 = ox * stride - 1;
-        float* o = orow + ox * c_out;
-        switch (nv) {
-          case 1: stem_tile<1>(img, h * wd, wd, c_in, iy0, ix0, stride, wp, bp, c_out, o); break;
-          case 2: stem_tile<2>(img, h * wd, wd, c_in, iy0, ix0, stride, wp, bp, c_out, o); break;
-          case 3: stem_tile<3>(img, h * wd, wd, c_in, iy0, ix0, stride, wp, bp, c_out, o); break;
-          default: stem_tile<4>(img, h * wd, wd, c_in, iy0, ix0, stride, wp, bp, c_out, o); break;
-        }
+      // tiles of 12 pixels while 12 x NV accumulators fit the 32 vector registers (NV <= 2),
+      // then of 6: the B vectors are loaded once per 12 (or 6) pixels
+      int64_t ox = lo;
+      auto tile = [&](auto nv_c, auto mr_c) {
+        constexpr int kNV = decltype(nv_c)::value, kMR = decltype(mr_c)::value;
+        for (; ox + kMR <= hi; ox += kMR)
+          stem_tile<kNV, kMR>(img, h * wd, wd, c_in, oy * stride - 1, ox * stride - 1, stride, wp,
+                              bp, c_out, orow + ox * c_out);
+      };
+      using I1 = std::integral_constant<int, 1>;
+      using I2 = std::integral_constant<int, 2>;
+      using I3 = std::integral_constant<int, 3>;
+      using I4 = std::integral_constant<int, 4>;
+      using R6 = std::integral_constant<int, 6>;
+      using R12 = std::integral_constant<int, 12>;
+      switch (nv) {
+        case 1: tile(I1{}, R12{}); tile(I1{}, R6{}); break;
+        case 2: tile(I2{}, R12{}); tile(I2{}, R6{}); break;
+        case 3: tile(I3{}, R6{}); break;
+        default: tile(I4{}, R6{}); break;
       }
+      const int64_t fast_end = ox;
       patch_range(row, 0, lo, tid);
       patch_range(row, fast_end, wo, tid);
       return;
