@@ -73,6 +73,11 @@ inline float dot(const float* a, const float* b, int64_t n) {
 // Row r of A is a + rows[r] * lda when ``rows`` is given (rows read in place from the feature
 // buffer, no gather copy), else a + r * lda. lda / ldc <= 0 mean K / N (packed rows).
 #ifdef __AVX512F__
+// mask of the first min(n, 16) lanes (the tail of a channel loop)
+inline __mmask16 lanes(int64_t n) {
+  return static_cast<__mmask16>(n >= 16 ? 0xFFFF : ((1u << n) - 1));
+}
+
 // Fully unrolled small loops keep the accumulators in registers (GCC otherwise spills them).
 #define UNROLL _Pragma("GCC unroll 16")
 // One MR x (16*NV) tile over k in [k0, k1): starts from zero (first K block) or from C, adds the
@@ -126,7 +131,7 @@ inline void row_tile(const float* const* ar, int64_t k0, int64_t k1, const float
   const int64_t left = N - col0;
   const int nv = static_cast<int>(std::min<int64_t>(4, (left + 15) / 16));
   const int64_t rem = left - 16 * (nv - 1);
-  const __mmask16 tail = static_cast<__mmask16>(rem >= 16 ? 0xFFFF : ((1u << rem) - 1));
+  const __mmask16 tail = lanes(rem);
   switch (nv) {
     case 1: micro_tile<MR, 1>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
     case 2: micro_tile<MR, 2>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
@@ -201,7 +206,7 @@ inline void depthwise_row(const float* const* src, const int* tap_of, int n_taps
   const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
   for (int64_t c = 0; c < c_e; c += 16) {
     const int64_t left = c_e - c;
-    const __mmask16 m = static_cast<__mmask16>(left >= 16 ? 0xFFFF : ((1u << left) - 1));
+    const __mmask16 m = lanes(left);
     __m512 a = _mm512_maskz_loadu_ps(m, bd + c);
     for (int i = 0; i < n_taps; ++i)
       a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, wd + tap_of[i] * c_e + c),
@@ -241,7 +246,7 @@ inline void depthwise_run(const float* const* rows, int64_t n, int64_t step, con
   const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
   for (int64_t c = 0; c < c_e; c += 16) {
     const int64_t left = c_e - c;
-    const __mmask16 m = static_cast<__mmask16>(left >= 16 ? 0xFFFF : ((1u << left) - 1));
+    const __mmask16 m = lanes(left);
     __m512 wv[9];
     for (int t = 0; t < 9; ++t) wv[t] = _mm512_maskz_loadu_ps(m, wd + t * c_e + c);
     const __m512 bias = _mm512_maskz_loadu_ps(m, bd + c);
@@ -272,7 +277,7 @@ inline void stem_tile(const float* img, int64_t plane, int64_t wd, int64_t c_in,
                       int64_t ix0, int64_t stride, const float* w, const float* bias,
                       int64_t c_out, float* out) {
   const int64_t rem = c_out - 16 * (NV - 1);
-  const __mmask16 tail = static_cast<__mmask16>(rem >= 16 ? 0xFFFF : ((1u << rem) - 1));
+  const __mmask16 tail = lanes(rem);
   __m512 acc[MR][NV];
   UNROLL
   for (int v = 0; v < NV; ++v) {
@@ -1393,7 +1398,7 @@ struct HeadPlan {
       const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
       for (int64_t j = 0; j < nj; j += 16) {
         const int64_t left = nj - j;
-        const __mmask16 mk = static_cast<__mmask16>(left >= 16 ? 0xFFFF : ((1u << left) - 1));
+        const __mmask16 mk = lanes(left);
         const __m512 mv = _mm512_maskz_loadu_ps(mk, m + j);
         __m512 sv = _mm512_setzero_ps(), sxv = sv, syv = sv, szv = sv;
         for (int64_t p = p0; p < p1; ++p) {
