@@ -49,7 +49,7 @@ from .timing import load_average, machine_info
 LOG = logging.getLogger("sparse_pose_ros.benchmarks.budget")
 
 DEFAULT_CHECKPOINT = "models/pose_sparse.safetensors"
-DEFAULT_DATA = "data_cache/synth_v2/test"
+DEFAULT_DATA = "data_cache/synth_v1/test"
 DEFAULT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 RESULTS = Path("benchmarks/results")
 #: Bounds rule (see :func:`recommend_bounds`): MPJPE may grow at most this much over the

@@ -27,7 +27,7 @@ from .timing import time_call
 
 log = logging.getLogger(__name__)
 
-SYNTH_TEST = Path("data_cache/synth_v2/test")
+SYNTH_TEST = Path("data_cache/synth_v1/test")
 
 
 def find_gated_checkpoint(explicit: str | None) -> str | None:

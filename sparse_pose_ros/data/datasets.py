@@ -1,6 +1,6 @@
 """One entry point for training/eval code: pick the data source with a single flag.
 
-    open_dataset("synthetic", "data_cache/synth_v2", "train", transform=Augmenter())
+    open_dataset("synthetic", "data_cache/synth_v1", "train", transform=Augmenter())
     open_dataset("h36m", "/datasets/Human36M", "test")
 
 Both return map-style datasets with identical item keys, dtypes and units (see

@@ -1,7 +1,7 @@
 """CLI: render a synthetic split into shards, in parallel, resumably.
 
     python -m sparse_pose_ros.data.generate --out DIR --split train --count 24000 --workers 1 \
-        --seed 0 [--plain-bodies]
+        --seed 0 [--outfits]
 
 Re-running the same command skips shards that are already complete, so an interrupted run
 continues where it stopped. Frames depend only on (seed, split, index), so the result is the same
@@ -87,10 +87,10 @@ def _worker_task(args: tuple[str, str, int, int, int, int]) -> int:
 
 
 def generate(out: Path, split: str, count: int, workers: int, seed: int, shard_size: int,
-             show_progress: bool = True, outfits: bool = True) -> dict[str, float]:
+             show_progress: bool = True, outfits: bool = False) -> dict[str, float]:
     """Render ``count`` frames of ``split`` into ``out``; returns rendered frames and rate.
 
-    ``outfits=False`` renders the one-colour bodies of ``synth_v1``."""
+    ``outfits=True`` dresses the bodies (``synth_v2``, ``data/outfit.py``)."""
     if count <= 0 or workers <= 0 or shard_size <= 0:
         raise ValueError("count, workers and shard_size must be positive")
     out.mkdir(parents=True, exist_ok=True)
@@ -146,14 +146,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="base seed (default: 0 for train, 1 for test)")
     parser.add_argument("--shard-size", type=int, default=200, help="frames per shard file")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--plain-bodies", action="store_true",
-                        help="one-colour mannequins without clothes/hair (as synth_v1)")
+    parser.add_argument("--outfits", action="store_true",
+                        help="dress the bodies: skin, hair, clothes, shoes (synth_v2)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     seed = DEFAULT_SEEDS[args.split] if args.seed is None else args.seed
     try:
         stats = generate(args.out, args.split, args.count, args.workers, seed, args.shard_size,
-                         show_progress=not args.no_progress, outfits=not args.plain_bodies)
+                         show_progress=not args.no_progress, outfits=args.outfits)
     except ValueError as err:
         parser.error(str(err))
     print(f"{args.split}: rendered {int(stats['rendered'])} frames in {stats['seconds']:.1f} s "

@@ -7,7 +7,7 @@ from ``SeedSequence([seed, split_code, SUBJECT_STREAM, k])``; the split code mak
 subjects, poses and seeds disjoint even if the same ``seed`` is given for both. Outfits (clothes,
 skin, hair: ``outfit.py``) come from their own stream ``SeedSequence([seed, split_code,
 OUTFIT_STREAM, i])``, so turning them on or off changes no other draw: ``synth_v2`` (outfits) has
-exactly the poses, cameras, lights and backgrounds of ``synth_v1`` (one-colour bodies).
+exactly the poses, cameras, lights and backgrounds of ``synth_v1`` (one-colour bodies, default).
 
 Visibility of a joint = inside the image AND not self-occluded AND not under a pasted occluder.
 Self-occlusion: the rendered depth at the joint's pixel is compared with the joint's depth; joint
@@ -55,8 +55,8 @@ _MARGINS = np.array([OCCLUSION_MARGIN_M[n] for n in skeleton.JOINT_NAMES])
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """What a split looks like. Defaults are the values used for ``synth_v2``; ``outfits=False``
-    gives the one-colour bodies of ``synth_v1``."""
+    """What a split looks like. Defaults are the values used for ``synth_v1`` (one-colour
+    bodies, what the shipped checkpoints were trained on); ``outfits=True`` gives ``synth_v2``."""
 
     size: int = 256
     num_subjects: dict[str, int] = field(default_factory=lambda: {"train": 16, "test": 4})
@@ -64,7 +64,7 @@ class SyntheticConfig:
     occluder_prob: float = 0.25
     betas_std: float = 1.0
     camera: CameraRanges = CameraRanges()
-    outfits: bool = True
+    outfits: bool = False
 
 
 @dataclass

@@ -86,7 +86,7 @@ class DataConfig:
     """
 
     dataset: str = "synthetic"
-    root: str = "data_cache/synth_v2"
+    root: str = "data_cache/synth_v1"
     train_split: str = "train"
     test_split: str = "test"
     max_train_frames: int = 0

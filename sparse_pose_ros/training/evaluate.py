@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on a held-out split and write ``benchmarks/results/accuracy_<model>.json``.
 
     python -m sparse_pose_ros.training.evaluate --checkpoint models/pose_sparse.safetensors \
-        --data data_cache/synth_v2 [--split test] [--max-frames 0] [--out PATH]
+        --data data_cache/synth_v1 [--split test] [--max-frames 0] [--out PATH]
 
 Reports root-relative MPJPE (protocol 1) and PA-MPJPE (protocol 2) in mm, 2D PCK@0.1 of the
 person box, per-joint errors, backbone FLOPs fraction and per-block densities, mask recall and
@@ -138,7 +138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Accuracy, FLOPs and mask metrics of a checkpoint on a held-out split.",
     )
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint")
-    p.add_argument("--data", default="data_cache/synth_v2", help="dataset root")
+    p.add_argument("--data", default="data_cache/synth_v1", help="dataset root")
     p.add_argument("--split", default="test", help="split (sub-folder of --data for synthetic)")
     p.add_argument("--dataset", choices=("synthetic", "h36m"), default="synthetic")
     p.add_argument("--max-frames", type=int, default=0, help="evaluate only the first N frames")

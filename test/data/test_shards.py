@@ -92,20 +92,16 @@ def test_plain_and_dressed_shards_are_not_mixed_on_resume(tmp_path):
     """A plain-body (synth_v1) run resumes over shards written before outfits were recorded, but
     never accepts dressed shards, and vice versa."""
     from sparse_pose_ros.data.generate import _expected_info, _is_complete
-
-    out = tmp_path / "gen"
-    generate(out, "test", count=2, workers=1, seed=7, shard_size=2, show_progress=False,
-             outfits=False)
-    path = shard_path(out, "test", 0)
-    frames = range(0, 2)
-    assert _is_complete(path, _expected_info("test", 7, frames, outfits=False))
-    assert not _is_complete(path, _expected_info("test", 7, frames, outfits=True))
-    assert generate(out, "test", count=2, workers=1, seed=7, shard_size=2,
-                    show_progress=False)["rendered"] == 2  # dressed run re-renders
-    assert not _is_complete(path, _expected_info("test", 7, frames, outfits=False))
-    legacy = {k: v for k, v in _expected_info("test", 7, frames, outfits=False).items()
-              if k != "outfits"}
     from sparse_pose_ros.data.shards import read_info
 
+    out = tmp_path / "gen"
+    generate(out, "test", count=2, workers=1, seed=7, shard_size=2, show_progress=False)
+    path = shard_path(out, "test", 0)
+    frames = range(0, 2)
+    assert read_info(path)["outfits"] is False
+    assert _is_complete(path, _expected_info("test", 7, frames, outfits=False))
+    assert not _is_complete(path, _expected_info("test", 7, frames, outfits=True))
+    assert generate(out, "test", count=2, workers=1, seed=7, shard_size=2, show_progress=False,
+                    outfits=True)["rendered"] == 2  # a dressed run re-renders
     assert read_info(path)["outfits"] is True
-    assert legacy  # a v1 shard carries exactly these keys; _is_complete reads its outfits as None
+    assert not _is_complete(path, _expected_info("test", 7, frames, outfits=False))

@@ -10,8 +10,7 @@ import yaml
 
 @pytest.fixture(scope="session")
 def tiny_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """12 training and 8 test frames of the synthetic generator (synth_v2: dressed bodies) at
-    256×256, in shards of 4/8."""
+    """12 training and 8 test frames of synth_v1's generator at 256×256, in shards of 4/8."""
     try:
         from sparse_pose_ros.data.generate import generate
         from sparse_pose_ros.data.synthetic import SyntheticGenerator  # noqa: F401  (GL import)
