@@ -125,22 +125,12 @@ class CpuBlockBuffers:
 STRIP_BYTES = 256 * 1024
 
 
-#: Grids of up to this many output rows run as one band whose channels the threads split
-#: (batch 1, expand conv, the whole image's expanded rows within ``CHANNEL_SPLIT_BYTES``).
-CHANNEL_SPLIT_ROWS = 32
-CHANNEL_SPLIT_BYTES = 1024 * 1024
-
-
 def strip_rows(fb: FoldedBlock, batch: int, in_hw: tuple[int, int], threads: int) -> int:
     """Output rows per band: as many as keep the band's expanded rows within ``STRIP_BYTES``,
     but small enough that every thread gets at least two bands (load balance: the person is
-    usually in the middle rows). Small grids (see ``CHANNEL_SPLIT_ROWS``) get one band of all
-    rows, which the kernel splits between threads by channels instead (no repeated halo)."""
+    usually in the middle rows)."""
     h, w = in_hw
     ho = (h - 1) // fb.stride + 1
-    if (batch == 1 and threads > 1 and fb.expand is not None and ho <= CHANNEL_SPLIT_ROWS
-            and 4 * fb.hidden_channels * h * w <= CHANNEL_SPLIT_BYTES):
-        return ho
     fit = (STRIP_BYTES // (4 * fb.hidden_channels * w) - 2) // fb.stride
     balance = -(-(batch * ho) // (2 * threads)) if batch * ho >= 2 * threads else 1
     return int(max(1, min(fit, balance, ho)))

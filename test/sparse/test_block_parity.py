@@ -107,31 +107,3 @@ def test_rejects_wrong_input(block_factory):
         runner(torch.randn(1, 7, 8, 8))
     with pytest.raises(ValueError):
         BlockRunner(block_factory(8, 8, 1), kernel="cuda")
-
-
-@pytest.mark.parametrize("density", [0.0, 0.1, 0.3, 0.7, 1.0])
-@pytest.mark.parametrize(("c_in", "c_out", "stride", "t"), [(8, 8, 1, 6), (8, 12, 2, 6),
-                                                         (16, 16, 1, 6), (8, 12, 1, 4)])
-def test_channel_split_small_grids(density, c_in, c_out, stride, t, block_factory):
-    """Batch 1 on a small grid with 2 threads: the compiled kernel runs one band whose channels
-    the threads split (hidden channels 48 / 96 / 32: uneven 16-lane parts); still exact."""
-    from sparse_pose_ros.sparse.cpu_kernel import load_cpu_kernel, strip_rows
-    from sparse_pose_ros.sparse.folding import fold_block
-
-    if load_cpu_kernel() is None:
-        pytest.skip("no C++ compiler: compiled CPU kernel cannot be built here")
-    block = block_factory(c_in, c_out, stride, t, seed=int(density * 10) + stride)
-    h, w = 19, 14
-    ho, wo = out_hw(h, w, stride)
-    assert strip_rows(fold_block(block), 1, (h, w), 2) == ho  # the channel-split layout
-    assert strip_rows(fold_block(block), 2, (h, w), 2) < ho  # batch 2: row bands
-    x = torch.randn(1, c_in, h, w)
-    g = torch.Generator().manual_seed(int(density * 1000) + 7)
-    m = (torch.rand(1, 1, ho, wo, generator=g) < density).float()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        check(block, x, m, ("cpp", "exact"))
-        check(block, x, m, ("cpp", "exact"), mode="dense")
-    finally:
-        torch.set_num_threads(threads)

@@ -126,9 +126,9 @@ inline void micro_tile(const float* const* ar, int64_t k0, int64_t k1, const flo
 
 template <int MR>
 inline void row_tile(const float* const* ar, int64_t k0, int64_t k1, const float* B, int64_t N,
-                     int64_t col0, int64_t col_end, const float* bias, bool act, bool first,
-                     bool last, float* C, const int64_t* crow) {
-  const int64_t left = col_end - col0;
+                     int64_t col0, const float* bias, bool act, bool first, bool last, float* C,
+                     const int64_t* crow) {
+  const int64_t left = N - col0;
   const int nv = static_cast<int>(std::min<int64_t>(4, (left + 15) / 16));
   const int64_t rem = left - 16 * (nv - 1);
   const __mmask16 tail = lanes(rem);
@@ -140,14 +140,10 @@ inline void row_tile(const float* const* ar, int64_t k0, int64_t k1, const float
   }
 }
 
-// Columns [c_begin, c_end) only when given (c_end < 0: all N): the threads of a channel-split
-// block each compute their own columns of the same rows.
 void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float* B, int64_t N,
-          const float* bias, bool act, float* C, int64_t lda = 0, int64_t ldc = 0,
-          int64_t c_begin = 0, int64_t c_end = -1) {
+          const float* bias, bool act, float* C, int64_t lda = 0, int64_t ldc = 0) {
   if (lda <= 0) lda = K;
   if (ldc <= 0) ldc = N;
-  if (c_end < 0) c_end = N;
   constexpr int MR = 6;  // 6 x 4 zmm accumulators: 24 of the 32 vector registers
   // K blocked so a B slab stays in L1; one block when the whole B panel is small anyway
   // (K = 129 or 144 would otherwise add a pass over C for the last 1 or 16 k).
@@ -155,7 +151,7 @@ void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float
   for (int64_t k0 = 0; k0 < K; k0 += KC) {
     const int64_t k1 = std::min(K, k0 + KC);
     const bool first = k0 == 0, last = k1 == K;
-    for (int64_t col0 = c_begin; col0 < c_end; col0 += 64) {
+    for (int64_t col0 = 0; col0 < N; col0 += 64) {
       const float* ar[MR];
       int64_t crow[MR];
       for (int64_t r0 = 0; r0 < n; r0 += MR) {
@@ -165,12 +161,12 @@ void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float
           crow[r] = (r0 + r) * ldc;
         }
         switch (mr) {
-          case 1: row_tile<1>(ar, k0, k1, B, N, col0, c_end, bias, act, first, last, C, crow); break;
-          case 2: row_tile<2>(ar, k0, k1, B, N, col0, c_end, bias, act, first, last, C, crow); break;
-          case 3: row_tile<3>(ar, k0, k1, B, N, col0, c_end, bias, act, first, last, C, crow); break;
-          case 4: row_tile<4>(ar, k0, k1, B, N, col0, c_end, bias, act, first, last, C, crow); break;
-          case 5: row_tile<5>(ar, k0, k1, B, N, col0, c_end, bias, act, first, last, C, crow); break;
-          default: row_tile<6>(ar, k0, k1, B, N, col0, c_end, bias, act, first, last, C, crow); break;
+          case 1: row_tile<1>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          case 2: row_tile<2>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          case 3: row_tile<3>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          case 4: row_tile<4>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          case 5: row_tile<5>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          default: row_tile<6>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
         }
       }
     }
@@ -178,43 +174,38 @@ void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float
 }
 #else
 void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float* B, int64_t N,
-          const float* bias, bool act, float* C, int64_t lda = 0, int64_t ldc = 0,
-          int64_t c_begin = 0, int64_t c_end = -1) {
+          const float* bias, bool act, float* C, int64_t lda = 0, int64_t ldc = 0) {
   if (lda <= 0) lda = K;
   if (ldc <= 0) ldc = N;
-  if (c_end < 0) c_end = N;
   for (int64_t r = 0; r < n; ++r) {
     const float* ar = a + (rows ? static_cast<int64_t>(rows[r]) : r) * lda;
     float* c = C + r * ldc;
     if (bias) {
-      std::copy(bias + c_begin, bias + c_end, c + c_begin);
+      std::copy_n(bias, N, c);
     } else {
-      std::fill(c + c_begin, c + c_end, 0.0f);
+      std::fill(c, c + N, 0.0f);
     }
     for (int64_t k = 0; k < K; ++k) {
       const float av = ar[k];
       const float* bk = B + k * N;
 #pragma omp simd
-      for (int64_t j = c_begin; j < c_end; ++j) c[j] += av * bk[j];
+      for (int64_t j = 0; j < N; ++j) c[j] += av * bk[j];
     }
     if (act) {
 #pragma omp simd
-      for (int64_t j = c_begin; j < c_end; ++j) c[j] = relu6(c[j]);
+      for (int64_t j = 0; j < N; ++j) c[j] = relu6(c[j]);
     }
   }
 }
 #endif
 
 // One output of the masked depthwise 3x3: acc = ReLU6(bias + sum over present taps of w[t] * src).
-// Channels [c_begin, c_end) only when given (c_end < 0: all c_e).
 inline void depthwise_row(const float* const* src, const int* tap_of, int n_taps, const float* wd,
-                          const float* bd, int64_t c_e, float* acc, int64_t c_begin = 0,
-                          int64_t c_end = -1) {
-  if (c_end < 0) c_end = c_e;
+                          const float* bd, int64_t c_e, float* acc) {
 #ifdef __AVX512F__
   const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
-  for (int64_t c = c_begin; c < c_end; c += 16) {
-    const int64_t left = c_end - c;
+  for (int64_t c = 0; c < c_e; c += 16) {
+    const int64_t left = c_e - c;
     const __mmask16 m = lanes(left);
     __m512 a = _mm512_maskz_loadu_ps(m, bd + c);
     for (int i = 0; i < n_taps; ++i)
@@ -223,26 +214,26 @@ inline void depthwise_row(const float* const* src, const int* tap_of, int n_taps
     _mm512_mask_storeu_ps(acc + c, m, _mm512_min_ps(_mm512_max_ps(a, zero), six));
   }
 #else
-  std::copy(bd + c_begin, bd + c_end, acc + c_begin);
+  std::copy_n(bd, c_e, acc);
   for (int i = 0; i < n_taps; ++i) {
     const float* s = src[i];
     const float* wt = wd + tap_of[i] * c_e;
 #pragma omp simd
-    for (int64_t c = c_begin; c < c_end; ++c) acc[c] += wt[c] * s[c];
+    for (int64_t c = 0; c < c_e; ++c) acc[c] += wt[c] * s[c];
   }
 #pragma omp simd
-  for (int64_t c = c_begin; c < c_end; ++c) acc[c] = relu6(acc[c]);
+  for (int64_t c = 0; c < c_e; ++c) acc[c] = relu6(acc[c]);
 #endif
 }
 
 // All 9 taps present: rows[dy] points at the window's left column of input row dy, the next
 // columns follow at a stride of c_e floats (a run of the compacted expand buffer, or of x).
 inline void depthwise_full(const float* const* rows, const float* wd, const float* bd,
-                           int64_t c_e, float* acc, int64_t c_begin, int64_t c_end) {
+                           int64_t c_e, float* acc) {
   static constexpr int kAllTaps[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
   const float* src[9];
   for (int t = 0; t < 9; ++t) src[t] = rows[t / 3] + (t % 3) * c_e;
-  depthwise_row(src, kAllTaps, 9, wd, bd, c_e, acc, c_begin, c_end);
+  depthwise_row(src, kAllTaps, 9, wd, bd, c_e, acc);
 }
 
 // ``n`` outputs of one row whose 3x3 windows are all present: rows[dy] points at the first
@@ -250,13 +241,11 @@ inline void depthwise_full(const float* const* rows, const float* wd, const floa
 // or two input columns), columns are c_e floats apart. The 9 weight vectors of a channel block
 // stay in registers across the run; no per-output index work.
 inline void depthwise_run(const float* const* rows, int64_t n, int64_t step, const float* wd,
-                          const float* bd, int64_t c_e, float* acc, int64_t c_begin = 0,
-                          int64_t c_end = -1) {
-  if (c_end < 0) c_end = c_e;
+                          const float* bd, int64_t c_e, float* acc) {
 #ifdef __AVX512F__
   const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
-  for (int64_t c = c_begin; c < c_end; c += 16) {
-    const int64_t left = c_end - c;
+  for (int64_t c = 0; c < c_e; c += 16) {
+    const int64_t left = c_e - c;
     const __mmask16 m = lanes(left);
     __m512 wv[9];
     for (int t = 0; t < 9; ++t) wv[t] = _mm512_maskz_loadu_ps(m, wd + t * c_e + c);
@@ -275,7 +264,7 @@ inline void depthwise_run(const float* const* rows, int64_t n, int64_t step, con
 #else
   for (int64_t j = 0; j < n; ++j) {
     const float* win[3] = {rows[0] + j * step, rows[1] + j * step, rows[2] + j * step};
-    depthwise_full(win, wd, bd, c_e, acc + j * c_e, c_begin, c_end);
+    depthwise_full(win, wd, bd, c_e, acc + j * c_e);
   }
 #endif
 }
@@ -677,13 +666,8 @@ struct BlockPlan {
     steps.push_back({1, 1, true, [this](int64_t, int64_t, int) { scan_rows(); }});
     steps.push_back({index_rows(), row_chunk, false,
                      [this](int64_t b, int64_t e, int) { fill_rows(b, e); }});
-    if (channel_split()) {
-      steps.push_back({threads, 1, false, [this](int64_t c, int64_t, int) { channel_part(c); }});
-      steps.push_back({threads, 1, false, [this](int64_t c, int64_t, int) { project_part(c); }});
-    } else {
-      steps.push_back({n_groups(), 1, false,
-                       [this](int64_t g, int64_t, int tid) { band_group(g, tid); }});
-    }
+    steps.push_back({n_groups(), 1, false,
+                     [this](int64_t g, int64_t, int tid) { band_group(g, tid); }});
     steps.push_back({n_out, kMinChunk, false,
                      [this](int64_t b, int64_t e, int) { scatter_chunk(b, e); }});
   }
@@ -900,6 +884,7 @@ struct BlockPlan {
     const int64_t in_lo = std::max<int64_t>(0, stride * y0 - 1);
     const int64_t in_hi = std::min<int64_t>(h - 1, stride * (y1 - 1) + 1);
     const int64_t e_begin = dil_ptr[b * h + in_lo], e_end = dil_ptr[b * h + in_hi + 1];
+    // expand GEMM straight from the feature buffer (row list or contiguous rows), bias + ReLU6
     // Without an expand conv the depthwise reads the input rows in place (no gather copy).
     const float* ep = nullptr;
     if (has_expand) {
@@ -911,35 +896,24 @@ struct BlockPlan {
                        static_cast<size_t>((held.end - e_begin) * c_e) * sizeof(float));
         from = held.end;
       }
-      expand_rows(from, e_end, em + (from - e_begin) * c_e, 0, c_e);
+      if (e_end > from)
+        gemm(compute_all ? xp + from * c_in : xp, compute_all ? nullptr : dil_rows + from,
+             e_end - from, c_in, we, c_e, be, true, em + (from - e_begin) * c_e);
       held = {b, e_begin, e_end};
       ep = em;
     }
+    // masked depthwise: taps outside the image or the dilated set read zero. The 9 source rows
+    // of an output are looked up once, then every channel vector accumulates its 9 taps in a
+    // register (one store per vector, instead of a load/store per tap).
     float* dp = d_base + tid * cap_a * c_e;
-    depthwise_outputs(b, a_begin, n_a, e_begin, ep, dp, 0, c_e);
-    gemm(dp, nullptr, n_a, c_e, wp, c_out, nullptr, false, pp + a_begin * c_out);
-  }
-
-  // expand GEMM of dilated entries [from, to) straight from the feature buffer (row list, or
-  // contiguous rows when every row is computed), bias + ReLU6, columns [c0, c1), into ``em``
-  void expand_rows(int64_t from, int64_t to, float* em, int64_t c0, int64_t c1) {
-    if (to <= from) return;
-    gemm(compute_all ? xp + from * c_in : xp, compute_all ? nullptr : dil_rows + from, to - from,
-         c_in, we, c_e, be, true, em, 0, 0, c0, c1);
-  }
-
-  // Masked depthwise of active outputs [a_begin, a_begin + n_a) of image b into dp rows 0..n_a,
-  // channels [c0, c1); expanded rows in ep start at dilated entry e_begin. Taps outside the
-  // image or the dilated set read zero. Active outputs come in runs of consecutive columns of
-  // one row: one division per run, and an interior run whose three input rows are dilated
-  // across its whole span (consecutive dilated positions of a row have consecutive ranks, so
-  // the two ends decide) goes through depthwise_run. Border outputs take the per-output path.
-  void depthwise_outputs(int64_t b, int64_t a_begin, int64_t n_a, int64_t e_begin,
-                         const float* ep, float* dp, int64_t c0, int64_t c1) {
     // input position p (rank rk != 0) -> its expanded row in ep, or its row of x in place
     auto source_row = [&](int64_t p, int32_t rk) -> const float* {
       return has_expand ? ep + (static_cast<int64_t>(rk) - 1 - e_begin) * c_e : xp + p * c_in;
     };
+    // Active outputs come in runs of consecutive columns of one row: one division per run, and
+    // an interior run whose three input rows are dilated across its whole span (consecutive
+    // dilated positions of a row have consecutive ranks, so the two ends decide) goes through
+    // depthwise_run. Border outputs and partial windows take the per-output path.
     auto one_output = [&](int64_t k, int64_t cy, int64_t cx) {
       const float* src[9];
       int n_taps = 0;
@@ -953,7 +927,7 @@ struct BlockPlan {
         src[n_taps] = source_row(pos, rk);
         tap_of[n_taps++] = t;
       }
-      depthwise_row(src, tap_of, n_taps, wd, bd, c_e, dp + k * c_e, c0, c1);
+      depthwise_row(src, tap_of, n_taps, wd, bd, c_e, dp + k * c_e);
     };
     const int64_t step = stride * c_e;
     for (int64_t k = 0; k < n_a;) {
@@ -978,7 +952,7 @@ struct BlockPlan {
       }
       for (int64_t j = 0; j < len; ++j) {
         if (full && j == j0) {
-          depthwise_run(rows, j1 - j0, step, wd, bd, c_e, dp + (k + j0) * c_e, c0, c1);
+          depthwise_run(rows, j1 - j0, step, wd, bd, c_e, dp + (k + j0) * c_e);
           j = j1 - 1;
           continue;
         }
@@ -986,34 +960,7 @@ struct BlockPlan {
       }
       k += len;
     }
-  }
-
-  // ---- 3b. small grids: one band, its channels split between the threads -------------------
-  // On a 16x16 or 32x32 grid, row bands re-expand their 3x3 halo rows (20-50 % more expand
-  // work for a person a few bands tall) and few bands balance poorly. There (batch 1, the
-  // whole image's expanded rows fit L2, chosen in cpu_kernel.strip_rows) part t of the threads
-  // expands and depthwise-filters channels [c0, c1) of every dilated / active row into the
-  // shared scratch slice 0; then the project GEMM is split by rows. Two hand-offs instead of
-  // one, no repeated rows.
-  bool channel_split() const {
-    return batch == 1 && threads > 1 && has_expand && strip_rows >= ho;
-  }
-
-  void channel_part(int64_t part) {
-    if (n_act == 0) return;
-    // channel range of this part, cut at multiples of 16 (one vector)
-    const int64_t vecs = (c_e + 15) / 16;
-    const int64_t c0 = std::min(c_e, vecs * part / threads * 16);
-    const int64_t c1 = std::min(c_e, vecs * (part + 1) / threads * 16);
-    if (c1 <= c0) return;
-    expand_rows(0, dil_ptr[h], e_base, c0, c1);
-    depthwise_outputs(0, 0, n_act, 0, e_base, d_base, c0, c1);
-  }
-
-  void project_part(int64_t part) {  // rows [n_act * part / threads, ...) of the project GEMM
-    const int64_t r0 = n_act * part / threads, r1 = n_act * (part + 1) / threads;
-    if (r1 <= r0) return;
-    gemm(d_base + r0 * c_e, nullptr, r1 - r0, c_e, wp, c_out, nullptr, false, pp + r0 * c_out);
+    gemm(dp, nullptr, n_a, c_e, wp, c_out, nullptr, false, pp + a_begin * c_out);
   }
 
   // ---- 4. scatter(-add) with the project bias, zeros, residual ReLU --------------------------------
