@@ -226,6 +226,24 @@ inline void depthwise_row(const float* const* src, const int* tap_of, int n_taps
 #endif
 }
 
+// Source rows of the 3x3 window centred on (cy, cx) of an h x w grid for depthwise_row: taps
+// outside the grid are left out, and so are those for which ``source(y, x)`` returns nullptr
+// (positions outside the dilated set). Returns the number of taps written to src / tap_of.
+template <typename Source>
+inline int window_taps(int64_t cy, int64_t cx, int64_t h, int64_t w, Source&& source,
+                       const float** src, int* tap_of) {
+  int n_taps = 0;
+  for (int t = 0; t < 9; ++t) {
+    const int64_t y = cy + t / 3 - 1, x = cx + t % 3 - 1;
+    if (y < 0 || y >= h || x < 0 || x >= w) continue;
+    const float* row = source(y, x);
+    if (row == nullptr) continue;
+    src[n_taps] = row;
+    tap_of[n_taps++] = t;
+  }
+  return n_taps;
+}
+
 // All 9 taps present: rows[dy] points at the window's left column of input row dy, the next
 // columns follow at a stride of c_e floats (a run of the compacted expand buffer, or of x).
 inline void depthwise_full(const float* const* rows, const float* wd, const float* bd,
@@ -916,17 +934,12 @@ struct BlockPlan {
     // depthwise_run. Border outputs and partial windows take the per-output path.
     auto one_output = [&](int64_t k, int64_t cy, int64_t cx) {
       const float* src[9];
-      int n_taps = 0;
       int tap_of[9];
-      for (int t = 0; t < 9; ++t) {
-        const int64_t y = cy + t / 3 - 1, xx = cx + t % 3 - 1;
-        if (y < 0 || y >= h || xx < 0 || xx >= w) continue;
+      const int n_taps = window_taps(cy, cx, h, w, [&](int64_t y, int64_t xx) -> const float* {
         const int64_t pos = (b * h + y) * w + xx;
         const int32_t rk = rank[pos];
-        if (rk == 0) continue;
-        src[n_taps] = source_row(pos, rk);
-        tap_of[n_taps++] = t;
-      }
+        return rk == 0 ? nullptr : source_row(pos, rk);
+      }, src, tap_of);
       depthwise_row(src, tap_of, n_taps, wd, bd, c_e, dp + k * c_e);
     };
     const int64_t step = stride * c_e;
@@ -1285,13 +1298,9 @@ struct HeadPlan {
     auto border = [&](int64_t bi, int64_t cy, int64_t cx, float* out) {
       const float* src[9];
       int tap_of[9];
-      int n_taps = 0;
-      for (int t = 0; t < 9; ++t) {
-        const int64_t yy = cy + t / 3 - 1, xx = cx + t % 3 - 1;
-        if (yy < 0 || yy >= h || xx < 0 || xx >= wdt) continue;
-        src[n_taps] = x + ((bi * h + yy) * wdt + xx) * ch;
-        tap_of[n_taps++] = t;
-      }
+      const int n_taps = window_taps(cy, cx, h, wdt, [&](int64_t yy, int64_t xx) -> const float* {
+        return x + ((bi * h + yy) * wdt + xx) * ch;
+      }, src, tap_of);
       depthwise_row(src, tap_of, n_taps, w, b, ch, out);
     };
     for (int64_t r = r0; r < r1;) {
