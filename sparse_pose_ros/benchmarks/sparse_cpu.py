@@ -211,7 +211,8 @@ def _run_variant(
     with torch.no_grad():
         for d in cfg.densities:
             set_blob_masks(net.backbone, 1, (cfg.size, cfg.size), d)
-            rep = flops_report(net, net(x), (cfg.size, cfg.size))
+            masked_out = net(x)  # masked dense reference forward: the masks of this density
+            rep = flops_report(net, masked_out, (cfg.size, cfg.size))
             row: dict[str, Any] = {
                 "density": d,
                 "mac_fraction": {
@@ -244,9 +245,9 @@ def _run_variant(
                         1, lambda: net_1t(x), r, w
                     )
                 if net.gated_blocks():
-                    net.set_head_gating(True)
+                    net.set_head_gating(True)  # the region comes from the same masks
                     row["head_region_fraction"] = flops_report(
-                        net, net(x), (cfg.size, cfg.size)).head_region_fraction
+                        net, masked_out, (cfg.size, cfg.size)).head_region_fraction
                     row["network"][f"policy_{kernel}_head_gating"] = time_call(
                         lambda: net_policy(x), r, w)
                     if ort_net_1t is not None:
