@@ -199,9 +199,9 @@ class PoseNetwork(nn.Module):
             b.mask_unit.set_threshold(probability)
 
     def set_head_gating(self, on: bool) -> None:
-        """Read the heads only inside the last execution mask's region (or everywhere)."""
-        if on and not self.gated_blocks():
-            raise ValueError("head gating needs a gated backbone")
+        """Read the heads only inside the last execution mask's region (or everywhere).
+
+        ``NetworkConfig`` validates it (a dense network has no mask to gate by)."""
         self.cfg = replace(self.cfg, head_gating=bool(on))
 
     def head_gate(self, masks: Sequence[BlockMask | Tensor | None]) -> Tensor | None:
