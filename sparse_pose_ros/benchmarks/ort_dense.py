@@ -47,7 +47,7 @@ class DenseNetwork(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         feats, skips = self.dense.features(x)
-        return self.head(self.neck(feats, skips))
+        return self.head(self.neck(feats, skips))[:3]
 
 
 def export_onnx(module: nn.Module, example: Tensor) -> bytes:

@@ -108,5 +108,5 @@ class ExportNetwork(nn.Module):
             for stride, idx in backbone.tap_after.items():
                 if idx == i:
                     taps[stride] = x
-        heatmaps, _triplets, joints = self.net.run_head(x, [taps[8], taps[4]], masks)
+        heatmaps, _triplets, joints, _depth = self.net.run_head(x, [taps[8], taps[4]], masks)
         return (heatmaps, joints, *masks)

@@ -159,9 +159,16 @@ class HemletsHead(nn.Module):
             nn.init.normal_(conv.weight, std=1e-3)
             nn.init.zeros_(conv.bias)
 
-    def forward(self, feats: Tensor, region: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """``region``: optional (B, 1, h, w) 0/1 map from :func:`head_region`; see the module
-        docstring. Inside it every output equals the ungated head's."""
+    def forward(
+        self, feats: Tensor, region: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """(heatmaps, triplets, joints, depth map).
+
+        ``region``: optional (B, 1, h, w) 0/1 map from :func:`head_region`; see the module
+        docstring. Inside it every output equals the ungated head's. The depth map is the
+        per-pixel root-relative depth ``tanh(depth logits)`` (B, J, h, w) of the factorized
+        mode (None for the volumetric one): the *location map* that ``model.decode`` reads at
+        each joint's decoded position and ``depth_supervision: location`` trains."""
         heatmaps = self.heatmap(feats)
         triplets = self.triplet(feats)
         depth = self.depth(torch.cat([feats, heatmaps, triplets], dim=1))
@@ -171,7 +178,7 @@ class HemletsHead(nn.Module):
             triplets = triplets * region
         if self.depth_mode == "factorized":
             joints = factorized_soft_argmax(heatmaps, depth)
-        else:
-            b, j, h, w = heatmaps.shape
-            joints = volumetric_soft_argmax(depth.reshape(b, j, self.depth_bins, h, w))
-        return heatmaps, triplets, joints
+            return heatmaps, triplets, joints, torch.tanh(depth)
+        b, j, h, w = heatmaps.shape
+        joints = volumetric_soft_argmax(depth.reshape(b, j, self.depth_bins, h, w))
+        return heatmaps, triplets, joints, None

@@ -11,6 +11,15 @@
   normalised to sum 1, weighted by the joint's label weight (as DSNT regularises its heatmaps
   with a divergence to a Gaussian). It is 0 exactly when the predicted distribution is G̃.
 - L_3D: L1 on (x, y, λ·z) per joint, weighted by the label weights and averaged over them.
+  ``depth_supervision`` says where z comes from. ``"integral"`` (HEMlets): z of the soft-argmax,
+  the per-pixel depth averaged under the predicted 2D softmax. ``"location"`` (VNect's location
+  maps): the per-pixel depth map is trained *at the true joint position* only, L1 weighted by the
+  normalised target Gaussian, and read at the decoded position at inference (``model.decode``).
+  Why: a mannequin seen from the front and from the back gives nearly the same picture with
+  left/right swapped and depth mirrored; under the integral loss every pixel with softmax mass
+  is pulled towards the average of the two readings, which flattens depth (predicted |z| was
+  half the truth). Trained at the true location, the depth at a pixel only ever answers "this
+  joint is here", so each of the two readings stays a consistent 3D skeleton.
 - Sparsity (dynconv ``loss_cost.py``, seed formulas): s_b = F_b,sp / F_b per gated block from
   the *hard* straight-through masks (so the gradient reaches the mask units through the soft
   sigmoid), L_net = (ΣF_sp / ΣF − θ)², L_low = mean_b max(0, lower − s_b)²,
@@ -35,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import skeleton
 from .flops import block_flops_dense, block_flops_sparse, block_out_hw, conv_out_hw
 from .schedule import sparsity_bounds
 from .targets import PoseTargets
@@ -59,6 +69,10 @@ class LossConfig:
         mask_pos_weight: BCE weight of person cells (the person is a small part of the frame).
         mask_margin: dilation of the pooled silhouette in cells (limbs at the border and the
             receptive field of the next block).
+        depth_supervision: "integral" (z of the soft-argmax) or "location" (the depth map at
+            the true joint position; see the module docstring).
+        alpha_facing: weight of the BCE of the network's facing head against "the person faces
+            the camera" computed from the 3D joints (:func:`facing_label`); 0 = off.
     """
 
     alpha_int: float = 0.1
@@ -69,11 +83,18 @@ class LossConfig:
     alpha_mask: float = 0.0
     mask_pos_weight: float = 4.0
     mask_margin: int = 1
+    depth_supervision: str = "integral"
+    alpha_facing: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.depth_supervision not in ("integral", "location"):
+            raise ValueError(
+                "depth_supervision must be 'integral' or 'location', "
+                f"got {self.depth_supervision!r}"
+            )
         if self.mask_margin < 0 or self.mask_pos_weight <= 0:
             raise ValueError("mask_margin must be >= 0 and mask_pos_weight > 0")
-        for name in ("alpha_int", "lambda_z", "alpha_sparsity", "alpha_mask"):
+        for name in ("alpha_int", "lambda_z", "alpha_sparsity", "alpha_mask", "alpha_facing"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         sparsity_bounds(0.0, self.theta, self.anneal_fraction)  # validates theta, fraction
@@ -115,6 +136,41 @@ def joint_loss(pred: Tensor, target: Tensor, weight: Tensor, lambda_z: float) ->
     per_joint = ((pred - target).abs() * scale).sum(dim=-1)
     total = weight.sum()
     return (weight * per_joint).sum() / total if total > 0 else (per_joint * 0.0).sum()
+
+
+def location_depth_loss(
+    depth: Tensor, target_heatmaps: Tensor, z: Tensor, weight: Tensor
+) -> Tensor:
+    """Σ_j w_j Σ_p G̃_j(p)·|d_j(p) − z_j| / Σ_j w_j: the depth map trained at the true position.
+
+    ``depth`` (B, J, h, w) per-pixel depth in [-1, 1], ``target_heatmaps`` the Gaussians of
+    :func:`model.targets.build_targets` (normalised here to sum 1 per joint), ``z`` (B, J).
+    """
+    if depth.shape != target_heatmaps.shape:
+        raise ValueError(
+            f"depth map {tuple(depth.shape)} and heatmaps {tuple(target_heatmaps.shape)} differ"
+        )
+    mass = target_heatmaps.sum(dim=(2, 3))
+    q = target_heatmaps / mass.clamp_min(1e-12)[..., None, None]
+    per_joint = (q * (depth - z[..., None, None]).abs()).sum(dim=(2, 3))
+    w = weight * (mass > 0).to(weight.dtype)
+    total = w.sum()
+    return (w * per_joint).sum() / total if total > 0 else (per_joint * 0.0).sum()
+
+
+def facing_label(joints_cam: Tensor) -> Tensor:
+    """(B, J, 3) camera-frame joints (x right, y down, z forward) -> (B,) 1.0 where the person
+    faces the camera.
+
+    The body's forward direction is (left hip − right hip) × (thorax − pelvis); the person faces
+    the camera when it points from the pelvis towards the camera centre.
+    """
+    left = joints_cam[:, skeleton.JOINT_NAMES.index("left_hip")]
+    right = joints_cam[:, skeleton.JOINT_NAMES.index("right_hip")]
+    pelvis = joints_cam[:, skeleton.ROOT]
+    up = joints_cam[:, skeleton.JOINT_NAMES.index("thorax")] - pelvis
+    forward = torch.linalg.cross(left - right, up, dim=-1)
+    return ((forward * -pelvis).sum(dim=-1) > 0).to(joints_cam.dtype)
 
 
 @dataclass
@@ -193,6 +249,7 @@ class PoseLoss(nn.Module):
         net: PoseNetwork,
         progress: float,
         silhouette: Tensor | None = None,
+        joints_cam: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
         """Total loss and its named parts (floats, for logging).
 
@@ -203,11 +260,21 @@ class PoseLoss(nn.Module):
             progress: epoch / epochs in [0, 1] (drives the per-block bounds).
             silhouette: (B, S, S) or (B, 1, S, S) person masks for the mask supervision
                 (used when ``alpha_mask`` > 0).
+            joints_cam: (B, J, 3) camera-frame joints for the facing label (used when
+                ``alpha_facing`` > 0).
         """
         cfg = self.cfg
         l_hem = hem_loss(output.triplets, targets.triplets, targets.triplet_weight)
         l_2d = heatmap_loss(output.heatmaps, targets.heatmaps, targets.joint_weight)
-        l_3d = joint_loss(output.joints, targets.joints, targets.joint_weight, cfg.lambda_z)
+        if cfg.depth_supervision == "location":
+            if output.depth is None:
+                raise ValueError("depth_supervision 'location' needs the factorized depth head")
+            l_3d = joint_loss(output.joints, targets.joints, targets.joint_weight, 0.0)
+            l_3d = l_3d + cfg.lambda_z * location_depth_loss(
+                output.depth, targets.heatmaps, targets.joints[..., 2], targets.joint_weight
+            )
+        else:
+            l_3d = joint_loss(output.joints, targets.joints, targets.joint_weight, cfg.lambda_z)
         bounds = sparsity_bounds(progress, cfg.theta, cfg.anneal_fraction)
         sp = sparsity_terms(output, net, cfg.theta, bounds)
         l_int = l_hem + l_2d
@@ -217,8 +284,17 @@ class PoseLoss(nn.Module):
         if cfg.alpha_mask > 0 and silhouette is not None:
             l_mask = mask_supervision_loss(output, silhouette, cfg.mask_pos_weight, cfg.mask_margin)
             total = total + cfg.alpha_mask * l_mask
+        l_facing = output.joints.new_zeros(())
+        if cfg.alpha_facing > 0:
+            if output.facing is None or joints_cam is None:
+                raise ValueError("alpha_facing > 0 needs a facing head and the 3D joints")
+            l_facing = F.binary_cross_entropy_with_logits(
+                output.facing.float(), facing_label(joints_cam.float())
+            )
+            total = total + cfg.alpha_facing * l_facing
         parts = {
             "total": float(total.detach()),
+            "facing": float(l_facing.detach()),
             "hem": float(l_hem.detach()),
             "2d": float(l_2d.detach()),
             "int": float(l_int.detach()),

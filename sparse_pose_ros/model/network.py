@@ -12,8 +12,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from .. import skeleton
 from .blocks import ConvBN, InvertedResidual
-from .heads import HemletsHead, Neck, head_region
+from .heads import HemletsHead, Neck, head_region, softmax_2d
 from .masks import BlockMask
 
 # t, c, n, s — MobileNetV2 up to stride 16 (the 160/320-channel stride-32 stages are dropped:
@@ -52,6 +53,9 @@ class NetworkConfig:
         depth_bins: depth bins of the volumetric head.
         depth_mode: "factorized" or "volumetric" (see ``model.heads``).
         depth_range_mm: root-relative depth that z = ±1 stands for.
+        facing_head: a training-time auxiliary that classifies whether the person faces the
+            camera from the stride-4 features pooled under the torso heatmaps (see
+            ``PoseNetwork.facing_logit``); inference does not need it.
         head_gating: read the heads only inside the region of the last execution mask
             (``model.heads.head_region``); needs a gated backbone. An inference choice: the
             weights are the same, see ``PoseNetwork.set_head_gating``.
@@ -71,6 +75,7 @@ class NetworkConfig:
     depth_mode: str = "factorized"
     depth_range_mm: float = 1000.0
     head_gating: bool = False
+    facing_head: bool = False
     input_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     input_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -121,12 +126,17 @@ class PoseOutput:
         triplets: (B, 3·P, h, w) HEMlets maps.
         joints: (B, J, 3): x, y in [0, 1] of the input, z in [-1, 1] (× depth_range_mm).
         masks: one entry per backbone block: its BlockMask, or None for ungated blocks.
+        facing: (B,) logit "faces the camera" when the network has a facing head.
+        depth: (B, J, h, w) per-pixel root-relative depth in [-1, 1] (factorized head), the
+            location map ``model.decode`` reads at each joint; None for the volumetric head.
     """
 
     heatmaps: Tensor
     triplets: Tensor
     joints: Tensor
     masks: list[BlockMask | None]
+    depth: Tensor | None = None
+    facing: Tensor | None = None
 
 
 class Backbone(nn.Module):
@@ -188,6 +198,7 @@ class PoseNetwork(nn.Module):
         hc = _make_divisible(self.cfg.head_channels)
         self.neck = Neck(self.backbone.out_channels, self.backbone.skip_channels, hc)
         self.head = HemletsHead(hc, self.cfg.depth_bins, self.cfg.depth_mode)
+        self.facing = nn.Linear(hc, 1) if self.cfg.facing_head else None
 
     def gated_blocks(self) -> list[InvertedResidual]:
         return [b for b in self.backbone.blocks if b.gated]
@@ -215,14 +226,38 @@ class PoseNetwork(nn.Module):
         raise ValueError("head gating is on but the backbone returned no mask")
 
     def run_head(self, feats: Tensor, skips: list[Tensor],
-                 masks: Sequence[BlockMask | Tensor | None]) -> tuple[Tensor, Tensor, Tensor]:
+                 masks: Sequence[BlockMask | Tensor | None]
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Neck + head on backbone outputs (shared by every PyTorch path and the exporters)."""
+        return self._neck_head(feats, skips, masks)[1]
+
+    def _neck_head(self, feats: Tensor, skips: list[Tensor],
+                   masks: Sequence[BlockMask | Tensor | None]
+                   ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor, Tensor | None]]:
         y = self.neck(feats, skips)
         gate = self.head_gate(masks)
         region = None if gate is None else head_region(gate, (y.shape[-2], y.shape[-1]))
-        return self.head(y, region)
+        return y, self.head(y, region)
+
+    def facing_logit(self, feats: Tensor, heatmaps: Tensor) -> Tensor:
+        """(B,) logit that the person faces the camera: stride-4 features averaged under the
+        pelvis, spine and thorax heatmaps' softmax, then one linear unit.
+
+        Why: a one-colour mannequin looks alike from the front and the back, and the joint
+        losses alone only see that ambiguity as a left/right swap they can average away; a
+        direct front/back label gives the features a reason to pick up the cues that do
+        exist (feet, knees, face, shading).
+        """
+        if self.facing is None:
+            raise ValueError("this network has no facing head (facing_head: false)")
+        torso = [skeleton.ROOT, skeleton.JOINT_NAMES.index("spine"),
+                 skeleton.JOINT_NAMES.index("thorax")]  # fmt: skip
+        att = softmax_2d(heatmaps[:, torso]).mean(dim=1, keepdim=True)
+        pooled = (feats * att).sum(dim=(2, 3))
+        return self.facing(pooled).squeeze(-1)
 
     def forward(self, x: Tensor) -> PoseOutput:
         feats, skips, masks = self.backbone(x)
-        heatmaps, triplets, joints = self.run_head(feats, skips, masks)
-        return PoseOutput(heatmaps, triplets, joints, masks)
+        y, (heatmaps, triplets, joints, depth) = self._neck_head(feats, skips, masks)
+        facing = self.facing_logit(y, heatmaps) if self.facing is not None else None
+        return PoseOutput(heatmaps, triplets, joints, masks, depth, facing)

@@ -457,7 +457,7 @@ class SparsePoseNetwork:
                 *(t.permute(0, 2, 3, 1) for t in (feats, *skips)), gate=self.net.head_gate(masks)
             )
         else:
-            heatmaps, triplets, joints = self.net.run_head(feats, skips, masks)
+            heatmaps, triplets, joints, _depth = self.net.run_head(feats, skips, masks)
         return PoseOutput(heatmaps, triplets, joints, masks)
 
 

@@ -40,7 +40,7 @@ class _ChannelsLastHead(nn.Module):
         def nchw(t: Tensor) -> Tensor:
             return t.permute(0, 3, 1, 2)
 
-        return self.net.run_head(nchw(f16), [nchw(f8), nchw(f4)], [gate])
+        return self.net.run_head(nchw(f16), [nchw(f8), nchw(f4)], [gate])[:3]
 
 
 def ort_available() -> bool:

@@ -29,6 +29,8 @@ class Batch:
         joints_cam_mm: (B, J, 3) camera-frame joints in mm (for the 3D metrics).
         intrinsics: (B, 3, 3) intrinsics of the input image (pixel-index convention).
         silhouette: (B, S, S) uint8 person mask (for mask recall/precision).
+        index: (B,) int64 frame index in its split (-1 when the dataset has none); keys the
+            two-pass evaluation's first-pass boxes.
     """
 
     images: Tensor
@@ -38,6 +40,7 @@ class Batch:
     joints_cam_mm: Tensor
     intrinsics: Tensor
     silhouette: Tensor
+    index: Tensor
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         return Batch(
@@ -105,6 +108,7 @@ def collate(
         silhouette=(_stack(samples, "mask").reshape(len(samples), input_size, input_size) > 0.5).to(
             torch.uint8
         ),
+        index=torch.as_tensor([int(s.get("index", -1)) for s in samples], dtype=torch.int64),
     )
 
 

@@ -83,6 +83,8 @@ class DataConfig:
         shift: translation range ± this fraction of the image side.
         colour: colour-jitter strength (0 = off).
         heatmap_sigma: Gaussian sigma of the targets, in heatmap pixels.
+        person_crop: chance of zooming onto the person (``data.augment.Augmenter``): the
+            node feeds the network crops around the tracked person (``pipeline.roi``).
     """
 
     dataset: str = "synthetic"
@@ -98,6 +100,7 @@ class DataConfig:
     shift: float = 0.08
     colour: float = 1.0
     heatmap_sigma: float = 1.5
+    person_crop: float = 0.0
 
 
 @dataclass
@@ -175,6 +178,8 @@ class TrainConfig:
             )
         if not 0 <= d.shift < 0.5:
             raise ValueError(f"data.shift must be in [0, 0.5), got {d.shift}")
+        if not 0 <= d.person_crop <= 1:
+            raise ValueError(f"data.person_crop must be in [0, 1], got {d.person_crop}")
         if d.heatmap_sigma <= 0:
             raise ValueError(f"data.heatmap_sigma must be > 0, got {d.heatmap_sigma}")
         if e.every_epochs < 0 or e.max_frames < 0 or e.batch_size <= 0:

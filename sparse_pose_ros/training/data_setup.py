@@ -28,7 +28,8 @@ LOG = logging.getLogger(__name__)
 
 def make_augmenter(data: DataConfig, seed: int) -> Augmenter | None:
     """The data package's augmenter configured from the config (None if everything is off)."""
-    if not (data.flip or data.scale or data.rotation_deg or data.shift or data.colour):
+    if not (data.flip or data.scale or data.rotation_deg or data.shift or data.colour
+            or data.person_crop):
         return None
     return Augmenter(
         flip_prob=data.flip,
@@ -37,6 +38,7 @@ def make_augmenter(data: DataConfig, seed: int) -> Augmenter | None:
         max_shift_frac=data.shift,
         colour_strength=data.colour,
         seed=seed,
+        person_crop_prob=data.person_crop,
     )
 
 
@@ -156,6 +158,7 @@ def build_loaders(
             "rotation_deg": data.rotation_deg,
             "shift": data.shift,
             "colour": data.colour,
+            "person_crop": data.person_crop,
         },
     }
     return train_loader, test_loader, desc

@@ -187,3 +187,20 @@ def evaluate_model(
         result["first_gated_recall"] = first.recall
         result["first_gated_precision"] = first.precision
     return result
+
+
+@torch.no_grad()
+def predicted_frame_joints(net: nn.Module, loader: Any, device: torch.device,
+                           frame_size: int) -> dict[int, np.ndarray]:
+    """First pass of the two-pass protocol: each frame's predicted 2D joints in the pixels of
+    the *original* frame (``frame_size`` square), keyed by the frame's dataset index."""
+    net.eval()
+    size = net.cfg.input_size
+    out: dict[int, np.ndarray] = {}
+    for batch in loader:
+        joints = net(batch.images.to(device)).joints.float().cpu()
+        px = to_pixels(joints, size)
+        frame_px = (px + 0.5) * (frame_size / size) - 0.5
+        for i, j in zip(batch.index.tolist(), frame_px.numpy(), strict=True):
+            out[int(i)] = j
+    return out

@@ -58,8 +58,11 @@ def fit_to_input(sample: Sample, size: int) -> Sample:
 
 
 class Pipeline:
-    """Optional augmentation (at the frame's resolution) followed by :func:`fit_to_input`.
+    """Optional augmentation followed by :func:`fit_to_input`.
 
+    Geometric augmentation runs at the frame's resolution (no detail is lost before the warp);
+    an augmenter that splits off its pixel-only part (``geometric`` / ``photometric``, as
+    ``data.augment.Augmenter`` does) gets that part after the resize, where it is cheaper.
     Picklable, so DataLoader workers can use it.
     """
 
@@ -68,6 +71,38 @@ class Pipeline:
         self.augment = augment
 
     def __call__(self, sample: Sample) -> Sample:
-        if self.augment is not None:
-            sample = self.augment(sample)
-        return fit_to_input(sample, self.size)
+        augment = self.augment
+        if augment is None:
+            return fit_to_input(sample, self.size)
+        if hasattr(augment, "geometric") and hasattr(augment, "photometric"):
+            return augment.photometric(fit_to_input(augment.geometric(sample), self.size))
+        return fit_to_input(augment(sample), self.size)
+
+
+class PersonCrop:
+    """Warp a frame so a square around the person fills it (the evaluation twin of the node's
+    person tracking, ``pipeline.roi``).
+
+    The box comes from ``joints_by_index[sample["index"]]`` (2D joints in the frame's pixels,
+    e.g. a first full-frame pass's predictions) or, when that is None, from the sample's own
+    ground-truth joints (the usual Human3.6M protocol of evaluating on ground-truth boxes). The
+    square's side is ``side`` × the joints' box (larger side). Labels and intrinsics follow the
+    warp exactly (``data.augment.affine``), so the crop is a virtual camera with the same centre
+    and orientation: camera-frame 3D joints are unchanged.
+    """
+
+    def __init__(self, side: float = 1.5, joints_by_index: dict[int, Any] | None = None) -> None:
+        if side <= 0:
+            raise ValueError(f"side must be > 0, got {side}")
+        self.side = side
+        self.joints_by_index = joints_by_index
+
+    def __call__(self, sample: Sample) -> Sample:
+        from ..data.augment import affine, person_crop
+
+        box_joints = sample["joints_2d"]
+        if self.joints_by_index is not None:
+            box_joints = self.joints_by_index[int(sample["index"])]
+        probe = {"image": sample["image"], "joints_2d": box_joints, "K": sample["K"]}
+        scale, shift = person_crop(probe, 0.0, self.side, (0.0, 0.0))
+        return affine(sample, 0.0, scale, shift)

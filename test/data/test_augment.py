@@ -93,3 +93,21 @@ def test_dataloader_workers_draw_different_augmentations(tmp_path, train_frames)
     loader = torch.utils.data.DataLoader(data, batch_size=1, num_workers=2)
     a, b = (batch["joints_2d"][0] for batch in loader)  # same frame, one per worker
     assert not torch.equal(a, b)
+
+
+def test_pipeline_jitters_colour_after_the_resize(train_frames):
+    """The training pipeline draws the same augmentation as the augmenter alone (same stream,
+    same order: geometry, then colour) but applies the colour part at the network size."""
+    from sparse_pose_ros.training.transforms import Pipeline, fit_to_input
+
+    s = _sample(train_frames[0])
+    piped = Pipeline(128, Augmenter(seed=5))(s)
+    aug = Augmenter(seed=5)
+    geo = fit_to_input(aug.geometric(s), 128)
+    np.testing.assert_array_equal(piped["joints_2d"], geo["joints_2d"])
+    np.testing.assert_array_equal(piped["K"], geo["K"])
+    assert piped["image"].shape == (128, 128, 3)
+    assert not np.array_equal(piped["image"], geo["image"])  # jittered...
+    recoloured = aug.photometric(geo)  # ...with the colour draw that follows the geometry
+    np.testing.assert_array_equal(piped["image"], recoloured["image"])
+    _assert_projects(piped, tol=0.05)

@@ -34,6 +34,7 @@ def test_full_region_equals_the_ungated_head():
     feats = torch.randn(2, 16, 8, 8)
     plain = head(feats)
     gated = head(feats, torch.ones(2, 1, 8, 8))
+    assert len(plain) == 4 and plain[3] is not None  # the depth map comes along
     for a, b in zip(plain, gated, strict=True):
         torch.testing.assert_close(a, b)
 
@@ -43,10 +44,10 @@ def test_joints_depend_only_on_the_region():
     feats = torch.randn(1, 16, 8, 8)
     region = torch.zeros(1, 1, 8, 8)
     region[..., 2:6, 1:5] = 1.0
-    heatmaps, triplets, joints = head(feats, region)
+    heatmaps, triplets, joints, _depth = head(feats, region)
     changed = feats.clone()
     changed[..., 6:, :] = 50.0 * torch.randn_like(changed[..., 6:, :])  # outside only
-    _, _, joints2 = head(changed, region)
+    _, _, joints2, _ = head(changed, region)
     torch.testing.assert_close(joints, joints2)
     outside = region[0, 0] == 0
     assert (heatmaps[0][:, outside] == REGION_OFF_LOGIT).all()

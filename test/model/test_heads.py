@@ -54,8 +54,13 @@ def test_expected_xy_pixel_centres() -> None:
 @pytest.mark.parametrize("mode", ["factorized", "volumetric"])
 def test_head_shapes(mode: str) -> None:
     head = HemletsHead(16, depth_bins=6, depth_mode=mode)
-    hm, tr, joints = head(torch.randn(2, 16, 8, 8))
+    hm, tr, joints, depth = head(torch.randn(2, 16, 8, 8))
     assert hm.shape == (2, J, 8, 8) and tr.shape == (2, 3 * P, 8, 8)
+    if mode == "factorized":  # the location map: per-pixel depth in (-1, 1)
+        assert depth is not None and depth.shape == (2, J, 8, 8)
+        assert torch.all(depth.abs() < 1)
+    else:
+        assert depth is None
     assert joints.shape == (2, J, 3)
     assert torch.all(joints[..., :2] > 0) and torch.all(joints[..., :2] < 1)
     assert torch.all(joints[..., 2].abs() < 1)

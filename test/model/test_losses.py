@@ -13,9 +13,11 @@ from sparse_pose_ros.model.blocks import ConvBN, InvertedResidual
 from sparse_pose_ros.model.losses import (
     LossConfig,
     PoseLoss,
+    facing_label,
     heatmap_loss,
     hem_loss,
     joint_loss,
+    location_depth_loss,
     sparsity_terms,
 )
 from sparse_pose_ros.model.masks import BlockMask, receptive_mask
@@ -121,6 +123,72 @@ def test_pose_loss_combines_parts() -> None:
     p = math.cos(0.1 / 0.33 * math.pi / 2) ** 2
     assert (lo, up) == pytest.approx((p * 0.25, 1 - p * 0.75))
     total.backward()
+
+
+def test_location_depth_loss_by_hand() -> None:
+    """Joint 0's Gaussian covers two cells (masses 3 and 1 -> weights 0.75, 0.25), depth there
+    0.5 and -0.5, truth 0.1: 0.75·0.4 + 0.25·0.6 = 0.45. Joint 1 has weight 0 and a wild map.
+    Depth far from the true position does not count (the location-map reading)."""
+    depth = torch.zeros(1, 2, 2, 2)
+    depth[0, 0, 0, 0], depth[0, 0, 0, 1], depth[0, 0, 1, 1] = 0.5, -0.5, 0.99
+    heat = torch.zeros(1, 2, 2, 2)
+    heat[0, 0, 0, 0], heat[0, 0, 0, 1] = 3.0, 1.0
+    heat[0, 1] = 1.0
+    z = torch.tensor([[0.1, -0.9]])
+    loss = location_depth_loss(depth, heat, z, torch.tensor([[1.0, 0.0]]))
+    assert loss.item() == pytest.approx(0.45)
+    depth.requires_grad_(True)
+    location_depth_loss(depth, heat, z, torch.tensor([[1.0, 0.0]])).backward()
+    assert depth.grad[0, 0, 1, 1] == 0 and depth.grad[0, 1].abs().sum() == 0
+
+
+def test_location_supervision_replaces_the_integral_z() -> None:
+    """With ``depth_supervision: location`` L_3D = L1(x, y) + λ·location loss."""
+    torch.manual_seed(0)
+    net = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.35, gated=False)).train()
+    out = net(torch.randn(2, 3, 64, 64))
+    j = skeleton.NUM_JOINTS
+    targets = build_targets(torch.rand(2, j, 2), torch.rand(2, j) - 0.5, torch.ones(2, j), 16)
+    cfg = LossConfig(lambda_z=2.0, depth_supervision="location")
+    _, parts = PoseLoss(cfg)(out, targets, net, progress=0.5)
+    xy = joint_loss(out.joints, targets.joints, targets.joint_weight, 0.0)
+    loc = location_depth_loss(out.depth, targets.heatmaps, targets.joints[..., 2],
+                              targets.joint_weight)  # fmt: skip
+    assert parts["3d"] == pytest.approx((xy + 2.0 * loc).item(), rel=1e-5)
+    with pytest.raises(ValueError):
+        LossConfig(depth_supervision="volume")
+
+
+def test_facing_label_front_and_back() -> None:
+    """A person 3 m in front of the camera, upright (thorax above the pelvis: y smaller), left
+    hip at +x: their forward direction points at the camera; mirrored hips: away."""
+    j = torch.zeros(2, skeleton.NUM_JOINTS, 3)
+    j[..., 2] = 3000.0
+    names = skeleton.JOINT_NAMES
+    j[:, names.index("thorax"), 1] = -500.0
+    j[0, names.index("left_hip"), 0], j[0, names.index("right_hip"), 0] = 100.0, -100.0
+    j[1, names.index("left_hip"), 0], j[1, names.index("right_hip"), 0] = -100.0, 100.0
+    assert facing_label(j).tolist() == [1.0, 0.0]
+
+
+def test_facing_term_needs_a_facing_head_and_trains_it() -> None:
+    torch.manual_seed(0)
+    cfg_net = NetworkConfig(input_size=64, width_mult=0.35, gated=False, facing_head=True)
+    net = PoseNetwork(cfg_net).train()
+    out = net(torch.randn(2, 3, 64, 64))
+    j = skeleton.NUM_JOINTS
+    targets = build_targets(torch.rand(2, j, 2), torch.rand(2, j) - 0.5, torch.ones(2, j), 16)
+    joints_cam = torch.randn(2, j, 3) * 100 + torch.tensor([0.0, 0.0, 3000.0])
+    total, parts = PoseLoss(LossConfig(alpha_facing=0.5))(
+        out, targets, net, progress=0.5, joints_cam=joints_cam
+    )
+    assert parts["facing"] > 0
+    total.backward()
+    assert net.facing.weight.grad is not None and net.facing.weight.grad.abs().sum() > 0
+    plain = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.35, gated=False))
+    with pytest.raises(ValueError, match="facing"):
+        PoseLoss(LossConfig(alpha_facing=0.5))(plain(torch.randn(2, 3, 64, 64)), targets, plain,
+                                               progress=0.5, joints_cam=joints_cam)
 
 
 def test_loss_config_validation() -> None:
