@@ -15,7 +15,8 @@ import numpy as np
 from .. import skeleton
 from ..backends.base import Backend, InferenceResult
 from .lift import Intrinsics, lift
-from .preprocess import Letterbox, letterbox, mean_fill, normalise
+from .preprocess import Letterbox, crop_window, letterbox, mean_fill, normalise
+from .roi import RoiConfig, roi_window
 
 
 @dataclass
@@ -35,6 +36,8 @@ class PoseResult:
         fit_residual_m: RMS bone-length error of the depth fit.
         intrinsics_source: "camera_info" or "nominal_fov".
         timings_ms: preprocess / inference / postprocess / total.
+        roi: (x0, y0, side) image window the network saw when tracking a person, None for the
+            whole (letterboxed) frame.
     """
 
     joints_px: np.ndarray
@@ -48,6 +51,7 @@ class PoseResult:
     fit_residual_m: float
     intrinsics_source: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    roi: tuple[int, int, int] | None = None
 
     @property
     def mean_confidence(self) -> float:
@@ -63,13 +67,22 @@ def execution_mask(
     dim where only a few did. Letterbox padding is cropped before resizing back to the image.
     """
     h, w = image_hw
+    s = box.input_size
+    if not masks:
+        acc = np.full((s, s), 255.0, np.float32)
+    else:
+        acc = np.zeros((s, s), np.float32)
+        for m in masks:
+            acc += cv2.resize(m.astype(np.float32), (s, s), interpolation=cv2.INTER_NEAREST)
+        acc *= 255.0 / len(masks)
+    if box.pad_x < 0 or box.pad_y < 0 or box.scale * max(w, h) > s + 1:
+        # A tracking window: the network saw part of the image; elsewhere nothing executed.
+        warped = cv2.warpAffine(acc, box.input_to_image_matrix(), (w, h),
+                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                borderValue=0)  # fmt: skip
+        return warped.round().clip(0, 255).astype(np.uint8)
     if not masks:
         return np.full((h, w), 255, np.uint8)
-    s = box.input_size
-    acc = np.zeros((s, s), np.float32)
-    for m in masks:
-        acc += cv2.resize(m.astype(np.float32), (s, s), interpolation=cv2.INTER_NEAREST)
-    acc *= 255.0 / len(masks)
     x0, y0, x1, y1 = box.content_box()
     crop = acc[y0:y1, x0:x1]
     return cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR).round().astype(np.uint8)
@@ -82,10 +95,20 @@ class PoseEstimator:
         backend: any :class:`Backend` (its ModelInfo supplies input size, mean/std, depth range).
         confidence_threshold: mean joint confidence at or above which a person counts as found.
         nominal_hfov_deg: field of view assumed when no valid intrinsics are given.
+        track_person: for a video stream: after a frame that found a person, give the network
+            a crop around that skeleton (``pipeline.roi``) instead of the whole frame; back to
+            the whole frame as soon as a frame finds nobody. Off for unrelated still images
+            (or call :meth:`reset_tracking` between them).
+        roi: tracking window options.
     """
 
     def __init__(
-        self, backend: Backend, confidence_threshold: float = 0.3, nominal_hfov_deg: float = 60.0
+        self,
+        backend: Backend,
+        confidence_threshold: float = 0.3,
+        nominal_hfov_deg: float = 60.0,
+        track_person: bool = False,
+        roi: RoiConfig | None = None,
     ) -> None:
         if tuple(backend.info.joint_names) != tuple(skeleton.JOINT_NAMES):
             raise ValueError(
@@ -96,6 +119,24 @@ class PoseEstimator:
         self.confidence_threshold = confidence_threshold
         self.nominal_hfov_deg = nominal_hfov_deg
         self._fill = mean_fill(backend.info.mean)
+        self.track_person = bool(track_person)
+        self.roi = roi or RoiConfig()
+        self._previous: tuple[np.ndarray, tuple[int, int]] | None = None
+
+    def reset_tracking(self) -> None:
+        """Forget the tracked person: the next frame is read whole."""
+        self._previous = None
+
+    def _input_box(self, rgb: np.ndarray) -> tuple[np.ndarray, Letterbox, bool]:
+        """The network's (S, S, 3) canvas, its transform, and whether it is a tracking crop."""
+        h, w = rgb.shape[:2]
+        size = self.backend.info.input_size
+        if self.track_person and self._previous is not None and self._previous[1] == (w, h):
+            box = roi_window(self._previous[0], w, h, size, self.roi)
+            if box is not None:
+                return crop_window(rgb, box, self._fill), box, True
+        canvas, box = letterbox(rgb, size, self._fill)
+        return canvas, box, False
 
     @property
     def confidence_threshold(self) -> float:
@@ -121,7 +162,7 @@ class PoseEstimator:
                 f"intrinsics are for {intrinsics.width}x{intrinsics.height}, image is {w}x{h}"
             )
         info = self.backend.info
-        canvas, box = letterbox(rgb, info.input_size, self._fill)
+        canvas, box, cropped = self._input_box(rgb)
         tensor = normalise(canvas, info.mean, info.std)
         t1 = time.perf_counter()
         out: InferenceResult = self.backend.infer(tensor)
@@ -129,12 +170,18 @@ class PoseEstimator:
         lifted = lift(out.joints, out.confidence, box, intrinsics, info.depth_range_mm / 1000.0)
         mask = execution_mask(out.masks, box, (h, w))
         confidence = np.asarray(out.confidence, np.float32)
+        found = bool(confidence.mean() >= self.confidence_threshold)
+        self._previous = (lifted.pixels.copy(), (w, h)) if found else None
+        roi = None
+        if cropped:
+            roi = (round(-box.pad_x / box.scale), round(-box.pad_y / box.scale),
+                   round(box.input_size / box.scale))  # fmt: skip
         t3 = time.perf_counter()
         return PoseResult(
             joints_px=lifted.pixels,
             joints_m=lifted.points_m,
             confidence=confidence,
-            person_found=bool(confidence.mean() >= self.confidence_threshold),
+            person_found=found,
             mask=mask,
             density=float(out.density),
             block_density=list(out.block_density),
@@ -147,4 +194,5 @@ class PoseEstimator:
                 "postprocess": (t3 - t2) * 1e3,
                 "total": (t3 - t0) * 1e3,
             },
+            roi=roi,
         )

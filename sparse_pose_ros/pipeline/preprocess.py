@@ -49,6 +49,21 @@ class Letterbox:
             image_height=image_height,
         )
 
+    @classmethod
+    def window(
+        cls, image_width: int, image_height: int, input_size: int, x0: int, y0: int, side: int
+    ) -> Letterbox:
+        """The square image window [x0, x0 + side) × [y0, y0 + side) scaled onto the input (a
+        crop around a tracked person; the window may reach past the image's edges)."""
+        if image_width <= 0 or image_height <= 0 or input_size <= 0 or side <= 0:
+            raise ValueError(
+                f"need positive sizes, got image {image_width}x{image_height}, input "
+                f"{input_size}, window side {side}"
+            )
+        scale = input_size / side
+        return cls(scale=scale, pad_x=-x0 * scale, pad_y=-y0 * scale, input_size=input_size,
+                   image_width=image_width, image_height=image_height)  # fmt: skip
+
     def normalised_to_image(self, xy: np.ndarray) -> np.ndarray:
         """(N, 2) coordinates in [0, 1] of the input -> image pixels (x right, y down)."""
         xy = np.asarray(xy, dtype=np.float64)
@@ -61,10 +76,17 @@ class Letterbox:
         return (px * self.scale + np.array([self.pad_x, self.pad_y])) / self.input_size
 
     def content_box(self) -> tuple[int, int, int, int]:
-        """(x0, y0, x1, y1) of the image inside the input, in input pixels (end exclusive)."""
+        """(x0, y0, x1, y1) of the image inside the input, in input pixels (end exclusive),
+        clipped to the input (a crop window shows only part of the image)."""
         new_w, new_h = _scaled_size(self.image_width, self.image_height, self.scale)
-        x0, y0 = int(self.pad_x), int(self.pad_y)
-        return x0, y0, x0 + new_w, y0 + new_h
+        x0, y0 = round(self.pad_x), round(self.pad_y)
+        s = self.input_size
+        return max(0, x0), max(0, y0), min(s, x0 + new_w), min(s, y0 + new_h)
+
+    def input_to_image_matrix(self) -> np.ndarray:
+        """2×3 affine matrix mapping input pixel coordinates to image pixel coordinates."""
+        inv = 1.0 / self.scale
+        return np.array([[inv, 0.0, -self.pad_x * inv], [0.0, inv, -self.pad_y * inv]])
 
 
 def _scaled_size(w: int, h: int, scale: float) -> tuple[int, int]:
@@ -90,6 +112,28 @@ def letterbox(
     canvas[:] = np.asarray(fill, np.uint8)
     canvas[y0:y1, x0:x1] = resized
     return canvas, box
+
+
+def crop_window(
+    rgb: np.ndarray, box: Letterbox, fill: tuple[int, int, int] = (0, 0, 0)
+) -> np.ndarray:
+    """(S, S, 3) canvas of a :meth:`Letterbox.window` box: the image region cut out (``fill``
+    where the window reaches past the image) and resized with an area filter when shrinking."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    h, w = rgb.shape[:2]
+    if (box.image_width, box.image_height) != (w, h):
+        raise ValueError(f"window is for {box.image_width}x{box.image_height}, image is {w}x{h}")
+    side = max(1, round(box.input_size / box.scale))
+    x0, y0 = round(-box.pad_x / box.scale), round(-box.pad_y / box.scale)
+    region = np.empty((side, side, 3), np.uint8)
+    region[:] = np.asarray(fill, np.uint8)
+    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+    if sx1 > sx0 and sy1 > sy0:
+        region[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+    s = box.input_size
+    interp = cv2.INTER_AREA if side > s else cv2.INTER_LINEAR
+    return cv2.resize(region, (s, s), interpolation=interp)
 
 
 def normalise(

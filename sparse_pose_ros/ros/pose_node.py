@@ -171,6 +171,9 @@ class PoseNode(Node):
                 self._budget = self._make_budget()
         if "confidence_threshold" in names and self._estimator is not None:
             self._estimator.confidence_threshold = self._p("confidence_threshold")
+        if "track_person" in names and self._estimator is not None:
+            self._estimator.track_person = self._p("track_person")
+            self._estimator.reset_tracking()
         if "diagnostics_period_sec" in names:
             self._diag_timer.cancel()
             self.destroy_timer(self._diag_timer)
@@ -270,7 +273,8 @@ class PoseNode(Node):
             backend.set_mask_threshold(self._current_threshold())
             backend.warmup(1)
             estimator = PoseEstimator(
-                backend, self._p("confidence_threshold"), self._p("nominal_hfov_deg")
+                backend, self._p("confidence_threshold"), self._p("nominal_hfov_deg"),
+                track_person=self._p("track_person"),
             )
         except (BackendError, ValueError, OSError, RuntimeError) as exc:
             with self._lock:
@@ -332,6 +336,7 @@ class PoseNode(Node):
         with self._lock:
             self._counts["processed"] += 1
             self._counts["persons"] += int(result.person_found)
+            self._counts["tracked"] += int(result.roi is not None)
             self._last_intrinsics_source = result.intrinsics_source
 
     def _publish(self, header: Header, rgb: np.ndarray, result: PoseResult) -> None:
@@ -376,6 +381,8 @@ class PoseNode(Node):
             "frames_dropped": counts.get("dropped", 0),
             "frames_invalid": invalid,
             "persons_found": counts.get("persons", 0),
+            "track_person": self._p("track_person"),
+            "frames_tracked": counts.get("tracked", 0),
             "camera_info_invalid": counts.get("camera_info_invalid", 0),
             "camera_info_mismatch": counts.get("camera_info_mismatch", 0),
             "inference_errors": counts.get("inference_error", 0),

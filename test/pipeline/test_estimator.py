@@ -95,3 +95,37 @@ def test_rolling_stats():
     assert out["mean_density"] == 0.5
     with pytest.raises(ValueError):
         RollingStats(window=1)
+
+
+def test_tracking_crops_around_the_previous_skeleton(tmp_path):
+    """With ``track_person`` the frame after a found person is read through a window around
+    that skeleton; the joints still come back in image pixels and project through K; a frame
+    that finds nobody sends the next one back to the whole image."""
+    path = _checkpoint(tmp_path, gated=True)
+    est = PoseEstimator(create_backend("torch", path, "cpu"), confidence_threshold=0.0,
+                        track_person=True)  # fmt: skip
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    first = est.estimate(rgb)
+    assert first.roi is None and first.person_found
+    second = est.estimate(rgb)
+    lo, hi = first.joints_px.min(axis=0), first.joints_px.max(axis=0)
+    assert max(hi - lo) * 1.5 < 320  # the untrained model's skeleton is small: a real zoom
+    x0, y0, side = second.roi
+    assert side == max(32, round(max(hi - lo) * 1.5))
+    assert abs(x0 + side / 2 - (lo[0] + hi[0]) / 2) <= 1
+    # the mask is zero outside the window the network saw, set inside it
+    outside = np.ones((240, 320), bool)
+    outside[max(0, y0) : y0 + side, max(0, x0) : x0 + side] = False
+    assert (second.mask[outside] == 0).all() and second.mask[~outside].max() > 0
+    np.testing.assert_allclose(Intrinsics.nominal(320, 240).project(second.joints_m),
+                               second.joints_px, atol=1e-2)  # fmt: skip
+    est.confidence_threshold = 1.0  # nobody found ...
+    assert not est.estimate(rgb).person_found
+    est.confidence_threshold = 0.0
+    assert est.estimate(rgb).roi is None  # ... so the next frame is read whole
+    est.estimate(rgb)
+    est.reset_tracking()
+    assert est.estimate(rgb).roi is None
+    # a frame of another size never uses the old window
+    assert est.estimate(rng.integers(0, 256, (100, 120, 3), dtype=np.uint8)).roi is None

@@ -120,3 +120,32 @@ def test_lift_rejects_bad_joints():
         lift(np.full((17, 3), np.nan), np.ones(17), box, intr, 1.0)
     with pytest.raises(ValueError, match=r"\(17, 3\)"):
         lift(np.zeros((16, 3)), np.ones(16), box, intr, 1.0)
+
+
+def test_window_crops_and_maps_back():
+    """A window reaching past the image's corner: the canvas holds the image part (scaled) and
+    the fill elsewhere; normalised <-> image coordinates round-trip through the window."""
+    from sparse_pose_ros.pipeline.preprocess import crop_window
+    from sparse_pose_ros.pipeline.roi import RoiConfig, roi_window
+
+    rgb = np.zeros((100, 200, 3), np.uint8)
+    rgb[:, :, 0] = np.arange(200)[None, :]  # red = x
+    box = Letterbox.window(200, 100, 32, x0=-8, y0=60, side=64)
+    canvas = crop_window(rgb, box, (7, 7, 7))
+    assert canvas.shape == (32, 32, 3)
+    assert (canvas[:, :4] == 7).all()  # x < 0: fill
+    assert (canvas[21:, :] == 7).all()  # y >= 100: fill
+    assert abs(int(canvas[5, 20, 0]) - 32) <= 2  # input x 20.5 -> image x 33 (pixel 32/33)
+    px = np.array([[10.0, 70.0], [50.0, 99.0]])
+    np.testing.assert_allclose(box.normalised_to_image(box.image_to_normalised(px)), px)
+    assert box.content_box() == (4, 0, 32, 20)
+    # roi: square around the joints, side 1.5 x the larger extent, None when it would not zoom
+    joints = np.array([[100.0, 40.0], [120.0, 80.0]])
+    win = roi_window(joints, 200, 100, 32)
+    assert round(32 / win.scale) == 60 and round(-win.pad_x / win.scale) == 80
+    assert roi_window(np.array([[0.0, 0.0], [190.0, 10.0]]), 200, 100, 32) is None
+    assert roi_window(np.array([[np.nan, 0.0], [1.0, 1.0]]), 200, 100, 32) is None
+    with pytest.raises(ValueError):
+        RoiConfig(side_factor=0.5)
+    with pytest.raises(ValueError, match="window is for"):
+        crop_window(np.zeros((10, 10, 3), np.uint8), box)
