@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from .. import skeleton
 from .blocks import ConvBN, InvertedResidual
 from .heads import HemletsHead, Neck, head_region, softmax_2d
+from .lifter import PoseLifter
 from .masks import BlockMask
 
 # t, c, n, s — MobileNetV2 up to stride 16 (the 160/320-channel stride-32 stages are dropped:
@@ -56,6 +57,8 @@ class NetworkConfig:
         facing_head: a training-time auxiliary that classifies whether the person faces the
             camera from the stride-4 features pooled under the torso heatmaps (see
             ``PoseNetwork.facing_logit``); inference does not need it.
+        lifter_hidden: width of the pose-prior lifter (``model.lifter``) whose depth replaces
+            the head's z; 0 = none. Attached after training by ``training.train_lifter``.
         head_gating: read the heads only inside the region of the last execution mask
             (``model.heads.head_region``); needs a gated backbone. An inference choice: the
             weights are the same, see ``PoseNetwork.set_head_gating``.
@@ -76,6 +79,7 @@ class NetworkConfig:
     depth_range_mm: float = 1000.0
     head_gating: bool = False
     facing_head: bool = False
+    lifter_hidden: int = 0
     input_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     input_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -96,6 +100,8 @@ class NetworkConfig:
         self.input_std = tuple(float(v) for v in self.input_std)  # type: ignore[assignment]
         if len(self.input_mean) != 3 or len(self.input_std) != 3 or min(self.input_std) <= 0:
             raise ValueError("input_mean/input_std must be 3 values, std > 0")
+        if self.lifter_hidden < 0:
+            raise ValueError(f"lifter_hidden must be >= 0, got {self.lifter_hidden}")
         if self.head_gating and not self.gated:
             raise ValueError("head_gating needs a gated backbone (gated: true)")
 
@@ -199,6 +205,7 @@ class PoseNetwork(nn.Module):
         self.neck = Neck(self.backbone.out_channels, self.backbone.skip_channels, hc)
         self.head = HemletsHead(hc, self.cfg.depth_bins, self.cfg.depth_mode)
         self.facing = nn.Linear(hc, 1) if self.cfg.facing_head else None
+        self.lifter = PoseLifter(self.cfg.lifter_hidden) if self.cfg.lifter_hidden else None
 
     def gated_blocks(self) -> list[InvertedResidual]:
         return [b for b in self.backbone.blocks if b.gated]
@@ -229,7 +236,13 @@ class PoseNetwork(nn.Module):
                  masks: Sequence[BlockMask | Tensor | None]
                  ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Neck + head on backbone outputs (shared by every PyTorch path and the exporters)."""
-        return self._neck_head(feats, skips, masks)[1]
+        heatmaps, triplets, joints, depth = self._neck_head(feats, skips, masks)[1]
+        return heatmaps, triplets, self.refine_joints(joints), depth
+
+    def refine_joints(self, joints: Tensor) -> Tensor:
+        """The head's (B, J, 3) joints with z from the lifter when there is one (runtimes that
+        compute the head themselves, like the compiled CPU head, call this on their joints)."""
+        return joints if self.lifter is None else self.lifter.refine(joints)
 
     def _neck_head(self, feats: Tensor, skips: list[Tensor],
                    masks: Sequence[BlockMask | Tensor | None]
@@ -259,5 +272,6 @@ class PoseNetwork(nn.Module):
     def forward(self, x: Tensor) -> PoseOutput:
         feats, skips, masks = self.backbone(x)
         y, (heatmaps, triplets, joints, depth) = self._neck_head(feats, skips, masks)
+        joints = self.refine_joints(joints)
         facing = self.facing_logit(y, heatmaps) if self.facing is not None else None
         return PoseOutput(heatmaps, triplets, joints, masks, depth, facing)

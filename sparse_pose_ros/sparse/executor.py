@@ -452,6 +452,7 @@ class SparsePoseNetwork:
         if self._cpp_head is not None:
             heatmaps, triplets, joints = self._cpp_head(feats, *skips,
                                                         gate=self.net.head_gate(masks))
+            joints = self.net.refine_joints(joints)
         elif self._ort is not None and x.device.type == "cpu":
             heatmaps, triplets, joints = self._ort(
                 *(t.permute(0, 2, 3, 1) for t in (feats, *skips)), gate=self.net.head_gate(masks)

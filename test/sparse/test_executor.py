@@ -58,14 +58,20 @@ def test_backbone_parity_learned_masks(gate_strided):
                 assert torch.equal(m.hard, r.hard) and torch.equal(m.dilated, r.dilated), name
 
 
-def test_whole_network_parity():
+@pytest.mark.parametrize("lifter", [False, True])
+def test_whole_network_parity(lifter):
     net = small_net(False)
+    if lifter:  # the depth lifter applies after every head runtime (compiled head included)
+        from sparse_pose_ros.model.lifter import PoseLifter
+
+        torch.manual_seed(1)
+        net.lifter = PoseLifter(16).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         ref = net(x)
     for kernel in ["torch", "cpp"] if load_cpu_kernel() is not None else ["torch"]:
         out = SparsePoseNetwork(net, kernel=kernel)(x)
-        assert (out.joints - ref.joints).abs().max().item() <= TOL
+        assert (out.joints - ref.joints).abs().max().item() <= TOL, kernel
         assert (out.heatmaps - ref.heatmaps).abs().max().item() <= TOL
 
 

@@ -1,0 +1,218 @@
+"""Train the depth lifter (``model.lifter``) and attach it to a trained network.
+
+    python -m sparse_pose_ros.training.train_lifter --checkpoint models/pose_sparse.safetensors \
+        --data data_cache/synth_v1 --out models/pose_sparse.safetensors
+
+The lifter learns root-relative depth from 2D skeletons, using the 3D labels of the training
+split only (no images, a minute on one core). What it is fed in training is what the image
+network will hand it: the true 2D joints with Gaussian noise of up to ``--noise`` × the
+skeleton's radius, some left/right pairs merged onto their midpoint (the network's answer when
+it cannot tell the person's front from the back), random in-plane rotation and mirror images.
+The network's own weights are not touched; the output checkpoint is the input's plus the lifter
+(``lifter_hidden`` in its config, a new model hash) and a ``lifter`` record in its metadata
+(command, steps, time, held-out numbers).
+
+Held-out numbers written to the record and logged: MPJPE of the true 2D + lifter depth (the
+lifter's own ceiling) and, on ``--eval-frames`` test images, the network's 2D with its own depth
+vs with the lifter's, so the file says whether attaching it paid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from .. import skeleton
+from ..data.shards import ShardDataset
+from ..model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..model.lifter import PoseLifter
+from ..model.network import NetworkConfig, PoseNetwork
+from ..pipeline.roi import DEFAULT_SIDE_FACTOR
+from .batches import Collator
+from .evaluation import lift_to_camera
+from .metrics import mpjpe, pa_mpjpe
+from .transforms import PersonCrop, Pipeline
+
+LOG = logging.getLogger("sparse_pose_ros.train_lifter")
+_FLIP = torch.tensor(skeleton.flip_permutation())
+_PAIRS = torch.tensor(skeleton.FLIP_PAIRS)
+
+
+def labels(root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, J, 2) 2D joints in pixels and (N, J) root-relative depth in mm of a shard split."""
+    ds = ShardDataset(root)
+    j2 = torch.as_tensor(np.asarray(ds.labels["joints_2d"], np.float32))
+    j3 = torch.as_tensor(np.asarray(ds.labels["joints_3d"], np.float32))
+    return j2, j3[..., 2] - j3[:, skeleton.ROOT : skeleton.ROOT + 1, 2]
+
+
+def augment(xy: torch.Tensor, z: torch.Tensor, gen: torch.Generator, noise: float,
+            merge_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of the lifter's training inputs (see the module docstring)."""
+    b = xy.shape[0]
+    flip = torch.rand(b, generator=gen) < 0.5
+    xy = torch.where(flip[:, None, None], xy[:, _FLIP] * torch.tensor([-1.0, 1.0]), xy)
+    z = torch.where(flip[:, None], z[:, _FLIP], z)
+    angle = (torch.rand(b, generator=gen) - 0.5) * np.deg2rad(60.0)
+    c, s = torch.cos(angle), torch.sin(angle)
+    rot = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)  # (B, 2, 2)
+    rel = xy - xy[:, :1]
+    rel = rel @ rot.transpose(1, 2)
+    radius = rel.pow(2).sum(-1).mean(-1).sqrt()[:, None, None]
+    sigma = torch.rand(b, 1, 1, generator=gen) * noise
+    rel = rel + torch.randn(rel.shape, generator=gen) * sigma * radius
+    merge = torch.rand(b, len(_PAIRS), generator=gen) < merge_prob
+    for k, (left, right) in enumerate(_PAIRS.tolist()):
+        mid = (rel[:, left] + rel[:, right]) / 2
+        m = merge[:, k, None]
+        rel[:, left] = torch.where(m, mid, rel[:, left])
+        rel[:, right] = torch.where(m, mid, rel[:, right])
+    return rel, z
+
+
+def train(xy: torch.Tensor, z: torch.Tensor, args: argparse.Namespace) -> PoseLifter:
+    """Fit a lifter on (N, J, 2) pixel joints and (N, J) depth in depth-range units."""
+    gen = torch.Generator().manual_seed(args.seed)
+    torch.manual_seed(args.seed)
+    lifter = PoseLifter(args.hidden).train()
+    opt = torch.optim.AdamW(lifter.parameters(), lr=args.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps)
+    for step in range(args.steps):
+        idx = torch.randint(0, len(xy), (args.batch_size,), generator=gen)
+        inp, target = augment(xy[idx], z[idx], gen, args.noise, args.merge_prob)
+        loss = (lifter(inp) - target).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if (step + 1) % max(1, args.steps // 10) == 0:
+            LOG.info("step %d/%d: L1 %.4f", step + 1, args.steps, float(loss.detach()))
+    return lifter.eval()
+
+
+def attach(net: PoseNetwork, lifter: PoseLifter, hidden: int) -> PoseNetwork:
+    """A copy of ``net`` whose config and weights include ``lifter``."""
+    cfg = NetworkConfig.from_dict({**net.cfg.to_dict(), "lifter_hidden": hidden})
+    out = PoseNetwork(cfg)
+    state = {k: v for k, v in net.state_dict().items() if not k.startswith("lifter.")}
+    state.update({f"lifter.{k}": v for k, v in lifter.state_dict().items()})
+    out.load_state_dict(state, strict=True)
+    return out.eval()
+
+
+@torch.no_grad()
+def held_out(net: PoseNetwork, lifter: PoseLifter, root: Path, frames: int) -> dict[str, Any]:
+    """The lifter's ceiling (true 2D) on the whole test split, and the network's 2D with its
+    own depth vs the lifter's on ``frames`` test images (full frame and ground-truth box)."""
+    xy, z = labels(root)
+    z_pred = lifter(xy) * net.cfg.depth_range_mm
+    ds = ShardDataset(root)
+    gt3 = np.asarray(ds.labels["joints_3d"], np.float64)
+    K = np.asarray(ds.labels["K"], np.float64)
+    depth = gt3[:, :1, 2] + z_pred.numpy()
+    xs = (xy[..., 0].numpy() - K[:, 0, 2, None]) * depth / K[:, 0, 0, None]
+    ys = (xy[..., 1].numpy() - K[:, 1, 2, None]) * depth / K[:, 1, 1, None]
+    pred = np.stack([xs, ys, depth], axis=-1)
+    out: dict[str, Any] = {
+        "true_2d_frames": len(gt3),
+        "true_2d_mpjpe_mm": mpjpe(pred, gt3),
+        "true_2d_pa_mpjpe_mm": pa_mpjpe(pred, gt3),
+    }
+    if frames <= 0:
+        return out
+    cfg = net.cfg
+    size = cfg.input_size
+    collate = Collator(size, cfg.depth_range_mm, cfg.input_mean, cfg.input_std)
+    for name, crop in (("full_frame", None), ("gt_box", PersonCrop(DEFAULT_SIDE_FACTOR))):
+        subset = Subset(ShardDataset(root, transform=Pipeline(size, crop)),
+                        range(min(frames, len(ds))))  # fmt: skip
+        own, lifted, truth = [], [], []
+        for batch in DataLoader(subset, batch_size=32, collate_fn=collate):
+            joints = net(batch.images).joints.float()
+            root_z = batch.joints_cam_mm[:, 0, 2]
+            own.append(lift_to_camera(joints, batch.intrinsics, root_z, size,
+                                      cfg.depth_range_mm).numpy())  # fmt: skip
+            refined = lifter.refine(joints)
+            lifted.append(lift_to_camera(refined, batch.intrinsics, root_z, size,
+                                         cfg.depth_range_mm).numpy())  # fmt: skip
+            truth.append(batch.joints_cam_mm.numpy())
+        a, b, g = (np.concatenate(v) for v in (own, lifted, truth))
+        out[name] = {"frames": len(g), "network_depth_mpjpe_mm": mpjpe(a, g),
+                     "lifter_depth_mpjpe_mm": mpjpe(b, g),
+                     "network_depth_pa_mpjpe_mm": pa_mpjpe(a, g),
+                     "lifter_depth_pa_mpjpe_mm": pa_mpjpe(b, g)}  # fmt: skip
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m sparse_pose_ros.training.train_lifter",
+                                description=__doc__.split("\n\n")[0])  # fmt: skip
+    p.add_argument("--checkpoint", required=True, help="trained network (.safetensors)")
+    p.add_argument("--data", default="data_cache/synth_v1", help="synthetic root (train/test)")
+    p.add_argument("--out", required=True, help="output checkpoint (may equal --checkpoint)")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--noise", type=float, default=0.1,
+                   help="max 2D noise, fraction of the skeleton's RMS radius")
+    p.add_argument("--merge-prob", type=float, default=0.15,
+                   help="chance per left/right pair of merging it onto its midpoint")
+    p.add_argument("--eval-frames", type=int, default=500, help="test images scored (0 = none)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if min(args.steps, args.batch_size, args.hidden) <= 0 or args.lr <= 0:
+        p.error("--steps, --batch-size, --hidden and --lr must be > 0")
+    if not 0 <= args.noise <= 1 or not 0 <= args.merge_prob <= 1:
+        p.error("--noise and --merge-prob must be in [0, 1]")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    argv_used = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    torch.set_num_threads(args.threads)
+    root = Path(args.data)
+    try:
+        net, info = load_checkpoint(args.checkpoint)
+        if not (root / "train").is_dir() or not (root / "test").is_dir():
+            raise ValueError(f"{root} needs train/ and test/ shard folders")
+        xy, z_mm = labels(root / "train")
+    except (CheckpointError, ValueError, OSError) as exc:
+        LOG.error("%s", exc)
+        return 2
+    t0 = time.perf_counter()
+    lifter = train(xy, z_mm / net.cfg.depth_range_mm, args)
+    seconds = time.perf_counter() - t0
+    result = held_out(net, lifter, root / "test", args.eval_frames)
+    LOG.info("lifter trained in %.0f s; held-out: %s", seconds, result)
+    meta = dict(info["meta"])
+    meta["lifter"] = {
+        "command": " ".join(shlex.quote(a) for a in
+                            ["python", "-m", "sparse_pose_ros.training.train_lifter", *argv_used]),
+        "train_frames": len(xy),
+        "steps": args.steps,
+        "train_seconds": round(seconds, 1),
+        "held_out": result,
+        "saved_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }  # fmt: skip
+    digest = save_checkpoint(args.out, attach(net, lifter, args.hidden), meta)
+    LOG.info("wrote %s (model hash %s)", args.out, digest[:16])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
