@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from sparse_pose_ros.benchmarks.masks import blob_mask
+from sparse_pose_ros.sparse.cpu_kernel import load_cpu_kernel
 from sparse_pose_ros.sparse.executor import BlockRunner
 
 TOL = 1e-4
@@ -107,3 +108,29 @@ def test_rejects_wrong_input(block_factory):
         runner(torch.randn(1, 7, 8, 8))
     with pytest.raises(ValueError):
         BlockRunner(block_factory(8, 8, 1), kernel="cuda")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("mode", ["sparse", "dense"])
+def test_band_groups_at_any_thread_count(threads, stride, mode, block_factory):
+    """Compiled kernel: the per-frame band groups (bounds placed by each image's work, one
+    group a thread, consecutive bands of a group reuse their halo rows) at 1-5 threads. Batch 3
+    with a different mask per image, so every image gets its own bounds: a blob, all the work in
+    one row (the other groups empty), an empty image; odd sizes; more groups than busy rows."""
+    if load_cpu_kernel() is None:
+        pytest.skip("no C++ compiler: compiled CPU kernel cannot be built here")
+    block = block_factory(8, 8 if stride == 1 else 12, stride, seed=threads)
+    h, w = 23, 13
+    ho, wo = out_hw(h, w, stride)
+    x = torch.randn(3, 8, h, w)
+    m = torch.zeros(3, 1, ho, wo)
+    m[0] = blob_mask(1, ho, wo, 0.3)[0]
+    m[1, 0, ho - 2, 1:] = 1  # one busy row next to the bottom border
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        runner, _ = check(block, x, m, ("cpp", "exact"), mode=mode)
+    finally:
+        torch.set_num_threads(before)
+    assert runner.counts[0] == int(m.sum())

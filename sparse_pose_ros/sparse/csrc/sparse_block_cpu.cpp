@@ -584,7 +584,11 @@ struct BlockPlan {
   const float *xp, *mw, *fixed, *we, *be, *wd, *bd, *wp, *bp;
   float *op, *hard, *dil, *lg, *sp, *e_base, *d_base, *pp;
   int32_t *rank, *act, *dil_rows, *dil_ptr, *act_ptr;
-  int64_t cap_e, cap_a, strip_rows, strips_per_img, n_strips, threads;
+  int64_t cap_e, cap_a, strip_rows, threads;
+  // Band groups (step 3): groups_per_img chunks of output rows per image, bounds chosen per frame
+  // in scan_rows; group_y[b * (groups_per_img + 1) + k] = first output row of group k of image b.
+  int64_t groups_per_img = 1;
+  std::vector<int32_t> group_y;
 
   // Written by the caller in the index step, read by every thread in the later steps.
   int64_t n_hard = 0, n_dil_true = 0, n_act = 0;
@@ -643,8 +647,8 @@ struct BlockPlan {
                     strip_rows * wo <= cap_a && e_buf.size(2) == c_e && d_buf.size(2) == c_e &&
                     p_buf.size(0) >= n_out && p_buf.size(1) == c_out,
                 "scratch buffers too small for strip_rows");
-    strips_per_img = (ho + strip_rows - 1) / strip_rows;
-    n_strips = batch * strips_per_img;
+    groups_per_img = std::min<int64_t>(ho, group_count(threads));
+    group_y.assign(static_cast<size_t>(batch * (groups_per_img + 1)), 0);
     keep = {x, out, w_expand, b_expand, w_dw, b_dw, w_project, b_project, mask_weight,
             fixed_hard, hard_t, dilated, logits, soft, rank_t, act_rows, dil_rows_t, row_ptr,
             e_buf, d_buf, p_buf};
@@ -684,7 +688,7 @@ struct BlockPlan {
     steps.push_back({1, 1, true, [this](int64_t, int64_t, int) { scan_rows(); }});
     steps.push_back({index_rows(), row_chunk, false,
                      [this](int64_t b, int64_t e, int) { fill_rows(b, e); }});
-    steps.push_back({n_groups(), 1, false,
+    steps.push_back({batch * groups_per_img, 1, false,
                      [this](int64_t g, int64_t, int tid) { band_group(g, tid); }});
     steps.push_back({n_out, kMinChunk, false,
                      [this](int64_t b, int64_t e, int) { scatter_chunk(b, e); }});
@@ -817,6 +821,7 @@ struct BlockPlan {
       for (int64_t r = 0; r <= batch * ho; ++r) act_ptr[r] = static_cast<int32_t>(r * wo);
     }
     n_act = compute_all ? n_out : n_hard;
+    place_groups();
   }
 
   // Rows without (or with only) dilated / active entries take a straight loop.
@@ -864,38 +869,63 @@ struct BlockPlan {
   // ---- 3. bands of output rows: gather -> expand GEMM -> depthwise -> project GEMM -------------
   // Working on bands of ``strip_rows`` output rows keeps each band's expanded rows in L2 (the
   // whole-image expand output of a 128x128 block is several MB); every thread uses its own
-  // scratch slice. The rows shared by two bands (the 3x3 halo) are expanded by both. Results go
-  // to p_buf; the scatter waits for every band, because residual blocks update x in place.
-  // A chunk of the band step is a group of consecutive bands of one image, run in order by one
-  // thread: the expanded rows a band shares with the previous one (the 3x3 halo) are moved to
-  // the front of the scratch buffer instead of being expanded again. Groups (about 3 per thread
-  // and image) keep the step balanced; only a group's first band expands its upper halo.
+  // scratch slice. Results go to p_buf; the scatter waits for every band, because residual
+  // blocks update x in place.
+  // A chunk of the band step is a group of consecutive output rows of one image, run by one
+  // thread as consecutive bands: the expanded rows a band shares with the previous one (the 3x3
+  // halo) are moved to the front of the scratch buffer instead of being expanded again, so only
+  // a group's first band expands its upper halo. The group bounds are placed per frame
+  // (place_groups) so that the groups of an image carry about equal work: with groups of equal
+  // *rows*, a centred person left the outer groups nearly empty, and balancing them took ~3
+  // groups a thread, each paying its own halo (1.46x the expand rows on the 16x16 grids).
   struct Held {  // the dilated-list range [begin, end) of image b held in the scratch buffer
     int64_t b = -1, begin = 0, end = 0;
   };
 
-  int64_t bands_per_group() const {
-    return std::max<int64_t>(1, strips_per_img / (3 * std::max<int64_t>(1, threads)));
+  // Groups per image: one a thread. One thread: the whole image is one group (every halo
+  // reused). Two groups a thread (dynamic balance) measured 3-11 % slower per block than one
+  // (more halos), at 256 px, density 0.25, 2 threads.
+  static int64_t group_count(int64_t threads_) { return std::max<int64_t>(1, threads_); }
+
+  // Group bounds of every image from the final row pointers: estimated work up to output row y
+  // is W(y) = A * (active outputs in rows < y) + E * (dilated inputs in rows < stride * y), with
+  // A, E the MACs of one active output (depthwise + project) and of one expanded row; bound k
+  // is the row where W comes closest to k / groups of the image's total.
+  void place_groups() {
+    const int64_t g = groups_per_img;
+    const double A = static_cast<double>(c_e * (9 + c_out) + c_out);
+    const double E = static_cast<double>(has_expand ? c_in * c_e : c_e);
+    for (int64_t b = 0; b < batch; ++b) {
+      int32_t* gy = group_y.data() + b * (g + 1);
+      const int32_t* ap = act_ptr + b * ho;
+      const int32_t* dp = dil_ptr + b * h;
+      auto work = [&](int64_t y) {
+        return A * (ap[y] - ap[0]) + E * (dp[std::min(stride * y, h)] - dp[0]);
+      };
+      const double total = work(ho);
+      int64_t y = 0;
+      gy[0] = 0;
+      for (int64_t k = 1; k < g; ++k) {
+        const double target = total * static_cast<double>(k) / static_cast<double>(g);
+        while (y < ho && work(y + 1) <= target) ++y;  // W(y) <= target < W(y + 1)
+        const bool next = y < ho && work(y + 1) - target < target - work(y);
+        gy[k] = static_cast<int32_t>(std::max<int64_t>(gy[k - 1], next ? y + 1 : y));
+      }
+      gy[g] = static_cast<int32_t>(ho);
+    }
   }
-  int64_t groups_per_img() const {
-    const int64_t g = bands_per_group();
-    return (strips_per_img + g - 1) / g;
-  }
-  int64_t n_groups() const { return batch * groups_per_img(); }
 
   void band_group(int64_t gi, int tid) {
     if (n_act == 0) return;
-    const int64_t g = bands_per_group(), b = gi / groups_per_img();
-    const int64_t s0 = b * strips_per_img + (gi % groups_per_img()) * g;
-    const int64_t s1 = std::min(s0 + g, (b + 1) * strips_per_img);
+    const int64_t b = gi / groups_per_img;
+    const int32_t* gy = group_y.data() + b * (groups_per_img + 1) + gi % groups_per_img;
     Held held;
-    for (int64_t si = s0; si < s1; ++si) strip(si, tid, held);
+    for (int64_t y0 = gy[0]; y0 < gy[1]; y0 += strip_rows)
+      strip(b, y0, std::min<int64_t>(y0 + strip_rows, gy[1]), tid, held);
   }
 
-  void strip(int64_t si, int tid, Held& held) {
-    const int64_t b = si / strips_per_img;
-    const int64_t y0 = (si % strips_per_img) * strip_rows;
-    const int64_t y1 = std::min(y0 + strip_rows, ho);
+  // output rows [y0, y1) of image b
+  void strip(int64_t b, int64_t y0, int64_t y1, int tid, Held& held) {
     const int64_t a_begin = act_ptr[b * ho + y0], a_end = act_ptr[b * ho + y1];
     const int64_t n_a = a_end - a_begin;
     if (n_a == 0) return;
