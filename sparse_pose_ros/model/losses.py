@@ -44,7 +44,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import skeleton
 from .flops import block_flops_dense, block_flops_sparse, block_out_hw, conv_out_hw
 from .schedule import sparsity_bounds
 from .targets import PoseTargets
@@ -71,8 +70,6 @@ class LossConfig:
             receptive field of the next block).
         depth_supervision: "integral" (z of the soft-argmax) or "location" (the depth map at
             the true joint position; see the module docstring).
-        alpha_facing: weight of the BCE of the network's facing head against "the person faces
-            the camera" computed from the 3D joints (:func:`facing_label`); 0 = off.
     """
 
     alpha_int: float = 0.1
@@ -84,7 +81,6 @@ class LossConfig:
     mask_pos_weight: float = 4.0
     mask_margin: int = 1
     depth_supervision: str = "integral"
-    alpha_facing: float = 0.0
 
     def __post_init__(self) -> None:
         if self.depth_supervision not in ("integral", "location"):
@@ -94,7 +90,7 @@ class LossConfig:
             )
         if self.mask_margin < 0 or self.mask_pos_weight <= 0:
             raise ValueError("mask_margin must be >= 0 and mask_pos_weight > 0")
-        for name in ("alpha_int", "lambda_z", "alpha_sparsity", "alpha_mask", "alpha_facing"):
+        for name in ("alpha_int", "lambda_z", "alpha_sparsity", "alpha_mask"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         sparsity_bounds(0.0, self.theta, self.anneal_fraction)  # validates theta, fraction
@@ -156,21 +152,6 @@ def location_depth_loss(
     w = weight * (mass > 0).to(weight.dtype)
     total = w.sum()
     return (w * per_joint).sum() / total if total > 0 else (per_joint * 0.0).sum()
-
-
-def facing_label(joints_cam: Tensor) -> Tensor:
-    """(B, J, 3) camera-frame joints (x right, y down, z forward) -> (B,) 1.0 where the person
-    faces the camera.
-
-    The body's forward direction is (left hip − right hip) × (thorax − pelvis); the person faces
-    the camera when it points from the pelvis towards the camera centre.
-    """
-    left = joints_cam[:, skeleton.JOINT_NAMES.index("left_hip")]
-    right = joints_cam[:, skeleton.JOINT_NAMES.index("right_hip")]
-    pelvis = joints_cam[:, skeleton.ROOT]
-    up = joints_cam[:, skeleton.JOINT_NAMES.index("thorax")] - pelvis
-    forward = torch.linalg.cross(left - right, up, dim=-1)
-    return ((forward * -pelvis).sum(dim=-1) > 0).to(joints_cam.dtype)
 
 
 @dataclass
@@ -249,7 +230,6 @@ class PoseLoss(nn.Module):
         net: PoseNetwork,
         progress: float,
         silhouette: Tensor | None = None,
-        joints_cam: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
         """Total loss and its named parts (floats, for logging).
 
@@ -260,8 +240,6 @@ class PoseLoss(nn.Module):
             progress: epoch / epochs in [0, 1] (drives the per-block bounds).
             silhouette: (B, S, S) or (B, 1, S, S) person masks for the mask supervision
                 (used when ``alpha_mask`` > 0).
-            joints_cam: (B, J, 3) camera-frame joints for the facing label (used when
-                ``alpha_facing`` > 0).
         """
         cfg = self.cfg
         l_hem = hem_loss(output.triplets, targets.triplets, targets.triplet_weight)
@@ -284,17 +262,8 @@ class PoseLoss(nn.Module):
         if cfg.alpha_mask > 0 and silhouette is not None:
             l_mask = mask_supervision_loss(output, silhouette, cfg.mask_pos_weight, cfg.mask_margin)
             total = total + cfg.alpha_mask * l_mask
-        l_facing = output.joints.new_zeros(())
-        if cfg.alpha_facing > 0:
-            if output.facing is None or joints_cam is None:
-                raise ValueError("alpha_facing > 0 needs a facing head and the 3D joints")
-            l_facing = F.binary_cross_entropy_with_logits(
-                output.facing.float(), facing_label(joints_cam.float())
-            )
-            total = total + cfg.alpha_facing * l_facing
         parts = {
             "total": float(total.detach()),
-            "facing": float(l_facing.detach()),
             "hem": float(l_hem.detach()),
             "2d": float(l_2d.detach()),
             "int": float(l_int.detach()),

@@ -12,9 +12,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .. import skeleton
 from .blocks import ConvBN, InvertedResidual
-from .heads import HemletsHead, Neck, head_region, softmax_2d
+from .heads import HemletsHead, Neck, head_region
 from .lifter import PoseLifter
 from .masks import BlockMask
 
@@ -54,9 +53,6 @@ class NetworkConfig:
         depth_bins: depth bins of the volumetric head.
         depth_mode: "factorized" or "volumetric" (see ``model.heads``).
         depth_range_mm: root-relative depth that z = ±1 stands for.
-        facing_head: a training-time auxiliary that classifies whether the person faces the
-            camera from the stride-4 features pooled under the torso heatmaps (see
-            ``PoseNetwork.facing_logit``); inference does not need it.
         lifter_hidden: width of the pose-prior lifter (``model.lifter``) whose depth replaces
             the head's z; 0 = none. Attached after training by ``training.train_lifter``.
         head_gating: read the heads only inside the region of the last execution mask
@@ -78,7 +74,6 @@ class NetworkConfig:
     depth_mode: str = "factorized"
     depth_range_mm: float = 1000.0
     head_gating: bool = False
-    facing_head: bool = False
     lifter_hidden: int = 0
     input_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     input_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -132,7 +127,6 @@ class PoseOutput:
         triplets: (B, 3·P, h, w) HEMlets maps.
         joints: (B, J, 3): x, y in [0, 1] of the input, z in [-1, 1] (× depth_range_mm).
         masks: one entry per backbone block: its BlockMask, or None for ungated blocks.
-        facing: (B,) logit "faces the camera" when the network has a facing head.
         depth: (B, J, h, w) per-pixel root-relative depth in [-1, 1] (factorized head), the
             location map ``model.decode`` reads at each joint; None for the volumetric head.
     """
@@ -142,7 +136,6 @@ class PoseOutput:
     joints: Tensor
     masks: list[BlockMask | None]
     depth: Tensor | None = None
-    facing: Tensor | None = None
 
 
 class Backbone(nn.Module):
@@ -204,7 +197,6 @@ class PoseNetwork(nn.Module):
         hc = _make_divisible(self.cfg.head_channels)
         self.neck = Neck(self.backbone.out_channels, self.backbone.skip_channels, hc)
         self.head = HemletsHead(hc, self.cfg.depth_bins, self.cfg.depth_mode)
-        self.facing = nn.Linear(hc, 1) if self.cfg.facing_head else None
         self.lifter = PoseLifter(self.cfg.lifter_hidden) if self.cfg.lifter_hidden else None
 
     def gated_blocks(self) -> list[InvertedResidual]:
@@ -236,7 +228,10 @@ class PoseNetwork(nn.Module):
                  masks: Sequence[BlockMask | Tensor | None]
                  ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Neck + head on backbone outputs (shared by every PyTorch path and the exporters)."""
-        heatmaps, triplets, joints, depth = self._neck_head(feats, skips, masks)[1]
+        y = self.neck(feats, skips)
+        gate = self.head_gate(masks)
+        region = None if gate is None else head_region(gate, (y.shape[-2], y.shape[-1]))
+        heatmaps, triplets, joints, depth = self.head(y, region)
         return heatmaps, triplets, self.refine_joints(joints), depth
 
     def refine_joints(self, joints: Tensor) -> Tensor:
@@ -244,34 +239,7 @@ class PoseNetwork(nn.Module):
         compute the head themselves, like the compiled CPU head, call this on their joints)."""
         return joints if self.lifter is None else self.lifter.refine(joints)
 
-    def _neck_head(self, feats: Tensor, skips: list[Tensor],
-                   masks: Sequence[BlockMask | Tensor | None]
-                   ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor, Tensor | None]]:
-        y = self.neck(feats, skips)
-        gate = self.head_gate(masks)
-        region = None if gate is None else head_region(gate, (y.shape[-2], y.shape[-1]))
-        return y, self.head(y, region)
-
-    def facing_logit(self, feats: Tensor, heatmaps: Tensor) -> Tensor:
-        """(B,) logit that the person faces the camera: stride-4 features averaged under the
-        pelvis, spine and thorax heatmaps' softmax, then one linear unit.
-
-        Why: a one-colour mannequin looks alike from the front and the back, and the joint
-        losses alone only see that ambiguity as a left/right swap they can average away; a
-        direct front/back label gives the features a reason to pick up the cues that do
-        exist (feet, knees, face, shading).
-        """
-        if self.facing is None:
-            raise ValueError("this network has no facing head (facing_head: false)")
-        torso = [skeleton.ROOT, skeleton.JOINT_NAMES.index("spine"),
-                 skeleton.JOINT_NAMES.index("thorax")]  # fmt: skip
-        att = softmax_2d(heatmaps[:, torso]).mean(dim=1, keepdim=True)
-        pooled = (feats * att).sum(dim=(2, 3))
-        return self.facing(pooled).squeeze(-1)
-
     def forward(self, x: Tensor) -> PoseOutput:
         feats, skips, masks = self.backbone(x)
-        y, (heatmaps, triplets, joints, depth) = self._neck_head(feats, skips, masks)
-        joints = self.refine_joints(joints)
-        facing = self.facing_logit(y, heatmaps) if self.facing is not None else None
-        return PoseOutput(heatmaps, triplets, joints, masks, depth, facing)
+        heatmaps, triplets, joints, depth = self.run_head(feats, skips, masks)
+        return PoseOutput(heatmaps, triplets, joints, masks, depth)

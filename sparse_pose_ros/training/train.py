@@ -236,8 +236,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
             output = self.model(batch.images.contiguous(memory_format=torch.channels_last))
             loss, parts = self.loss_fn(
-                output, targets, self.net, progress, silhouette=batch.silhouette,
-                joints_cam=batch.joints_cam_mm,
+                output, targets, self.net, progress, silhouette=batch.silhouette
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()

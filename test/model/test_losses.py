@@ -13,7 +13,6 @@ from sparse_pose_ros.model.blocks import ConvBN, InvertedResidual
 from sparse_pose_ros.model.losses import (
     LossConfig,
     PoseLoss,
-    facing_label,
     heatmap_loss,
     hem_loss,
     joint_loss,
@@ -157,38 +156,6 @@ def test_location_supervision_replaces_the_integral_z() -> None:
     assert parts["3d"] == pytest.approx((xy + 2.0 * loc).item(), rel=1e-5)
     with pytest.raises(ValueError):
         LossConfig(depth_supervision="volume")
-
-
-def test_facing_label_front_and_back() -> None:
-    """A person 3 m in front of the camera, upright (thorax above the pelvis: y smaller), left
-    hip at +x: their forward direction points at the camera; mirrored hips: away."""
-    j = torch.zeros(2, skeleton.NUM_JOINTS, 3)
-    j[..., 2] = 3000.0
-    names = skeleton.JOINT_NAMES
-    j[:, names.index("thorax"), 1] = -500.0
-    j[0, names.index("left_hip"), 0], j[0, names.index("right_hip"), 0] = 100.0, -100.0
-    j[1, names.index("left_hip"), 0], j[1, names.index("right_hip"), 0] = -100.0, 100.0
-    assert facing_label(j).tolist() == [1.0, 0.0]
-
-
-def test_facing_term_needs_a_facing_head_and_trains_it() -> None:
-    torch.manual_seed(0)
-    cfg_net = NetworkConfig(input_size=64, width_mult=0.35, gated=False, facing_head=True)
-    net = PoseNetwork(cfg_net).train()
-    out = net(torch.randn(2, 3, 64, 64))
-    j = skeleton.NUM_JOINTS
-    targets = build_targets(torch.rand(2, j, 2), torch.rand(2, j) - 0.5, torch.ones(2, j), 16)
-    joints_cam = torch.randn(2, j, 3) * 100 + torch.tensor([0.0, 0.0, 3000.0])
-    total, parts = PoseLoss(LossConfig(alpha_facing=0.5))(
-        out, targets, net, progress=0.5, joints_cam=joints_cam
-    )
-    assert parts["facing"] > 0
-    total.backward()
-    assert net.facing.weight.grad is not None and net.facing.weight.grad.abs().sum() > 0
-    plain = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.35, gated=False))
-    with pytest.raises(ValueError, match="facing"):
-        PoseLoss(LossConfig(alpha_facing=0.5))(plain(torch.randn(2, 3, 64, 64)), targets, plain,
-                                               progress=0.5, joints_cam=joints_cam)
 
 
 def test_loss_config_validation() -> None:
