@@ -29,7 +29,7 @@ from . import skeleton
 from .model.checkpoint import CheckpointError, read_metadata
 from .pipeline.draw import draw_skeleton, mask_overlay
 from .pipeline.lift import Intrinsics
-from .pipeline.sources import SourceError, open_source
+from .pipeline.sources import SourceError, is_video, open_source
 
 LOG = logging.getLogger("sparse_pose_ros.demo")
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +94,8 @@ def run_pipeline(
         stale.unlink(missing_ok=True)
     node = _start("pose_node", {
         "model_file_path": model, "backend": backend, "diagnostics_period_sec": 0.5,
+        # the synthetic clip and photo sets are unrelated stills: no crop from frame to frame
+        "track_person": is_video(source),
     }, out / "pose_node.log", env)
     recorder = _start("recorder", {"out_dir": out, "ready_file": ready}, out / "recorder.log", env)
     procs = [node, recorder]

@@ -157,6 +157,16 @@ def describe(spec: str) -> str:
     return spec
 
 
+def is_video(spec: str) -> bool:
+    """Whether ``spec`` plays consecutive frames of one scene (a video file, or ``bundled``
+    when that is vtest.avi) rather than unrelated stills (renders, photos, image folders):
+    person tracking (``PoseEstimator(track_person=True)``) only makes sense for the former."""
+    if spec == "bundled":
+        return VTEST_AVI.is_file()
+    path = Path(spec).expanduser()
+    return path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
+
+
 def open_source(spec: str, width: int = 0, seed: int = 0) -> Callable[[], Iterator[Frame]]:
     """Factory of fresh iterators over ``spec`` (called again to loop).
 

@@ -6,7 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from sparse_pose_ros.pipeline.sources import SourceError, bundled_photos, open_source
+from sparse_pose_ros.pipeline.sources import (
+    VTEST_AVI,
+    SourceError,
+    bundled_photos,
+    is_video,
+    open_source,
+)
 
 
 def test_folder_and_single_image(tmp_path):
@@ -30,6 +36,9 @@ def test_video_file(tmp_path):
     assert len(frames) == 5
     assert frames[0][0][12, 16, 0] > 150  # BGR red in the file -> R channel in RGB
     assert len(list(make())) == 5  # a fresh iterator per pass (loop)
+    # tracking applies to videos only: not to stills, folders or renders
+    assert is_video(str(path)) and not is_video(str(tmp_path)) and not is_video("synthetic")
+    assert is_video("bundled") == VTEST_AVI.is_file()
 
 
 def test_bundled_photos_are_real_pictures():
