@@ -14,7 +14,8 @@
   ``depth_supervision`` says where z comes from. ``"integral"`` (HEMlets): z of the soft-argmax,
   the per-pixel depth averaged under the predicted 2D softmax. ``"location"`` (VNect's location
   maps): the per-pixel depth map is trained *at the true joint position* only, L1 weighted by the
-  normalised target Gaussian, and read at the decoded position at inference (``model.decode``).
+  normalised target Gaussian. (A local read-out at the decoded position was tried with it and
+  not kept: ``models/MODEL_CARD.md``; the joints' z stays the soft-argmax's.)
   Why: a mannequin seen from the front and from the back gives nearly the same picture with
   left/right swapped and depth mirrored; under the integral loss every pixel with softmax mass
   is pulled towards the average of the two readings, which flattens depth (predicted |z| was

@@ -127,8 +127,9 @@ class PoseOutput:
         triplets: (B, 3·P, h, w) HEMlets maps.
         joints: (B, J, 3): x, y in [0, 1] of the input, z in [-1, 1] (× depth_range_mm).
         masks: one entry per backbone block: its BlockMask, or None for ungated blocks.
-        depth: (B, J, h, w) per-pixel root-relative depth in [-1, 1] (factorized head), the
-            location map ``model.decode`` reads at each joint; None for the volumetric head.
+        depth: (B, J, h, w) per-pixel root-relative depth in [-1, 1] (factorized head): the
+            location map ``loss.depth_supervision: location`` trains; None for the volumetric
+            head.
     """
 
     heatmaps: Tensor
