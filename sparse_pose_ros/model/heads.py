@@ -80,10 +80,18 @@ def factorized_soft_argmax(heatmaps: Tensor, depth: Tensor) -> Tensor:
 
     x, y: soft-argmax of the 2D softmax; z: expectation of tanh(depth) under the same softmax.
     """
-    if heatmaps.shape != depth.shape:
-        raise ValueError(f"heatmaps {tuple(heatmaps.shape)} and depth {tuple(depth.shape)} differ")
+    return _soft_argmax_with_depth_map(heatmaps, torch.tanh(depth))
+
+
+def _soft_argmax_with_depth_map(heatmaps: Tensor, depth_map: Tensor) -> Tensor:
+    """:func:`factorized_soft_argmax` on the already bounded per-pixel depth ``tanh(depth)``
+    (the head keeps that map as an output, so it is computed once)."""
+    if heatmaps.shape != depth_map.shape:
+        raise ValueError(
+            f"heatmaps {tuple(heatmaps.shape)} and depth {tuple(depth_map.shape)} differ"
+        )
     prob = softmax_2d(heatmaps)
-    z = (prob * torch.tanh(depth)).sum(dim=(2, 3))
+    z = (prob * depth_map).sum(dim=(2, 3))
     return torch.cat([expected_xy(prob), z.unsqueeze(-1)], dim=-1)
 
 
@@ -167,8 +175,8 @@ class HemletsHead(nn.Module):
         ``region``: optional (B, 1, h, w) 0/1 map from :func:`head_region`; see the module
         docstring. Inside it every output equals the ungated head's. The depth map is the
         per-pixel root-relative depth ``tanh(depth logits)`` (B, J, h, w) of the factorized
-        mode (None for the volumetric one): the *location map* that ``model.decode`` reads at
-        each joint's decoded position and ``depth_supervision: location`` trains."""
+        mode (None for the volumetric one): the *location map* that ``depth_supervision:
+        location`` trains."""
         heatmaps = self.heatmap(feats)
         triplets = self.triplet(feats)
         depth = self.depth(torch.cat([feats, heatmaps, triplets], dim=1))
@@ -177,8 +185,8 @@ class HemletsHead(nn.Module):
             heatmaps = torch.where(inside, heatmaps, torch.full_like(heatmaps, REGION_OFF_LOGIT))
             triplets = triplets * region
         if self.depth_mode == "factorized":
-            joints = factorized_soft_argmax(heatmaps, depth)
-            return heatmaps, triplets, joints, torch.tanh(depth)
+            depth_map = torch.tanh(depth)
+            return heatmaps, triplets, _soft_argmax_with_depth_map(heatmaps, depth_map), depth_map
         b, j, h, w = heatmaps.shape
         joints = volumetric_soft_argmax(depth.reshape(b, j, self.depth_bins, h, w))
         return heatmaps, triplets, joints, None
