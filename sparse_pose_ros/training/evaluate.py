@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
@@ -31,7 +32,7 @@ from ..model.checkpoint import CheckpointError, load_checkpoint
 from ..pipeline.roi import DEFAULT_SIDE_FACTOR
 from .batches import Collator
 from .data_setup import open_split
-from .evaluation import SMALL_PERSON_FRACTION, evaluate_model, predicted_frame_joints
+from .evaluation import SMALL_PERSON_FRACTION, evaluate_model
 from .metrics import mean_pose_baseline
 from .transforms import PersonCrop, Pipeline
 
@@ -85,15 +86,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return dataset, loader
 
     dataset, loader = loader_for(Pipeline(cfg.input_size, None))
-    metrics = evaluate_model(net, loader, device)
+    first_pass: dict[int, np.ndarray] = {}
+    metrics = evaluate_model(net, loader, device, pixels_by_index=first_pass)
     crops: dict[str, Any] = {}
     if args.crops:
         # Two-pass (what pose_node does on video with track_person): a full-frame pass gives
         # each frame's box, a second pass reads the crop around it. GT box: the usual
         # Human3.6M protocol, the box from the ground-truth joints.
         raw = open_split(args.dataset, args.data, args.split, None)
-        frame_size = int(raw[0]["image"].shape[-1])
-        first = predicted_frame_joints(net, loader, device, frame_size)
+        to_frame = int(raw[0]["image"].shape[-1]) / cfg.input_size
+        first = {i: (px + 0.5) * to_frame - 0.5 for i, px in first_pass.items()}
         crops["two_pass"] = evaluate_model(
             net, loader_for(Pipeline(cfg.input_size, PersonCrop(DEFAULT_SIDE_FACTOR, first)))[1],
             device,

@@ -98,6 +98,7 @@ def evaluate_model(
     device: torch.device,
     max_frames: int = 0,
     pck_alpha: float = 0.1,
+    pixels_by_index: dict[int, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Accuracy, FLOPs and mask metrics of ``net`` over ``loader`` (batches of :class:`Batch`).
 
@@ -107,6 +108,8 @@ def evaluate_model(
         device: where to run.
         max_frames: stop after this many frames (0 = the whole loader).
         pck_alpha: PCK threshold as a fraction of the person box.
+        pixels_by_index: if given, filled with each frame's predicted (J, 2) joints in input
+            pixels, keyed by ``Batch.index`` (the boxes of the two-pass protocol's second pass).
     """
     net.eval()
     cfg = net.cfg
@@ -133,10 +136,13 @@ def evaluate_model(
         joints = output.joints.float()
         root_z = batch.joints_cam_mm[:, 0, 2]
         pred_cam = lift_to_camera(joints, batch.intrinsics, root_z, size, cfg.depth_range_mm)
+        pred_px = to_pixels(joints, size).cpu().numpy()
+        if pixels_by_index is not None:
+            pixels_by_index.update(zip(batch.index.tolist(), pred_px, strict=True))
         acc.update(
             pred_cam.cpu().numpy(),
             batch.joints_cam_mm.cpu().numpy(),
-            to_pixels(joints, size).cpu().numpy(),
+            pred_px,
             to_pixels(batch.joints2d, size).cpu().numpy(),
             (batch.visibility > 0).cpu().numpy(),
         )
@@ -188,19 +194,3 @@ def evaluate_model(
         result["first_gated_precision"] = first.precision
     return result
 
-
-@torch.no_grad()
-def predicted_frame_joints(net: nn.Module, loader: Any, device: torch.device,
-                           frame_size: int) -> dict[int, np.ndarray]:
-    """First pass of the two-pass protocol: each frame's predicted 2D joints in the pixels of
-    the *original* frame (``frame_size`` square), keyed by the frame's dataset index."""
-    net.eval()
-    size = net.cfg.input_size
-    out: dict[int, np.ndarray] = {}
-    for batch in loader:
-        joints = net(batch.images.to(device)).joints.float().cpu()
-        px = to_pixels(joints, size)
-        frame_px = (px + 0.5) * (frame_size / size) - 0.5
-        for i, j in zip(batch.index.tolist(), frame_px.numpy(), strict=True):
-            out[int(i)] = j
-    return out

@@ -111,6 +111,9 @@ def test_evaluate_cli_writes_the_accuracy_json(
     assert 0.0 <= first["recall"] <= 1.0 and 0.0 <= first["precision"] <= 1.0
     n_blocks = sum(row[2] for row in report["network"]["arch"])
     assert len(m["per_block_density"]) == n_blocks and report["command"]
+    # the crop protocols ran on every frame, boxes from the first pass / from the truth
+    for key in ("metrics_two_pass", "metrics_gt_box"):
+        assert report[key]["samples"] == 8 and report[key]["mpjpe_mm"] > 0
 
 
 def test_bad_inputs_give_exit_code_2_not_a_traceback(make_config, tmp_path: Path) -> None:
