@@ -172,10 +172,6 @@ class PoseEstimator:
         confidence = np.asarray(out.confidence, np.float32)
         found = bool(confidence.mean() >= self.confidence_threshold)
         self._previous = (lifted.pixels.copy(), (w, h)) if found else None
-        roi = None
-        if cropped:
-            roi = (round(-box.pad_x / box.scale), round(-box.pad_y / box.scale),
-                   round(box.input_size / box.scale))  # fmt: skip
         t3 = time.perf_counter()
         return PoseResult(
             joints_px=lifted.pixels,
@@ -194,5 +190,5 @@ class PoseEstimator:
                 "postprocess": (t3 - t2) * 1e3,
                 "total": (t3 - t0) * 1e3,
             },
-            roi=roi,
+            roi=box.window_rect() if cropped else None,
         )

@@ -64,6 +64,12 @@ class Letterbox:
         return cls(scale=scale, pad_x=-x0 * scale, pad_y=-y0 * scale, input_size=input_size,
                    image_width=image_width, image_height=image_height)  # fmt: skip
 
+    def window_rect(self) -> tuple[int, int, int]:
+        """(x0, y0, side) in image pixels of the square the input shows (inverse of
+        :meth:`window`)."""
+        return (round(-self.pad_x / self.scale), round(-self.pad_y / self.scale),
+                max(1, round(self.input_size / self.scale)))  # fmt: skip
+
     def normalised_to_image(self, xy: np.ndarray) -> np.ndarray:
         """(N, 2) coordinates in [0, 1] of the input -> image pixels (x right, y down)."""
         xy = np.asarray(xy, dtype=np.float64)
@@ -124,8 +130,7 @@ def crop_window(
     h, w = rgb.shape[:2]
     if (box.image_width, box.image_height) != (w, h):
         raise ValueError(f"window is for {box.image_width}x{box.image_height}, image is {w}x{h}")
-    side = max(1, round(box.input_size / box.scale))
-    x0, y0 = round(-box.pad_x / box.scale), round(-box.pad_y / box.scale)
+    x0, y0, side = box.window_rect()
     region = np.empty((side, side, 3), np.uint8)
     region[:] = np.asarray(fill, np.uint8)
     sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
