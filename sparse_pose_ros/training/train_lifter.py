@@ -48,9 +48,8 @@ _FLIP = torch.tensor(skeleton.flip_permutation())
 _PAIRS = torch.tensor(skeleton.FLIP_PAIRS)
 
 
-def labels(root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def labels(ds: ShardDataset) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, J, 2) 2D joints in pixels and (N, J) root-relative depth in mm of a shard split."""
-    ds = ShardDataset(root)
     j2 = torch.as_tensor(np.asarray(ds.labels["joints_2d"], np.float32))
     j3 = torch.as_tensor(np.asarray(ds.labels["joints_3d"], np.float32))
     return j2, j3[..., 2] - j3[:, skeleton.ROOT : skeleton.ROOT + 1, 2]
@@ -114,15 +113,15 @@ def attach(net: PoseNetwork, lifter: PoseLifter, hidden: int) -> PoseNetwork:
 def held_out(net: PoseNetwork, lifter: PoseLifter, root: Path, frames: int) -> dict[str, Any]:
     """The lifter's ceiling (true 2D) on the whole test split, and the network's 2D with its
     own depth vs the lifter's on ``frames`` test images (full frame and ground-truth box)."""
-    xy, z = labels(root)
-    z_pred = lifter(xy) * net.cfg.depth_range_mm
+    cfg = net.cfg
     ds = ShardDataset(root)
-    gt3 = np.asarray(ds.labels["joints_3d"], np.float64)
-    K = np.asarray(ds.labels["K"], np.float64)
-    depth = gt3[:, :1, 2] + z_pred.numpy()
-    xs = (xy[..., 0].numpy() - K[:, 0, 2, None]) * depth / K[:, 0, 0, None]
-    ys = (xy[..., 1].numpy() - K[:, 1, 2, None]) * depth / K[:, 1, 1, None]
-    pred = np.stack([xs, ys, depth], axis=-1)
+    xy, _ = labels(ds)
+    gt3 = torch.as_tensor(np.asarray(ds.labels["joints_3d"], np.float32))
+    frame = int(ds.sample(0)["image"].shape[1])  # the labels' pixel grid (square frames)
+    true_2d = torch.cat([(xy + 0.5) / frame, lifter(xy).unsqueeze(-1)], dim=-1)
+    pred = lift_to_camera(true_2d, torch.as_tensor(np.asarray(ds.labels["K"], np.float32)),
+                          gt3[:, skeleton.ROOT, 2], frame, cfg.depth_range_mm).double().numpy()
+    gt3 = gt3.double().numpy()
     out: dict[str, Any] = {
         "true_2d_frames": len(gt3),
         "true_2d_mpjpe_mm": mpjpe(pred, gt3),
@@ -130,7 +129,6 @@ def held_out(net: PoseNetwork, lifter: PoseLifter, root: Path, frames: int) -> d
     }
     if frames <= 0:
         return out
-    cfg = net.cfg
     size = cfg.input_size
     collate = Collator(size, cfg.depth_range_mm, cfg.input_mean, cfg.input_std)
     for name, crop in (("full_frame", None), ("gt_box", PersonCrop(DEFAULT_SIDE_FACTOR))):
@@ -190,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         net, info = load_checkpoint(args.checkpoint)
         if not (root / "train").is_dir() or not (root / "test").is_dir():
             raise ValueError(f"{root} needs train/ and test/ shard folders")
-        xy, z_mm = labels(root / "train")
+        xy, z_mm = labels(ShardDataset(root / "train"))
     except (CheckpointError, ValueError, OSError) as exc:
         LOG.error("%s", exc)
         return 2
