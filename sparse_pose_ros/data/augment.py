@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from sparse_pose_ros import skeleton
+from sparse_pose_ros.pipeline.roi import person_square
 
 _FLIP = np.array(skeleton.flip_permutation())
 
@@ -111,10 +112,8 @@ def person_crop(
     side) centred on the box (+ ``jitter`` × that square) in the middle of the output, filling
     it. Scale is kept within [0.5, 4] (a far-away person is not blown up beyond 4×)."""
     height, width = sample["image"].shape[:2]
-    j2 = np.asarray(sample["joints_2d"], dtype=np.float64)
-    lo, hi = j2.min(axis=0), j2.max(axis=0)
-    crop = max(float((hi - lo).max()) * side, 8.0)
-    centre = (lo + hi) / 2 + np.asarray(jitter) * crop
+    centre, crop = person_square(sample["joints_2d"], side, 8.0)
+    centre = centre + np.asarray(jitter) * crop
     scale = float(np.clip(max(width, height) / crop, 0.5, 4.0))
     c = np.asarray(sample["K"], dtype=np.float64)[:2, 2]
     a = np.deg2rad(angle_deg)

@@ -44,6 +44,17 @@ class RoiConfig:
             raise ValueError(f"min_side_px must be >= 1, got {self.min_side_px}")
 
 
+def person_square(
+    joints_px: np.ndarray, side_factor: float, min_side: float
+) -> tuple[np.ndarray, float]:
+    """(centre (2,), side) of the square of ``side_factor`` × the larger side of the joints' box
+    (at least ``min_side``), centred on the box: the one framing rule of the training crops,
+    the two-pass evaluation and the tracking window."""
+    pts = np.asarray(joints_px, dtype=np.float64)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    return (lo + hi) / 2.0, max(float((hi - lo).max()) * side_factor, float(min_side))
+
+
 def roi_window(
     joints_px: np.ndarray,
     image_width: int,
@@ -60,12 +71,10 @@ def roi_window(
     pts = np.asarray(joints_px, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2 or not len(pts) or not np.isfinite(pts).all():
         return None
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    side = max(float((hi - lo).max()) * cfg.side_factor, float(cfg.min_side_px))
+    centre, side = person_square(pts, cfg.side_factor, cfg.min_side_px)
     if side >= max(image_width, image_height):
         return None
     side_px = int(round(side))
-    centre = (lo + hi) / 2.0
     x0 = int(round(centre[0] - side_px / 2.0))
     y0 = int(round(centre[1] - side_px / 2.0))
     return Letterbox.window(image_width, image_height, input_size, x0, y0, side_px)
