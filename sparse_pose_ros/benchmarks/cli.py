@@ -23,6 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=2, help="torch and ORT intra-op threads")
     s.add_argument("--reps", type=int, default=50, help="timed runs per measurement")
     s.add_argument("--warmup", type=int, default=10, help="untimed runs before timing")
+    s.add_argument("--block", type=int, default=10,
+                   help="timed calls per block when runtimes are interleaved (see timing.py)")
+    s.add_argument("--settle", type=int, default=3, help="untimed calls opening every block")
+    s.add_argument("--gap-ms", type=float, default=50.0, help="idle time before every block")
     s.add_argument("--densities", type=float, nargs="+", default=[0.1, 0.25, 0.5, 0.75, 1.0])
     s.add_argument(
         "--variants",
@@ -84,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.size <= 0 or args.size % 16:
         print(f"error: --size must be a positive multiple of 16, got {args.size}", file=sys.stderr)
         return 2
+    if args.block < 1 or args.settle < 0 or args.gap_ms < 0:
+        print("error: --block must be >= 1, --settle and --gap-ms >= 0", file=sys.stderr)
+        return 2
     if any(not 0.0 <= d <= 1.0 for d in args.densities):
         print("error: densities must be in [0, 1]", file=sys.stderr)
         return 2
@@ -92,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         densities=tuple(args.densities), variants=tuple(args.variants),
         width_mult=args.width_mult, checkpoint="" if args.no_trained else args.checkpoint,
         with_network=not args.no_network, eager=not args.no_eager,
+        block=args.block, settle=args.settle, gap_s=args.gap_ms / 1e3,
     )  # fmt: skip
     if args.quick:
         cfg.size, cfg.reps, cfg.warmup, cfg.width_mult = 64, 3, 1, 0.5

@@ -4,8 +4,10 @@ For each gating variant (``residual``: only stride-1 residual blocks gated, the 
 ``all``: ``gate_strided=True``, every block after the stem gated) and each blob-mask density it
 times, in one process with fixed torch threads, batch 1:
 
-* ``ort_dense``     the dense model in ONNX Runtime (the bar, re-timed at every density so the
-                    ratios are side by side even when the machine's load drifts);
+* ``ort_dense``     the dense model in ONNX Runtime (the bar), timed at every density
+                    *interleaved* with the paths it is compared with
+                    (:func:`.timing.time_interleaved`: alternating blocks of calls over the same
+                    seconds), so each ratio is measured under one and the same machine state;
 * ``torch_dense``   the dense model in PyTorch eager (NCHW);
 * ``masked_torch``  the gated model's own forward (masked dense reference);
 * ``sparse_torch``  gather-scatter with PyTorch ops;
@@ -25,10 +27,12 @@ stops paying) is interpolated from them and becomes ``policy_cpp``'s policy.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +47,7 @@ from ..sparse.executor import SparseBackbone, SparsePoseNetwork, block_stride_ma
 from ..sparse.ort_head import ort_available
 from .masks import clear_fixed_masks, set_blob_masks
 from .ort_dense import DenseBackbone, DenseNetwork, export_onnx, ort_runner
-from .timing import load_average, machine_info, time_call
+from .timing import load_average, machine_info, steal_seconds, time_call, time_interleaved
 from .trained_masks import run_trained
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,10 @@ class BenchConfig:
     seed: int = 0
     with_network: bool = True
     eager: bool = True  # also time the PyTorch-eager paths (slow; context for issue 2 only)
+    # interleaved timing of the end-to-end rows (.timing.time_interleaved)
+    block: int = 10
+    settle: int = 3
+    gap_s: float = 0.05
 
 
 def _fit(xs: Sequence[float], ys: Sequence[float]) -> dict[str, float]:
@@ -97,16 +105,26 @@ def _crossover(
     return float(d[gain > 0].max())
 
 
-def _timed_with_threads(
-    threads: int, fn: Callable[[], object], reps: int, warmup: int
-) -> dict[str, float]:
-    """``time_call`` with torch running ``threads`` threads (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return time_call(fn, reps, warmup)
-    finally:
-        torch.set_num_threads(before)
+def _with_threads(threads: int | None, fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` as is when its executor has its own thread count (``threads`` 1: the compiled
+    kernel's pool), else ``fn`` run with torch on one thread (the PyTorch-ops kernel)."""
+    if threads is not None:
+        return fn
+
+    def call() -> object:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(before)
+
+    return call
+
+
+def _blocks(cfg: BenchConfig) -> dict[str, Any]:
+    """Block layout of :func:`.timing.time_interleaved` for this run."""
+    return {"block": cfg.block, "settle": cfg.settle, "gap_s": cfg.gap_s}
 
 
 def _stage_profile(ex: SparseBackbone, x: torch.Tensor, reps: int, warmup: int) -> dict[int, float]:
@@ -197,22 +215,39 @@ def _run_variant(
     res["per_stage_ms"] = {"densities": list(cfg.densities), "stages": stages}
     res["policy_crossover"] = {str(k): v for k, v in policy.items()}
 
-    # 2. end-to-end at every density, ORT dense re-timed alongside
+    # 2. end-to-end at every density, ORT dense timed interleaved with ours (.timing)
+    one = 1 if kernel == "cpp" else None  # the torch kernel follows torch's thread count
     ex_policy = SparseBackbone(net.backbone, policy=policy, kernel=kernel)
-    ex_1t = SparseBackbone(net.backbone, policy=policy, kernel=kernel)  # prepared for 1 thread
+    ex_1t = SparseBackbone(net.backbone, policy=policy, kernel=kernel, threads=one)
     net_sparse = SparsePoseNetwork(net, policy="sparse", kernel=kernel)
     net_policy = SparsePoseNetwork(net, policy=policy, kernel=kernel)
     net_torch = SparsePoseNetwork(net, policy="sparse", kernel="torch")
-    net_1t = SparsePoseNetwork(net, policy=policy, kernel=kernel)  # timed with 1 thread
+    net_1t = SparsePoseNetwork(net, policy=policy, kernel=kernel, threads=one)
     # the same backbone with the neck + head in ONNX Runtime (the pre-compiled-head path)
     net_ort_head = (SparsePoseNetwork(net, policy=policy, kernel=kernel, head="ort")
                     if kernel == "cpp" and ort_available() else None)  # fmt: skip
+    # head gating: the same weights with the region switch on (a copy, so that both are timed
+    # in one interleaved window); its region comes from the same blob masks
+    net_hg = copy.deepcopy(net)
+    net_hg.set_head_gating(True)
+    hg_policy = SparsePoseNetwork(net_hg, policy=policy, kernel=kernel)
+    hg_1t = SparsePoseNetwork(net_hg, policy=policy, kernel=kernel, threads=one)
+    gating = bool(net.gated_blocks())
     rows = []
     with torch.no_grad():
         for d in cfg.densities:
             set_blob_masks(net.backbone, 1, (cfg.size, cfg.size), d)
+            set_blob_masks(net_hg.backbone, 1, (cfg.size, cfg.size), d)
             masked_out = net(x)  # masked dense reference forward: the masks of this density
             rep = flops_report(net, masked_out, (cfg.size, cfg.size))
+            bb = {
+                "ort_dense": ort_bb,
+                "sparse_" + kernel: lambda: ex_sparse(x),
+                "policy_" + kernel: lambda: ex_policy(x),
+                # contention check: one thread each (see docs/sparse.md, "Shared cores")
+                "ort_dense_1thread": ort_bb_1t,
+                f"policy_{kernel}_1thread": _with_threads(one, lambda: ex_1t(x)),
+            }
             row: dict[str, Any] = {
                 "density": d,
                 "mac_fraction": {
@@ -220,40 +255,28 @@ def _run_variant(
                     "network": rep.network_fraction,
                     "gated": rep.gated_density,
                 },  # fmt: skip
-                "backbone": {
-                    "ort_dense": time_call(ort_bb, r, w),
-                    "sparse_" + kernel: time_call(lambda: ex_sparse(x), r, w),
-                    "policy_" + kernel: time_call(lambda: ex_policy(x), r, w),
-                    # contention check: one thread each (see docs/sparse.md, "Shared cores")
-                    "ort_dense_1thread": time_call(ort_bb_1t, r, w),
-                    f"policy_{kernel}_1thread": _timed_with_threads(1, lambda: ex_1t(x), r, w),
-                },
+                "backbone": time_interleaved(bb, r, w, **_blocks(cfg)),
             }
             if ort_net is not None:
-                row["network"] = {
-                    "ort_dense": time_call(ort_net, r, w),
-                    "sparse_" + kernel: time_call(lambda: net_sparse(x), r, w),
-                    "policy_" + kernel: time_call(lambda: net_policy(x), r, w),
+                nw = {
+                    "ort_dense": ort_net,
+                    "sparse_" + kernel: lambda: net_sparse(x),
+                    "policy_" + kernel: lambda: net_policy(x),
                 }
                 if net_ort_head is not None:
-                    row["network"][f"policy_{kernel}_ort_head"] = time_call(
-                        lambda: net_ort_head(x), r, w
-                    )
+                    nw[f"policy_{kernel}_ort_head"] = lambda: net_ort_head(x)
+                if gating:
+                    nw[f"policy_{kernel}_head_gating"] = lambda: hg_policy(x)
                 if ort_net_1t is not None:
-                    row["network"]["ort_dense_1thread"] = time_call(ort_net_1t, r, w)
-                    row["network"][f"policy_{kernel}_1thread"] = _timed_with_threads(
-                        1, lambda: net_1t(x), r, w
-                    )
-                if net.gated_blocks():
-                    net.set_head_gating(True)  # the region comes from the same masks
+                    nw["ort_dense_1thread"] = ort_net_1t
+                    nw[f"policy_{kernel}_1thread"] = _with_threads(one, lambda: net_1t(x))
+                    if gating:
+                        nw[f"policy_{kernel}_head_gating_1thread"] = _with_threads(
+                            one, lambda: hg_1t(x))
+                if gating:
                     row["head_region_fraction"] = flops_report(
-                        net, masked_out, (cfg.size, cfg.size)).head_region_fraction
-                    row["network"][f"policy_{kernel}_head_gating"] = time_call(
-                        lambda: net_policy(x), r, w)
-                    if ort_net_1t is not None:
-                        row["network"][f"policy_{kernel}_head_gating_1thread"] = (
-                            _timed_with_threads(1, lambda: net_1t(x), r, w))
-                    net.set_head_gating(False)
+                        net_hg, net_hg(x), (cfg.size, cfg.size)).head_region_fraction
+                row["network"] = time_interleaved(nw, r, w, **_blocks(cfg))
             if cfg.eager:
                 row["backbone"]["masked_torch"] = time_call(lambda: net.backbone(x), r, w)
                 row["backbone"]["sparse_torch"] = time_call(lambda: ex_torch(x), r, w)
@@ -296,6 +319,7 @@ def run(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     have_cpp = load_cpu_kernel() is not None
     load_before = load_average()
+    steal_before, t_start = steal_seconds(), time.monotonic()
     torch.manual_seed(cfg.seed)
     x = torch.randn(1, 3, cfg.size, cfg.size)
     dense_net = PoseNetwork(NetworkConfig(input_size=cfg.size, width_mult=cfg.width_mult,
@@ -344,6 +368,11 @@ def run(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
         "skipped": "disabled (--no-trained)"}  # fmt: skip
     result["load_average_before"] = load_before
     result["load_average_after"] = load_average()
+    steal_after = steal_seconds()
+    if steal_before is not None and steal_after is not None:
+        # share of the run's wall time × CPUs that the hypervisor gave to other guests
+        wall = (time.monotonic() - t_start) * (os.cpu_count() or 1)
+        result["cpu_steal_fraction"] = round((steal_after - steal_before) / wall, 4)
     result["summary"] = summarise(result)
     return result
 

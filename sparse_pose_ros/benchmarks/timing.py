@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -30,14 +30,57 @@ def time_call(
         t0 = time.perf_counter()
         fn()
         times[i] = time.perf_counter() - t0
-    ms = times * 1e3
+    return _stats(times * 1e3)
+
+
+def _stats(ms: np.ndarray) -> dict[str, float]:
     return {
         "median_ms": float(np.median(ms)),
         "p95_ms": float(np.percentile(ms, 95)),
         "mean_ms": float(ms.mean()),
         "min_ms": float(ms.min()),
-        "reps": int(reps),
+        "reps": int(ms.size),
     }
+
+
+def time_interleaved(
+    fns: Mapping[str, Callable[[], object]], reps: int, warmup: int, block: int = 10,
+    settle: int = 3, gap_s: float = 0.05,
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Time several runtimes over the same stretch of wall time, in alternating blocks.
+
+    Why not :func:`time_call` one after the other: on this shared 2-core VM ONNX Runtime's own
+    dense latency drifts 2-3.5 ms within a minute, so two runs timed a second apart give a ratio
+    that moves by ±30 %. Why not alternate single calls: ONNX Runtime's workers spin after each
+    run and take a core from whatever runs next (our backbone measured 2× slower right after an
+    ORT call). So each runtime gets blocks of ``settle`` untimed + ``block`` timed back-to-back
+    calls, every block starts after ``gap_s`` of idle (both start from sleeping threads), and
+    the order of the runtimes is reversed every round, until each has ``reps`` timed calls.
+    ``warmup`` untimed calls of each first. Returns :func:`time_call`'s statistics per name,
+    plus ``rounds``.
+    """
+    if reps < 1 or warmup < 0 or block < 1 or settle < 0 or gap_s < 0 or not fns:
+        raise ValueError(f"need reps, block >= 1 and warmup, settle, gap >= 0, got "
+                         f"{reps}, {block}, {warmup}, {settle}, {gap_s}")  # fmt: skip
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    block = min(block, reps)
+    rounds = -(-reps // block)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            fn, acc = fns[name], times[name]
+            if gap_s:
+                time.sleep(gap_s)
+            for _ in range(settle):
+                fn()
+            for _ in range(min(block, reps - len(acc))):
+                t0 = time.perf_counter()
+                fn()
+                acc.append(time.perf_counter() - t0)
+    return {n: {**_stats(np.asarray(times[n]) * 1e3), "rounds": rounds} for n in names}
 
 
 def cpu_model() -> str:
@@ -86,3 +129,16 @@ def load_average() -> list[float]:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return []
+
+
+def steal_seconds() -> float | None:
+    """CPU time the hypervisor gave to other guests so far (all CPUs, /proc/stat "steal").
+
+    Recorded before and after a run: on a shared VM it says how much of a run's noise came
+    from outside the machine. None where the kernel does not report it."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None

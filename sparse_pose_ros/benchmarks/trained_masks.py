@@ -23,7 +23,7 @@ from ..model.flops import flops_report
 from ..model.network import PoseNetwork
 from ..sparse.executor import SparsePoseNetwork, block_stride_map
 from .ort_dense import DenseBackbone, DenseNetwork, export_onnx
-from .timing import time_call
+from .timing import time_interleaved
 
 log = logging.getLogger(__name__)
 
@@ -175,25 +175,25 @@ def run_trained(
                     row["mac_fraction_backbone"] = [r.backbone_fraction for r in reps_]
                     row["mac_fraction_network"] = [r.network_fraction for r in reps_]
                 k = f"{t}thread"
+                # each group interleaved (.timing.time_interleaved): ratios from one window
                 row[k] = {
-                    "backbone": {
-                        "ort_dense": _time_ort(bb_onnx, t, feeds, reps, warmup),
-                        "sparse_cpp": time_call(_cycler(ours.backbone, frames), reps, warmup),
-                    },
-                    "network": {
-                        "ort_dense": _time_ort(net_onnx, t, feeds, reps, warmup),
-                        "ort_portable_sparse": time_call(_cycler(ort_sparse, frames), reps,
-                                                         warmup),
-                        "sparse_cpp": time_call(_cycler(ours, frames), reps, warmup),
-                    },
+                    "backbone": time_interleaved({
+                        "ort_dense": _ort_cycler(bb_onnx, t, feeds),
+                        "sparse_cpp": _cycler(ours.backbone, frames),
+                    }, reps, warmup),
+                    "network": time_interleaved({
+                        "ort_dense": _ort_cycler(net_onnx, t, feeds),
+                        "ort_portable_sparse": _cycler(ort_sparse, frames),
+                        "sparse_cpp": _cycler(ours, frames),
+                    }, reps, warmup),
                     "per_stage_ms_sparse_cpp": _stage_ms(ours, frames, reps),
                 }  # fmt: skip
                 # what the node runs: whole backends on numpy frames (result assembly included)
                 arrays = [f.numpy() for f in frames]
-                row[k]["backend"] = {
-                    "onnxruntime": time_call(_cycler(be_ort.infer, arrays), reps, warmup),
-                    "sparse-cpu": time_call(_cycler(be_sparse.infer, arrays), reps, warmup),
-                }
+                row[k]["backend"] = time_interleaved({
+                    "onnxruntime": _cycler(be_ort.infer, arrays),
+                    "sparse-cpu": _cycler(be_sparse.infer, arrays),
+                }, reps, warmup)  # fmt: skip
                 row[k]["backend_sparse_cpu_crossover"] = be_sparse.crossover
                 log.info("trained %s %s: %s", name, k, {
                     part: {p: round(v["median_ms"], 3) for p, v in row[k][part].items()}
@@ -203,9 +203,9 @@ def run_trained(
     return result
 
 
-def _time_ort(
-    model: bytes, threads: int, feeds: list[dict[str, np.ndarray]], reps: int, warmup: int
-) -> dict[str, float]:
+def _ort_cycler(
+    model: bytes, threads: int, feeds: list[dict[str, np.ndarray]]
+) -> Callable[[], object]:
     """ORT dense on the frames, round robin (the input name of ``export_onnx`` is "image")."""
     import onnxruntime as ort
 
@@ -222,4 +222,4 @@ def _time_ort(
         state["i"] += 1
         return sess.run(None, feed)
 
-    return time_call(call, reps, warmup)
+    return call
