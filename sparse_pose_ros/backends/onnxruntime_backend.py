@@ -28,6 +28,7 @@ from .base import (
     resolve_device,
     threshold_logit,
 )
+from .export_cache import ensure_onnx_export, warn_if_baked
 
 LOG = logging.getLogger(__name__)
 
@@ -44,49 +45,6 @@ def default_cache_dir() -> Path:
 
 #: Graph kinds this backend runs (standard ONNX ops only).
 RUNNABLE_GRAPHS: tuple[str, ...] = ("portable", "portable_sparse")
-
-
-def cached_onnx_path(
-    cache_dir: Path, digest: str, input_size: int, graph: str = "portable"
-) -> Path:
-    """Cache file of a checkpoint's export (hash + size + graph kind + metadata format key)."""
-    from ..export.metadata import FORMAT_VERSION
-
-    return cache_dir / "onnx" / f"{digest[:24]}_{input_size}_{graph}_f{FORMAT_VERSION}.onnx"
-
-
-def ensure_portable_onnx(
-    checkpoint: str, input_size: int | None, cache_dir: Path, graph: str = "portable"
-) -> Path:
-    """Return a cached export of ``checkpoint`` (``graph`` kind), exporting it on first use."""
-    from ..export.metadata import read_metadata as read_onnx_metadata
-    from ..export.onnx_export import export_network
-    from ..model.checkpoint import CheckpointError, load_checkpoint
-    from ..model.checkpoint import read_metadata as read_ckpt_metadata
-
-    try:
-        meta = read_ckpt_metadata(checkpoint)
-    except CheckpointError as exc:
-        raise BackendError(str(exc)) from exc
-    size = int(input_size if input_size is not None else meta["config"]["input_size"])
-    digest = str(meta["model_hash"])
-    path = cached_onnx_path(cache_dir, digest, size, graph)
-    if path.is_file():
-        try:
-            if read_onnx_metadata(path).info.model_hash == digest:
-                LOG.info("onnxruntime: using cached export %s", path)
-                return path
-        except BackendError as exc:
-            LOG.warning("onnxruntime: cached export unusable, re-exporting: %s", exc)
-    try:
-        net, info = load_checkpoint(checkpoint)
-    except CheckpointError as exc:
-        raise BackendError(str(exc)) from exc
-    LOG.info("onnxruntime: exporting %s at %d px into %s", checkpoint, size, path)
-    try:
-        return export_network(net, path, graph, input_size=size, digest=info["model_hash"])
-    except OSError as exc:
-        raise BackendError(f"cannot write the ONNX cache {path} for {checkpoint}: {exc}") from exc
 
 
 def select_providers(device: str) -> list[str]:
@@ -119,6 +77,9 @@ class OnnxRuntimeBackend(Backend):
         cache_dir: where checkpoint exports are cached.
         graph: kind exported for a checkpoint: "portable" (masked dense) or "portable_sparse"
             (gather-scatter in standard ops; see ``export.sparse_graph``).
+        head_gating: heads only inside the last mask's region (``docs/network.md`` §5b) for a
+            checkpoint; None keeps the checkpoint's setting, a dense model ignores it. An
+            .onnx file carries its own (fixed at export).
         spin_wait: let ORT's pool threads busy-wait between runs (ORT's default). Off by
             default: at camera rates spinning buys nothing between frames and burns the cores
             the ROS executor and image conversion need.
@@ -137,6 +98,7 @@ class OnnxRuntimeBackend(Backend):
         graph: str = "portable",
         spin_wait: bool = False,
         num_threads: int | None = None,
+        head_gating: bool | None = None,
     ) -> None:
         from ..export.metadata import read_metadata as read_onnx_metadata
 
@@ -147,9 +109,10 @@ class OnnxRuntimeBackend(Backend):
             raise ValueError(f"graph must be one of {RUNNABLE_GRAPHS}, got {graph!r}")
         if suffix == ".safetensors":
             cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-            onnx_path = ensure_portable_onnx(path, input_size, cache, graph)
+            onnx_path = ensure_onnx_export(path, input_size, cache, graph, head_gating)
         elif suffix == ".onnx":
             onnx_path = Path(path)
+            warn_if_baked(path, head_gating, self.name)
         else:
             raise BackendError(f"onnxruntime needs a .onnx or .safetensors file, got {path}")
         meta = read_onnx_metadata(onnx_path)

@@ -35,6 +35,7 @@ from .base import (
     resolve_device,
 )
 from .density import network_geometry
+from .export_cache import apply_head_gating
 from .torch_backend import model_info_from_network
 
 LOG = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ class SparseCpuBackend(Backend):
             0.19 of the backbone MACs with one checkpoint and 0.55 with the next, where sparse
             execution loses to ORT dense (benchmarks/results/sparse_cpu.json).
         cache_dir: ONNX export cache of the adaptive dense path (see the onnxruntime backend).
+        head_gating: heads only inside the last mask's region (``docs/network.md`` §5b; the
+            compiled head skips the rest); None keeps the checkpoint's setting. The adaptive
+            dense path gets the same, so both paths keep giving one result.
     """
 
     name = "sparse-cpu"
@@ -87,6 +91,7 @@ class SparseCpuBackend(Backend):
         head: str = "auto",
         adaptive: bool = True,
         cache_dir: str | None = None,
+        head_gating: bool | None = None,
     ) -> None:
         from ..sparse.cpu_kernel import load_cpu_kernel
         from ..sparse.executor import SparsePoseNetwork
@@ -114,6 +119,7 @@ class SparseCpuBackend(Backend):
         size = int(input_size) if input_size is not None else int(net.cfg.input_size)
         if size <= 0 or size % 16:
             raise ValueError(f"input_size must be a positive multiple of 16, got {size}")
+        self.head_gating = apply_head_gating(net, head_gating)
         self.net = net
         self.policy = DEFAULT_POLICY if policy is None else policy
         self.threads = threads
@@ -129,6 +135,7 @@ class SparseCpuBackend(Backend):
                 self._dense = OnnxRuntimeBackend(
                     path, device="cpu", input_size=size, intra_op_threads=threads,
                     mask_threshold=mask_threshold, cache_dir=cache_dir,
+                    head_gating=self.head_gating,
                 )  # fmt: skip
             except (BackendError, ImportError, OSError) as exc:
                 LOG.warning("sparse-cpu: no ONNX Runtime dense path (%s); always sparse", exc)

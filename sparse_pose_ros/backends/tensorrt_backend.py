@@ -45,6 +45,7 @@ from .base import (
     resolve_device,
     threshold_logit,
 )
+from .export_cache import ensure_onnx_export, warn_if_baked
 
 LOG = logging.getLogger(__name__)
 
@@ -317,38 +318,6 @@ def engine_deserializer(runtime: Any) -> Callable[[bytes], Any]:
 # --- checkpoint -> plugin-graph ONNX --------------------------------------------------------
 
 
-def ensure_plugin_onnx(checkpoint: str, input_size: int | None, cache_dir: Path) -> Path:
-    """Cached plugin-graph export of ``checkpoint`` (exported on first use)."""
-    from ..export.metadata import FORMAT_VERSION
-    from ..export.metadata import read_metadata as read_onnx_metadata
-    from ..export.onnx_export import export_network
-    from ..model.checkpoint import CheckpointError, load_checkpoint
-    from ..model.checkpoint import read_metadata as read_ckpt_metadata
-
-    try:
-        meta = read_ckpt_metadata(checkpoint)
-    except CheckpointError as exc:
-        raise BackendError(str(exc)) from exc
-    size = int(input_size if input_size is not None else meta["config"]["input_size"])
-    digest = str(meta["model_hash"])
-    path = cache_dir / "onnx" / f"{digest[:24]}_{size}_plugin_f{FORMAT_VERSION}.onnx"
-    if path.is_file():
-        try:
-            if read_onnx_metadata(path).info.model_hash == digest:
-                return path
-        except BackendError as exc:
-            LOG.warning("tensorrt: cached plugin export unusable, re-exporting: %s", exc)
-    try:
-        net, info = load_checkpoint(checkpoint)
-    except CheckpointError as exc:
-        raise BackendError(str(exc)) from exc
-    LOG.info("tensorrt: exporting %s (plugin graph, %d px) into %s", checkpoint, size, path)
-    try:
-        return export_network(net, path, "plugin", input_size=size, digest=info["model_hash"])
-    except OSError as exc:
-        raise BackendError(f"cannot write the ONNX cache {path} for {checkpoint}: {exc}") from exc
-
-
 # --- the backend ----------------------------------------------------------------------------
 
 
@@ -378,6 +347,8 @@ class TensorRTBackend(Backend):
         enable_fp16: allow fp16 kernels (the plugin accumulates in fp32 either way).
         workspace_mb: builder workspace limit in MiB.
         cache_dir: cache root for ONNX exports and plans.
+        head_gating: heads only inside the last mask's region for a checkpoint (see the
+            onnxruntime backend); None keeps the checkpoint's setting.
     """
 
     name = "tensorrt"
@@ -395,6 +366,7 @@ class TensorRTBackend(Backend):
         workspace_mb: int = DEFAULT_WORKSPACE_MB,
         cache_dir: str | os.PathLike[str] | None = None,
         num_threads: int | None = None,
+        head_gating: bool | None = None,
     ) -> None:
         """``num_threads`` is accepted so that one option set fits every backend (the node's
         ``num_threads``); the engine runs on the GPU, so it is not used here."""
@@ -411,9 +383,10 @@ class TensorRTBackend(Backend):
         cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         suffix = Path(path).suffix
         if suffix == ".safetensors":
-            onnx_path = ensure_plugin_onnx(path, input_size, cache_root)
+            onnx_path = ensure_onnx_export(path, input_size, cache_root, "plugin", head_gating)
         elif suffix == ".onnx":
             onnx_path = Path(path)
+            warn_if_baked(path, head_gating, self.name)
         else:
             raise BackendError(f"tensorrt needs a .onnx or .safetensors file, got {path}")
         meta = read_onnx_metadata(onnx_path)

@@ -27,6 +27,7 @@ from .base import (
     resolve_device,
 )
 from .density import network_geometry
+from .export_cache import apply_head_gating
 
 LOG = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class TorchBackend(Backend):
         input_size: square input side (multiple of 16); default: the checkpoint's.
         mask_threshold: initial mask probability threshold (default 0.5, the training boundary).
         num_threads: torch intra-op threads on CPU (default: torch's own choice).
+        head_gating: heads only inside the last mask's region (``docs/network.md`` §5b);
+            None keeps the checkpoint's setting, a dense model ignores it.
     """
 
     name = "torch"
@@ -68,6 +71,7 @@ class TorchBackend(Backend):
         input_size: int | None = None,
         mask_threshold: float = 0.5,
         num_threads: int | None = None,
+        head_gating: bool | None = None,
     ) -> None:
         path = str(model_file_path)
         if Path(path).suffix != ".safetensors":
@@ -86,6 +90,7 @@ class TorchBackend(Backend):
         size = int(input_size) if input_size is not None else int(net.cfg.input_size)
         if size <= 0 or size % 16:
             raise ValueError(f"input_size must be a positive multiple of 16, got {size}")
+        apply_head_gating(net, head_gating)
         self.net = net
         self.device = torch.device(dev)
         self.info = model_info_from_network(net, str(meta["model_hash"]), path, size)

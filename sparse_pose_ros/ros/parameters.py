@@ -195,6 +195,14 @@ PARAMS: tuple[ParamSpec, ...] = (
         "input far better. Turn off for streams of unrelated still images.",
     ),
     ParamSpec(
+        "head_gating", True,
+        "Gated models: evaluate the heads only inside the last execution mask's region "
+        "(dilated one cell), where the person is; the compiled CPU head skips the rest. "
+        "Measured accuracy cost on the shipped sparse model: none (docs/network.md 5b). "
+        "Dense models ignore it; an exported .onnx/.engine keeps the setting it was built with.",
+        reload=True,
+    ),
+    ParamSpec(
         "publish_mask_overlay", False,
         "Publish pose/mask as an rgb8 overlay of the image instead of the mono8 mask.",
     ),

@@ -259,7 +259,7 @@ class PoseNode(Node):
             self._backend = self._estimator = None
         path = str(resolve_model_path(self._p("model_file_path")))
         name = self._p("backend")
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"head_gating": self._p("head_gating")}
         if self._p("input_size"):
             options["input_size"] = self._p("input_size")
         if self._p("num_threads"):
@@ -382,6 +382,7 @@ class PoseNode(Node):
             "frames_invalid": invalid,
             "persons_found": counts.get("persons", 0),
             "track_person": self._p("track_person"),
+            "head_gating": self._p("head_gating"),
             "frames_tracked": counts.get("tracked", 0),
             "camera_info_invalid": counts.get("camera_info_invalid", 0),
             "camera_info_mismatch": counts.get("camera_info_mismatch", 0),

@@ -11,9 +11,9 @@ import onnx
 import pytest
 
 from sparse_pose_ros.backends import BackendError, create_backend
+from sparse_pose_ros.backends.export_cache import cached_onnx_path
 from sparse_pose_ros.backends.onnxruntime_backend import (
     OnnxRuntimeBackend,
-    cached_onnx_path,
     default_cache_dir,
     select_providers,
 )

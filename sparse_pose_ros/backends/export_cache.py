@@ -1,0 +1,98 @@
+"""Checkpoint -> ONNX exports cached on disk, shared by the onnxruntime and tensorrt backends,
+and the one rule for the ``head_gating`` option every backend takes.
+
+Why one module: both graph runtimes export a .safetensors checkpoint on first use and reuse the
+file afterwards; the cache key (model hash, input size, graph kind, metadata format, head
+gating) must be the same rule in both, or a changed option would silently reuse a stale graph.
+Imports neither onnxruntime nor TensorRT, so each backend can use it where the other is absent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .base import BackendError
+
+LOG = logging.getLogger(__name__)
+
+
+def effective_head_gating(config: Mapping[str, Any], requested: bool | None) -> bool:
+    """Whether the heads run only inside the last mask's region (``docs/network.md`` §5b).
+
+    ``requested`` None keeps the checkpoint's own setting; a dense model has no mask to gate
+    by, so a request for it is ignored there (the node's default is on for every model)."""
+    if requested is None or not config.get("gated", False):
+        return bool(config.get("head_gating", False))
+    return bool(requested)
+
+
+def apply_head_gating(net: Any, requested: bool | None) -> bool:
+    """Set ``net``'s head gating per :func:`effective_head_gating`; returns the value used."""
+    on = effective_head_gating(net.cfg.to_dict(), requested)
+    if bool(net.cfg.head_gating) != on:
+        net.set_head_gating(on)
+    return on
+
+
+def cached_onnx_path(
+    cache_dir: Path, digest: str, input_size: int, graph: str = "portable",
+    head_gating: bool = False,
+) -> Path:  # fmt: skip
+    """Cache file of a checkpoint's export (hash + size + graph kind + head gating + metadata
+    format key)."""
+    from ..export.metadata import FORMAT_VERSION
+
+    hg = "_hg" if head_gating else ""
+    return cache_dir / "onnx" / f"{digest[:24]}_{input_size}_{graph}{hg}_f{FORMAT_VERSION}.onnx"
+
+
+def ensure_onnx_export(
+    checkpoint: str, input_size: int | None, cache_dir: Path, graph: str,
+    head_gating: bool | None = None,
+) -> Path:  # fmt: skip
+    """Return a cached ``graph`` export of ``checkpoint``, exporting it on first use.
+
+    A cached file is reused only if its metadata names the same model hash; an unreadable one
+    is replaced. Raises :class:`BackendError` for a bad checkpoint or an unwritable cache."""
+    from ..export.metadata import read_metadata as read_onnx_metadata
+    from ..export.onnx_export import export_network
+    from ..model.checkpoint import CheckpointError, load_checkpoint
+    from ..model.checkpoint import read_metadata as read_ckpt_metadata
+
+    try:
+        meta = read_ckpt_metadata(checkpoint)
+    except CheckpointError as exc:
+        raise BackendError(str(exc)) from exc
+    size = int(input_size if input_size is not None else meta["config"]["input_size"])
+    digest = str(meta["model_hash"])
+    gating = effective_head_gating(meta["config"], head_gating)
+    path = cached_onnx_path(cache_dir, digest, size, graph, gating)
+    if path.is_file():
+        try:
+            if read_onnx_metadata(path).info.model_hash == digest:
+                LOG.info("using cached export %s (%s graph)", path, graph)
+                return path
+        except BackendError as exc:
+            LOG.warning("cached %s export unusable, re-exporting: %s", graph, exc)
+    try:
+        net, info = load_checkpoint(checkpoint)
+    except CheckpointError as exc:
+        raise BackendError(str(exc)) from exc
+    apply_head_gating(net, head_gating)
+    LOG.info("exporting %s (%s graph, %d px, head gating %s) into %s", checkpoint, graph, size,
+             "on" if gating else "off", path)  # fmt: skip
+    try:
+        return export_network(net, path, graph, input_size=size, digest=info["model_hash"])
+    except OSError as exc:
+        raise BackendError(f"cannot write the ONNX cache {path} for {checkpoint}: {exc}") from exc
+
+
+def warn_if_baked(path: str, head_gating: bool | None, runtime: str) -> None:
+    """An exported .onnx carries its head gating in the graph: say so when asked to change it."""
+    if head_gating is not None:
+        LOG.info("%s: head_gating=%s is ignored for %s, an exported graph (its head gating "
+                    "was fixed at export; pass the .safetensors checkpoint to choose it)",
+                    runtime, head_gating, path)  # fmt: skip
