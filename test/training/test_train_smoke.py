@@ -128,3 +128,37 @@ def test_bad_inputs_give_exit_code_2_not_a_traceback(make_config, tmp_path: Path
         == 2
     )
     assert evaluate.main(["--checkpoint", str(tmp_path / "missing.safetensors")]) == 2
+
+
+def test_init_from_copies_matching_tensors_and_leaves_mask_units_fresh(tmp_path: Path) -> None:
+    from sparse_pose_ros.export.random_model import random_network
+    from sparse_pose_ros.model.checkpoint import save_checkpoint
+    from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
+
+    src = tmp_path / "dense.safetensors"
+    save_checkpoint(src, random_network(gated=False, input_size=64, seed=3))
+    dense = load_file(str(src))
+    torch.manual_seed(0)
+    net = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.5, gate_strided=True))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    info = train.init_from(net, src)
+    after = net.state_dict()
+    copied = [k for k in after if k in dense and dense[k].shape == after[k].shape]
+    assert info["copied"] == len(copied) > 0 and info["fresh"] == len(after) - len(copied)
+    for k in copied:
+        torch.testing.assert_close(after[k], dense[k], rtol=0, atol=0, msg=k)
+    masks = [k for k in after if "mask_unit" in k]
+    assert masks and all(torch.equal(after[k], before[k]) for k in masks)
+
+
+def test_init_from_is_a_new_run_not_a_resume(make_config, tmp_path: Path) -> None:
+    cfg = make_config()
+    missing = tmp_path / "missing.safetensors"
+    args = ["--config", str(cfg), "--no-progress", "--init-from"]
+    assert train.main([*args, str(missing)]) == 2
+    from sparse_pose_ros.export.random_model import random_network
+    from sparse_pose_ros.model.checkpoint import save_checkpoint
+
+    src = tmp_path / "dense.safetensors"
+    save_checkpoint(src, random_network(gated=False, input_size=64, seed=3))
+    assert train.main([*args, str(src), "--resume"]) == 2
