@@ -88,7 +88,16 @@ class MaskUnit(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Return (hard, soft, logits), each (B, 1, H_out, W_out)."""
-        logits = self.conv(x)
+        s = self.conv.stride[0]
+        if self.training and s > 1:
+            # The same 1x1 conv on the subsampled input. Why not the strided conv: PyTorch
+            # 2.13's CPU backward of a 1-output-channel 1x1 stride-2 conv on channels-last
+            # features (how training runs) corrupts the heap and kills the process
+            # (test_mask_unit_strided_backward_channels_last). Inference keeps the plain conv,
+            # so exported graphs are unchanged.
+            logits = F.conv2d(x[:, :, ::s, ::s], self.conv.weight, self.conv.bias)
+        else:
+            logits = self.conv(x)
         if self.training:
             if self.gumbel_noise:
                 u1 = torch.rand_like(logits).clamp_(1e-6, 1 - 1e-6)

@@ -67,3 +67,42 @@ def test_noise_off_training_equals_eval_threshold() -> None:
     unit.eval()
     hard_eval, _, _ = unit(x)
     assert torch.equal(hard_train.detach(), hard_eval)
+
+
+_STRIDED_BACKWARD = """
+import torch
+from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
+torch.manual_seed(0)
+net = PoseNetwork(NetworkConfig(input_size=128, width_mult=0.5, gate_strided=True)).train()
+net = net.to(memory_format=torch.channels_last)
+for _ in range(3):
+    x = torch.randn(8, 3, 128, 128).contiguous(memory_format=torch.channels_last)
+    feats, _skips, masks = net.backbone(x)
+    (feats.square().mean() + sum(m.soft.mean() for m in masks if m is not None)).backward()
+print("ok")
+"""
+
+
+def test_mask_unit_strided_backward_channels_last() -> None:
+    """Training an all-gated network channels-last (what train.py does) must not crash: the
+    stride-2 mask units' backward corrupted the heap with PyTorch's strided 1x1 conv. Run in a
+    subprocess so a crash fails this test instead of killing the test run."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _STRIDED_BACKWARD], capture_output=True,
+                       text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stderr[-2000:])
+
+
+def test_mask_unit_training_path_equals_the_strided_conv() -> None:
+    """The training-mode workaround (subsample, then the 1x1 conv) computes the same logits."""
+    torch.manual_seed(0)
+    unit = MaskUnit(8, stride=2)
+    x = torch.randn(2, 8, 9, 11)
+    unit.train()
+    unit.gumbel_noise = False
+    _, soft, logits = unit(x)
+    torch.testing.assert_close(logits, unit.conv(x))
+    unit.eval()
+    torch.testing.assert_close(unit(x)[2], logits)
