@@ -71,20 +71,30 @@ def sparsity_weight(progress: float, alpha: float, delay: float, ramp: float) ->
 
 
 def init_from(net: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Copy into ``net`` every tensor of checkpoint ``path`` whose name and shape match.
+    """Copy into ``net`` every tensor of checkpoint ``path`` whose name it has.
 
     Why: dynconv trains its masks on a pretrained backbone; from scratch here the masks of an
     all-gated network went person-blind before the features could tell a person from the
     background (configs/tiny_sparse_allgated.yaml). Starting a gated model from a trained dense
     one gives the mask units useful features from step 0. Tensors the source lacks (the mask
-    units) keep their fresh initialisation. Raises ValueError when nothing matches."""
+    units) keep their fresh initialisation. Raises ValueError when nothing matches or when a
+    tensor of the same name has another shape (another width or layout)."""
     try:
         loaded, info = load_checkpoint(path, map_location="cpu")
     except CheckpointError as exc:
         raise ValueError(f"--init-from: {exc}") from exc
     src = loaded.state_dict()
     dst = net.state_dict()
-    copied = [k for k, v in src.items() if k in dst and dst[k].shape == v.shape]
+    clashes = [k for k, v in src.items() if k in dst and dst[k].shape != v.shape]
+    if clashes:
+        # A same-named tensor of another shape means another width or layout: copying the rest
+        # would start from a half-initialised mix without anyone noticing.
+        raise ValueError(
+            f"--init-from: {path} is another architecture ({len(clashes)} tensors differ in "
+            f"shape, e.g. {clashes[0]}: {tuple(src[clashes[0]].shape)} vs "
+            f"{tuple(dst[clashes[0]].shape)}); match the config's model section to it"
+        )
+    copied = [k for k, v in src.items() if k in dst]
     if not copied:
         raise ValueError(f"--init-from: no tensor of {path} fits this model")
     with torch.no_grad():

@@ -151,6 +151,20 @@ def test_init_from_copies_matching_tensors_and_leaves_mask_units_fresh(tmp_path:
     assert masks and all(torch.equal(after[k], before[k]) for k in masks)
 
 
+def test_init_from_refuses_another_width(tmp_path: Path) -> None:
+    from sparse_pose_ros.export.random_model import random_network
+    from sparse_pose_ros.model.checkpoint import save_checkpoint
+    from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
+
+    src = tmp_path / "dense.safetensors"
+    save_checkpoint(src, random_network(gated=False, input_size=64, width_mult=1.0, seed=3))
+    net = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.5, gate_strided=True))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(ValueError, match="another architecture"):
+        train.init_from(net, src)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
 def test_init_from_is_a_new_run_not_a_resume(make_config, tmp_path: Path) -> None:
     cfg = make_config()
     missing = tmp_path / "missing.safetensors"
