@@ -17,11 +17,77 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .masks import BlockMask, MaskUnit, receptive_mask
 
 NormLayer = Callable[[int], nn.Module]
+
+#: Padding conventions of 3×3 convs. "symmetric" is PyTorch's padding=1. "tf_same" is
+#: TensorFlow's 'SAME', which MoveNet was trained with: identical at stride 1, but a stride-2
+#: conv on an even input pads 0 before and 1 after (PRETRAINED.md, trap 1). Importing MoveNet
+#: with symmetric padding shifts every keypoint by ~29 px at 256².
+PADDINGS: tuple[str, ...] = ("symmetric", "tf_same")
+
+
+def tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """(before, after) padding of TF 'SAME' along one axis of length ``size``."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow 'SAME' padding, computed from the input size at each call.
+
+    The pads are fixed by the input shape, so a traced/exported graph holds a constant Pad; for
+    the even feature sizes of a multiple-of-32 input they are (0, 1) on a stride-2 3×3 conv.
+    ``explicit_pads(h, w)`` tells every other runtime (sparse executor, compiled kernels, FLOPs
+    count) the same numbers.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs["padding"] = 0
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def explicit_pads(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) for an (h, w) input."""
+        top, bottom = tf_same_pads(h, self.kernel_size[0], self.stride[0])
+        left, right = tf_same_pads(w, self.kernel_size[1], self.stride[1])
+        return top, bottom, left, right
+
+    def forward(self, x: Tensor) -> Tensor:
+        top, bottom, left, right = self.explicit_pads(int(x.shape[-2]), int(x.shape[-1]))
+        if top or bottom or left or right:
+            x = F.pad(x, (left, right, top, bottom))
+        return super().forward(x)
+
+
+def conv_pads(conv: nn.Conv2d, h: int, w: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) zero padding that ``conv`` applies to an (h, w) input."""
+    if isinstance(conv, SameConv2d):
+        return conv.explicit_pads(h, w)
+    ph, pw = conv.padding  # type: ignore[misc]
+    if not isinstance(ph, int) or not isinstance(pw, int):
+        raise ValueError(f"string padding {conv.padding!r} is not supported")
+    return ph, ph, pw, pw
+
+
+def make_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+              groups: int = 1, bias: bool = False, padding: str = "symmetric") -> nn.Conv2d:
+    """A k×k conv with the given padding convention (see :data:`PADDINGS`).
+
+    Stride-1 convs are the same under both conventions, so only strided convs become
+    :class:`SameConv2d` and every stride-1 conv stays a plain ``nn.Conv2d`` for every runtime.
+    """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    if padding == "tf_same" and stride > 1 and kernel_size > 1:
+        return SameConv2d(in_channels, out_channels, kernel_size, stride, groups=groups,
+                          bias=bias)
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2,
+                     groups=groups, bias=bias)
 
 
 class ConvBN(nn.Sequential):
@@ -36,17 +102,11 @@ class ConvBN(nn.Sequential):
         groups: int = 1,
         activation: bool = True,
         norm_layer: NormLayer = nn.BatchNorm2d,
+        padding: str = "symmetric",
     ) -> None:
         layers: list[nn.Module] = [
-            nn.Conv2d(
-                in_channels,
-                out_channels,
-                kernel_size,
-                stride,
-                padding=kernel_size // 2,
-                groups=groups,
-                bias=False,
-            ),
+            make_conv(in_channels, out_channels, kernel_size, stride, groups=groups,
+                      padding=padding),
             norm_layer(out_channels),
         ]
         if activation:
@@ -67,6 +127,7 @@ class InvertedResidual(nn.Module):
             (stride 2 or C_in != C_out) computes F(X)∘G, i.e. zero features where G = 0.
         residual_activation: ``None`` (identity, default) or ``"relu"``.
         norm_layer: callable building the norm layer (BatchNorm2d by default).
+        padding: padding convention of the depthwise conv (:data:`PADDINGS`).
     """
 
     def __init__(
@@ -78,6 +139,7 @@ class InvertedResidual(nn.Module):
         gated: bool = False,
         residual_activation: str | None = None,
         norm_layer: NormLayer = nn.BatchNorm2d,
+        padding: str = "symmetric",
     ) -> None:
         super().__init__()
         if stride not in (1, 2):
@@ -104,6 +166,7 @@ class InvertedResidual(nn.Module):
             stride,
             groups=self.hidden_channels,
             norm_layer=norm_layer,
+            padding=padding,
         )
         self.project = ConvBN(
             self.hidden_channels, out_channels, 1, activation=False, norm_layer=norm_layer
@@ -133,8 +196,14 @@ class InvertedResidual(nn.Module):
             logits = hard * 2.0 - 1.0
         else:
             hard, soft, logits = self.mask_unit(x)
-        dilated = receptive_mask(hard, self.stride, (x.shape[-2], x.shape[-1]))
+        dilated = receptive_mask(hard, self.stride, (x.shape[-2], x.shape[-1]),
+                                 pad_before=self.depthwise_pad_before(x))
         return BlockMask(hard=hard, dilated=dilated, soft=soft, logits=logits)
+
+    def depthwise_pad_before(self, x: Tensor) -> int:
+        """Zero rows/cols the depthwise conv pads before the input (1 symmetric; 0 for a TF
+        'SAME' stride-2 conv on an even input): where its 3×3 window starts."""
+        return conv_pads(self.depthwise[0], int(x.shape[-2]), int(x.shape[-1]))[0]
 
     def forward_dense(self, x: Tensor) -> Tensor:
         """The ungated block (what a dense model runs)."""

@@ -32,21 +32,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .blocks import InvertedResidual
+from .blocks import InvertedResidual, conv_pads
 from .heads import head_region
 
 Number = float | Tensor
 
 
 def conv_out_hw(conv: nn.Conv2d, h: int, w: int) -> tuple[int, int]:
-    """Output size of ``conv`` for an (h, w) input (PyTorch's floor formula)."""
+    """Output size of ``conv`` for an (h, w) input (PyTorch's floor formula on its explicit
+    pads, so TF 'SAME' convs count right too)."""
+    top, bottom, left, right = conv_pads(conv, h, w)
     out = []
     for size, k, s, p, d in zip(
-        (h, w), conv.kernel_size, conv.stride, conv.padding, conv.dilation, strict=True
+        (h, w), conv.kernel_size, conv.stride, (top + bottom, left + right), conv.dilation,
+        strict=True,
     ):
-        if not isinstance(p, int):
-            raise ValueError(f"string padding {p!r} is not supported by the analytic count")
-        out.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
+        out.append((size + p - d * (k - 1) - 1) // s + 1)
     return out[0], out[1]
 
 

@@ -1,8 +1,16 @@
-"""Backbone + HEMlets head built from a small, overridable config.
+"""Backbone + neck + HEMlets head built from a small, overridable config.
 
 The architecture is data (``NetworkConfig.arch``), as in torchvision's MobileNetV2: each row is
 ``(t, c, n, s)`` = expand ratio, output channels, repeats, stride of the first repeat.
+
+Two families share the code:
+- the original stride-16 network (``MOBILENETV2_S16``, ``neck="light"``, symmetric padding,
+  ImageNet normalisation), trained from scratch;
+- MoveNet's MobileNetV2 + FPN (``MOBILENETV2_S32``, a 1×1 conv to 1280 after the last block,
+  ``neck="fpn"``, TF 'SAME' padding, input rgb/127.5 − 1), which holds Google's pretrained
+  weights imported by ``sparse_pose_ros.pretrained`` (see ``movenet_config``).
 """
+
 
 from __future__ import annotations
 
@@ -12,10 +20,12 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .blocks import ConvBN, InvertedResidual
+from .blocks import PADDINGS, ConvBN, InvertedResidual
+from .fpn import MoveNetFPN, SeparableConv
 from .heads import HemletsHead, Neck, head_region
 from .lifter import PoseLifter
 from .masks import BlockMask
+from .movenet_head import MoveNetHeads, MoveNetOutput
 
 # t, c, n, s — MobileNetV2 up to stride 16 (the 160/320-channel stride-32 stages are dropped:
 # pose needs resolution more than depth, and they would be upsampled away by the neck anyway).
@@ -26,6 +36,17 @@ MOBILENETV2_S16: tuple[tuple[int, int, int, int], ...] = (
     (6, 64, 4, 2),
     (6, 96, 3, 1),
 )
+
+# t, c, n, s — the full MobileNetV2 to stride 32 (torchvision's table, Keras' blocks 0-16):
+# MoveNet's backbone. At width 1.75 (Thunder) the rounded widths are 32, 40, 56, 112, 168, 280,
+# 560, at 1.0 (Lightning) 16, 24, 32, 64, 96, 160, 320.
+MOBILENETV2_S32: tuple[tuple[int, int, int, int], ...] = (
+    *MOBILENETV2_S16,
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+
+NECKS: tuple[str, ...] = ("light", "fpn")
 
 
 def _make_divisible(v: float, divisor: int = 8) -> int:
@@ -60,6 +81,17 @@ class NetworkConfig:
             weights are the same, see ``PoseNetwork.set_head_gating``.
         input_mean, input_std: RGB normalisation, input = (rgb / 255 - mean) / std. Stored with
             the weights (and in exported ONNX metadata) so no runtime repeats the constants.
+        padding: "symmetric" (PyTorch padding=1) or "tf_same" (TensorFlow 'SAME': 0 before and 1
+            after on a stride-2 3×3 conv over an even input), see ``model.blocks``.
+        last_channels: a 1×1 conv + BN + ReLU6 to this width after the last block (MoveNet:
+            1280); 0 = none.
+        neck: "light" (nearest upsampling + ConvBN, stride 16 -> 4) or "fpn" (MoveNet's FPN,
+            stride 32 -> 4, ``model.fpn``).
+        fpn_widths: widths of the FPN (top conv, then each level).
+        head_hidden: a separable conv (3×3 depthwise + 1×1 to this width, ReLU) in front of the
+            HEMlets 1×1 convs, as MoveNet's heads have; 0 = the 1×1 convs read the neck directly.
+        movenet_heads: keep MoveNet's four heads (``model.movenet_head``) on the neck output: the
+            2D teacher and evaluation reference. Runtimes ignore them.
     """
 
     input_size: int = 256
@@ -77,20 +109,33 @@ class NetworkConfig:
     lifter_hidden: int = 0
     input_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     input_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    padding: str = "symmetric"
+    last_channels: int = 0
+    neck: str = "light"
+    fpn_widths: tuple[int, ...] = (64, 32, 24, 24)
+    head_hidden: int = 0
+    movenet_heads: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def output_stride(self) -> int:
+        """Stride of the backbone's last features (stem 2 × the stride-2 rows)."""
+        return 2 ** (1 + sum(1 for r in self.arch if r[3] == 2))
+
     def __post_init__(self) -> None:
-        if self.input_size <= 0 or self.input_size % 16:
-            raise ValueError(f"input_size must be a positive multiple of 16, got {self.input_size}")
-        if self.width_mult <= 0:
-            raise ValueError(f"width_mult must be > 0, got {self.width_mult}")
         rows = tuple(tuple(int(v) for v in row) for row in self.arch)
+        self.arch = rows  # type: ignore[assignment]
         for row in rows:
             if len(row) != 4 or row[3] not in (1, 2) or row[1] <= 0 or row[2] <= 0 or row[0] <= 0:
                 raise ValueError(f"arch rows must be (t>0, c>0, n>0, s in {{1,2}}), got {row}")
-        if sum(1 for r in rows if r[3] == 2) + 1 != 4:
-            raise ValueError("arch must reach stride 16 (three stride-2 rows after the stem)")
-        self.arch = rows  # type: ignore[assignment]
+        if self.output_stride not in (16, 32):
+            raise ValueError("arch must reach stride 16 or 32 (three or four stride-2 rows "
+                             f"after the stem), got stride {self.output_stride}")
+        if self.input_size <= 0 or self.input_size % self.output_stride:
+            raise ValueError(f"input_size must be a positive multiple of {self.output_stride} "
+                             f"(the backbone's output stride), got {self.input_size}")
+        if self.width_mult <= 0:
+            raise ValueError(f"width_mult must be > 0, got {self.width_mult}")
         self.input_mean = tuple(float(v) for v in self.input_mean)  # type: ignore[assignment]
         self.input_std = tuple(float(v) for v in self.input_std)  # type: ignore[assignment]
         if len(self.input_mean) != 3 or len(self.input_std) != 3 or min(self.input_std) <= 0:
@@ -99,12 +144,29 @@ class NetworkConfig:
             raise ValueError(f"lifter_hidden must be >= 0, got {self.lifter_hidden}")
         if self.head_gating and not self.gated:
             raise ValueError("head_gating needs a gated backbone (gated: true)")
+        if self.padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {self.padding!r}")
+        if self.neck not in NECKS:
+            raise ValueError(f"neck must be one of {NECKS}, got {self.neck!r}")
+        self.fpn_widths = tuple(int(v) for v in self.fpn_widths)  # type: ignore[assignment]
+        if self.neck == "fpn":
+            if self.output_stride != 32:
+                raise ValueError("neck 'fpn' needs a stride-32 arch (e.g. MOBILENETV2_S32)")
+            if len(self.fpn_widths) != 4 or min(self.fpn_widths) <= 0:
+                raise ValueError(f"fpn_widths must be 4 positive widths, got {self.fpn_widths}")
+        elif self.output_stride != 16:
+            raise ValueError("neck 'light' reads stride-16 features; use neck 'fpn' at stride 32")
+        if self.movenet_heads and self.neck != "fpn":
+            raise ValueError("movenet_heads sit on MoveNet's FPN (neck: fpn)")
+        if self.last_channels < 0 or self.head_hidden < 0:
+            raise ValueError("last_channels and head_hidden must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["arch"] = [list(r) for r in self.arch]
         d["input_mean"] = list(self.input_mean)
         d["input_std"] = list(self.input_std)
+        d["fpn_widths"] = list(self.fpn_widths)
         return d
 
     @classmethod
@@ -112,7 +174,7 @@ class NetworkConfig:
         d = dict(d)
         if "arch" in d:
             d["arch"] = tuple(tuple(r) for r in d["arch"])
-        for key in ("input_mean", "input_std"):
+        for key in ("input_mean", "input_std", "fpn_widths"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -130,6 +192,7 @@ class PoseOutput:
         depth: (B, J, h, w) per-pixel root-relative depth in [-1, 1] (factorized head): the
             location map ``loss.depth_supervision: location`` trains; None for the volumetric
             head.
+        movenet: MoveNet's raw head outputs when asked for (``forward(x, with_movenet=True)``).
     """
 
     heatmaps: Tensor
@@ -137,20 +200,46 @@ class PoseOutput:
     joints: Tensor
     masks: list[BlockMask | None]
     depth: Tensor | None = None
+    movenet: MoveNetOutput | None = None
+
+
+def movenet_config(variant: str, gated: bool = True, **overrides: Any) -> NetworkConfig:
+    """The network that holds MoveNet ``variant`` ("thunder": width 1.75 at 256², "lightning":
+    width 1.0 at 192²) plus our heads. The input normalisation defaults to rgb/127.5 − 1; the
+    importer stores the graph's exact constants."""
+    sizes = {"thunder": (1.75, 256), "lightning": (1.0, 192)}
+    if variant not in sizes:
+        raise ValueError(f"MoveNet variant must be one of {sorted(sizes)}, got {variant!r}")
+    width, size = sizes[variant]
+    base: dict[str, Any] = dict(
+        input_size=size, width_mult=width, arch=MOBILENETV2_S32, stem_channels=32,
+        gated=gated, padding="tf_same", last_channels=1280, neck="fpn",
+        fpn_widths=(64, 32, 24, 24), head_hidden=96, movenet_heads=True,
+        input_mean=(0.5, 0.5, 0.5), input_std=(0.5, 0.5, 0.5),
+    )
+    base.update(overrides)
+    return NetworkConfig(**base)
 
 
 class Backbone(nn.Module):
-    """MobileNetV2-style backbone; returns stride-4, stride-8 and stride-16 features + masks."""
+    """MobileNetV2-style backbone; returns the last features, the taps the neck reads (coarse to
+    fine: strides 16, 8, 4 for a stride-32 arch; 8, 4 for a stride-16 one) and the masks."""
 
     def __init__(self, cfg: NetworkConfig) -> None:
         super().__init__()
         stem = _make_divisible(cfg.stem_channels * cfg.width_mult)
-        self.stem = ConvBN(3, stem, 3, stride=2)
+        self.stem = ConvBN(3, stem, 3, stride=2, padding=cfg.padding)
         blocks: list[InvertedResidual] = []
         in_ch = stem
         stride = 2
-        self.tap_after: dict[int, int] = {}  # stride -> index of the last block at that stride
+        # stride -> index of the block whose output the neck reads at that stride. The light
+        # neck reads the last block at each stride; MoveNet's FPN reads the end of the *first*
+        # row at each stride (Keras block_2, block_5, block_9: at stride 16 the 64-channel row,
+        # not the 96-channel one after it).
+        self.tap_after: dict[int, int] = {}
+        first_row_only = cfg.neck == "fpn"
         for t, c, n, s in cfg.arch:
+            row_stride_before = stride
             out_ch = _make_divisible(c * cfg.width_mult)
             for i in range(n):
                 st = s if i == 0 else 1
@@ -164,40 +253,64 @@ class Backbone(nn.Module):
                         t,
                         gated=cfg.gated and (residual or cfg.gate_strided),
                         residual_activation=cfg.residual_activation,
+                        padding=cfg.padding,
                     )
                 )
-                self.tap_after[stride] = len(blocks) - 1
+                if not (first_row_only and stride in self.tap_after
+                        and stride == row_stride_before):
+                    self.tap_after[stride] = len(blocks) - 1
                 in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
-        self.out_channels = in_ch
-        self.skip_channels = (
-            blocks[self.tap_after[8]].out_channels,
-            blocks[self.tap_after[4]].out_channels,
+        #: MoveNet's ``Conv_1`` (1×1 to 1280 + BN + ReLU6) after the last block; None without.
+        self.last: ConvBN | None = (
+            ConvBN(in_ch, cfg.last_channels, 1) if cfg.last_channels else None
         )
+        self.out_channels = cfg.last_channels or in_ch
+        #: strides of the taps handed to the neck, coarse to fine.
+        self.skip_strides: tuple[int, ...] = tuple(
+            s for s in (16, 8, 4) if s < cfg.output_stride
+        )
+        self.skip_channels = tuple(blocks[self.tap_after[s]].out_channels
+                                   for s in self.skip_strides)
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor], list[BlockMask | None]]:
         x = self.stem(x)
         masks: list[BlockMask | None] = []
         taps: dict[int, Tensor] = {}
+        tap_of = {idx: s for s, idx in self.tap_after.items()}
         for i, block in enumerate(self.blocks):
             x, m = block(x)
             masks.append(m)
-            for s, idx in self.tap_after.items():
-                if idx == i:
-                    taps[s] = x
-        return x, [taps[8], taps[4]], masks
+            if i in tap_of:
+                taps[tap_of[i]] = x
+        if self.last is not None:
+            x = self.last(x)
+        return x, [taps[s] for s in self.skip_strides], masks
 
 
 class PoseNetwork(nn.Module):
-    """Gated MobileNetV2 backbone + light FPN neck + HEMlets head."""
+    """Gated MobileNetV2 backbone + neck (light or MoveNet's FPN) + HEMlets head (+ MoveNet's
+    heads when configured)."""
 
     def __init__(self, cfg: NetworkConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg or NetworkConfig()
         self.backbone = Backbone(self.cfg)
-        hc = _make_divisible(self.cfg.head_channels)
-        self.neck = Neck(self.backbone.out_channels, self.backbone.skip_channels, hc)
-        self.head = HemletsHead(hc, self.cfg.depth_bins, self.cfg.depth_mode)
+        self.neck: nn.Module
+        if self.cfg.neck == "fpn":
+            self.neck = MoveNetFPN(self.backbone.out_channels, self.backbone.skip_channels,
+                                   self.cfg.fpn_widths)
+            hc = self.neck.out_channels
+        else:
+            hc = _make_divisible(self.cfg.head_channels)
+            self.neck = Neck(self.backbone.out_channels, self.backbone.skip_channels, hc)
+        #: MoveNet-style separable conv in front of the HEMlets head (None without).
+        self.head_pre: SeparableConv | None = (
+            SeparableConv(hc, self.cfg.head_hidden) if self.cfg.head_hidden else None
+        )
+        head_in = self.cfg.head_hidden or hc
+        self.head = HemletsHead(head_in, self.cfg.depth_bins, self.cfg.depth_mode)
+        self.movenet: MoveNetHeads | None = MoveNetHeads(hc) if self.cfg.movenet_heads else None
         self.lifter = PoseLifter(self.cfg.lifter_hidden) if self.cfg.lifter_hidden else None
 
     def gated_blocks(self) -> list[InvertedResidual]:
@@ -229,7 +342,13 @@ class PoseNetwork(nn.Module):
                  masks: Sequence[BlockMask | Tensor | None]
                  ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Neck + head on backbone outputs (shared by every PyTorch path and the exporters)."""
-        y = self.neck(feats, skips)
+        return self.head_from_neck(self.neck(feats, skips), masks)
+
+    def head_from_neck(self, y: Tensor, masks: Sequence[BlockMask | Tensor | None]
+                       ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """The HEMlets head (with its optional separable pre-conv) on the neck's output."""
+        if self.head_pre is not None:
+            y = self.head_pre(y)
         gate = self.head_gate(masks)
         region = None if gate is None else head_region(gate, (y.shape[-2], y.shape[-1]))
         heatmaps, triplets, joints, depth = self.head(y, region)
@@ -240,7 +359,15 @@ class PoseNetwork(nn.Module):
         compute the head themselves, like the compiled CPU head, call this on their joints)."""
         return joints if self.lifter is None else self.lifter.refine(joints)
 
-    def forward(self, x: Tensor) -> PoseOutput:
+    def forward(self, x: Tensor, with_movenet: bool = False) -> PoseOutput:
+        """``with_movenet``: also run MoveNet's heads on the same neck output (training's 2D
+        teacher, evaluation's reference); needs ``cfg.movenet_heads``."""
         feats, skips, masks = self.backbone(x)
-        heatmaps, triplets, joints, depth = self.run_head(feats, skips, masks)
-        return PoseOutput(heatmaps, triplets, joints, masks, depth)
+        y = self.neck(feats, skips)
+        heatmaps, triplets, joints, depth = self.head_from_neck(y, masks)
+        movenet = None
+        if with_movenet:
+            if self.movenet is None:
+                raise ValueError("this network has no MoveNet heads (movenet_heads: false)")
+            movenet = self.movenet(y)
+        return PoseOutput(heatmaps, triplets, joints, masks, depth, movenet)
