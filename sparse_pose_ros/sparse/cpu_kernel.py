@@ -26,7 +26,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from ..model.blocks import InvertedResidual
+from ..model.blocks import InvertedResidual, conv_pads
 from ..model.masks import BlockMask
 from .folding import FoldedBlock
 
@@ -141,6 +141,15 @@ def strip_rows(fb: FoldedBlock, batch: int, in_hw: tuple[int, int], threads: int
 _EMPTY = torch.empty(0)
 
 
+def depthwise_pads(blk: InvertedResidual, in_hw: tuple[int, int]) -> tuple[int, int]:
+    """(top, left) zero padding of the block's depthwise conv on an ``in_hw`` input: 1 for
+    PyTorch's padding=1, 0 for a TF 'SAME' stride-2 conv on an even size (MoveNet). The kernel
+    takes both because the pad before decides which inputs an output reads; the pad after is
+    implicit there (taps past the grid read zero)."""
+    top, _, left, _ = conv_pads(blk.depthwise[0], in_hw[0], in_hw[1])  # type: ignore[arg-type]
+    return top, left
+
+
 def block_args(
     blk: InvertedResidual,
     fb: FoldedBlock,
@@ -172,8 +181,9 @@ def block_args(
     else:
         fixed, gate, threshold, dense_above = _EMPTY, 0, 0.0, -1.0
     ex = fb.expand
+    pad_top, pad_left = depthwise_pads(blk, in_hw)
     return (
-        x_ext, out_ext, batch, in_hw[0], in_hw[1], fb.stride,
+        x_ext, out_ext, batch, in_hw[0], in_hw[1], fb.stride, pad_top, pad_left,
         ex.weight if ex is not None else _EMPTY, ex.bias if ex is not None else _EMPTY,
         fb.depthwise.weight, fb.depthwise.bias, fb.project.weight, fb.project.bias,
         fb.use_residual, fb.residual_relu, gate, dense_above,

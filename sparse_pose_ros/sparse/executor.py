@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..model.blocks import InvertedResidual
+from ..model.blocks import InvertedResidual, conv_pads
 from ..model.masks import BlockMask, receptive_mask
 from ..model.network import Backbone, PoseNetwork, PoseOutput
 from . import torch_ops
@@ -75,7 +75,8 @@ def compute_block_mask(
         logits = (torch.matmul(img, fb.mask_weight) + fb.mask_bias).unsqueeze(1)
         soft = torch.sigmoid(logits)
         hard = (logits >= blk.mask_unit.threshold_logit).to(x.dtype)
-    dilated = receptive_mask(hard, fb.stride, (h, w))
+    pad_before = conv_pads(blk.depthwise[0], h, w)[0]  # type: ignore[arg-type]
+    dilated = receptive_mask(hard, fb.stride, (h, w), pad_before=pad_before)
     return BlockMask(hard=hard, dilated=dilated, soft=soft, logits=logits)
 
 
@@ -89,6 +90,8 @@ class _BlockState:
     cpu: CpuBlockBuffers | None = None  # compiled-kernel scratch
     counts: tuple[int, int] = (0, 0)
     ran_dense: bool = True
+    #: (top, bottom, left, right) padding of the depthwise conv at the planned input size
+    pads: tuple[int, int, int, int] = (1, 1, 1, 1)
 
 
 class SparseBackbone:
@@ -189,6 +192,10 @@ class SparseBackbone:
         self._stem_taps: Tensor | None = None
         if cw.shape[2:] == (3, 3) and self.stem.groups == 1 and self.stem.relu6:
             self._stem_taps = cw.permute(1, 2, 3, 0).reshape(-1, cw.shape[0]).contiguous()
+        #: MoveNet's 1x1 conv to 1280 (+ BN + ReLU6) after the last block, folded; None without
+        self.last: FoldedConv | None = (
+            fold_conv_bn(self.backbone.last) if self.backbone.last is not None else None
+        )
         self.blocks: list[_BlockState] = [
             _BlockState(fold_block(b), self.policy[s] if b.gated else "dense")
             for b, s in zip(self.backbone.blocks, self.strides, strict=True)
@@ -211,18 +218,27 @@ class SparseBackbone:
         key = (batch, *hw, self._threads())
         if self._shape == key:
             return
+        self._stem_pads = conv_pads(self.backbone.stem[0], hw[0], hw[1])  # type: ignore[arg-type]
         h, w = (hw[0] - 1) // 2 + 1, (hw[1] - 1) // 2 + 1  # after the stem
+        tapped = set(self.backbone.tap_after.values())
         for i, (blk, st) in enumerate(zip(self.backbone.blocks, self.blocks, strict=True)):
             fb = st.folded
             ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
+            st.pads = conv_pads(blk.depthwise[0], h, w)  # type: ignore[arg-type]
+            if i - 1 in tapped and fb.use_residual:
+                # a residual block updates its input buffer in place: the tap would change
+                raise ValueError(f"block {i - 1} is tapped but block {i} is residual")
             if self._cpp is not None:
                 st.cpu = CpuBlockBuffers.allocate(fb, batch, (h, w), self._threads())
             elif blk.gated:
-                st.index = allocate_index(batch, (h, w), fb.stride)
+                st.index = allocate_index(batch, (h, w), fb.stride,
+                                          pad_before=(st.pads[0], st.pads[2]))
                 st.e_buf = torch.zeros(batch * h * w + 1, fb.hidden_channels)
             if not fb.use_residual:
                 st.out_buf = self._buffer((i, ho, wo), batch * ho * wo, fb.out_channels)
             h, w = ho, wo
+        if self.last is not None:
+            self._buffer((len(self.blocks), h, w), batch * h * w, self.last.bias.numel())
         self._shape = key
         self._seq = None
 
@@ -259,11 +275,18 @@ class SparseBackbone:
             s0 = st0.stride
             h, w = (x.shape[2] - 1) // s0 + 1, (x.shape[3] - 1) // s0 + 1
             cur = self._buffer((-1, h, w), b * h * w, st0.bias.numel())
-            self._cpp.stem_conv(x.contiguous(), self._stem_taps, st0.bias, cur, s0,
+            top, _, left, _ = self._stem_pads
+            self._cpp.stem_conv(x.contiguous(), self._stem_taps, st0.bias, cur, s0, top, left,
                                 self._threads())  # fmt: skip
         else:
-            y = F.conv2d(x.contiguous(memory_format=torch.channels_last), st0.conv_weight,
-                         st0.bias, st0.stride, 1, 1, st0.groups).clamp_(0.0, 6.0)  # fmt: skip
+            top, bottom, left, right = self._stem_pads
+            xs = x.contiguous(memory_format=torch.channels_last)
+            if (top, left) != (bottom, right):
+                xs, pad = F.pad(xs, (left, right, top, bottom)), (0, 0)
+            else:
+                pad = (top, left)
+            y = F.conv2d(xs, st0.conv_weight, st0.bias, st0.stride, pad, 1,
+                         st0.groups).clamp_(0.0, 6.0)  # fmt: skip
             h, w = y.shape[2], y.shape[3]
             cur = self._buffer((-1, h, w), b * h * w, y.shape[1])
             cur[:-1].view(b, h, w, -1).copy_(y.permute(0, 2, 3, 1))
@@ -294,7 +317,7 @@ class SparseBackbone:
             masks.append(mask)
             if mask is None or st.mode == "dense" or not self._run_sparse(st, cur, out, mask):
                 hard = mask.hard.reshape(-1) if mask is not None else None
-                torch_ops.dense_block(fb, cur[:-1], b, (h, w), hard, out[:-1])
+                torch_ops.dense_block(fb, cur[:-1], b, (h, w), hard, out[:-1], st.pads)
                 st.ran_dense = True
             if self.profile:
                 self.block_times.append(time.perf_counter() - t0)
@@ -303,7 +326,24 @@ class SparseBackbone:
                 taps[tap_of[i]] = cur[:-1].view(b, h, w, -1).permute(0, 3, 1, 2)
         if self.sync == "capacity":
             self._read_counts_once()
-        return taps[16], [taps[8], taps[4]], masks
+        return self._run_last(cur, b, (h, w)), self._skips(taps), masks
+
+    def _skips(self, taps: dict[int, Tensor]) -> list[Tensor]:
+        """The taps the neck reads, coarse to fine (``Backbone.skip_strides``)."""
+        return [taps[s] for s in self.backbone.skip_strides]
+
+    def _run_last(self, cur: Tensor, b: int, hw: tuple[int, int]) -> Tensor:
+        """The backbone's output features (B, C, h, w) as a channels-last view: the last block's
+        buffer, or MoveNet's 1x1 conv + ReLU6 to 1280 on it. The 1x1 runs as one ``addmm``
+        (MKL / oneDNN sgemm on 64 rows at Thunder's 8x8) into a reused buffer."""
+        h, w = hw
+        if self.last is None:
+            return cur[:-1].view(b, h, w, -1).permute(0, 3, 1, 2)
+        out = self._bufs[(len(self.blocks), h, w)]
+        y = out[:-1]
+        torch.addmm(self.last.bias, cur[:-1], self.last.weight, out=y)
+        y.clamp_(0.0, 6.0)
+        return y.view(b, h, w, -1).permute(0, 3, 1, 2)
 
     # ------------------------------------------------------------ compiled whole-backbone path
     def _sequence_signature(self) -> tuple[object, ...]:
@@ -323,7 +363,8 @@ class SparseBackbone:
         seq = self._cpp.BlockSequence()
         h, w = (hw[0] - 1) // st0.stride + 1, (hw[1] - 1) // st0.stride + 1
         cur = self._buffer((-1, h, w), b * h * w, st0.bias.numel())
-        seq.set_stem(self._stem_taps, st0.bias, cur, st0.stride, self._threads())
+        top, _, left, _ = self._stem_pads
+        seq.set_stem(self._stem_taps, st0.bias, cur, st0.stride, top, left, self._threads())
         masks: list[BlockMask | None] = []
         taps: dict[int, Tensor] = {}
         tap_of = {idx: s for s, idx in self.backbone.tap_after.items()}
@@ -338,7 +379,8 @@ class SparseBackbone:
             if i in tap_of:
                 taps[tap_of[i]] = cur[:-1].view(b, h, w, -1).permute(0, 3, 1, 2)
         self._seq = seq
-        self._seq_out = (taps[16], [taps[8], taps[4]], masks)
+        self._seq_last = (cur, h, w)
+        self._seq_out = (cur[:-1].view(b, h, w, -1).permute(0, 3, 1, 2), self._skips(taps), masks)
 
     def _run_sequence(
         self, x: Tensor, b: int
@@ -352,6 +394,9 @@ class SparseBackbone:
             st.counts = (int(counts[3 * k]), int(counts[3 * k + 1]))
             st.ran_dense = bool(counts[3 * k + 2])
         feats, skips, masks = self._seq_out
+        if self.last is not None:
+            cur, h, w = self._seq_last
+            feats = self._run_last(cur, b, (h, w))
         return feats, list(skips), list(masks)
 
     def _run_sparse(self, st: _BlockState, cur: Tensor, out: Tensor, mask: BlockMask) -> bool:
@@ -494,7 +539,9 @@ class BlockRunner:
         ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
         self.x_buf = torch.zeros(b * h * w + 1, fb.in_channels)
         self.out_buf = torch.zeros(b * ho * wo + 1, fb.out_channels)
-        self.index = allocate_index(b, (h, w), fb.stride) if self.block.gated else None
+        self.pads = conv_pads(self.block.depthwise[0], h, w)  # type: ignore[arg-type]
+        self.index = (allocate_index(b, (h, w), fb.stride, pad_before=(self.pads[0], self.pads[2]))
+                      if self.block.gated else None)
         self.e_buf = torch.zeros(b * h * w + 1, fb.hidden_channels)
         self.cpu = CpuBlockBuffers.allocate(fb, b, (h, w)) if self._cpp is not None else None
         self._shape = (b, h, w, torch.get_num_threads())
@@ -535,6 +582,6 @@ class BlockRunner:
                 self.counts = counts
             else:
                 hard = mask.hard.reshape(-1) if mask is not None else None
-                torch_ops.dense_block(fb, self.x_buf[:-1], b, (h, w), hard, out[:-1])
+                torch_ops.dense_block(fb, self.x_buf[:-1], b, (h, w), hard, out[:-1], self.pads)
         y = out[:-1].view(b, ho, wo, -1).permute(0, 3, 1, 2).clone()
         return y, mask

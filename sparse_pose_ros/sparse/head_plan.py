@@ -34,7 +34,10 @@ def supported(net: PoseNetwork) -> str | None:
     """None if the compiled head can run ``net``'s neck + head, else the reason it cannot."""
     neck, head = net.neck, net.head
     if not isinstance(neck, Neck) or not isinstance(head, HemletsHead):
-        return "neck/head are not the model's Neck + HemletsHead"
+        return (f"neck/head are {type(neck).__name__} + {type(head).__name__}, not the light "
+                "Neck + HemletsHead (MoveNet's FPN runs in ONNX Runtime)")
+    if net.head_pre is not None:
+        return "a separable pre-conv in front of the head (head_hidden) is not compiled"
     if head.depth_mode != "factorized":
         return f"depth mode {head.depth_mode!r} (only 'factorized' is compiled)"
     if len(neck.skips) != 2:

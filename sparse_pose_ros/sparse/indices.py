@@ -32,11 +32,14 @@ import torch
 from torch import Tensor
 
 
-def tap_table(batch: int, in_hw: tuple[int, int], stride: int, device: torch.device) -> Tensor:
-    """(B·Ho·Wo + 1, 9) flat input position read by each 3×3 tap (padding 1), or the pad index.
+def tap_table(batch: int, in_hw: tuple[int, int], stride: int, device: torch.device,
+              pad_before: tuple[int, int] = (1, 1)) -> Tensor:
+    """(B·Ho·Wo + 1, 9) flat input position read by each 3×3 tap, or the pad index.
 
-    The pad index is ``B·H·W`` (one past the last input position). The extra last row (all pad)
-    serves padded output entries.
+    ``pad_before`` = (top, left) zero padding: output (oy, ox) reads the window whose top-left
+    input is (oy·s − top, ox·s − left); (1, 1) is PyTorch's padding=1, (0, 0) TF 'SAME' at
+    stride 2 on an even size. The pad index is ``B·H·W`` (one past the last input position).
+    The extra last row (all pad) serves padded output entries.
     """
     if stride not in (1, 2):
         raise ValueError(f"stride must be 1 or 2, got {stride}")
@@ -44,8 +47,9 @@ def tap_table(batch: int, in_hw: tuple[int, int], stride: int, device: torch.dev
     ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
     n_in = batch * h * w
     b = torch.arange(batch, device=device).view(batch, 1, 1, 1)
-    oy = torch.arange(ho, device=device).view(1, ho, 1, 1) * stride
-    ox = torch.arange(wo, device=device).view(1, 1, wo, 1) * stride
+    top, left = pad_before
+    oy = torch.arange(ho, device=device).view(1, ho, 1, 1) * stride + (1 - top)
+    ox = torch.arange(wo, device=device).view(1, 1, wo, 1) * stride + (1 - left)
     d = torch.arange(-1, 2, device=device)
     dy = d.repeat_interleave(3).view(1, 1, 1, 9)
     dx = d.repeat(3).view(1, 1, 1, 9)
@@ -99,7 +103,8 @@ class BlockIndex:
 
 
 def allocate_index(
-    batch: int, in_hw: tuple[int, int], stride: int, device: torch.device | str = "cpu"
+    batch: int, in_hw: tuple[int, int], stride: int, device: torch.device | str = "cpu",
+    pad_before: tuple[int, int] = (1, 1),
 ) -> BlockIndex:
     """Allocate the buffers for one shape (done once, then reused every frame)."""
     device = torch.device(device)
@@ -112,7 +117,7 @@ def allocate_index(
         in_hw=(h, w),
         out_hw=out_hw,
         stride=stride,
-        taps=tap_table(batch, in_hw, stride, device),
+        taps=tap_table(batch, in_hw, stride, device, pad_before),
         act_rows=torch.empty(n_out + 1, **i64),  # +1: dump slot for inactive scatter targets
         dil_rows=torch.empty(n_in + 1, **i64),
         nbr=torch.empty(n_out, 9, **i64),

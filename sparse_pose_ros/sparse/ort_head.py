@@ -9,6 +9,10 @@ buffers go to ONNX Runtime as zero-copy numpy views and no layout copy happens i
 
 The graph is exported once per (batch, feature shapes) with the network's current weights;
 call :meth:`OrtHead.refresh` after changing them.
+
+Any neck the model has: the light one (stride 16 -> 8 -> 4) or MoveNet's FPN (stride 32 -> 16
+-> 8 -> 4, bilinear x2 + laterals + separable convs) with the separable ``head_pre``: the
+compiled head (``head_plan``) only knows the light neck, so the FPN networks run here.
 """
 
 from __future__ import annotations
@@ -28,19 +32,24 @@ log = logging.getLogger(__name__)
 
 
 class _ChannelsLastHead(nn.Module):
-    """neck + head taking (B, H, W, C) features [+ the head-gating mask]; outputs heatmaps,
-    triplets, joints."""
+    """neck + head taking (B, H, W, C) features (the backbone's output, then its taps coarse to
+    fine) [+ the head-gating mask]; outputs heatmaps, triplets, joints."""
 
-    def __init__(self, net: PoseNetwork) -> None:
+    def __init__(self, net: PoseNetwork, n_feats: int) -> None:
         super().__init__()
         self.net = net
+        self.n_feats = n_feats
 
-    def forward(self, f16: Tensor, f8: Tensor, f4: Tensor,
-                gate: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        def nchw(t: Tensor) -> Tensor:
-            return t.permute(0, 3, 1, 2)
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        feats = [t.permute(0, 3, 1, 2) for t in inputs[: self.n_feats]]
+        gate = inputs[self.n_feats] if len(inputs) > self.n_feats else None
+        return self.net.run_head(feats[0], feats[1:], [gate])[:3]
 
-        return self.net.run_head(nchw(f16), [nchw(f8), nchw(f4)], [gate])[:3]
+
+def feature_names(net: PoseNetwork) -> list[str]:
+    """Graph input names of the features: ``f<stride>``, the backbone output first."""
+    strides = (net.cfg.output_stride, *net.backbone.skip_strides)
+    return [f"f{s}" for s in strides]
 
 
 def ort_available() -> bool:
@@ -72,9 +81,10 @@ class OrtHead:
     def _build(self, feats: list[Tensor]) -> None:
         import onnxruntime as ort
 
-        module = _ChannelsLastHead(self.net).eval()
+        names = feature_names(self.net)
+        module = _ChannelsLastHead(self.net, len(names)).eval()
         buf = io.BytesIO()
-        self._names = ["f16", "f8", "f4", "gate"][: len(feats)]
+        self._names = [*names, "gate"][: len(feats)]
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter warns that it is legacy
             torch.onnx.export(
@@ -93,11 +103,15 @@ class OrtHead:
         log.info("neck + head exported to ONNX Runtime for features %s",
                  [tuple(f.shape) for f in feats])  # fmt: skip
 
-    def __call__(self, f16: Tensor, f8: Tensor, f4: Tensor,
+    def __call__(self, *feats: Tensor,
                  gate: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Channels-last (B, H, W, C) float32 CPU features [+ the (B, 1, h, w) head-gating
-        mask, ``PoseNetwork.head_gate``] -> (heatmaps, triplets, joints)."""
-        feats = [f16, f8, f4] if gate is None else [f16, f8, f4, gate]
+        """Channels-last (B, H, W, C) float32 CPU features (the backbone's output, then its taps
+        coarse to fine) [+ the (B, 1, h, w) head-gating mask, ``PoseNetwork.head_gate``] ->
+        (heatmaps, triplets, joints)."""
+        n = len(feature_names(self.net))
+        if len(feats) != n:
+            raise ValueError(f"expected {n} feature maps, got {len(feats)}")
+        feats = (*feats,) if gate is None else (*feats, gate)
         key = tuple(tuple(f.shape) for f in feats)
         if key != self._key:
             self._build(feats)

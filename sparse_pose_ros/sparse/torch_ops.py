@@ -32,12 +32,21 @@ def _pointwise(x: Tensor, conv: FoldedConv) -> Tensor:
     return _relu6_(y) if conv.relu6 else y
 
 
-def depthwise_dense_nhwc(e: Tensor, conv: FoldedConv, batch: int, hw: tuple[int, int]) -> Tensor:
-    """Dense depthwise 3×3 (padding 1) on a flat NHWC tensor; returns flat NHWC (B·Ho·Wo, C)."""
+def depthwise_dense_nhwc(e: Tensor, conv: FoldedConv, batch: int, hw: tuple[int, int],
+                         pads: tuple[int, int, int, int] = (1, 1, 1, 1)) -> Tensor:
+    """Dense depthwise 3×3 on a flat NHWC tensor; returns flat NHWC (B·Ho·Wo, C).
+
+    ``pads`` = (top, bottom, left, right) zero padding (``model.blocks.conv_pads``): (1, 1, 1, 1)
+    is PyTorch's padding=1; TF 'SAME' pads (0, 1, 0, 1) at stride 2 on an even size."""
     h, w = hw
     c = e.shape[1]
     img = e.view(batch, h, w, c).permute(0, 3, 1, 2)  # channels-last NCHW view, no copy
-    y = F.conv2d(img, conv.conv_weight, conv.bias, conv.stride, 1, 1, conv.groups)
+    top, bottom, left, right = pads
+    if top == bottom and left == right:
+        y = F.conv2d(img, conv.conv_weight, conv.bias, conv.stride, (top, left), 1, conv.groups)
+    else:
+        y = F.conv2d(F.pad(img, (left, right, top, bottom)), conv.conv_weight, conv.bias,
+                     conv.stride, 0, 1, conv.groups)
     if conv.relu6:
         y = _relu6_(y)
     return y.permute(0, 2, 3, 1).reshape(-1, c)
@@ -50,6 +59,7 @@ def dense_block(
     hw: tuple[int, int],
     hard: Tensor | None,
     out: Tensor,
+    pads: tuple[int, int, int, int] = (1, 1, 1, 1),
 ) -> None:
     """Run the block densely on ``x`` (B·H·W, C_in) and write its output into ``out``.
 
@@ -58,7 +68,7 @@ def dense_block(
     so zeroing the expand output outside it cannot change an active output).
     """
     h = _pointwise(x, fb.expand) if fb.expand is not None else x
-    d = depthwise_dense_nhwc(h, fb.depthwise, batch, hw)
+    d = depthwise_dense_nhwc(h, fb.depthwise, batch, hw, pads)
     p = _pointwise(d, fb.project)
     if hard is not None:
         p.mul_(hard.unsqueeze(1))

@@ -577,6 +577,11 @@ struct BlockPlan {
   static constexpr int64_t kMinChunk = 2048;
   std::vector<at::Tensor> keep;
   int64_t batch, h, w, stride, ho, wo, n_in, n_out, c_in, c_e, c_out;
+  // Zero rows / columns the depthwise conv pads before the input: 1 for PyTorch's padding=1,
+  // 0 for a TF 'SAME' stride-2 conv on an even size (MoveNet). Output (oy, ox) reads the 3x3
+  // window whose top-left input is (oy*stride - pad_top, ox*stride - pad_left); the pad after is
+  // implicit (taps past the grid read zero).
+  int64_t pad_top = 1, pad_left = 1;
   bool has_expand, residual, residual_relu;
   int64_t gate;
   double dense_above;
@@ -595,7 +600,7 @@ struct BlockPlan {
   bool compute_all = false;
 
   BlockPlan(const at::Tensor& x, const at::Tensor& out, int64_t batch_, int64_t h_, int64_t w_,
-            int64_t stride_, const at::Tensor& w_expand, const at::Tensor& b_expand,
+            int64_t stride_, int64_t pad_top_, int64_t pad_left_, const at::Tensor& w_expand, const at::Tensor& b_expand,
             const at::Tensor& w_dw, const at::Tensor& b_dw, const at::Tensor& w_project,
             const at::Tensor& b_project, bool residual_, bool residual_relu_, int64_t gate_,
             double dense_above_, const at::Tensor& mask_weight, double mask_bias_,
@@ -604,13 +609,17 @@ struct BlockPlan {
             const at::Tensor& rank_t, const at::Tensor& act_rows, const at::Tensor& dil_rows_t,
             const at::Tensor& row_ptr, const at::Tensor& e_buf,
             const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows_)
-      : batch(batch_), h(h_), w(w_), stride(stride_), residual(residual_),
+      : batch(batch_), h(h_), w(w_), stride(stride_), pad_top(pad_top_), pad_left(pad_left_),
+        residual(residual_),
         residual_relu(residual_relu_), gate(gate_), dense_above(dense_above_),
         mask_bias(static_cast<float>(mask_bias_)), threshold(static_cast<float>(threshold_)),
         strip_rows(strip_rows_) {
     check_buffer(x, "x");
     check_buffer(out, "out");
     TORCH_CHECK(stride == 1 || stride == 2, "stride must be 1 or 2");
+    TORCH_CHECK(stride == 2 ? (pad_top == 0 || pad_top == 1) && (pad_left == 0 || pad_left == 1)
+                            : pad_top == 1 && pad_left == 1,
+                "depthwise pad before must be 1 at stride 1 and 0 or 1 at stride 2");
     TORCH_CHECK(gate >= 0 && gate <= 2, "gate must be 0 (none), 1 (learned) or 2 (fixed)");
     ho = (h - 1) / stride + 1;
     wo = (w - 1) / stride + 1;
@@ -748,10 +757,11 @@ struct BlockPlan {
   // entries of any band of rows form one contiguous range.
   int64_t index_rows() const { return std::max(batch * h, batch * ho); }
 
-  // output index range [lo, hi] whose 3x3 window (centre i * stride) covers input coordinate v
-  inline void covering(int64_t v, int64_t n_o, int64_t& lo, int64_t& hi) const {
-    lo = v >= 1 ? (v - 1 + stride - 1) / stride : 0;
-    hi = std::min(n_o - 1, (v + 1) / stride);
+  // output index range [lo, hi] whose 3x3 window (inputs i*stride - pad .. i*stride - pad + 2)
+  // covers input coordinate v
+  inline void covering(int64_t v, int64_t n_o, int64_t pad, int64_t& lo, int64_t& hi) const {
+    lo = v + pad - 2 > 0 ? (v + pad - 2 + stride - 1) / stride : 0;
+    hi = std::min(n_o - 1, (v + pad) / stride);
   }
 
   // Dilation is separable: OR (max of 0/1 floats) over the covering output rows, then over the
@@ -764,7 +774,7 @@ struct BlockPlan {
       if (r < batch * h) {  // input row r: dil + count
         const int64_t b = r / h, y = r % h;
         int64_t oy_lo, oy_hi;
-        covering(y, ho, oy_lo, oy_hi);
+        covering(y, ho, pad_top, oy_lo, oy_hi);
         std::copy(hard + (b * ho + oy_lo) * wo, hard + (b * ho + oy_lo + 1) * wo, t);
         for (int64_t oy = oy_lo + 1; oy <= oy_hi; ++oy) {
           const float* hrow = hard + (b * ho + oy) * wo;
@@ -777,12 +787,19 @@ struct BlockPlan {
 #pragma omp simd
           for (int64_t x = 1; x < w - 1; ++x) drow[x] = std::max(std::max(t[x - 1], t[x]), t[x + 1]);
           if (w > 1) drow[w - 1] = std::max(t[w - 2], t[w - 1]);
-        } else {  // input 2k is covered by output k, input 2k+1 by outputs k and k+1
+        } else if (pad_left == 1) {  // input 2k: output k; input 2k+1: outputs k and k+1
 #pragma omp simd
           for (int64_t x = 0; x < w; ++x) {
             const int64_t k = x >> 1;
             const bool two = (x & 1) && k + 1 < wo;
             drow[x] = two ? std::max(t[k], t[k + 1]) : t[k];
+          }
+        } else {  // TF 'SAME' (pad 0 before): input 2k: outputs k-1 and k; input 2k+1: output k
+#pragma omp simd
+          for (int64_t x = 0; x < w; ++x) {
+            const int64_t k = std::min<int64_t>(x >> 1, wo - 1);
+            const bool two = !(x & 1) && k >= 1 && (x >> 1) <= wo - 1;
+            drow[x] = two ? std::max(t[k - 1], t[k]) : t[k];
           }
         }
         int32_t cnt = 0;
@@ -929,8 +946,8 @@ struct BlockPlan {
     const int64_t a_begin = act_ptr[b * ho + y0], a_end = act_ptr[b * ho + y1];
     const int64_t n_a = a_end - a_begin;
     if (n_a == 0) return;
-    const int64_t in_lo = std::max<int64_t>(0, stride * y0 - 1);
-    const int64_t in_hi = std::min<int64_t>(h - 1, stride * (y1 - 1) + 1);
+    const int64_t in_lo = std::max<int64_t>(0, stride * y0 - pad_top);
+    const int64_t in_hi = std::min<int64_t>(h - 1, stride * (y1 - 1) - pad_top + 2);
     const int64_t e_begin = dil_ptr[b * h + in_lo], e_end = dil_ptr[b * h + in_hi + 1];
     // expand GEMM straight from the feature buffer (row list or contiguous rows), bias + ReLU6
     // Without an expand conv the depthwise reads the input rows in place (no gather copy).
@@ -979,15 +996,16 @@ struct BlockPlan {
       const int64_t oy = r / wo, ox = r % wo;
       int64_t len = 1;
       while (k + len < n_a && ox + len < wo && act[a_begin + k + len] == o + len) ++len;
-      const int64_t cy = oy * stride;
+      // window centres: input (oy*stride + 1 - pad_top, ox*stride + 1 - pad_left)
+      const int64_t cy = oy * stride + 1 - pad_top, cx0 = ox * stride + 1 - pad_left;
       // interior columns of the run: 1 <= cx and cx + 1 < w
-      int64_t j0 = ox * stride >= 1 ? 0 : 1;
+      int64_t j0 = cx0 >= 1 ? 0 : 1;
       int64_t j1 = len;
-      while (j1 > j0 && (ox + j1 - 1) * stride + 1 >= w) --j1;
+      while (j1 > j0 && cx0 + (j1 - 1) * stride + 1 >= w) --j1;
       bool full = cy >= 1 && cy + 1 < h && j1 > j0;
       const float* rows[3];
       for (int dy = 0; dy < 3 && full; ++dy) {
-        const int64_t pl = (b * h + cy - 1 + dy) * w + (ox + j0) * stride - 1;
+        const int64_t pl = (b * h + cy - 1 + dy) * w + cx0 + j0 * stride - 1;
         const int64_t pr = pl + (j1 - 1 - j0) * stride + 2;
         const int32_t rl = rank[pl];
         full = rl != 0 && rank[pr] == rl + (pr - pl);
@@ -999,7 +1017,7 @@ struct BlockPlan {
           j = j1 - 1;
           continue;
         }
-        one_output(k + j, cy, (ox + j) * stride);
+        one_output(k + j, cy, cx0 + j * stride);
       }
       k += len;
     }
@@ -1045,25 +1063,30 @@ struct BlockPlan {
 };
 
 // ---- stem -------------------------------------------------------------------------------------------
-// Dense 3x3 conv (padding 1, stride s, BN folded) + ReLU6 from the NCHW image straight into the
-// flat channels-last feature buffer the first block reads (no separate layout copy).
+// Dense 3x3 conv (stride s, BN folded) + ReLU6 from the NCHW image straight into the flat
+// channels-last feature buffer the first block reads (no separate layout copy). Zero padding
+// pad_top / pad_left before the image (1: PyTorch's padding=1; 0: TF 'SAME' at stride 2 on an
+// even size, MoveNet's stem), the pad after is implicit (taps past the image read zero).
 // x: (B, C_in, H, W) contiguous; w: (C_in*9, C_out) rows ordered (c, ky, kx); out: (B*Ho*Wo + 1,
 // C_out), last row left as is (the zero row). Per output row: interior pixels in tiles of 6
 // straight from the image planes (stem_tile, AVX-512), the border pixels through an im2col row
 // in the thread's patch buffer + the GEMM micro-kernel with the bias + ReLU6 epilogue.
 struct StemPlan {
   at::Tensor w, bias, out, x;
-  int64_t stride = 1, threads = 1, c_out = 0;
+  int64_t stride = 1, pad_top = 1, pad_left = 1, threads = 1, c_out = 0;
   std::vector<std::vector<float>> patches;  // one im2col row buffer per thread, reused
   int64_t batch = 0, c_in = 0, h = 0, wd = 0, ho = 0, wo = 0;  // of the current frame
 
   StemPlan(const at::Tensor& w_, const at::Tensor& bias_, const at::Tensor& out_, int64_t stride_,
-           int64_t threads_)
-      : w(w_), bias(bias_), out(out_), stride(stride_), threads(std::max<int64_t>(1, threads_)) {
+           int64_t pad_top_, int64_t pad_left_, int64_t threads_)
+      : w(w_), bias(bias_), out(out_), stride(stride_), pad_top(pad_top_), pad_left(pad_left_),
+        threads(std::max<int64_t>(1, threads_)) {
     check_buffer(w, "w");
     check_buffer(bias, "bias");
     check_buffer(out, "out");
     TORCH_CHECK(stride == 1 || stride == 2, "stem stride must be 1 or 2");
+    TORCH_CHECK(pad_top >= 0 && pad_top <= 1 && pad_left >= 0 && pad_left <= 1,
+                "stem pad before must be 0 or 1");
     c_out = w.size(1);
     TORCH_CHECK(bias.numel() == c_out, "stem bias must have C_out entries");
     TORCH_CHECK(out.size(1) == c_out, "stem out has the wrong width");
@@ -1094,9 +1117,11 @@ struct StemPlan {
     const int64_t oy = row % ho;
 #ifdef __AVX512F__
     // interior pixels of interior rows: tiles of 12 or 6 read the image planes directly
-    if (oy * stride - 1 >= 0 && oy * stride + 1 <= h - 1 && c_out <= 64) {
-      const int64_t lo = std::min<int64_t>(1, wo);
-      const int64_t hi = std::min<int64_t>(wo, std::max<int64_t>(lo, (wd - 2) / stride + 1));
+    if (oy * stride - pad_top >= 0 && oy * stride - pad_top + 2 <= h - 1 && c_out <= 64) {
+      // interior columns: ox * stride - pad_left >= 0 and ox * stride - pad_left + 2 <= wd - 1
+      const int64_t lo = std::min<int64_t>(pad_left, wo);
+      const int64_t last = wd - 3 + pad_left;  // largest interior ox * stride
+      const int64_t hi = std::min<int64_t>(wo, std::max<int64_t>(lo, last >= 0 ? last / stride + 1 : 0));
       const float* img = x.data_ptr<float>() + (row / ho) * c_in * h * wd;
       float* orow = out.data_ptr<float>() + row * wo * c_out;
       const float* wp = w.data_ptr<float>();
@@ -1108,8 +1133,8 @@ struct StemPlan {
       auto tile = [&](auto nv_c, auto mr_c) {
         constexpr int kNV = decltype(nv_c)::value, kMR = decltype(mr_c)::value;
         for (; ox + kMR <= hi; ox += kMR)
-          stem_tile<kNV, kMR>(img, h * wd, wd, c_in, oy * stride - 1, ox * stride - 1, stride, wp,
-                              bp, c_out, orow + ox * c_out);
+          stem_tile<kNV, kMR>(img, h * wd, wd, c_in, oy * stride - pad_top, ox * stride - pad_left,
+                              stride, wp, bp, c_out, orow + ox * c_out);
       };
       using I1 = std::integral_constant<int, 1>;
       using I2 = std::integral_constant<int, 2>;
@@ -1147,9 +1172,9 @@ struct StemPlan {
       float* pr = patch + (ox - ox0) * k_taps;
       for (int64_t c = 0; c < c_in; ++c)
         for (int64_t ky = 0; ky < 3; ++ky) {
-          const int64_t iy = oy * stride + ky - 1;
+          const int64_t iy = oy * stride + ky - pad_top;
           for (int64_t kx = 0; kx < 3; ++kx) {
-            const int64_t ix = ox * stride + kx - 1;
+            const int64_t ix = ox * stride + kx - pad_left;
             pr[(c * 3 + ky) * 3 + kx] =
                 (iy < 0 || iy >= h || ix < 0 || ix >= wd) ? 0.0f : img[(c * h + iy) * wd + ix];
           }
@@ -1517,7 +1542,8 @@ struct HeadPlan {
 // (cpu_kernel.py) for argument meanings.
 std::vector<int64_t> run_block(
     const at::Tensor& x, const at::Tensor& out, int64_t batch, int64_t h, int64_t w, int64_t stride,
-    const at::Tensor& w_expand, const at::Tensor& b_expand, const at::Tensor& w_dw,
+    int64_t pad_top, int64_t pad_left, const at::Tensor& w_expand, const at::Tensor& b_expand,
+    const at::Tensor& w_dw,
     const at::Tensor& b_dw, const at::Tensor& w_project, const at::Tensor& b_project,
     bool residual, bool residual_relu, int64_t gate, double dense_above,
     const at::Tensor& mask_weight,
@@ -1525,7 +1551,7 @@ std::vector<int64_t> run_block(
     const at::Tensor& dilated, const at::Tensor& logits, const at::Tensor& soft, const at::Tensor& rank,
     const at::Tensor& act_rows, const at::Tensor& dil_rows, const at::Tensor& row_ptr,
     const at::Tensor& e_buf, const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows) {
-  BlockPlan plan(x, out, batch, h, w, stride, w_expand, b_expand, w_dw, b_dw, w_project, b_project,
+  BlockPlan plan(x, out, batch, h, w, stride, pad_top, pad_left, w_expand, b_expand, w_dw, b_dw, w_project, b_project,
                  residual, residual_relu, gate, dense_above, mask_weight, mask_bias, threshold,
                  fixed_hard, hard, dilated, logits, soft, rank, act_rows, dil_rows, row_ptr,
                  e_buf, d_buf, p_buf, strip_rows);
@@ -1536,8 +1562,8 @@ std::vector<int64_t> run_block(
 }
 
 void stem_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, const at::Tensor& out,
-               int64_t stride, int64_t threads) {
-  StemPlan stem(w, bias, out, stride, threads);
+               int64_t stride, int64_t pad_top, int64_t pad_left, int64_t threads) {
+  StemPlan stem(w, bias, out, stride, pad_top, pad_left, threads);
   stem.prepare(x);
   pool_for(stem.threads).run({stem.step()});
 }
@@ -1548,11 +1574,11 @@ void stem_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
 class BlockSequence {
  public:
   void set_stem(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& out,
-                int64_t stride, int64_t threads) {
-    stem_ = std::make_unique<StemPlan>(w, bias, out, stride, threads);
+                int64_t stride, int64_t pad_top, int64_t pad_left, int64_t threads) {
+    stem_ = std::make_unique<StemPlan>(w, bias, out, stride, pad_top, pad_left, threads);
   }
   void add(const at::Tensor& x, const at::Tensor& out, int64_t batch, int64_t h, int64_t w,
-           int64_t stride, const at::Tensor& w_expand, const at::Tensor& b_expand,
+           int64_t stride, int64_t pad_top, int64_t pad_left, const at::Tensor& w_expand, const at::Tensor& b_expand,
            const at::Tensor& w_dw, const at::Tensor& b_dw, const at::Tensor& w_project,
            const at::Tensor& b_project, bool residual, bool residual_relu, int64_t gate,
            double dense_above, const at::Tensor& mask_weight, double mask_bias, double threshold,
@@ -1562,8 +1588,8 @@ class BlockSequence {
            const at::Tensor& e_buf, const at::Tensor& d_buf,
            const at::Tensor& p_buf, int64_t strip_rows) {
     blocks_.push_back(std::make_unique<BlockPlan>(
-        x, out, batch, h, w, stride, w_expand, b_expand, w_dw, b_dw, w_project, b_project,
-        residual, residual_relu, gate, dense_above, mask_weight, mask_bias, threshold, fixed_hard,
+        x, out, batch, h, w, stride, pad_top, pad_left, w_expand, b_expand, w_dw, b_dw, w_project,
+        b_project, residual, residual_relu, gate, dense_above, mask_weight, mask_bias, threshold, fixed_hard,
         hard, dilated, logits, soft, rank, act_rows, dil_rows, row_ptr, e_buf, d_buf, p_buf,
         strip_rows));
     TORCH_CHECK(blocks_.front()->threads == blocks_.back()->threads,
