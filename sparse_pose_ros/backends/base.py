@@ -92,6 +92,11 @@ class Backend(abc.ABC):
     def close(self) -> None:
         """Release runtime resources; the backend must not be used afterwards."""
 
+    def diagnostics(self) -> dict[str, object]:
+        """Runtime choices worth showing on /diagnostics (e.g. sparse-cpu's path choice);
+        read from another thread than ``infer``, so values must be cheap snapshots."""
+        return {}
+
     def __enter__(self) -> Backend:
         return self
 

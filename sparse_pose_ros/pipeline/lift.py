@@ -61,6 +61,11 @@ REFERENCE_BONE_LENGTHS_M: tuple[float, ...] = tuple(
 )
 
 NOMINAL_HFOV_DEG = 60.0
+#: Plausible camera intrinsics (see :meth:`Intrinsics.from_k`): the field-of-view range is the
+#: node's ``nominal_hfov_deg`` range.
+MIN_FOV_DEG = 1.0
+MAX_FOV_DEG = 179.0
+MAX_PIXEL_ASPECT = 4.0
 MIN_DEPTH_M = 0.2
 MAX_DEPTH_M = 50.0
 _MIN_JOINT_DEPTH_M = 0.05
@@ -88,9 +93,16 @@ class Intrinsics:
     def from_k(cls, k: np.ndarray | list[float], width: int, height: int) -> Intrinsics:
         """Validate a row-major 3×3 K (CameraInfo.k) for an image of ``width`` × ``height``.
 
+        The bounds are those of a physical pinhole camera, wide enough for fisheye-to-telephoto
+        lenses and shifted sensors: a field of view within the ``nominal_hfov_deg`` range
+        (1°–179°) on both axes (fx = 1e12 would place every joint on the optical axis), square-ish
+        pixels (fx/fy within [1/4, 4]), a principal point inside the image or at most half an
+        image beyond its edge, and the last row of K equal to (0, 0, 1).
+
         Raises:
-            ValueError: NaN/inf entries, non-positive focal lengths, or a principal point far
-                outside the image (the usual signs of an uncalibrated, all-zero CameraInfo).
+            ValueError: NaN/inf entries, non-positive or implausible focal lengths, or a
+                principal point far outside the image (the usual signs of an uncalibrated,
+                all-zero or corrupted CameraInfo); the message names the offending values.
         """
         k = np.asarray(k, dtype=np.float64).reshape(-1)
         if k.size != 9:
@@ -102,8 +114,19 @@ class Intrinsics:
             raise ValueError(f"K has non-positive focal length (fx={fx}, fy={fy}): uncalibrated?")
         if width <= 0 or height <= 0:
             raise ValueError(f"image size must be positive, got {width}x{height}")
-        if not (-width <= cx <= 2 * width and -height <= cy <= 2 * height):
-            raise ValueError(f"principal point ({cx}, {cy}) is far outside {width}x{height}")
+        if abs(k[6]) > 1e-9 or abs(k[7]) > 1e-9 or abs(k[8] - 1.0) > 1e-6:
+            raise ValueError(f"K's last row is ({k[6]}, {k[7]}, {k[8]}), not (0, 0, 1)")
+        for axis, f, side in (("horizontal", fx, width), ("vertical", fy, height)):
+            fov = math.degrees(2.0 * math.atan(side / (2.0 * f)))
+            if not MIN_FOV_DEG <= fov <= MAX_FOV_DEG:
+                raise ValueError(f"focal length {f:g} px gives a {fov:.3g}° {axis} field of view "
+                                 f"on {width}x{height} (plausible: {MIN_FOV_DEG:g}°-"
+                                 f"{MAX_FOV_DEG:g}°)")
+        if not 1.0 / MAX_PIXEL_ASPECT <= fx / fy <= MAX_PIXEL_ASPECT:
+            raise ValueError(f"fx/fy = {fx / fy:.3g} (fx={fx:g}, fy={fy:g}): not a real camera")
+        if not (-0.5 * width <= cx <= 1.5 * width and -0.5 * height <= cy <= 1.5 * height):
+            raise ValueError(f"principal point ({cx:g}, {cy:g}) is far outside "
+                             f"{width}x{height}")
         return cls(float(fx), float(fy), float(cx), float(cy), int(width), int(height))
 
     @classmethod

@@ -166,7 +166,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "input_size", 0,
         "Square network input side in pixels; 0 = the size the model was built for.",
-        "0 or a multiple of 16", int_range=(0, 1024), validate=_input_size, reload=True,
+        "0 or a multiple of 16 in [64, 1024]", int_range=(0, 1024), validate=_input_size,
+        reload=True,
     ),
     ParamSpec(
         "num_threads", 0,
@@ -238,7 +239,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         f"[{_BUDGET.min_threshold:g}, {_BUDGET.max_threshold:g}]; 0 = off (mask_threshold is "
         "used as set). The current threshold and "
         "density are reported on /diagnostics.",
-        ">= 0 ms", float_range=(0.0, 10000.0),
+        "[0, 10000] ms", float_range=(0.0, 10000.0),
     ),
 )
 PARAMS_BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
@@ -252,12 +253,14 @@ def check(name: str, value: Any) -> str | None:
         return None
     if spec.type == PT.PARAMETER_DOUBLE and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    valid = spec.constraints or "see `ros2 param describe`"
     if type(value) is not type(spec.default):
-        return f"{name} must be a {type(spec.default).__name__}, got {type(value).__name__}"
+        return (f"{name} must be a {type(spec.default).__name__}, valid {valid}; got "
+                f"{type(value).__name__} {value!r}")
     if spec.float_range and not spec.float_range[0] <= value <= spec.float_range[1]:
-        return f"{name} must be in [{spec.float_range[0]}, {spec.float_range[1]}]; got {value}"
+        return f"{name} out of range: valid {valid}; got {value}"
     if spec.int_range and not spec.int_range[0] <= value <= spec.int_range[1]:
-        return f"{name} must be in [{spec.int_range[0]}, {spec.int_range[1]}]; got {value}"
+        return f"{name} out of range: valid {valid}; got {value}"
     if spec.validate is not None:
         reason = spec.validate(value)
         if reason:

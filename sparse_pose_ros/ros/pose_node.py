@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,9 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
+from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -42,8 +45,8 @@ from ..model.checkpoint import CheckpointError, read_metadata
 from ..pipeline.draw import mask_overlay
 from ..pipeline.estimator import PoseEstimator, PoseResult
 from ..pipeline.lift import Intrinsics
-from ..pipeline.stats import RollingStats
-from . import convert
+from ..pipeline.stats import ArrivalRates, RollingStats
+from . import convert, middleware
 from .parameters import (
     MODEL_HELP,
     PARAMS,
@@ -68,10 +71,36 @@ OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
                         reliability=ReliabilityPolicy.RELIABLE)
 
 
+#: Appended to the transport-loss warning: where the fix is.
+TRANSPORT_HELP = (
+    "camera-sized images need a larger Fast DDS shared-memory segment in the camera driver's "
+    f"process: {middleware.PROFILE_ENV}=<share>/config/{middleware.PROFILE_FILE} "
+    "(README, 'Camera frames over DDS')"
+)
+
+
+class StartupParameterError(ValueError):
+    """Bad parameter values at start-up: one line per parameter (name, value, valid range)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 @dataclass
 class _Frame:
     msg: Image
     received_s: float
+
+
+def _load_hint(path: str, exc: BaseException) -> str:
+    """What to do about a failed load: "get a model" only when the model file is the problem
+    (missing or unreadable), otherwise the parameters that chose backend, device and size."""
+    if not Path(path).is_file() or isinstance(exc, CheckpointError) or isinstance(
+            exc.__cause__, CheckpointError):
+        return MODEL_HELP[0].upper() + MODEL_HELP[1:]
+    return ("Check the backend, device and input_size parameters "
+            "(`ros2 param describe /pose_node <name>`)")
 
 
 def checkpoint_training_note(path: str) -> tuple[bool, str]:
@@ -101,23 +130,26 @@ class PoseNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("pose_node", **kwargs)
-        for spec in PARAMS:
-            self.declare_parameter(spec.name, spec.default, spec.descriptor())
+        # State that destroy_node() needs comes first: rclpy destroys a half-built node at
+        # context shutdown, e.g. after a bad start-up parameter.
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stop = False
+        self._worker: threading.Thread | None = None
+        self._backend: Backend | None = None
+        self._declare_parameters()
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
         self._pending: _Frame | None = None
         self._busy = False
-        self._stop = False
         self._reload = True
         self._threshold_dirty = True
         self._counts: Counter[str] = Counter()
         self._last_log: dict[str, float] = {}
         self._stats = RollingStats()
         self._intrinsics: Intrinsics | None = None
-        self._backend: Backend | None = None
+        self._arrivals = ArrivalRates()
         self._estimator: PoseEstimator | None = None
         self._model_state = "loading"
         self._model_error = ""
@@ -149,6 +181,34 @@ class PoseNode(Node):
         self._worker.start()
 
     # ------------------------------------------------------------------ parameters
+    def _declare_parameters(self) -> None:
+        """Declare every parameter and check the start-up values like a later change would be.
+
+        rclpy checks only the descriptor's range and type at declaration (and then raises a
+        bare exception); our validators (choices, multiples of 16, open intervals) would not run
+        at all. Every bad value is collected and reported at once by
+        :class:`StartupParameterError`. ``model_file_path`` is exempt: a missing model keeps the
+        node up with ERROR diagnostics so it can be set later (see the module docstring).
+        """
+        problems: list[str] = []
+        # rclpy keeps the command-line/YAML overrides here (an attribute since Dashing); read
+        # only to name a value that the declaration itself refused.
+        overrides = getattr(self, "_parameter_overrides", {})
+        for spec in PARAMS:
+            try:
+                value = self.declare_parameter(spec.name, spec.default, spec.descriptor()).value
+            except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+                self.declare_parameter(spec.name, spec.default, spec.descriptor(),
+                                       ignore_override=True)
+                given = overrides[spec.name].value if spec.name in overrides else None
+                problems.append(check(spec.name, given) or f"{spec.name}: {exc}")
+                continue
+            reason = None if spec.name == "model_file_path" else check(spec.name, value)
+            if reason:
+                problems.append(reason)
+        if problems:
+            raise StartupParameterError(problems)
+
     def _p(self, name: str) -> Any:
         return self.get_parameter(name).value
 
@@ -201,6 +261,7 @@ class PoseNode(Node):
     # ------------------------------------------------------------------ callbacks
     def _on_image(self, msg: Image) -> None:
         now = time.monotonic()
+        self._arrivals.image(now)
         with self._lock:
             self._counts["received"] += 1
             if self._busy or self._pending is not None or self._backend is None:
@@ -210,6 +271,9 @@ class PoseNode(Node):
             self._wake.notify()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._arrivals.camera_info(time.monotonic())
+        with self._lock:
+            self._counts["camera_info_received"] += 1
         try:
             intr = convert.camera_info_to_intrinsics(msg)
         except ValueError as exc:
@@ -279,7 +343,7 @@ class PoseNode(Node):
         except (BackendError, ValueError, OSError, RuntimeError) as exc:
             with self._lock:
                 self._model_state, self._model_error = "error", str(exc)
-            self.get_logger().error(f"cannot load model: {exc}. {MODEL_HELP}")
+            self.get_logger().error(f"cannot load model: {exc}. {_load_hint(path, exc)}")
             return
         (self.get_logger().info if trained else self.get_logger().warning)(note)
         self.get_logger().info(
@@ -358,6 +422,9 @@ class PoseNode(Node):
             backend = self._backend
             intr_source = self._last_intrinsics_source
         invalid = sum(v for k, v in counts.items() if k.startswith("invalid_"))
+        now = time.monotonic()
+        arrivals = self._arrivals.summary(now)
+        loss = self._arrivals.loss_warning(now)
         values: dict[str, object] = {
             "model_state": state,
             "backend": backend.name if backend else "none",
@@ -376,7 +443,12 @@ class PoseNode(Node):
             "target_latency_ms": self._p("target_latency_ms"),
             "intrinsics": intr_source,
             **self._stats.summary(),
+            "image_rate_hz": arrivals["image_rate_hz"],
+            "camera_info_rate_hz": arrivals["camera_info_rate_hz"],
+            "transport": "images missing" if loss else (
+                "ok" if arrivals["image_to_camera_info_ratio"] is not None else "no camera_info"),
             "frames_received": counts.get("received", 0),
+            "camera_info_received": counts.get("camera_info_received", 0),
             "frames_processed": counts.get("processed", 0),
             "frames_dropped": counts.get("dropped", 0),
             "frames_invalid": invalid,
@@ -389,15 +461,20 @@ class PoseNode(Node):
             "inference_errors": counts.get("inference_error", 0),
             "internal_errors": counts.get("internal_error", 0),
         }
+        if backend is not None:
+            values.update(backend.diagnostics())
         for k in sorted(counts):
             if k.startswith("invalid_"):
                 values[k] = counts[k]
+        warnings = [f"{loss}; {TRANSPORT_HELP}"] if loss else []
         if state == "error":
-            return DiagnosticStatus.ERROR, f"no model: {error}", values
+            return DiagnosticStatus.ERROR, "; ".join([f"no model: {error}", *warnings]), values
         if state == "loading":
-            return DiagnosticStatus.WARN, "loading model", values
-        if not trained:
-            return DiagnosticStatus.WARN, "running an untrained checkpoint", values
+            warnings.insert(0, "loading model")
+        elif not trained:
+            warnings.insert(0, "running an untrained checkpoint")
+        if warnings:
+            return DiagnosticStatus.WARN, "; ".join(warnings), values
         return DiagnosticStatus.OK, "running", values
 
     def _publish_diagnostics(self) -> None:
@@ -417,17 +494,38 @@ class PoseNode(Node):
         with self._lock:
             self._stop = True
             self._wake.notify_all()
-        self._worker.join(timeout=10.0)
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
         if self._backend is not None:
             self._backend.close()
+            self._backend = None
         super().destroy_node()
 
 
+#: Exit status for bad start-up parameters (like argparse's usage errors).
+EXIT_BAD_PARAMETER = 2
+
+
 def main(args: list[str] | None = None) -> None:
+    """Console script. Bad start-up parameters end the process with one error line each and
+    exit status 2 (a launch file then shows the reason instead of a node that half works); bad
+    values set later through the parameter service are refused and the node keeps running.
+
+    The Fast DDS image profile is put into the environment *before* ``rclpy.init``: the DDS
+    participant reads it once, when it is created (``middleware`` has the why).
+    """
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
+    transport_note = middleware.apply_default_profile()
     try:
         with rclpy.init(args=args):
-            node = PoseNode()
+            try:
+                node = PoseNode()
+            except StartupParameterError as exc:
+                log = get_logger("pose_node")
+                for problem in exc.problems:
+                    log.error(f"invalid parameter, not starting: {problem}")
+                raise SystemExit(EXIT_BAD_PARAMETER) from None
+            node.get_logger().info(transport_note)
             try:
                 rclpy.spin(node)
             finally:

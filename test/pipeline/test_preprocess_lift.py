@@ -108,6 +108,29 @@ def test_intrinsics_validation_and_nominal_fov():
         Intrinsics.from_k([500, 0, 1e5, 0, 500, 240, 0, 0, 1], 640, 480)
     with pytest.raises(ValueError, match="9 entries"):
         Intrinsics.from_k([1.0, 2.0], 640, 480)
+
+
+@pytest.mark.parametrize(("k", "reason"), [
+    ([1e12, 0, 320, 0, 1e12, 240, 0, 0, 1], "field of view"),  # every ray on the optical axis
+    ([0.5, 0, 320, 0, 0.5, 240, 0, 0, 1], "field of view"),  # beyond 179°
+    ([-500, 0, 320, 0, 500, 240, 0, 0, 1], "non-positive"),
+    ([500, 0, 320, 0, 50, 240, 0, 0, 1], "fx/fy"),
+    ([500, 0, 1.8 * 640, 0, 500, 240, 0, 0, 1], "principal point"),
+    ([500, 0, 320, 0, 500, -0.8 * 480, 0, 0, 1], "principal point"),
+    ([500, 0, 320, 0, 500, 240, 0, 0, 0], "last row"),
+])
+def test_absurd_intrinsics_are_rejected_with_the_reason(k, reason):
+    with pytest.raises(ValueError, match=reason):
+        Intrinsics.from_k(k, 640, 480)
+
+
+@pytest.mark.parametrize("k", [
+    [60.0, 0, 320, 0, 60.0, 240, 0, 0, 1],  # fisheye-like, 158° horizontal
+    [20000.0, 0, 320, 0, 20000.0, 240, 0, 0, 1],  # long telephoto, 1.8°
+    [500.0, 0, 700, 0, 500.0, 240, 0, 0, 1],  # shifted sensor: principal point off the image
+])
+def test_plausible_extreme_intrinsics_are_kept(k):
+    assert Intrinsics.from_k(k, 640, 480).fx == k[0]
     nominal = Intrinsics.nominal(640, 480, 60.0)
     assert nominal.source == "nominal_fov"
     assert nominal.fx == pytest.approx(320 / math.tan(math.radians(30)))

@@ -91,10 +91,19 @@ def test_bad_image_is_counted_and_next_frame_works(node, listener, case):
     _good_frame_yields_pose(listener)
 
 
-@pytest.mark.parametrize("case", ["nan", "zero", "principal_point_far_away"])
+BAD_K = {
+    "nan": [math.nan] * 9,
+    "zero": [0.0] * 9,
+    "principal_point_far_away": [100.0, 0, 1e6, 0, 100.0, 1e6, 0, 0, 1],
+    "principal_point_beyond_half_an_image": [100.0, 0, 1.8 * W, 0, 100.0, H / 2, 0, 0, 1],
+    "fx_1e12": [1e12, 0, W / 2, 0, 1e12, H / 2, 0, 0, 1],
+    "fx_negative": [-100.0, 0, W / 2, 0, 100.0, H / 2, 0, 0, 1],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_K))
 def test_bad_intrinsics_fall_back_to_nominal_fov(node, listener, case):
-    k = {"nan": [math.nan] * 9, "zero": [0.0] * 9,
-         "principal_point_far_away": [100.0, 0, 1e6, 0, 100.0, 1e6, 0, 0, 1]}[case]
+    k = BAD_K[case]
     _send_until_counted(listener, lambda: _info(listener, k), listener.info_pub.publish,
                         "camera_info_invalid")
     _good_frame_yields_pose(listener)
