@@ -11,11 +11,14 @@ from sparse_pose_ros.sparse.cpu_kernel import load_cpu_kernel
 
 
 def make_block(
-    c_in: int, c_out: int, stride: int, t: float = 6, relu: bool = False, seed: int = 0
+    c_in: int, c_out: int, stride: int, t: float = 6, relu: bool = False, seed: int = 0,
+    padding: str = "symmetric",
 ) -> InvertedResidual:
+    """A gated block; ``padding="tf_same"`` gives MoveNet's TF 'SAME' depthwise at stride 2."""
     torch.manual_seed(seed)
     block = InvertedResidual(
-        c_in, c_out, stride, t, gated=True, residual_activation="relu" if relu else None
+        c_in, c_out, stride, t, gated=True, residual_activation="relu" if relu else None,
+        padding=padding,
     ).eval()
     randomise_bn(block, seed)
     return block

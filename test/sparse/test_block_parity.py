@@ -134,3 +134,105 @@ def test_band_groups_at_any_thread_count(threads, stride, mode, block_factory):
     finally:
         torch.set_num_threads(before)
     assert runner.counts[0] == int(m.sum())
+
+
+# ---- TF 'SAME' padding (MoveNet): a stride-2 depthwise pads 0 before and 1 after on even sizes
+
+
+def border_masks(batch: int, ho: int, wo: int) -> torch.Tensor:
+    """Masks touching every border: image 0 the four corners, image 1 the top row and the left
+    column, image 2 the bottom row and the right column (the rows / columns whose windows hit
+    the asymmetric pad), image 3 everything but the first and last rows and columns."""
+    m = torch.zeros(batch, 1, ho, wo)
+    m[0, 0, 0, 0] = m[0, 0, 0, -1] = m[0, 0, -1, 0] = m[0, 0, -1, -1] = 1
+    m[1, 0, 0, :] = m[1, 0, :, 0] = 1
+    m[2, 0, -1, :] = m[2, 0, :, -1] = 1
+    m[3, 0, 1:-1, 1:-1] = 1
+    return m
+
+
+@pytest.mark.parametrize("hw", [(12, 10), (16, 16), (11, 9)])
+@pytest.mark.parametrize("case", ["borders", "random", "full"])
+def test_tf_same_stride2(hw, case, runner_kind, block_factory):
+    """Even sizes take the pad-before-0 path (odd ones are symmetric under TF 'SAME' too)."""
+    block = block_factory(8, 12, 2, padding="tf_same", seed=3)
+    h, w = hw
+    assert block.depthwise_pad_before(torch.zeros(1, 8, h, w)) == (0 if h % 2 == 0 else 1)
+    x = torch.randn(4, 8, h, w)
+    ho, wo = out_hw(h, w, 2)
+    if case == "borders":
+        m = border_masks(4, ho, wo)
+    elif case == "random":
+        m = (torch.rand(4, 1, ho, wo, generator=torch.Generator().manual_seed(5)) < 0.3).float()
+    else:
+        m = torch.ones(4, 1, ho, wo)
+    runner, _ = check(block, x, m, runner_kind)
+    assert runner.counts[0] == int(m.sum())
+
+
+@pytest.mark.parametrize("mode", ["sparse", "dense"])
+def test_tf_same_mixed_parity(mode, runner_kind, block_factory):
+    """Even height, odd width: pad before 0 on rows and 1 on columns. Outputs only: the model's
+    ``receptive_mask`` takes one pad_before for both axes (the top one), so its dilated mask is
+    not the set the kernel needs here."""
+    from sparse_pose_ros.sparse.executor import receptive_mask_2d
+
+    block = block_factory(8, 12, 2, padding="tf_same", seed=4)
+    x = torch.randn(4, 8, 10, 9)
+    hard = border_masks(4, 5, 5)
+    block.fixed_mask = hard
+    with torch.no_grad():  # masked dense without any dilated set: F(X) * G
+        ref = block.project(block.depthwise(block.expand(x))) * hard
+    got, mask = BlockRunner(block, kernel=runner_kind[0], sync=runner_kind[1], mode=mode)(x)
+    assert (got - ref).abs().max().item() <= TOL
+    assert torch.equal(mask.dilated, receptive_mask_2d(hard, 2, (10, 9), (0, 1)))
+    # rows pad 0 (input row 2i..2i+2), columns pad 1 (2j-1..2j+1): output (0, 0) reads 3 x 2
+    one = torch.zeros(1, 1, 5, 5)
+    one[0, 0, 0, 0] = 1
+    assert receptive_mask_2d(one, 2, (10, 9), (0, 1))[0, 0, :4, :3].tolist() == [
+        [1, 1, 0], [1, 1, 0], [1, 1, 0], [0, 0, 0]]
+
+
+def test_tf_same_learned_mask(runner_kind, block_factory):
+    block = block_factory(8, 16, 2, padding="tf_same")
+    block.mask_unit.conv.weight.data.normal_(0, 0.5)
+    block.mask_unit.conv.bias.data.zero_()
+    x = torch.randn(2, 8, 14, 12)
+    ref = reference(block, x)
+    got, mask = BlockRunner(block, kernel=runner_kind[0], sync=runner_kind[1])(x)
+    assert 0.05 < block.compute_mask(x).hard.mean().item() < 0.95
+    assert (got - ref).abs().max().item() <= TOL
+    assert torch.equal(mask.dilated, block.compute_mask(x).dilated)
+
+
+def test_padding_regression_kernel_is_not_symmetric(runner_kind, block_factory):
+    """The trap of PRETRAINED.md: the same weights under symmetric padding give visibly different
+    outputs on even sizes, and the kernel must give the TF 'SAME' ones, at the borders too."""
+    tf = block_factory(8, 12, 2, padding="tf_same", seed=7)
+    sym = block_factory(8, 12, 2, padding="symmetric", seed=7)
+    sym.load_state_dict(tf.state_dict())
+    x = torch.randn(4, 8, 16, 16)
+    m = border_masks(4, 8, 8)
+    tf.fixed_mask = sym.fixed_mask = m
+    want, wrong = reference(tf, x), reference(sym, x)
+    got, _ = BlockRunner(tf, kernel=runner_kind[0], sync=runner_kind[1])(x)
+    assert (got - want).abs().max().item() <= TOL
+    assert (wrong - want).abs().max().item() > 100 * TOL  # the test can tell the two apart
+    assert (got - wrong).abs().max().item() > 100 * TOL
+
+
+def test_compiled_kernel_rejects_bad_pads(block_factory):
+    """Stride 1 is always pad 1; at stride 2 only 0 or 1 before."""
+    kernel = load_cpu_kernel()
+    if kernel is None:
+        pytest.skip("no C++ compiler: compiled CPU kernel cannot be built here")
+    from sparse_pose_ros.sparse import cpu_kernel
+
+    block = block_factory(8, 8, 1)
+    runner = BlockRunner(block, kernel="cpp")
+    runner(torch.randn(1, 8, 8, 8))
+    args = list(cpu_kernel.block_args(block, runner.folded, runner.x_buf, runner.x_buf, 1, (8, 8),
+                                      runner.cpu, 2.0))
+    args[6] = 0  # pad_top 0 at stride 1
+    with pytest.raises(RuntimeError, match="pad before"):
+        kernel.run_block(*args)

@@ -13,6 +13,7 @@ from sparse_pose_ros.benchmarks.masks import clear_fixed_masks, set_blob_masks
 from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
 from sparse_pose_ros.sparse import SparseBackbone, SparsePoseNetwork
 from sparse_pose_ros.sparse.cpu_kernel import load_cpu_kernel
+from sparse_pose_ros.sparse.ort_head import ort_available
 
 TOL = 1e-4
 
@@ -139,3 +140,157 @@ def test_validation_errors():
         SparseBackbone(net.backbone, policy={4: "fast"})
     with pytest.raises(ValueError, match="input"):
         SparseBackbone(net.backbone)(torch.randn(1, 4, 32, 32))
+
+
+# ---- MoveNet's architecture: stride 32, TF 'SAME' stride-2 convs, 1x1 to 1280, FPN neck
+
+
+def movenet_net(variant: str, gate_strided: bool, size: int = 64, seed: int = 0) -> PoseNetwork:
+    """``movenet_config`` at a small input with random weights and BN statistics."""
+    from sparse_pose_ros.model.network import movenet_config
+
+    torch.manual_seed(seed)
+    net = PoseNetwork(movenet_config(variant, gate_strided=gate_strided, input_size=size)).eval()
+    randomise_bn(net, seed)
+    for b in net.gated_blocks():
+        b.mask_unit.conv.weight.data.normal_(0, 0.3)
+        b.mask_unit.conv.bias.data.zero_()
+    calibrate_masks(net, torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(9)))
+    return net
+
+
+def calibrate_masks(net: PoseNetwork, x: torch.Tensor) -> None:
+    """Set every mask unit's bias so that its logits straddle the threshold on ``x`` (random
+    features with random BN put every logit on one side otherwise: all-on / all-off masks)."""
+
+    def centre(block, args):
+        with torch.no_grad():
+            logits = block.mask_unit.conv(args[0])
+            block.mask_unit.conv.bias += block.mask_unit.threshold_logit - logits.median()
+
+    handles = [b.register_forward_pre_hook(centre) for b in net.gated_blocks()]
+    try:
+        with torch.no_grad():
+            net.backbone(x)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| relative to max(1, max |b|)."""
+    return (a - b).abs().max().item() / max(1.0, b.abs().max().item())
+
+
+def border_fixed_masks(backbone, batch: int, hw: tuple[int, int]) -> None:
+    """Every gated block gets masks touching every border: image 0 the corners, 1 the top row +
+    left column, 2 the bottom row + right column, 3 a random 30 %."""
+    g = torch.Generator().manual_seed(0)
+    h, w = (hw[0] - 1) // 2 + 1, (hw[1] - 1) // 2 + 1
+    for blk in backbone.blocks:
+        h, w = (h - 1) // blk.stride + 1, (w - 1) // blk.stride + 1
+        if not blk.gated:
+            continue
+        m = torch.zeros(batch, 1, h, w)
+        m[0, 0, 0, 0] = m[0, 0, 0, -1] = m[0, 0, -1, 0] = m[0, 0, -1, -1] = 1
+        m[1, 0, 0, :] = m[1, 0, :, 0] = 1
+        m[2, 0, -1, :] = m[2, 0, :, -1] = 1
+        m[3] = (torch.rand(1, h, w, generator=g) < 0.3).float()
+        blk.fixed_mask = m
+
+
+def assert_backbone_parity(net: PoseNetwork, x: torch.Tensor, name: str, ex) -> None:
+    with torch.no_grad():
+        ref_feats, ref_skips, ref_masks = net.backbone(x)
+    feats, skips, masks = ex(x)
+    assert feats.shape == ref_feats.shape and feats.shape[1] == 1280
+    assert rel_diff(feats, ref_feats) <= TOL, name
+    assert len(skips) == 3
+    for a, b in zip(skips, ref_skips, strict=True):
+        assert rel_diff(a, b) <= TOL, name
+    for m, r in zip(masks, ref_masks, strict=True):
+        assert (m is None) == (r is None)
+        if m is not None:
+            assert torch.equal(m.hard, r.hard) and torch.equal(m.dilated, r.dilated), name
+
+
+def movenet_executors(net: PoseNetwork):
+    yield "torch", SparseBackbone(net.backbone, kernel="torch")
+    if load_cpu_kernel() is not None:
+        yield "cpp", SparseBackbone(net.backbone, kernel="cpp")
+        yield "cpp-2threads", SparseBackbone(net.backbone, kernel="cpp", threads=2)
+        yield "cpp-policy", SparseBackbone(net.backbone, kernel="cpp",
+                                           policy={4: "dense", 16: 0.5, 32: "dense"})
+
+
+@pytest.mark.parametrize("variant", ["thunder", "lightning"])
+@pytest.mark.parametrize("gate_strided", [False, True])
+@pytest.mark.parametrize("size", [64, 80])
+def test_movenet_backbone_parity_learned_masks(variant, gate_strided, size):
+    """80: the stride-16 features are 5x5, so block 13's depthwise pads symmetrically (odd
+    input) while the earlier stride-2 convs pad 0 before: both conventions in one network."""
+    net = movenet_net(variant, gate_strided)
+    assert net.backbone.stem[0].stride == (2, 2) and net.cfg.padding == "tf_same"
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        densities = [m.hard.mean().item() for m in net.backbone(x)[2] if m is not None]
+    assert any(0.05 < d < 0.95 for d in densities)
+    for name, ex in movenet_executors(net):
+        assert_backbone_parity(net, x, name, ex)
+
+
+@pytest.mark.parametrize("variant", ["thunder", "lightning"])
+@pytest.mark.parametrize("gate_strided", [False, True])
+def test_movenet_backbone_parity_border_masks(variant, gate_strided):
+    net = movenet_net(variant, gate_strided, seed=1)
+    x = torch.randn(4, 3, 96, 96)
+    border_fixed_masks(net.backbone, 4, (96, 96))
+    for name, ex in movenet_executors(net):
+        assert_backbone_parity(net, x, name, ex)
+
+
+@pytest.mark.parametrize("variant", ["thunder", "lightning"])
+def test_movenet_all_ones_masks_equal_the_dense_network(variant):
+    """All-ones masks on every gated block (strided ones too) = the ungated network exactly."""
+    from sparse_pose_ros.model.network import movenet_config
+
+    net = movenet_net(variant, gate_strided=True, seed=2)
+    dense = PoseNetwork(movenet_config(variant, gated=False, input_size=64)).eval()
+    missing, unexpected = dense.load_state_dict(net.state_dict(), strict=False)
+    assert not missing and all("mask_unit" in k for k in unexpected)
+    x = torch.randn(1, 3, 64, 64)
+    set_blob_masks(net.backbone, 1, (64, 64), 1.0)
+    with torch.no_grad():
+        ref = dense(x)
+    heads = ["torch", "ort"] if ort_available() else ["torch"]
+    kernels = ["torch", "cpp"] if load_cpu_kernel() is not None else ["torch"]
+    for kernel in kernels:
+        for head in heads:
+            out = SparsePoseNetwork(net, kernel=kernel, head=head)(x)
+            assert rel_diff(out.joints, ref.joints) <= TOL, (kernel, head)
+            assert rel_diff(out.heatmaps, ref.heatmaps) <= TOL, (kernel, head)
+            assert rel_diff(out.triplets, ref.triplets) <= TOL, (kernel, head)
+
+
+@pytest.mark.parametrize("variant", ["thunder", "lightning"])
+@pytest.mark.parametrize("head_gating", [False, True])
+def test_movenet_whole_network_parity(variant, head_gating):
+    """Compiled backbone + the FPN neck and head_pre in ONNX Runtime (or eager): the compiled
+    head only knows the light neck, so ``auto`` must not pick it."""
+    net = movenet_net(variant, gate_strided=False, seed=3)
+    if head_gating:
+        net.set_head_gating(True)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = net(x)
+    kernels = ["torch", "cpp"] if load_cpu_kernel() is not None else ["torch"]
+    for kernel in kernels:
+        auto = SparsePoseNetwork(net, kernel=kernel)
+        assert auto.head == ("ort" if ort_available() else "torch")
+        for head in ["auto", "torch"]:
+            out = SparsePoseNetwork(net, kernel=kernel, head=head)(x)
+            assert rel_diff(out.joints, ref.joints) <= TOL, (kernel, head)
+            assert rel_diff(out.heatmaps, ref.heatmaps) <= TOL, (kernel, head)
+    if load_cpu_kernel() is not None:
+        with pytest.raises(ValueError, match="FPN|MoveNetFPN"):
+            SparsePoseNetwork(net, kernel="cpp", head="cpp")
