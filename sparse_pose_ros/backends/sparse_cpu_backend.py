@@ -43,8 +43,19 @@ LOG = logging.getLogger(__name__)
 #: Per-stage policy (output stride -> crossover density): a gated block runs sparsely when its
 #: active fraction is at or below the crossover and masked-dense above it (same result). From
 #: the per-stage dense/sparse kernel timings of ``python -m sparse_pose_ros.benchmarks
-#: sparse-cpu`` (``policy_crossover`` in benchmarks/results/sparse_cpu.json).
-DEFAULT_POLICY: dict[int, float] = {2: 0.75, 4: 0.75, 8: 0.75, 16: 0.75}
+#: sparse-cpu`` (``policy_crossover`` in benchmarks/results/sparse_cpu.json). Stride 32 (MoveNet's
+#: stride-32 stage) has no measurement of its own yet and takes the same crossover; only the
+#: strides a backbone has are passed on (:func:`default_policy`).
+DEFAULT_POLICY: dict[int, float] = {2: 0.75, 4: 0.75, 8: 0.75, 16: 0.75, 32: 0.75}
+
+
+def default_policy(net: Any) -> dict[int, float]:
+    """:data:`DEFAULT_POLICY` restricted to the strides of ``net``'s blocks (the executor
+    rejects a policy that names a stride the backbone does not have)."""
+    from ..sparse.executor import block_stride_map
+
+    strides = set(block_stride_map(net.backbone))
+    return {s: v for s, v in DEFAULT_POLICY.items() if s in strides}
 
 
 class SparseCpuBackend(Backend):
@@ -53,7 +64,8 @@ class SparseCpuBackend(Backend):
     Args:
         model_file_path: gated .safetensors checkpoint.
         device: "auto" or "cpu" (the kernel is CPU-only; "auto" must resolve to the CPU).
-        input_size: square input side (multiple of 16); default: the checkpoint's.
+        input_size: square input side (a multiple of the backbone's output stride, 16 or 32
+            for MoveNet's architecture); default: the checkpoint's.
         mask_threshold: initial mask probability threshold (default 0.5).
         num_threads: threads of the compiled kernel's worker pool (default 1). One thread by
             default because the node shares the cores (ROS executor, image conversion, other
@@ -117,11 +129,12 @@ class SparseCpuBackend(Backend):
             raise BackendError(f"the sparse CPU kernel could not be built here (no C++ "
                                f"compiler?), cannot run {path}")  # fmt: skip
         size = int(input_size) if input_size is not None else int(net.cfg.input_size)
-        if size <= 0 or size % 16:
-            raise ValueError(f"input_size must be a positive multiple of 16, got {size}")
+        stride = net.cfg.output_stride
+        if size <= 0 or size % stride:
+            raise ValueError(f"input_size must be a positive multiple of {stride}, got {size}")
         self.head_gating = apply_head_gating(net, head_gating)
         self.net = net
-        self.policy = DEFAULT_POLICY if policy is None else policy
+        self.policy = default_policy(net) if policy is None else policy
         self.threads = threads
         self.runner = SparsePoseNetwork(net, kernel="cpp", policy=self.policy, head=head,
                                         threads=threads)  # fmt: skip

@@ -137,3 +137,52 @@ def test_adaptive_path_choice_keeps_results(
         assert got.density == pytest.approx(ref.density)
     fixed = create_backend("sparse-cpu", gated_checkpoint, device="cpu", adaptive=False)
     assert fixed.crossover == 1.0 and not fixed.options["adaptive"]
+
+
+@pytest.fixture(scope="module")
+def movenet_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MoveNet Lightning's architecture (stride 32, TF 'SAME', 1x1 to 1280, FPN neck,
+    head_pre) at 64 px with random weights and BN statistics, gated strided blocks too."""
+    import torch
+
+    from sparse_pose_ros.model.checkpoint import save_checkpoint
+    from sparse_pose_ros.model.network import PoseNetwork, movenet_config
+
+    torch.manual_seed(3)
+    net = PoseNetwork(movenet_config("lightning", input_size=64, gate_strided=True)).eval()
+    g = torch.Generator().manual_seed(3)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    path = tmp_path_factory.mktemp("ckpt") / "movenet_lightning.safetensors"
+    save_checkpoint(path, net)
+    return path
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", [1, 2])
+def test_movenet_architecture_matches_torch_backend(
+    movenet_checkpoint: Path, frame64: np.ndarray, threads: int
+) -> None:
+    """The compiled backbone with the FPN neck + head_pre in ONNX Runtime (the compiled head
+    only has the light neck). adaptive=False: the adaptive path's dense ONNX export of this
+    architecture belongs to export/ and is not there yet."""
+    ref = create_backend("torch", movenet_checkpoint, device="cpu")
+    sp = create_backend("sparse-cpu", movenet_checkpoint, device="cpu", num_threads=threads,
+                        adaptive=False)  # fmt: skip
+    assert sp.runner.head in ("ort", "torch")
+    assert 32 in sp.policy and sp.info.input_size == 64
+    for threshold in (0.3, 0.5, 0.7):
+        ref.set_mask_threshold(threshold)
+        sp.set_mask_threshold(threshold)
+        want, got = ref.infer(frame64), sp.infer(frame64)
+        for g, w in zip(got.masks, want.masks, strict=True):
+            np.testing.assert_array_equal(g, w)
+        scale = max(1.0, float(np.abs(want.heatmaps).max()))
+        np.testing.assert_allclose(got.joints, want.joints, atol=1e-4 * scale)
+        np.testing.assert_allclose(got.heatmaps, want.heatmaps, atol=1e-4 * scale)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        create_backend("sparse-cpu", movenet_checkpoint, device="cpu", input_size=48,
+                       adaptive=False)  # fmt: skip
+    sp.close()
