@@ -128,3 +128,73 @@ def test_mask_shape_mismatch_is_a_clear_error() -> None:
     x = np.zeros((1, 8, 9, 7), dtype=np.float32)
     with pytest.raises(ValueError, match="mask must be"):
         reference.sparse_inverted_residual(x, np.zeros((1, 1, 9, 7), np.float32), weights)
+
+
+# ---- pad before 0: MoveNet's TF 'SAME' stride-2 depthwise (0 before, 1 after on even sizes)
+
+
+def _tf_same_block(c_in: int, c_out: int, t: float, seed: int) -> InvertedResidual:
+    torch.manual_seed(seed)
+    block = InvertedResidual(c_in, c_out, 2, t, gated=True, padding="tf_same").eval()
+    g = torch.Generator().manual_seed(seed)
+    for m in block.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return block
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (12, 10), (9, 7)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("mask_kind", MASKS)
+@pytest.mark.parametrize("t", [6.0, 1.0], ids=["expand", "no-expand"])
+def test_reference_tf_same_equals_masked_dense_block(
+    hw: tuple[int, int], mask_kind: str, t: float
+) -> None:
+    """Even sizes give pad_before 0, the odd one 1 (TF 'SAME' is symmetric there)."""
+    c = 8
+    block = _tf_same_block(c, 12, t, seed=5)
+    x = torch.randn(2, c, *hw, generator=torch.Generator().manual_seed(8))
+    out_hw = (reference.output_extent(hw[0], 2), reference.output_extent(hw[1], 2))
+    block.fixed_mask = _mask(mask_kind, 2, out_hw, seed=12)
+    with torch.no_grad():
+        expected = block.forward_masked(x, block.compute_mask(x)).numpy()
+    weights = block_weights(block, hw)
+    assert weights.pad_before == (0 if hw[0] % 2 == 0 else 1)
+    got = reference.sparse_inverted_residual(x.numpy(), block.fixed_mask.numpy(), weights)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    if weights.pad_before == 0 and mask_kind in ("border", "corner", "full"):
+        # the same weights with pad_before 1 (what symmetric padding would do) are wrong here
+        import dataclasses
+
+        wrong = reference.sparse_inverted_residual(
+            x.numpy(), block.fixed_mask.numpy(), dataclasses.replace(weights, pad_before=1))
+        assert np.abs(wrong - expected).max() > 1e-2
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (6, 10), (2, 2)], ids=str)
+def test_dilated_flags_pad_before_0_equal_receptive_mask(hw: tuple[int, int]) -> None:
+    out_hw = (reference.output_extent(hw[0], 2), reference.output_extent(hw[1], 2))
+    gen = torch.Generator().manual_seed(4)
+    for density in (0.0, 0.1, 0.5, 1.0):
+        mask = (torch.rand(3, 1, *out_hw, generator=gen) < density).float()
+        expected = receptive_mask(mask, 2, hw, pad_before=0).numpy().reshape(-1).astype(np.int32)
+        got = reference.dilated_flags(mask.numpy(), 2, hw, pad_before=0)
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_tf_same_block_weights_need_the_input_size() -> None:
+    block = _tf_same_block(8, 12, 6.0, seed=1)
+    with pytest.raises(ValueError, match="in_hw"):
+        block_weights(block)
+    with pytest.raises(ValueError, match="one pad before"):
+        block_weights(block, (8, 7))
+    bad = dataclasses_replace(block_weights(block, (8, 8)), stride=1)
+    with pytest.raises(ValueError, match="pad_before 0 at stride 1"):
+        reference.sparse_inverted_residual(np.zeros((1, 8, 8, 8), np.float32),
+                                           np.zeros((1, 1, 8, 8), np.float32), bad)
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)

@@ -36,11 +36,13 @@ def active_flags(mask: np.ndarray) -> np.ndarray:
     return (mask.reshape(-1) >= MASK_ON).astype(np.int32)
 
 
-def dilated_flags(mask: np.ndarray, stride: int, in_hw: tuple[int, int]) -> np.ndarray:
+def dilated_flags(mask: np.ndarray, stride: int, in_hw: tuple[int, int],
+                  pad_before: int = 1) -> np.ndarray:
     """``DilatedFlag``: input positions read by the depthwise 3×3 of an active output, flat int32.
 
-    Row y is read by outputs ceil((y-1)/s) <= oy <= floor((y+1)/s) (same for columns); the
-    kernel loops over that range, here the (at most 3×3) range offsets are vectorised.
+    With p = ``pad_before`` (1: padding=1; 0: TF 'SAME' at stride 2 on an even size), row y is
+    read by outputs ceil((y+p-2)/s) <= oy <= floor((y+p)/s) (same for columns); the kernel
+    loops over that range, here the (at most 3×3) range offsets are vectorised.
     """
     batch, _, out_h, out_w = mask.shape
     height, width = in_hw
@@ -51,10 +53,11 @@ def dilated_flags(mask: np.ndarray, stride: int, in_hw: tuple[int, int]) -> np.n
     on = mask[:, 0] >= MASK_ON
     y = np.arange(height)
     x = np.arange(width)
-    oy0 = np.where(y <= 1, 0, (y - 1 + stride - 1) // stride)
-    ox0 = np.where(x <= 1, 0, (x - 1 + stride - 1) // stride)
-    oy1 = np.minimum(out_h - 1, (y + 1) // stride)
-    ox1 = np.minimum(out_w - 1, (x + 1) // stride)
+    p = pad_before
+    oy0 = np.where(y + p <= 2, 0, (y + p - 2 + stride - 1) // stride)
+    ox0 = np.where(x + p <= 2, 0, (x + p - 2 + stride - 1) // stride)
+    oy1 = np.minimum(out_h - 1, (y + p) // stride)
+    ox1 = np.minimum(out_w - 1, (x + p) // stride)
     flags = np.zeros((batch, height, width), dtype=bool)
     for dy in range(3):
         oy = oy0 + dy
@@ -108,10 +111,11 @@ class IndexLists:
     row_map: np.ndarray  # (B*H*W,) int32, -1 outside the dilated set
 
 
-def index_lists(mask: np.ndarray, stride: int, in_hw: tuple[int, int]) -> IndexLists:
+def index_lists(mask: np.ndarray, stride: int, in_hw: tuple[int, int],
+                pad_before: int = 1) -> IndexLists:
     """Active output list and dilated input list (+ row map) of one block."""
     active_idx, active_count, _ = compact(active_flags(mask))
-    dilated_idx, dilated_count, row_map = compact(dilated_flags(mask, stride, in_hw))
+    dilated_idx, dilated_count, row_map = compact(dilated_flags(mask, stride, in_hw, pad_before))
     return IndexLists(active_idx, active_count, dilated_idx, dilated_count, row_map)
 
 
@@ -140,6 +144,7 @@ def masked_depthwise(
     b_dw: np.ndarray,
     in_hw: tuple[int, int],
     stride: int,
+    pad_before: int = 1,
 ) -> np.ndarray:
     """``maskedDepthwiseKernel``: 3×3 depthwise at active outputs via row-map neighbour lookup."""
     height, width = in_hw
@@ -150,9 +155,9 @@ def masked_depthwise(
     oy, ox = s // out_w, s % out_w
     acc = np.broadcast_to(b_dw.astype(np.float32), (count, hidden.shape[1])).copy()
     for ky in range(3):
-        iy = oy * stride - 1 + ky
+        iy = oy * stride - pad_before + ky
         for kx in range(3):
-            ix = ox * stride - 1 + kx
+            ix = ox * stride - pad_before + kx
             inside = (iy >= 0) & (iy < height) & (ix >= 0) & (ix < width)
             flat = (b * height + np.clip(iy, 0, height - 1)) * width + np.clip(ix, 0, width - 1)
             r = np.where(inside, row_map[flat], -1)
@@ -186,7 +191,9 @@ def sparse_inverted_residual(
     out_hw = (output_extent(height, stride), output_extent(width, stride))
     if mask.shape != (batch, 1, *out_hw):
         raise ValueError(f"mask must be {(batch, 1, *out_hw)}, got {mask.shape}")
-    lists = index_lists(mask, stride, (height, width))
+    if weights.pad_before not in ((1,) if stride == 1 else (0, 1)):
+        raise ValueError(f"pad_before {weights.pad_before} at stride {stride}")
+    lists = index_lists(mask, stride, (height, width), weights.pad_before)
     y = (
         x.astype(np.float32).copy()
         if weights.residual
@@ -207,6 +214,7 @@ def sparse_inverted_residual(
         weights.b_dw,
         (height, width),
         stride,
+        weights.pad_before,
     )
     projected = rows_gemm(depthwise, weights.w_proj, weights.b_proj, relu6=False)
     return scatter_add(y, projected, lists.active_idx, lists.active_count)

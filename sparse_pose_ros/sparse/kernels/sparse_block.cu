@@ -105,7 +105,8 @@ cudaError_t enqueueIndexLists(SparseBlockShape const& s, T const* mask, int32_t*
     scanTileSumsKernel<<<1, kSCAN_THREADS, 0, stream>>>(activeTiles, outTiles, counts);
     compactTilesKernel<<<outTiles, kSCAN_THREADS, 0, stream>>>(active, nOut, activeTiles, activeIdx, nullptr);
 
-    DilatedFlag<T> const dilated{mask, s.inHeight, s.inWidth, e.outHeight, e.outWidth, s.stride};
+    DilatedFlag<T> const dilated{
+        mask, s.inHeight, s.inWidth, e.outHeight, e.outWidth, s.stride, s.padBefore};
     int32_t const inTiles = tilesFor(nIn);
     countTilesKernel<<<inTiles, kSCAN_THREADS, 0, stream>>>(dilated, nIn, dilatedTiles);
     scanTileSumsKernel<<<1, kSCAN_THREADS, 0, stream>>>(dilatedTiles, inTiles, counts + 1);
@@ -163,7 +164,7 @@ cudaError_t enqueueBlock(SparseBlockShape const& s, SparseBlockTensors const& t,
 
     maskedDepthwiseKernel<<<loopBlocks(e.outPositions * s.hiddenChannels), kLOOP_THREADS, 0, stream>>>(hidden,
         rowMap, activeIdx, activeCount, t.wDepthwise, t.bDepthwise, s.hiddenChannels, s.inHeight, s.inWidth,
-        e.outHeight, e.outWidth, s.stride, depthwise);
+        e.outHeight, e.outWidth, s.stride, s.padBefore, depthwise);
 
     dim3 const projectGrid(static_cast<unsigned int>((e.outPositions + kGEMM_TILE - 1) / kGEMM_TILE),
         static_cast<unsigned int>((s.outChannels + kGEMM_TILE - 1) / kGEMM_TILE));
@@ -190,6 +191,10 @@ char const* sparseBlockShapeError(SparseBlockShape const& s)
     if (s.stride != 1 && s.stride != 2)
     {
         return "stride must be 1 or 2";
+    }
+    if (s.stride == 1 ? s.padBefore != 1 : (s.padBefore != 0 && s.padBefore != 1))
+    {
+        return "pad before must be 1 at stride 1 and 0 or 1 at stride 2";
     }
     if (!s.hasExpand && s.hiddenChannels != s.inChannels)
     {

@@ -7,7 +7,9 @@
 // Semantics (the numpy mirror is sparse_pose_ros/sparse/kernels/reference.py, the PyTorch
 // definition is InvertedResidual.forward_masked with BatchNorm folded into the weights):
 //   active  = G >= 0.5 at output resolution (B, Ho, Wo)
-//   dilated = input positions read by the depthwise 3x3 (stride 1|2, padding 1) at active outputs
+//   dilated = input positions read by the depthwise 3x3 (stride 1|2) at active outputs; output
+//             (oy, ox) reads inputs (oy*s - p .. oy*s - p + 2, ox*s - p .. ox*s - p + 2) with
+//             p = padBefore (1: PyTorch padding=1; 0: TF 'SAME' at stride 2 on even sizes)
 //   E[n]    = relu6(W_expand X[dilated n] + b_expand)        (E = X rows when has_expand == 0)
 //   D[m]    = relu6(sum_taps W_dw E[neighbour] + b_dw)       (only active outputs m)
 //   P[m]    = W_proj D[m] + b_proj                           (no activation: linear bottleneck)
@@ -41,7 +43,11 @@ struct SparseBlockShape
     int32_t outChannels{0};    //!< Co
     int32_t inHeight{0};
     int32_t inWidth{0};
-    int32_t stride{1}; //!< 1 or 2 (depthwise stride; padding is always 1)
+    int32_t stride{1}; //!< 1 or 2 (depthwise stride)
+    //! zero rows/cols padded before the input on both axes: 1 (padding=1) or, at stride 2 only,
+    //! 0 (MoveNet's TF 'SAME' on an even size: pad 0 before, 1 after). The pad after is implicit
+    //! (taps past the input read zero), so the output extent is the same for both.
+    int32_t padBefore{1};
     bool hasExpand{true};
     bool residual{false};
 };
@@ -60,7 +66,7 @@ struct SparseBlockTensors
     void* y{nullptr};             //!< (B, Co, Ho, Wo), dtype
 };
 
-//! Output extent of a 3x3 conv with padding 1: floor((in - 1) / stride) + 1.
+//! Output extent of a 3x3 conv with padding 1 (or TF 'SAME'): floor((in - 1) / stride) + 1.
 inline int32_t sparseBlockOutExtent(int32_t inExtent, int32_t stride)
 {
     return (inExtent - 1) / stride + 1;

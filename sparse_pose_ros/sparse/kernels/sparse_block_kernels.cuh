@@ -126,6 +126,7 @@ struct DilatedFlag
     int32_t outHeight;
     int32_t outWidth;
     int32_t stride;
+    int32_t padBefore; //!< output o reads inputs o*stride - padBefore .. + 2
 
     __device__ int32_t operator()(int32_t p) const
     {
@@ -134,10 +135,11 @@ struct DilatedFlag
         int32_t const s = p - b * plane;
         int32_t const y = s / width;
         int32_t const x = s - y * width;
-        int32_t const oy0 = y <= 1 ? 0 : (y - 1 + stride - 1) / stride;
-        int32_t const ox0 = x <= 1 ? 0 : (x - 1 + stride - 1) / stride;
-        int32_t const oy1 = min(outHeight - 1, (y + 1) / stride);
-        int32_t const ox1 = min(outWidth - 1, (x + 1) / stride);
+        // outputs whose window covers (y, x): o*stride - padBefore <= v <= o*stride - padBefore + 2
+        int32_t const oy0 = y + padBefore <= 2 ? 0 : (y + padBefore - 2 + stride - 1) / stride;
+        int32_t const ox0 = x + padBefore <= 2 ? 0 : (x + padBefore - 2 + stride - 1) / stride;
+        int32_t const oy1 = min(outHeight - 1, (y + padBefore) / stride);
+        int32_t const ox1 = min(outWidth - 1, (x + padBefore) / stride);
         T const* outPlane = mask + static_cast<int64_t>(b) * outHeight * outWidth;
         for (int32_t oy = oy0; oy <= oy1; ++oy)
         {
@@ -307,7 +309,7 @@ __global__ void __launch_bounds__(kGEMM_TILE* kGEMM_TILE) rowsGemmKernel(float c
 //! dilated list by construction (rowMap >= 0), the check only guards against a corrupt list.
 __global__ void maskedDepthwiseKernel(float const* hidden, int32_t const* rowMap, int32_t const* activeIdx,
     int32_t const* count, float const* wDepthwise, float const* bDepthwise, int32_t channels, int32_t height,
-    int32_t width, int32_t outHeight, int32_t outWidth, int32_t stride, float* out)
+    int32_t width, int32_t outHeight, int32_t outWidth, int32_t stride, int32_t padBefore, float* out)
 {
     int64_t const total = static_cast<int64_t>(*count) * channels;
     int32_t const outPlane = outHeight * outWidth;
@@ -325,7 +327,7 @@ __global__ void maskedDepthwiseKernel(float const* hidden, int32_t const* rowMap
 #pragma unroll
         for (int32_t ky = 0; ky < 3; ++ky)
         {
-            int32_t const iy = oy * stride - 1 + ky;
+            int32_t const iy = oy * stride - padBefore + ky;
             if (iy < 0 || iy >= height)
             {
                 continue;
@@ -333,7 +335,7 @@ __global__ void maskedDepthwiseKernel(float const* hidden, int32_t const* rowMap
 #pragma unroll
             for (int32_t kx = 0; kx < 3; ++kx)
             {
-                int32_t const ix = ox * stride - 1 + kx;
+                int32_t const ix = ox * stride - padBefore + kx;
                 if (ix < 0 || ix >= width)
                 {
                     continue;

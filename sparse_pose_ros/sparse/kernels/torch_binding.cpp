@@ -41,7 +41,7 @@ torch::Tensor weight(torch::Tensor const& w, torch::Tensor const& x, char const*
 }
 
 SparseBlockShape shapeOf(torch::Tensor const& x, torch::Tensor const& mask, int64_t hidden, int64_t out,
-    int64_t stride, bool hasExpand, bool residual)
+    int64_t stride, bool hasExpand, bool residual, int64_t padBefore)
 {
     TORCH_CHECK(x.is_cuda(), "x must be a CUDA tensor");
     TORCH_CHECK(x.dim() == 4, "x must be (B, C, H, W), got ", x.sizes());
@@ -53,6 +53,7 @@ SparseBlockShape shapeOf(torch::Tensor const& x, torch::Tensor const& mask, int6
     s.hiddenChannels = static_cast<int32_t>(hidden);
     s.outChannels = static_cast<int32_t>(out);
     s.stride = static_cast<int32_t>(stride);
+    s.padBefore = static_cast<int32_t>(padBefore);
     s.hasExpand = hasExpand;
     s.residual = residual;
     char const* error = sparse_pose_ros::sparseBlockShapeError(s);
@@ -69,13 +70,13 @@ SparseBlockShape shapeOf(torch::Tensor const& x, torch::Tensor const& mask, int6
 
 torch::Tensor sparseInvertedResidual(torch::Tensor x, torch::Tensor mask, torch::Tensor wExpand,
     torch::Tensor bExpand, torch::Tensor wDepthwise, torch::Tensor bDepthwise, torch::Tensor wProject,
-    torch::Tensor bProject, int64_t stride, bool hasExpand, bool residual)
+    torch::Tensor bProject, int64_t stride, bool hasExpand, bool residual, int64_t padBefore)
 {
     TORCH_CHECK(wDepthwise.dim() == 2 && wDepthwise.size(1) == 9, "w_dw must be (Ce, 9), got ", wDepthwise.sizes());
     TORCH_CHECK(wProject.dim() == 2 && wProject.size(1) == wDepthwise.size(0), "w_proj must be (Co, Ce), got ",
         wProject.sizes());
     SparseBlockShape const s
-        = shapeOf(x, mask, wDepthwise.size(0), wProject.size(0), stride, hasExpand, residual);
+        = shapeOf(x, mask, wDepthwise.size(0), wProject.size(0), stride, hasExpand, residual, padBefore);
     if (hasExpand)
     {
         TORCH_CHECK(wExpand.dim() == 2 && wExpand.size(0) == s.hiddenChannels && wExpand.size(1) == s.inChannels,
@@ -120,7 +121,8 @@ torch::Tensor sparseInvertedResidual(torch::Tensor x, torch::Tensor mask, torch:
 
 //! (active_idx, dilated_idx, row_map, counts) as the kernels leave them; the list tails past the
 //! counts are unspecified.
-std::vector<torch::Tensor> indexLists(torch::Tensor mask, int64_t inHeight, int64_t inWidth, int64_t stride)
+std::vector<torch::Tensor> indexLists(
+    torch::Tensor mask, int64_t inHeight, int64_t inWidth, int64_t stride, int64_t padBefore)
 {
     TORCH_CHECK(mask.is_cuda() && mask.dim() == 4 && mask.size(1) == 1, "mask must be a CUDA (B, 1, Ho, Wo) tensor");
     SparseBlockShape s;
@@ -129,6 +131,7 @@ std::vector<torch::Tensor> indexLists(torch::Tensor mask, int64_t inHeight, int6
     s.inHeight = static_cast<int32_t>(inHeight);
     s.inWidth = static_cast<int32_t>(inWidth);
     s.stride = static_cast<int32_t>(stride);
+    s.padBefore = static_cast<int32_t>(padBefore);
     s.hasExpand = false;
     char const* error = sparse_pose_ros::sparseBlockShapeError(s);
     TORCH_CHECK(error == nullptr, "invalid index-list shape: ", error == nullptr ? "" : error);
@@ -161,7 +164,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m)
     m.def("sparse_inverted_residual", &sparseInvertedResidual, "Sparse inverted-residual block (BN folded)",
         pybind11::arg("x"), pybind11::arg("mask"), pybind11::arg("w_expand"), pybind11::arg("b_expand"),
         pybind11::arg("w_dw"), pybind11::arg("b_dw"), pybind11::arg("w_proj"), pybind11::arg("b_proj"),
-        pybind11::arg("stride"), pybind11::arg("has_expand"), pybind11::arg("residual"));
+        pybind11::arg("stride"), pybind11::arg("has_expand"), pybind11::arg("residual"),
+        pybind11::arg("pad_before") = 1);
     m.def("index_lists", &indexLists, "Active / dilated index lists of a mask", pybind11::arg("mask"),
-        pybind11::arg("in_height"), pybind11::arg("in_width"), pybind11::arg("stride"));
+        pybind11::arg("in_height"), pybind11::arg("in_width"), pybind11::arg("stride"),
+        pybind11::arg("pad_before") = 1);
 }

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...model.blocks import InvertedResidual
+from ...model.blocks import InvertedResidual, SameConv2d, conv_pads
 from ..folding import FoldedConv, fold_block
 
 #: Stand-in for W_expand / b_expand when the block has no expand conv: the plugin's inputs are
@@ -34,6 +34,8 @@ class SparseBlockWeights:
         b_dw: (C_e,) float32.
         w_proj: (C_o, C_e) float32.
         b_proj: (C_o,) float32.
+        pad_before: zero rows/cols the depthwise pads before the input (both axes): 1 for
+            PyTorch's padding=1, 0 for MoveNet's TF 'SAME' stride-2 conv on an even size.
     """
 
     stride: int
@@ -45,6 +47,7 @@ class SparseBlockWeights:
     b_dw: np.ndarray
     w_proj: np.ndarray
     b_proj: np.ndarray
+    pad_before: int = 1
 
     @property
     def hidden_channels(self) -> int:
@@ -66,8 +69,12 @@ def _matrix(conv: FoldedConv) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(w.reshape(w.shape[0], -1)), np.ascontiguousarray(b)
 
 
-def block_weights(block: InvertedResidual) -> SparseBlockWeights:
+def block_weights(block: InvertedResidual,
+                  in_hw: tuple[int, int] | None = None) -> SparseBlockWeights:
     """BN-folded weights of ``block`` (eval-mode statistics) as the plugin's inputs 2..7.
+
+    ``in_hw``: the block's input size, which fixes a TF 'SAME' depthwise's pad before (needed
+    for such a block; a symmetric one pads 1 at any size).
 
     Raises:
         ValueError: when the block uses ``residual_activation="relu"`` (the kernels implement the
@@ -78,6 +85,17 @@ def block_weights(block: InvertedResidual) -> SparseBlockWeights:
             "the sparse kernels implement the identity residual; "
             f"residual_activation={block.residual_activation!r} is not supported"
         )
+    conv = block.depthwise[0]
+    if isinstance(conv, SameConv2d):
+        if in_hw is None:
+            raise ValueError("a TF 'SAME' depthwise pads by input size: pass in_hw")
+        top, _, left, _ = conv_pads(conv, *in_hw)
+        if top != left:
+            raise ValueError(f"the kernels take one pad before for both axes, got top {top} "
+                             f"and left {left} at {in_hw} (use an input with equal parities)")
+        pad_before = top
+    else:
+        pad_before = conv_pads(conv, 1, 1)[0]  # type: ignore[arg-type]
     folded = fold_block(block)
     if folded.expand is not None:
         w_expand, b_expand = _matrix(folded.expand)
@@ -97,4 +115,5 @@ def block_weights(block: InvertedResidual) -> SparseBlockWeights:
         b_dw=b_dw,
         w_proj=w_proj,
         b_proj=b_proj,
+        pad_before=pad_before,
     )
