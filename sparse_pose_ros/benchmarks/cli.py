@@ -10,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .sparse_cpu import BenchConfig, run
+from .sparse_cpu import ARCH_SIZE, ARCHS, BenchConfig, run
 
 DEFAULT_OUT = Path("benchmarks/results/sparse_cpu.json")
 
@@ -19,7 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sparse_pose_ros.benchmarks")
     sub = p.add_subparsers(dest="bench", required=True)
     s = sub.add_parser("sparse-cpu", help="dense vs masked vs gather-scatter CPU latency")
-    s.add_argument("--size", type=int, default=256, help="square input side (multiple of 16)")
+    s.add_argument("--size", type=int, default=None,
+                   help="square input side (multiple of 16; 32 for MoveNet); default: the "
+                        "architecture's (256, Lightning 192)")
+    s.add_argument("--arch", default="s16", choices=list(ARCHS),
+                   help="s16: the original stride-16 network (--width-mult); movenet-thunder / "
+                        "movenet-lightning: MoveNet's architecture (width 1.75 / 1.0)")
     s.add_argument("--threads", type=int, default=2, help="torch and ORT intra-op threads")
     s.add_argument("--reps", type=int, default=50, help="timed runs per measurement")
     s.add_argument("--warmup", type=int, default=10, help="untimed runs before timing")
@@ -85,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m sparse_pose_ros.benchmarks " + shlex.join(argv_used)
     if args.bench == "paced":
         return _main_paced(args, command)
-    if args.size <= 0 or args.size % 16:
-        print(f"error: --size must be a positive multiple of 16, got {args.size}", file=sys.stderr)
+    if args.size is None:
+        args.size = ARCH_SIZE[args.arch]
+    multiple = 16 if args.arch == "s16" else 32
+    if args.size <= 0 or args.size % multiple:
+        print(f"error: --size must be a positive multiple of {multiple}, got {args.size}",
+              file=sys.stderr)  # fmt: skip
         return 2
     if args.block < 1 or args.settle < 0 or args.gap_ms < 0:
         print("error: --block must be >= 1, --settle and --gap-ms >= 0", file=sys.stderr)
@@ -99,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         densities=tuple(args.densities), variants=tuple(args.variants),
         width_mult=args.width_mult, checkpoint="" if args.no_trained else args.checkpoint,
         with_network=not args.no_network, eager=not args.no_eager,
-        block=args.block, settle=args.settle, gap_s=args.gap_ms / 1e3,
+        block=args.block, settle=args.settle, gap_s=args.gap_ms / 1e3, arch=args.arch,
     )  # fmt: skip
     if args.quick:
         cfg.size, cfg.reps, cfg.warmup, cfg.width_mult = 64, 3, 1, 0.5

@@ -37,8 +37,9 @@ def plot_sparse_cpu(result: dict[str, Any], path: Path) -> None:
                 td = result["dense"][part]["torch_dense"]["median_ms"]
                 ax.axhline(td, color="k", ls=":", label="dense torch eager")
             ref = sum(ort) / len(ort)
-            ax.plot(ds, [ref * r["mac_fraction"][part] for r in rows], "k--", alpha=0.6,
-                    label="ORT dense × executed-MAC fraction")  # fmt: skip
+            if all(r.get("mac_fraction") for r in rows):  # None where flops cannot count
+                ax.plot(ds, [ref * r["mac_fraction"][part] for r in rows], "k--", alpha=0.6,
+                        label="ORT dense × executed-MAC fraction")  # fmt: skip
             for path_name in rows[0][part]:
                 if path_name == "ort_dense":
                     continue

@@ -20,6 +20,13 @@ times, in one process with fixed torch threads, batch 1:
                     region, ``model/heads.py``) — same weights, a different output outside the
                     region, so it is reported next to the ungated network, not instead of it.
 
+``arch`` picks the network: ``s16`` (the original stride-16 MobileNetV2 + light neck, at
+``width_mult``) or MoveNet's architecture (``movenet-thunder``: width 1.75 at 256,
+``movenet-lightning``: 1.0 at 192; stride 32, TF 'SAME' stride-2 convs, 1x1 to 1280, FPN neck,
+``model.network.movenet_config``). For MoveNet the neck + head run in ONNX Runtime (the
+compiled head has only the light neck) and the ORT dense bar is the ungated network's own
+forward exported whole (``benchmarks.ort_dense`` wraps the stride-16 layout only).
+
 Per-stage (per resolution) times come from the executor's per-block profile at every density,
 for the compiled kernel run dense and sparse; the crossover density of each stage (where sparse
 stops paying) is interpolated from them and becomes ``policy_cpp``'s policy.
@@ -41,7 +48,7 @@ import numpy as np
 import torch
 
 from ..model.flops import flops_report
-from ..model.network import NetworkConfig, PoseNetwork
+from ..model.network import NetworkConfig, PoseNetwork, movenet_config
 from ..sparse.cpu_kernel import load_cpu_kernel
 from ..sparse.executor import SparseBackbone, SparsePoseNetwork, block_stride_map
 from ..sparse.ort_head import ort_available
@@ -53,6 +60,10 @@ from .trained_masks import run_trained
 log = logging.getLogger(__name__)
 
 VARIANTS = {"residual": False, "all": True}
+#: network architectures: the original stride-16 one, or MoveNet's (``movenet_config``)
+ARCHS = ("s16", "movenet-thunder", "movenet-lightning")
+#: default input side per architecture (MoveNet's own sizes)
+ARCH_SIZE = {"s16": 256, "movenet-thunder": 256, "movenet-lightning": 192}
 
 
 @dataclass
@@ -74,6 +85,42 @@ class BenchConfig:
     block: int = 10
     settle: int = 3
     gap_s: float = 0.05
+    arch: str = "s16"
+
+
+def network_config(cfg: BenchConfig, gated: bool = True, gate_strided: bool = False
+                   ) -> NetworkConfig:  # fmt: skip
+    """The benchmarked network's config (``cfg.arch``; ``width_mult`` applies to ``s16``)."""
+    if cfg.arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ARCHS}, got {cfg.arch!r}")
+    if cfg.arch.startswith("movenet-"):
+        return movenet_config(cfg.arch.removeprefix("movenet-"), gated=gated,
+                              gate_strided=gate_strided, input_size=cfg.size)  # fmt: skip
+    return NetworkConfig(input_size=cfg.size, width_mult=cfg.width_mult, gated=gated,
+                         gate_strided=gate_strided)  # fmt: skip
+
+
+class _WholeBackbone(torch.nn.Module):
+    """An ungated backbone's own forward (every block dense, ``last`` included) -> features."""
+
+    def __init__(self, net: PoseNetwork) -> None:
+        super().__init__()
+        self.backbone = net.backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)[0]
+
+
+class _WholeNetwork(torch.nn.Module):
+    """An ungated network's own forward -> (heatmaps, triplets, joints)."""
+
+    def __init__(self, net: PoseNetwork) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.net(x)
+        return out.heatmaps, out.triplets, out.joints
 
 
 def _fit(xs: Sequence[float], ys: Sequence[float]) -> dict[str, float]:
@@ -144,8 +191,16 @@ def _stage_profile(ex: SparseBackbone, x: torch.Tensor, reps: int, warmup: int) 
     return out
 
 
-def _mac_floor(net: PoseNetwork, x: torch.Tensor) -> dict[str, float]:
+def _counts_flops(net: PoseNetwork) -> bool:
+    """Whether ``model.flops`` can count this network (not MoveNet's FPN neck yet: its report
+    walks the light neck's layers), so MAC fractions are left out of MoveNet runs."""
+    return net.cfg.neck != "fpn"
+
+
+def _mac_floor(net: PoseNetwork, x: torch.Tensor) -> dict[str, float] | None:
     """MAC fraction that stays at density 0 (ungated blocks, stem, mask units)."""
+    if not _counts_flops(net):
+        return None
     set_blob_masks(net.backbone, 1, tuple(x.shape[-2:]), 0.0)
     with torch.no_grad():
         rep = flops_report(net, net(x), tuple(x.shape[-2:]))
@@ -157,17 +212,22 @@ def _mac_floor(net: PoseNetwork, x: torch.Tensor) -> dict[str, float]:
 def _head_times(net: PoseNetwork, runner: SparsePoseNetwork, x: torch.Tensor, reps: int,
                 warmup: int) -> dict[str, Any]:  # fmt: skip
     """Neck + head alone on the backbone's feature buffers (they do not depend on the masks):
-    the compiled head vs the same graph in ONNX Runtime, at the run's threads and at 1."""
-    from ..sparse.head_plan import CppHead
+    the compiled head vs the same graph in ONNX Runtime, at the run's threads and at 1; where
+    the compiled head cannot run the network (MoveNet's FPN), ORT vs PyTorch eager."""
+    from ..sparse.head_plan import CppHead, supported
     from ..sparse.ort_head import OrtHead
 
-    feats, skips, _ = runner.backbone(x)
+    feats, skips, masks = runner.backbone(x)
     nhwc = [t.permute(0, 2, 3, 1) for t in (feats, *skips)]
     out: dict[str, Any] = {}
+    compiled = supported(net) is None
+    if not compiled:
+        out["torch"] = time_call(lambda: net.run_head(feats, skips, masks), reps, warmup)
     for label, threads in (("", torch.get_num_threads()), ("_1thread", 1)):
-        cpp = CppHead(net, runner.backbone._cpp, threads=threads)
         ort_head = OrtHead(net, threads=threads) if ort_available() else None
-        out["cpp" + label] = time_call(lambda c=cpp: c(feats, *skips), reps, warmup)
+        if compiled:
+            cpp = CppHead(net, runner.backbone._cpp, threads=threads)
+            out["cpp" + label] = time_call(lambda c=cpp: c(feats, *skips), reps, warmup)
         if ort_head is not None:
             out["ort" + label] = time_call(lambda o=ort_head: o(*nhwc), reps, warmup)
     return out
@@ -179,9 +239,7 @@ def _run_variant(
     ort_net_1t: Callable[[], object] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     torch.manual_seed(cfg.seed)
-    ncfg = NetworkConfig(input_size=cfg.size, width_mult=cfg.width_mult,
-                         gate_strided=VARIANTS[name])  # fmt: skip
-    net = PoseNetwork(ncfg).eval()
+    net = PoseNetwork(network_config(cfg, gate_strided=VARIANTS[name])).eval()
     strides = block_stride_map(net.backbone)
     blocks = net.backbone.blocks
     gated_strides = sorted({s for s, b in zip(strides, blocks, strict=True) if b.gated})
@@ -239,7 +297,8 @@ def _run_variant(
             set_blob_masks(net.backbone, 1, (cfg.size, cfg.size), d)
             set_blob_masks(net_hg.backbone, 1, (cfg.size, cfg.size), d)
             masked_out = net(x)  # masked dense reference forward: the masks of this density
-            rep = flops_report(net, masked_out, (cfg.size, cfg.size))
+            rep = (flops_report(net, masked_out, (cfg.size, cfg.size)) if _counts_flops(net)
+                   else None)
             bb = {
                 "ort_dense": ort_bb,
                 "sparse_" + kernel: lambda: ex_sparse(x),
@@ -250,7 +309,7 @@ def _run_variant(
             }
             row: dict[str, Any] = {
                 "density": d,
-                "mac_fraction": {
+                "mac_fraction": None if rep is None else {
                     "backbone": rep.backbone_fraction,
                     "network": rep.network_fraction,
                     "gated": rep.gated_density,
@@ -273,7 +332,7 @@ def _run_variant(
                     if gating:
                         nw[f"policy_{kernel}_head_gating_1thread"] = _with_threads(
                             one, lambda: hg_1t(x))
-                if gating:
+                if gating and rep is not None:
                     row["head_region_fraction"] = flops_report(
                         net_hg, net_hg(x), (cfg.size, cfg.size)).head_region_fraction
                 row["network"] = time_interleaved(nw, r, w, **_blocks(cfg))
@@ -324,10 +383,13 @@ def run(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
     steal_before, t_start = steal_seconds(), time.monotonic()
     torch.manual_seed(cfg.seed)
     x = torch.randn(1, 3, cfg.size, cfg.size)
-    dense_net = PoseNetwork(NetworkConfig(input_size=cfg.size, width_mult=cfg.width_mult,
-                                          gated=False)).eval()  # fmt: skip
-    dense_bb = DenseBackbone(dense_net.backbone).eval()
-    whole = DenseNetwork(dense_net).eval()
+    dense_net = PoseNetwork(network_config(cfg, gated=False)).eval()
+    dense_bb: torch.nn.Module
+    whole: torch.nn.Module
+    if cfg.arch == "s16":
+        dense_bb, whole = DenseBackbone(dense_net.backbone).eval(), DenseNetwork(dense_net).eval()
+    else:
+        dense_bb, whole = _WholeBackbone(dense_net).eval(), _WholeNetwork(dense_net).eval()
     bb_onnx = export_onnx(dense_bb, x)
     ort_bb = ort_runner(bb_onnx, cfg.threads, x)
     ort_bb_1t = ort_runner(bb_onnx, 1, x)
@@ -352,7 +414,8 @@ def run(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
         "ort_intra_op_threads": cfg.threads,
         "batch": 1,
         "input_size": cfg.size,
-        "width_mult": cfg.width_mult,
+        "arch": cfg.arch,
+        "width_mult": dense_net.cfg.width_mult,
         "reps": cfg.reps,
         "warmup": cfg.warmup,
         "masks": "upright blob (benchmarks.masks.blob_mask), same density at every gated block",
