@@ -200,10 +200,11 @@ class InvertedResidual(nn.Module):
                                  pad_before=self.depthwise_pad_before(x))
         return BlockMask(hard=hard, dilated=dilated, soft=soft, logits=logits)
 
-    def depthwise_pad_before(self, x: Tensor) -> int:
-        """Zero rows/cols the depthwise conv pads before the input (1 symmetric; 0 for a TF
-        'SAME' stride-2 conv on an even input): where its 3×3 window starts."""
-        return conv_pads(self.depthwise[0], int(x.shape[-2]), int(x.shape[-1]))[0]
+    def depthwise_pad_before(self, x: Tensor) -> tuple[int, int]:
+        """(top, left) zero rows/cols the depthwise conv pads before the input (1 symmetric; 0
+        for a TF 'SAME' stride-2 conv on an even side): where its 3×3 window starts."""
+        top, _, left, _ = conv_pads(self.depthwise[0], int(x.shape[-2]), int(x.shape[-1]))
+        return top, left
 
     def forward_dense(self, x: Tensor) -> Tensor:
         """The ungated block (what a dense model runs)."""

@@ -42,25 +42,28 @@ def logit(p: float) -> float:
 
 
 def receptive_mask(mask: Tensor, stride: int, in_hw: tuple[int, int],
-                   pad_before: int = 1) -> Tensor:
+                   pad_before: int | tuple[int, int] = 1) -> Tensor:
     """Input positions read by a padded 3×3 conv (stride 1 or 2) at the active output positions.
 
     For stride 1 this is the 3×3 dilation of ``mask``. For stride 2 output (i, j) reads inputs
-    (2i-p .. 2i-p+2) with p = ``pad_before`` (1 for PyTorch's symmetric padding, 0 for TF 'SAME'
-    on an even input); a transposed convolution with a 3×3 box kernel scatters each active
-    output onto exactly that footprint. The result is cropped to the input size so odd sizes
-    work.
+    (2i-p .. 2i-p+2) per axis with p = ``pad_before`` (1 for PyTorch's symmetric padding, 0 for
+    TF 'SAME' on an even side; a (top, left) pair when the two axes differ, as TF 'SAME' does on
+    an even × odd input); a transposed convolution with a 3×3 box kernel scatters each active
+    output onto exactly that footprint. The result is cropped/padded to the input size so odd
+    sizes work.
     """
     if stride == 1:
         return F.max_pool2d(mask, kernel_size=3, stride=1, padding=1)
-    if pad_before not in (0, 1):
+    top, left = (pad_before, pad_before) if isinstance(pad_before, int) else pad_before
+    if top not in (0, 1) or left not in (0, 1):
         raise ValueError(f"pad_before must be 0 or 1 for a 3×3 conv, got {pad_before}")
     box = mask.new_ones(1, 1, 3, 3)
-    spread = F.conv_transpose2d(mask, box, stride=stride, padding=pad_before,
-                                output_padding=stride - 1 if pad_before else 0)
+    spread = F.conv_transpose2d(mask, box, stride=stride, padding=(top, left),
+                                output_padding=(stride - 1 if top else 0,
+                                                stride - 1 if left else 0))
     h, w = in_hw
     spread = spread[:, :, :h, :w]
-    if spread.shape[-2] < h or spread.shape[-1] < w:  # defensive: never smaller for k=3, p=1
+    if spread.shape[-2] < h or spread.shape[-1] < w:
         spread = F.pad(spread, (0, w - spread.shape[-1], 0, h - spread.shape[-2]))
     # Straight-through: forward is binary, gradient is the box-spread of the mask's gradient.
     binary = (spread > 0).to(mask.dtype)

@@ -93,8 +93,9 @@ def decode(out: MoveNetOutput) -> Tensor:
     center = torch.sigmoid(out.center)[:, 0]
     b, k, h, w = heat.shape
     ys, xs = _grid(h, w, heat)
-    # The frame centre in cell units: (size - 1) / 2 (checked against the graph's constant map).
-    d_centre = torch.sqrt((ys - (h - 1) / 2.0) ** 2 + (xs - (w - 1) / 2.0) ** 2)
+    # The frame centre is cell (h/2, w/2), not the geometric (size - 1)/2: that is what the
+    # graph's constant weighting map holds (the importer checks it, check_decoding_constants).
+    d_centre = torch.sqrt((ys - h / 2.0) ** 2 + (xs - w / 2.0) ** 2)
     idx = (center / (d_centre + DISTANCE_OFFSET)).flatten(1).argmax(dim=1)  # (B,)
     cy, cx = idx // w, idx % w
     batch = torch.arange(b, device=heat.device)

@@ -76,28 +76,8 @@ def compute_block_mask(
         soft = torch.sigmoid(logits)
         hard = (logits >= blk.mask_unit.threshold_logit).to(x.dtype)
     top, _, left, _ = conv_pads(blk.depthwise[0], h, w)  # type: ignore[arg-type]
-    dilated = receptive_mask_2d(hard, fb.stride, (h, w), (top, left))
+    dilated = receptive_mask(hard, fb.stride, (h, w), pad_before=(top, left))
     return BlockMask(hard=hard, dilated=dilated, soft=soft, logits=logits)
-
-
-def receptive_mask_2d(hard: Tensor, stride: int, in_hw: tuple[int, int],
-                      pad_before: tuple[int, int]) -> Tensor:
-    """``model.masks.receptive_mask`` with the pad before per axis (top, left).
-
-    Why not the model's: it takes one ``pad_before`` for both axes, which is wrong under TF
-    'SAME' when one side is even and the other odd (pads 0 on one axis, 1 on the other); the
-    gather must expand every input a window reads or the result changes. Equal pads give the
-    model's mask exactly."""
-    top, left = pad_before
-    if stride == 1 or top == left:
-        return receptive_mask(hard, stride, in_hw, pad_before=top)
-    box = hard.new_ones(1, 1, 3, 3)
-    spread = F.conv_transpose2d(hard, box, stride=stride, padding=(top, left),
-                                output_padding=(stride - 1 if top else 0,
-                                                stride - 1 if left else 0))  # fmt: skip
-    h, w = in_hw
-    spread = F.pad(spread, (0, max(0, w - spread.shape[-1]), 0, max(0, h - spread.shape[-2])))
-    return (spread[:, :, :h, :w] > 0).to(hard.dtype)
 
 
 @dataclass

@@ -157,7 +157,8 @@ def test_tf_same_stride2(hw, case, runner_kind, block_factory):
     """Even sizes take the pad-before-0 path (odd ones are symmetric under TF 'SAME' too)."""
     block = block_factory(8, 12, 2, padding="tf_same", seed=3)
     h, w = hw
-    assert block.depthwise_pad_before(torch.zeros(1, 8, h, w)) == (0 if h % 2 == 0 else 1)
+    pad = block.depthwise_pad_before(torch.zeros(1, 8, h, w))
+    assert pad == (0 if h % 2 == 0 else 1, 0 if w % 2 == 0 else 1)
     x = torch.randn(4, 8, h, w)
     ho, wo = out_hw(h, w, 2)
     if case == "borders":
@@ -172,10 +173,9 @@ def test_tf_same_stride2(hw, case, runner_kind, block_factory):
 
 @pytest.mark.parametrize("mode", ["sparse", "dense"])
 def test_tf_same_mixed_parity(mode, runner_kind, block_factory):
-    """Even height, odd width: pad before 0 on rows and 1 on columns. Outputs only: the model's
-    ``receptive_mask`` takes one pad_before for both axes (the top one), so its dilated mask is
-    not the set the kernel needs here."""
-    from sparse_pose_ros.sparse.executor import receptive_mask_2d
+    """Even height, odd width: pad before 0 on rows and 1 on columns (``receptive_mask`` takes
+    the pads per axis), and the model's own masked block agrees with the kernel."""
+    from sparse_pose_ros.model.masks import receptive_mask
 
     block = block_factory(8, 12, 2, padding="tf_same", seed=4)
     x = torch.randn(4, 8, 10, 9)
@@ -185,11 +185,15 @@ def test_tf_same_mixed_parity(mode, runner_kind, block_factory):
         ref = block.project(block.depthwise(block.expand(x))) * hard
     got, mask = BlockRunner(block, kernel=runner_kind[0], sync=runner_kind[1], mode=mode)(x)
     assert (got - ref).abs().max().item() <= TOL
-    assert torch.equal(mask.dilated, receptive_mask_2d(hard, 2, (10, 9), (0, 1)))
+    assert torch.equal(mask.dilated, receptive_mask(hard, 2, (10, 9), (0, 1)))
+    with torch.no_grad():
+        model_out, model_mask = block(x)
+    assert torch.equal(model_mask.dilated, mask.dilated)
+    assert (model_out - ref).abs().max().item() <= TOL
     # rows pad 0 (input row 2i..2i+2), columns pad 1 (2j-1..2j+1): output (0, 0) reads 3 x 2
     one = torch.zeros(1, 1, 5, 5)
     one[0, 0, 0, 0] = 1
-    assert receptive_mask_2d(one, 2, (10, 9), (0, 1))[0, 0, :4, :3].tolist() == [
+    assert receptive_mask(one, 2, (10, 9), (0, 1))[0, 0, :4, :3].tolist() == [
         [1, 1, 0], [1, 1, 0], [1, 1, 0], [0, 0, 0]]
 
 
