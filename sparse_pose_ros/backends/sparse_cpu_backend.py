@@ -36,6 +36,7 @@ from .base import (
 )
 from .density import network_geometry
 from .export_cache import apply_head_gating
+from .path_choice import DENSE, SPARSE, Calibration, PathChooser
 from .torch_backend import model_info_from_network
 
 LOG = logging.getLogger(__name__)
@@ -88,6 +89,8 @@ class SparseCpuBackend(Backend):
         head_gating: heads only inside the last mask's region (``docs/network.md`` §5b; the
             compiled head skips the rest); None keeps the checkpoint's setting. The adaptive
             dense path gets the same, so both paths keep giving one result.
+        probe_every: adaptive mode re-times the path not in use on one frame in this many
+            (:class:`~.path_choice.PathChooser`), so the choice follows live timings.
     """
 
     name = "sparse-cpu"
@@ -104,6 +107,7 @@ class SparseCpuBackend(Backend):
         adaptive: bool = True,
         cache_dir: str | None = None,
         head_gating: bool | None = None,
+        probe_every: int = 30,
     ) -> None:
         from ..sparse.cpu_kernel import load_cpu_kernel
         from ..sparse.executor import SparsePoseNetwork
@@ -133,6 +137,7 @@ class SparseCpuBackend(Backend):
         if size <= 0 or size % stride:
             raise ValueError(f"input_size must be a positive multiple of {stride}, got {size}")
         self.head_gating = apply_head_gating(net, head_gating)
+        self.probe_every = int(probe_every)
         self.net = net
         self.policy = default_policy(net) if policy is None else policy
         self.threads = threads
@@ -152,8 +157,9 @@ class SparseCpuBackend(Backend):
                 )  # fmt: skip
             except (BackendError, ImportError, OSError) as exc:
                 LOG.warning("sparse-cpu: no ONNX Runtime dense path (%s); always sparse", exc)
-        #: executed-MAC fraction below which the sparse path is faster (1.0: always sparse)
-        self.crossover = 1.0
+        #: per-frame path choice from the start-up calibration and live timings (None: no
+        #: dense path, always sparse)
+        self._chooser: PathChooser | None = None
         self.last_path = "sparse"
         self._fraction: float | None = None  # moving average of the executed-MAC fraction
         self.mask_threshold = check_probability(mask_threshold)
@@ -164,13 +170,26 @@ class SparseCpuBackend(Backend):
                  path, size, len(self.geometry.gated_indices), threads,
                  self.runner.head)  # fmt: skip
 
+    @property
+    def crossover(self) -> float:
+        """Executed-MAC fraction at and below which frames run sparse (1.0: always sparse)."""
+        return 1.0 if self._chooser is None else self._chooser.crossover
+
+    @crossover.setter
+    def crossover(self, value: float) -> None:
+        """Decide by ``value`` from now on, forgetting live timings (until new ones arrive)."""
+        if self._chooser is not None:
+            self._chooser.reset(value)
+
     def calibrate(self, reps: int = 7) -> float:
         """Measure the crossover executed-MAC fraction between the two paths, here and now.
 
         The dense path's time does not depend on the masks; the sparse path's is close to
         linear in the executed-MAC fraction f. Both ends of the line are measured on a blank
         frame with the threshold at its extremes (all positions on / all off), so no scene is
-        needed; the crossover is where the line meets the dense time.
+        needed; the crossover is where the line meets the dense time. This is only the prior
+        of :class:`~.path_choice.PathChooser`: live frame timings correct it while running (a
+        calibration under load once chose "dense always").
         """
         if self._dense is None:
             return self.crossover
@@ -194,11 +213,8 @@ class SparseCpuBackend(Backend):
             ends.append((res.density, t))
         self.net.set_mask_threshold(self.mask_threshold)
         (f_hi, t_hi), (f_lo, t_lo) = ends
-        slope = (t_hi - t_lo) / (f_hi - f_lo) if f_hi > f_lo else 0.0
-        if slope <= 0.0:
-            self.crossover = 1.0 if t_lo < t_dense else 0.0
-        else:
-            self.crossover = float(min(max((t_dense - t_lo) / slope + f_lo, 0.0), 1.0))
+        self._chooser = PathChooser(Calibration(t_dense, f_lo, t_lo, f_hi, t_hi),
+                                    probe_every=self.probe_every)
         LOG.info("sparse-cpu: dense ORT %.3f ms, sparse %.3f ms at f=%.2f and %.3f ms at f=%.2f "
                  "-> sparse below executed-MAC fraction %.2f", t_dense, t_lo, f_lo, t_hi, f_hi,
                  self.crossover)  # fmt: skip
@@ -216,14 +232,22 @@ class SparseCpuBackend(Backend):
         paths give the masked-dense result; the fraction is tracked on either)."""
         x = check_input(tensor, self.info.input_size)
         f = self._fraction
-        if self._dense is not None and f is not None and f > self.crossover:
-            res = self._dense.infer(x)
-            self.last_path = "dense"
-        else:
-            res = self._infer_sparse(x)
-            self.last_path = "sparse"
+        chooser = self._chooser
+        dense = self._dense
+        path = SPARSE if chooser is None or dense is None else chooser.choose(f)
+        t0 = time.perf_counter()
+        res = dense.infer(x) if path == DENSE and dense is not None else self._infer_sparse(x)
+        if chooser is not None:
+            chooser.observe(path, res.density, (time.perf_counter() - t0) * 1e3)
+        self.last_path = path
         self._fraction = res.density if f is None else 0.7 * f + 0.3 * res.density
         return res
+
+    def diagnostics(self) -> dict[str, object]:
+        """The path choice: live and start-up crossover, recent times per path, probes."""
+        if self._chooser is None:
+            return {"path": "sparse (no dense path)"}
+        return {"path": self.last_path, **self._chooser.summary()}
 
     def _infer_sparse(self, x: np.ndarray) -> InferenceResult:
         with torch.inference_mode():

@@ -186,3 +186,37 @@ def test_movenet_architecture_matches_torch_backend(
         create_backend("sparse-cpu", movenet_checkpoint, device="cpu", input_size=48,
                        adaptive=False)  # fmt: skip
     sp.close()
+
+
+@needs_kernel
+def test_a_wrong_start_up_choice_is_corrected_while_running(
+    gated_checkpoint: Path, frame64: np.ndarray, tmp_path: Path
+) -> None:
+    """A start-up calibration under load said "dense always"; live frames where dense is
+    really the slower path bring the choice back to sparse, within a bounded number of frames,
+    and /diagnostics (Backend.diagnostics) says so."""
+    import time
+
+    sp = create_backend("sparse-cpu", gated_checkpoint, device="cpu", cache_dir=str(tmp_path),
+                        probe_every=5)
+    sp.set_mask_threshold(0.5)
+    dense_infer = sp._dense.infer
+
+    def slow_dense(x: np.ndarray):  # live: ORT dense costs 25 ms more than measured at start
+        time.sleep(0.025)
+        return dense_infer(x)
+
+    sp._dense.infer = slow_dense
+    sp.crossover = 0.0  # the noisy start's verdict
+    assert sp.diagnostics()["path_crossover_calibrated"] == 0.0
+    paths = []
+    for _ in range(40):
+        sp.infer(frame64)
+        paths.append(sp.last_path)
+    assert paths[0] == "sparse"  # no fraction known yet: first frame measures it
+    assert "dense" in paths[1:5]  # the wrong verdict was in force ...
+    assert paths[-10:].count("sparse") >= 8, paths  # ... and is gone (probes aside)
+    d = sp.diagnostics()
+    assert d["path_live"] is True and d["path_crossover"] > 0.0
+    assert d["path_dense_ms"] > d["path_sparse_ms"]
+    sp.close()
