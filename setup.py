@@ -40,7 +40,10 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", _files("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", _files("config/*.yaml") + _files("config/*.rviz")),
+        (
+            f"share/{PACKAGE}/config",
+            _files("config/*.yaml") + _files("config/*.rviz") + _files("config/*.xml"),
+        ),
         (
             f"share/{PACKAGE}/models",
             _files("models/*.safetensors") + _files("models/*.onnx") + _files("models/*.md"),

@@ -2,12 +2,18 @@
 
     ros2 launch sparse_pose_ros pose.launch.py image:=/camera/image_raw \
         camera_info:=/camera/camera_info backend:=onnxruntime use_rviz:=true
+
+Every process started here gets FASTDDS_DEFAULT_PROFILES_FILE = the package's
+config/fastdds_large_shm.xml unless the user configured Fast DDS (or another RMW) themselves:
+without it, camera-sized best-effort images are mostly lost between processes. A camera driver
+started elsewhere needs the same variable (README, "Camera frames over DDS").
 """
 
+import os
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -15,6 +21,18 @@ from launch_ros.actions import Node
 from launch import LaunchDescription
 
 PACKAGE = "sparse_pose_ros"
+
+
+def _transport_env():
+    """The Fast DDS profile variable for the launched processes, as actions (none when the user
+    already chose: their variable, a working-directory profile or another RMW)."""
+    from sparse_pose_ros.ros.middleware import PROFILE_ENV, apply_default_profile
+
+    env = dict(os.environ)
+    apply_default_profile(env)
+    if PROFILE_ENV in env and PROFILE_ENV not in os.environ:
+        return [SetEnvironmentVariable(PROFILE_ENV, env[PROFILE_ENV])]
+    return []
 
 
 def _nodes(context, *args, **kwargs):
@@ -28,7 +46,7 @@ def _nodes(context, *args, **kwargs):
     backend = LaunchConfiguration("backend").perform(context)
     if backend:
         params.append({"backend": backend})
-    actions = [
+    actions = _transport_env() + [
         Node(
             package=PACKAGE,
             executable="pose_node",
@@ -90,8 +108,8 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument(
                 "backend",
                 default_value="",
-                description="Override the config's backend: auto, torch, onnxruntime or "
-                "tensorrt (empty = keep the config file's value).",
+                description="Override the config's backend: auto, sparse-cpu, torch, "
+                "onnxruntime or tensorrt (empty = keep the config file's value).",
             ),
             DeclareLaunchArgument(
                 "use_rviz",

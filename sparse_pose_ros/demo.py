@@ -30,6 +30,7 @@ from .model.checkpoint import CheckpointError, read_metadata
 from .pipeline.draw import draw_skeleton, mask_overlay
 from .pipeline.lift import Intrinsics
 from .pipeline.sources import SourceError, is_video, open_source
+from .ros.middleware import apply_default_profile
 
 LOG = logging.getLogger("sparse_pose_ros.demo")
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,12 +55,25 @@ def default_source() -> str:
 
 
 def ros_env() -> dict[str, str]:
-    """Loopback-only DDS with a private domain, so demos and tests never hear each other."""
+    """Loopback-only DDS with a private domain, so demos and tests never hear each other, and
+    the Fast DDS profile that lets camera-sized frames cross processes (``ros.middleware``)."""
     env = dict(os.environ)
     env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy+ (./run sets the
     env.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")  # Humble spelling when needed)
+    LOG.info("%s", apply_default_profile(env))
     return env
+
+
+def failure_reason(log: Path, lines: int = 3) -> str:
+    """The last ERROR/exception lines of a process log (else its last lines), so a failed demo
+    says why on the terminal instead of only pointing at a file."""
+    try:
+        text = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no log at {log})"
+    picked = [t for t in text if "[ERROR]" in t or "Error" in t or "error:" in t][-lines:]
+    return " | ".join(x.strip() for x in (picked or text[-lines:])) or f"(empty log {log})"
 
 
 def _start(
@@ -103,20 +117,27 @@ def run_pipeline(
         t0 = time.monotonic()
         while not ready.exists():
             if node.poll() is not None:
-                raise RuntimeError(f"pose_node exited ({node.returncode}); see {out}/pose_node.log")
+                raise RuntimeError(f"pose_node exited ({node.returncode}): "
+                                   f"{failure_reason(out / 'pose_node.log')} (log: {out})")
             if time.monotonic() - t0 > ready_timeout:
-                raise RuntimeError(f"pose_node not ready after {ready_timeout:.0f} s; see logs")
+                raise RuntimeError(f"pose_node not ready after {ready_timeout:.0f} s: "
+                                   f"{failure_reason(out / 'pose_node.log')} (logs: {out})")
             time.sleep(0.2)
         frames = max(1, int(seconds * rate_hz))
         replay = _start("camera_replay", {
             "source": source, "rate_hz": float(rate_hz), "width": width, "loop": True,
             "max_frames": frames, "stats_file": out / "replay.json",
+            "wait_for_subscribers": 2,  # pose_node and the recorder
         }, out / "camera_replay.log", env)
         procs.append(replay)
         deadline = time.monotonic() + 2 * frames / rate_hz + 60.0
         while not (replay_file.is_file() and json.loads(replay_file.read_text())["done"]):
             if replay.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"camera_replay did not finish; see {out}/camera_replay.log")
+                why = (f"exited ({replay.returncode})" if replay.poll() is not None
+                       else "still running at the deadline")
+                raise RuntimeError(f"camera_replay {why}: "
+                                   f"{failure_reason(out / 'camera_replay.log')} "
+                                   f"(log: {out}/camera_replay.log)")
             time.sleep(0.2)
         time.sleep(1.0)  # the last frame processed and published
         _stop(replay)
@@ -149,6 +170,8 @@ def summarise(raw: dict, model: Path, source: str, seconds: float) -> dict:
         meta = read_metadata(model)["meta"]
     except CheckpointError:
         meta = {}
+    published = int(raw["replay"]["published"])
+    received = _num(diag, "frames_received", int)
     return {
         "source": raw["replay"]["source"],
         "source_spec": source,
@@ -157,9 +180,13 @@ def summarise(raw: dict, model: Path, source: str, seconds: float) -> dict:
         "model_trained": bool(meta) and not meta.get("untrained", False),
         "backend": diag.get("backend"),
         "device": diag.get("device"),
-        "frames_published": raw["replay"]["published"],
+        # published by camera_replay -> received by pose_node (the rest was lost in transport)
+        # -> processed, or skipped while the worker was busy (newest frame wins), or invalid
+        "frames_published": published,
+        "frames_received": received,
+        "frames_lost_in_transport": (published - received) if received is not None else None,
         "frames_processed": _num(diag, "frames_processed", int),
-        "frames_dropped": _num(diag, "frames_dropped", int),
+        "frames_skipped_busy": _num(diag, "frames_dropped", int),
         "frames_invalid": _num(diag, "frames_invalid", int),
         "persons_found": _num(diag, "persons_found", int),
         "poses_received": rec["counts"]["poses"],
@@ -231,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=int, default=320, help="frame width (0 = native)")
     ap.add_argument("--source", default="auto", help="auto | synthetic | bundled | video | folder")
     ap.add_argument("--model", type=Path, default=None, help="checkpoint (default: models/)")
-    ap.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | tensorrt")
+    ap.add_argument("--backend", default="auto",
+                    help="auto | sparse-cpu | torch | onnxruntime | tensorrt")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "demo")
     args = ap.parse_args(argv)
     if args.seconds <= 0 or args.rate <= 0:
@@ -254,9 +282,15 @@ def main(argv: list[str] | None = None) -> int:
     pictures = write_pictures(args.out, f"{Path(model).name} ({trained})")
     summary["pictures"] = [str(p) for p in pictures]
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    LOG.info("frames published %s, processed %s, dropped %s, invalid %s; latency p50 %s ms",
-             summary["frames_published"], summary["frames_processed"], summary["frames_dropped"],
-             summary["frames_invalid"], summary["latency_image_to_pose3d_ms"]["p50"])
+    LOG.info("frames published %s, received by pose_node %s (lost in transport %s), processed "
+             "%s, skipped while busy %s, invalid %s; latency p50 %s ms",
+             summary["frames_published"], summary["frames_received"],
+             summary["frames_lost_in_transport"], summary["frames_processed"],
+             summary["frames_skipped_busy"], summary["frames_invalid"],
+             summary["latency_image_to_pose3d_ms"]["p50"])
+    if summary["frames_lost_in_transport"]:
+        LOG.warning("%s frames never reached pose_node: %s", summary["frames_lost_in_transport"],
+                    summary["diagnostics_message"])
     if not summary["model_trained"]:
         LOG.warning("the checkpoint has no training record: the skeletons are not meaningful")
     LOG.info("summary: %s", args.out / "summary.json")

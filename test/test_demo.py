@@ -35,15 +35,27 @@ def test_summary_reads_counts_and_latency(tmp_path, monkeypatch):
         "recording": {
             "counts": {"poses": 18, "unmatched_stamps": 0},
             "latencies_ms": [10.0, 20.0, 30.0],
-            "diagnostics": {"backend": "torch", "device": "cpu", "frames_processed": "18",
-                            "frames_dropped": "2", "frames_invalid": "0", "persons_found": "0",
+            "diagnostics": {"backend": "torch", "device": "cpu", "frames_received": "19",
+                            "frames_processed": "18",
+                            "frames_dropped": "1", "frames_invalid": "0", "persons_found": "0",
                             "latency_p50_ms": "8.5", "latency_p95_ms": "12",
                             "mean_density": "0.4"},
             "diagnostics_message": "running",
         },
     }
     s = demo.summarise(raw, tmp_path / "missing.safetensors", "bundled", 2.0)
-    assert (s["frames_published"], s["frames_processed"], s["frames_dropped"]) == (20, 18, 2)
+    # 20 published, 19 reached pose_node (1 lost in transport), 18 processed, 1 skipped busy
+    assert (s["frames_published"], s["frames_received"], s["frames_lost_in_transport"],
+            s["frames_processed"], s["frames_skipped_busy"]) == (20, 19, 1, 18, 1)
     assert s["latency_image_to_pose3d_ms"]["p50"] == 20.0
     assert s["mean_density"] == 0.4 and s["backend"] == "torch"
     assert s["model_trained"] is False  # unreadable checkpoint: no training record
+
+
+def test_failure_reason_quotes_the_error_lines(tmp_path):
+    log = tmp_path / "camera_replay.log"
+    log.write_text("[INFO] starting\n[ERROR] [camera_replay]: no such video: /x.mp4\n")
+    assert "no such video: /x.mp4" in demo.failure_reason(log)
+    log.write_text("line one\nline two\n")
+    assert demo.failure_reason(log) == "line one | line two"
+    assert "no log" in demo.failure_reason(tmp_path / "missing.log")

@@ -44,6 +44,33 @@ def test_package_xml_is_format_3_and_matches_setup():
         assert dep in deps, dep
 
 
+#: Every non-ROS rosdep key package.xml may name, checked against ros/rosdistro
+#: rosdep/python.yaml at 8468e88 (2026-08-22). `rosdep install` fails on the first unknown key,
+#: so a new python key must be looked up there before it is added here and to package.xml.
+ROSDEP_PYTHON_KEYS = {"python3-numpy", "python3-opencv", "python3-yaml", "python3-matplotlib",
+                      "python3-onnxruntime-pip", "python3-pytest", "python3-pytest-timeout"}
+
+
+def test_package_xml_names_only_rosdep_keys_that_exist():
+    root = ET.parse(ROOT / "package.xml").getroot()
+    python_keys = {e.text for e in root if e.tag.endswith("depend")
+                   and e.text.startswith("python3-")}
+    assert python_keys <= ROSDEP_PYTHON_KEYS, python_keys - ROSDEP_PYTHON_KEYS
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install -r" in readme and "rosdep" in readme
+
+
+def test_run_rejects_an_unknown_command_first_and_fast():
+    """`./run foo`: the complaint is the first line (before the usage block), exit status 2,
+    and no bootstrap is attempted for a typo."""
+    done = subprocess.run([str(ROOT / "run"), "foo"], capture_output=True, text=True, timeout=20,
+                          env={**os.environ, "SPARSE_POSE_VENV": "/nonexistent/venv"})
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert lines[0] == "[run] unknown command: foo", done.stderr
+    assert "./run demo" in done.stderr and "creating" not in done.stderr
+
+
 def test_setup_installs_nodes_launch_config_and_index_marker():
     kw = _setup_kwargs()
     scripts = {s.split("=")[0].strip() for s in kw["entry_points"]["console_scripts"]}
@@ -51,7 +78,8 @@ def test_setup_installs_nodes_launch_config_and_index_marker():
     files = {dest: srcs for dest, srcs in kw["data_files"]}
     assert files["share/ament_index/resource_index/packages"] == ["resource/sparse_pose_ros"]
     assert "launch/pose.launch.py" in files["share/sparse_pose_ros/launch"]
-    assert {"config/pose.yaml", "config/pose.rviz"} <= set(files["share/sparse_pose_ros/config"])
+    assert {"config/pose.yaml", "config/pose.rviz",
+            "config/fastdds_large_shm.xml"} <= set(files["share/sparse_pose_ros/config"])
     assert "share/sparse_pose_ros/models" in files
     for srcs in files.values():
         for src in srcs:

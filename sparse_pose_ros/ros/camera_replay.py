@@ -25,7 +25,7 @@ from std_msgs.msg import Header
 
 from ..pipeline.lift import Intrinsics
 from ..pipeline.sources import Frame, SourceError, describe, open_source
-from . import convert
+from . import convert, middleware
 
 ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
 
@@ -73,6 +73,12 @@ class CameraReplay(Node):
             description="Stop publishing after this many frames (0 = no limit).",
             integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1, step=1)]))
         self.declare_parameter("seed", 0, d(description="Seed of the synthetic source."))
+        self.declare_parameter("wait_for_subscribers", 0, d(
+            description="Start the clip only once this many subscribers match the image topic "
+                        "(0 = at once, like a camera). ./run demo waits for pose_node and the "
+                        "recorder so that frames published before discovery do not count as "
+                        "lost.",
+            read_only=True, integer_range=[IntegerRange(from_value=0, to_value=100, step=1)]))
         self.declare_parameter("stats_file", "", d(
             description="Write {published, source, done} JSON here when the source or max_frames "
                         "is exhausted and at shutdown (used by ./run demo)."))
@@ -106,6 +112,9 @@ class CameraReplay(Node):
             return next(self._frames, None)
 
     def _tick(self) -> None:
+        if self._published == 0 and (self._image_pub.get_subscription_count()
+                                     < self._p("wait_for_subscribers")):
+            return
         limit = self._p("max_frames")
         if limit and self._published >= limit:
             if not self._done:
@@ -150,6 +159,8 @@ class CameraReplay(Node):
 
 def main(args: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
+    # Before rclpy.init: the DDS participant reads the transport profile once, at creation.
+    logging.getLogger("camera_replay").info("%s", middleware.apply_default_profile())
     try:
         with rclpy.init(args=args):
             try:

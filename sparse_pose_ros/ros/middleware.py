@@ -8,7 +8,8 @@ on one machine loses most frames (the sender's 512 KiB shared-memory segment can
 processes they start. No rclpy import here: the demo driver uses it too.
 
 A user's own Fast DDS configuration always wins: nothing is set when the variable (or its
-pre-3.0 spelling) is already present — an empty value is the way to opt out — when a
+pre-3.0 spelling) is already present — an empty value is the way to opt out (it is then removed,
+as Fast DDS would report it as an XML error) — when a
 ``DEFAULT_FASTDDS_PROFILES.xml`` in the working directory is auto-loaded by Fast DDS, or when
 ``RMW_IMPLEMENTATION`` names another middleware (Cyclone DDS, Zenoh: see the README).
 """
@@ -56,9 +57,12 @@ def apply_default_profile(
         return f"RMW_IMPLEMENTATION={rmw}: the Fast DDS image profile does not apply"
     for name in USER_PROFILE_ENVS:
         if name in env:
-            value = env[name]
-            return (f"Fast DDS profile from {name}={value}" if value else
-                    f"{name} is empty: Fast DDS defaults (camera-sized images may be lost)")
+            if env[name]:
+                return f"Fast DDS profile from {name}={env[name]}"
+            # An empty value is the opt-out; Fast DDS itself would log an XML parser error for
+            # it, so the variable is removed rather than passed on.
+            del env[name]
+            return f"{name} is empty: Fast DDS defaults (camera-sized images may be lost)"
     here = Path.cwd() if cwd is None else cwd
     for name in USER_PROFILE_FILES:
         if (here / name).is_file():

@@ -3,8 +3,9 @@
 Threading: the executor thread only runs callbacks that return at once. Inference runs on one
 worker thread that owns the backend (loading, threshold changes, inference), so a slow frame
 never blocks parameter services, camera_info or diagnostics. The image callback hands a frame to
-the worker only when it is idle; a frame arriving while it is busy is counted as *dropped*, never
-queued, so the node always works on a recent frame and latency cannot grow without bound.
+the worker only when it is idle (a newer frame replaces one not yet picked up); a frame arriving
+while it is busy is counted as *dropped*, never queued, so the node always works on a recent frame
+and latency cannot grow without bound.
 
 Failure policy: every bad input (undecodable image, bad intrinsics, failed inference) is counted
 in /diagnostics and logged at most once per ``LOG_THROTTLE_SEC`` per kind; the next good frame is
@@ -33,7 +34,6 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
@@ -55,20 +55,12 @@ from .parameters import (
     check,
     resolve_model_path,
 )
+from .qos import IMAGE_QOS, OUTPUT_QOS
 
 LOG_THROTTLE_SEC = 5.0
 #: DiagnosticStatus.name = DIAG_PREFIX + the node's fully qualified name (one status per node).
 DIAG_PREFIX = "sparse_pose_ros: "
 
-#: Depth 1 + best effort: a pose node wants the newest frame, never a backlog.
-IMAGE_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=qos_profile_sensor_data.reliability,
-    durability=qos_profile_sensor_data.durability,
-)
-OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
-                        reliability=ReliabilityPolicy.RELIABLE)
 
 
 #: Appended to the transport-loss warning: where the fix is.
@@ -264,9 +256,11 @@ class PoseNode(Node):
         self._arrivals.image(now)
         with self._lock:
             self._counts["received"] += 1
-            if self._busy or self._pending is not None or self._backend is None:
+            if self._busy or self._backend is None:
                 self._counts["dropped"] += 1
                 return
+            if self._pending is not None:  # not picked up yet: the newer frame replaces it
+                self._counts["dropped"] += 1
             self._pending = _Frame(msg, now)
             self._wake.notify()
 

@@ -31,7 +31,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
 from ..image_codec import ImageDecodeError
-from . import convert
+from . import convert, middleware
 from .pose_node import DIAG_PREFIX, OUTPUT_QOS
 
 KEEP_FRAMES = 60
@@ -160,6 +160,8 @@ class PoseRecorder(Node):
 
 def main(args: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
+    # Before rclpy.init: the DDS participant reads the transport profile once, at creation.
+    logging.getLogger("pose_recorder").info("%s", middleware.apply_default_profile())
     try:
         with rclpy.init(args=args):
             node = PoseRecorder()

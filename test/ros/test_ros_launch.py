@@ -50,6 +50,11 @@ def test_install_layout_has_everything_the_launch_file_references(install_prefix
     for name in ("pose.yaml", "pose.rviz"):
         assert name in strings
         assert (share / "config" / name).is_file()
+    # The Fast DDS image profile the launch file (through ros.middleware) and pose_node apply.
+    from sparse_pose_ros.ros.middleware import PROFILE_FILE
+
+    assert (share / "config" / PROFILE_FILE).is_file()
+    assert "SetEnvironmentVariable" in LAUNCH.read_text()
     # Every declared launch argument has a description.
     tree = ast.parse(LAUNCH.read_text())
     for call in ast.walk(tree):
