@@ -1,0 +1,1 @@
+"""Import of pretrained weights from registry packages (MoveNet TF.js graph models)."""
