@@ -25,6 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 SPARSE, DENSE = "sparse", "dense"
+#: Crossover meaning "sparse at every fraction". Not 1.0: a gated model with every position
+#: active executes slightly more than the dense MACs (its mask units), f > 1, and such frames
+#: must still run sparse when sparse is the faster path.
+ALWAYS_SPARSE = 2.0
 
 
 @dataclass(frozen=True)
@@ -48,10 +52,11 @@ class Calibration:
 
 
 def _crossover(dense_ms: float, intercept_ms: float, slope: float) -> float:
-    """Executed-MAC fraction at and below which the sparse path is not slower, in [0, 1]."""
+    """Executed-MAC fraction at and below which the sparse path is not slower, in
+    [0, ALWAYS_SPARSE]."""
     if slope <= 0.0:
-        return 1.0 if intercept_ms <= dense_ms else 0.0
-    return float(min(max((dense_ms - intercept_ms) / slope, 0.0), 1.0))
+        return ALWAYS_SPARSE if intercept_ms <= dense_ms else 0.0
+    return float(min(max((dense_ms - intercept_ms) / slope, 0.0), ALWAYS_SPARSE))
 
 
 class PathChooser:
@@ -79,7 +84,7 @@ class PathChooser:
 
     def reset(self, crossover: float) -> None:
         """Forget live timings and decide by ``crossover`` until new ones arrive."""
-        self.prior_crossover = float(min(max(crossover, 0.0), 1.0))
+        self.prior_crossover = float(min(max(crossover, 0.0), ALWAYS_SPARSE))
         self._times: dict[str, deque[tuple[float, float]]] = {
             SPARSE: deque(maxlen=self._window), DENSE: deque(maxlen=self._window)}
         self._since = {SPARSE: 0, DENSE: 0}
@@ -89,10 +94,15 @@ class PathChooser:
         self.switches = 0
         self._last: str | None = None
 
+    def preferred(self, fraction: float | None) -> str:
+        """The faster path at ``fraction`` by the current crossover (None: no fraction measured
+        yet, so sparse, which measures it)."""
+        return SPARSE if fraction is None or fraction <= self.crossover else DENSE
+
     def choose(self, fraction: float | None) -> str:
-        """The path for the next frame, given the recent executed-MAC fraction (None: none yet,
-        run sparse, which also measures the fraction)."""
-        preferred = SPARSE if fraction is None or fraction <= self.crossover else DENSE
+        """The path for the next frame: :meth:`preferred`, or the other one when it is due for
+        a probe."""
+        preferred = self.preferred(fraction)
         other = DENSE if preferred == SPARSE else SPARSE
         if self._since[other] + 1 >= self.probe_every:
             self.probes += 1

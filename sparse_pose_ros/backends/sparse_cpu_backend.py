@@ -36,7 +36,7 @@ from .base import (
 )
 from .density import network_geometry
 from .export_cache import apply_head_gating
-from .path_choice import DENSE, SPARSE, Calibration, PathChooser
+from .path_choice import ALWAYS_SPARSE, DENSE, SPARSE, Calibration, PathChooser
 from .torch_backend import model_info_from_network
 
 LOG = logging.getLogger(__name__)
@@ -172,8 +172,9 @@ class SparseCpuBackend(Backend):
 
     @property
     def crossover(self) -> float:
-        """Executed-MAC fraction at and below which frames run sparse (1.0: always sparse)."""
-        return 1.0 if self._chooser is None else self._chooser.crossover
+        """Executed-MAC fraction at and below which frames run sparse (ALWAYS_SPARSE = 2.0 at
+        most: a fully active gated model executes slightly more than f = 1)."""
+        return ALWAYS_SPARSE if self._chooser is None else self._chooser.crossover
 
     @crossover.setter
     def crossover(self, value: float) -> None:
@@ -244,10 +245,11 @@ class SparseCpuBackend(Backend):
         return res
 
     def diagnostics(self) -> dict[str, object]:
-        """The path choice: live and start-up crossover, recent times per path, probes."""
+        """The path choice: the path frames run on now (probes aside), live and start-up
+        crossover, recent times per path, probes."""
         if self._chooser is None:
             return {"path": "sparse (no dense path)"}
-        return {"path": self.last_path, **self._chooser.summary()}
+        return {"path": self._chooser.preferred(self._fraction), **self._chooser.summary()}
 
     def _infer_sparse(self, x: np.ndarray) -> InferenceResult:
         with torch.inference_mode():

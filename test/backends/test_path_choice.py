@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from sparse_pose_ros.backends.path_choice import DENSE, SPARSE, Calibration, PathChooser
+from sparse_pose_ros.backends.path_choice import (
+    ALWAYS_SPARSE,
+    DENSE,
+    SPARSE,
+    Calibration,
+    PathChooser,
+)
 
 #: What one start under load measured: the dense path looked 10x faster than it is, so the
 #: calibration said "dense always" (crossover 0).
@@ -37,7 +43,7 @@ def test_a_noisy_start_is_corrected_from_live_timings():
 
 def test_sparse_slower_than_calibrated_moves_to_dense():
     chooser = PathChooser(Calibration(8.0, 0.0, 1.0, 1.0, 5.0), probe_every=10)
-    assert chooser.crossover == 1.0  # calibration: sparse always
+    assert chooser.crossover == 1.75  # calibration: sparse at every reachable fraction
     paths = _run(chooser, 100, 0.5, lambda f: 20.0 + 4.0 * f, 8.0)  # sparse 22 ms live
     assert chooser.crossover == 0.0
     assert paths[-30:].count(SPARSE) <= 3  # only the probes of the sparse path remain
@@ -57,7 +63,7 @@ def test_non_positive_calibration_slope_compares_medians():
     assert cal.slope == 0.0 and cal.crossover() == 0.0
     chooser = PathChooser(cal, probe_every=5)
     _run(chooser, 60, 0.6, lambda f: 3.0, 4.0)
-    assert chooser.crossover == 1.0  # live: sparse 3 ms < dense 4 ms at any fraction
+    assert chooser.crossover == ALWAYS_SPARSE  # live: sparse 3 < dense 4 ms at any fraction
 
 
 def test_reset_forgets_live_timings():
@@ -65,3 +71,11 @@ def test_reset_forgets_live_timings():
     _run(chooser, 40, 0.25, lambda f: 2.0 + 7.0 * f, 5.0)
     chooser.reset(1.0)
     assert chooser.crossover == 1.0 and chooser.summary()["path_live"] is False
+
+
+def test_a_fully_active_gated_model_runs_sparse_when_sparse_is_faster():
+    """f slightly above 1 (mask units on top of the dense MACs) is not "beyond the crossover"
+    when sparse wins at every fraction."""
+    chooser = PathChooser(Calibration(8.0, 0.0, 1.0, 1.02, 5.0), probe_every=10)
+    paths = _run(chooser, 40, 1.02, lambda f: 5.0, 8.0)
+    assert paths[-10:].count(SPARSE) >= 9

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sparse_pose_ros.backends import BackendError, base, create_backend
+from sparse_pose_ros.backends.path_choice import ALWAYS_SPARSE
 from sparse_pose_ros.model.heads import REGION_OFF_LOGIT
 from sparse_pose_ros.sparse.cpu_kernel import load_cpu_kernel
 
@@ -125,8 +126,8 @@ def test_adaptive_path_choice_keeps_results(
 ) -> None:
     ref = create_backend("torch", gated_checkpoint, device="cpu").infer(frame64)
     sp = create_backend("sparse-cpu", gated_checkpoint, device="cpu", cache_dir=str(tmp_path))
-    assert sp.options["adaptive"] and 0.0 <= sp.crossover <= 1.0
-    for crossover, path in ((0.0, "dense"), (1.0, "sparse")):
+    assert sp.options["adaptive"] and 0.0 <= sp.crossover <= ALWAYS_SPARSE
+    for crossover, path in ((0.0, "dense"), (ALWAYS_SPARSE, "sparse")):
         sp.crossover = crossover
         sp.infer(frame64)  # the first frame of a regime may still run the other path
         got = sp.infer(frame64)
@@ -136,7 +137,7 @@ def test_adaptive_path_choice_keeps_results(
             np.testing.assert_array_equal(g, w)
         assert got.density == pytest.approx(ref.density)
     fixed = create_backend("sparse-cpu", gated_checkpoint, device="cpu", adaptive=False)
-    assert fixed.crossover == 1.0 and not fixed.options["adaptive"]
+    assert fixed.crossover == ALWAYS_SPARSE and not fixed.options["adaptive"]
 
 
 @pytest.fixture(scope="module")
