@@ -29,7 +29,7 @@ def _transport_env():
     from sparse_pose_ros.ros.middleware import PROFILE_ENV, apply_default_profile
 
     env = dict(os.environ)
-    apply_default_profile(env)
+    apply_default_profile(env, for_children=True)
     if PROFILE_ENV in env and PROFILE_ENV not in os.environ:
         return [SetEnvironmentVariable(PROFILE_ENV, env[PROFILE_ENV])]
     return []

@@ -61,7 +61,7 @@ def ros_env() -> dict[str, str]:
     env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy+ (./run sets the
     env.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")  # Humble spelling when needed)
-    LOG.info("%s", apply_default_profile(env))
+    LOG.info("%s", apply_default_profile(env, for_children=True))
     return env
 
 
@@ -199,6 +199,8 @@ def summarise(raw: dict, model: Path, source: str, seconds: float) -> dict:
                             "p95": _num(diag, "latency_p95_ms")},
         "mean_density": _num(diag, "mean_density"),
         "diagnostics_message": rec["diagnostics_message"],
+        "transport_warnings": rec.get("transport_warnings", 0),
+        "transport_warning_message": rec.get("transport_warning_message", ""),
         "unmatched_stamps": rec["counts"]["unmatched_stamps"],
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]},
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
@@ -289,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
              summary["frames_skipped_busy"], summary["frames_invalid"],
              summary["latency_image_to_pose3d_ms"]["p50"])
     if summary["frames_lost_in_transport"]:
-        LOG.warning("%s frames never reached pose_node: %s", summary["frames_lost_in_transport"],
-                    summary["diagnostics_message"])
+        LOG.warning("%s frames never reached pose_node; /diagnostics warned %d times: %s",
+                    summary["frames_lost_in_transport"], summary["transport_warnings"],
+                    summary["transport_warning_message"] or "(no warning: loss under 40 %)")
     if not summary["model_trained"]:
         LOG.warning("the checkpoint has no training record: the skeletons are not meaningful")
     LOG.info("summary: %s", args.out / "summary.json")

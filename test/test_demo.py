@@ -41,12 +41,15 @@ def test_summary_reads_counts_and_latency(tmp_path, monkeypatch):
                             "latency_p50_ms": "8.5", "latency_p95_ms": "12",
                             "mean_density": "0.4"},
             "diagnostics_message": "running",
+            "transport_warnings": 3,
+            "transport_warning_message": "images arrive at 15 Hz but camera_info at 30 Hz",
         },
     }
     s = demo.summarise(raw, tmp_path / "missing.safetensors", "bundled", 2.0)
     # 20 published, 19 reached pose_node (1 lost in transport), 18 processed, 1 skipped busy
     assert (s["frames_published"], s["frames_received"], s["frames_lost_in_transport"],
             s["frames_processed"], s["frames_skipped_busy"]) == (20, 19, 1, 18, 1)
+    assert s["transport_warnings"] == 3 and "15 Hz" in s["transport_warning_message"]
     assert s["latency_image_to_pose3d_ms"]["p50"] == 20.0
     assert s["mean_density"] == 0.4 and s["backend"] == "torch"
     assert s["model_trained"] is False  # unreadable checkpoint: no training record

@@ -44,9 +44,15 @@ def profile_path() -> Path:
 
 
 def apply_default_profile(
-    environ: MutableMapping[str, str] | None = None, cwd: Path | None = None
+    environ: MutableMapping[str, str] | None = None, cwd: Path | None = None,
+    for_children: bool = False,
 ) -> str:
     """Point ``FASTDDS_DEFAULT_PROFILES_FILE`` at the shipped profile unless the user chose.
+
+    Args:
+        environ: the environment to edit (default: this process's, before ``rclpy.init``).
+        for_children: ``environ`` is for processes still to be started: an empty value (the
+            opt-out) is left in place for them to see, instead of being removed.
 
     Returns the sentence a node logs at start-up, so a user can see which transport
     configuration their frames travel with.
@@ -60,8 +66,9 @@ def apply_default_profile(
             if env[name]:
                 return f"Fast DDS profile from {name}={env[name]}"
             # An empty value is the opt-out; Fast DDS itself would log an XML parser error for
-            # it, so the variable is removed rather than passed on.
-            del env[name]
+            # it, so a process about to create its participant removes it.
+            if not for_children:
+                del env[name]
             return f"{name} is empty: Fast DDS defaults (camera-sized images may be lost)"
     here = Path.cwd() if cwd is None else cwd
     for name in USER_PROFILE_FILES:

@@ -60,6 +60,10 @@ class PoseRecorder(Node):
         self.diagnostics: dict[str, str] = {}
         self.diagnostics_level = -1
         self.diagnostics_message = ""
+        #: statuses that reported images missing before pose_node, and the first such message
+        #: (the last status, after the camera stopped, may no longer show it)
+        self.transport_warnings = 0
+        self.transport_warning_message = ""
         self.best: dict[str, Any] | None = None  # newest frame with a person
         self.latest: dict[str, Any] | None = None  # newest frame (for the mask picture)
         self._ready_written = False
@@ -130,6 +134,10 @@ class PoseRecorder(Node):
             self.diagnostics = {kv.key: kv.value for kv in status.values}
             self.diagnostics_level = int.from_bytes(status.level, "little")
             self.diagnostics_message = status.message
+            if self.diagnostics.get("transport") == "images missing":
+                self.transport_warnings += 1
+                self.transport_warning_message = (self.transport_warning_message
+                                                  or status.message)
             ready_file = self.get_parameter("ready_file").value
             if ready_file and not self._ready_written and self.diagnostics.get(
                 "model_state"
@@ -146,6 +154,8 @@ class PoseRecorder(Node):
             "diagnostics": self.diagnostics,
             "diagnostics_level": self.diagnostics_level,
             "diagnostics_message": self.diagnostics_message,
+            "transport_warnings": self.transport_warnings,
+            "transport_warning_message": self.transport_warning_message,
             "frame": None,
         }
         frame = self.best or self.latest
