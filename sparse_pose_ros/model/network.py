@@ -68,7 +68,7 @@ class NetworkConfig:
         stem_channels: channels of the stride-2 stem conv (before width_mult).
         gated: attach mask units (False = the dense model).
         gate_strided: also gate blocks without a residual (stride 2 or channel change); their
-            output becomes F(X)∘G. Off by default: see README "Masks of stride-2 blocks".
+            output becomes F(X)∘G. Off by default: see docs/network.md §3.
         residual_activation: r in r(F(X)∘G + X): None (identity) or "relu".
         head_channels: width of the neck/head at stride 4.
         depth_bins: depth bins of the volumetric head.
