@@ -108,7 +108,9 @@ def _read_group(base: Path, group: dict[str, Any], json_path: Path) -> dict[str,
     for rel in group.get("paths", []):
         shard = base / rel
         if not shard.is_file():
-            raise TfjsFormatError(f"{json_path}: weight shard {shard} is missing")
+            first = next((w.get("name") for w in group.get("weights", [])), None)
+            raise TfjsFormatError(f"{json_path}: weight shard {shard} is missing (its group "
+                                  f"starts with weight {first})")
         chunks.append(shard.read_bytes())
     buf = b"".join(chunks)
     out: dict[str, np.ndarray] = {}
@@ -147,6 +149,32 @@ def _read_group(base: Path, group: dict[str, Any], json_path: Path) -> dict[str,
     return out
 
 
+#: GraphDef dtype enum -> the dtype :func:`load_graph_model` gives that Const's weight.
+_CONST_DTYPES = {"DT_FLOAT": np.float32, "DT_INT32": np.int32, "DT_BOOL": np.bool_}
+
+
+def _check_consts(raw_nodes: list[dict[str, Any]], weights: dict[str, np.ndarray],
+                  path: Path) -> None:
+    """Every Const has weight data, of the shape and dtype its node declares: a manifest that
+    disagrees with its graph would otherwise surface far away as a wrong result."""
+    for raw in raw_nodes:
+        if raw.get("op") != "Const":
+            continue
+        name = raw["name"]
+        if name not in weights:
+            raise TfjsFormatError(f"{path}: Const node {name} has no weight data")
+        tensor = ((raw.get("attr") or {}).get("value") or {}).get("tensor") or {}
+        if "tensorShape" in tensor:
+            dims = [int(d.get("size", -1)) for d in tensor["tensorShape"].get("dim", [])]
+            if dims != list(weights[name].shape):
+                raise TfjsFormatError(f"{path}: Const node {name} declares shape {dims}, its "
+                                      f"weight has {list(weights[name].shape)}")
+        want = _CONST_DTYPES.get(tensor.get("dtype", ""))
+        if want is not None and weights[name].dtype != want:
+            raise TfjsFormatError(f"{path}: Const node {name} is {tensor['dtype']}, its weight "
+                                  f"is {weights[name].dtype}")
+
+
 def load_graph_model(model_json: str | Path) -> TfjsGraph:
     """Parse ``model.json`` and its shards. Raises :class:`TfjsFormatError` on anything a
     corrupt or foreign file can cause: bad JSON, missing/short/long shards, unknown dtypes, a
@@ -170,9 +198,7 @@ def load_graph_model(model_json: str | Path) -> TfjsGraph:
             if name in weights:
                 raise TfjsFormatError(f"{path}: weight {name} appears twice")
             weights[name] = arr
-    for n in nodes:
-        if n.op == "Const" and n.name not in weights:
-            raise TfjsFormatError(f"{path}: Const node {n.name} has no weight data")
+    _check_consts(data["modelTopology"].get("node", []), weights, path)
     meta = {k: data[k] for k in ("format", "generatedBy", "convertedBy", "signature")
             if k in data}
     return TfjsGraph(nodes=nodes, weights=weights, meta=meta)
