@@ -57,7 +57,8 @@ class ExportGatedBlock(nn.Module):
         logits = block.mask_unit.conv(x)  # type: ignore[union-attr]
         hard = (logits >= threshold_logit).to(x.dtype)
         if self.graph == "portable":
-            dilated = receptive_mask(hard, block.stride, (x.shape[-2], x.shape[-1]))
+            dilated = receptive_mask(hard, block.stride, (x.shape[-2], x.shape[-1]),
+                                     pad_before=block.depthwise_pad_before(x))
             mask = BlockMask(hard=hard, dilated=dilated, soft=hard, logits=logits)
             return block.forward_masked(x, mask), hard
         y = SparseInvertedResidualFunction.apply(
@@ -108,5 +109,8 @@ class ExportNetwork(nn.Module):
             for stride, idx in backbone.tap_after.items():
                 if idx == i:
                     taps[stride] = x
-        heatmaps, _triplets, joints, _depth = self.net.run_head(x, [taps[8], taps[4]], masks)
+        if backbone.last is not None:  # MoveNet's 1×1 conv to 1280
+            x = backbone.last(x)
+        skips = [taps[s] for s in backbone.skip_strides]
+        heatmaps, _triplets, joints, _depth = self.net.run_head(x, skips, masks)
         return (heatmaps, joints, *masks)
