@@ -20,10 +20,27 @@ from typing import Any
 
 import numpy as np
 
+#: (top, bottom, left, right) zero padding of a PyTorch padding=1 3×3 conv: the default of
+#: every block of a stride-16 export (and of geometry JSON written before pads were recorded).
+SYMMETRIC_PADS: tuple[int, int, int, int] = (1, 1, 1, 1)
 
-def _conv_out(size: int, stride: int) -> int:
-    """Output side of a 3×3, padding-1 convolution (also a strided 1×1 with padding 0)."""
-    return (size - 1) // stride + 1
+
+def _conv_out(size: int, stride: int, pad_total: int = 2, kernel: int = 3) -> int:
+    """Output side of a ``kernel``-wide convolution with ``pad_total`` zeros added along the
+    axis (the default, a 3×3 with padding 1, gives (size - 1) // stride + 1)."""
+    return (size + pad_total - kernel) // stride + 1
+
+
+def _explicit_pads(conv: Any, h: int, w: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) that ``conv`` pads an (h, w) input with.
+
+    Duck-typed on ``model.blocks.SameConv2d.explicit_pads`` (TF 'SAME': the pads depend on the
+    input size) so this module never imports torch: ONNX-only runtimes import it too."""
+    if hasattr(conv, "explicit_pads"):
+        top, bottom, left, right = conv.explicit_pads(h, w)
+        return int(top), int(bottom), int(left), int(right)
+    ph, pw = conv.padding
+    return int(ph), int(ph), int(pw), int(pw)
 
 
 @dataclass(frozen=True)
@@ -38,10 +55,21 @@ class BlockGeometry:
     has_expand: bool
     gated: bool
     residual: bool
+    #: (top, bottom, left, right) zero padding of the 3×3 depthwise at this input size: 1 all
+    #: round for PyTorch's padding=1, (0, 1, 0, 1) for TF 'SAME' at stride 2 on an even input
+    #: (MoveNet). Runtimes that gather the depthwise taps themselves read the window start here.
+    pads: tuple[int, int, int, int] = SYMMETRIC_PADS
 
     @property
     def out_hw(self) -> tuple[int, int]:
-        return (_conv_out(self.in_hw[0], self.stride), _conv_out(self.in_hw[1], self.stride))
+        top, bottom, left, right = self.pads
+        return (_conv_out(self.in_hw[0], self.stride, top + bottom),
+                _conv_out(self.in_hw[1], self.stride, left + right))
+
+    @property
+    def pad_before(self) -> tuple[int, int]:
+        """(top, left): where the depthwise window of output (0, 0) starts, before the input."""
+        return self.pads[0], self.pads[2]
 
     def dense_macs(self) -> int:
         n_in = self.in_hw[0] * self.in_hw[1]
@@ -54,7 +82,9 @@ class BlockGeometry:
             return self.dense_macs()
         hard = _check_mask(hard, self.out_hw)
         n_active = int(hard.sum())
-        n_dilated = int(receptive_mask_np(hard, self.stride, self.in_hw).sum())
+        n_dilated = int(
+            receptive_mask_np(hard, self.stride, self.in_hw, self.pad_before).sum()
+        )
         return self._macs(n_dilated, n_active)
 
     def _macs(self, n_expand: int, n_out: int) -> int:
@@ -65,18 +95,25 @@ class BlockGeometry:
 
 @dataclass(frozen=True)
 class NetworkGeometry:
-    """Stem + every backbone block (gated or not) at one input size."""
+    """Stem + every backbone block (gated or not) + the backbone's last 1×1 conv at one input
+    size.
+
+    ``last_macs``: MoveNet's 1×1 conv to 1280 after the last block (``Backbone.last``), dense,
+    part of the backbone as in ``model.flops``; 0 for the stride-16 networks (and for geometry
+    JSON written before it existed, which only such networks wrote).
+    """
 
     input_size: int
     stem_macs: int
     blocks: tuple[BlockGeometry, ...]
+    last_macs: int = 0
 
     @property
     def gated_indices(self) -> tuple[int, ...]:
         return tuple(i for i, b in enumerate(self.blocks) if b.gated)
 
     def dense_macs(self) -> int:
-        return self.stem_macs + sum(b.dense_macs() for b in self.blocks)
+        return self.stem_macs + sum(b.dense_macs() for b in self.blocks) + self.last_macs
 
     def mask_unit_macs(self) -> int:
         return sum(b.in_channels * b.out_hw[0] * b.out_hw[1] for b in self.blocks if b.gated)
@@ -93,7 +130,7 @@ class NetworkGeometry:
         if len(masks) != len(gated):
             raise ValueError(f"expected {len(gated)} gated-block masks, got {len(masks)}")
         by_block: dict[int, np.ndarray] = dict(zip(gated, masks, strict=True))
-        executed = self.stem_macs + self.mask_unit_macs()
+        executed = self.stem_macs + self.last_macs + self.mask_unit_macs()
         for i, b in enumerate(self.blocks):
             executed += b.executed_macs(by_block.get(i))
         block_density = [float(np.asarray(m).mean()) for m in masks]
@@ -104,6 +141,7 @@ class NetworkGeometry:
             {
                 "input_size": self.input_size,
                 "stem_macs": self.stem_macs,
+                "last_macs": self.last_macs,
                 "blocks": [asdict(b) for b in self.blocks],
             },
             sort_keys=True,
@@ -124,12 +162,21 @@ class NetworkGeometry:
                     has_expand=bool(b["has_expand"]),
                     gated=bool(b["gated"]),
                     residual=bool(b["residual"]),
+                    pads=_pads(b.get("pads", SYMMETRIC_PADS)),
                 )
                 for b in d["blocks"]
             )
-            return cls(int(d["input_size"]), int(d["stem_macs"]), blocks)
+            return cls(int(d["input_size"]), int(d["stem_macs"]), blocks,
+                       int(d.get("last_macs", 0)))
         except (KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
             raise ValueError(f"malformed block geometry: {exc}") from exc
+
+
+def _pads(value: Any) -> tuple[int, int, int, int]:
+    pads = tuple(int(v) for v in value)
+    if len(pads) != 4 or min(pads) < 0:
+        raise ValueError(f"malformed block geometry: pads {value!r} are not 4 sizes >= 0")
+    return pads  # type: ignore[return-value]
 
 
 def network_geometry(net: Any, input_size: int) -> NetworkGeometry:
@@ -139,12 +186,17 @@ def network_geometry(net: Any, input_size: int) -> NetworkGeometry:
     call whenever a backend is built.
     """
     stem_conv = net.backbone.stem[0]
-    side = _conv_out(input_size, int(stem_conv.stride[0]))
-    k = int(stem_conv.kernel_size[0]) * int(stem_conv.kernel_size[1])
-    stem_macs = side * side * k * int(stem_conv.in_channels) * int(stem_conv.out_channels)
-    hw = (side, side)
+    top, bottom, left, right = _explicit_pads(stem_conv, input_size, input_size)
+    kh, kw = (int(k) for k in stem_conv.kernel_size)
+    s = int(stem_conv.stride[0])
+    hw = (_conv_out(input_size, s, top + bottom, kh), _conv_out(input_size, s, left + right, kw))
+    stem_macs = hw[0] * hw[1] * kh * kw * int(stem_conv.in_channels) * int(stem_conv.out_channels)
     blocks: list[BlockGeometry] = []
     for block in net.backbone.blocks:
+        depthwise = block.depthwise[0]
+        if tuple(int(k) for k in depthwise.kernel_size) != (3, 3):
+            raise ValueError("block geometry describes 3×3 depthwise convs only, got kernel "
+                             f"{tuple(depthwise.kernel_size)}")
         g = BlockGeometry(
             in_channels=int(block.in_channels),
             hidden_channels=int(block.hidden_channels),
@@ -154,10 +206,17 @@ def network_geometry(net: Any, input_size: int) -> NetworkGeometry:
             has_expand=block.expand is not None,
             gated=bool(block.gated),
             residual=bool(block.use_residual),
+            pads=_explicit_pads(depthwise, *hw),
         )
         blocks.append(g)
         hw = g.out_hw
-    return NetworkGeometry(input_size, stem_macs, tuple(blocks))
+    last = getattr(net.backbone, "last", None)
+    last_macs = 0
+    if last is not None:
+        conv = last[0]
+        last_macs = hw[0] * hw[1] * int(conv.in_channels) * int(conv.out_channels) // int(
+            conv.groups) * int(conv.kernel_size[0]) * int(conv.kernel_size[1])
+    return NetworkGeometry(input_size, stem_macs, tuple(blocks), last_macs)
 
 
 def _check_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -167,20 +226,26 @@ def _check_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return mask != 0
 
 
-def receptive_mask_np(hard: np.ndarray, stride: int, in_hw: tuple[int, int]) -> np.ndarray:
+def receptive_mask_np(hard: np.ndarray, stride: int, in_hw: tuple[int, int],
+                      pad_before: tuple[int, int] = (1, 1)) -> np.ndarray:
     """Input positions a padded 3×3 conv reads for the active outputs (numpy twin of
     :func:`sparse_pose_ros.model.masks.receptive_mask`): output (i, j) reads inputs
-    (s·i-1 .. s·i+1, s·j-1 .. s·j+1), cropped to the input."""
+    (s·i-p .. s·i-p+2) per axis with p = ``pad_before`` (top, left) — 1 for PyTorch's
+    padding=1, 0 for TF 'SAME' at stride 2 on an even side — cropped to the input."""
     if stride not in (1, 2):
         raise ValueError(f"stride must be 1 or 2, got {stride}")
+    top, left = (int(v) for v in pad_before)
+    if top not in (0, 1) or left not in (0, 1) or (stride == 1 and (top, left) != (1, 1)):
+        raise ValueError(f"pad_before must be 0 or 1 (1 at stride 1), got {pad_before}")
     hard = np.asarray(hard) != 0
     h, w = in_hw
-    # Place each output at its centre tap s·i in a padded input canvas, then OR the 3×3 shifts.
+    # Place each output at its centre tap s·i - p + 1 in an input canvas padded by 1 on each
+    # side (canvas index = input index + 1), then OR the 3×3 shifts.
     centre = np.zeros((h + 2, w + 2), dtype=bool)
     ho, wo = hard.shape
-    centre[1 : 1 + stride * ho : stride, 1 : 1 + stride * wo : stride] = hard[
-        : (h + stride - 1) // stride, : (w + stride - 1) // stride
-    ]
+    ho, wo = min(ho, (h + stride - 1) // stride), min(wo, (w + stride - 1) // stride)
+    cy, cx = 2 - top, 2 - left
+    centre[cy : cy + stride * ho : stride, cx : cx + stride * wo : stride] = hard[:ho, :wo]
     out = np.zeros((h, w), dtype=bool)
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from ..model.network import NetworkConfig, PoseNetwork
+from ..model.network import NetworkConfig, PoseNetwork, movenet_config
 
 
 @torch.no_grad()
@@ -54,3 +54,32 @@ def random_network(
     torch.manual_seed(seed)
     cfg = NetworkConfig(input_size=input_size, gated=gated, width_mult=width_mult, **config)
     return randomize_network(PoseNetwork(cfg), seed=seed, mask_bias=mask_bias)
+
+
+@torch.no_grad()
+def random_movenet_network(
+    variant: str,
+    gated: bool = True,
+    input_size: int | None = None,
+    seed: int = 0,
+    mask_bias: float = 0.0,
+    **overrides: object,
+) -> PoseNetwork:
+    """MoveNet's architecture (``movenet_config(variant)``: TF 'SAME' stride-2 convs, stride 32,
+    1×1 to 1280, FPN neck, separable head pre-conv) with random weights, for runtime parity.
+
+    On top of :func:`randomize_network` the HEMlets head's 1×1 convs get unit-scale weights and
+    biases: their near-zero init (std 1e-3) would leave heatmaps almost flat, and then a parity
+    test on them could not see a wrong neck or padding.
+    """
+    torch.manual_seed(seed)
+    cfg = movenet_config(variant, gated=gated, **overrides)
+    if input_size is not None:
+        cfg = NetworkConfig.from_dict({**cfg.to_dict(), "input_size": int(input_size)})
+    net = randomize_network(PoseNetwork(cfg), seed=seed, mask_bias=mask_bias)
+    gen = torch.Generator().manual_seed(seed + 1)
+    for conv in (net.head.heatmap, net.head.triplet, net.head.depth):
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen)
+                          / math.sqrt(conv.in_channels))
+        conv.bias.copy_(torch.randn(conv.bias.shape, generator=gen) * 0.1)
+    return net.eval()

@@ -18,10 +18,16 @@ F_b = H·W·(9C_e + 2C_bC_e). The general form covers:
 
 BatchNorm is not counted (it folds into the conv weights at deployment), nor are ReLU6, adds,
 upsampling and softmax: they are not multiply-adds of a weight layer. Everything else that is a
-convolution is counted: the stem, every block conv, the mask units (a 1×1 conv C_b -> 1 at the
-output resolution, which always runs densely and is charged to the *executed* side only — a
-dense model does not have it), the neck and the head. ``conv_macs_by_name`` gives the count per
-conv module from shapes alone; the test suite checks it against forward hooks.
+convolution is counted: the stem, every block conv, the backbone's last 1×1 conv when it has one
+(MoveNet's ``Conv_1`` to 1280, ``Backbone.last``: part of the backbone), the mask units (a 1×1
+conv C_b -> 1 at the output resolution, which always runs densely and is charged to the
+*executed* side only — a dense model does not have it), the neck (the light neck or MoveNet's
+FPN: top conv, laterals, separable refine convs) and the head (with its separable pre-conv
+``head_pre`` when configured). TF 'SAME' convs are counted on the output size their explicit pads
+give (``model.blocks.conv_pads``). MoveNet's own four heads are not part of the runtime network
+(``PoseNetwork.forward`` does not run them, no runtime exports them): they are left out of every
+total and reported apart (``FlopsReport.movenet_head_macs``). ``conv_macs_by_name`` gives the
+count per conv module from shapes alone; the test suite checks it against forward hooks.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from .blocks import InvertedResidual, conv_pads
+from .fpn import MoveNetFPN
 from .heads import head_region
 
 Number = float | Tensor
@@ -104,8 +111,18 @@ def mask_unit_macs(block: InvertedResidual, h: int, w: int) -> int:
     return conv_macs(block.mask_unit.conv, h, w)[0]
 
 
-def _walk_convs(net: nn.Module, input_hw: tuple[int, int]) -> list[tuple[nn.Conv2d, int, int]]:
-    """Every Conv2d of a PoseNetwork with the (h, w) of its input, from shapes alone."""
+def _convs_in(module: nn.Module | None, h: int, w: int) -> list[tuple[nn.Conv2d, int, int]]:
+    """Every Conv2d of ``module`` (in registration order), all reading an (h, w) input: true of
+    the stride-1 stacks it is used on (refine convs, separable convs, head 1×1 convs)."""
+    if module is None:
+        return []
+    return [(m, h, w) for m in module.modules() if isinstance(m, nn.Conv2d)]
+
+
+def _walk_convs(net: nn.Module, input_hw: tuple[int, int],
+                with_movenet: bool = False) -> list[tuple[nn.Conv2d, int, int]]:
+    """Every Conv2d that ``net.forward`` runs, with the (h, w) of its input, from shapes alone;
+    MoveNet's heads too when ``with_movenet`` (what ``forward(x, with_movenet=True)`` runs)."""
     backbone, neck, head = net.backbone, net.neck, net.head  # type: ignore[union-attr]
     items: list[tuple[nn.Conv2d, int, int]] = []
     h, w = input_hw
@@ -123,24 +140,34 @@ def _walk_convs(net: nn.Module, input_hw: tuple[int, int]) -> list[tuple[nn.Conv
         items.append((_first_conv(block.project), ho, wo))
         h, w = ho, wo
         out_hw.append((h, w))
-    items.append((_first_conv(neck.reduce), h, w))
-    tap_hw = [out_hw[backbone.tap_after[8]], out_hw[backbone.tap_after[4]]]
-    for lateral, refine, (sh, sw) in zip(neck.skips, neck.refine, tap_hw, strict=True):
+    if backbone.last is not None:
+        items.append((_first_conv(backbone.last), h, w))
+    if isinstance(neck, MoveNetFPN):
+        top, laterals = neck.top, neck.laterals
+    else:
+        top, laterals = _first_conv(neck.reduce), neck.skips
+    items.append((top, h, w))
+    tap_hw = [out_hw[backbone.tap_after[s]] for s in backbone.skip_strides]
+    for lateral, refine, (sh, sw) in zip(laterals, neck.refine, tap_hw, strict=True):
         items.append((_first_conv(lateral), sh, sw))
-        for m in refine.modules():
-            if isinstance(m, nn.Conv2d):
-                items.append((m, sh, sw))
+        items.extend(_convs_in(refine, sh, sw))
         h, w = sh, sw
-    for m in head.modules():
-        if isinstance(m, nn.Conv2d):
-            items.append((m, h, w))
+    items.extend(_convs_in(getattr(net, "head_pre", None), h, w))
+    items.extend(_convs_in(head, h, w))
+    if with_movenet:
+        items.extend(_convs_in(getattr(net, "movenet", None), h, w))
     return items
 
 
-def conv_macs_by_name(net: nn.Module, input_hw: tuple[int, int]) -> dict[str, int]:
-    """Dense MACs of every conv of ``net`` (mask units included), keyed by module name, batch 1."""
+def conv_macs_by_name(net: nn.Module, input_hw: tuple[int, int],
+                      with_movenet: bool = False) -> dict[str, int]:
+    """Dense MACs of every conv of ``net`` (mask units included), keyed by module name, batch 1.
+
+    MoveNet's heads (``net.movenet``) only with ``with_movenet``: the runtime network never runs
+    them."""
     names = {id(m): n for n, m in net.named_modules()}
-    return {names[id(conv)]: conv_macs(conv, h, w)[0] for conv, h, w in _walk_convs(net, input_hw)}
+    return {names[id(conv)]: conv_macs(conv, h, w)[0]
+            for conv, h, w in _walk_convs(net, input_hw, with_movenet)}
 
 
 @dataclass
@@ -168,17 +195,25 @@ class FlopsReport:
 
     Attributes:
         blocks: per-block numbers.
-        stem_macs, neck_macs, head_macs: dense costs of the ungated parts.
+        stem_macs, neck_macs, head_macs: dense costs of the ungated parts (``head_macs``
+            includes the head's separable pre-conv ``head_pre`` when there is one).
         mask_unit_macs: total mask-unit overhead (executed side only).
         gated_density: ΣF_sp / ΣF over the gated blocks (what the sparsity loss targets at θ).
-        backbone_dense_macs: stem + all blocks, dense, no mask units (the dense model).
-        backbone_executed_macs: stem + ungated blocks dense + gated blocks sparse + mask units.
+        backbone_dense_macs: stem + all blocks + ``backbone_last_macs``, dense, no mask units
+            (the dense model).
+        backbone_executed_macs: stem + ungated blocks dense + gated blocks sparse + the last
+            1×1 conv + mask units.
         backbone_fraction: executed / dense for the backbone.
         network_dense_macs / network_executed_macs / network_fraction: the same with neck and
             head added. With head gating (``NetworkConfig.head_gating``) the executed side counts
             the heads and the neck's last (stride-4 pointwise) conv only inside the head region,
-            as the compiled runtime runs them; otherwise they count dense on both sides.
+            as the compiled runtime runs them; otherwise they count dense on both sides. MoveNet's
+            FPN neck and its head (``head_pre`` included) run dense in every runtime so far
+            (ONNX Runtime or PyTorch), so there head gating changes outputs, not MACs.
         head_region_fraction: share of the stride-4 map inside the head region (1.0 ungated).
+        backbone_last_macs: the backbone's last 1×1 conv (MoveNet's to 1280; 0 without).
+        movenet_head_macs: MoveNet's four heads when the network keeps them, *not* included in
+            any total above (no runtime runs them; training's teacher pass does).
     """
 
     blocks: list[BlockFlops]
@@ -194,6 +229,8 @@ class FlopsReport:
     network_executed_macs: float
     network_fraction: float
     head_region_fraction: float = 1.0
+    backbone_last_macs: float = 0.0
+    movenet_head_macs: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -212,7 +249,8 @@ def flops_report(
     Args:
         net: the PoseNetwork that produced ``output``.
         output: its PoseOutput (``masks`` aligned with ``net.backbone.blocks``).
-        input_hw: input (H, W); default: 4 × the heatmap size (exact for multiples of 16).
+        input_hw: input (H, W); default: 4 × the heatmap size (exact for multiples of the
+            output stride).
     """
     blocks = list(net.backbone.blocks)  # type: ignore[union-attr]
     masks = output.masks
@@ -221,7 +259,8 @@ def flops_report(
     if input_hw is None:
         hh, hw = output.heatmaps.shape[-2:]
         input_hw = (4 * int(hh), 4 * int(hw))
-    by_name = conv_macs_by_name(net, input_hw)
+    by_name = conv_macs_by_name(net, input_hw, with_movenet=True)
+    movenet_macs = float(_module_macs(by_name, "movenet"))
     stem_macs = _module_macs(by_name, "backbone.stem")
     h, w = conv_out_hw(_first_conv(net.backbone.stem), *input_hw)  # type: ignore[union-attr]
 
@@ -262,9 +301,11 @@ def flops_report(
 
     mask_total = sum(r.mask_unit_macs for r in rows)
     neck_macs = float(_module_macs(by_name, "neck"))
-    head_macs = float(_module_macs(by_name, "head"))
-    bb_dense = stem_macs + sum(r.dense_macs for r in rows)
-    bb_exec = stem_macs + sum(r.executed_macs for r in rows) + mask_total
+    head_macs = float(_module_macs(by_name, "head") + _module_macs(by_name, "head_pre"))
+    # The backbone ends with MoveNet's 1×1 conv to 1280 where there is one (always dense).
+    last_macs = float(_module_macs(by_name, "backbone.last"))
+    bb_dense = stem_macs + sum(r.dense_macs for r in rows) + last_macs
+    bb_exec = stem_macs + sum(r.executed_macs for r in rows) + last_macs + mask_total
     net_dense = bb_dense + neck_macs + head_macs
     region_fraction = 1.0
     gate = net.head_gate(masks) if hasattr(net, "head_gate") else None  # type: ignore[operator]
@@ -288,4 +329,6 @@ def flops_report(
         network_executed_macs=net_exec,
         network_fraction=net_exec / net_dense,
         head_region_fraction=region_fraction,
+        backbone_last_macs=last_macs,
+        movenet_head_macs=movenet_macs,
     )

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sparse_pose_ros.backends.density import NetworkGeometry, network_geometry, receptive_mask_np
-from sparse_pose_ros.export.random_model import random_network
+from sparse_pose_ros.export.random_model import random_movenet_network, random_network
 from sparse_pose_ros.model.flops import flops_report
 from sparse_pose_ros.model.masks import receptive_mask
 
@@ -58,3 +58,43 @@ def test_geometry_json_round_trip_and_errors() -> None:
         geo.density([])
     with pytest.raises(ValueError, match="shape"):
         geo.density([np.ones((3, 3))] * len(geo.gated_indices))
+
+
+@pytest.mark.parametrize("variant", ["thunder", "lightning"])
+@pytest.mark.parametrize("gate_strided", [False, True], ids=["residual", "strided"])
+def test_movenet_density_equals_flops_report(variant: str, gate_strided: bool) -> None:
+    """MoveNet's architecture: TF 'SAME' stride-2 depthwise (window starts at 0, not -1), the
+    stem's SAME pads, stride-32 blocks and the 1×1 conv to 1280 are all in the numpy twin."""
+    net = random_movenet_network(variant, input_size=64, seed=4, gate_strided=gate_strided)
+    with torch.inference_mode():
+        out = net(torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)))
+    masks = [m.hard[0, 0].numpy() for m in out.masks if m is not None]
+    geo = network_geometry(net, 64)
+    strided = [b for b in geo.blocks if b.stride == 2]
+    assert len(strided) == 4 and all(b.pads == (0, 1, 0, 1) for b in strided)
+    assert geo.blocks[-1].out_hw == (2, 2)
+    assert geo.last_macs == 2 * 2 * geo.blocks[-1].out_channels * 1280
+    assert NetworkGeometry.from_json(geo.to_json()) == geo
+    density, _ = geo.density(masks)
+    report = flops_report(net, out)
+    assert report.backbone_last_macs == geo.last_macs
+    assert geo.dense_macs() == pytest.approx(report.backbone_dense_macs)
+    assert density == pytest.approx(report.backbone_fraction, rel=1e-12)
+    assert 0.0 < density < 1.0
+    if gate_strided:  # a symmetric window would dilate different inputs: the count must differ
+        k = next(k for k, i in enumerate(geo.gated_indices) if geo.blocks[i].stride == 2)
+        block, hard = geo.blocks[geo.gated_indices[k]], masks[k]
+        hard[-1, -1] = 1  # the bottom-right corner: where SAME reads one row/col further
+        same = receptive_mask_np(hard, 2, block.in_hw, block.pad_before)
+        assert not np.array_equal(same, receptive_mask_np(hard, 2, block.in_hw, (1, 1)))
+
+
+@pytest.mark.parametrize("pad_before", [(0, 0), (0, 1), (1, 0)])
+def test_receptive_mask_pad_before_matches_torch(pad_before: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(pad_before))
+    for in_hw in ((8, 8), (6, 10)):
+        hard = (rng.random((in_hw[0] // 2, in_hw[1] // 2)) < 0.3).astype(np.float32)
+        hard[0, 0] = hard[-1, -1] = 1.0  # both corners: the asymmetric pads show there
+        ref = receptive_mask(torch.from_numpy(hard)[None, None], 2, in_hw, pad_before=pad_before)
+        np.testing.assert_array_equal(receptive_mask_np(hard, 2, in_hw, pad_before),
+                                      ref[0, 0].numpy() > 0)

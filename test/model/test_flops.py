@@ -13,7 +13,7 @@ from sparse_pose_ros.model.flops import (
     conv_macs_by_name,
     flops_report,
 )
-from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
+from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork, movenet_config
 
 
 def test_residual_block_by_hand() -> None:
@@ -72,6 +72,10 @@ def _hook_count(net: nn.Module, x: torch.Tensor) -> dict[str, int]:
         (NetworkConfig(input_size=64, width_mult=0.5, gate_strided=True), (64, 96)),
         (NetworkConfig(input_size=64, width_mult=0.35, depth_mode="volumetric", depth_bins=8,
                        gated=False), (48, 64)),
+        # MoveNet's architecture: TF 'SAME' stride-2 convs, stride 32, 1×1 to 1280, FPN neck,
+        # separable head pre-conv (MoveNet's own heads do not run in forward: not counted).
+        (movenet_config("lightning", input_size=64), (64, 96)),
+        (movenet_config("thunder", input_size=64, gate_strided=True), (64, 64)),
     ],
 )
 def test_analytic_count_matches_forward_hooks(cfg: NetworkConfig, hw: tuple[int, int]) -> None:
@@ -81,8 +85,11 @@ def test_analytic_count_matches_forward_hooks(cfg: NetworkConfig, hw: tuple[int,
     assert analytic == hooked  # same conv modules, same MACs each
 
 
-def test_report_full_and_empty_masks() -> None:
-    net = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.35)).eval()
+@pytest.mark.parametrize("cfg", [NetworkConfig(input_size=64, width_mult=0.35),
+                                 movenet_config("lightning", input_size=64)],
+                         ids=["stride16", "movenet"])
+def test_report_full_and_empty_masks(cfg: NetworkConfig) -> None:
+    net = PoseNetwork(cfg).eval()
     x = torch.randn(1, 3, 64, 64)
     by_name = conv_macs_by_name(net, (64, 64))
     mask_units = sum(v for k, v in by_name.items() if "mask_unit" in k)
@@ -99,6 +106,7 @@ def test_report_full_and_empty_masks() -> None:
             return flops_report(net, net(x))
 
     full = run(1.0)
+    assert full.network_dense_macs > full.backbone_dense_macs
     assert full.gated_density == pytest.approx(1.0)
     assert all(b.density == pytest.approx(1.0) for b in full.blocks)
     assert full.network_dense_macs == dense_total
