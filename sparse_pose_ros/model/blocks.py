@@ -224,3 +224,14 @@ class InvertedResidual(nn.Module):
             return self.forward_dense(x), None
         mask = self.compute_mask(x)
         return self.forward_masked(x, mask), mask
+
+
+def freeze_batchnorm(net: nn.Module) -> None:
+    """Put every BatchNorm of ``net`` in eval mode: running statistics are used and not updated.
+
+    Why: an imported MoveNet's BatchNorm is folded (mean 0, var 1 − eps stand in for the real
+    statistics), so train-mode batch statistics ruin the pretrained features (PRETRAINED.md,
+    trap 3). Gamma and beta stay trainable. Call after every ``net.train()``."""
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()

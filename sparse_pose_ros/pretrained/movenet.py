@@ -11,7 +11,7 @@ Layouts: conv HWIO -> OIHW is ``permute(3, 2, 0, 1)``; depthwise HWC1 -> C1HW is
 ``permute(2, 3, 0, 1)``. BatchNorm is folded in the graph (``*_bn_offset`` biases only): our
 backbone keeps its BatchNorm2d layers, loaded as gamma = 1, beta = offset, mean = 0,
 var = 1 − eps, so eval mode is exactly the graph (train mode would use batch statistics and
-ruin it: training must keep these layers frozen, ``freeze_folded_batchnorm``).
+ruin it: training must keep these layers frozen, ``model.blocks.freeze_batchnorm``).
 """
 
 from __future__ import annotations
@@ -236,13 +236,3 @@ def import_graph(graph: TfjsGraph, gated: bool = True, **overrides: Any
     net.load_state_dict(state, strict=True)
     report.fresh = sorted(k for k in state if k not in owned)
     return net.eval(), report
-
-
-def freeze_folded_batchnorm(net: nn.Module) -> None:
-    """Keep every BatchNorm in eval mode (running statistics) and stop its statistics from
-    updating: the imported statistics are fake (mean 0, var 1 − eps), so batch statistics in
-    train mode would ruin the pretrained features (PRETRAINED.md, trap 3). Gamma and beta stay
-    trainable. Call after every ``net.train()``."""
-    for m in net.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()

@@ -55,6 +55,12 @@ class OptimConfig:
         min_lr_ratio: final learning rate as a fraction of ``lr``.
         grad_clip: max global gradient norm (0 = off).
         amp: mixed precision on CUDA (ignored on CPU, where autocast would only slow down).
+        freeze: top-level modules whose weights stay fixed (any of :data:`FREEZABLE`), e.g.
+            ``[backbone, neck, movenet]`` to train only the heads and the mask units on the
+            features of an imported MoveNet; mask units are never frozen.
+        freeze_batchnorm: keep every BatchNorm in eval mode (running statistics, not updated).
+            Required for an imported MoveNet: its BatchNorm is folded (fake statistics), and
+            train-mode batch statistics ruin the pretrained features (PRETRAINED.md, trap 3).
     """
 
     epochs: int = 10
@@ -65,6 +71,18 @@ class OptimConfig:
     min_lr_ratio: float = 0.02
     grad_clip: float = 5.0
     amp: bool = True
+    freeze: tuple[str, ...] = ()
+    freeze_batchnorm: bool = False
+
+    def __post_init__(self) -> None:
+        self.freeze = tuple(str(v) for v in self.freeze)
+        unknown = sorted(set(self.freeze) - set(FREEZABLE))
+        if unknown:
+            raise ValueError(f"optim.freeze: unknown module(s) {unknown}; choose from {FREEZABLE}")
+
+
+#: Top-level modules of ``PoseNetwork`` that ``optim.freeze`` may name.
+FREEZABLE: tuple[str, ...] = ("backbone", "neck", "head_pre", "head", "movenet", "lifter")
 
 
 @dataclass

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..model.blocks import freeze_batchnorm
 from ..model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..model.losses import PoseLoss
 from ..model.network import PoseNetwork
@@ -103,8 +104,22 @@ def init_from(net: nn.Module, path: str | Path) -> dict[str, Any]:
     fresh = sorted(set(dst) - set(copied))
     LOG.info("initialised %d of %d tensors from %s (fresh: %d, e.g. %s)", len(copied), len(dst),
              path, len(fresh), fresh[:3])  # fmt: skip
-    return {"path": str(path), "model_hash": info["model_hash"], "copied": len(copied),
-            "fresh": len(fresh)}  # fmt: skip
+    out = {"path": str(path), "model_hash": info["model_hash"], "copied": len(copied),
+           "fresh": len(fresh)}  # fmt: skip
+    if "source" in info["meta"]:  # an imported checkpoint (pretrained/): keep its provenance
+        out["source"] = info["meta"]["source"]
+    return out
+
+
+def freeze_modules(net: nn.Module, names: tuple[str, ...]) -> int:
+    """Stop gradients into the named top-level modules, except their mask units (which learn
+    where to compute on top of fixed features); returns how many tensors were frozen."""
+    count = 0
+    for name, p in net.named_parameters():
+        if name.split(".", 1)[0] in names and ".mask_unit." not in name:
+            p.requires_grad_(False)
+            count += 1
+    return count
 
 
 def pick_device(name: str) -> torch.device:
@@ -166,6 +181,15 @@ class Trainer:
             if args.resume:
                 raise ValueError("--init-from starts a new run; not with --resume")
             self.init_info = init_from(self.net, args.init_from)
+        frozen = freeze_modules(self.net, cfg.optim.freeze)
+        if frozen:
+            LOG.info("frozen: %s (%d tensors; mask units stay trainable)",
+                     ", ".join(cfg.optim.freeze), frozen)
+        if self.init_info and self.init_info.get("source") and not cfg.optim.freeze_batchnorm:
+            raise ValueError(
+                f"--init-from {args.init_from}: an imported checkpoint has folded BatchNorm "
+                "(fake statistics); train it with optim.freeze_batchnorm: true"
+            )
         self.net = self.net.to(self.device, memory_format=torch.channels_last)
         self.model: nn.Module = self.net
         if self.dist.enabled:
@@ -268,6 +292,12 @@ class Trainer:
         LOG.info("resumed %s at epoch %d (step %d)", weights, self.start_epoch, self.step)
 
     # -- loop -------------------------------------------------------------------------------
+    def _train_mode(self) -> None:
+        """``net.train()``, with BatchNorm kept in eval mode when the config says so."""
+        self.net.train()
+        if self.cfg.optim.freeze_batchnorm:
+            freeze_batchnorm(self.net)
+
     def _train_step(self, batch: Batch, progress: float) -> dict[str, float]:
         batch = batch.to(self.device, non_blocking=True)
         targets = build_targets(
@@ -286,9 +316,8 @@ class Trainer:
         self.scaler.scale(loss).backward()
         if self.cfg.optim.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
-            parts["grad_norm"] = float(
-                nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.optim.grad_clip)
-            )
+            parts["grad_norm"] = float(nn.utils.clip_grad_norm_(
+                [p for p in self.net.parameters() if p.requires_grad], self.cfg.optim.grad_clip))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -300,7 +329,7 @@ class Trainer:
             return None
         max_frames = 0 if full else self.cfg.eval.max_frames
         result = evaluate_model(self.net, self.test_loader, self.device, max_frames)
-        self.net.train()
+        self._train_mode()
         row = {
             "epoch": epoch,
             "frames": result["samples"],
@@ -340,7 +369,7 @@ class Trainer:
                 self.device,
                 self.data_desc,
             )
-        self.net.train()
+        self._train_mode()
         final: dict[str, Any] | None = None
         bar = self._progress_bar()
         try:

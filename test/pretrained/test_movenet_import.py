@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from sparse_pose_ros.model.blocks import SameConv2d
+from sparse_pose_ros.model.blocks import SameConv2d, freeze_batchnorm
 from sparse_pose_ros.model.movenet_head import decode
 from sparse_pose_ros.pretrained.movenet import (
     FEATURES,
     ImportMismatch,
     check_decoding_constants,
-    freeze_folded_batchnorm,
     import_graph,
 )
 from sparse_pose_ros.pretrained.reference import run_graph
@@ -118,7 +117,7 @@ def test_folded_batchnorm_must_stay_frozen(lightning):
         unfrozen = copy.deepcopy(net).train()
         batch_stats = unfrozen(x, with_movenet=True).movenet.heatmap
         frozen_net = copy.deepcopy(net).train()
-        freeze_folded_batchnorm(frozen_net)
+        freeze_batchnorm(frozen_net)
         frozen = frozen_net(x, with_movenet=True).movenet.heatmap
         again = frozen_net(x, with_movenet=True).movenet.heatmap  # statistics did not move
     assert (batch_stats - want).abs().max() > 1e-2  # train-mode BN ruins the import (trap 3)

@@ -176,3 +176,41 @@ def test_init_from_is_a_new_run_not_a_resume(make_config, tmp_path: Path) -> Non
     src = tmp_path / "dense.safetensors"
     save_checkpoint(src, random_network(gated=False, input_size=64, seed=3))
     assert train.main([*args, str(src), "--resume"]) == 2
+
+
+def _movenet_model_section() -> dict:
+    from sparse_pose_ros.model.network import movenet_config
+
+    d = movenet_config("lightning", input_size=64).to_dict()
+    d.pop("extra", None)
+    return d
+
+
+def test_heads_train_on_frozen_imported_features(make_config, tmp_path: Path) -> None:
+    """The MoveNet recipe's mechanics: start from an imported checkpoint, freeze backbone, FPN
+    and MoveNet's heads (mask units still learn), keep the folded BatchNorm in eval mode; the
+    frozen tensors and BN statistics come out bit-identical, the HEMlets head moves. Without
+    ``freeze_batchnorm`` an imported checkpoint is refused."""
+    from sparse_pose_ros.export.random_model import randomize_network
+    from sparse_pose_ros.model.checkpoint import load_checkpoint, save_checkpoint
+    from sparse_pose_ros.model.network import PoseNetwork, movenet_config
+
+    src = tmp_path / "imported.safetensors"
+    torch.manual_seed(0)
+    imported = randomize_network(PoseNetwork(movenet_config("lightning", input_size=64)), seed=2)
+    save_checkpoint(src, imported, meta={"source": {"package": "test", "model": "lightning"}})
+    model = _movenet_model_section()
+    refused = make_config("refused", model=model,
+                          optim={"epochs": 1, "freeze": ["backbone", "neck", "movenet"]})
+    assert train.main(["--config", str(refused), "--no-progress", "--init-from", str(src)]) == 2
+    cfg = make_config("frozen", model=model, run={"name": "frozen"},
+                      optim={"epochs": 1, "freeze": ["backbone", "neck", "movenet"],
+                             "freeze_batchnorm": True})
+    assert train.main(["--config", str(cfg), "--no-progress", "--init-from", str(src)]) == 0
+    trained, _ = load_checkpoint(tmp_path / "runs" / "frozen" / "final.safetensors")
+    before, after = imported.state_dict(), trained.state_dict()
+    frozen = [k for k in before if k.split(".")[0] in ("backbone", "neck", "movenet")
+              and ".mask_unit." not in k]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("head."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if ".mask_unit." in k)
