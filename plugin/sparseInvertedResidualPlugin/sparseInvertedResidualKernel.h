@@ -28,7 +28,9 @@ constexpr int32_t kNB_INPUTS = 8;
 constexpr int32_t kY_IDX = 0; //!< (B, Co, Ho, Wo), type of X
 constexpr int32_t kNB_OUTPUTS = 1;
 
-//! Enqueue one block. `inputs` are the plugin's 8 input pointers in the order above.
+//! Enqueue one block. `inputs` are the plugin's 8 input pointers in the order above; `shape`
+//! carries every field the kernels read (stride, padBefore, hasExpand, residual), so a new
+//! field reaches the kernels through blockShape() without changing this signature.
 cudaError_t sparseInvertedResidualLaunch(SparseBlockShape const& shape, nvinfer1::DataType type,
     void const* const* inputs, void* output, void* workspace, cudaStream_t stream) noexcept;
 

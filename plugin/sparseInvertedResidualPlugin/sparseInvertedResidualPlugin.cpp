@@ -106,6 +106,15 @@ char const* configError(SparseInvertedResidualConfig const& config) noexcept
     {
         return "residual blocks must have stride 1";
     }
+    if (config.padBefore != kPAD_BEFORE_SYMMETRIC && config.padBefore != kPAD_BEFORE_TF_SAME)
+    {
+        return "pad_before must be 0 or 1";
+    }
+    // At stride 1 TF 'SAME' is symmetric too, so a 0 there can only come from a broken export.
+    if (config.padBefore == kPAD_BEFORE_TF_SAME && config.stride != 2)
+    {
+        return "pad_before 0 (TF 'SAME') is only valid at stride 2";
+    }
     return nullptr;
 }
 
@@ -123,7 +132,7 @@ SparseInvertedResidualPlugin::SparseInvertedResidualPlugin(
         throw std::invalid_argument(error);
     }
     mMetadata = "stride=" + std::to_string(config.stride) + " has_expand=" + std::to_string(config.hasExpand)
-        + " residual=" + std::to_string(config.residual);
+        + " residual=" + std::to_string(config.residual) + " pad_before=" + std::to_string(config.padBefore);
 }
 
 nvinfer1::IPluginCapability* SparseInvertedResidualPlugin::getCapabilityInterface(
@@ -221,7 +230,8 @@ int32_t SparseInvertedResidualPlugin::getOutputShapes(DimsExprs const* inputs, i
         }
         else
         {
-            // floor((H - 1) / 2) + 1 == ceil(H / 2) for H >= 1 (3x3 conv, padding 1, stride 2).
+            // floor((H - 1) / 2) + 1 == ceil(H / 2) for H >= 1 (3x3 conv, stride 2, with padding 1 or
+            // TF 'SAME' on an even H: pad_before does not change the extent).
             nvinfer1::IDimensionExpr const* two = exprBuilder.constant(2);
             require(two != nullptr, "expression builder failed");
             y.d[2] = exprBuilder.operation(nvinfer1::DimensionOperation::kCEIL_DIV, *x.d[2], *two);
@@ -292,6 +302,7 @@ SparseBlockShape SparseInvertedResidualPlugin::blockShape(Dims const* in, int32_
     s.hiddenChannels = narrow(wDw.d[0], "Ce");
     s.outChannels = narrow(wProj.d[0], "Co");
     s.stride = mConfig.stride;
+    s.padBefore = mConfig.padBefore;
     s.hasExpand = mConfig.hasExpand == 1;
     s.residual = mConfig.residual == 1;
     if (s.hasExpand)
@@ -305,6 +316,11 @@ SparseBlockShape SparseInvertedResidualPlugin::blockShape(Dims const* in, int32_
             && mask.d[2] == sparseBlockOutExtent(s.inHeight, s.stride)
             && mask.d[3] == sparseBlockOutExtent(s.inWidth, s.stride),
         "mask must be (B, 1, Ho, Wo) at the block's output resolution");
+    // pad_before 0 stands for TF 'SAME' on an even side (0 before, 1 after). On an odd side TF
+    // pads 1 before, so the exported graph (padding fixed at export size) never meant 0 there:
+    // refuse it rather than silently reading two zero rows after the input.
+    require(s.padBefore != kPAD_BEFORE_TF_SAME || (s.inHeight % 2 == 0 && s.inWidth % 2 == 0),
+        "pad_before 0 (TF 'SAME') needs an even H and W");
     char const* error = sparseBlockShapeError(s);
     require(error == nullptr, error);
     return s;
@@ -429,6 +445,7 @@ PluginFieldCollection const* SparseInvertedResidualPlugin::getFieldsToSerialize(
         mFieldsToSerialize.emplace_back(kFIELD_STRIDE, &mConfig.stride, PluginFieldType::kINT32, 1);
         mFieldsToSerialize.emplace_back(kFIELD_HAS_EXPAND, &mConfig.hasExpand, PluginFieldType::kINT32, 1);
         mFieldsToSerialize.emplace_back(kFIELD_RESIDUAL, &mConfig.residual, PluginFieldType::kINT32, 1);
+        mFieldsToSerialize.emplace_back(kFIELD_PAD_BEFORE, &mConfig.padBefore, PluginFieldType::kINT32, 1);
         mFCToSerialize.nbFields = static_cast<int32_t>(mFieldsToSerialize.size());
         mFCToSerialize.fields = mFieldsToSerialize.data();
         return &mFCToSerialize;
@@ -448,6 +465,7 @@ SparseInvertedResidualPluginCreator::SparseInvertedResidualPluginCreator()
     mFields.emplace_back(kFIELD_STRIDE, nullptr, PluginFieldType::kINT32, 1);
     mFields.emplace_back(kFIELD_HAS_EXPAND, nullptr, PluginFieldType::kINT32, 1);
     mFields.emplace_back(kFIELD_RESIDUAL, nullptr, PluginFieldType::kINT32, 1);
+    mFields.emplace_back(kFIELD_PAD_BEFORE, nullptr, PluginFieldType::kINT32, 1); // optional, default 1
     mFC.nbFields = static_cast<int32_t>(mFields.size());
     mFC.fields = mFields.data();
 }
@@ -504,10 +522,16 @@ nvinfer1::IPluginV3* SparseInvertedResidualPluginCreator::createPlugin(
                 config.residual = static_cast<int32_t>(value);
                 seenResidual = true;
             }
+            else if (std::strcmp(field.name, kFIELD_PAD_BEFORE) == 0)
+            {
+                // Optional: absent in ONNX files and engines from before the field, which were
+                // all symmetric (config keeps kPAD_BEFORE_DEFAULT).
+                config.padBefore = static_cast<int32_t>(value);
+            }
             else
             {
                 throw std::invalid_argument(std::string("unknown field '") + field.name
-                    + "' (expected stride, has_expand, residual)");
+                    + "' (expected stride, has_expand, residual, pad_before)");
             }
         }
         require(seenStride && seenExpand && seenResidual, "fields stride, has_expand and residual are all required");

@@ -23,13 +23,24 @@ constexpr char const* kSPARSE_IR_PLUGIN_NAMESPACE = "sparse_pose_ros";
 constexpr char const* kFIELD_STRIDE = "stride";
 constexpr char const* kFIELD_HAS_EXPAND = "has_expand";
 constexpr char const* kFIELD_RESIDUAL = "residual";
+constexpr char const* kFIELD_PAD_BEFORE = "pad_before";
 
-//! The plugin's fields (serialised as three int32 values).
+//! Zero rows/cols the depthwise 3x3 pads before the input on both axes. 1 is PyTorch's
+//! symmetric padding=1; 0 is TF 'SAME' of a stride-2 conv on an even input (0 before, 1 after:
+//! output i reads inputs 2i..2i+2), the padding MoveNet's pretrained weights expect.
+constexpr int32_t kPAD_BEFORE_SYMMETRIC = 1;
+constexpr int32_t kPAD_BEFORE_TF_SAME = 0;
+//! Value of an absent `pad_before` field: ONNX files and engines written before the field
+//! existed were all symmetric, so they keep their meaning.
+constexpr int32_t kPAD_BEFORE_DEFAULT = kPAD_BEFORE_SYMMETRIC;
+
+//! The plugin's fields (serialised as four int32 values).
 struct SparseInvertedResidualConfig
 {
-    int32_t stride{1};    //!< 1 or 2
-    int32_t hasExpand{1}; //!< 0 or 1
-    int32_t residual{0};  //!< 0 or 1 (requires stride 1 and C == Co)
+    int32_t stride{1};                      //!< 1 or 2
+    int32_t hasExpand{1};                   //!< 0 or 1
+    int32_t residual{0};                    //!< 0 or 1 (requires stride 1 and C == Co)
+    int32_t padBefore{kPAD_BEFORE_DEFAULT}; //!< 1, or 0 at stride 2 only (TF 'SAME', even H and W)
 };
 
 //! nullptr if `config` is valid, else a static message.

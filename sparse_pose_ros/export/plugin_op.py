@@ -22,7 +22,15 @@ out 0   Y               (B, Co, Ho, Wo) = residual ? X + P∘G : P∘G
 
 with E = ReLU6(W_expand·X + b_expand) (or X), D = ReLU6(depthwise3×3_stride(E) + b_dw),
 P = W_proj·D + b_proj. Attributes: stride (int, 1|2), has_expand (int 0|1), residual (int 0|1),
-plugin_version "1", plugin_namespace "sparse_pose_ros".
+pad_before (int 1|0), plugin_version "1", plugin_namespace "sparse_pose_ros".
+
+``pad_before`` is the zero rows/cols the depthwise pads before the input on both axes: output
+(i, j) reads inputs (i·s − p .. i·s − p + 2, j·s − p .. j·s − p + 2) and taps past the input read
+zero. 1 is PyTorch's padding=1; 0 is TF 'SAME' of a stride-2 conv on an even input (0 before,
+1 after), which MoveNet's weights need (PRETRAINED.md trap 1: with padding 1 every keypoint
+moves by ~29 px). The plugin takes one value for both axes, so an even × odd input of a TF
+'SAME' block (0 on one axis, 1 on the other) cannot be exported; :func:`block_pad_before`
+refuses it. A plugin reading a node without the attribute assumes 1, what such files meant.
 """
 
 from __future__ import annotations
@@ -33,7 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..model.blocks import InvertedResidual, conv_pads
 from ..model.masks import receptive_mask
+from ..sparse.kernels import FIELD_PAD_BEFORE, PAD_BEFORE_DEFAULT
 
 OP_TYPE = "SparseInvertedResidual"
 DOMAIN = "sparse_pose_ros"
@@ -50,7 +60,7 @@ INPUT_NAMES: tuple[str, ...] = (
     "W_proj",
     "b_proj",
 )
-INT_ATTRIBUTES: tuple[str, ...] = ("stride", "has_expand", "residual")
+INT_ATTRIBUTES: tuple[str, ...] = ("stride", "has_expand", "residual", FIELD_PAD_BEFORE)
 STRING_ATTRIBUTES: tuple[str, ...] = ("plugin_version", "plugin_namespace")
 
 _REGISTER_LOCK = threading.Lock()
@@ -91,12 +101,72 @@ def register_schema() -> None:
                 attr("stride", attr_type.INT, "depthwise stride, 1 or 2"),
                 attr("has_expand", attr_type.INT, "1 if the block has a 1x1 expand conv"),
                 attr("residual", attr_type.INT, "1 to add X to the output"),
+                attr(
+                    FIELD_PAD_BEFORE,
+                    attr_type.INT,
+                    "zero rows/cols padded before the input: 1 (padding=1) or, at stride 2 on an "
+                    "even input, 0 (TF 'SAME'); absent means 1",
+                    required=False,
+                ),
                 attr("plugin_version", attr_type.STRING, "TensorRT plugin creator version"),
                 attr("plugin_namespace", attr_type.STRING, "TensorRT plugin namespace"),
             ],
         )
         defs.register_schema(schema)
         del onnx  # imported for its side effect of loading the defs module
+
+
+def output_extent(size: int, stride: int) -> int:
+    """Output side of the node's 3×3 depthwise (the same for pad_before 0 and 1)."""
+    return (size - 1) // stride + 1
+
+
+def check_pad_before(pad_before: int, stride: int, in_hw: tuple[int, int]) -> None:
+    """Raise ``ValueError`` unless the plugin accepts ``pad_before`` for this stride and input.
+
+    The plugin's rules (``configError`` / ``blockShape`` in ``sparseInvertedResidualPlugin.cpp``):
+    0 or 1; 0 only at stride 2 and only on an even H and W, the one case where TF 'SAME' pads 0
+    before (on an odd side it pads 1, so a 0 there would mean two zero rows after the input,
+    which no exported conv computes).
+    """
+    if pad_before not in (0, 1):
+        raise ValueError(f"pad_before must be 0 or 1, got {pad_before}")
+    if pad_before == 0 and stride != 2:
+        raise ValueError(f"pad_before 0 (TF 'SAME') is only valid at stride 2, got stride {stride}")
+    if pad_before == 0 and (in_hw[0] % 2 or in_hw[1] % 2):
+        raise ValueError(f"pad_before 0 (TF 'SAME') needs an even H and W, got {in_hw}")
+
+
+def block_pad_before(block: InvertedResidual, in_hw: tuple[int, int]) -> int:
+    """The node's ``pad_before`` for ``block`` on an ``in_hw`` input, from its real padding.
+
+    Reads ``conv_pads`` of the block's depthwise conv (symmetric: 1 everywhere; TF 'SAME': 0 on
+    even sides of a stride-2 conv). The plugin pads the same on both axes, so a TF 'SAME' block
+    on an even × odd input (top ≠ left) is refused, as is any padding under which the conv's
+    output side differs from the plugin's ``(H - 1) // stride + 1``.
+
+    Raises:
+        ValueError: mixed-parity input of a TF 'SAME' stride-2 block, or a padding the plugin
+            cannot express.
+    """
+    height, width = in_hw
+    top, bottom, left, right = conv_pads(block.depthwise[0], height, width)
+    if top != left:
+        raise ValueError(
+            "the SparseInvertedResidual plugin pads the same before both axes, but this TF "
+            f"'SAME' block pads {top} before the rows and {left} before the columns of its "
+            f"{height}x{width} input (one side even, the other odd); export at an input size "
+            "whose feature maps have equal parities (a multiple of 32 for MoveNet)"
+        )
+    stride = block.stride
+    for side, before, after in ((height, top, bottom), (width, left, right)):
+        if (side + before + after - 3) // stride + 1 != output_extent(side, stride):
+            raise ValueError(
+                f"padding ({before}, {after}) on a side of {side} at stride {stride} gives an "
+                "output the plugin does not compute"
+            )
+    check_pad_before(top, stride, in_hw)
+    return top
 
 
 def reference_forward(
@@ -111,14 +181,25 @@ def reference_forward(
     stride: int,
     has_expand: bool,
     residual: bool,
+    pad_before: int = PAD_BEFORE_DEFAULT,
 ) -> Tensor:
-    """The contract in dense PyTorch ops (masked dense; equal to the sparse kernels)."""
+    """The contract in dense PyTorch ops (masked dense; equal to the sparse kernels).
+
+    The depthwise pads ``pad_before`` before each axis and, after it, the zeros the last output
+    reads past the input: 1 for TF 'SAME' on an even side, what the TF graph pads; for padding=1
+    at most its 1 (0 on an even side at stride 2, whose last padded row no output reads), so
+    the result equals the block's own conv with ``conv_pads``.
+    """
+    in_hw = (int(x.shape[-2]), int(x.shape[-1]))
+    check_pad_before(pad_before, stride, in_hw)
     ce = w_dw.shape[0]
     h = x
     if has_expand:
         h = F.relu6(F.conv2d(x, w_expand[:, :, None, None], b_expand))
-    h = h * receptive_mask(g, stride, (x.shape[-2], x.shape[-1]))
-    h = F.relu6(F.conv2d(h, w_dw.reshape(ce, 1, 3, 3), b_dw, stride=stride, padding=1, groups=ce))
+    h = h * receptive_mask(g, stride, in_hw, pad_before=pad_before)
+    bottom, right = ((output_extent(n, stride) - 1) * stride + 3 - n - pad_before for n in in_hw)
+    h = F.pad(h, (pad_before, right, pad_before, bottom))
+    h = F.relu6(F.conv2d(h, w_dw.reshape(ce, 1, 3, 3), b_dw, stride=stride, groups=ce))
     p = F.conv2d(h * g, w_proj[:, :, None, None], b_proj) * g
     return x + p if residual else p
 
@@ -140,15 +221,40 @@ class SparseInvertedResidualFunction(torch.autograd.Function):
         stride: int,
         has_expand: bool,
         residual: bool,
+        pad_before: int = PAD_BEFORE_DEFAULT,
     ) -> Tensor:
         return reference_forward(
-            x, g, w_expand, b_expand, w_dw, b_dw, w_proj, b_proj, stride, has_expand, residual
+            x,
+            g,
+            w_expand,
+            b_expand,
+            w_dw,
+            b_dw,
+            w_proj,
+            b_proj,
+            stride,
+            has_expand,
+            residual,
+            pad_before,
         )
 
     @staticmethod
     def symbolic(  # type: ignore[no-untyped-def]
-        graph, x, g, w_expand, b_expand, w_dw, b_dw, w_proj, b_proj, stride, has_expand, residual
+        graph,
+        x,
+        g,
+        w_expand,
+        b_expand,
+        w_dw,
+        b_dw,
+        w_proj,
+        b_proj,
+        stride,
+        has_expand,
+        residual,
+        pad_before=PAD_BEFORE_DEFAULT,
     ):
+        # Always written (1 too): the node then says which padding its weights were trained for.
         out = graph.op(
             f"{DOMAIN}::{OP_TYPE}",
             x,
@@ -162,6 +268,7 @@ class SparseInvertedResidualFunction(torch.autograd.Function):
             stride_i=int(stride),
             has_expand_i=int(bool(has_expand)),
             residual_i=int(bool(residual)),
+            pad_before_i=int(pad_before),
             plugin_version_s=PLUGIN_VERSION,
             plugin_namespace_s=PLUGIN_NAMESPACE,
         )

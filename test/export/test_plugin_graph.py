@@ -2,11 +2,14 @@
 
 The contract is checked numerically without TensorRT: onnx's reference evaluator runs the graph
 with an independent numpy implementation of the custom op (dense then masked, written from the
-contract table in ``export/plugin_op.py``), and must equal the PyTorch network.
+contract table in ``export/plugin_op.py``), and must equal the PyTorch network; a TF 'SAME'
+stride-2 block (MoveNet's padding) traced through the node must equal the block itself.
 """
 
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +19,22 @@ import torch
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 from real_frames import frames
+from torch import Tensor, nn
 
-from sparse_pose_ros.export.onnx_export import export_network
+from sparse_pose_ros.export.onnx_export import _inline_identity_initializers, export_network
 from sparse_pose_ros.export.plugin_op import (
     DOMAIN,
+    DOMAIN_VERSION,
     OP_TYPE,
     PLUGIN_NAMESPACE,
     PLUGIN_VERSION,
+    SparseInvertedResidualFunction,
+    block_pad_before,
     register_schema,
 )
 from sparse_pose_ros.export.random_model import random_network
+from sparse_pose_ros.model.blocks import InvertedResidual
+from sparse_pose_ros.sparse.kernels.weights import block_weights
 
 
 def _relu6(a: np.ndarray) -> np.ndarray:
@@ -50,13 +59,18 @@ class SparseInvertedResidual(OpRun):
         stride=1,
         has_expand=1,
         residual=1,
+        pad_before=1,
         plugin_version=None,
         plugin_namespace=None,
     ):
         h = _relu6(np.einsum("ec,bchw->behw", we, x) + be[:, None, None]) if has_expand else x
         b, ce, hh, ww = h.shape
         ho, wo = (hh - 1) // stride + 1, (ww - 1) // stride + 1
-        pad = np.pad(h, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        # pad_before zeros before each axis, and after it as many as the last output's taps
+        # reach past the input (TF 'SAME' on an even side: 1)
+        after_h = stride * (ho - 1) + 3 - hh - pad_before
+        after_w = stride * (wo - 1) + 3 - ww - pad_before
+        pad = np.pad(h, ((0, 0), (0, 0), (pad_before, after_h), (pad_before, after_w)))
         d = np.zeros((b, ce, ho, wo), dtype=np.float32)
         for ky in range(3):
             for kx in range(3):
@@ -93,6 +107,7 @@ def test_plugin_graph_structure(tmp_path: Path, gate_strided: bool) -> None:
             "stride": block.stride,
             "has_expand": int(block.expand is not None),
             "residual": int(block.use_residual),
+            "pad_before": 1,  # symmetric padding=1 network
             "plugin_version": PLUGIN_VERSION.encode(),
             "plugin_namespace": PLUGIN_NAMESPACE.encode(),
         }
@@ -140,6 +155,72 @@ def test_register_schema_is_idempotent() -> None:
         "stride",
         "has_expand",
         "residual",
+        "pad_before",
         "plugin_version",
         "plugin_namespace",
     }
+    assert not schema.attributes["pad_before"].required  # absent = 1, as before the attribute
+
+
+class _NodeBlock(nn.Module):
+    """One gated block as the plugin node with the block's real pad before."""
+
+    def __init__(self, block: InvertedResidual, in_hw: tuple[int, int]) -> None:
+        super().__init__()
+        self.block = block
+        w = block_weights(block, in_hw)
+        self.has_expand = w.has_expand
+        for name in ("w_expand", "b_expand", "w_dw", "b_dw", "w_proj", "b_proj"):
+            self.register_buffer(name, torch.from_numpy(getattr(w, name).copy()))
+
+    def forward(self, x: Tensor, g: Tensor) -> Tensor:
+        pad_before = block_pad_before(self.block, (int(x.shape[-2]), int(x.shape[-1])))
+        return SparseInvertedResidualFunction.apply(
+            x, g, self.w_expand, self.b_expand, self.w_dw, self.b_dw, self.w_proj, self.b_proj,
+            self.block.stride, self.has_expand, self.block.use_residual, pad_before,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("hw", [(16, 12), (9, 7)], ids=["even", "odd"])
+def test_tf_same_node_equals_the_block(tmp_path: Path, hw: tuple[int, int]) -> None:
+    """The onnx.reference run of the node (independent numpy, asymmetric pad) = the block's own
+    SameConv2d forward; the node passes the full check with its pad_before attribute."""
+    torch.manual_seed(7)
+    block = InvertedResidual(8, 12, 2, 6.0, gated=True, padding="tf_same").eval()
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for m in block.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    x = torch.randn(1, 8, *hw, generator=gen)
+    g = (torch.rand(1, 1, (hw[0] + 1) // 2, (hw[1] + 1) // 2, generator=gen) < 0.5).float()
+    g[..., 0, 0] = 1.0  # the corner reads different inputs under pad before 0 and 1
+    block.fixed_mask = g
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter warns that it is legacy
+        torch.onnx.export(
+            _NodeBlock(block, hw).eval(),
+            (x, g),
+            buffer,
+            dynamo=False,
+            opset_version=17,
+            input_names=["x", "g"],
+            custom_opsets={DOMAIN: DOMAIN_VERSION},
+        )
+    model = onnx.load_from_string(buffer.getvalue())
+    _inline_identity_initializers(model)
+    register_schema()
+    onnx.checker.check_model(model, full_check=True)
+    (node,) = _custom_nodes(model)
+    pad_before = {a.name: a.i for a in node.attribute}["pad_before"]
+    assert pad_before == (0 if hw[0] % 2 == 0 else 1)
+    path = tmp_path / "node.onnx"
+    onnx.save(model, str(path))
+    (got,) = ReferenceEvaluator(str(path), new_ops=[SparseInvertedResidual]).run(
+        None, {"x": x.numpy(), "g": g.numpy()}
+    )
+    with torch.no_grad():
+        want = block.forward_masked(x, block.compute_mask(x)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)

@@ -173,6 +173,94 @@ IPluginV3* create(IPluginCreatorV3One* creator, std::vector<PluginField> const& 
     return creator->createPlugin("probe", &fc, TensorRTPhase::kBUILD);
 }
 
+//! The metadata string of a plugin (it spells every field), or "" if there is none.
+std::string metadataOf(IPluginV3* plugin)
+{
+    auto* build = plugin == nullptr
+        ? nullptr
+        : static_cast<IPluginV3OneBuild*>(plugin->getCapabilityInterface(PluginCapabilityType::kBUILD));
+    return build == nullptr ? std::string() : std::string(build->getMetadataString());
+}
+
+//! pad_before: optional (absent = 1, the meaning of every file from before the field), 0 only at
+//! stride 2 and only on even inputs, serialised so an engine keeps it.
+void exercisePadBefore(IPluginCreatorV3One* creator, std::vector<PluginField> const& withoutPad)
+{
+    int32_t const zero = 0, one = 1, two = 2, minusOne = -1;
+    int64_t const zero64 = 0;
+    IPluginV3* legacy = create(creator, withoutPad);
+    check("pad_before_defaults_to_1", metadataOf(legacy).find("pad_before=1") != std::string::npos,
+        metadataOf(legacy));
+    delete legacy;
+
+    std::vector<PluginField> tfSame = withoutPad; // stride 2
+    tfSame.emplace_back("pad_before", &zero, PluginFieldType::kINT32, 1);
+    IPluginV3* plugin = create(creator, tfSame);
+    check("create_pad_before_0_stride2", plugin != nullptr);
+    if (plugin == nullptr)
+    {
+        return;
+    }
+    auto* build = static_cast<IPluginV3OneBuild*>(plugin->getCapabilityInterface(PluginCapabilityType::kBUILD));
+    auto* runtime
+        = static_cast<IPluginV3OneRuntime*>(plugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+    auto even = descs(BlockDims{2, 8, 48, 16, 8, 6, 2, true}, DataType::kFLOAT);
+    check("pad_before_0_configure_even", build->configurePlugin(even.data(), 8, even.data() + 8, 1) == 0);
+    std::vector<PluginTensorDesc> plain(9);
+    for (size_t i = 0; i < plain.size(); ++i)
+    {
+        plain[i] = even[i].desc;
+    }
+    check("pad_before_0_on_shape_change_even", runtime->onShapeChange(plain.data(), 8, plain.data() + 8, 1) == 0);
+    // TF 'SAME' pads 1 before on an odd side: a 0 there is not what any exported graph meant.
+    auto odd = descs(BlockDims{2, 8, 48, 16, 9, 7, 2, true}, DataType::kFLOAT);
+    size_t const logged = gLogged.size();
+    check("pad_before_0_rejects_odd_input", build->configurePlugin(odd.data(), 8, odd.data() + 8, 1) != 0);
+    check("pad_before_0_odd_rejection_is_logged",
+        gLogged.size() > logged && gLogged.back().find("even H and W") != std::string::npos,
+        gLogged.empty() ? "" : gLogged.back());
+    auto mixed = descs(BlockDims{2, 8, 48, 16, 8, 7, 2, true}, DataType::kFLOAT);
+    check("pad_before_0_rejects_mixed_parity", build->configurePlugin(mixed.data(), 8, mixed.data() + 8, 1) != 0);
+
+    PluginFieldCollection const* stored = runtime->getFieldsToSerialize();
+    bool storedZero = false;
+    for (int32_t i = 0; stored != nullptr && i < stored->nbFields; ++i)
+    {
+        PluginField const& field = stored->fields[i];
+        storedZero = storedZero
+            || (std::strcmp(field.name, "pad_before") == 0 && field.type == PluginFieldType::kINT32
+                && *static_cast<int32_t const*>(field.data) == 0);
+    }
+    check("pad_before_0_serialized", storedZero);
+    IPluginV3* again = stored == nullptr ? nullptr : creator->createPlugin("probe3", stored, TensorRTPhase::kRUNTIME);
+    std::string const metadata = metadataOf(again);
+    check("pad_before_0_round_trip", again != nullptr && metadata == metadataOf(plugin), metadata);
+    std::printf("metadata %s\n", metadata.c_str());
+    delete again;
+    IPluginV3* copy = plugin->clone();
+    check("pad_before_0_clone", metadataOf(copy) == metadataOf(plugin), metadataOf(copy));
+    delete copy;
+    delete plugin;
+
+    std::vector<PluginField> f = tfSame;
+    f[0] = PluginField("stride", &one, PluginFieldType::kINT32, 1);
+    check("reject_pad_before_0_stride1", create(creator, f) == nullptr);
+    f = tfSame;
+    f.back() = PluginField("pad_before", &two, PluginFieldType::kINT32, 1);
+    check("reject_pad_before_2", create(creator, f) == nullptr);
+    f.back() = PluginField("pad_before", &minusOne, PluginFieldType::kINT32, 1);
+    check("reject_pad_before_negative", create(creator, f) == nullptr);
+    f.back() = PluginField("pad_before", &zero64, PluginFieldType::kINT64, 1); // parsers may pass INT64
+    IPluginV3* from64 = create(creator, f);
+    check("accept_int64_pad_before", metadataOf(from64).find("pad_before=0") != std::string::npos);
+    delete from64;
+    f.back() = PluginField("pad_before", &one, PluginFieldType::kINT32, 1);
+    f[0] = PluginField("stride", &one, PluginFieldType::kINT32, 1);
+    IPluginV3* explicitOne = create(creator, f);
+    check("accept_pad_before_1_stride1", explicitOne != nullptr);
+    delete explicitOne;
+}
+
 void exercise(IPluginCreatorV3One* creator)
 {
     int32_t const two = 2, one = 1, zero = 0, three = 3;
@@ -266,7 +354,7 @@ void exercise(IPluginCreatorV3One* creator)
 
     // Serialisation round trip: the fields TensorRT stores recreate an identical plugin.
     PluginFieldCollection const* stored = runtime->getFieldsToSerialize();
-    bool roundTrip = stored != nullptr && stored->nbFields == 3;
+    bool roundTrip = stored != nullptr && stored->nbFields == 4;
     if (roundTrip)
     {
         IPluginV3* again = creator->createPlugin("probe2", stored, TensorRTPhase::kRUNTIME);
@@ -311,6 +399,8 @@ void exercise(IPluginCreatorV3One* creator)
     f = valid;
     f[0] = PluginField("stride", "2", PluginFieldType::kCHAR, 1);
     check("reject_char_field", create(creator, f) == nullptr);
+
+    exercisePadBefore(creator, valid);
 }
 
 } // namespace

@@ -192,7 +192,15 @@ def test_probe_host_side_checks_pass(probe_output: str) -> None:
     ]
     failed = [c for c in checks if c[2] != "ok"]
     assert len(checks) >= 25 and not failed, failed
-    assert "metadata stride=2 has_expand=1 residual=0" in probe_output
+    # the round trips of a plugin created without pad_before (the default 1, what files from
+    # before the field meant) and of a TF 'SAME' one keep every field
+    metadata = [line for line in probe_output.splitlines() if line.startswith("metadata ")]
+    assert metadata == [
+        "metadata stride=2 has_expand=1 residual=0 pad_before=1",
+        "metadata stride=2 has_expand=1 residual=0 pad_before=0",
+    ]
+    pad_checks = {c[1] for c in checks if "pad_before" in c[1]}
+    assert len(pad_checks) >= 12, pad_checks
 
 
 def test_cmake_build(tmp_path: Path) -> None:

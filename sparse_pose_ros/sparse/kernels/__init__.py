@@ -39,11 +39,17 @@ OUTPUT_Y = 0  # (B, Co, Ho, Wo), dtype of X
 FIELD_STRIDE = "stride"
 FIELD_HAS_EXPAND = "has_expand"
 FIELD_RESIDUAL = "residual"
-FIELD_NAMES = (FIELD_STRIDE, FIELD_HAS_EXPAND, FIELD_RESIDUAL)
+#: Zero rows/cols the depthwise pads before the input (both axes): 1 = PyTorch padding=1, 0 = TF
+#: 'SAME' of a stride-2 conv on an even input. Optional in the plugin, where absent means 1, so
+#: ONNX files and engines from before the field keep their (symmetric) meaning.
+FIELD_PAD_BEFORE = "pad_before"
+PAD_BEFORE_DEFAULT = 1
+FIELD_NAMES = (FIELD_STRIDE, FIELD_HAS_EXPAND, FIELD_RESIDUAL, FIELD_PAD_BEFORE)
 
 __all__ = [
     "FIELD_HAS_EXPAND",
     "FIELD_NAMES",
+    "FIELD_PAD_BEFORE",
     "FIELD_RESIDUAL",
     "FIELD_STRIDE",
     "INPUT_B_DW",
@@ -61,6 +67,7 @@ __all__ = [
     "NUM_INPUTS",
     "ONNX_DOMAIN",
     "OUTPUT_Y",
+    "PAD_BEFORE_DEFAULT",
     "PLUGIN_NAME",
     "PLUGIN_NAMESPACE",
     "PLUGIN_VERSION",
