@@ -105,13 +105,17 @@ def sparse_inverted_residual(x: Tensor, mask: Tensor, weights: SparseBlockWeight
         int(weights.stride),
         bool(weights.has_expand),
         bool(weights.residual),
+        int(weights.pad_before),  # 0 for a TF 'SAME' stride-2 depthwise on an even input
     )
 
 
-def index_lists(mask: Tensor, in_hw: tuple[int, int], stride: int) -> reference.IndexLists:
-    """The kernels' index lists for ``mask`` copied to the host (one sync; tests/debugging)."""
+def index_lists(mask: Tensor, in_hw: tuple[int, int], stride: int,
+                pad_before: int = 1) -> reference.IndexLists:
+    """The kernels' index lists for ``mask`` copied to the host (one sync; tests/debugging).
+    ``pad_before``: 1 (symmetric) or 0 (TF 'SAME' stride 2 on an even input)."""
     ext = load_extension()
-    active, dilated, row_map, counts = ext.index_lists(mask, int(in_hw[0]), int(in_hw[1]), stride)
+    active, dilated, row_map, counts = ext.index_lists(mask, int(in_hw[0]), int(in_hw[1]), stride,
+                                                       int(pad_before))
     n_active, n_dilated = (int(v) for v in counts.cpu().tolist())
     return reference.IndexLists(
         active_idx=active.cpu().numpy(),

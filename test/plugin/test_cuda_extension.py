@@ -73,3 +73,23 @@ def test_index_lists_equal_reference(stride: int) -> None:
         got.dilated_idx[: got.dilated_count], want.dilated_idx[: want.dilated_count]
     )
     np.testing.assert_array_equal(got.row_map, want.row_map)
+
+
+@pytest.mark.parametrize("density", [0.25, 1.0])
+def test_tf_same_stride2_block_equals_masked_dense(density: float) -> None:
+    """MoveNet's padding: a TF 'SAME' stride-2 depthwise on an even input pads 0 before (the
+    kernels' pad_before = 0, carried by block_weights)."""
+    torch.manual_seed(7)
+    block = InvertedResidual(24, 32, 2, 6.0, gated=True, padding="tf_same").eval()
+    hw = (32, 30)
+    x = torch.randn(2, 24, *hw)
+    block.fixed_mask = (torch.rand(2, 1, 16, 15) < density).float()
+    with torch.no_grad():
+        expected = block.forward_masked(x, block.compute_mask(x))
+    weights = block_weights(block, hw)
+    assert weights.pad_before == 0
+    got = cuda_ext.sparse_inverted_residual(x.cuda(), block.fixed_mask.cuda(), weights)
+    torch.testing.assert_close(got.cpu(), expected, atol=1e-4, rtol=0)
+    lists = cuda_ext.index_lists(block.fixed_mask.cuda(), hw, 2, pad_before=0)
+    want = reference.index_lists(block.fixed_mask.numpy(), 2, hw, pad_before=0)
+    assert (lists.active_count, lists.dilated_count) == (want.active_count, want.dilated_count)
