@@ -45,6 +45,11 @@ def default_cache_dir() -> Path:
 
 #: Graph kinds this backend runs (standard ONNX ops only).
 RUNNABLE_GRAPHS: tuple[str, ...] = ("portable", "portable_sparse")
+#: Architectures it runs: every conv, pad and resize is a standard op in the graph, so both
+#: padding conventions and both necks (export/metadata.py ``architecture``); anything a newer
+#: exporter may add is refused by name rather than run on assumptions.
+RUNNABLE_PADDINGS: tuple[str, ...] = ("symmetric", "tf_same")
+RUNNABLE_NECKS: tuple[str, ...] = ("light", "fpn")
 
 
 def select_providers(device: str) -> list[str]:
@@ -101,6 +106,7 @@ class OnnxRuntimeBackend(Backend):
         head_gating: bool | None = None,
     ) -> None:
         from ..export.metadata import read_metadata as read_onnx_metadata
+        from ..export.metadata import require_architecture
 
         path = str(model_file_path)
         dev = resolve_device(device)
@@ -121,6 +127,7 @@ class OnnxRuntimeBackend(Backend):
                 f"{onnx_path} is a {meta.graph!r} graph (custom TensorRT nodes); onnxruntime "
                 "needs the portable graph: python -m sparse_pose_ros.export --graph portable"
             )
+        require_architecture(meta, self.name, RUNNABLE_PADDINGS, RUNNABLE_NECKS)
         if input_size is not None and int(input_size) != meta.info.input_size:
             raise BackendError(
                 f"{onnx_path} was exported at {meta.info.input_size} px, not {input_size}; "

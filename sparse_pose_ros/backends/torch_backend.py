@@ -88,8 +88,10 @@ class TorchBackend(Backend):
         except CheckpointError as exc:
             raise BackendError(str(exc)) from exc
         size = int(input_size) if input_size is not None else int(net.cfg.input_size)
-        if size <= 0 or size % 16:
-            raise ValueError(f"input_size must be a positive multiple of 16, got {size}")
+        stride = net.cfg.output_stride
+        if size <= 0 or size % stride:
+            raise ValueError(f"input_size must be a positive multiple of {stride} (the "
+                             f"network's output stride), got {size}")
         apply_head_gating(net, head_gating)
         self.net = net
         self.device = torch.device(dev)

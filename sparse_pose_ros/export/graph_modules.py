@@ -18,11 +18,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..backends.density import BlockGeometry, network_geometry
 from ..model.blocks import InvertedResidual
 from ..model.masks import BlockMask, receptive_mask
 from ..model.network import PoseNetwork
 from ..sparse.kernels.weights import block_weights
-from .plugin_op import SparseInvertedResidualFunction
+from .plugin_op import SparseInvertedResidualFunction, block_pad_before
 
 GRAPH_KINDS: tuple[str, ...] = ("portable", "plugin")
 INPUT_NAME = "input"
@@ -36,9 +37,14 @@ def mask_output_name(k: int) -> str:
 
 
 class ExportGatedBlock(nn.Module):
-    """A gated block: mask unit + threshold, then masked dense or the custom plugin node."""
+    """A gated block: mask unit + threshold, then masked dense or the custom plugin node.
 
-    def __init__(self, block: InvertedResidual, graph: str) -> None:
+    ``geometry``: the block at the export size; the plugin node needs it for a TF 'SAME'
+    stride-2 depthwise, whose pad before (0 on an even side) depends on the input size.
+    """
+
+    def __init__(self, block: InvertedResidual, graph: str,
+                 geometry: BlockGeometry | None = None) -> None:  # fmt: skip
         super().__init__()
         if block.mask_unit is None:
             raise ValueError("ExportGatedBlock needs a gated block")
@@ -46,8 +52,15 @@ class ExportGatedBlock(nn.Module):
             raise ValueError(f"graph must be one of {GRAPH_KINDS}, got {graph!r}")
         self.block = block
         self.graph = graph
+        self.pad_before = 1
         if graph == "plugin":
-            w = block_weights(block)  # BN-folded, in the plugin's layout
+            if geometry is None:
+                raise ValueError("the plugin node needs the block's geometry (its input size)")
+            in_hw = geometry.in_hw
+            # where the depthwise window starts (0 for a TF 'SAME' stride-2 block on an even
+            # input); refuses what the node cannot say (an even × odd TF 'SAME' input)
+            self.pad_before = block_pad_before(block, in_hw)
+            w = block_weights(block, in_hw)  # BN-folded, in the plugin's layout
             self.has_expand = w.has_expand
             for name in ("w_expand", "b_expand", "w_dw", "b_dw", "w_proj", "b_proj"):
                 self.register_buffer(name, torch.from_numpy(getattr(w, name).copy()))
@@ -73,6 +86,7 @@ class ExportGatedBlock(nn.Module):
             block.stride,
             self.has_expand,
             block.use_residual,
+            self.pad_before,
         )
         return y, hard
 
@@ -81,15 +95,17 @@ class ExportNetwork(nn.Module):
     """(input[, mask_threshold_logit]) -> (heatmaps, joints, mask_0, ..., mask_{k-1}).
 
     The threshold input exists only for gated networks. Output shapes: heatmaps (1, J, S/4, S/4),
-    joints (1, J, 3), masks (1, 1, h_b, w_b) float 0/1.
+    joints (1, J, 3), masks (1, 1, h_b, w_b) float 0/1. ``input_size`` (default the network's)
+    fixes the padding a TF 'SAME' block's plugin node is built for.
     """
 
-    def __init__(self, net: PoseNetwork, graph: str) -> None:
+    def __init__(self, net: PoseNetwork, graph: str, input_size: int | None = None) -> None:
         super().__init__()
         self.net = net
+        geometry = network_geometry(net, int(input_size or net.cfg.input_size))
         blocks = enumerate(net.backbone.blocks)
         self.gated = nn.ModuleDict(
-            {str(i): ExportGatedBlock(b, graph) for i, b in blocks if b.gated}
+            {str(i): ExportGatedBlock(b, graph, geometry.blocks[i]) for i, b in blocks if b.gated}
         )
 
     def forward(self, image: Tensor, threshold_logit: Tensor | None = None) -> tuple[Tensor, ...]:

@@ -1,13 +1,21 @@
 """ONNX ``metadata_props`` written at export and read back by every ONNX-consuming backend.
 
-The exported file is self-describing (hash, input size, joint order, normalisation, geometry),
-so no runtime repeats a constant that could drift from the weights it runs.
+The exported file is self-describing (hash, input size, joint order, normalisation, geometry,
+architecture), so no runtime repeats a constant that could drift from the weights it runs.
+
+Format 2 adds ``architecture`` (padding convention, neck, output stride, the backbone's last 1×1
+width, the head's pre-conv width) and per-block depthwise pads in ``block_geometry``: MoveNet's
+network (TF 'SAME' stride-2 convs, stride 32, FPN neck) runs wrong, silently, on a runtime that
+assumes PyTorch padding or the light neck, so such a runtime reads these facts and refuses
+(:func:`require_architecture`). Format 1 files are still read: only the stride-16 network
+(symmetric padding, light neck) could be exported then, and that is what their defaults say.
+A reader that knows only format 1 refuses a format 2 file ("re-export"), never misreads it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +24,17 @@ import onnx
 from ..backends.base import BackendError, ModelInfo
 from ..backends.density import NetworkGeometry
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+#: formats this reader understands (1: written before the architecture facts existed).
+READABLE_FORMATS: tuple[str, ...] = ("1", "2")
+#: what a format 1 file's network was: the only architecture that could be exported then.
+FORMAT1_ARCHITECTURE: dict[str, Any] = {
+    "padding": "symmetric",
+    "neck": "light",
+    "output_stride": 16,
+    "last_channels": 0,
+    "head_hidden": 0,
+}
 REQUIRED_KEYS: tuple[str, ...] = (
     "sparse_pose_ros_format",
     "model_hash",
@@ -47,6 +65,43 @@ class OnnxMetadata:
     input_name: str
     threshold_input: str  # "" for dense models
     network_config: dict[str, Any]
+    #: padding / neck / output_stride / last_channels / head_hidden (:func:`architecture_facts`)
+    architecture: dict[str, Any] = field(default_factory=lambda: dict(FORMAT1_ARCHITECTURE))
+
+
+def architecture_facts(network_config: dict[str, Any]) -> dict[str, Any]:
+    """The facts of a ``NetworkConfig.to_dict()`` a runtime must support to run the network
+    right: padding convention of the stride-2 3×3 convs, neck kind, output stride, the
+    backbone's last 1×1 width (0 = none) and the head's separable pre-conv width (0 = none)."""
+    arch = network_config.get("arch") or ()
+    stride = 2 ** (1 + sum(1 for row in arch if int(row[3]) == 2)) if arch else 16
+    return {
+        "padding": str(network_config.get("padding", "symmetric")),
+        "neck": str(network_config.get("neck", "light")),
+        "output_stride": int(stride),
+        "last_channels": int(network_config.get("last_channels", 0)),
+        "head_hidden": int(network_config.get("head_hidden", 0)),
+    }
+
+
+def require_architecture(
+    meta: OnnxMetadata, runtime: str, paddings: tuple[str, ...], necks: tuple[str, ...],
+    output_strides: tuple[int, ...] = (16, 32),
+) -> None:  # fmt: skip
+    """Refuse (``BackendError``) a model whose architecture ``runtime`` cannot run, naming what
+    is missing, instead of running it wrong."""
+    arch = meta.architecture
+    missing = []
+    if arch["padding"] not in paddings:
+        missing.append(f"padding {arch['padding']!r} (it runs {list(paddings)})")
+    if arch["neck"] not in necks:
+        missing.append(f"neck {arch['neck']!r} (it runs {list(necks)})")
+    if arch["output_stride"] not in output_strides:
+        missing.append(f"output stride {arch['output_stride']} (it runs {list(output_strides)})")
+    if missing:
+        raise BackendError(
+            f"{runtime} cannot run {meta.info.source}: it lacks " + "; ".join(missing)
+        )
 
 
 def build_metadata(
@@ -82,6 +137,7 @@ def build_metadata(
         "input_name": input_name,
         "threshold_input": threshold_input,
         "network_config": json.dumps(network_config, sort_keys=True),
+        "architecture": json.dumps(architecture_facts(network_config), sort_keys=True),
     }
 
 
@@ -98,11 +154,14 @@ def parse_metadata(props: dict[str, str], source: str) -> OnnxMetadata:
             f"{source} is not a sparse_pose_ros export (missing metadata {missing}); "
             "export it with `python -m sparse_pose_ros.export`"
         )
-    if props["sparse_pose_ros_format"] != FORMAT_VERSION:
+    fmt = props["sparse_pose_ros_format"]
+    if fmt not in READABLE_FORMATS:
         raise BackendError(
-            f"{source}: metadata format {props['sparse_pose_ros_format']} != {FORMAT_VERSION}; "
-            "re-export it"
+            f"{source}: metadata format {fmt} is not one of {list(READABLE_FORMATS)} (this "
+            "version reads); re-export it with this version"
         )
+    if fmt != "1" and "architecture" not in props:
+        raise BackendError(f"{source}: format {fmt} metadata without 'architecture'; re-export it")
     try:
         mean = tuple(float(v) for v in json.loads(props["input_mean"]))
         std = tuple(float(v) for v in json.loads(props["input_std"]))
@@ -122,6 +181,10 @@ def parse_metadata(props: dict[str, str], source: str) -> OnnxMetadata:
         mask_outputs = tuple(str(n) for n in json.loads(props["mask_outputs"]))
         config = json.loads(props.get("network_config", "{}"))
         opset = int(props["opset"])
+        architecture = dict(FORMAT1_ARCHITECTURE)
+        if "architecture" in props:
+            architecture.update(json.loads(props["architecture"]))
+            architecture["output_stride"] = int(architecture["output_stride"])
     except (ValueError, TypeError) as exc:
         raise BackendError(f"{source}: malformed sparse_pose_ros metadata: {exc}") from exc
     if len(mask_outputs) != len(geometry.gated_indices):
@@ -138,6 +201,7 @@ def parse_metadata(props: dict[str, str], source: str) -> OnnxMetadata:
         input_name=props["input_name"],
         threshold_input=props["threshold_input"],
         network_config=config,
+        architecture=architecture,
     )
 
 

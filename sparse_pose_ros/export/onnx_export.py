@@ -1,6 +1,7 @@
 """Export a PoseNetwork (or a .safetensors checkpoint) to ONNX: plugin and/or portable graph.
 
-Fixed shapes: every export has one input size S (a multiple of 16; default: the checkpoint's)
+Fixed shapes: every export has one input size S (a multiple of the network's output stride, 16
+or 32; default: the checkpoint's)
 and batch 1, because TensorRT plans and the sparse index buffers are sized for one shape and a
 camera node never changes resolution mid-stream. Export again for another size.
 
@@ -66,7 +67,8 @@ def export_network(
         graph: "portable" (standard ops, masked dense), "portable_sparse" (standard ops,
             gather-scatter per gated block, see :mod:`.sparse_graph`) or "plugin" (one custom
             node per gated block; needs the sparse_pose_ros TensorRT plugin to run).
-        input_size: square input side; default ``net.cfg.input_size``.
+        input_size: square input side, a multiple of the output stride; default
+            ``net.cfg.input_size``.
         digest: model hash for the metadata; default computed from the weights.
         opset: ONNX opset of the default domain (>= 16 for "portable_sparse").
         sparse_blocks: "portable_sparse" only: gated-block ordinals run gather-scatter (the rest
@@ -80,13 +82,17 @@ def export_network(
     if graph == "portable_sparse" and opset < 16:
         raise ValueError("portable_sparse needs opset >= 16 (ScatterND reduction)")
     size = int(input_size if input_size is not None else net.cfg.input_size)
-    if size <= 0 or size % 16:
-        raise ValueError(f"input_size must be a positive multiple of 16, got {size}")
+    stride = net.cfg.output_stride
+    if size <= 0 or size % stride:
+        # TF 'SAME' pads are fixed at the export size: on a size that is not a multiple of the
+        # stride some stride-2 conv sees an odd side and pads 1 before, unlike MoveNet's weights.
+        raise ValueError(f"input_size must be a positive multiple of {stride} (the network's "
+                         f"output stride), got {size}")
     if opset < 13:
         raise ValueError(f"opset must be >= 13, got {opset}")
     net = net.eval()
     traced_kind = "plugin" if graph == "portable_sparse" else graph
-    wrapper = ExportNetwork(net, traced_kind).eval()
+    wrapper = ExportNetwork(net, traced_kind, size).eval()
     geometry = network_geometry(net, size)
     n_masks = len(geometry.gated_indices)
     mask_names = [mask_output_name(k) for k in range(n_masks)]

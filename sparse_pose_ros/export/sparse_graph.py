@@ -7,12 +7,18 @@ block only at its active positions, with the same contract as the TensorRT plugi
 1. ``NonZero`` of the dilated mask -> rows of X (``Gather``) -> expand ``MatMul`` + ReLU6;
 2. the expanded rows are scattered into a zero-padded (H+2)·(W+2) canvas (``ScatterND``), and
    each active output gathers its 9 depthwise taps from it (tap rows precomputed as
-   ``s·i·(W+2) + s·j + ky·(W+2) + kx``), weighted sum + ReLU6;
+   ``(s·i + 1 − p_t + ky)·(W+2) + s·j + 1 − p_l + kx``, with (p_t, p_l) the depthwise's pad
+   before: 1 for PyTorch's padding=1, 0 for TF 'SAME' at stride 2 on an even side, as MoveNet
+   pads), weighted sum + ReLU6;
 3. project ``MatMul``; ``ScatterND`` (reduction add) into the residual (or into zeros).
 
 Per block the caller may instead choose ``masked_dense`` (standard convs and mask multiplies),
 because at low resolution the per-op overhead of 20-odd small ops exceeds the saved MACs
 (DESIGN.md §2); ``sparse_blocks`` selects which gated blocks are expanded sparse.
+
+The block's padding is taken from the exported geometry (``BlockGeometry.pads``, read off the
+network's own convs at the export size), never from the custom node, so a TF 'SAME' block expands
+right whatever the node carries; a node that does state a ``pad_before`` must agree with it.
 
 Why graph surgery instead of tracing PyTorch: ``nonzero``/``index_add`` trace into
 data-dependent shapes the TorchScript exporter handles poorly, while here every shape is known
@@ -27,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..backends.density import NetworkGeometry
+from ..backends.density import BlockGeometry, NetworkGeometry
 from .plugin_op import DOMAIN, OP_TYPE
 
 
@@ -67,16 +73,30 @@ def _attrs(node: onnx.NodeProto) -> dict[str, object]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _dilated_mask(b: _Builder, g: str, stride: int, hw: tuple[int, int]) -> str:
-    """(1,1,H,W) 0/1 mask of the inputs the active outputs' 3×3 depthwise reads."""
-    if stride == 1:
+def _dilated_mask(b: _Builder, g: str, geo: BlockGeometry) -> str:
+    """(1,1,H,W) 0/1 mask of the inputs the active outputs' 3×3 depthwise reads.
+
+    Stride 2: output (i, j) reads rows 2i − p_t .. 2i − p_t + 2 (columns alike); a transposed
+    conv with a 3×3 box scatters each active output onto exactly that footprint (``pads`` crop
+    p before, ``output_padding`` keeps the row after), then it is cropped to (H, W), as
+    ``model.masks.receptive_mask`` does."""
+    if geo.stride == 1:
         return b.op("MaxPool", [g], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])
+    top, left = geo.pad_before
+    if top not in (0, 1) or left not in (0, 1):
+        raise ValueError(f"a 3×3 depthwise pads 0 or 1 before, got {geo.pad_before}")
     box = b.const("box", np.ones((1, 1, 3, 3), np.float32))
     spread = b.op(
-        "ConvTranspose", [g, box], strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]
+        "ConvTranspose", [g, box], strides=[2, 2], pads=[top, left, top, left],
+        output_padding=[top, left],
     )
+    h, w = geo.in_hw
+    ho, wo = geo.out_hw
+    full = (2 * (ho - 1) + 3 - 2 * top + top, 2 * (wo - 1) + 3 - 2 * left + left)
+    if full[0] < h or full[1] < w:  # only odd sides could do this, and they pad 1
+        raise ValueError(f"receptive footprint {full} does not cover the input {geo.in_hw}")
     starts = b.const("crop_s", np.array([0, 0], np.int64))
-    ends = b.const("crop_e", np.array(hw, np.int64))
+    ends = b.const("crop_e", np.array(geo.in_hw, np.int64))
     axes = b.const("crop_a", np.array([2, 3], np.int64))
     cropped = b.op("Slice", [spread, starts, ends, axes])
     zero = b.const("zero", np.zeros((), np.float32))
@@ -90,16 +110,20 @@ def _active_rows(b: _Builder, mask: str, n: int) -> str:
 
 
 def _sparse_block(
-    b: _Builder, x: str, g: str, w: dict[str, np.ndarray], a: dict[str, object], shape: tuple
-) -> str:
-    c, h, wd_, ce, co = shape
-    s = int(a["stride"])
-    ho, wo = (h - 1) // s + 1, (wd_ - 1) // s + 1
+    b: _Builder, x: str, g: str, w: dict[str, np.ndarray], a: dict[str, object],
+    geo: BlockGeometry,
+) -> str:  # fmt: skip
+    c, (h, wd_), ce, co = geo.in_channels, geo.in_hw, geo.hidden_channels, geo.out_channels
+    s = geo.stride
+    ho, wo = geo.out_hw
     hp, wp = h + 2, wd_ + 2
+    top, left = geo.pad_before
+    if max((ho - 1) * s + 3 - top - h, (wo - 1) * s + 3 - left - wd_) > 1:
+        raise ValueError(f"pads {geo.pads} read more than one row/col past the input")
     xt = b.op(
         "Transpose", [b.op("Reshape", [x, b.const("xshape", np.array([c, h * wd_]))])], perm=[1, 0]
     )  # (HW, C)
-    dil = _active_rows(b, _dilated_mask(b, g, s, (h, wd_)), h * wd_)  # (M, 1)
+    dil = _active_rows(b, _dilated_mask(b, g, geo), h * wd_)  # (M, 1)
     rows = b.op("GatherND", [xt, dil])  # (M, C)
     six = b.const("six", np.array(6.0, np.float32))
     zero = b.const("zf", np.array(0.0, np.float32))
@@ -127,7 +151,11 @@ def _sparse_block(
             b.op("Mul", [ox, b.const("sx", np.array(s, np.int64))]),
         ],
     )
-    offsets = np.array([ky * wp + kx for ky in range(3) for kx in range(3)], np.int64)
+    # The canvas has 1 zero row/col before the input; a window starting p before the input
+    # starts 1 - p rows/cols into the canvas.
+    offsets = np.array(
+        [(1 - top + ky) * wp + 1 - left + kx for ky in range(3) for kx in range(3)], np.int64
+    )
     taps = b.op(
         "Add",
         [
@@ -160,29 +188,41 @@ def _sparse_block(
 
 
 def _masked_dense_block(
-    b: _Builder, x: str, g: str, w: dict[str, np.ndarray], a: dict[str, object], shape: tuple
-) -> str:
-    c, h, wd_, ce, co = shape
-    s = int(a["stride"])
+    b: _Builder, x: str, g: str, w: dict[str, np.ndarray], a: dict[str, object],
+    geo: BlockGeometry,
+) -> str:  # fmt: skip
+    ce, s = geo.hidden_channels, geo.stride
+    top, bottom, left, right = geo.pads
     six = b.const("six", np.array(6.0, np.float32))
     zero = b.const("zf", np.array(0.0, np.float32))
     e = x
     if int(a["has_expand"]):
         e = b.op("Conv", [x, b.const("we", w["we"][:, :, None, None]), b.const("be", w["be"])])
         e = b.op("Clip", [e, zero, six])
-    e = b.op("Mul", [e, _dilated_mask(b, g, s, (h, wd_))])
+    e = b.op("Mul", [e, _dilated_mask(b, g, geo)])
     d = b.op(
         "Conv",
         [e, b.const("wd", w["wd"].reshape(ce, 1, 3, 3)), b.const("bd", w["bd"])],
         group=ce,
         kernel_shape=[3, 3],
-        pads=[1, 1, 1, 1],
+        pads=[top, left, bottom, right],
         strides=[s, s],
     )
     d = b.op("Mul", [b.op("Clip", [d, zero, six]), g])
     p = b.op("Conv", [d, b.const("wp", w["wp"][:, :, None, None]), b.const("bp", w["bp"])])
     p = b.op("Mul", [p, g])
     return b.op("Add", [x, p]) if int(a["residual"]) else p
+
+
+def _check_node(k: int, attrs: dict[str, object], geo: BlockGeometry) -> None:
+    """The custom node and the exported geometry describe the same block (a mismatch would
+    expand a block with another's stride or padding: refuse it)."""
+    if int(attrs["stride"]) != geo.stride:  # type: ignore[call-overload]
+        raise ValueError(f"custom node {k}: stride {attrs['stride']} != geometry's {geo.stride}")
+    pad = int(attrs.get("pad_before", 1))  # type: ignore[call-overload]  # absent = 1
+    if (pad, pad) != geo.pad_before:
+        raise ValueError(f"custom node {k}: pad_before {pad} != the block's "
+                         f"depthwise pads {geo.pads} (top, bottom, left, right)")
 
 
 def expand_plugin_graph(
@@ -215,10 +255,11 @@ def expand_plugin_graph(
             key: _array(inits, n)
             for key, n in zip(("we", "be", "wd", "bd", "wp", "bp"), names[2:], strict=True)
         }
-        shape = (geo.in_channels, geo.in_hw[0], geo.in_hw[1], geo.hidden_channels, geo.out_channels)
+        attrs = _attrs(node)
+        _check_node(k, attrs, geo)
         b = _Builder(f"sir{k}/")
         build = _sparse_block if k in chosen else _masked_dense_block
-        y = build(b, names[0], names[1], w, _attrs(node), shape)
+        y = build(b, names[0], names[1], w, attrs, geo)
         b.nodes[-1].output[0] = node.output[0]
         del y
         new_nodes.extend(b.nodes)
