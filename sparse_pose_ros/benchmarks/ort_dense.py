@@ -16,13 +16,16 @@ from ..model.network import Backbone, PoseNetwork
 
 
 class DenseBackbone(nn.Module):
-    """The ungated backbone (every block ``forward_dense``) returning the stride-16 features."""
+    """The ungated backbone (every block ``forward_dense``) returning its last features: the
+    stride-16 block output, or for MoveNet's architecture the stride-32 one through
+    ``backbone.last`` (the 1×1 conv to 1280), whatever the gating of ``backbone``."""
 
     def __init__(self, backbone: Backbone) -> None:
         super().__init__()
         self.backbone = backbone
 
     def features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """(last features, the neck's taps coarse to fine: ``backbone.skip_strides``)."""
         x = self.backbone.stem(x)
         taps: dict[int, Tensor] = {}
         tap_of = {i: s for s, i in self.backbone.tap_after.items()}
@@ -30,24 +33,32 @@ class DenseBackbone(nn.Module):
             x = block.forward_dense(x)
             if i in tap_of:
                 taps[tap_of[i]] = x
-        return taps[16], [taps[8], taps[4]]
+        if self.backbone.last is not None:
+            x = self.backbone.last(x)
+        return x, [taps[s] for s in self.backbone.skip_strides]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)[0]
 
 
 class DenseNetwork(nn.Module):
-    """The ungated whole network: dense backbone + neck + head -> (heatmaps, triplets, joints)."""
+    """The ungated whole network: dense backbone + neck (light or FPN) + head (with its
+    separable pre-conv when there is one) -> (heatmaps, triplets, joints). MoveNet's own heads
+    are not run, as no runtime runs them."""
 
     def __init__(self, net: PoseNetwork) -> None:
         super().__init__()
         self.dense = DenseBackbone(net.backbone)
         self.neck = net.neck
+        self.head_pre = net.head_pre
         self.head = net.head
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         feats, skips = self.dense.features(x)
-        return self.head(self.neck(feats, skips))[:3]
+        y = self.neck(feats, skips)
+        if self.head_pre is not None:
+            y = self.head_pre(y)
+        return self.head(y)[:3]
 
 
 def export_onnx(module: nn.Module, example: Tensor) -> bytes:

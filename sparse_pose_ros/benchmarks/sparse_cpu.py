@@ -191,16 +191,8 @@ def _stage_profile(ex: SparseBackbone, x: torch.Tensor, reps: int, warmup: int) 
     return out
 
 
-def _counts_flops(net: PoseNetwork) -> bool:
-    """Whether ``model.flops`` can count this network (not MoveNet's FPN neck yet: its report
-    walks the light neck's layers), so MAC fractions are left out of MoveNet runs."""
-    return net.cfg.neck != "fpn"
-
-
-def _mac_floor(net: PoseNetwork, x: torch.Tensor) -> dict[str, float] | None:
+def _mac_floor(net: PoseNetwork, x: torch.Tensor) -> dict[str, float]:
     """MAC fraction that stays at density 0 (ungated blocks, stem, mask units)."""
-    if not _counts_flops(net):
-        return None
     set_blob_masks(net.backbone, 1, tuple(x.shape[-2:]), 0.0)
     with torch.no_grad():
         rep = flops_report(net, net(x), tuple(x.shape[-2:]))
@@ -297,8 +289,7 @@ def _run_variant(
             set_blob_masks(net.backbone, 1, (cfg.size, cfg.size), d)
             set_blob_masks(net_hg.backbone, 1, (cfg.size, cfg.size), d)
             masked_out = net(x)  # masked dense reference forward: the masks of this density
-            rep = (flops_report(net, masked_out, (cfg.size, cfg.size)) if _counts_flops(net)
-                   else None)
+            rep = flops_report(net, masked_out, (cfg.size, cfg.size))
             bb = {
                 "ort_dense": ort_bb,
                 "sparse_" + kernel: lambda: ex_sparse(x),
@@ -309,11 +300,11 @@ def _run_variant(
             }
             row: dict[str, Any] = {
                 "density": d,
-                "mac_fraction": None if rep is None else {
+                "mac_fraction": {
                     "backbone": rep.backbone_fraction,
                     "network": rep.network_fraction,
                     "gated": rep.gated_density,
-                },  # fmt: skip
+                },
                 "backbone": time_interleaved(bb, r, w, **_blocks(cfg)),
             }
             if ort_net is not None:
@@ -332,7 +323,7 @@ def _run_variant(
                     if gating:
                         nw[f"policy_{kernel}_head_gating_1thread"] = _with_threads(
                             one, lambda: hg_1t(x))
-                if gating and rep is not None:
+                if gating:
                     row["head_region_fraction"] = flops_report(
                         net_hg, net_hg(x), (cfg.size, cfg.size)).head_region_fraction
                 row["network"] = time_interleaved(nw, r, w, **_blocks(cfg))
