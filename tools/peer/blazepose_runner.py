@@ -28,6 +28,12 @@ Output JSON: peer versions, landmark names, the H36M-17 mapping rules, and per m
 frames (33 landmarks as [x, y, z, visibility] normalised to the image, 33 world landmarks in
 metres, the H36M-17 joints in pixels / world metres with visibility, per-frame latency) plus a
 latency summary (p50/p95/mean/n in ms).
+
+With ``--masks OUT.npz`` the graph also runs BlazePose's segmentation (``enable_segmentation``):
+each reported frame's person mask (a full-resolution float map in [0, 1]) is shrunk by
+``--mask-downscale`` (area interpolation) and stored as uint8 (0-255) under the frame id in one
+compressed npz; frames without a person get no entry. The teacher-label builder
+(``sparse_pose_ros.data.label``) uses it; masks are kept out of the JSON because they are big.
 """
 
 from __future__ import annotations
@@ -187,6 +193,31 @@ def _frame_record(frame: Frame, result: Any, latencies: list[float]) -> dict[str
     return rec
 
 
+class MaskSink:
+    """Collects downsampled person masks by frame id (see ``--masks``)."""
+
+    def __init__(self, downscale: int) -> None:
+        if downscale < 1:
+            raise ValueError(f"--mask-downscale must be >= 1, got {downscale}")
+        self.downscale = downscale
+        self.masks: dict[str, np.ndarray] = {}
+
+    def add(self, frame: Frame, result: Any) -> None:
+        mask = getattr(result, "segmentation_mask", None)
+        if mask is None or result.pose_landmarks is None:
+            return
+        h, w = mask.shape[:2]
+        size = (max(1, w // self.downscale), max(1, h // self.downscale))
+        small = cv2.resize(np.asarray(mask, np.float32), size, interpolation=cv2.INTER_AREA)
+        self.masks[frame.id] = np.clip(np.rint(small * 255.0), 0, 255).astype(np.uint8)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, **self.masks)
+        tmp.replace(path)
+
+
 def _timed(pose: Any, rgb: np.ndarray) -> tuple[Any, float]:
     t0 = time.perf_counter()
     result = pose.process(rgb)
@@ -194,7 +225,11 @@ def _timed(pose: Any, rgb: np.ndarray) -> tuple[Any, float]:
 
 
 def run_static(
-    frames: Iterator[Frame], pose_kwargs: dict[str, Any], warmup: int, repeats: int
+    frames: Iterator[Frame],
+    pose_kwargs: dict[str, Any],
+    warmup: int,
+    repeats: int,
+    masks: MaskSink | None = None,
 ) -> dict[str, Any]:
     import mediapipe as mp
 
@@ -218,6 +253,8 @@ def run_static(
             all_lat.extend(lat)
             by_person[result.pose_landmarks is not None].extend(lat)
             records.append(_frame_record(frame, result, lat))
+            if masks is not None:
+                masks.add(frame, result)
     return {
         "static_image_mode": True,
         "warmup_calls": warmup,
@@ -229,7 +266,10 @@ def run_static(
 
 
 def run_video(
-    frames: Iterator[Frame], pose_kwargs: dict[str, Any], video_warmup: int
+    frames: Iterator[Frame],
+    pose_kwargs: dict[str, Any],
+    video_warmup: int,
+    masks: MaskSink | None = None,
 ) -> dict[str, Any]:
     import mediapipe as mp
 
@@ -262,6 +302,8 @@ def run_video(
                 rec = _frame_record(frame, result, [ms])
                 rec["warmup"] = warm
                 records.append(rec)
+                if masks is not None:
+                    masks.add(frame, result)
     finally:
         if pose is not None:
             pose.close()
@@ -344,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="video mode: first frames of each sequence left out of the summary")
     ap.add_argument("--min-detection-confidence", type=float, default=0.5)
     ap.add_argument("--min-tracking-confidence", type=float, default=0.5)
+    ap.add_argument("--masks", help="also write person masks (segmentation) to this .npz")
+    ap.add_argument("--mask-downscale", type=int, default=4,
+                    help="--masks: shrink each mask by this factor (default 4)")
     ap.add_argument("--out", required=True, help="output JSON path")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -361,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"image not found: {path}")
         if args.video and not Path(args.video).is_file():
             raise ValueError(f"video not found: {args.video}")
+        if args.masks and len(modes) != 1:
+            raise ValueError("--masks needs exactly one mode (the masks of which mode?)")
+        sink = MaskSink(args.mask_downscale) if args.masks else None
         version = _check_model_offline()
     except (ValueError, RuntimeError) as exc:
         LOG.error("%s", exc)
@@ -371,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
         "min_detection_confidence": args.min_detection_confidence,
         "min_tracking_confidence": args.min_tracking_confidence,
     }
+    if sink is not None:
+        pose_kwargs["enable_segmentation"] = True
     out: dict[str, Any] = {
         "peer": {
             "name": "MediaPipe BlazePose Full (mp.solutions.pose)",
@@ -392,16 +442,22 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             if mode == "static":
                 stream = _frame_stream(args, images, indices, contiguous=False)
-                out["modes"]["static"] = run_static(stream, pose_kwargs, args.warmup, args.repeats)
+                out["modes"]["static"] = run_static(
+                    stream, pose_kwargs, args.warmup, args.repeats, sink
+                )
             else:
                 stream = _frame_stream(args, images, indices, contiguous=args.contiguous)
-                out["modes"]["video"] = run_video(stream, pose_kwargs, args.video_warmup)
+                out["modes"]["video"] = run_video(stream, pose_kwargs, args.video_warmup, sink)
                 out["modes"]["video"]["contiguous"] = bool(args.contiguous)
             LOG.info("%s mode: %.1f s, latency %s", mode, time.perf_counter() - t0,
                      out["modes"][mode]["latency_summary"])
     except ValueError as exc:
         LOG.error("%s", exc)
         return 2
+    if sink is not None:
+        sink.save(Path(args.masks))
+        out["masks"] = {"path": str(args.masks), "downscale": sink.downscale,
+                        "frames": len(sink.masks)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(args.out).with_suffix(".tmp")
     tmp.write_text(json.dumps(out))

@@ -1,0 +1,412 @@
+"""``./run label``: teacher labels for the real-frame corpus, cached per source.
+
+For every source of :mod:`.real_sources` (or those named with ``--sources``): obtain its files
+(wheels via ``pip download``, Debian files, packaged photos, clips given with ``--clips``), run
+BlazePose Full on every ``step``-th frame (:mod:`.blazepose_teacher`), and for Pose2Sim's
+calibrated trials triangulate the teacher's 2D across the four views (:mod:`.triangulate`).
+Writes ``<out>/<source>/`` in the format of :mod:`.label_cache` and a corpus summary (frames,
+detection rate, triangulation residuals, time) to ``--summary``.
+
+A missing source is reported (what is missing, how to get it) and the others are labelled. A
+source already in the cache with the same settings is skipped unless ``--force``.
+
+Usage::
+
+    ./run label                                  # whole default corpus
+    ./run label --sources opencv_vtest --step 5  # one source, every 5th frame
+    ./run label --clips ~/src/sam2 --clips ~/src/mmhuman3d
+    ./run label --list                           # sources, licences, splits, cache state
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..evaluation.peer import PeerError
+from ..evaluation.real_frames import load_still, video_frame_id
+from ..skeleton import JOINT_NAMES
+from . import label_cache as lc
+from .blazepose_teacher import DEFAULT_MASK_DOWNSCALE, TeacherRun, records_to_arrays, run_blazepose
+from .real_sources import (
+    DEFAULT_SOURCE_CACHE,
+    HELDOUT,
+    REPO_ROOT,
+    ResolvedSource,
+    SourceMissing,
+    resolve,
+    select_sources,
+)
+from .triangulate import (
+    DEFAULT_FRAME_THRESHOLD_PX,
+    DEFAULT_JOINT_THRESHOLD_PX,
+    DEFAULT_MIN_VISIBILITY,
+    parse_qca,
+    triangulate_frame,
+)
+
+LOG = logging.getLogger("label")
+DEFAULT_LABEL_ROOT = REPO_ROOT / "data_cache" / "labels"
+DEFAULT_SUMMARY = REPO_ROOT / "benchmarks" / "results" / "label_corpus.json"
+#: Views that must agree on the person before a multiview frame gets 3D labels. In the
+#: two-person trial a view may have found the other person; 3 of 4 agreeing views make the
+#: person unambiguous, 2 could be the wrong pair.
+MIN_CONSISTENT_VIEWS: dict[str, int] = {"pose2sim_multiperson": 3}
+
+
+def video_info(path: Path) -> dict[str, Any]:
+    """Frame count (header), size and fps of a video."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ValueError(f"cannot open video {path}")
+    try:
+        return {
+            "frames": int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
+            "width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            "fps": round(float(cap.get(cv2.CAP_PROP_FPS)), 3),
+        }
+    finally:
+        cap.release()
+
+
+def frame_indices(total: int, step: int, max_frames: int | None) -> list[int]:
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    idx = list(range(0, total, step))
+    return idx if max_frames is None else idx[:max_frames]
+
+
+def check_synchronised(infos: list[dict[str, Any]], views: tuple[str, ...]) -> None:
+    """Views of a multiview trial must have the same frame count and rate (frame i of every
+    view is the same instant); raise ValueError otherwise."""
+    counts = {v: (i["frames"], i["fps"]) for v, i in zip(views, infos, strict=True)}
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"views are not frame-synchronised (frames, fps): {counts}")
+
+
+def _stills(resolved: ResolvedSource, tmpdir: Path) -> list[tuple[str, Path]]:
+    out: list[tuple[str, Path]] = []
+    for member, path in zip(resolved.source.members, resolved.paths, strict=True):
+        if path is None:  # a photo shipped with a Python package: write it out losslessly
+            import cv2
+
+            frame = load_still(member)
+            path = tmpdir / f"{member}.png"
+            cv2.imwrite(str(path), cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
+            out.append((member, path))
+        else:
+            out.append((Path(member).stem, path))
+    return out
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"cannot read image {path}")
+    return int(img.shape[1]), int(img.shape[0])
+
+
+def run_teacher(
+    resolved: ResolvedSource, step: int, max_frames: int | None, mask_downscale: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[TeacherRun]]:
+    """BlazePose over a source: (file records, frame records, one TeacherRun per runner call)."""
+    src = resolved.source
+    files: list[dict[str, Any]] = []
+    frames: list[dict[str, Any]] = []
+    runs: list[TeacherRun] = []
+    if src.kind == "stills":
+        with tempfile.TemporaryDirectory(prefix="stills_") as tmp:
+            images = _stills(resolved, Path(tmp))
+            run = run_blazepose(images=images, mask_downscale=mask_downscale)
+            runs.append(run)
+            for (fid, path), member, orig in zip(images, src.members, resolved.paths, strict=True):
+                w, h = _image_size(path)
+                files.append({"member": member, "path": str(orig) if orig else None,
+                              "sha256": lc.sha256_file(path), "frames": 1, "width": w,
+                              "height": h})
+                frames.append({"id": fid, "member": member, "view": None, "index": None,
+                               "width": w, "height": h})
+        return files, frames, runs
+    views = src.views or (None,) * len(src.members)
+    infos = [video_info(p) for p in resolved.paths if p is not None]
+    if src.kind == "multiview":
+        check_synchronised(infos, src.views)
+    for member, path, view, info in zip(src.members, resolved.paths, views, infos, strict=True):
+        assert path is not None
+        if info["frames"] != src.frames[src.members.index(member)]:
+            LOG.warning("%s: %d frames, expected %d", path, info["frames"],
+                        src.frames[src.members.index(member)])
+        video_id = src.id if view is None else f"{src.id}_{view}"
+        idx = frame_indices(info["frames"], step, max_frames)
+        LOG.info("%s: BlazePose on %d of %d frames of %s", src.id, len(idx), info["frames"],
+                 path.name)
+        run = run_blazepose(video=path, indices=idx, video_id=video_id,
+                            mask_downscale=mask_downscale)
+        runs.append(run)
+        files.append({"member": member, "path": str(path), "sha256": lc.sha256_file(path),
+                      "view": view, **info})
+        for i in idx:
+            frames.append({"id": video_frame_id(video_id, i), "member": member, "view": view,
+                           "index": i, "width": info["width"], "height": info["height"]})
+    return files, frames, runs
+
+
+def _stats(values: np.ndarray) -> dict[str, float | int | None]:
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return {"n": 0, "median": None, "p90": None}
+    return {"n": int(v.size), "median": round(float(np.median(v)), 2),
+            "p90": round(float(np.percentile(v, 90)), 2)}
+
+
+def triangulate_source(
+    resolved: ResolvedSource, frames: list[dict[str, Any]], bp: dict[str, np.ndarray],
+    min_consistent_views: int,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """3D labels of a multiview source from the views' BlazePose H36M-17 joints."""
+    src = resolved.source
+    assert resolved.calibration_path is not None
+    cams = parse_qca(resolved.calibration_path.read_text())
+    if [c.name for c in cams] != list(src.views):
+        raise ValueError(f"calibration cameras {[c.name for c in cams]} != views {src.views}")
+    row = {(f["view"], f["index"]): i for i, f in enumerate(frames)}
+    indices = sorted({f["index"] for f in frames})
+    nv, nj = len(cams), len(JOINT_NAMES)
+    sizes = {f["view"]: (f["width"], f["height"]) for f in frames}
+    notes = [f"{c.name}: video {sizes[c.name][0]}x{sizes[c.name][1]}, calibration "
+             f"{c.size[0]}x{c.size[1]} (used as is: principal point not shifted)"
+             for c in cams if tuple(sizes[c.name]) != c.size]
+    t = len(indices)
+    out = {
+        "frame_index": np.array(indices), "valid": np.zeros(t, bool),
+        "joints_world_m": np.full((t, nj, 3), np.nan), "joints_cam_m": np.full((t, nv, nj, 3),
+                                                                                np.nan),
+        "residual_px": np.full((t, nj), np.nan), "views_used": np.zeros((t, nv, nj), bool),
+        "view_consistent": np.zeros((t, nv), bool), "view_median_px": np.full((t, nv), np.nan),
+    }
+    t0 = time.perf_counter()
+    for k, i in enumerate(indices):
+        rows = [row[(c.name, i)] for c in cams]
+        px = bp["h36m_px"][rows].astype(np.float64)
+        vis = np.nan_to_num(bp["h36m_visibility"][rows].astype(np.float64))
+        r = triangulate_frame(cams, px, vis, min_consistent_views=min_consistent_views)
+        out["valid"][k] = r.valid
+        out["joints_world_m"][k], out["joints_cam_m"][k] = r.joints_world, r.joints_cam
+        out["residual_px"][k], out["views_used"][k] = r.residual_px, r.views_used
+        out["view_consistent"][k] = r.view_consistent
+        out["view_median_px"][k] = np.where(np.isfinite(r.view_median_px), r.view_median_px,
+                                            np.nan)
+    out.update({
+        "views": np.array([c.name for c in cams]), "K": np.stack([c.K for c in cams]),
+        "dist": np.stack([c.dist for c in cams]), "R": np.stack([c.R for c in cams]),
+        "t": np.stack([c.t for c in cams]), "size": np.array([c.size for c in cams]),
+    })
+    out["joints_world_m"] = out["joints_world_m"].astype(np.float32)
+    out["joints_cam_m"] = out["joints_cam_m"].astype(np.float32)
+    out["residual_px"] = out["residual_px"].astype(np.float32)
+    summary = summarise_triangulation(out)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    summary["notes"] = notes
+    settings = {"min_visibility": DEFAULT_MIN_VISIBILITY,
+                "joint_threshold_px": DEFAULT_JOINT_THRESHOLD_PX,
+                "frame_threshold_px": DEFAULT_FRAME_THRESHOLD_PX,
+                "min_consistent_views": min_consistent_views,
+                "teacher": "blazepose h36m_px, weights = h36m_visibility"}
+    return out, {"file": lc.TRIANGULATED_FILE, "settings": settings, "summary": summary}
+
+
+def summarise_triangulation(tri: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Frames kept, per-joint residual (px) and views-used statistics over valid frames."""
+    valid = tri["valid"]
+    res = tri["residual_px"][valid].astype(np.float64)  # (T', J)
+    used = tri["views_used"][valid].sum(axis=1)  # (T', J)
+    labelled = np.isfinite(res)
+    per_joint = {n: _stats(res[:, j]) for j, n in enumerate(JOINT_NAMES)}
+    hist = {str(k): int(((used == k) & labelled).sum()) for k in range(2, tri["views_used"].shape[1]
+                                                                        + 1)}
+    consistent = tri["view_consistent"].sum(axis=1)
+    return {
+        "frames": int(valid.size),
+        "frames_valid": int(valid.sum()),
+        "frames_by_consistent_views": {str(k): int((consistent == k).sum())
+                                       for k in range(tri["view_consistent"].shape[1] + 1)},
+        "joints_labelled": int(labelled.sum()),
+        "joints_possible": int(labelled.size),
+        "residual_px_all": _stats(res.ravel()),
+        "residual_px_per_joint": per_joint,
+        "views_used_histogram": hist,
+        "views_used_mean": round(float(used[labelled].mean()), 3) if labelled.any() else None,
+    }
+
+
+def label_source(
+    resolved: ResolvedSource, out_root: Path, step: int, max_frames: int | None,
+    mask_downscale: int, command: str,
+) -> dict[str, Any]:
+    """Label one resolved source into ``out_root/<id>/``; returns its summary."""
+    src = resolved.source
+    t0 = time.perf_counter()
+    files, frames, runs = run_teacher(resolved, step, max_frames, mask_downscale)
+    records = [r for run in runs for r in run.records]
+    if [r["id"] for r in records] != [f["id"] for f in frames]:
+        raise PeerError(f"{src.id}: the runner's frames differ from the requested ones")
+    bp = records_to_arrays(records)
+    masks = {k: v for run in runs for k, v in run.masks.items()}
+    for f, det in zip(frames, bp["detected"], strict=True):
+        f["detected"] = {"blazepose": bool(det)}
+    teacher_s = sum(r.seconds for r in runs)
+    n_det = int(bp["detected"].sum())
+    teachers = {"blazepose": {
+        "file": lc.BLAZEPOSE_FILE, "masks": lc.BLAZEPOSE_MASKS,
+        "versions": {k: v for k, v in runs[0].info.items() if k != "h36m_mapping"},
+        "h36m_mapping": runs[0].info["h36m_mapping"],
+        "mask_downscale": mask_downscale, "seconds": round(teacher_s, 2),
+        "frames": len(frames), "detected": n_det,
+    }}
+    manifest: dict[str, Any] = {
+        "source": src.record(), "files": files, "step": step, "max_frames": max_frames,
+        "frames": frames, "teachers": teachers,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
+    }
+    tri = None
+    summary: dict[str, Any] = {
+        "split": "heldout" if src.id in HELDOUT else "train", "licence": src.licence,
+        "frames": len(frames), "blazepose_detected": n_det,
+        "blazepose_detection_rate": round(n_det / len(frames), 4) if frames else None,
+        "masks": len(masks), "teacher_seconds": round(teacher_s, 1),
+        "teacher_ms_per_frame": round(1e3 * teacher_s / max(1, len(frames)), 1),
+    }
+    if src.kind == "multiview":
+        by_view = {}
+        for v in src.views:
+            sel = [i for i, f in enumerate(frames) if f["view"] == v]
+            by_view[v] = round(float(bp["detected"][sel].mean()), 4)
+        summary["blazepose_detection_rate_per_view"] = by_view
+        tri, manifest["triangulation"] = triangulate_source(
+            resolved, frames, bp, MIN_CONSISTENT_VIEWS.get(src.id, 2))
+        summary["triangulation"] = manifest["triangulation"]["summary"]
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    manifest["summary"] = summary
+    lc.write_label_set(out_root / src.id, manifest, bp, masks, tri)
+    return summary
+
+
+def _cached_summary(folder: Path, step: int, max_frames: int | None) -> dict[str, Any] | None:
+    try:
+        ls = lc.load_label_set(folder)
+    except (FileNotFoundError, ValueError):
+        return None
+    m = ls.manifest
+    if m.get("step") != step or m.get("max_frames") != max_frames:
+        return None
+    return dict(m["summary"], cached=True)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="./run label", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sources", help="comma-separated source ids (default: all)")
+    ap.add_argument("--step", type=int, help="label every n-th frame (default: per source)")
+    ap.add_argument("--max-frames", type=int, help="at most this many frames per video/view")
+    ap.add_argument("--clips", action="append", type=Path, default=[],
+                    help="a clip file, a folder holding clips or a repository clone (repeatable;"
+                         f" {DEFAULT_SOURCE_CACHE / 'clips'} is always searched)")
+    ap.add_argument("--source-cache", type=Path, default=DEFAULT_SOURCE_CACHE)
+    ap.add_argument("--out", type=Path, default=DEFAULT_LABEL_ROOT, help="label cache root")
+    ap.add_argument("--summary", type=Path, default=DEFAULT_SUMMARY, help="corpus summary JSON")
+    ap.add_argument("--mask-downscale", type=int, default=DEFAULT_MASK_DOWNSCALE)
+    ap.add_argument("--no-download", action="store_true", help="never run pip download")
+    ap.add_argument("--force", action="store_true", help="relabel sources already cached")
+    ap.add_argument("--list", action="store_true", help="list sources and their state, then exit")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        sources = select_sources(args.sources.split(",") if args.sources else None)
+    except ValueError as exc:
+        LOG.error("%s", exc)
+        return 2
+    clips = [*args.clips, args.source_cache / "clips"]
+    if args.list:
+        for s in sources:
+            state = "labelled" if (args.out / s.id / lc.MANIFEST).is_file() else "not labelled"
+            print(f"{s.id:24s} {s.kind:9s} {s.licence:20s} "
+                  f"{'heldout' if s.id in HELDOUT else 'train':8s} {state:13s} {s.origin}")
+        return 0
+    command = "python -m sparse_pose_ros.data.label " + " ".join(sys.argv[1:] if argv is None
+                                                                 else argv)
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {}
+    missing: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for s in sources:
+        step = args.step or s.default_step
+        if not args.force:
+            cached = _cached_summary(args.out / s.id, step, args.max_frames)
+            if cached is not None:
+                LOG.info("%s: already labelled (step %d), skipped; --force relabels", s.id, step)
+                results[s.id] = cached
+                continue
+        try:
+            resolved = resolve(s, args.source_cache, clips, allow_download=not args.no_download)
+        except SourceMissing as exc:
+            LOG.warning("source missing: %s", exc)
+            missing[s.id] = str(exc)
+            continue
+        try:
+            results[s.id] = label_source(resolved, args.out, step, args.max_frames,
+                                         args.mask_downscale, command)
+        except (PeerError, ValueError) as exc:
+            LOG.error("%s: %s", s.id, exc)
+            failed[s.id] = str(exc)
+            continue
+        r = results[s.id]
+        LOG.info("%s: %d frames, BlazePose found a person in %d (%.0f %%), %.0f s", s.id,
+                 r["frames"], r["blazepose_detected"], 100 * (r["blazepose_detection_rate"] or 0),
+                 r["seconds"])
+    summary = {
+        "command": command,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "label_root": str(args.out),
+        "heldout": list(HELDOUT),
+        "wall_seconds_this_run": round(time.perf_counter() - t0, 1),
+        "seconds_all_sources": round(sum(r["seconds"] for r in results.values()), 1),
+        "frames_all_sources": sum(r["frames"] for r in results.values()),
+        "sources": results,
+        "missing": missing,
+        "failed": failed,
+    }
+    lc.write_json(args.summary, summary)
+    LOG.info("summary: %s", args.summary)
+    return 1 if failed or not results else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""On-disk format of the teacher-label cache: one folder per source, a JSON manifest + npz arrays.
+
+Teachers are slow (BlazePose ≈ 0.1 s per 1080p frame here) and run in another venv, so they run
+once and training/evaluation read this cache. Layout of ``data_cache/labels/<source id>/``::
+
+    manifest.json          what, where from, licence, split, teachers, frames (below)
+    blazepose.npz          BlazePose arrays, row i = manifest["frames"][i]
+    blazepose_masks.npz    person masks, one uint8 array per frame id with a person (0-255,
+                           downscaled by teachers.blazepose.mask_downscale)
+    triangulated.npz       multiview sources only: 3D labels from the views (see below)
+
+``manifest.json``::
+
+    format        LABEL_FORMAT
+    source        real_sources.Source.record(): id, kind, origin, members, licence, split …
+    files         per member: member, path (on the labelling machine), sha256, frames, width,
+                  height, fps, view (multiview)
+    step          every step-th frame was labelled
+    frames        [{id, member, view, index, width, height, detected: {teacher: bool}}]
+    teachers      {name: {file, versions, settings, seconds, frames, detected}}; "blazepose"
+                  now. Another teacher (e.g. MoveNet's heatmaps from the imported network) adds
+                  its own key here with its own npz whose rows follow ``frames`` the same way,
+                  and sets frames[i].detected[name]; readers take the teachers they know.
+    triangulation multiview: file, settings, summary (residuals, views used, frames kept)
+    created, command
+
+``blazepose.npz`` (N = len(frames); NaN where no person): ``landmarks`` (N, 33, 4) x, y
+normalised to the image, z, visibility; ``world_landmarks`` (N, 33, 3) metres, hip-centred;
+``h36m_px`` (N, 17, 2) pixels; ``h36m_visibility`` (N, 17); ``h36m_world_m`` (N, 17, 3) metres
+(joint order :data:`sparse_pose_ros.skeleton.JOINT_NAMES`, mapping
+:mod:`sparse_pose_ros.evaluation.blazepose_map`); ``detected`` (N,) bool; ``frame_ids`` (N,).
+
+``triangulated.npz`` (T synchronised frame indices, V views): ``frame_index`` (T,), ``valid``
+(T,), ``joints_world_m`` (T, 17, 3) Qualisys world (z up), ``joints_cam_m`` (T, V, 17, 3) each
+OpenCV camera frame, ``residual_px`` (T, 17) RMS reprojection error over the views used,
+``views_used`` (T, V, 17), ``view_consistent`` (T, V), ``view_median_px`` (T, V), ``views``
+(V,), and the cameras: ``K`` (V, 3, 3), ``dist`` (V, 4), ``R`` (V, 3, 3), ``t`` (V, 3),
+``size`` (V, 2). NaN joints have no label (views disagreed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LABEL_FORMAT = "sparse_pose_ros.label_cache/1"
+MANIFEST = "manifest.json"
+BLAZEPOSE_FILE = "blazepose.npz"
+BLAZEPOSE_MASKS = "blazepose_masks.npz"
+TRIANGULATED_FILE = "triangulated.npz"
+
+#: Arrays of ``blazepose.npz`` and their per-frame shapes.
+BLAZEPOSE_ARRAYS: dict[str, tuple[int, ...]] = {
+    "landmarks": (33, 4),
+    "world_landmarks": (33, 3),
+    "h36m_px": (17, 2),
+    "h36m_visibility": (17,),
+    "h36m_world_m": (17, 3),
+}
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomic JSON write (a crash never leaves a half manifest that looks complete)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def check_blazepose_arrays(arrays: dict[str, np.ndarray], n: int) -> None:
+    """Raise ValueError unless ``arrays`` is a complete ``blazepose.npz`` for ``n`` frames."""
+    for key, shape in BLAZEPOSE_ARRAYS.items():
+        if key not in arrays or arrays[key].shape != (n, *shape):
+            got = None if key not in arrays else arrays[key].shape
+            raise ValueError(f"blazepose array {key}: expected {(n, *shape)}, got {got}")
+    if arrays.get("detected") is None or arrays["detected"].shape != (n,):
+        raise ValueError("blazepose array detected: expected one bool per frame")
+
+
+def write_label_set(
+    folder: Path,
+    manifest: dict[str, Any],
+    blazepose: dict[str, np.ndarray],
+    masks: dict[str, np.ndarray] | None = None,
+    triangulated: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Write one source's cache; the manifest last, so its presence means the set is complete."""
+    frames = manifest["frames"]
+    check_blazepose_arrays(blazepose, len(frames))
+    ids = [f["id"] for f in frames]
+    if list(blazepose["frame_ids"]) != ids:
+        raise ValueError("blazepose frame_ids differ from the manifest's frames")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MANIFEST).unlink(missing_ok=True)
+    _atomic_savez(folder / BLAZEPOSE_FILE, blazepose)
+    if masks is not None:
+        unknown = sorted(set(masks) - set(ids))
+        if unknown:
+            raise ValueError(f"masks for frames not in the manifest: {unknown[:3]}")
+        _atomic_savez(folder / BLAZEPOSE_MASKS, masks)
+    if triangulated is not None:
+        _atomic_savez(folder / TRIANGULATED_FILE, triangulated)
+    write_json(folder / MANIFEST, {"format": LABEL_FORMAT, **manifest})
+
+
+@dataclass
+class LabelSet:
+    """One source's cached labels, read back.
+
+    ``blazepose`` holds the arrays of ``blazepose.npz``; masks are read lazily per frame id
+    (:meth:`mask`) because a source's masks can be hundreds of MB unpacked.
+    """
+
+    folder: Path
+    manifest: dict[str, Any]
+    blazepose: dict[str, np.ndarray]
+    triangulated: dict[str, np.ndarray] | None = None
+    _masks: Any = field(default=None, repr=False)
+
+    @property
+    def frame_ids(self) -> list[str]:
+        return [f["id"] for f in self.manifest["frames"]]
+
+    @property
+    def split(self) -> str:
+        return str(self.manifest["source"]["split"])
+
+    def mask(self, frame_id: str) -> np.ndarray | None:
+        """The teacher's person mask (uint8, downscaled), None when it found nobody."""
+        path = self.folder / BLAZEPOSE_MASKS
+        if not path.is_file():
+            return None
+        if self._masks is None:
+            self._masks = np.load(path)
+        return self._masks[frame_id] if frame_id in self._masks.files else None
+
+
+def load_label_set(folder: Path) -> LabelSet:
+    """Read a cache folder written by :func:`write_label_set`.
+
+    Raises:
+        FileNotFoundError: no manifest (not labelled, or the run did not finish).
+        ValueError: another format version, or arrays that do not match the manifest.
+    """
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: run ./run label for this source")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != LABEL_FORMAT:
+        raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {LABEL_FORMAT!r}")
+    with np.load(folder / BLAZEPOSE_FILE) as z:
+        bp = {k: z[k] for k in z.files}
+    check_blazepose_arrays(bp, len(manifest["frames"]))
+    tri = None
+    if (folder / TRIANGULATED_FILE).is_file():
+        with np.load(folder / TRIANGULATED_FILE) as z:
+            tri = {k: z[k] for k in z.files}
+    return LabelSet(folder, manifest, bp, tri)
+
+
+def load_corpus(root: Path) -> dict[str, LabelSet]:
+    """Every complete label set under ``root`` by source id (folders without a manifest are
+    skipped: an interrupted run)."""
+    out: dict[str, LabelSet] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if (folder / MANIFEST).is_file():
+            ls = load_label_set(folder)
+            out[ls.manifest["source"]["id"]] = ls
+    return out
