@@ -38,8 +38,6 @@ GRAPHS = ("portable", "portable_sparse")
 MASKS = ("network", "borders", "ones", "zeros")
 #: relative to the output's own scale (max |value|, at least 1)
 RTOL = 1e-4
-#: (heatmaps, joints) max relative difference per parity case, for a report (-s shows it)
-MAX_DIFFS: dict[str, tuple[float, float]] = {}
 
 
 def _net(variant: str) -> PoseNetwork:
@@ -163,10 +161,8 @@ def test_graph_equals_torch(exported: dict, variant: str, graph: str, mask_kind:
             np.testing.assert_array_equal(g, w)
         active = [float(m.mean()) for m in want_masks]
         assert 0.0 < float(np.mean(active)) < 1.0, "random masks should be partial"
-    MAX_DIFFS[f"{variant}-{graph}-{mask_kind}"] = (_max_rel(heatmaps, want_hm),
-                                                   _max_rel(joints, want_joints))
-    assert _max_rel(heatmaps, want_hm) <= RTOL
-    assert _max_rel(joints, want_joints) <= RTOL
+    assert _max_rel(heatmaps, want_hm) <= RTOL  # measured 1.2e-7 .. 1.8e-7
+    assert _max_rel(joints, want_joints) <= RTOL  # measured 6e-8 .. 1.2e-7
 
 
 def test_symmetric_padding_fails_parity(exported: dict, tmp_path: Path) -> None:
