@@ -55,7 +55,8 @@ class TorchBackend(Backend):
     Args:
         model_file_path: .safetensors checkpoint written by ``model.checkpoint.save_checkpoint``.
         device: "auto", "cpu", "cuda" or "cuda:N".
-        input_size: square input side (multiple of 16); default: the checkpoint's.
+        input_size: square input side, a multiple of the output stride (16, or 32 for
+            MoveNet's architecture); default: the checkpoint's.
         mask_threshold: initial mask probability threshold (default 0.5, the training boundary).
         num_threads: torch intra-op threads on CPU (default: torch's own choice).
         head_gating: heads only inside the last mask's region (``docs/network.md`` §5b);
