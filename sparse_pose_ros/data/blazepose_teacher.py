@@ -7,7 +7,10 @@ command and turns the runner's JSON + mask npz into the label-cache arrays of
 
 Static-image mode (person detector + landmark model on every frame) is the default: each label
 depends on its own frame only, with no tracking state or landmark smoothing carried between the
-subsampled frames; it is also what finds a person in a still photo.
+subsampled frames; it is also what finds a person in a still photo. Video mode (``mode="video"``)
+feeds every frame from the first to the last labelled one in order and reports the labelled
+ones: the landmark model then tracks people the detector misses (small pedestrians), at the
+price of MediaPipe's landmark smoothing (a little lag) and one person per clip at a time.
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ def run_blazepose(
                 raise ValueError("no frame indices")
             cmd += ["--video", str(video), "--video-id", video_id,
                     "--frames", ",".join(str(i) for i in indices)]
+            if mode == "video":  # every frame in order, so the tracker follows real motion
+                cmd.append("--contiguous")
         else:
             (tmpdir / "images.tsv").write_text("".join(f"{i}\t{p}\n" for i, p in images))
             cmd += ["--image-list", str(tmpdir / "images.tsv")]

@@ -82,10 +82,11 @@ def video_info(path: Path) -> dict[str, Any]:
         cap.release()
 
 
-def frame_indices(total: int, step: int, max_frames: int | None) -> list[int]:
-    if step < 1:
-        raise ValueError(f"step must be >= 1, got {step}")
-    idx = list(range(0, total, step))
+def frame_indices(total: int, step: int, max_frames: int | None, first: int = 0) -> list[int]:
+    """first, first + step, … below ``total``, at most ``max_frames`` of them."""
+    if step < 1 or first < 0:
+        raise ValueError(f"step must be >= 1 and first >= 0, got {step}, {first}")
+    idx = list(range(first, total, step))
     return idx if max_frames is None else idx[:max_frames]
 
 
@@ -122,7 +123,8 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 
 def run_teacher(
-    resolved: ResolvedSource, step: int, max_frames: int | None, mask_downscale: int
+    resolved: ResolvedSource, step: int, max_frames: int | None, mask_downscale: int,
+    mode: str | None = None, first: int = 0,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[TeacherRun]]:
     """BlazePose over a source: (file records, frame records, one TeacherRun per runner call)."""
     src = resolved.source
@@ -152,11 +154,13 @@ def run_teacher(
             LOG.warning("%s: %d frames, expected %d", path, info["frames"],
                         src.frames[src.members.index(member)])
         video_id = src.id if view is None else f"{src.id}_{view}"
-        idx = frame_indices(info["frames"], step, max_frames)
+        idx = frame_indices(info["frames"], step, max_frames, first)
+        if not idx:
+            raise ValueError(f"{path}: no frame from {first} on ({info['frames']} frames)")
         LOG.info("%s: BlazePose on %d of %d frames of %s", src.id, len(idx), info["frames"],
                  path.name)
         run = run_blazepose(video=path, indices=idx, video_id=video_id,
-                            mask_downscale=mask_downscale)
+                            mode=mode or src.teacher_mode, mask_downscale=mask_downscale)
         runs.append(run)
         files.append({"member": member, "path": str(path), "sha256": lc.sha256_file(path),
                       "view": view, **info})
@@ -256,12 +260,12 @@ def summarise_triangulation(tri: dict[str, np.ndarray]) -> dict[str, Any]:
 
 def label_source(
     resolved: ResolvedSource, out_root: Path, step: int, max_frames: int | None,
-    mask_downscale: int, command: str,
+    mask_downscale: int, command: str, mode: str | None = None, first: int = 0,
 ) -> dict[str, Any]:
     """Label one resolved source into ``out_root/<id>/``; returns its summary."""
     src = resolved.source
     t0 = time.perf_counter()
-    files, frames, runs = run_teacher(resolved, step, max_frames, mask_downscale)
+    files, frames, runs = run_teacher(resolved, step, max_frames, mask_downscale, mode, first)
     records = [r for run in runs for r in run.records]
     if [r["id"] for r in records] != [f["id"] for f in frames]:
         raise PeerError(f"{src.id}: the runner's frames differ from the requested ones")
@@ -279,7 +283,8 @@ def label_source(
         "frames": len(frames), "detected": n_det,
     }}
     manifest: dict[str, Any] = {
-        "source": src.record(), "files": files, "step": step, "max_frames": max_frames,
+        "source": src.record(), "files": files, "step": step, "first": first,
+        "max_frames": max_frames,
         "frames": frames, "teachers": teachers,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
     }
@@ -288,6 +293,7 @@ def label_source(
         "split": "heldout" if src.id in HELDOUT else "train", "licence": src.licence,
         "frames": len(frames), "blazepose_detected": n_det,
         "blazepose_detection_rate": round(n_det / len(frames), 4) if frames else None,
+        "teacher_mode": runs[0].info["mode"],
         "masks": len(masks), "teacher_seconds": round(teacher_s, 1),
         "teacher_ms_per_frame": round(1e3 * teacher_s / max(1, len(frames)), 1),
     }
@@ -306,13 +312,16 @@ def label_source(
     return summary
 
 
-def _cached_summary(folder: Path, step: int, max_frames: int | None) -> dict[str, Any] | None:
+def _cached_summary(folder: Path, step: int, max_frames: int | None, mode: str, first: int
+                    ) -> dict[str, Any] | None:
     try:
         ls = lc.load_label_set(folder)
     except (FileNotFoundError, ValueError):
         return None
     m = ls.manifest
-    if m.get("step") != step or m.get("max_frames") != max_frames:
+    if m.get("step") != step or m.get("max_frames") != max_frames or m.get("first") != first or (
+        m["teachers"]["blazepose"]["versions"].get("mode", mode) != mode
+    ):
         return None
     return dict(m["summary"], cached=True)
 
@@ -335,12 +344,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sources", help="comma-separated source ids (default: all)")
     ap.add_argument("--step", type=int, help="label every n-th frame (default: per source)")
     ap.add_argument("--max-frames", type=int, help="at most this many frames per video/view")
+    ap.add_argument("--first", type=int, default=0, help="first frame index of each video")
     ap.add_argument("--clips", action="append", type=Path, default=[],
                     help="a clip file, a folder holding clips or a repository clone (repeatable;"
                          f" {DEFAULT_SOURCE_CACHE / 'clips'} is always searched)")
     ap.add_argument("--source-cache", type=Path, default=DEFAULT_SOURCE_CACHE)
     ap.add_argument("--out", type=Path, default=DEFAULT_LABEL_ROOT, help="label cache root")
     ap.add_argument("--summary", type=Path, default=DEFAULT_SUMMARY, help="corpus summary JSON")
+    ap.add_argument("--teacher-mode", choices=("static", "video"),
+                    help="BlazePose mode for videos (default: per source, see real_sources)")
     ap.add_argument("--mask-downscale", type=int, default=DEFAULT_MASK_DOWNSCALE)
     ap.add_argument("--no-download", action="store_true", help="never run pip download")
     ap.add_argument("--force", action="store_true", help="relabel sources already cached")
@@ -368,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     for s in sources:
         step = args.step or s.default_step
         if not args.force:
-            cached = _cached_summary(args.out / s.id, step, args.max_frames)
+            mode = "static" if s.kind == "stills" else (args.teacher_mode or s.teacher_mode)
+            cached = _cached_summary(args.out / s.id, step, args.max_frames, mode, args.first)
             if cached is not None:
                 LOG.info("%s: already labelled (step %d), skipped; --force relabels", s.id, step)
                 results[s.id] = cached
@@ -381,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             results[s.id] = label_source(resolved, args.out, step, args.max_frames,
-                                         args.mask_downscale, command)
+                                         args.mask_downscale, command, args.teacher_mode,
+                                         args.first)
         except (PeerError, ValueError) as exc:
             LOG.error("%s: %s", s.id, exc)
             failed[s.id] = str(exc)

@@ -85,6 +85,7 @@ def test_incomplete_or_inconsistent_sets_are_refused(tmp_path: Path) -> None:
 def test_frame_selection_and_synchronisation() -> None:
     assert frame_indices(10, 3, None) == [0, 3, 6, 9]
     assert frame_indices(10, 3, 2) == [0, 3]
+    assert frame_indices(10, 3, None, first=4) == [4, 7]
     with pytest.raises(ValueError):
         frame_indices(10, 0, None)
     same = {"frames": 100, "fps": 60.0}

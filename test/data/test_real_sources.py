@@ -49,6 +49,8 @@ def test_source_validation_and_selection() -> None:
                views=("cam01",))
     with pytest.raises(ValueError, match="one frame count"):
         Source("x", "video", "clip", "r", ("a.mp4",), "MIT", "n", (), "c")
+    with pytest.raises(ValueError, match="teacher_mode"):
+        Source("x", "stills", "python", "p", ("a",), "MIT", "n", (1,), "c", teacher_mode="video")
     assert [s.id for s in select_sources(["sam2_juggle", "opencv_vtest"])] == [
         "opencv_vtest", "sam2_juggle"]  # default order
     with pytest.raises(ValueError, match="unknown source ids"):

@@ -1,0 +1,52 @@
+"""End to end: ./run label on three frames of vtest.avi with the real BlazePose teacher.
+
+Skipped (with the reason) without the peer venv (tools/peer/setup_venv.sh) or opencv-doc.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparse_pose_ros.data import label_cache as lc
+from sparse_pose_ros.data.label import main
+from sparse_pose_ros.evaluation.peer import peer_available
+from sparse_pose_ros.evaluation.real_frames import VTEST_PATH
+
+AVAILABLE, WHY = peer_available()
+
+
+@pytest.mark.skipif(not AVAILABLE, reason=WHY)
+@pytest.mark.skipif(not VTEST_PATH.is_file(), reason=f"{VTEST_PATH} missing (Debian opencv-doc)")
+@pytest.mark.timeout(120)
+def test_label_three_vtest_frames(tmp_path: Path) -> None:
+    out, summary = tmp_path / "labels", tmp_path / "summary.json"
+    # static mode: BlazePose's detector finds a pedestrian in frames 494-498 on its own
+    args = ["--sources", "opencv_vtest", "--first", "494", "--step", "2", "--max-frames", "3",
+            "--teacher-mode", "static", "--out", str(out),
+            "--summary", str(summary), "--no-download", "--source-cache", str(tmp_path / "src")]
+    assert main(args) == 0
+    ls = lc.load_label_set(out / "opencv_vtest")
+    assert ls.frame_ids == ["opencv_vtest_f00494", "opencv_vtest_f00496", "opencv_vtest_f00498"]
+    assert [f["index"] for f in ls.manifest["frames"]] == [494, 496, 498]
+    bp = ls.manifest["teachers"]["blazepose"]
+    assert bp["versions"]["mediapipe_version"] == "0.10.21"
+    assert bp["versions"]["enable_segmentation"] is True and bp["versions"]["mode"] == "static"
+    assert ls.manifest["source"]["licence"] == "BSD-3-Clause"
+    det = ls.blazepose["detected"]
+    assert det.sum() >= 2, "BlazePose (static) finds a pedestrian in frames 494-498"
+    for fid, d in zip(ls.frame_ids, det, strict=True):
+        m = ls.mask(fid)
+        assert (m is not None) == bool(d)
+        if m is not None:
+            assert m.shape == (576 // 4, 768 // 4) and m.dtype == np.uint8 and m.max() > 127
+    px = ls.blazepose["h36m_px"][det]
+    assert np.all((px > -100) & (px < 900))
+    s = json.loads(summary.read_text())
+    assert s["sources"]["opencv_vtest"]["frames"] == 3 and s["missing"] == {}
+    # same settings again: served from the cache, not relabelled
+    assert main(args) == 0
+    assert json.loads(summary.read_text())["sources"]["opencv_vtest"]["cached"] is True
