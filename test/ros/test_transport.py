@@ -24,9 +24,17 @@ SEGMENT_BYTES = 32 * 1024 * 1024
 
 @pytest.mark.parametrize(("width", "height"), [(640, 480), (1920, 1080)])
 def test_camera_sized_frames_arrive_with_the_shipped_profile(width, height):
-    r = run_transport(width, height, 30.0, 3.0, profile_path(), timeout_s=60)
-    assert r["published"] == 90
-    assert r["received_fraction"] >= 0.99, r
+    """One retry: on two shared cores a busy neighbour can delay a subscriber enough to lose 2
+    of 90 frames once (seen at 1080p while a compile ran); a missing profile loses ~98 % of them
+    and fails both tries."""
+    tries = []
+    for _ in range(2):
+        r = run_transport(width, height, 30.0, 3.0, profile_path(), timeout_s=60)
+        assert r["published"] == 90
+        tries.append(r["received_fraction"])
+        if tries[-1] >= 0.99:
+            break
+    assert tries[-1] >= 0.99, (tries, r)
 
 
 def test_fast_dds_defaults_lose_them():
