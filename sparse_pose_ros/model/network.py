@@ -62,7 +62,8 @@ class NetworkConfig:
     """Everything that defines the network's shape. Stored with every checkpoint.
 
     Attributes:
-        input_size: square input side in pixels (multiple of 16).
+        input_size: square input side in pixels (a multiple of the output stride: 16, or 32
+            for the stride-32 MoveNet arch).
         width_mult: channel multiplier of the backbone.
         arch: rows of (t, c, n, s).
         stem_channels: channels of the stride-2 stem conv (before width_mult).
