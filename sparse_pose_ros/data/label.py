@@ -258,6 +258,52 @@ def summarise_triangulation(tri: dict[str, np.ndarray]) -> dict[str, Any]:
     }
 
 
+#: Segments whose 3D length the triangulated labels should keep nearly constant over a trial:
+#: two real bones and three segments that end at a derived joint (blazepose_map).
+LENGTH_CHECKS: tuple[tuple[str, str], ...] = (
+    ("left_shoulder", "left_elbow"), ("right_hip", "right_knee"), ("thorax", "neck_nose"),
+    ("neck_nose", "head_top"), ("pelvis", "thorax"),
+)
+
+
+def teacher_vs_triangulated(
+    tri: dict[str, np.ndarray], frames: list[dict[str, Any]], bp: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """How far the single-view teacher's 3D is from the triangulated labels, and how stable the
+    triangulated segment lengths are (a measure of label noise, not of truth).
+
+    BlazePose world landmarks are hip-centred with the camera's axes, so they compare with each
+    view's ``joints_cam_m`` root-relative (MPJPE) and after a similarity alignment (PA-MPJPE),
+    on valid frames where all 17 joints were triangulated.
+    """
+    from ..training.metrics import mpjpe, pa_mpjpe
+
+    full = tri["valid"] & np.all(np.isfinite(tri["joints_world_m"]), axis=(1, 2))
+    row = {(f["view"], f["index"]): i for i, f in enumerate(frames)}
+    out: dict[str, Any] = {"frames_all_joints": int(full.sum()), "per_view_mm": {}}
+    if not full.any():
+        return out
+    for v, name in enumerate(tri["views"]):
+        ks = [k for k in np.flatnonzero(full)
+              if bp["detected"][row[(str(name), int(tri["frame_index"][k]))]]]
+        if not ks:
+            continue
+        rows = [row[(str(name), int(tri["frame_index"][k]))] for k in ks]
+        gt = 1e3 * tri["joints_cam_m"][ks, v].astype(np.float64)
+        pred = 1e3 * bp["h36m_world_m"][rows].astype(np.float64)
+        out["per_view_mm"][str(name)] = {"frames": len(ks), "mpjpe": round(mpjpe(pred, gt), 1),
+                                         "pa_mpjpe": round(pa_mpjpe(pred, gt), 1)}
+    j = {n: i for i, n in enumerate(JOINT_NAMES)}
+    w = tri["joints_world_m"][full].astype(np.float64)
+    lengths = {}
+    for a, b in LENGTH_CHECKS:
+        d = 1e3 * np.linalg.norm(w[:, j[a]] - w[:, j[b]], axis=1)
+        lengths[f"{a}-{b}"] = {"mean_mm": round(float(d.mean()), 1),
+                               "std_mm": round(float(d.std()), 1)}
+    out["segment_length_mm"] = lengths
+    return out
+
+
 def label_source(
     resolved: ResolvedSource, out_root: Path, step: int, max_frames: int | None,
     mask_downscale: int, command: str, mode: str | None = None, first: int = 0,
@@ -305,6 +351,8 @@ def label_source(
         summary["blazepose_detection_rate_per_view"] = by_view
         tri, manifest["triangulation"] = triangulate_source(
             resolved, frames, bp, MIN_CONSISTENT_VIEWS.get(src.id, 2))
+        manifest["triangulation"]["summary"]["teacher_check"] = teacher_vs_triangulated(
+            tri, frames, bp)
         summary["triangulation"] = manifest["triangulation"]["summary"]
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     manifest["summary"] = summary

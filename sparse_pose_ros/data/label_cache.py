@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,38 @@ class LabelSet:
         if self._masks is None:
             self._masks = np.load(path)
         return self._masks[frame_id] if frame_id in self._masks.files else None
+
+
+def iter_images(ls: LabelSet) -> Iterator[tuple[int, np.ndarray]]:
+    """(row, RGB uint8 image) for every labelled frame, decoded from the source files recorded
+    in the manifest (the pixels the teacher saw; frames are never stored in the cache).
+
+    Rows come grouped by file, in frame order within each video (sequential decoding: seeking
+    is inexact for inter-coded video).
+    """
+    import cv2
+
+    from ..evaluation.real_frames import iter_video_frames, load_still
+
+    paths = {f["member"]: f["path"] for f in ls.manifest["files"]}
+    by_member: dict[str, list[int]] = {}
+    for row, f in enumerate(ls.manifest["frames"]):
+        by_member.setdefault(f["member"], []).append(row)
+    for member, rows in by_member.items():
+        frames = ls.manifest["frames"]
+        path = paths.get(member)
+        if frames[rows[0]]["index"] is None:  # a still photo
+            if path is None:
+                yield rows[0], load_still(member).image
+                continue
+            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise FileNotFoundError(f"cannot read {path}: run ./run label again")
+            yield rows[0], cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            continue
+        by_index = {frames[r]["index"]: r for r in rows}
+        for fr in iter_video_frames(Path(path), sorted(by_index), video_id=member):
+            yield by_index[fr.index], fr.image
 
 
 def load_label_set(folder: Path) -> LabelSet:

@@ -111,3 +111,27 @@ def test_triangulation_summary_counts_only_valid_labelled_joints() -> None:
     assert s["residual_px_all"]["median"] == 5.0 and s["residual_px_all"]["n"] == 27
     assert s["residual_px_per_joint"]["head_top"]["n"] == 1
     assert s["frames_by_consistent_views"] == {"0": 0, "1": 1, "2": 0, "3": 1, "4": 1}
+
+
+def test_teacher_check_is_zero_for_a_teacher_equal_to_the_triangulation() -> None:
+    from sparse_pose_ros.data.label import teacher_vs_triangulated
+
+    rng = np.random.default_rng(3)
+    t = 4
+    world = rng.normal(0, 0.4, (t, 17, 3))
+    cam = np.stack([world + [0, 0, 3.0], world[..., [1, 0, 2]] + [0, 0, 4.0]], axis=1)
+    tri = {"valid": np.array([True, True, True, False]), "joints_world_m": world,
+           "joints_cam_m": cam, "frame_index": np.arange(t), "views": np.array(["a", "b"])}
+    frames = [{"view": name, "index": i} for name in ("a", "b") for i in range(t)]
+    # view a's teacher = its camera-frame labels hip-centred; view b's has x and y swapped
+    rows = [cam[i, 0] - cam[i, 0, :1] for i in range(t)] + [
+        world[i] - world[i, :1] for i in range(t)]
+    bp = {"detected": np.ones(2 * t, bool), "h36m_world_m": np.stack(rows)}
+    bp["detected"][1] = False  # view a, frame 1: nobody, left out
+    out = teacher_vs_triangulated(tri, frames, bp)
+    assert out["frames_all_joints"] == 3
+    assert out["per_view_mm"]["a"] == {"frames": 2, "mpjpe": 0.0, "pa_mpjpe": 0.0}
+    assert out["per_view_mm"]["b"]["frames"] == 3 and out["per_view_mm"]["b"]["mpjpe"] > 10
+    assert out["per_view_mm"]["b"]["pa_mpjpe"] > 1  # mirrored axes: no rotation aligns them
+    seg = out["segment_length_mm"]["left_shoulder-left_elbow"]
+    assert seg["mean_mm"] > 0 and seg["std_mm"] > 0

@@ -45,6 +45,8 @@ def test_label_three_vtest_frames(tmp_path: Path) -> None:
             assert m.shape == (576 // 4, 768 // 4) and m.dtype == np.uint8 and m.max() > 127
     px = ls.blazepose["h36m_px"][det]
     assert np.all((px > -100) & (px < 900))
+    images = dict(lc.iter_images(ls))
+    assert sorted(images) == [0, 1, 2] and images[0].shape == (576, 768, 3)
     s = json.loads(summary.read_text())
     assert s["sources"]["opencv_vtest"]["frames"] == 3 and s["missing"] == {}
     # same settings again: served from the cache, not relabelled
