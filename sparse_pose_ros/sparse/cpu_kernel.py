@@ -123,6 +123,8 @@ class CpuBlockBuffers:
 
 #: Target size of one band's expanded rows: fits L2 next to the weights and the band's input.
 STRIP_BYTES = 256 * 1024
+#: Above this many bytes of expand + project weights a band spans its whole group of rows.
+WHOLE_GROUP_WEIGHT_BYTES = 2 * 1024 * 1024
 
 
 def strip_rows(fb: FoldedBlock, batch: int, in_hw: tuple[int, int], threads: int) -> int:
@@ -130,9 +132,22 @@ def strip_rows(fb: FoldedBlock, batch: int, in_hw: tuple[int, int], threads: int
     and at most a quarter of the image's rows per thread. The kernel balances threads with
     work-placed band groups (a group's bands reuse each other's halo rows), so this cap is no
     longer about balance; lifting it (bands of 8 rows on the 16x16 grids) measured 4-6 % slower
-    per block there (256 px, density 0.25, 2 threads), so it stays."""
+    per block there (256 px, density 0.25, 2 threads), so it stays.
+
+    Except for blocks whose weights are larger than the band (``WHOLE_GROUP_WEIGHT_BYTES``):
+    every band streams all of them through the GEMMs again, from L3 once they exceed L2
+    (MoveNet Thunder's 8x8 blocks: 3.8-5.6 MB of weights, 1 MB of L2 on this Zen 4, bands of 2
+    of 8 rows). There one band takes a thread's whole group (scratch sized for every row):
+    1 thread, 256 px, density 0.25, sequence step times, two alternating runs on a loaded VM:
+    the ungated 280->1680->560 block 2.16 -> 1.90 and 2.21 -> 1.99 ms, the gated 8x8 ones
+    0.65 -> 0.62 and 0.75 -> 0.69 ms;
+    the 16x16 blocks (1.35-1.8 MB) gained nothing from it and keep the bands."""
     h, w = in_hw
     ho = (h - 1) // fb.stride + 1
+    c_in = fb.in_channels if fb.expand is not None else 0
+    weight_bytes = 4 * fb.hidden_channels * (c_in + fb.out_channels)
+    if weight_bytes > WHOLE_GROUP_WEIGHT_BYTES:
+        return int(ho)  # work-placed groups may hold any number of rows: size for all
     fit = (STRIP_BYTES // (4 * fb.hidden_channels * w) - 2) // fb.stride
     balance = -(-(batch * ho) // (2 * threads)) if batch * ho >= 2 * threads else 1
     return int(max(1, min(fit, balance, ho)))

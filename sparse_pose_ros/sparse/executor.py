@@ -149,10 +149,17 @@ class SparseBackbone:
                 self.kernel = "torch"
         #: number of host reads of device counts during the last frame (tests assert on it)
         self.host_reads = 0
-        #: set True to record per-block wall times of the next frames in ``block_times``
+        #: set True to record per-block wall times of the next frames in ``block_times`` (and
+        #: ``stem_time``, ``last_time``); on the compiled path they are the recorded sequence's
+        #: own step times, so profiling times the path frames take
         self.profile = False
+        #: set True to run the compiled kernel block by block (one ``run_block`` call each, as
+        #: the sequence's reference in tests) instead of as one recorded sequence
+        self.per_block = False
         self.block_times: list[float] = []
         self.stem_time = 0.0
+        #: with ``profile``: time of MoveNet's 1x1 after the last block (compiled path only)
+        self.last_time = 0.0
         self._shape: tuple[int, ...] | None = None
         self._bufs: dict[tuple[int, int, int], Tensor] = {}
         self._seq_sig: tuple[object, ...] = ()
@@ -237,8 +244,14 @@ class SparseBackbone:
             if not fb.use_residual:
                 st.out_buf = self._buffer((i, ho, wo), batch * ho * wo, fb.out_channels)
             h, w = ho, wo
+        self._last_cpp = None
         if self.last is not None:
-            self._buffer((len(self.blocks), h, w), batch * h * w, self.last.bias.numel())
+            out = self._buffer((len(self.blocks), h, w), batch * h * w, self.last.bias.numel())
+            src = self.blocks[-1].out_buf  # its input (None: a residual last block)
+            if self._cpp is not None and src is not None:
+                self._last_cpp = self._cpp.Pointwise(
+                    self.last.weight.contiguous(), self.last.bias.contiguous(), src, out,
+                    self.last.relu6, self._threads())
         self._shape = key
         self._seq = None
 
@@ -267,7 +280,7 @@ class SparseBackbone:
         self._prepare(b, (x.shape[2], x.shape[3]))
         self.host_reads = 0
         self.block_times = []
-        if self._cpp is not None and self._stem_taps is not None and not self.profile:
+        if self._cpp is not None and self._stem_taps is not None and not self.per_block:
             return self._run_sequence(x, b)
         st0 = self.stem
         t0 = time.perf_counter() if self.profile else 0.0
@@ -334,16 +347,26 @@ class SparseBackbone:
 
     def _run_last(self, cur: Tensor, b: int, hw: tuple[int, int]) -> Tensor:
         """The backbone's output features (B, C, h, w) as a channels-last view: the last block's
-        buffer, or MoveNet's 1x1 conv + ReLU6 to 1280 on it. The 1x1 runs as one ``addmm``
-        (MKL / oneDNN sgemm on 64 rows at Thunder's 8x8) into a reused buffer."""
+        buffer, or MoveNet's 1x1 conv (+ ReLU6) to 1280 on it, into a reused buffer. With the
+        compiled kernel the 1x1 runs on its workers (``Pointwise``; the recorded sequence runs
+        it as its last step and does not come here), else as one ``addmm``."""
         h, w = hw
         if self.last is None:
             return cur[:-1].view(b, h, w, -1).permute(0, 3, 1, 2)
         out = self._bufs[(len(self.blocks), h, w)]
         y = out[:-1]
-        torch.addmm(self.last.bias, cur[:-1], self.last.weight, out=y)
-        y.clamp_(0.0, 6.0)
+        if self._last_cpp is not None and cur.data_ptr() == self._last_src_ptr():
+            self._last_cpp.run()
+        else:
+            torch.addmm(self.last.bias, cur[:-1], self.last.weight, out=y)
+            if self.last.relu6:
+                y.clamp_(0.0, 6.0)
         return y.view(b, h, w, -1).permute(0, 3, 1, 2)
+
+    def _last_src_ptr(self) -> int:
+        """Data pointer of the buffer the compiled 1x1 after the last block reads."""
+        st = self.blocks[-1]
+        return st.out_buf.data_ptr() if st.out_buf is not None else -1
 
     # ------------------------------------------------------------ compiled whole-backbone path
     def _sequence_signature(self) -> tuple[object, ...]:
@@ -378,9 +401,18 @@ class SparseBackbone:
             cur, h, w = out, ho, wo
             if i in tap_of:
                 taps[tap_of[i]] = cur[:-1].view(b, h, w, -1).permute(0, 3, 1, 2)
+        feats = cur[:-1].view(b, h, w, -1).permute(0, 3, 1, 2)
+        self._seq_runs_last = False
+        if self.last is not None:
+            out = self._bufs[(len(self.blocks), h, w)]
+            # MoveNet's 1x1 to 1280 as the frame's last step (see ``_run_last``)
+            seq.set_last(self.last.weight.contiguous(), self.last.bias.contiguous(), cur, out,
+                         self.last.relu6)  # fmt: skip
+            self._seq_runs_last = True
+            feats = out[:-1].view(b, h, w, -1).permute(0, 3, 1, 2)
         self._seq = seq
         self._seq_last = (cur, h, w)
-        self._seq_out = (cur[:-1].view(b, h, w, -1).permute(0, 3, 1, 2), self._skips(taps), masks)
+        self._seq_out = (feats, self._skips(taps), masks)
 
     def _run_sequence(
         self, x: Tensor, b: int
@@ -389,12 +421,19 @@ class SparseBackbone:
         if self._seq is None or sig != self._seq_sig:
             self._record_sequence(b, (x.shape[2], x.shape[3]))
             self._seq_sig = sig
-        counts = self._seq.run(x.contiguous())  # type: ignore[attr-defined]
+        seq = self._seq
+        seq.set_timing(self.profile)  # type: ignore[attr-defined]
+        counts = seq.run(x.contiguous())  # type: ignore[attr-defined]
+        if self.profile:  # the sequence's own step times: stem, blocks[, the 1x1 after them]
+            times = seq.times()  # type: ignore[attr-defined]
+            self.stem_time = times[0]
+            self.block_times = list(times[1 : 1 + len(self.blocks)])
+            self.last_time = times[1 + len(self.blocks)] if self._seq_runs_last else 0.0
         for k, st in enumerate(self.blocks):
             st.counts = (int(counts[3 * k]), int(counts[3 * k + 1]))
             st.ran_dense = bool(counts[3 * k + 2])
         feats, skips, masks = self._seq_out
-        if self.last is not None:
+        if self.last is not None and not self._seq_runs_last:
             cur, h, w = self._seq_last
             feats = self._run_last(cur, b, (h, w))
         return feats, list(skips), list(masks)

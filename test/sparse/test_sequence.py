@@ -41,8 +41,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _run(ex: SparseBackbone, x: torch.Tensor, profile: bool):
-    ex.profile = profile  # profile=True takes the per-block path
+def _run(ex: SparseBackbone, x: torch.Tensor, per_block: bool):
+    ex.per_block = per_block  # one run_block call a block instead of the recorded sequence
     feats, skips, masks = ex(x)
     return feats.clone(), [s.clone() for s in skips], [
         m.hard.clone() if m is not None else None for m in masks
@@ -56,9 +56,8 @@ def test_sequence_equals_per_block_path(gate_strided: bool) -> None:
     ex = SparseBackbone(net.backbone, kernel="cpp", policy={4: 0.5, 8: "sparse", 16: "dense"})
     with torch.no_grad():
         ref_f, ref_s, _ = net.backbone(x)
-    seq = _run(ex, x, profile=False)
-    per_block = _run(ex, x, profile=True)
-    assert ex.stem_time > 0 and len(ex.block_times) == len(net.backbone.blocks)
+    seq = _run(ex, x, per_block=False)
+    per_block = _run(ex, x, per_block=True)
     torch.testing.assert_close(seq[0], per_block[0], atol=1e-6, rtol=0)
     for a, b in zip(seq[1], per_block[1], strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
@@ -128,7 +127,7 @@ def test_worker_pool_gives_the_same_result_at_any_thread_count(threads: int) -> 
     for k in range(4):
         if k == 3:
             time.sleep(0.05)  # idle workers sleep; the next frame must not depend on them
-        ex.profile = k == 2  # one frame through the per-block calls (run_block / stem_conv)
+        ex.per_block = k == 2  # one frame through the per-block calls (run_block / stem_conv)
         f, s, _ = ex(x)
         assert (f - ref_f).abs().max().item() <= TOL
         for a, b in zip(s, ref_s, strict=True):
@@ -217,3 +216,33 @@ def test_worker_pool_spin_setting(spin: str) -> None:
                           timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert float(proc.stdout.strip().splitlines()[-1]) <= TOL
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_movenet_last_conv_and_sequence_profile(threads: int) -> None:
+    """MoveNet's 1x1 to 1280 after the last block runs in the kernel (the sequence's last step,
+    or ``Pointwise`` on the per-block path) with the eager result; profiling times the recorded
+    sequence itself (stem, every block, the 1x1) and leaves the output unchanged."""
+    from sparse_pose_ros.model.network import movenet_config
+
+    torch.manual_seed(7)
+    net = PoseNetwork(movenet_config("thunder", gate_strided=False, input_size=64)).eval()
+    randomise_bn(net, 7)
+    set_blob_masks(net.backbone, 1, (64, 64), 0.3)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = net.backbone(x)[0]
+    assert ref.shape[1] == 1280
+    ex = SparseBackbone(net.backbone, kernel="cpp", threads=threads)
+    outs = []
+    for per_block, profile in ((False, False), (False, True), (True, False)):
+        ex.per_block, ex.profile = per_block, profile
+        outs.append(ex(x)[0].clone())
+        if profile:
+            n = len(net.backbone.blocks)
+            assert ex.stem_time > 0 and ex.last_time > 0 and len(ex.block_times) == n
+            assert all(t >= 0 for t in ex.block_times) and sum(ex.block_times) > 0
+    for out in outs:
+        assert (out - ref).abs().max().item() <= TOL * max(1.0, ref.abs().max().item())
+    clear_fixed_masks(net.backbone)
+

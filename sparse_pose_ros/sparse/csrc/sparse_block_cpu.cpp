@@ -199,6 +199,39 @@ void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float
 }
 #endif
 
+// Weights in column panels of kPanel: panel j holds columns [kPanel*j, kPanel*j + kPanel) of the
+// (K x N) matrix as K contiguous rows of its width. Why: the micro-kernel streams one K slab of
+// a panel per tile column; read from the row-major matrix that slab is K short runs N floats
+// apart (6.7 KB apart for MoveNet Thunder's 1680-wide expand), which the hardware prefetcher
+// follows badly once the weights no longer fit L2 (the stride-16 / 32 blocks: 1.3-5.6 MB of
+// weights against 1 MB of L2 on Zen 4); packed, the slab is one sequential 32 KB read. The
+// weights are constant, so they are packed once when a plan is made.
+constexpr int64_t kPanel = 64;
+
+std::vector<float> pack_panels(const float* B, int64_t K, int64_t N) {
+  std::vector<float> out(static_cast<size_t>(K * N));
+  float* o = out.data();
+  for (int64_t c0 = 0; c0 < N; c0 += kPanel) {
+    const int64_t nw = std::min(kPanel, N - c0);
+    for (int64_t k = 0; k < K; ++k, o += nw) std::copy_n(B + k * N + c0, nw, o);
+  }
+  return out;
+}
+
+// gemm on panel-packed B (pack_panels): columns [c0, c1) of C, c0 a multiple of kPanel; one
+// gemm call per panel (its B rows contiguous, kPanel wide).
+void gemm_packed(const float* a, const int32_t* rows, int64_t n, int64_t K, const float* Bp,
+                 int64_t N, const float* bias, bool act, float* C, int64_t lda, int64_t ldc,
+                 int64_t c0 = 0, int64_t c1 = -1) {
+  if (lda <= 0) lda = K;
+  if (ldc <= 0) ldc = N;
+  if (c1 < 0) c1 = N;
+  for (int64_t col = c0; col < c1; col += kPanel) {
+    const int64_t nw = std::min(kPanel, N - col);
+    gemm(a, rows, n, K, Bp + col * K, nw, bias ? bias + col : nullptr, act, C + col, lda, ldc);
+  }
+}
+
 // One output of the masked depthwise 3x3: acc = ReLU6(bias + sum over present taps of w[t] * src).
 inline void depthwise_row(const float* const* src, const int* tap_of, int n_taps, const float* wd,
                           const float* bd, int64_t c_e, float* acc) {
@@ -397,6 +430,11 @@ inline void spin_until(Ready&& ready) {
   }
 }
 
+inline int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 class Pool {
  public:
   Pool(int threads, int64_t idle_spin_us) : threads_(threads), idle_spin_us_(idle_spin_us) {
@@ -412,17 +450,20 @@ class Pool {
     sleep_cv_.notify_all();
     for (auto& t : workers_) t.join();
   }
-  // Runs the steps in order on the caller (tid 0) and whichever workers are awake.
-  void run(const std::vector<Step>& steps) {
+  // Runs the steps in order on the caller (tid 0) and whichever workers are awake. ``done_at``
+  // (optional, one entry a step): steady-clock ns at which each step was complete (profiling).
+  void run(const std::vector<Step>& steps, int64_t* done_at = nullptr) {
     std::lock_guard<std::mutex> one_frame_at_a_time(run_m_);
     steps_ = &steps;
     bool woken = false;  // one wake-up call a frame: workers only sleep between frames
     for (size_t p = 0; p < steps.size(); ++p) {
       const Step& s = steps[p];
       const int64_t n = s.n_chunks();
+      if (done_at != nullptr) done_at[p] = 0;  // set below; 0 marks a step with nothing to do
       if (n <= 0) continue;
       if (s.serial || threads_ == 1 || n == 1) {
         for (int64_t c = 0; c < n; ++c) s.fn(c * s.chunk, std::min(s.n_items, (c + 1) * s.chunk), 0);
+        if (done_at != nullptr) done_at[p] = now_ns();
         continue;
       }
       const uint64_t epoch = ++epoch_;
@@ -435,6 +476,7 @@ class Pool {
       }
       work(p, epoch, 0);
       spin_until([&] { return done_.load(std::memory_order_acquire) >= n; });
+      if (done_at != nullptr) done_at[p] = now_ns();
     }
     cur_.store((++epoch_ << 32) | kIdle, std::memory_order_seq_cst);
     // A worker inside this frame may still read ``steps``: wait until it has seen kIdle.
@@ -587,6 +629,8 @@ struct BlockPlan {
   double dense_above;
   float mask_bias, threshold;
   const float *xp, *mw, *fixed, *we, *be, *wd, *bd, *wp, *bp;
+  std::vector<float> we_panels, wp_panels;  // expand / project weights, pack_panels
+  bool packed = true;                       // we / wp point at the panels, else row-major
   float *op, *hard, *dil, *lg, *sp, *e_base, *d_base, *pp;
   int32_t *rank, *act, *dil_rows, *dil_ptr, *act_ptr;
   int64_t cap_e, cap_a, strip_rows, threads;
@@ -608,7 +652,8 @@ struct BlockPlan {
             const at::Tensor& dilated, const at::Tensor& logits, const at::Tensor& soft,
             const at::Tensor& rank_t, const at::Tensor& act_rows, const at::Tensor& dil_rows_t,
             const at::Tensor& row_ptr, const at::Tensor& e_buf,
-            const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows_)
+            const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows_,
+            bool pack_weights = true)
       : batch(batch_), h(h_), w(w_), stride(stride_), pad_top(pad_top_), pad_left(pad_left_),
         residual(residual_),
         residual_relu(residual_relu_), gate(gate_), dense_above(dense_above_),
@@ -665,11 +710,16 @@ struct BlockPlan {
     op = out.data_ptr<float>();
     mw = gate == 1 ? mask_weight.data_ptr<float>() : nullptr;
     fixed = gate == 2 ? fixed_hard.data_ptr<float>() : nullptr;
-    we = has_expand ? w_expand.data_ptr<float>() : nullptr;
+    // a plan replayed every frame packs its weights once; a one-off run_block call would pay
+    // the packing (MBs for the stride-32 blocks) every call, so it reads them as they are
+    packed = pack_weights;
+    if (has_expand && packed) we_panels = pack_panels(w_expand.data_ptr<float>(), c_in, c_e);
+    we = has_expand ? (packed ? we_panels.data() : w_expand.data_ptr<float>()) : nullptr;
     be = has_expand ? b_expand.data_ptr<float>() : nullptr;
     wd = w_dw.data_ptr<float>();
     bd = b_dw.data_ptr<float>();
-    wp = w_project.data_ptr<float>();
+    if (packed) wp_panels = pack_panels(w_project.data_ptr<float>(), c_e, c_out);
+    wp = packed ? wp_panels.data() : w_project.data_ptr<float>();
     bp = b_project.data_ptr<float>();
     hard = hard_t.data_ptr<float>();
     dil = dilated.data_ptr<float>();
@@ -704,6 +754,7 @@ struct BlockPlan {
   }
 
   std::vector<int64_t> counts() const { return {n_hard, n_dil_true, compute_all ? 1 : 0}; }
+  static constexpr int64_t n_steps() { return 6; }  // as many as append_steps adds
 
  private:
   // ---- 1. mask: none (ungated), learned (1x1 conv logit >= threshold) or fixed -----------------
@@ -932,6 +983,16 @@ struct BlockPlan {
     }
   }
 
+  // C = A @ B (+ bias, ReLU6) with B one of this plan's weights, packed or not (``packed``)
+  void mm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float* B, int64_t N,
+          const float* bias, bool act, float* C) const {
+    if (packed) {
+      gemm_packed(a, rows, n, K, B, N, bias, act, C, K, N);
+    } else {
+      gemm(a, rows, n, K, B, N, bias, act, C);
+    }
+  }
+
   void band_group(int64_t gi, int tid) {
     if (n_act == 0) return;
     const int64_t b = gi / groups_per_img;
@@ -962,8 +1023,8 @@ struct BlockPlan {
         from = held.end;
       }
       if (e_end > from)
-        gemm(compute_all ? xp + from * c_in : xp, compute_all ? nullptr : dil_rows + from,
-             e_end - from, c_in, we, c_e, be, true, em + (from - e_begin) * c_e);
+        mm(compute_all ? xp + from * c_in : xp, compute_all ? nullptr : dil_rows + from,
+           e_end - from, c_in, we, c_e, be, true, em + (from - e_begin) * c_e);
       held = {b, e_begin, e_end};
       ep = em;
     }
@@ -1021,7 +1082,7 @@ struct BlockPlan {
       }
       k += len;
     }
-    gemm(dp, nullptr, n_a, c_e, wp, c_out, nullptr, false, pp + a_begin * c_out);
+    mm(dp, nullptr, n_a, c_e, wp, c_out, nullptr, false, pp + a_begin * c_out);
   }
 
   // ---- 4. scatter(-add) with the project bias, zeros, residual ReLU --------------------------------
@@ -1554,7 +1615,7 @@ std::vector<int64_t> run_block(
   BlockPlan plan(x, out, batch, h, w, stride, pad_top, pad_left, w_expand, b_expand, w_dw, b_dw, w_project, b_project,
                  residual, residual_relu, gate, dense_above, mask_weight, mask_bias, threshold,
                  fixed_hard, hard, dilated, logits, soft, rank, act_rows, dil_rows, row_ptr,
-                 e_buf, d_buf, p_buf, strip_rows);
+                 e_buf, d_buf, p_buf, strip_rows, /*pack_weights=*/false);
   std::vector<Step> steps;
   plan.append_steps(steps);
   pool_for(plan.threads).run(steps);
@@ -1568,6 +1629,55 @@ void stem_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
   pool_for(stem.threads).run({stem.step()});
 }
 
+// ---- dense 1x1 conv (+ bias, ReLU6) -------------------------------------------------------------
+// MoveNet's conv to 1280 channels after the last block (560 -> 1280 on 8x8 at Thunder's 256 px)
+// as the last step of the backbone's frame. Why not torch.addmm after the sequence: MKL there
+// ran 40 % slower than ONNX Runtime on this 64-row GEMM, and with two threads torch's OpenMP
+// worker competed for the second core with ours, still spinning after the frame (2 threads were
+// no faster than 1). Chunks are column panels, so with two threads each reads half the weights.
+struct PointwisePlan {
+  at::Tensor x, out, bias;
+  std::vector<float> w_panels;
+  int64_t n = 0, c_in = 0, c_out = 0, threads = 1;
+  bool relu6 = true;
+
+  // w: (C_in, C_out); x: (n + 1, C_in) flat channels-last rows; out: (n + 1, C_out)
+  PointwisePlan(const at::Tensor& w, const at::Tensor& bias_, const at::Tensor& x_,
+                const at::Tensor& out_, bool relu6_, int64_t threads_)
+      : x(x_), out(out_), bias(bias_), threads(std::max<int64_t>(1, threads_)), relu6(relu6_) {
+    check_buffer(w, "w");
+    check_buffer(bias, "bias");
+    check_buffer(x, "x");
+    check_buffer(out, "out");
+    c_in = w.size(0);
+    c_out = w.size(1);
+    n = x.size(0) - 1;
+    TORCH_CHECK(x.size(1) == c_in, "pointwise: x has the wrong width");
+    TORCH_CHECK(out.size(0) == n + 1 && out.size(1) == c_out, "pointwise: out has the wrong shape");
+    TORCH_CHECK(bias.numel() == c_out, "pointwise: bias must have C_out entries");
+    w_panels = pack_panels(w.data_ptr<float>(), c_in, c_out);
+  }
+
+  Step step() {
+    return {(c_out + kPanel - 1) / kPanel, 1, false, [this](int64_t p, int64_t, int) {
+              gemm_packed(x.data_ptr<float>(), nullptr, n, c_in, w_panels.data(), c_out,
+                          bias.data_ptr<float>(), relu6, out.data_ptr<float>(), c_in, c_out,
+                          p * kPanel, std::min(c_out, (p + 1) * kPanel));
+            }};
+  }
+};
+
+class Pointwise {
+ public:
+  Pointwise(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& x,
+            const at::Tensor& out, bool relu6, int64_t threads)
+      : plan_(w, bias, x, out, relu6, threads) {}
+  void run() { pool_for(plan_.threads).run({plan_.step()}); }
+
+ private:
+  PointwisePlan plan_;
+};
+
 // A whole backbone as one call: the stem and every block's plan are recorded once per (shape,
 // threads, masks, thresholds) by the Python executor and replayed per frame, so a frame costs
 // one Python -> C++ transition and one pass of the worker pool instead of one per block.
@@ -1576,6 +1686,13 @@ class BlockSequence {
   void set_stem(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& out,
                 int64_t stride, int64_t pad_top, int64_t pad_left, int64_t threads) {
     stem_ = std::make_unique<StemPlan>(w, bias, out, stride, pad_top, pad_left, threads);
+  }
+  // A dense 1x1 conv (+ ReLU6) after the last block, run as the frame's last step.
+  void set_last(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& x,
+                const at::Tensor& out, bool relu6) {
+    TORCH_CHECK(stem_ != nullptr, "BlockSequence: set_stem before set_last");
+    last_ = std::make_unique<PointwisePlan>(w, bias, x, out, relu6, stem_->threads);
+    steps_.clear();
   }
   void add(const at::Tensor& x, const at::Tensor& out, int64_t batch, int64_t h, int64_t w,
            int64_t stride, int64_t pad_top, int64_t pad_left, const at::Tensor& w_expand, const at::Tensor& b_expand,
@@ -1603,14 +1720,22 @@ class BlockSequence {
     TORCH_CHECK(blocks_.empty() || blocks_.front()->threads == stem_->threads,
                 "the stem and the blocks need the same thread count");
     stem_->prepare(x);
-    if (steps_.size() != block_steps_.size() + 1) {
+    if (steps_.size() != block_steps_.size() + 1 + (last_ ? 1 : 0)) {
       steps_.clear();
       steps_.push_back(stem_->step());
       steps_.insert(steps_.end(), block_steps_.begin(), block_steps_.end());
+      if (last_) steps_.push_back(last_->step());
     } else {
       steps_[0] = stem_->step();  // the image size may differ from the last frame's
     }
-    pool_for(stem_->threads).run(steps_);
+    if (timing_) {
+      step_done_.assign(steps_.size(), 0);
+      const int64_t t0 = now_ns();
+      pool_for(stem_->threads).run(steps_, step_done_.data());
+      record_times(t0);
+    } else {
+      pool_for(stem_->threads).run(steps_);
+    }
     std::vector<int64_t> counts;
     counts.reserve(3 * blocks_.size());
     for (const auto& blk : blocks_) {
@@ -1621,7 +1746,36 @@ class BlockSequence {
   }
   int64_t size() const { return static_cast<int64_t>(blocks_.size()); }
 
+  // Profiling: with timing on, every run records the wall time of the stem, of each block and
+  // of the 1x1 after the last block (times(): seconds, in that order) from the moments the
+  // steps were complete, inside the one C++ call a frame makes (the per-block Python path, the
+  // only one that could be timed before, pays a plan and a Python round trip per block).
+  void set_timing(bool on) { timing_ = on; }
+  std::vector<double> times() const { return times_; }
+
  private:
+  void record_times(int64_t t0) {
+    // segment of every step: 0 = stem, 1 + k = block k, 1 + blocks = the 1x1 after them
+    std::vector<int64_t> seg_steps;
+    seg_steps.push_back(1);
+    for (const auto& blk : blocks_) seg_steps.push_back(blk->n_steps());
+    if (last_) seg_steps.push_back(1);
+    times_.assign(seg_steps.size(), 0.0);
+    int64_t prev = t0;
+    size_t p = 0;
+    for (size_t g = 0; g < seg_steps.size(); ++g) {
+      for (int64_t i = 0; i < seg_steps[g] && p < step_done_.size(); ++i, ++p) {
+        if (step_done_[p] == 0) continue;  // a step with no chunks ends nothing
+        times_[g] += static_cast<double>(step_done_[p] - prev) * 1e-9;
+        prev = step_done_[p];
+      }
+    }
+  }
+
+  bool timing_ = false;
+  std::vector<int64_t> step_done_;
+  std::vector<double> times_;
+
   void rebuild_steps() {
     block_steps_.clear();
     for (auto& blk : blocks_) blk->append_steps(block_steps_);
@@ -1629,6 +1783,7 @@ class BlockSequence {
   }
 
   std::unique_ptr<StemPlan> stem_;
+  std::unique_ptr<PointwisePlan> last_;
   std::vector<std::unique_ptr<BlockPlan>> blocks_;
   std::vector<Step> block_steps_, steps_;
 };
@@ -1656,12 +1811,19 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                           const std::vector<int64_t>&, const std::vector<at::Tensor>&,
                           const std::vector<at::Tensor>&, int64_t>())
       .def("run", &Head::run);
+  pybind11::class_<Pointwise>(m, "Pointwise")
+      .def(pybind11::init<const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                          const at::Tensor&, bool, int64_t>())
+      .def("run", &Pointwise::run);
   m.def("run_block", &run_block, "Fused gather-scatter inverted-residual block (CPU)");
   pybind11::class_<BlockSequence>(m, "BlockSequence")
       .def(pybind11::init<>())
       .def("set_stem", &BlockSequence::set_stem)
+      .def("set_last", &BlockSequence::set_last)
       .def("add", &BlockSequence::add)
       .def("run", &BlockSequence::run)
+      .def("set_timing", &BlockSequence::set_timing)
+      .def("times", &BlockSequence::times)
       .def("__len__", &BlockSequence::size);
   m.def("stem_conv", &stem_conv, "Dense 3x3 stem conv + ReLU6 into a channels-last buffer (CPU)");
 }
