@@ -153,6 +153,10 @@ class SparseBackbone:
         #: ``stem_time``, ``last_time``); on the compiled path they are the recorded sequence's
         #: own step times, so profiling times the path frames take
         self.profile = False
+        #: µs the compiled kernel's workers keep spinning after a frame (on top of the idle
+        #: spin) because the caller comes back soon: set by :class:`SparsePoseNetwork` to the
+        #: time of a neck + head that runs outside the kernel between frames
+        self.linger_us = 0
         #: set True to run the compiled kernel block by block (one ``run_block`` call each, as
         #: the sequence's reference in tests) instead of as one recorded sequence
         self.per_block = False
@@ -423,7 +427,7 @@ class SparseBackbone:
             self._seq_sig = sig
         seq = self._seq
         seq.set_timing(self.profile)  # type: ignore[attr-defined]
-        counts = seq.run(x.contiguous())  # type: ignore[attr-defined]
+        counts = seq.run(x.contiguous(), self.linger_us)  # type: ignore[attr-defined]
         if self.profile:  # the sequence's own step times: stem, blocks[, the 1x1 after them]
             times = seq.times()  # type: ignore[attr-defined]
             self.stem_time = times[0]
@@ -473,6 +477,8 @@ class SparseBackbone:
 
 
 HEADS = ("auto", "cpp", "ort", "torch")
+#: longest spin (µs) the workers keep up through a neck + head run outside the kernel
+LINGER_CAP_US = 10_000
 
 
 class SparsePoseNetwork:
@@ -537,13 +543,30 @@ class SparsePoseNetwork:
             heatmaps, triplets, joints = self._cpp_head(feats, *skips,
                                                         gate=self.net.head_gate(masks))
             joints = self.net.refine_joints(joints)
-        elif self._ort is not None and x.device.type == "cpu":
-            heatmaps, triplets, joints = self._ort(
-                *(t.permute(0, 2, 3, 1) for t in (feats, *skips)), gate=self.net.head_gate(masks)
-            )
         else:
-            heatmaps, triplets, joints, _depth = self.net.run_head(feats, skips, masks)
+            t0 = time.perf_counter()
+            if self._ort is not None and x.device.type == "cpu":
+                heatmaps, triplets, joints = self._ort(
+                    *(t.permute(0, 2, 3, 1) for t in (feats, *skips)),
+                    gate=self.net.head_gate(masks),
+                )
+            else:
+                heatmaps, triplets, joints, _depth = self.net.run_head(feats, skips, masks)
+            self._linger_for_head(time.perf_counter() - t0)
         return PoseOutput(heatmaps, triplets, joints, masks)
+
+    def _linger_for_head(self, head_s: float) -> None:
+        """Keep the kernel's workers spinning through the next frame's neck + head (this
+        frame's time, + 25 % + 0.2 ms, at most ``LINGER_CAP_US``), so that a frame that follows
+        at once finds them awake. Why: a worker asleep when a frame begins sits it out (the
+        pool's guard against vCPUs that wake late), and MoveNet's FPN head in ONNX Runtime
+        (~2 ms at Thunder's 256 px, one thread) outlasts the 1 ms idle spin: every
+        back-to-back frame's backbone then ran on one thread. Frames at camera pace still find
+        the workers asleep, as before; the price is a spinning core during the head."""
+        bb = self.backbone
+        if bb._cpp is None or bb._threads() == 1:
+            return
+        bb.linger_us = min(LINGER_CAP_US, int(head_s * 1.25e6) + 200)
 
 
 class BlockRunner:

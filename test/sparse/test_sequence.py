@@ -246,3 +246,36 @@ def test_movenet_last_conv_and_sequence_profile(threads: int) -> None:
         assert (out - ref).abs().max().item() <= TOL * max(1.0, ref.abs().max().item())
     clear_fixed_masks(net.backbone)
 
+
+def test_workers_linger_through_a_head_outside_the_kernel() -> None:
+    """With the neck + head outside the kernel (MoveNet's FPN: ONNX Runtime or eager), the
+    network asks the workers to spin through it (``linger_us``: the head's time + 25 %, capped)
+    so that a frame right after finds them awake; one thread never lingers; frames with and
+    without lingering give the same result."""
+    from sparse_pose_ros.model.network import movenet_config
+    from sparse_pose_ros.sparse.executor import LINGER_CAP_US
+
+    kernel = load_cpu_kernel()
+    torch.manual_seed(8)
+    net = PoseNetwork(movenet_config("lightning", gate_strided=False, input_size=64)).eval()
+    randomise_bn(net, 8)
+    set_blob_masks(net.backbone, 1, (64, 64), 0.3)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = net(x)
+    one = SparsePoseNetwork(net, kernel="cpp", threads=1)
+    two = SparsePoseNetwork(net, kernel="cpp", threads=2)
+    assert one.head != "cpp" and two.head != "cpp"
+    before = kernel.worker_chunks(2)
+    for k in range(3):
+        two.backbone.linger_us = 0 if k == 1 else two.backbone.linger_us
+        out = two(x)
+        assert 200 < two.backbone.linger_us <= LINGER_CAP_US
+        assert (out.joints - ref.joints).abs().max().item() <= TOL
+        assert (out.heatmaps - ref.heatmaps).abs().max().item() <= TOL * max(
+            1.0, ref.heatmaps.abs().max().item()
+        )
+    assert kernel.worker_chunks(2) >= before  # a counter of the pool, never reset
+    one(x)
+    assert one.backbone.linger_us == 0
+    clear_fixed_masks(net.backbone)

@@ -452,7 +452,10 @@ class Pool {
   }
   // Runs the steps in order on the caller (tid 0) and whichever workers are awake. ``done_at``
   // (optional, one entry a step): steady-clock ns at which each step was complete (profiling).
-  void run(const std::vector<Step>& steps, int64_t* done_at = nullptr) {
+  // ``linger_us``: after this frame the workers spin at least that long (on top of the idle
+  // spin) before they sleep, so that they are still awake when the caller comes back after
+  // work of its own between frames (see BlockSequence::run).
+  void run(const std::vector<Step>& steps, int64_t* done_at = nullptr, int64_t linger_us = 0) {
     std::lock_guard<std::mutex> one_frame_at_a_time(run_m_);
     steps_ = &steps;
     bool woken = false;  // one wake-up call a frame: workers only sleep between frames
@@ -478,6 +481,8 @@ class Pool {
       spin_until([&] { return done_.load(std::memory_order_acquire) >= n; });
       if (done_at != nullptr) done_at[p] = now_ns();
     }
+    linger_until_ns_.store(linger_us > 0 ? now_ns() + linger_us * 1000 : 0,
+                           std::memory_order_relaxed);
     cur_.store((++epoch_ << 32) | kIdle, std::memory_order_seq_cst);
     // A worker inside this frame may still read ``steps``: wait until it has seen kIdle.
     while (inside_.load(std::memory_order_seq_cst) != 0) cpu_relax();
@@ -499,6 +504,7 @@ class Pool {
       if (!claim_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel)) continue;
       const int64_t c = static_cast<int64_t>(w & 0xFFFFFFFFu);
       s.fn(c * s.chunk, std::min(s.n_items, (c + 1) * s.chunk), tid);
+      if (tid != 0) worker_chunks_.fetch_add(1, std::memory_order_relaxed);
       done_.fetch_add(1, std::memory_order_release);
       w = claim_.load(std::memory_order_acquire);
     }
@@ -519,7 +525,8 @@ class Pool {
       c = cur_.load(std::memory_order_acquire);
       if (stop_.load(std::memory_order_relaxed)) return false;
       if (c != seen && phase_of(c) != kIdle) return true;
-      if ((spins & 63) != 0 || std::chrono::steady_clock::now() < until) {
+      if ((spins & 63) != 0 || std::chrono::steady_clock::now() < until ||
+          now_ns() < linger_until_ns_.load(std::memory_order_relaxed)) {
         cpu_relax();
         continue;
       }
@@ -569,6 +576,13 @@ class Pool {
 
   const int threads_;
   const int64_t idle_spin_us_;  // how long a worker spins after a frame before sleeping
+  std::atomic<int64_t> linger_until_ns_{0};  // and until then (run's linger_us), if later
+
+ public:
+  // chunks the workers (not the caller) have run since the pool started: whether they take part
+  std::atomic<int64_t> worker_chunks_{0};
+
+ private:
   std::vector<std::thread> workers_;
   std::mutex run_m_, sleep_m_;
   std::condition_variable sleep_cv_;
@@ -602,6 +616,11 @@ int64_t idle_spin_us() {
   return (end != nullptr && *end == '\0' && v >= 0) ? static_cast<int64_t>(v) : 1000;
 }
 
+Pool& pool_for(int64_t threads);
+
+// Chunks run by the workers of the pool for ``threads`` so far (diagnostics, benchmarks).
+int64_t worker_chunks(int64_t threads);
+
 Pool& pool_for(int64_t threads) {
   static const int registered = pthread_atfork(nullptr, nullptr, reset_pools_in_child);
   (void)registered;
@@ -610,6 +629,10 @@ Pool& pool_for(int64_t threads) {
   Pool*& p = (*g_pools)[t];
   if (p == nullptr) p = new Pool(t, idle_spin_us());
   return *p;
+}
+
+int64_t worker_chunks(int64_t threads) {
+  return pool_for(threads).worker_chunks_.load(std::memory_order_relaxed);
 }
 
 // ---- one block ------------------------------------------------------------------------------------
@@ -1715,7 +1738,12 @@ class BlockSequence {
   }
 
   // Runs stem + blocks; returns (n_active, n_dilated, ran_dense) of every block, flattened.
-  std::vector<int64_t> run(const at::Tensor& x) {
+  // ``linger_us``: the workers keep spinning that long after the frame (Pool::run). The
+  // executor passes the time of the ONNX Runtime neck + head that runs between two frames on
+  // the caller alone: with only the idle spin (1 ms) a worker was asleep when the next frame
+  // began after MoveNet's FPN head (~2 ms), sat that frame out (a woken worker does, see
+  // worker_loop), and every back-to-back frame's backbone ran on one thread.
+  std::vector<int64_t> run(const at::Tensor& x, int64_t linger_us = 0) {
     TORCH_CHECK(stem_ != nullptr, "BlockSequence: set_stem was not called");
     TORCH_CHECK(blocks_.empty() || blocks_.front()->threads == stem_->threads,
                 "the stem and the blocks need the same thread count");
@@ -1731,10 +1759,10 @@ class BlockSequence {
     if (timing_) {
       step_done_.assign(steps_.size(), 0);
       const int64_t t0 = now_ns();
-      pool_for(stem_->threads).run(steps_, step_done_.data());
+      pool_for(stem_->threads).run(steps_, step_done_.data(), linger_us);
       record_times(t0);
     } else {
-      pool_for(stem_->threads).run(steps_);
+      pool_for(stem_->threads).run(steps_, nullptr, linger_us);
     }
     std::vector<int64_t> counts;
     counts.reserve(3 * blocks_.size());
@@ -1815,13 +1843,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def(pybind11::init<const at::Tensor&, const at::Tensor&, const at::Tensor&,
                           const at::Tensor&, bool, int64_t>())
       .def("run", &Pointwise::run);
+  m.def("worker_chunks", &worker_chunks,
+        "Chunks the pool's workers (not the caller) have run so far, for a thread count");
   m.def("run_block", &run_block, "Fused gather-scatter inverted-residual block (CPU)");
   pybind11::class_<BlockSequence>(m, "BlockSequence")
       .def(pybind11::init<>())
       .def("set_stem", &BlockSequence::set_stem)
       .def("set_last", &BlockSequence::set_last)
       .def("add", &BlockSequence::add)
-      .def("run", &BlockSequence::run)
+      .def("run", &BlockSequence::run, pybind11::arg("x"), pybind11::arg("linger_us") = 0)
       .def("set_timing", &BlockSequence::set_timing)
       .def("times", &BlockSequence::times)
       .def("__len__", &BlockSequence::size);
