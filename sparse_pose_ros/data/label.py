@@ -274,7 +274,8 @@ def teacher_vs_triangulated(
 
     BlazePose world landmarks are hip-centred with the camera's axes, so they compare with each
     view's ``joints_cam_m`` root-relative (MPJPE) and after a similarity alignment (PA-MPJPE),
-    on valid frames where all 17 joints were triangulated.
+    on valid frames where all 17 joints were triangulated and the view saw the triangulated
+    person (``view_consistent``; in the two-person trial a view may have labelled the other).
     """
     from ..training.metrics import mpjpe, pa_mpjpe
 
@@ -284,8 +285,8 @@ def teacher_vs_triangulated(
     if not full.any():
         return out
     for v, name in enumerate(tri["views"]):
-        ks = [k for k in np.flatnonzero(full)
-              if bp["detected"][row[(str(name), int(tri["frame_index"][k]))]]]
+        ks = [k for k in np.flatnonzero(full) if tri["view_consistent"][k, v]
+              and bp["detected"][row[(str(name), int(tri["frame_index"][k]))]]]
         if not ks:
             continue
         rows = [row[(str(name), int(tri["frame_index"][k]))] for k in ks]

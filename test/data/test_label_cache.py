@@ -121,7 +121,8 @@ def test_teacher_check_is_zero_for_a_teacher_equal_to_the_triangulation() -> Non
     world = rng.normal(0, 0.4, (t, 17, 3))
     cam = np.stack([world + [0, 0, 3.0], world[..., [1, 0, 2]] + [0, 0, 4.0]], axis=1)
     tri = {"valid": np.array([True, True, True, False]), "joints_world_m": world,
-           "joints_cam_m": cam, "frame_index": np.arange(t), "views": np.array(["a", "b"])}
+           "joints_cam_m": cam, "frame_index": np.arange(t), "views": np.array(["a", "b"]),
+           "view_consistent": np.array([[1, 1], [1, 1], [1, 0], [1, 1]], bool)}
     frames = [{"view": name, "index": i} for name in ("a", "b") for i in range(t)]
     # view a's teacher = its camera-frame labels hip-centred; view b's has x and y swapped
     rows = [cam[i, 0] - cam[i, 0, :1] for i in range(t)] + [
@@ -131,7 +132,8 @@ def test_teacher_check_is_zero_for_a_teacher_equal_to_the_triangulation() -> Non
     out = teacher_vs_triangulated(tri, frames, bp)
     assert out["frames_all_joints"] == 3
     assert out["per_view_mm"]["a"] == {"frames": 2, "mpjpe": 0.0, "pa_mpjpe": 0.0}
-    assert out["per_view_mm"]["b"]["frames"] == 3 and out["per_view_mm"]["b"]["mpjpe"] > 10
+    # view b, frame 2 saw someone else (not consistent): left out too
+    assert out["per_view_mm"]["b"]["frames"] == 2 and out["per_view_mm"]["b"]["mpjpe"] > 10
     assert out["per_view_mm"]["b"]["pa_mpjpe"] > 1  # mirrored axes: no rotation aligns them
     seg = out["segment_length_mm"]["left_shoulder-left_elbow"]
     assert seg["mean_mm"] > 0 and seg["std_mm"] > 0
