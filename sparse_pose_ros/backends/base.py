@@ -19,29 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from .density import NetworkGeometry
+from ..runtime.geometry import NetworkGeometry
+from ..runtime.model_info import BackendError, ModelInfo
 
 LOG = logging.getLogger(__name__)
 
 BACKEND_NAMES: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt", "sparse-cpu")
-
-
-class BackendError(RuntimeError):
-    """A model file is missing, corrupt or unusable by the requested runtime (names the path)."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """Facts a caller needs to prepare inputs and interpret outputs, read from the model file."""
-
-    model_hash: str
-    input_size: int
-    joint_names: tuple[str, ...]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    depth_range_mm: float
-    gated: bool
-    source: str
 
 
 @dataclass

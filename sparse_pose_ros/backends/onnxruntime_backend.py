@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..export.export_cache import ensure_onnx_export, warn_if_baked
 from .base import (
     Backend,
     BackendError,
@@ -28,7 +29,6 @@ from .base import (
     resolve_device,
     threshold_logit,
 )
-from .export_cache import ensure_onnx_export, warn_if_baked
 
 LOG = logging.getLogger(__name__)
 

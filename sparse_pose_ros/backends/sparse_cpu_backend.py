@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..export.export_cache import apply_head_gating
 from ..model.checkpoint import CheckpointError, load_checkpoint
+from ..runtime.geometry import network_geometry
 from .base import (
     Backend,
     BackendError,
@@ -34,8 +36,6 @@ from .base import (
     check_probability,
     resolve_device,
 )
-from .density import network_geometry
-from .export_cache import apply_head_gating
 from .path_choice import ALWAYS_SPARSE, DENSE, SPARSE, Calibration, PathChooser
 from .torch_backend import model_info_from_network
 

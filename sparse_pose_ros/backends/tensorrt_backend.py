@@ -3,7 +3,7 @@
 Flow: checkpoint (.safetensors) -> plugin-graph ONNX (exported once into the cache) -> engine
 built with ``libsparse_pose_ros_plugins.so`` loaded into TensorRT's plugin registry -> plan
 cached under a key of GPU + compute capability + TensorRT version + precision + plugin hash +
-ONNX hash + workspace (:mod:`sparse_pose_ros.export.engine_cache`). A stale, corrupt or foreign
+ONNX hash + workspace (:mod:`sparse_pose_ros.backends.engine_cache`). A stale, corrupt or foreign
 plan is logged and rebuilt; ``force_engine_update`` rebuilds unconditionally.
 
 Nothing here needs PyTorch with CUDA: the GPU is identified through the CUDA driver API
@@ -27,14 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..export.engine_cache import (
-    EngineBuildError,
-    EngineKey,
-    default_cache_dir,
-    load_or_build,
-    plan_path_for,
-    sha256_file,
-)
+from ..export.export_cache import ensure_onnx_export, warn_if_baked
 from .base import (
     Backend,
     BackendError,
@@ -45,7 +38,14 @@ from .base import (
     resolve_device,
     threshold_logit,
 )
-from .export_cache import ensure_onnx_export, warn_if_baked
+from .engine_cache import (
+    EngineBuildError,
+    EngineKey,
+    default_cache_dir,
+    load_or_build,
+    plan_path_for,
+    sha256_file,
+)
 
 LOG = logging.getLogger(__name__)
 

@@ -14,8 +14,10 @@ import numpy as np
 import torch
 
 from .. import skeleton
+from ..export.export_cache import apply_head_gating
 from ..model.checkpoint import CheckpointError, load_checkpoint
 from ..model.network import PoseNetwork
+from ..runtime.geometry import network_geometry
 from .base import (
     Backend,
     BackendError,
@@ -26,8 +28,6 @@ from .base import (
     check_probability,
     resolve_device,
 )
-from .density import network_geometry
-from .export_cache import apply_head_gating
 
 LOG = logging.getLogger(__name__)
 

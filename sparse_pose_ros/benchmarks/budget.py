@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..control.latency_budget import BudgetConfig, LatencyBudgetController, control_step
-from .timing import load_average, machine_info
+from ..provenance import load_average, machine_info
 
 LOG = logging.getLogger("sparse_pose_ros.benchmarks.budget")
 

@@ -20,11 +20,12 @@ from typing import Any
 import torch
 
 from ..model.network import NetworkConfig, PoseNetwork
+from ..provenance import load_average, machine_info
 from ..sparse.cpu_kernel import load_cpu_kernel
 from ..sparse.executor import SparsePoseNetwork
 from .masks import set_blob_masks
 from .ort_dense import DenseNetwork, export_onnx, ort_runner
-from .timing import load_average, machine_info, time_call
+from .timing import time_call
 
 
 def _cpu_seconds() -> float:

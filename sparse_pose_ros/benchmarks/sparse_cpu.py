@@ -49,12 +49,13 @@ import torch
 
 from ..model.flops import flops_report
 from ..model.network import NetworkConfig, PoseNetwork, movenet_config
+from ..provenance import load_average, machine_info, steal_seconds
 from ..sparse.cpu_kernel import load_cpu_kernel
 from ..sparse.executor import SparseBackbone, SparsePoseNetwork, block_stride_map
 from ..sparse.ort_head import ort_available
 from .masks import clear_fixed_masks, set_blob_masks
 from .ort_dense import DenseBackbone, DenseNetwork, export_onnx, ort_runner
-from .timing import load_average, machine_info, steal_seconds, time_call, time_interleaved
+from .timing import time_call, time_interleaved
 from .trained_masks import run_trained
 
 log = logging.getLogger(__name__)

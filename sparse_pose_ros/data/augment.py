@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from sparse_pose_ros import skeleton
-from sparse_pose_ros.pipeline.roi import person_square
+
+from ..framing import person_square
 
 _FLIP = np.array(skeleton.flip_permutation())
 

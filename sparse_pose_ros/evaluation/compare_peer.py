@@ -27,8 +27,6 @@ import datetime as dt
 import json
 import logging
 import math
-import os
-import platform
 import shlex
 import sys
 import time
@@ -38,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..benchmarks.timing import cpu_model
+from ..provenance import load_average, machine_info
 from .blazepose_map import APPROXIMATIONS, RELIABLE_JOINTS
 from .peer import (
     DEFAULT_VIS_THRESHOLD,
@@ -71,21 +69,6 @@ def summarize(ms: Sequence[float]) -> dict[str, Any]:
         "mean": round(float(a.mean()), 3),
         "n": int(a.size),
     }
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores and load average: timings mean nothing without them."""
-    info: dict[str, Any] = {
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-    try:
-        info["load_avg_1_5_15"] = [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        pass
-    return info
 
 
 # --- our model -----------------------------------------------------------------------------
@@ -202,7 +185,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     has_video = any(f.index is not None for f in frames)
     LOG.info("%d frames (%d from vtest)", len(frames), sum(f.index is not None for f in frames))
 
-    load_before = machine_info().get("load_avg_1_5_15")
+    load_before = load_average()
     t0 = time.perf_counter()
     peer = run_peer(
         frames,
@@ -236,7 +219,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         report["run_note"] = args.note
     if args.peer_only:
         report["note"] = "peer only: no model of ours was run"
-        report["load_avg_after"] = machine_info().get("load_avg_1_5_15")
+        report["load_avg_after"] = load_average()
         report["peer_detected"] = {
             m: {f.id: per[f.id].detected for f in frames} for m, per in peer.frames.items()
         }
@@ -333,7 +316,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             save_png(path, img)
             pngs.append(str(path))
         report["pngs"] = pngs
-    report["load_avg_after"] = machine_info().get("load_avg_1_5_15")
+    report["load_avg_after"] = load_average()
     return report
 
 

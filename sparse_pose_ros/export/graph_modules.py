@@ -18,10 +18,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..backends.density import BlockGeometry, network_geometry
 from ..model.blocks import InvertedResidual
 from ..model.masks import BlockMask, receptive_mask
 from ..model.network import PoseNetwork
+from ..runtime.geometry import BlockGeometry, network_geometry
 from ..sparse.kernels.weights import block_weights
 from .plugin_op import SparseInvertedResidualFunction, block_pad_before
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import onnx
 
-from ..backends.base import BackendError, ModelInfo
-from ..backends.density import NetworkGeometry
+from ..runtime.geometry import NetworkGeometry
+from ..runtime.model_info import BackendError, ModelInfo
 
 FORMAT_VERSION = "2"
 #: formats this reader understands (1: written before the architecture facts existed).

@@ -23,9 +23,9 @@ import onnx
 import torch
 
 from .. import skeleton
-from ..backends.density import network_geometry
 from ..model.checkpoint import load_checkpoint, model_hash
 from ..model.network import PoseNetwork
+from ..runtime.geometry import network_geometry
 from .graph_modules import (
     GRAPH_KINDS,
     HEATMAPS_OUTPUT,

@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..backends.density import BlockGeometry, NetworkGeometry
+from ..runtime.geometry import BlockGeometry, NetworkGeometry
 from .plugin_op import DOMAIN, OP_TYPE
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..framing import person_square
 from .preprocess import Letterbox
 
 #: Crop side as a multiple of the joints' box: the middle of the training range (1.2-1.8).
@@ -42,17 +43,6 @@ class RoiConfig:
             raise ValueError(f"side_factor must be in [1, 4], got {self.side_factor}")
         if self.min_side_px < 1:
             raise ValueError(f"min_side_px must be >= 1, got {self.min_side_px}")
-
-
-def person_square(
-    joints_px: np.ndarray, side_factor: float, min_side: float
-) -> tuple[np.ndarray, float]:
-    """(centre (2,), side) of the square of ``side_factor`` × the larger side of the joints' box
-    (at least ``min_side``), centred on the box: the one framing rule of the training crops,
-    the two-pass evaluation and the tracking window."""
-    pts = np.asarray(joints_px, dtype=np.float64)
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    return (lo + hi) / 2.0, max(float((hi - lo).max()) * side_factor, float(min_side))
 
 
 def roi_window(

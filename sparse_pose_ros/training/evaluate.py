@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from ..benchmarks.timing import cpu_model
 from ..data.shards import ShardDataset
 from ..model.checkpoint import CheckpointError, load_checkpoint
 from ..pipeline.roi import DEFAULT_SIDE_FACTOR
+from ..provenance import cpu_model
 from .batches import Collator
 from .data_setup import open_split
 from .evaluation import SMALL_PERSON_FRACTION, evaluate_model

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from sparse_pose_ros.backends.density import NetworkGeometry, network_geometry, receptive_mask_np
 from sparse_pose_ros.export.random_model import random_movenet_network, random_network
 from sparse_pose_ros.model.flops import flops_report
 from sparse_pose_ros.model.masks import receptive_mask
+from sparse_pose_ros.runtime.geometry import NetworkGeometry, network_geometry, receptive_mask_np
 
 
 @pytest.mark.parametrize("stride", [1, 2])

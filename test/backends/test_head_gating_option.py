@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sparse_pose_ros.backends import create_backend
-from sparse_pose_ros.backends.export_cache import (
+from sparse_pose_ros.export.export_cache import (
     cached_onnx_path,
     effective_head_gating,
     ensure_onnx_export,

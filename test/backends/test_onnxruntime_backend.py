@@ -11,12 +11,12 @@ import onnx
 import pytest
 
 from sparse_pose_ros.backends import BackendError, create_backend
-from sparse_pose_ros.backends.export_cache import cached_onnx_path
 from sparse_pose_ros.backends.onnxruntime_backend import (
     OnnxRuntimeBackend,
     default_cache_dir,
     select_providers,
 )
+from sparse_pose_ros.export.export_cache import cached_onnx_path
 from sparse_pose_ros.export.metadata import read_metadata
 from sparse_pose_ros.export.onnx_export import export_checkpoint
 from sparse_pose_ros.model.checkpoint import read_metadata as read_ckpt_metadata

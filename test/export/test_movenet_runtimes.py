@@ -22,8 +22,7 @@ import pytest
 import torch
 
 from sparse_pose_ros.backends import BackendError, create_backend
-from sparse_pose_ros.backends.density import NetworkGeometry, network_geometry
-from sparse_pose_ros.export.engine_cache import EngineKey, sha256_file
+from sparse_pose_ros.backends.engine_cache import EngineKey, sha256_file
 from sparse_pose_ros.export.metadata import read_metadata
 from sparse_pose_ros.export.onnx_export import export_network
 from sparse_pose_ros.export.plugin_op import DOMAIN, OP_TYPE
@@ -31,6 +30,7 @@ from sparse_pose_ros.export.random_model import random_movenet_network
 from sparse_pose_ros.export.sparse_graph import expand_plugin_graph
 from sparse_pose_ros.model.checkpoint import save_checkpoint
 from sparse_pose_ros.model.network import PoseNetwork
+from sparse_pose_ros.runtime.geometry import NetworkGeometry, network_geometry
 
 SIZE = 64
 VARIANTS = ("thunder", "lightning")

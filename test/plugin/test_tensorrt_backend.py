@@ -18,7 +18,7 @@ import pytest
 
 from sparse_pose_ros.backends import tensorrt_backend as trt_backend
 from sparse_pose_ros.backends.base import BackendError, create_backend
-from sparse_pose_ros.export.engine_cache import sidecar_path
+from sparse_pose_ros.backends.engine_cache import sidecar_path
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sparse_pose_ros.export.bench_backends import TENSORRT_NOTE, dense_twin, main
+from sparse_pose_ros.benchmarks.backends import TENSORRT_NOTE, dense_twin, main
 from sparse_pose_ros.export.random_model import random_network
 
 

@@ -1,6 +1,6 @@
 """CPU latency of the runtimes behind the backends, batch 1, side by side in one process.
 
-    python -m sparse_pose_ros.export.bench_backends [--checkpoint X.safetensors] \\
+    python -m sparse_pose_ros.benchmarks.backends [--checkpoint X.safetensors] \\
         [--input-size 256] [--threads 2] [--iterations 40] [--rounds 3] \\
         [--out benchmarks/results/backends_cpu.json]
 
@@ -42,12 +42,12 @@ import onnxruntime as ort
 import torch
 
 from ..backends.base import build_result, threshold_logit
-from ..backends.density import network_geometry
-from ..benchmarks.timing import cpu_model
+from ..export.onnx_export import export_network, network_hash
+from ..export.random_model import random_network
 from ..model.checkpoint import load_checkpoint
 from ..model.network import NetworkConfig, PoseNetwork
-from .onnx_export import export_network, network_hash
-from .random_model import random_network
+from ..provenance import cpu_model
+from ..runtime.geometry import network_geometry
 
 LOG = logging.getLogger(__name__)
 DEFAULT_OUT = Path("benchmarks/results/backends_cpu.json")
@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     raw = list(sys.argv[1:] if argv is None else argv)
-    command = "python -m sparse_pose_ros.export.bench_backends " + shlex.join(raw)
+    command = "python -m sparse_pose_ros.benchmarks.backends " + shlex.join(raw)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if min(args.threads, args.iterations, args.rounds) < 1 or args.warmup < 0:
         print("bench_backends: threads/iterations/rounds must be >= 1", file=sys.stderr)

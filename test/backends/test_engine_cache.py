@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sparse_pose_ros.export.engine_cache import (
+from sparse_pose_ros.backends.engine_cache import (
     EngineBuildError,
     EngineKey,
     load_or_build,

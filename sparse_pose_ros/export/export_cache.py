@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .base import BackendError
+from ..runtime.model_info import BackendError
 
 LOG = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def cached_onnx_path(
 ) -> Path:  # fmt: skip
     """Cache file of a checkpoint's export (hash + size + graph kind + head gating + metadata
     format key)."""
-    from ..export.metadata import FORMAT_VERSION
+    from .metadata import FORMAT_VERSION
 
     hg = "_hg" if head_gating else ""
     return cache_dir / "onnx" / f"{digest[:24]}_{input_size}_{graph}{hg}_f{FORMAT_VERSION}.onnx"
