@@ -160,8 +160,10 @@ DEFAULT_SOURCES: tuple[Source, ...] = (
     Source(
         id="sports2d_demo", kind="video", obtain="wheel", origin=SPORTS2D_WHEEL,
         members=("Sports2D/Demo/demo.mp4",), licence="BSD-3-Clause", licence_note=_S2D_NOTE,
-        frames=(230,), content="one person walking in a park, ~350 px tall, 1768x994, 30 fps",
-        teacher_mode="video",  # static mode found the walker in 60 % of frames, video 97 %
+        frames=(230,),
+        content=("park, two people ~350 px tall: a man on a roof who jumps down, a woman "
+                 "walking; 1768x994, 30 fps"),
+        teacher_mode="video",  # static mode found someone in 60 % of frames, video 97 %
     ),
     Source(
         id="opencv_vtest", kind="video", obtain="debian", origin="opencv-doc",
