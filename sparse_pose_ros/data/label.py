@@ -5,7 +5,8 @@ For every source of :mod:`.real_sources` (or those named with ``--sources``): ob
 BlazePose Full on every ``step``-th frame (:mod:`.blazepose_teacher`), and for Pose2Sim's
 calibrated trials triangulate the teacher's 2D across the four views (:mod:`.triangulate`).
 Writes ``<out>/<source>/`` in the format of :mod:`.label_cache` and a corpus summary (frames,
-detection rate, triangulation residuals, time) to ``--summary``.
+detection rate, triangulation residuals, time) to ``--summary``, covering every source in the
+cache (those not labelled by this run are marked ``cached``).
 
 A missing source is reported (what is missing, how to get it) and the others are labelled. A
 source already in the cache with the same settings is skipped unless ``--force``.
@@ -453,6 +454,13 @@ def main(argv: list[str] | None = None) -> int:
         LOG.info("%s: %d frames, BlazePose found a person in %d (%.0f %%), %.0f s", s.id,
                  r["frames"], r["blazepose_detected"], 100 * (r["blazepose_detection_rate"] or 0),
                  r["seconds"])
+    for s in select_sources(None):  # the corpus summary covers every source in the cache
+        if s.id not in results and s.id not in missing and s.id not in failed:
+            try:
+                results[s.id] = dict(lc.load_label_set(args.out / s.id).manifest["summary"],
+                                     cached=True, not_selected=True)
+            except (FileNotFoundError, ValueError):
+                pass
     summary = {
         "command": command,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

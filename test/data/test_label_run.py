@@ -49,6 +49,12 @@ def test_label_three_vtest_frames(tmp_path: Path) -> None:
     assert sorted(images) == [0, 1, 2] and images[0].shape == (576, 768, 3)
     s = json.loads(summary.read_text())
     assert s["sources"]["opencv_vtest"]["frames"] == 3 and s["missing"] == {}
+    # another source labelled later: the corpus summary still reports vtest (from the cache)
+    assert main(["--sources", "python_stills", "--out", str(out), "--summary", str(summary),
+                 "--no-download"]) == 0
+    s = json.loads(summary.read_text())
+    assert s["sources"]["opencv_vtest"]["not_selected"] is True
+    assert s["sources"]["python_stills"]["blazepose_detected"] == 3  # three portraits
     # same settings again: served from the cache, not relabelled
     assert main(args) == 0
     assert json.loads(summary.read_text())["sources"]["opencv_vtest"]["cached"] is True
