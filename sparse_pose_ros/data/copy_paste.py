@@ -212,11 +212,18 @@ def random_placements(
 
 
 def cutouts_from_label_set(
-    ls: LabelSet, min_visibility_joints: int = 8, every: int = 1
+    ls: LabelSet, min_visibility_joints: int = 8, every: int = 1, allow_heldout: bool = False
 ) -> Iterator[PersonCutout]:
     """Cutouts of every ``every``-th labelled frame with a mask and at least
     ``min_visibility_joints`` joints of visibility ≥ 0.5. 3D: the triangulated joints of the
-    frame's view where they exist (all 17), else BlazePose's world landmarks."""
+    frame's view where they exist (all 17), else BlazePose's world landmarks.
+
+    Raises:
+        ValueError: ``ls`` is a held-out source (its people must not reach training) and
+            ``allow_heldout`` is False.
+    """
+    if ls.split == "heldout" and not allow_heldout:
+        raise ValueError(f"{ls.manifest['source']['id']} is held out: no training pastes from it")
     bp = ls.blazepose
     tri = ls.triangulated
     tri_row: dict[tuple[str, int], tuple[int, int]] = {}

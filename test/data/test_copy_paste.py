@@ -86,3 +86,18 @@ def test_random_placements_sizes_in_range() -> None:
     centres = np.array([(x + s * cut.rgb.shape[1] / 2, y + s * cut.height / 2)
                         for s, (x, y) in places])
     assert np.all((centres > -1) & (centres < [641, 481]))
+
+
+def test_no_training_pastes_from_heldout_sources(tmp_path) -> None:
+    from sparse_pose_ros.data import label_cache as lc
+    from sparse_pose_ros.data.copy_paste import cutouts_from_label_set
+    from sparse_pose_ros.data.real_sources import SOURCES_BY_ID
+
+    rec = SOURCES_BY_ID["sports2d_demo"].record()
+    bp = {k: np.zeros((0, *shape), np.float32) for k, shape in lc.BLAZEPOSE_ARRAYS.items()}
+    bp["detected"], bp["frame_ids"] = np.zeros(0, bool), np.array([], str)
+    lc.write_label_set(tmp_path / "s", {"source": rec, "frames": [], "files": []}, bp)
+    ls = lc.load_label_set(tmp_path / "s")
+    with pytest.raises(ValueError, match="held out"):
+        next(cutouts_from_label_set(ls))
+    assert list(cutouts_from_label_set(ls, allow_heldout=True)) == []
