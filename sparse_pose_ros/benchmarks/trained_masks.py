@@ -69,7 +69,7 @@ def frame_sets(net: PoseNetwork, synth: int, real: int) -> dict[str, list[torch.
     except Exception as exc:
         log.warning("no synthetic test frames (%s): %s", SYNTH_TEST, exc)
     try:
-        from ..evaluation.real_frames import load_real_frames
+        from ..teachers.real_frames import load_real_frames
 
         frames = load_real_frames(vtest_step=40, vtest_max_frames=max(0, real - 3))[:real]
         sets["real"] = _normalised([f.image for f in frames], net)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluation.peer import RUNNER, PeerError, peer_available, peer_python
+from ..teachers.peer import RUNNER, PeerError, peer_available, peer_python
 from .label_cache import BLAZEPOSE_ARRAYS
 
 DEFAULT_MASK_DOWNSCALE = 4

@@ -28,7 +28,7 @@ once and training/evaluation read this cache. Layout of ``data_cache/labels/<sou
 normalised to the image, z, visibility; ``world_landmarks`` (N, 33, 3) metres, hip-centred;
 ``h36m_px`` (N, 17, 2) pixels; ``h36m_visibility`` (N, 17); ``h36m_world_m`` (N, 17, 3) metres
 (joint order :data:`sparse_pose_ros.skeleton.JOINT_NAMES`, mapping
-:mod:`sparse_pose_ros.evaluation.blazepose_map`); ``detected`` (N,) bool; ``frame_ids`` (N,).
+:mod:`sparse_pose_ros.teachers.blazepose_map`); ``detected`` (N,) bool; ``frame_ids`` (N,).
 
 ``triangulated.npz`` (T synchronised frame indices, V views): ``frame_index`` (T,), ``valid``
 (T,), ``joints_world_m`` (T, 17, 3) Qualisys world (z up), ``joints_cam_m`` (T, V, 17, 3) each
@@ -164,7 +164,7 @@ def iter_images(ls: LabelSet) -> Iterator[tuple[int, np.ndarray]]:
     """
     import cv2
 
-    from ..evaluation.real_frames import iter_video_frames, load_still
+    from ..teachers.real_frames import iter_video_frames, load_still
 
     paths = {f["member"]: f["path"] for f in ls.manifest["files"]}
     by_member: dict[str, list[int]] = {}

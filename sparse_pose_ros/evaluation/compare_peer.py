@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from ..provenance import load_average, machine_info
-from .blazepose_map import APPROXIMATIONS, RELIABLE_JOINTS
-from .peer import (
+from ..teachers.blazepose_map import APPROXIMATIONS, RELIABLE_JOINTS
+from ..teachers.peer import (
     DEFAULT_VIS_THRESHOLD,
     PCK_THRESHOLDS,
     PckResult,
@@ -51,7 +51,7 @@ from .peer import (
     save_png,
     side_by_side,
 )
-from .real_frames import VTEST_PATH, RealFrame, load_real_frames
+from ..teachers.real_frames import VTEST_PATH, RealFrame, load_real_frames
 
 LOG = logging.getLogger(__name__)
 MIN_LATENCY_SAMPLES = 50

@@ -39,8 +39,8 @@ import torch
 from ..model.checkpoint import load_checkpoint
 from ..model.movenet_head import COCO_KEYPOINTS, decode
 from ..model.network import PoseNetwork
-from .peer import PeerError, run_peer
-from .real_frames import RealFrame, load_real_frames
+from ..teachers.peer import PeerError, run_peer
+from ..teachers.real_frames import RealFrame, load_real_frames
 
 #: BlazePose's 33 landmarks at MoveNet's 17 COCO keypoints (same names, same order).
 COCO_TO_BLAZEPOSE = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
@@ -137,7 +137,7 @@ def evaluate(checkpoint: Path, vtest_step: int, side_factor: float, vtest_max: i
     stills = load_real_frames(include_video=False) + opencv_doc_stills()
     video = load_real_frames(vtest_step=vtest_step, vtest_max_frames=vtest_max,
                              include_stills=False)
-    from .real_frames import VTEST_PATH
+    from ..teachers.real_frames import VTEST_PATH
 
     crops: list[Crop] = []
     # Stills: BlazePose's detector on each photo. The video: its tracking mode over every frame

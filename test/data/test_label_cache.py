@@ -10,8 +10,12 @@ import pytest
 
 from sparse_pose_ros.data import label_cache as lc
 from sparse_pose_ros.data.blazepose_teacher import records_to_arrays
-from sparse_pose_ros.data.label import check_synchronised, frame_indices, summarise_triangulation
 from sparse_pose_ros.data.real_sources import SOURCES_BY_ID
+from sparse_pose_ros.training.label import (
+    check_synchronised,
+    frame_indices,
+    summarise_triangulation,
+)
 
 
 def _records() -> list[dict]:
@@ -114,7 +118,7 @@ def test_triangulation_summary_counts_only_valid_labelled_joints() -> None:
 
 
 def test_teacher_check_is_zero_for_a_teacher_equal_to_the_triangulation() -> None:
-    from sparse_pose_ros.data.label import teacher_vs_triangulated
+    from sparse_pose_ros.training.label import teacher_vs_triangulated
 
     rng = np.random.default_rng(3)
     t = 4

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from sparse_pose_ros.data import label_cache as lc
-from sparse_pose_ros.data.label import main
-from sparse_pose_ros.evaluation.peer import peer_available
-from sparse_pose_ros.evaluation.real_frames import VTEST_PATH
+from sparse_pose_ros.teachers.peer import peer_available
+from sparse_pose_ros.teachers.real_frames import VTEST_PATH
+from sparse_pose_ros.training.label import main
 
 AVAILABLE, WHY = peer_available()
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparse_pose_ros.evaluation.blazepose_map import (
+from sparse_pose_ros.skeleton import JOINT_NAMES, NUM_JOINTS
+from sparse_pose_ros.teachers.blazepose_map import (
     APPROXIMATIONS,
     BLAZEPOSE_NAMES,
     HEAD_TOP_EYE_MOUTH_RATIO,
@@ -13,7 +14,6 @@ from sparse_pose_ros.evaluation.blazepose_map import (
     RELIABLE_JOINTS,
     map_to_h36m,
 )
-from sparse_pose_ros.skeleton import JOINT_NAMES, NUM_JOINTS
 
 BP = {n: i for i, n in enumerate(BLAZEPOSE_NAMES)}
 J = {n: i for i, n in enumerate(JOINT_NAMES)}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparse_pose_ros.evaluation.peer import joint_selection, pck_agreement, pooled_pck
 from sparse_pose_ros.skeleton import JOINT_NAMES, NUM_JOINTS
+from sparse_pose_ros.teachers.peer import joint_selection, pck_agreement, pooled_pck
 
 
 def _peer() -> np.ndarray:

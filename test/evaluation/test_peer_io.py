@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from sparse_pose_ros import skeleton
-from sparse_pose_ros.evaluation import peer as peer_mod
-from sparse_pose_ros.evaluation.peer import (
+from sparse_pose_ros.teachers import peer as peer_mod
+from sparse_pose_ros.teachers.peer import (
     PeerError,
     draw_skeleton,
     parse_runner_output,

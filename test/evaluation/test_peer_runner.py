@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparse_pose_ros.evaluation.peer import PeerError, peer_available, run_peer
-from sparse_pose_ros.evaluation.real_frames import RealFrame, load_still
 from sparse_pose_ros.skeleton import JOINT_NAMES
+from sparse_pose_ros.teachers.peer import PeerError, peer_available, run_peer
+from sparse_pose_ros.teachers.real_frames import RealFrame, load_still
 
 AVAILABLE, WHY = peer_available()
 pytestmark = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparse_pose_ros.evaluation.real_frames import (
+from sparse_pose_ros.teachers.real_frames import (
     STILL_IDS,
     VTEST_PATH,
     load_real_frames,

@@ -2,7 +2,7 @@
 
 Runs *inside the peer venv* (/work/main/.venv-peer, see setup_venv.sh): mediapipe 0.10.21 needs
 numpy < 2 and protobuf < 5, which the project venv cannot have. The project talks to this script
-only through files (inputs on disk, one JSON out), via ``sparse_pose_ros.evaluation.peer``.
+only through files (inputs on disk, one JSON out), via ``sparse_pose_ros.teachers.peer``.
 
 Why 0.10.21 and model_complexity=1: it is the newest release with ``mp.solutions.pose``, and the
 Full landmark model is the only one shipped inside the wheel; Lite/Heavy are downloaded on first
@@ -33,7 +33,7 @@ With ``--masks OUT.npz`` the graph also runs BlazePose's segmentation (``enable_
 each reported frame's person mask (a full-resolution float map in [0, 1]) is shrunk by
 ``--mask-downscale`` (area interpolation) and stored as uint8 (0-255) under the frame id in one
 compressed npz; frames without a person get no entry. The teacher-label builder
-(``sparse_pose_ros.data.label``) uses it; masks are kept out of the JSON because they are big.
+(``sparse_pose_ros.training.label``) uses it; masks are kept out of the JSON because they are big.
 """
 
 from __future__ import annotations
@@ -57,14 +57,14 @@ sys.path.insert(0, str(REPO_ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sparse_pose_ros.evaluation.blazepose_map import (  # noqa: E402
+from sparse_pose_ros.skeleton import JOINT_NAMES  # noqa: E402
+from sparse_pose_ros.teachers.blazepose_map import (  # noqa: E402
     APPROXIMATIONS,
     BLAZEPOSE_NAMES,
     NUM_LANDMARKS,
     map_to_h36m,
 )
-from sparse_pose_ros.evaluation.real_frames import video_frame_id  # noqa: E402
-from sparse_pose_ros.skeleton import JOINT_NAMES  # noqa: E402
+from sparse_pose_ros.teachers.real_frames import video_frame_id  # noqa: E402
 
 LOG = logging.getLogger("blazepose_runner")
 MODEL_COMPLEXITY = 1  # Full: the only landmark model inside the mediapipe 0.10.21 wheel

@@ -34,12 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluation.peer import PeerError
-from ..evaluation.real_frames import load_still, video_frame_id
-from ..skeleton import JOINT_NAMES
-from . import label_cache as lc
-from .blazepose_teacher import DEFAULT_MASK_DOWNSCALE, TeacherRun, records_to_arrays, run_blazepose
-from .real_sources import (
+from ..data import label_cache as lc
+from ..data.blazepose_teacher import (
+    DEFAULT_MASK_DOWNSCALE,
+    TeacherRun,
+    records_to_arrays,
+    run_blazepose,
+)
+from ..data.real_sources import (
     DEFAULT_SOURCE_CACHE,
     HELDOUT,
     REPO_ROOT,
@@ -48,13 +50,16 @@ from .real_sources import (
     resolve,
     select_sources,
 )
-from .triangulate import (
+from ..data.triangulate import (
     DEFAULT_FRAME_THRESHOLD_PX,
     DEFAULT_JOINT_THRESHOLD_PX,
     DEFAULT_MIN_VISIBILITY,
     parse_qca,
     triangulate_frame,
 )
+from ..skeleton import JOINT_NAMES
+from ..teachers.peer import PeerError
+from ..teachers.real_frames import load_still, video_frame_id
 
 LOG = logging.getLogger("label")
 DEFAULT_LABEL_ROOT = REPO_ROOT / "data_cache" / "labels"
@@ -278,7 +283,7 @@ def teacher_vs_triangulated(
     on valid frames where all 17 joints were triangulated and the view saw the triangulated
     person (``view_consistent``; in the two-person trial a view may have labelled the other).
     """
-    from ..training.metrics import mpjpe, pa_mpjpe
+    from .metrics import mpjpe, pa_mpjpe
 
     full = tri["valid"] & np.all(np.isfinite(tri["joints_world_m"]), axis=(1, 2))
     row = {(f["view"], f["index"]): i for i, f in enumerate(frames)}
@@ -421,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s.id:24s} {s.kind:9s} {s.licence:20s} "
                   f"{'heldout' if s.id in HELDOUT else 'train':8s} {state:13s} {s.origin}")
         return 0
-    command = "python -m sparse_pose_ros.data.label " + " ".join(sys.argv[1:] if argv is None
+    command = "python -m sparse_pose_ros.training.label " + " ".join(sys.argv[1:] if argv is None
                                                                  else argv)
     t0 = time.perf_counter()
     results: dict[str, Any] = {}
