@@ -15,15 +15,13 @@ and each gated block's hard mask is a graph output (``mask_<k>``, k in gated-blo
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from ..model.blocks import InvertedResidual
 from ..model.masks import BlockMask, receptive_mask
 from ..model.network import PoseNetwork
 from ..runtime.geometry import BlockGeometry, network_geometry
-from ..sparse.kernels.weights import block_weights
-from .plugin_op import SparseInvertedResidualFunction, block_pad_before
+from .plugin_op import PluginNodeBlock
 
 GRAPH_KINDS: tuple[str, ...] = ("portable", "plugin")
 INPUT_NAME = "input"
@@ -52,18 +50,11 @@ class ExportGatedBlock(nn.Module):
             raise ValueError(f"graph must be one of {GRAPH_KINDS}, got {graph!r}")
         self.block = block
         self.graph = graph
-        self.pad_before = 1
+        self.node: PluginNodeBlock | None = None
         if graph == "plugin":
             if geometry is None:
                 raise ValueError("the plugin node needs the block's geometry (its input size)")
-            in_hw = geometry.in_hw
-            # where the depthwise window starts (0 for a TF 'SAME' stride-2 block on an even
-            # input); refuses what the node cannot say (an even × odd TF 'SAME' input)
-            self.pad_before = block_pad_before(block, in_hw)
-            w = block_weights(block, in_hw)  # BN-folded, in the plugin's layout
-            self.has_expand = w.has_expand
-            for name in ("w_expand", "b_expand", "w_dw", "b_dw", "w_proj", "b_proj"):
-                self.register_buffer(name, torch.from_numpy(getattr(w, name).copy()))
+            self.node = PluginNodeBlock(block, geometry.in_hw)
 
     def forward(self, x: Tensor, threshold_logit: Tensor) -> tuple[Tensor, Tensor]:
         block = self.block
@@ -74,21 +65,8 @@ class ExportGatedBlock(nn.Module):
                                      pad_before=block.depthwise_pad_before(x))
             mask = BlockMask(hard=hard, dilated=dilated, soft=hard, logits=logits)
             return block.forward_masked(x, mask), hard
-        y = SparseInvertedResidualFunction.apply(
-            x,
-            hard,
-            self.w_expand,
-            self.b_expand,
-            self.w_dw,
-            self.b_dw,
-            self.w_proj,
-            self.b_proj,
-            block.stride,
-            self.has_expand,
-            block.use_residual,
-            self.pad_before,
-        )
-        return y, hard
+        assert self.node is not None
+        return self.node(x, hard), hard
 
 
 class ExportNetwork(nn.Module):

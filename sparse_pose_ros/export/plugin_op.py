@@ -39,11 +39,12 @@ import threading
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..model.blocks import InvertedResidual, conv_pads
 from ..model.masks import receptive_mask
 from ..sparse.kernels import FIELD_PAD_BEFORE, PAD_BEFORE_DEFAULT
+from ..sparse.kernels.weights import block_weights
 
 OP_TYPE = "SparseInvertedResidual"
 DOMAIN = "sparse_pose_ros"
@@ -277,3 +278,27 @@ class SparseInvertedResidualFunction(torch.autograd.Function):
             ho, wo = ((sizes[2] - 1) // stride + 1, (sizes[3] - 1) // stride + 1)
             out.setType(x.type().with_sizes([sizes[0], w_proj.type().sizes()[0], ho, wo]))
         return out
+
+
+class PluginNodeBlock(nn.Module):
+    """One gated block as the custom node: BN-folded weights as buffers, the depthwise's pad
+    before for the block's input size, ``forward(x, hard_mask)``. The one place the exporter and
+    the plugin tests build the node from a block."""
+
+    def __init__(self, block: InvertedResidual, in_hw: tuple[int, int]) -> None:
+        super().__init__()
+        self.block = block
+        # Where the depthwise window starts (0 for a TF 'SAME' stride-2 block on an even
+        # input); refuses what the node cannot say (an even × odd TF 'SAME' input).
+        self.pad_before = block_pad_before(block, in_hw)
+        w = block_weights(block, in_hw)  # BN-folded, in the plugin's layout
+        self.has_expand = w.has_expand
+        for name in ("w_expand", "b_expand", "w_dw", "b_dw", "w_proj", "b_proj"):
+            self.register_buffer(name, torch.from_numpy(getattr(w, name).copy()))
+
+    def forward(self, x: Tensor, hard: Tensor) -> Tensor:
+        return SparseInvertedResidualFunction.apply(
+            x, hard, self.w_expand, self.b_expand, self.w_dw, self.b_dw, self.w_proj,
+            self.b_proj, self.block.stride, self.has_expand, self.block.use_residual,
+            self.pad_before,
+        )  # fmt: skip

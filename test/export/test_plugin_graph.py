@@ -19,7 +19,7 @@ import torch
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 from real_frames import frames
-from torch import Tensor, nn
+from torch import nn
 
 from sparse_pose_ros.export.onnx_export import _inline_identity_initializers, export_network
 from sparse_pose_ros.export.plugin_op import (
@@ -28,13 +28,11 @@ from sparse_pose_ros.export.plugin_op import (
     OP_TYPE,
     PLUGIN_NAMESPACE,
     PLUGIN_VERSION,
-    SparseInvertedResidualFunction,
-    block_pad_before,
+    PluginNodeBlock,
     register_schema,
 )
 from sparse_pose_ros.export.random_model import random_network
 from sparse_pose_ros.model.blocks import InvertedResidual
-from sparse_pose_ros.sparse.kernels.weights import block_weights
 
 
 def _relu6(a: np.ndarray) -> np.ndarray:
@@ -162,23 +160,6 @@ def test_register_schema_is_idempotent() -> None:
     assert not schema.attributes["pad_before"].required  # absent = 1, as before the attribute
 
 
-class _NodeBlock(nn.Module):
-    """One gated block as the plugin node with the block's real pad before."""
-
-    def __init__(self, block: InvertedResidual, in_hw: tuple[int, int]) -> None:
-        super().__init__()
-        self.block = block
-        w = block_weights(block, in_hw)
-        self.has_expand = w.has_expand
-        for name in ("w_expand", "b_expand", "w_dw", "b_dw", "w_proj", "b_proj"):
-            self.register_buffer(name, torch.from_numpy(getattr(w, name).copy()))
-
-    def forward(self, x: Tensor, g: Tensor) -> Tensor:
-        pad_before = block_pad_before(self.block, (int(x.shape[-2]), int(x.shape[-1])))
-        return SparseInvertedResidualFunction.apply(
-            x, g, self.w_expand, self.b_expand, self.w_dw, self.b_dw, self.w_proj, self.b_proj,
-            self.block.stride, self.has_expand, self.block.use_residual, pad_before,
-        )  # fmt: skip
 
 
 @pytest.mark.parametrize("hw", [(16, 12), (9, 7)], ids=["even", "odd"])
@@ -201,7 +182,7 @@ def test_tf_same_node_equals_the_block(tmp_path: Path, hw: tuple[int, int]) -> N
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter warns that it is legacy
         torch.onnx.export(
-            _NodeBlock(block, hw).eval(),
+            PluginNodeBlock(block, hw).eval(),
             (x, g),
             buffer,
             dynamo=False,

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from sparse_pose_ros.export.onnx_export import _inline_identity_initializers, export_network
 from sparse_pose_ros.export.plugin_op import (
     DOMAIN_VERSION,
-    SparseInvertedResidualFunction,
+    PluginNodeBlock,
     block_pad_before,
     reference_forward,
 )
@@ -45,7 +45,7 @@ from sparse_pose_ros.sparse.kernels import (
     PLUGIN_VERSION,
     reference,
 )
-from sparse_pose_ros.sparse.kernels.weights import SparseBlockWeights, block_weights
+from sparse_pose_ros.sparse.kernels.weights import SparseBlockWeights
 
 
 @pytest.fixture(scope="module")
@@ -125,24 +125,6 @@ def _weight_tensors(weights: SparseBlockWeights) -> list[Tensor]:
 # ---- pad_before: MoveNet's TF 'SAME' stride-2 depthwise through the node --------------------
 
 
-class _NodeBlock(nn.Module):
-    """One gated block as the plugin node, fed the block's own padding (what the export of a
-    TF 'SAME' network has to do per block)."""
-
-    def __init__(self, block: InvertedResidual, in_hw: tuple[int, int]) -> None:
-        super().__init__()
-        self.block = block
-        w = block_weights(block, in_hw)
-        self.has_expand = w.has_expand
-        for name in ("w_expand", "b_expand", "w_dw", "b_dw", "w_proj", "b_proj"):
-            self.register_buffer(name, torch.from_numpy(getattr(w, name).copy()))
-
-    def forward(self, x: Tensor, g: Tensor) -> Tensor:
-        pad_before = block_pad_before(self.block, (int(x.shape[-2]), int(x.shape[-1])))
-        return SparseInvertedResidualFunction.apply(
-            x, g, self.w_expand, self.b_expand, self.w_dw, self.b_dw, self.w_proj, self.b_proj,
-            self.block.stride, self.has_expand, self.block.use_residual, pad_before,
-        )  # fmt: skip
 
 
 def _tf_same_block(t: float, seed: int) -> InvertedResidual:
@@ -162,7 +144,7 @@ def _export_node(block: InvertedResidual, x: Tensor, g: Tensor) -> onnx.ModelPro
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter warns that it is legacy
         torch.onnx.export(
-            _NodeBlock(block, (x.shape[-2], x.shape[-1])).eval(),
+            PluginNodeBlock(block, (x.shape[-2], x.shape[-1])).eval(),
             (x, g),
             buffer,
             dynamo=False,
