@@ -80,6 +80,16 @@ def _grid(h: int, w: int, like: Tensor) -> tuple[Tensor, Tensor]:
     return ys, xs
 
 
+def centre_weight(h: int, w: int, like: Tensor) -> Tensor:
+    """(h, w) map 1 / (distance to the frame centre + 1.8), the person-centre prior.
+
+    The frame centre is cell (h/2, w/2), not the geometric (size - 1)/2: that is what the
+    graph's constant weighting map holds; the importer checks the graph's map against this one
+    (``pretrained.movenet.check_decoding_constants``)."""
+    ys, xs = _grid(h, w, like)
+    return 1.0 / (torch.sqrt((ys - h / 2.0) ** 2 + (xs - w / 2.0) ** 2) + DISTANCE_OFFSET)
+
+
 def decode(out: MoveNetOutput) -> Tensor:
     """MoveNet's single-pose decoding -> (B, 17, 3) = (y, x, score), y and x in [0, 1].
 
@@ -93,10 +103,7 @@ def decode(out: MoveNetOutput) -> Tensor:
     center = torch.sigmoid(out.center)[:, 0]
     b, k, h, w = heat.shape
     ys, xs = _grid(h, w, heat)
-    # The frame centre is cell (h/2, w/2), not the geometric (size - 1)/2: that is what the
-    # graph's constant weighting map holds (the importer checks it, check_decoding_constants).
-    d_centre = torch.sqrt((ys - h / 2.0) ** 2 + (xs - w / 2.0) ** 2)
-    idx = (center / (d_centre + DISTANCE_OFFSET)).flatten(1).argmax(dim=1)  # (B,)
+    idx = (center * centre_weight(h, w, heat)).flatten(1).argmax(dim=1)  # (B,)
     cy, cx = idx // w, idx % w
     batch = torch.arange(b, device=heat.device)
     reg = out.regress[batch, :, cy, cx].view(b, k, 2)  # (B, K, 2) y, x in cells

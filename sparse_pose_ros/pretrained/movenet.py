@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..model.movenet_head import DISTANCE_OFFSET
+from ..model.movenet_head import DISTANCE_OFFSET, centre_weight
 from ..model.network import NetworkConfig, PoseNetwork, movenet_config
 from .tfjs import TfjsGraph
 
@@ -67,6 +67,11 @@ def _depthwise(w: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(w.transpose(2, 3, 0, 1))).float()
 
 
+def _vector(w: np.ndarray) -> Tensor:
+    """Biases and folded-BN offsets: no layout change."""
+    return torch.from_numpy(w).float()
+
+
 def _target(name: str, net: PoseNetwork) -> tuple[str, Callable[[np.ndarray], Tensor]] | None:
     """Our tensor name (and the layout converter) for one graph weight name, or None."""
     n_blocks = len(net.backbone.blocks)
@@ -89,7 +94,7 @@ def _target(name: str, net: PoseNetwork) -> tuple[str, Callable[[np.ndarray], Te
                 return None
             mod = f"backbone.blocks.{k}.{bm.group(2)}"
         if what == "bn_offset":
-            return f"{mod}.1.bias", lambda w: torch.from_numpy(w).float()
+            return f"{mod}.1.bias", _vector
         conv = _depthwise if kind == "depthwise" else _conv
         return f"{mod}.0.weight", conv
     if name.startswith(FEATURES):
@@ -99,7 +104,7 @@ def _target(name: str, net: PoseNetwork) -> tuple[str, Callable[[np.ndarray], Te
             i = int(m.group(1) or 0)
             mod = "neck.top" if i == 0 else f"neck.laterals.{i - 1}"
             return (f"{mod}.weight", _conv) if m.group(2) == "Conv2D" else (
-                f"{mod}.bias", lambda w: torch.from_numpy(w).float())
+                f"{mod}.bias", _vector)
         m = re.fullmatch(r"separable_conv2d(?:_(\d+))?/separable_conv2d"
                          r"(/ReadVariableOp|_weights|_bn_offset)", rest)
         if m is not None:
@@ -107,7 +112,7 @@ def _target(name: str, net: PoseNetwork) -> tuple[str, Callable[[np.ndarray], Te
             return {
                 "/ReadVariableOp": (f"{mod}.depthwise.weight", _depthwise),
                 "_weights": (f"{mod}.pointwise.weight", _conv),
-                "_bn_offset": (f"{mod}.pointwise.bias", lambda w: torch.from_numpy(w).float()),
+                "_bn_offset": (f"{mod}.pointwise.bias", _vector),
             }[m.group(2)]
         return None
     m = re.fullmatch(r"StatefulPartitionedCall/(kpt_heatmap|center|kpt_regress|kpt_offset)_0/"
@@ -118,16 +123,15 @@ def _target(name: str, net: PoseNetwork) -> tuple[str, Callable[[np.ndarray], Te
         return None
     mod = f"movenet.branches.{HEAD_NAMES[m.group(1)]}"
     part = m.group(2)
-    bias = lambda w: torch.from_numpy(w).float()  # noqa: E731
     if part.startswith("separable"):
         if part.endswith("BiasAdd/ReadVariableOp"):
-            return f"{mod}.sep.pointwise.bias", bias
+            return f"{mod}.sep.pointwise.bias", _vector
         if part.endswith("_1"):
             return f"{mod}.sep.pointwise.weight", _conv
         return f"{mod}.sep.depthwise.weight", _depthwise
     if "/Conv2D/" in part:
         return f"{mod}.out.weight", _conv
-    return f"{mod}.out.bias", bias
+    return f"{mod}.out.bias", _vector
 
 
 def conv_weight_names(graph: TfjsGraph) -> set[str]:
@@ -163,12 +167,11 @@ def check_decoding_constants(graph: TfjsGraph, grid: int) -> None:
     """The graph's decoding constants equal what ``model.movenet_head.decode`` computes."""
     w = graph.weights
     ys, xs = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
-    c = grid / 2.0
+    centre = centre_weight(grid, grid, torch.zeros((), dtype=torch.float64)).numpy()
     expected = {
         "StatefulPartitionedCall/strided_slice_3": ys[..., None],
         "StatefulPartitionedCall/strided_slice_4": xs[..., None],
-        "ConstantFolding/StatefulPartitionedCall/truediv_2_recip":
-            1.0 / (np.sqrt((ys - c) ** 2 + (xs - c) ** 2) + DISTANCE_OFFSET)[..., None],
+        "ConstantFolding/StatefulPartitionedCall/truediv_2_recip": centre[..., None],
         "StatefulPartitionedCall/Reshape_13": np.full((1, 1, 1, 2), 1.0 / grid),
         "StatefulPartitionedCall/add_5/y": np.array(DISTANCE_OFFSET),
     }
