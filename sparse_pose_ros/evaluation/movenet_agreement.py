@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..framing import person_square
 from ..model.checkpoint import load_checkpoint
 from ..model.movenet_head import COCO_KEYPOINTS, decode
 from ..model.network import PoseNetwork
@@ -73,17 +74,17 @@ def opencv_doc_stills(root: Path = OPENCV_DOC_DATA) -> list[RealFrame]:
 
 def square_crop(image: np.ndarray, landmarks: np.ndarray, side_factor: float, size: int
                 ) -> tuple[np.ndarray, tuple[int, int], int] | None:
-    """Square of ``side_factor`` × the visible landmarks' box, zero-padded, resized to size²."""
+    """Square of ``side_factor`` × the visible landmarks' box (``framing.person_square``, the
+    project's one framing rule), zero-padded, resized to size² with an area filter."""
     import cv2
 
     h, w = image.shape[:2]
     vis = landmarks[:, 3] > VISIBLE
     if vis.sum() < 4:
         return None
-    pts = landmarks[vis, :2] * np.array([w, h])
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    side = int(round(max(float((hi - lo).max()) * side_factor, 32.0)))
-    x0, y0 = (np.round((lo + hi) / 2.0 - side / 2.0)).astype(int)
+    centre, side_f = person_square(landmarks[vis, :2] * np.array([w, h]), side_factor, 32.0)
+    side = int(round(side_f))
+    x0, y0 = (np.round(centre - side / 2.0)).astype(int)
     canvas = np.zeros((side, side, 3), np.uint8)
     sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
     if sx1 <= sx0 or sy1 <= sy0:
