@@ -4,10 +4,13 @@ Runs a bounded clip, then writes ``out/demo/summary.json`` and three PNGs (input
 skeleton projected through the CameraInfo, the execution-mask overlay, a 3D view) and prints where
 they are. No rclpy here: the nodes are separate processes, exactly as a user would run them.
 
-Default clip: ``synthetic`` (rendered mannequin, exact intrinsics) when the renderer works on this
-machine, else ``bundled`` (OpenCV's vtest.avi pedestrians when Debian's opencv-doc is installed,
-else photos shipped with scikit-image/matplotlib). The model is models/pose_sparse.safetensors,
-else the newest checkpoint in models/; the summary says whether it carries a training record.
+Default clip: real people — OpenCV's ``vtest.avi`` (several pedestrians walking through a
+street scene, 768×576, 10 fps; Debian ``opencv-doc``, which ``./run`` installs). Where it is
+missing or does not decode, the demo says why and falls back to the photos of people shipped with
+scikit-image/matplotlib (``bundled``), then to ``synthetic`` (rendered mannequins with exact
+intrinsics; always available with ``--source synthetic``). The model is
+models/pose_sparse.safetensors, else the newest checkpoint in models/; the summary says whether it
+carries a training record.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 
 from . import skeleton
 from .model.checkpoint import CheckpointError, read_metadata
+from .pipeline import sources as frame_sources
 from .pipeline.draw import draw_skeleton, mask_overlay
 from .pipeline.lift import Intrinsics
 from .pipeline.sources import SourceError, is_video, open_source
@@ -45,13 +49,26 @@ def default_model() -> Path | None:
 
 
 def default_source() -> str:
-    """'synthetic' if one frame renders here, else 'bundled'."""
-    try:
-        next(open_source("synthetic", 160)())
-        return "synthetic"
-    except (SourceError, StopIteration, ImportError, OSError, RuntimeError) as exc:
-        LOG.info("synthetic source unavailable (%s); using bundled media", exc)
+    """A real clip with several people: vtest.avi (its path) when one frame decodes; else
+    'bundled' (the photos) when there are photos; else 'synthetic'. Each fallback is logged
+    with its reason."""
+    vtest = frame_sources.VTEST_AVI
+    if vtest.is_file():
+        try:
+            next(open_source(str(vtest), 160)())
+            return str(vtest)
+        except (SourceError, StopIteration, OSError) as exc:
+            # 'bundled' would play the same broken file: the photos are out of reach too
+            LOG.warning("%s does not decode (%s); playing rendered mannequins (synthetic) "
+                        "instead of real people", vtest, exc or "no frame")
+            return "synthetic"
+    reason = f"{vtest} missing (Debian package opencv-doc; ./run installs it)"
+    if frame_sources.bundled_photos():
+        LOG.warning("%s; playing the bundled photos of people instead", reason)
         return "bundled"
+    LOG.warning("%s and no bundled photos (scikit-image / matplotlib); playing rendered "
+                "mannequins (synthetic)", reason)
+    return "synthetic"
 
 
 def ros_env() -> dict[str, str]:
@@ -258,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=15.0, help="clip length played")
     ap.add_argument("--rate", type=float, default=10.0, help="camera rate (Hz)")
     ap.add_argument("--width", type=int, default=320, help="frame width (0 = native)")
-    ap.add_argument("--source", default="auto", help="auto | synthetic | bundled | video | folder")
+    ap.add_argument("--source", default="auto",
+                    help="auto (vtest.avi, else bundled photos, else synthetic) | synthetic | "
+                         "bundled | a video file | an image folder")
     ap.add_argument("--model", type=Path, default=None, help="checkpoint (default: models/)")
     ap.add_argument("--backend", default="auto",
                     help="auto | sparse-cpu | torch | onnxruntime | tensorrt")

@@ -62,3 +62,36 @@ def test_failure_reason_quotes_the_error_lines(tmp_path):
     log.write_text("line one\nline two\n")
     assert demo.failure_reason(log) == "line one | line two"
     assert "no log" in demo.failure_reason(tmp_path / "missing.log")
+
+
+def test_default_source_is_the_real_clip_then_photos_then_synthetic(tmp_path, monkeypatch, caplog):
+    """vtest.avi (several people) when it decodes; else the photos, with the reason logged;
+    else the renders."""
+    import cv2
+
+    from sparse_pose_ros.pipeline import sources
+
+    clip = tmp_path / "vtest.avi"
+    vw = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for _ in range(2):
+        vw.write(np.full((48, 64, 3), 120, np.uint8))
+    vw.release()
+    monkeypatch.setattr(sources, "VTEST_AVI", clip)
+    assert demo.default_source() == str(clip)
+    assert sources.is_video(demo.default_source())  # so the node tracks the person
+
+    caplog.set_level("WARNING", logger="sparse_pose_ros.demo")
+    monkeypatch.setattr(sources, "VTEST_AVI", tmp_path / "missing.avi")
+    photo = ("photo", np.zeros((8, 8, 3), np.uint8))
+    monkeypatch.setattr(sources, "bundled_photos", lambda: [photo])
+    assert demo.default_source() == "bundled"
+    assert "missing.avi missing (Debian package opencv-doc" in caplog.text
+
+    monkeypatch.setattr(sources, "bundled_photos", lambda: [])
+    assert demo.default_source() == "synthetic"
+
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"not a video")
+    monkeypatch.setattr(sources, "VTEST_AVI", broken)
+    assert demo.default_source() == "synthetic"  # 'bundled' would play the same broken file
+    assert "broken.avi does not decode" in caplog.text
