@@ -8,6 +8,7 @@ once and training/evaluation read this cache. Layout of ``data_cache/labels/<sou
     blazepose_masks.npz    person masks, one uint8 array per frame id with a person (0-255,
                            downscaled by teachers.blazepose.mask_downscale)
     triangulated.npz       multiview sources only: 3D labels from the views (see below)
+    movenet.npz            MoveNet (imported network) arrays, row i = manifest["frames"][i]
 
 ``manifest.json``::
 
@@ -17,10 +18,12 @@ once and training/evaluation read this cache. Layout of ``data_cache/labels/<sou
                   height, fps, view (multiview)
     step          every step-th frame was labelled
     frames        [{id, member, view, index, width, height, detected: {teacher: bool}}]
-    teachers      {name: {file, versions, settings, seconds, frames, detected}}; "blazepose"
-                  now. Another teacher (e.g. MoveNet's heatmaps from the imported network) adds
-                  its own key here with its own npz whose rows follow ``frames`` the same way,
-                  and sets frames[i].detected[name]; readers take the teachers they know.
+    teachers      {name: {file, versions, settings, seconds, frames, detected}}: "blazepose"
+                  (written with the set) and "movenet" (added later by :func:`add_teacher`,
+                  ``data.movenet_teacher``). A teacher has its own npz whose rows follow
+                  ``frames`` and sets frames[i].detected[name]; readers take the teachers they
+                  know. Relabelling BlazePose (:func:`write_label_set`) deletes the other
+                  teachers' files: their rows followed the old frames and crops.
     triangulation multiview: file, settings, summary (residuals, views used, frames kept)
     created, command
 
@@ -29,6 +32,15 @@ normalised to the image, z, visibility; ``world_landmarks`` (N, 33, 3) metres, h
 ``h36m_px`` (N, 17, 2) pixels; ``h36m_visibility`` (N, 17); ``h36m_world_m`` (N, 17, 3) metres
 (joint order :data:`sparse_pose_ros.skeleton.JOINT_NAMES`, mapping
 :mod:`sparse_pose_ros.teachers.blazepose_map`); ``detected`` (N,) bool; ``frame_ids`` (N,).
+
+``movenet.npz`` (N = len(frames), ``data.movenet_teacher``; every frame has a row, MoveNet
+always answers): ``keypoints_px`` (N, 17, 2) x, y image pixels, COCO order
+(``model.movenet_head.COCO_KEYPOINTS``); ``scores`` (N, 17); ``crop`` (N, 3) x0, y0, side of the
+square the network saw, image pixels (x0, y0 may be negative: zero padding);
+``crop_from_blazepose`` (N,) bool (False = the letterboxed whole frame); ``heatmaps``
+(N, 17, h, w) uint8 = round(255 · sigmoid(logits)) on that crop (64 × 64 for Thunder);
+``h36m_px`` (N, 17, 2), ``h36m_score`` (N, 17) (:mod:`sparse_pose_ros.teachers.movenet_map`);
+``detected`` (N,) bool (mean score ≥ the threshold in the manifest's settings); ``frame_ids``.
 
 ``triangulated.npz`` (T synchronised frame indices, V views): ``frame_index`` (T,), ``valid``
 (T,), ``joints_world_m`` (T, 17, 3) Qualisys world (z up), ``joints_cam_m`` (T, V, 17, 3) each
@@ -54,6 +66,9 @@ MANIFEST = "manifest.json"
 BLAZEPOSE_FILE = "blazepose.npz"
 BLAZEPOSE_MASKS = "blazepose_masks.npz"
 TRIANGULATED_FILE = "triangulated.npz"
+MOVENET_FILE = "movenet.npz"
+#: Teacher files added after the set was written (deleted when BlazePose relabels the set).
+LATER_TEACHER_FILES: tuple[str, ...] = (MOVENET_FILE,)
 
 #: Arrays of ``blazepose.npz`` and their per-frame shapes.
 BLAZEPOSE_ARRAYS: dict[str, tuple[int, ...]] = {
@@ -62,6 +77,15 @@ BLAZEPOSE_ARRAYS: dict[str, tuple[int, ...]] = {
     "h36m_px": (17, 2),
     "h36m_visibility": (17,),
     "h36m_world_m": (17, 3),
+}
+
+#: Arrays of ``movenet.npz`` and their per-frame shapes (``heatmaps`` (17, h, w) apart).
+MOVENET_ARRAYS: dict[str, tuple[int, ...]] = {
+    "keypoints_px": (17, 2),
+    "scores": (17,),
+    "crop": (3,),
+    "h36m_px": (17, 2),
+    "h36m_score": (17,),
 }
 
 
@@ -97,6 +121,24 @@ def check_blazepose_arrays(arrays: dict[str, np.ndarray], n: int) -> None:
         raise ValueError("blazepose array detected: expected one bool per frame")
 
 
+def check_movenet_arrays(arrays: dict[str, np.ndarray], frame_ids: list[str]) -> None:
+    """Raise ValueError unless ``arrays`` is a complete ``movenet.npz`` for these frames."""
+    n = len(frame_ids)
+    for key, shape in MOVENET_ARRAYS.items():
+        if key not in arrays or arrays[key].shape != (n, *shape):
+            got = None if key not in arrays else arrays[key].shape
+            raise ValueError(f"movenet array {key}: expected {(n, *shape)}, got {got}")
+    hm = arrays.get("heatmaps")
+    if hm is None or hm.ndim != 4 or hm.shape[:2] != (n, 17) or hm.dtype != np.uint8:
+        got = None if hm is None else (hm.shape, hm.dtype)
+        raise ValueError(f"movenet array heatmaps: expected ({n}, 17, h, w) uint8, got {got}")
+    for key in ("detected", "crop_from_blazepose"):
+        if arrays.get(key) is None or arrays[key].shape != (n,):
+            raise ValueError(f"movenet array {key}: expected one bool per frame")
+    if "frame_ids" not in arrays or list(arrays["frame_ids"]) != list(frame_ids):
+        raise ValueError("movenet frame_ids differ from the manifest's frames")
+
+
 def write_label_set(
     folder: Path,
     manifest: dict[str, Any],
@@ -112,6 +154,8 @@ def write_label_set(
         raise ValueError("blazepose frame_ids differ from the manifest's frames")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MANIFEST).unlink(missing_ok=True)
+    for name in LATER_TEACHER_FILES:  # their rows followed the old frames
+        (folder / name).unlink(missing_ok=True)
     _atomic_savez(folder / BLAZEPOSE_FILE, blazepose)
     if masks is not None:
         unknown = sorted(set(masks) - set(ids))
@@ -123,12 +167,47 @@ def write_label_set(
     write_json(folder / MANIFEST, {"format": LABEL_FORMAT, **manifest})
 
 
+def add_teacher(folder: Path, name: str, arrays: dict[str, np.ndarray], record: dict[str, Any],
+                summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Add (or replace) teacher ``name`` in a complete set: its npz (``record["file"]``, rows
+    following the manifest's frames, a ``detected`` bool per row) first, then the manifest with
+    ``teachers[name] = record``, ``frames[i].detected[name]`` and ``summary[name] = summary``,
+    both written atomically. A crash in between leaves a manifest without the teacher: a rerun
+    labels it again.
+
+    Returns the new manifest. Raises FileNotFoundError without a complete set, ValueError when
+    the arrays' ``frame_ids`` differ from the manifest's frames.
+    """
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: label the source with BlazePose first")
+    manifest = json.loads(path.read_text())
+    frames = manifest["frames"]
+    if list(arrays.get("frame_ids", [])) != [f["id"] for f in frames]:
+        raise ValueError(f"{name} frame_ids differ from the manifest's frames in {folder}")
+    if arrays["detected"].shape != (len(frames),):
+        raise ValueError(f"{name}: expected one detected flag per frame")
+    if name == "movenet":
+        check_movenet_arrays(arrays, [f["id"] for f in frames])
+    if manifest.get("teachers", {}).pop(name, None) is not None:
+        write_json(path, manifest)  # no record claims a file while it is being replaced
+    _atomic_savez(folder / record["file"], arrays)
+    for f, det in zip(frames, arrays["detected"], strict=True):
+        f.setdefault("detected", {})[name] = bool(det)
+    manifest.setdefault("teachers", {})[name] = record
+    if summary is not None:
+        manifest.setdefault("summary", {})[name] = summary
+    write_json(path, manifest)
+    return manifest
+
+
 @dataclass
 class LabelSet:
     """One source's cached labels, read back.
 
     ``blazepose`` holds the arrays of ``blazepose.npz``; masks are read lazily per frame id
-    (:meth:`mask`) because a source's masks can be hundreds of MB unpacked.
+    (:meth:`mask`) because a source's masks can be hundreds of MB unpacked, and so is
+    :attr:`movenet` (a 400-frame source's heatmaps are 28 MB).
     """
 
     folder: Path
@@ -136,6 +215,7 @@ class LabelSet:
     blazepose: dict[str, np.ndarray]
     triangulated: dict[str, np.ndarray] | None = None
     _masks: Any = field(default=None, repr=False)
+    _movenet: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def frame_ids(self) -> list[str]:
@@ -153,6 +233,33 @@ class LabelSet:
         if self._masks is None:
             self._masks = np.load(path)
         return self._masks[frame_id] if frame_id in self._masks.files else None
+
+    @property
+    def teachers(self) -> list[str]:
+        """Teachers recorded in the manifest ("blazepose", and "movenet" once added)."""
+        return list(self.manifest.get("teachers", {}))
+
+    @property
+    def movenet(self) -> dict[str, np.ndarray] | None:
+        """The arrays of ``movenet.npz`` (read on first use), None when the manifest has no
+        MoveNet teacher. Heatmaps are uint8: probability = heatmaps / 255.
+
+        Raises:
+            ValueError: the manifest records MoveNet but the file is missing or does not match
+                its frames (a damaged cache: run ./run label --teachers movenet --force).
+        """
+        if "movenet" not in self.manifest.get("teachers", {}):
+            return None
+        if self._movenet is None:
+            path = self.folder / self.manifest["teachers"]["movenet"].get("file", MOVENET_FILE)
+            if not path.is_file():
+                raise ValueError(f"{path} missing although the manifest records MoveNet: run "
+                                 "./run label --teachers movenet --force")
+            with np.load(path) as z:
+                arrays = {k: z[k] for k in z.files}
+            check_movenet_arrays(arrays, self.frame_ids)
+            self._movenet = arrays
+        return self._movenet
 
 
 def iter_images(ls: LabelSet) -> Iterator[tuple[int, np.ndarray]]:

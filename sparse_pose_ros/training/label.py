@@ -4,16 +4,22 @@ For every source of :mod:`.real_sources` (or those named with ``--sources``): ob
 (wheels via ``pip download``, Debian files, packaged photos, clips given with ``--clips``), run
 BlazePose Full on every ``step``-th frame (:mod:`.blazepose_teacher`), and for Pose2Sim's
 calibrated trials triangulate the teacher's 2D across the four views (:mod:`.triangulate`).
-Writes ``<out>/<source>/`` in the format of :mod:`.label_cache` and a corpus summary (frames,
-detection rate, triangulation residuals, time) to ``--summary``, covering every source in the
-cache (those not labelled by this run are marked ``cached``).
+Then MoveNet (the imported Thunder checkpoint, :mod:`.movenet_teacher`) on every labelled frame,
+cropped around BlazePose's person: keypoints, scores and heatmaps. Writes ``<out>/<source>/`` in
+the format of :mod:`.label_cache` and a corpus summary (frames, detection rate, triangulation
+residuals, time) to ``--summary``, covering every source in the cache (those not labelled by
+this run are marked ``cached``).
 
 A missing source is reported (what is missing, how to get it) and the others are labelled. A
-source already in the cache with the same settings is skipped unless ``--force``.
+teacher whose labels are already in the cache with the same settings (MoveNet: and the same
+checkpoint) is skipped unless ``--force``, so a rerun after an interruption does only what is
+missing. ``--teachers movenet`` adds MoveNet to an existing cache without running BlazePose;
+without the MoveNet checkpoint the default run labels BlazePose only and says so.
 
 Usage::
 
-    ./run label                                  # whole default corpus
+    ./run label                                  # whole default corpus, both teachers
+    ./run label --teachers movenet --threads 1   # add MoveNet to the cached sets
     ./run label --sources opencv_vtest --step 5  # one source, every 5th frame
     ./run label --clips ~/src/sam2 --clips ~/src/mmhuman3d
     ./run label --list                           # sources, licences, splits, cache state
@@ -22,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
@@ -35,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from ..data import label_cache as lc
+from ..data import movenet_teacher as mt
 from ..data.blazepose_teacher import (
     DEFAULT_MASK_DOWNSCALE,
     TeacherRun,
@@ -57,6 +65,7 @@ from ..data.triangulate import (
     parse_qca,
     triangulate_frame,
 )
+from ..model.checkpoint import CheckpointError
 from ..skeleton import JOINT_NAMES
 from ..teachers.peer import PeerError
 from ..teachers.real_frames import load_still, video_frame_id
@@ -68,6 +77,7 @@ DEFAULT_SUMMARY = REPO_ROOT / "benchmarks" / "results" / "label_corpus.json"
 #: two-person trial a view may have found the other person; 3 of 4 agreeing views make the
 #: person unambiguous, 2 could be the wrong pair.
 MIN_CONSISTENT_VIEWS: dict[str, int] = {"pose2sim_multiperson": 3}
+TEACHERS = ("blazepose", "movenet")
 
 
 def video_info(path: Path) -> dict[str, Any]:
@@ -381,6 +391,22 @@ def _cached_summary(folder: Path, step: int, max_frames: int | None, mode: str, 
     return dict(m["summary"], cached=True)
 
 
+def label_movenet(teacher: mt.MoveNetTeacher, folder: Path, force: bool,
+                  batch: int = mt.DEFAULT_BATCH) -> dict[str, Any]:
+    """Add MoveNet's labels to the set in ``folder`` unless it holds them already (``force``:
+    again); returns the set's summary with the MoveNet entry (``cached`` when skipped).
+
+    Raises FileNotFoundError when the folder holds no complete set (BlazePose first) or a
+    source file is gone, ValueError when one changed."""
+    ls = lc.load_label_set(folder)
+    if not force and teacher.is_current(ls):
+        summary = dict(ls.manifest.get("summary", {}))
+        summary["movenet"] = dict(summary.get("movenet", {}), cached=True)
+        return summary
+    arrays, record, mn_summary = teacher.label(ls, batch)
+    return dict(lc.add_teacher(folder, "movenet", arrays, record, mn_summary)["summary"])
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor()
     try:
@@ -410,7 +436,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="BlazePose mode for videos (default: per source, see real_sources)")
     ap.add_argument("--mask-downscale", type=int, default=DEFAULT_MASK_DOWNSCALE)
     ap.add_argument("--no-download", action="store_true", help="never run pip download")
-    ap.add_argument("--force", action="store_true", help="relabel sources already cached")
+    ap.add_argument("--teachers", help=f"comma-separated, of {','.join(TEACHERS)} (default: "
+                    "both; MoveNet skipped with a warning when its checkpoint is missing)")
+    ap.add_argument("--movenet-checkpoint", type=Path, default=mt.DEFAULT_CHECKPOINT,
+                    help="the imported MoveNet (./run import-weights --from movenet-thunder)")
+    ap.add_argument("--threads", type=int, help="torch threads for MoveNet (default: torch's)")
+    ap.add_argument("--force", action="store_true",
+                    help="relabel what is cached (with --teachers movenet: MoveNet only)")
     ap.add_argument("--list", action="store_true", help="list sources and their state, then exit")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -419,13 +451,34 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         LOG.error("%s", exc)
         return 2
+    teachers = tuple(t for t in (args.teachers or ",".join(TEACHERS)).split(",") if t)
+    if not teachers or set(teachers) - set(TEACHERS):
+        LOG.error("--teachers: expected some of %s, got %r", ",".join(TEACHERS), args.teachers)
+        return 2
     clips = [*args.clips, args.source_cache / "clips"]
     if args.list:
         for s in sources:
-            state = "labelled" if (args.out / s.id / lc.MANIFEST).is_file() else "not labelled"
+            path = args.out / s.id / lc.MANIFEST
+            state = ("labelled: " + "+".join(json.loads(path.read_text()).get("teachers", {}))
+                     if path.is_file() else "not labelled")
             print(f"{s.id:24s} {s.kind:9s} {s.licence:20s} "
-                  f"{'heldout' if s.id in HELDOUT else 'train':8s} {state:13s} {s.origin}")
+                  f"{'heldout' if s.id in HELDOUT else 'train':8s} {state:27s} {s.origin}")
         return 0
+    movenet: mt.MoveNetTeacher | None = None
+    movenet_note = None
+    if "movenet" in teachers:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        try:
+            movenet = mt.MoveNetTeacher.load(args.movenet_checkpoint)
+        except (FileNotFoundError, CheckpointError, ValueError) as exc:
+            if args.teachers:  # asked for by name: an error
+                LOG.error("%s", exc)
+                return 2
+            movenet_note = f"skipped: {exc}"
+            LOG.warning("MoveNet teacher %s", movenet_note)
     command = "python -m sparse_pose_ros.training.label " + " ".join(sys.argv[1:] if argv is None
                                                                  else argv)
     t0 = time.perf_counter()
@@ -434,31 +487,54 @@ def main(argv: list[str] | None = None) -> int:
     failed: dict[str, str] = {}
     for s in sources:
         step = args.step or s.default_step
-        if not args.force:
+        if "blazepose" in teachers and not args.force:
             mode = "static" if s.kind == "stills" else (args.teacher_mode or s.teacher_mode)
             cached = _cached_summary(args.out / s.id, step, args.max_frames, mode, args.first)
             if cached is not None:
                 LOG.info("%s: already labelled (step %d), skipped; --force relabels", s.id, step)
                 results[s.id] = cached
+        if "blazepose" in teachers and s.id not in results:
+            try:
+                resolved = resolve(s, args.source_cache, clips,
+                                   allow_download=not args.no_download)
+            except SourceMissing as exc:
+                LOG.warning("source missing: %s", exc)
+                missing[s.id] = str(exc)
                 continue
-        try:
-            resolved = resolve(s, args.source_cache, clips, allow_download=not args.no_download)
-        except SourceMissing as exc:
-            LOG.warning("source missing: %s", exc)
-            missing[s.id] = str(exc)
+            try:
+                results[s.id] = label_source(resolved, args.out, step, args.max_frames,
+                                             args.mask_downscale, command, args.teacher_mode,
+                                             args.first)
+            except (PeerError, ValueError) as exc:
+                LOG.error("%s: %s", s.id, exc)
+                failed[s.id] = str(exc)
+                continue
+            r = results[s.id]
+            LOG.info("%s: %d frames, BlazePose found a person in %d (%.0f %%), %.0f s", s.id,
+                     r["frames"], r["blazepose_detected"],
+                     100 * (r["blazepose_detection_rate"] or 0), r["seconds"])
+        if movenet is None:
+            continue
+        if not (args.out / s.id / lc.MANIFEST).is_file():
+            LOG.warning("%s: no BlazePose labels in %s to add MoveNet to; run ./run label "
+                        "--sources %s first", s.id, args.out / s.id, s.id)
+            missing[s.id] = f"not labelled by BlazePose yet (no {args.out / s.id / lc.MANIFEST})"
             continue
         try:
-            results[s.id] = label_source(resolved, args.out, step, args.max_frames,
-                                         args.mask_downscale, command, args.teacher_mode,
-                                         args.first)
-        except (PeerError, ValueError) as exc:
-            LOG.error("%s: %s", s.id, exc)
-            failed[s.id] = str(exc)
+            summary_mn = label_movenet(movenet, args.out / s.id, args.force)
+        except (OSError, ValueError) as exc:  # e.g. a source file moved or changed
+            LOG.error("%s: MoveNet: %s", s.id, exc)
+            failed[s.id] = f"MoveNet: {exc}"
             continue
-        r = results[s.id]
-        LOG.info("%s: %d frames, BlazePose found a person in %d (%.0f %%), %.0f s", s.id,
-                 r["frames"], r["blazepose_detected"], 100 * (r["blazepose_detection_rate"] or 0),
-                 r["seconds"])
+        results[s.id] = {**results.get(s.id, dict(summary_mn, cached=True)),
+                         "movenet": summary_mn["movenet"]}
+        m = summary_mn["movenet"]
+        if m.get("cached"):
+            LOG.info("%s: MoveNet labels already cached (same checkpoint and settings)", s.id)
+        else:
+            LOG.info("%s: MoveNet on %d frames (%d crops from BlazePose's person), found a "
+                     "person in %d, %.0f s", s.id, m["frames"], m["crops_from_blazepose"],
+                     m["detected"], m["seconds"])
     for s in select_sources(None):  # the corpus summary covers every source in the cache
         if s.id not in results and s.id not in missing and s.id not in failed:
             try:
@@ -472,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "label_root": str(args.out),
         "heldout": list(HELDOUT),
+        "teachers": list(teachers),
         "wall_seconds_this_run": round(time.perf_counter() - t0, 1),
         "seconds_all_sources": round(sum(r["seconds"] for r in results.values()), 1),
         "frames_all_sources": sum(r["frames"] for r in results.values()),
@@ -479,6 +556,20 @@ def main(argv: list[str] | None = None) -> int:
         "missing": missing,
         "failed": failed,
     }
+    if "movenet" in teachers:
+        done = [r["movenet"] for r in results.values() if "frames" in r.get("movenet", {})]
+        summary["movenet"] = {
+            "checkpoint": str(args.movenet_checkpoint),
+            "model_hash": movenet.model_hash if movenet else None,
+            "note": movenet_note,
+            "frames_all_sources": sum(m["frames"] for m in done),
+            "detected_all_sources": sum(m["detected"] for m in done),
+            "seconds_all_sources": round(sum(m["seconds"] for m in done), 1),
+            "seconds_this_run": round(sum(m["seconds"] for m in done if not m.get("cached")), 1),
+            "file_mb_all_sources": round(sum(
+                (args.out / sid / lc.MOVENET_FILE).stat().st_size for sid in results
+                if (args.out / sid / lc.MOVENET_FILE).is_file()) / 1e6, 1),
+        }
     lc.write_json(args.summary, summary)
     LOG.info("summary: %s", args.summary)
     return 1 if failed or not results else 0
