@@ -544,8 +544,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"), None)
+    if config and Path(config).is_file():
+        from .frozen_recipe import is_frozen_recipe
+        from .frozen_recipe import main as frozen_main
+
+        if is_frozen_recipe(config):  # heads + masks on MoveNet's frozen features
+            return frozen_main(argv)
     args = parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.argv = argv
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -1,0 +1,565 @@
+"""The real-people recipe: our heads and execution masks on MoveNet's frozen, imported features.
+
+    ./run train --config configs/movenet_thunder_real.yaml [--resume]
+
+Why frozen: on this 2-core CPU a full Thunder forward + backward costs ~0.7 s per image, so an
+end-to-end fine-tune would see a few thousand images in the 2.5 h budget and would drift away
+from what Google trained on far more data. Frozen, the backbone and FPN keep MoveNet's skill
+exactly, every image costs one forward, and what we train is small enough to fit in minutes:
+
+1. **samples** (``data.teacher_samples``): real frames cropped around the teacher's person with
+   random zoom-out, teacher-segmented people pasted onto background photos, synthetic renders.
+2. **features**: one forward of the frozen network per sample, keeping the FPN's stride-4 output
+   (what the heads read), MoveNet's own heatmaps (the distillation target) and, per gated
+   block, a balanced sample of person / background cells of the block's input (what its mask
+   unit reads).
+3. **masks**: each mask unit (a 1×1 conv = a logistic regression on its block's input) is fitted
+   to the teacher's person mask pooled to the block's grid and dilated by ``mask_margin`` cells,
+   then its bias is shifted so that ``mask_recall`` of the person cells execute.
+4. **head**: the separable pre-conv (initialised from MoveNet's heatmap branch) and the HEMlets
+   head (heatmap rows initialised from MoveNet's keypoint rows) trained on the cached features:
+   L = α·(L_HEM + L_2D) + L_3D + β·L_distill, with L_distill the KL from MoveNet's heatmaps to
+   ours on the joints both skeletons share, 2D labels weighted by teacher visibility and depth
+   labels by their trust (``teacher_samples.DEPTH_WEIGHT``).
+5. **sparse head**: the same head fine-tuned on the features the gated network computes with
+   the fitted masks (cells it skips are zero there), so the sparse model is trained on what it
+   sees.
+
+Each stage writes its result into the run folder and is skipped when it is already there, so an
+interrupted run continues with ``--resume``. Outputs: the dense and the sparse checkpoint
+(fp16 weights), ``recipe.json`` with the per-stage numbers and timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shlex
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import Tensor
+
+from .. import skeleton
+from ..data.backgrounds import BackgroundBank
+from ..data.copy_paste import cutouts_from_label_set
+from ..data.label_cache import load_corpus
+from ..data.shards import ShardDataset
+from ..data.teacher_samples import TeacherSample, paste_sample, real_crops, synthetic_sample
+from ..model.blocks import freeze_batchnorm
+from ..model.checkpoint import load_checkpoint, save_checkpoint
+from ..model.losses import heatmap_loss, hem_loss, location_depth_loss
+from ..model.movenet_head import COCO_KEYPOINTS
+from ..model.network import PoseNetwork
+from ..model.targets import build_targets
+from ..provenance import machine_info
+
+LOG = logging.getLogger("sparse_pose_ros.frozen_recipe")
+RECIPE = "frozen_backbone"
+
+#: Our joints that are MoveNet (COCO) keypoints as they are: the distillation pairs.
+SHARED_JOINTS: dict[str, str] = {
+    "right_hip": "right_hip", "right_knee": "right_knee", "right_ankle": "right_ankle",
+    "left_hip": "left_hip", "left_knee": "left_knee", "left_ankle": "left_ankle",
+    "neck_nose": "nose", "left_shoulder": "left_shoulder", "left_elbow": "left_elbow",
+    "left_wrist": "left_wrist", "right_shoulder": "right_shoulder",
+    "right_elbow": "right_elbow", "right_wrist": "right_wrist",
+}  # fmt: skip
+#: Our joints that are not COCO keypoints: initialised from the mean of these keypoint rows.
+DERIVED_JOINTS: dict[str, tuple[str, ...]] = {
+    "pelvis": ("left_hip", "right_hip"),
+    "spine": ("left_hip", "right_hip", "left_shoulder", "right_shoulder"),
+    "thorax": ("left_shoulder", "right_shoulder"),
+    "head_top": ("left_eye", "right_eye", "left_ear", "right_ear"),
+}
+_OURS = [skeleton.JOINT_NAMES.index(n) for n in SHARED_JOINTS]
+_COCO = [COCO_KEYPOINTS.index(n) for n in SHARED_JOINTS.values()]
+
+
+@dataclass
+class RecipeConfig:
+    """Everything the recipe reads (YAML keys of the same names; ``recipe: frozen_backbone``).
+
+    Attributes:
+        name, out_dir: the run folder is ``out_dir/name``.
+        init_from: the imported MoveNet checkpoint (``./run import-weights``).
+        labels: the teacher-label cache (``./run label``).
+        synthetic: rendered shards (``./run render``); "" for none.
+        crops_per_frame, pastes, synthetic_count: samples of each kind.
+        max_per_source: keep at most this many real crops per source (0 = all; smoke tests).
+        mask_margin: dilation of the person cells (grid cells) that the masks must cover.
+        mask_recall: share of those cells each mask executes on the training samples.
+        mask_cells: person and background cells sampled per image and block for the fit.
+        epochs, batch_size, lr, weight_decay: head training (AdamW, cosine decay).
+        sparse_epochs: fine-tuning of the head on the gated features (0 = share the head).
+        alpha_int, lambda_z, distill: loss weights (α, λ, β).
+        threads, seed: CPU threads; seed of every random draw.
+        dense_out, sparse_out: where the two checkpoints go.
+    """
+
+    name: str = "movenet_thunder_real"
+    out_dir: str = "runs"
+    init_from: str = "data_cache/pretrained/movenet-thunder.safetensors"
+    labels: str = "data_cache/labels"
+    synthetic: str = "data_cache/synth_v2"
+    crops_per_frame: int = 2
+    max_per_source: int = 0
+    pastes: int = 1200
+    synthetic_count: int = 2500
+    mask_margin: int = 1
+    mask_recall: float = 0.97
+    mask_cells: int = 24
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    sparse_epochs: int = 10
+    alpha_int: float = 0.1
+    lambda_z: float = 1.0
+    distill: float = 0.5
+    threads: int = 2
+    seed: int = 0
+    dense_out: str = "models/pose_thunder_dense.safetensors"
+    sparse_out: str = "models/pose_thunder_sparse.safetensors"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> RecipeConfig:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        if raw.pop("recipe", RECIPE) != RECIPE:
+            raise ValueError(f"{path}: not a '{RECIPE}' recipe")
+        for item in overrides or []:
+            key, _, value = item.partition("=")
+            raw[key.split(".")[-1]] = yaml.safe_load(value)
+        known = {f.name for f in cls.__dataclass_fields__.values()}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}")
+        return cls(**raw)
+
+
+def is_frozen_recipe(path: str | Path) -> bool:
+    """Whether a YAML config asks for this recipe (``train`` dispatches on it)."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    return isinstance(raw, dict) and raw.get("recipe") == RECIPE
+
+
+# -- network ------------------------------------------------------------------------------------
+def build_network(cfg: RecipeConfig) -> tuple[PoseNetwork, dict[str, Any]]:
+    """The imported network rebuilt with every block gated (mask units fresh, all on)."""
+    src, info = load_checkpoint(cfg.init_from, map_location="cpu")
+    if "source" not in info["meta"]:
+        raise ValueError(f"{cfg.init_from} is not an imported MoveNet checkpoint")
+    net = PoseNetwork(replace(src.cfg, gated=True, gate_strided=True))
+    missing = set(net.state_dict()) - set(src.state_dict())
+    if any(".mask_unit." not in k for k in missing):
+        raise ValueError(f"{cfg.init_from}: tensors missing beyond the mask units")
+    net.load_state_dict(src.state_dict(), strict=False)
+    set_masks_all_on(net)
+    net.eval()
+    freeze_batchnorm(net)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net, {"path": cfg.init_from, "model_hash": info["model_hash"],
+                 "source": info["meta"]["source"]}
+
+
+def set_masks_all_on(net: PoseNetwork) -> None:
+    """Mask units that execute everywhere: the network computes exactly its dense function."""
+    with torch.no_grad():
+        for b in net.gated_blocks():
+            b.mask_unit.conv.weight.zero_()
+            b.mask_unit.conv.bias.fill_(30.0)
+
+
+def init_head_from_movenet(net: PoseNetwork) -> None:
+    """Start our 2D head where MoveNet's keypoint head is: the same separable conv, and each
+    joint's heatmap row from its keypoint's row (or the mean of the rows it is derived from)."""
+    if net.head_pre is None or net.movenet is None:
+        raise ValueError("needs a MoveNet network with head_pre and movenet heads")
+    branch = net.movenet.branches["heatmap"]
+    with torch.no_grad():
+        net.head_pre.load_state_dict(branch.sep.state_dict())
+        w, b = branch.out.weight, branch.out.bias
+        for j, name in enumerate(skeleton.JOINT_NAMES):
+            rows = [COCO_KEYPOINTS.index(SHARED_JOINTS[name])] if name in SHARED_JOINTS else \
+                [COCO_KEYPOINTS.index(k) for k in DERIVED_JOINTS[name]]
+            net.head.heatmap.weight[j] = w[rows].mean(0)
+            net.head.heatmap.bias[j] = b[rows].mean(0)
+
+
+# -- samples ------------------------------------------------------------------------------------
+def build_samples(cfg: RecipeConfig, size: int) -> tuple[list[TeacherSample], dict[str, Any]]:
+    """The training samples (deterministic in ``cfg.seed``) and a description of them."""
+    rng = np.random.default_rng(cfg.seed)
+    corpus = load_corpus(Path(cfg.labels))
+    train_sets = {k: v for k, v in corpus.items() if v.split == "train"}
+    if not train_sets:
+        raise ValueError(f"no training label sets under {cfg.labels}: run ./run label")
+    samples: list[TeacherSample] = []
+    counts: dict[str, int] = {}
+    cutouts = []
+    for sid, ls in train_sets.items():
+        made = list(real_crops(ls, rng, size, cfg.crops_per_frame))
+        if cfg.max_per_source:
+            made = made[:cfg.max_per_source]
+        counts[f"real_crop:{sid}"] = len(made)
+        samples.extend(made)
+        cutouts.extend(cutouts_from_label_set(ls, every=2))
+    if cfg.pastes and cutouts:
+        bank = BackgroundBank("train", size)
+        for _ in range(cfg.pastes):
+            cut = cutouts[int(rng.integers(len(cutouts)))]
+            samples.append(paste_sample(rng, bank.sample(rng).astype(np.uint8), cut))
+        counts["paste"] = cfg.pastes
+    if cfg.synthetic and cfg.synthetic_count:
+        ds = ShardDataset(Path(cfg.synthetic) / "train")
+        picks = rng.choice(len(ds), size=min(cfg.synthetic_count, len(ds)), replace=False)
+        for i in picks:
+            samples.append(synthetic_sample(rng, ds.sample(int(i)), size, int(i)))
+        counts["synthetic"] = len(picks)
+    desc = {"samples": len(samples), "by_kind": counts, "cutouts": len(cutouts),
+            "sources": {k: v.manifest["source"]["licence"] for k, v in train_sets.items()}}
+    return samples, desc
+
+
+# -- features -----------------------------------------------------------------------------------
+def _to_input(images: np.ndarray, net: PoseNetwork) -> Tensor:
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(net.cfg.input_mean).view(1, 3, 1, 1)
+    std = torch.tensor(net.cfg.input_std).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def person_cells(person: Tensor, grid: tuple[int, int], margin: int) -> Tensor:
+    """(B, 1, h, w) 0/1: cells of a block's output grid holding person pixels, ± margin."""
+    cells = (F.adaptive_max_pool2d(person, grid) > 0.5).float()
+    if margin > 0:
+        cells = F.max_pool2d(cells, 2 * margin + 1, stride=1, padding=margin)
+    return cells
+
+
+def extract_features(net: PoseNetwork, samples: list[TeacherSample], cfg: RecipeConfig,
+                     with_cells: bool, batch: int = 16) -> dict[str, Any]:
+    """One frozen forward per sample: neck output (fp16), MoveNet heatmaps on the shared joints
+    (uint8 sigmoid), and per gated block a balanced sample of input cells with their labels."""
+    rng = np.random.default_rng(cfg.seed + 1)
+    blocks = net.gated_blocks()
+    captured: dict[int, Tensor] = {}
+    hooks = [b.register_forward_pre_hook(lambda m, a, i=i: captured.__setitem__(i, a[0]))
+             for i, b in enumerate(blocks)]
+    feats, distill = [], []
+    cells: list[dict[str, list[np.ndarray]]] = [{"x": [], "y": [], "pos": [], "neg": []}
+                                                for _ in blocks]
+    t0 = time.perf_counter()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(samples), batch):
+                chunk = samples[start:start + batch]
+                x = _to_input(np.stack([s.image for s in chunk]), net)
+                f, skips, _ = net.backbone(x)
+                y = net.neck(f, skips)
+                feats.append(y.half().contiguous().numpy())
+                heat = torch.sigmoid(net.movenet(y).heatmap[:, _COCO])
+                distill.append((heat * 255).round().to(torch.uint8).numpy())
+                if with_cells:
+                    person = torch.from_numpy(np.stack([s.person for s in chunk]))[:, None]
+                    _sample_cells(blocks, captured, person, cfg, rng, cells)
+                if start // batch % 20 == 0:
+                    LOG.info("features %d/%d (%.0f s)", start + len(chunk), len(samples),
+                             time.perf_counter() - t0)
+    finally:
+        for h in hooks:
+            h.remove()
+    out: dict[str, Any] = {"feats": np.concatenate(feats), "distill": np.concatenate(distill),
+                           "seconds": time.perf_counter() - t0}
+    if with_cells:
+        out["cells"] = [{k: np.concatenate(v) for k, v in c.items()} for c in cells]
+    return out
+
+
+def _sample_cells(blocks: list[Any], captured: dict[int, Tensor], person: Tensor,
+                  cfg: RecipeConfig, rng: np.random.Generator,
+                  cells: list[dict[str, list[np.ndarray]]]) -> None:
+    k = cfg.mask_cells
+    for i, block in enumerate(blocks):
+        s = block.mask_unit.conv.stride[0]
+        inp = captured[i][:, :, ::s, ::s]  # what the 1x1 (strided) mask conv reads
+        b, c, h, w = inp.shape
+        lab = person_cells(person, (h, w), cfg.mask_margin).flatten(1).numpy() > 0
+        flat = inp.float().flatten(2).numpy()  # (B, C, h*w)
+        for n in range(b):
+            pos, neg = np.flatnonzero(lab[n]), np.flatnonzero(~lab[n])
+            pick = []
+            if pos.size:
+                pick.append(rng.choice(pos, k))
+            if neg.size:
+                pick.append(rng.choice(neg, k if pos.size else 2 * k))
+            idx = np.concatenate(pick)
+            cells[i]["x"].append(flat[n][:, idx].T.astype(np.float16))
+            cells[i]["y"].append(lab[n][idx])
+            cells[i]["pos"].append(np.full(idx.size, pos.size, np.int32))
+            cells[i]["neg"].append(np.full(idx.size, neg.size, np.int32))
+
+
+# -- masks --------------------------------------------------------------------------------------
+def fit_mask_unit(x: np.ndarray, y: np.ndarray, pos: np.ndarray, neg: np.ndarray,
+                  recall: float, steps: int = 300) -> tuple[np.ndarray, float, dict[str, float]]:
+    """Logistic regression of the person cells on the block input (standardised, L-BFGS), then
+    the bias shifted so that ``recall`` of the person cells score ≥ 0. Returns the 1×1 conv's
+    weight (C,), bias, and the training recall and estimated density (share of all cells on:
+    person cells × recall + background cells × false-positive rate, from the balanced sample's
+    per-image counts)."""
+    xt = torch.from_numpy(x.astype(np.float32))
+    yt = torch.from_numpy(y.astype(np.float32))
+    mu, sd = xt.mean(0), xt.std(0).clamp_min(1e-3)
+    z = (xt - mu) / sd
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros((), requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(z @ w + b, yt) + 1e-4 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        score = (z @ w + b).numpy()
+    on_person = score[y]
+    shift = -float(np.quantile(on_person, 1.0 - recall)) if on_person.size else 0.0
+    with torch.no_grad():
+        weight = (w / sd).numpy()
+        bias = float(b - (w * mu / sd).sum()) + shift
+    fired = score + shift >= 0
+    tp = fired[y].mean() if y.any() else 1.0
+    fp = fired[~y].mean() if (~y).any() else 0.0
+    share_pos = float(np.mean(pos / np.maximum(pos + neg, 1)))
+    return weight, bias, {"recall": float(tp), "false_positive": float(fp),
+                          "density": share_pos * float(tp) + (1 - share_pos) * float(fp)}
+
+
+def fit_masks(net: PoseNetwork, cells: list[dict[str, np.ndarray]], recall: float
+              ) -> list[dict[str, float]]:
+    report = []
+    for i, (block, c) in enumerate(zip(net.gated_blocks(), cells, strict=True)):
+        weight, bias, stats = fit_mask_unit(c["x"], c["y"], c["pos"], c["neg"], recall)
+        with torch.no_grad():
+            block.mask_unit.conv.weight.copy_(torch.from_numpy(weight).view_as(
+                block.mask_unit.conv.weight))
+            block.mask_unit.conv.bias.fill_(bias)
+        report.append({"block": i, **{k: round(v, 4) for k, v in stats.items()}})
+        LOG.info("mask %d: recall %.3f, background on %.3f, est. density %.3f", i,
+                 stats["recall"], stats["false_positive"], stats["density"])
+    return report
+
+
+# -- head ---------------------------------------------------------------------------------------
+@dataclass
+class Labels:
+    """Per-sample label tensors, stacked."""
+
+    joints: Tensor  # (N, 17, 2) in [0, 1] of the input
+    weight: Tensor  # (N, 17)
+    z: Tensor  # (N, 17) root-relative depth / depth range, 0 where unknown
+    z_weight: Tensor  # (N, 17)
+    is_real: Tensor  # (N,) distillation applies (MoveNet saw a real person)
+
+
+def stack_labels(samples: list[TeacherSample], size: int, depth_range_mm: float) -> Labels:
+    j = np.stack([s.joints_px for s in samples]).astype(np.float32)
+    depth = np.stack([s.depth_mm for s in samples]).astype(np.float32)
+    known = np.isfinite(depth)
+    zw = np.stack([s.depth_weight for s in samples]).astype(np.float32)[:, None] * known
+    w = np.stack([s.weight for s in samples]).astype(np.float32)
+    return Labels(
+        joints=torch.from_numpy((j + 0.5) / size),
+        weight=torch.from_numpy(w),
+        z=torch.from_numpy(np.clip(np.nan_to_num(depth) / depth_range_mm, -1, 1)),
+        z_weight=torch.from_numpy(zw * (w > 0)),
+        is_real=torch.tensor([s.kind != "synthetic" for s in samples]),
+    )
+
+
+def head_loss(net: PoseNetwork, feats: Tensor, distill_u8: Tensor, lab: Labels, idx: Tensor,
+              cfg: RecipeConfig) -> tuple[Tensor, dict[str, float]]:
+    """L = α·(L_HEM + L_2D) + L_2D,xy + λ·L_z + β·L_distill on one batch of cached features."""
+    heat, trip, joints, depth = net.head_from_neck(feats, [])
+    w, zw = lab.weight[idx], lab.z_weight[idx]
+    has_z = (zw.sum(1, keepdim=True) > 0).float()
+    t = build_targets(lab.joints[idx], lab.z[idx], w, heat.shape[-1])
+    l_hem = hem_loss(trip, t.triplets, t.triplet_weight * has_z[..., None, None])
+    l_2d = heatmap_loss(heat, t.heatmaps, t.joint_weight)
+    xy = (joints[..., :2] - t.joints[..., :2]).abs().sum(-1)
+    l_xy = (t.joint_weight * xy).sum() / t.joint_weight.sum().clamp_min(1e-6)
+    l_z = location_depth_loss(depth, t.heatmaps, t.joints[..., 2], zw)
+    real = lab.is_real[idx]
+    l_kd = heat.new_zeros(())
+    if bool(real.any()):
+        target = distill_u8[real].float() / 255.0
+        l_kd = heatmap_loss(heat[real][:, _OURS], target, torch.ones(target.shape[:2]))
+    total = cfg.alpha_int * (l_hem + l_2d) + l_xy + cfg.lambda_z * l_z + cfg.distill * l_kd
+    parts = {"total": total, "hem": l_hem, "2d": l_2d, "xy": l_xy, "z": l_z, "distill": l_kd}
+    return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def train_head(net: PoseNetwork, feats: np.ndarray, distill: np.ndarray, lab: Labels,
+               cfg: RecipeConfig, epochs: int, lr: float) -> list[dict[str, float]]:
+    """AdamW with cosine decay over the cached features; returns per-epoch mean losses."""
+    params = [p for m in (net.head_pre, net.head) for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    n = feats.shape[0]
+    steps = epochs * math.ceil(n / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history = []
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        order = torch.randperm(n, generator=gen)
+        sums: dict[str, float] = {}
+        for k in range(0, n, cfg.batch_size):
+            idx = order[k:k + cfg.batch_size]
+            f = torch.from_numpy(feats[idx.numpy()]).float()
+            d = torch.from_numpy(distill[idx.numpy()])
+            loss, parts = head_loss(net, f, d, lab, idx, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            sched.step()
+            for key, v in parts.items():
+                sums[key] = sums.get(key, 0.0) + v * len(idx)
+        row = {k: round(v / n, 5) for k, v in sums.items()}
+        row.update(epoch=epoch + 1, seconds=round(time.perf_counter() - t0, 1))
+        history.append(row)
+        LOG.info("head epoch %d/%d: %s", epoch + 1, epochs, row)
+    for p in params:
+        p.requires_grad_(False)
+    return history
+
+
+# -- orchestration ------------------------------------------------------------------------------
+def _save(net: PoseNetwork, path: Path, meta: dict[str, Any], dense: bool) -> None:
+    """fp16 weights; the dense checkpoint is the same network without mask units."""
+    out = net
+    if dense:
+        out = PoseNetwork(replace(net.cfg, gated=False, gate_strided=False))
+        out.load_state_dict({k: v for k, v in net.state_dict().items()
+                             if ".mask_unit." not in k}, strict=True)
+    else:
+        out = PoseNetwork(net.cfg)
+        out.load_state_dict(net.state_dict())
+    save_checkpoint(path, out.half(), meta=meta)
+
+
+def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rd = cfg.run_dir
+    rd.mkdir(parents=True, exist_ok=True)
+    report_path = rd / "recipe.json"
+    report: dict[str, Any] = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    report.update(config=asdict(cfg), command="./run train " + " ".join(map(shlex.quote, argv)),
+                  machine=machine_info())
+
+    def save_report() -> None:
+        report_path.write_text(json.dumps(report, indent=1) + "\n")
+
+    net, init = build_network(cfg)
+    report["init_from"] = init
+    size = net.cfg.input_size
+    t0 = time.perf_counter()
+    samples, desc = build_samples(cfg, size)
+    report["samples"] = {**desc, "seconds": round(time.perf_counter() - t0, 1)}
+    LOG.info("samples: %s", desc)
+    lab = stack_labels(samples, size, net.cfg.depth_range_mm)
+
+    dense_cache = rd / "dense_features.npz"
+    if not dense_cache.is_file():
+        out = extract_features(net, samples, cfg, with_cells=True)
+        np.savez(dense_cache, feats=out["feats"], distill=out["distill"])
+        with open(rd / "mask_cells.npz", "wb") as fh:
+            np.savez(fh, **{f"{k}{i}": v for i, c in enumerate(out["cells"])
+                            for k, v in c.items()})
+        report["features_seconds"] = round(out["seconds"], 1)
+        save_report()
+    z = np.load(dense_cache)
+    feats, distill = z["feats"], z["distill"]
+    cz = np.load(rd / "mask_cells.npz")
+    cells = [{k: cz[f"{k}{i}"] for k in ("x", "y", "pos", "neg")}
+             for i in range(len(net.gated_blocks()))]
+    report["masks"] = fit_masks(net, cells, cfg.mask_recall)
+    del cells, cz
+    masks_state = {k: v.clone() for k, v in net.state_dict().items() if ".mask_unit." in k}
+    save_report()
+
+    meta_base = {"recipe": RECIPE, "config_yaml": yaml.safe_dump(asdict(cfg), sort_keys=False),
+                 "init_from": json.dumps(init), "data": json.dumps(desc),
+                 "command": report["command"], "torch": torch.__version__,
+                 "saved_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    head_file = rd / "dense_head.pt"
+    if head_file.is_file():
+        net.load_state_dict(torch.load(head_file, weights_only=True), strict=False)
+    else:
+        init_head_from_movenet(net)
+        t1 = time.perf_counter()
+        report["dense_head"] = train_head(net, feats, distill, lab, cfg, cfg.epochs, cfg.lr)
+        report["dense_head_seconds"] = round(time.perf_counter() - t1, 1)
+        torch.save({k: v for k, v in net.state_dict().items()
+                    if k.startswith(("head_pre.", "head."))}, head_file)
+        save_report()
+    _save(net, Path(cfg.dense_out), {**meta_base, "variant": "dense"}, dense=True)
+
+    net.load_state_dict(masks_state, strict=False)
+    if cfg.sparse_epochs:
+        sparse_cache = rd / "sparse_features.npz"
+        if not sparse_cache.is_file():
+            out = extract_features(net, samples, cfg, with_cells=False)
+            np.savez(sparse_cache, feats=out["feats"], distill=out["distill"])
+            report["sparse_features_seconds"] = round(out["seconds"], 1)
+        zs = np.load(sparse_cache)
+        t1 = time.perf_counter()
+        report["sparse_head"] = train_head(net, zs["feats"], distill, lab, cfg,
+                                           cfg.sparse_epochs, cfg.lr * 0.3)
+        report["sparse_head_seconds"] = round(time.perf_counter() - t1, 1)
+    _save(net, Path(cfg.sparse_out), {**meta_base, "variant": "sparse",
+                                      "masks": json.dumps(report["masks"])}, dense=False)
+    report["outputs"] = {"dense": cfg.dense_out, "sparse": cfg.sparse_out}
+    report["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    save_report()
+    return report
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="./run train", description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the stages already in the run folder (also the default)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = RecipeConfig.from_yaml(args.config, args.set)
+        run(cfg, argv)
+    except (ValueError, FileNotFoundError) as exc:
+        LOG.error("%s", exc)
+        return 2
+    return 0

@@ -1,0 +1,134 @@
+"""The frozen-backbone recipe end to end on a tiny imported network and a tiny label cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from sparse_pose_ros import skeleton
+from sparse_pose_ros.data import label_cache as lc
+from sparse_pose_ros.data.real_sources import SOURCES_BY_ID
+
+
+def _fake_label_set(folder: Path, n: int = 6) -> None:
+    """``n`` still frames of a bright figure on a dark background, labelled as a training
+    source (joints on the figure, the figure as the teacher's mask)."""
+    rng = np.random.default_rng(0)
+    rec = dict(SOURCES_BY_ID["sam2_juggle"].record())
+    rec["id"], rec["split"] = "fake", "train"
+    frames, files = [], []
+    bp = {k: np.zeros((n, *shape), np.float32) for k, shape in lc.BLAZEPOSE_ARRAYS.items()}
+    masks = {}
+    for i in range(n):
+        img = (rng.random((120, 160, 3)) * 60).astype(np.uint8)
+        x0, y0 = 40 + 10 * i, 20
+        img[y0:y0 + 80, x0:x0 + 30] = (230, 200, 180)
+        path = folder / f"f{i}.png"
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), img)
+        fid = f"fake_f{i:05d}"
+        frames.append({"id": fid, "member": f"f{i}.png", "view": None, "index": None,
+                       "width": 160, "height": 120, "detected": {"blazepose": True}})
+        files.append({"member": f"f{i}.png", "path": str(path)})
+        ys = np.linspace(y0 + 5, y0 + 75, skeleton.NUM_JOINTS)
+        xs = x0 + 15 + 8 * np.sin(np.arange(skeleton.NUM_JOINTS))
+        bp["h36m_px"][i] = np.stack([xs, ys], 1)
+        bp["h36m_visibility"][i] = 1.0
+        bp["h36m_world_m"][i] = rng.normal(0, 0.2, (skeleton.NUM_JOINTS, 3))
+        m = np.zeros((30, 40), np.uint8)
+        m[y0 // 4:(y0 + 80) // 4, x0 // 4:(x0 + 30) // 4] = 255
+        masks[fid] = m
+    bp["detected"] = np.ones(n, bool)
+    bp["frame_ids"] = np.array([f["id"] for f in frames])
+    lc.write_label_set(folder, {"source": rec, "frames": frames, "files": files}, bp, masks)
+
+
+@pytest.fixture()
+def imported(tmp_path: Path) -> Path:
+    from sparse_pose_ros.export.random_model import randomize_network
+    from sparse_pose_ros.model.checkpoint import save_checkpoint
+    from sparse_pose_ros.model.network import PoseNetwork, movenet_config
+
+    torch.manual_seed(0)
+    net = randomize_network(PoseNetwork(movenet_config("lightning", input_size=64)), seed=2)
+    path = tmp_path / "imported.safetensors"
+    save_checkpoint(path, net, meta={"source": {"package": "test", "model": "lightning"}})
+    return path
+
+
+def test_recipe_trains_heads_and_masks_on_frozen_features(tmp_path: Path, imported: Path
+                                                          ) -> None:
+    from sparse_pose_ros.model.checkpoint import load_checkpoint
+    from sparse_pose_ros.training import train
+
+    _fake_label_set(tmp_path / "labels" / "fake")
+    cfg = {"recipe": "frozen_backbone", "name": "r", "out_dir": str(tmp_path / "runs"),
+           "init_from": str(imported), "labels": str(tmp_path / "labels"), "synthetic": "",
+           "crops_per_frame": 2, "pastes": 4, "epochs": 3, "sparse_epochs": 1,
+           "batch_size": 4, "mask_cells": 4, "threads": 1,
+           "dense_out": str(tmp_path / "dense.safetensors"),
+           "sparse_out": str(tmp_path / "sparse.safetensors")}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert train.main(["--config", str(path)]) == 0  # dispatched by the `recipe` key
+
+    src, _ = load_checkpoint(imported)
+    dense, dinfo = load_checkpoint(tmp_path / "dense.safetensors")
+    sparse, sinfo = load_checkpoint(tmp_path / "sparse.safetensors")
+    assert not dense.cfg.gated and sparse.cfg.gated and sparse.cfg.gate_strided
+    assert len(sparse.gated_blocks()) == len(sparse.backbone.blocks)
+    assert dinfo["meta"]["recipe"] == "frozen_backbone" and sinfo["meta"]["variant"] == "sparse"
+    # fp16 storage: the frozen backbone is the imported one to fp16 precision, the head moved.
+    s0, s1 = src.state_dict(), dense.state_dict()
+    frozen = [k for k in s0 if k.startswith(("backbone.", "neck.", "movenet."))
+              and ".mask_unit." not in k]
+    assert frozen and all(torch.allclose(s0[k], s1[k], rtol=1e-3, atol=1e-3) for k in frozen)
+    assert not torch.allclose(s0["head.depth.weight"], s1["head.depth.weight"])
+    # head_pre starts as MoveNet's keypoint branch: it must have moved away from random init.
+    report = json.loads((tmp_path / "runs" / "r" / "recipe.json").read_text())
+    assert len(report["masks"]) == len(sparse.backbone.blocks)
+    assert all(m["recall"] >= 0.9 for m in report["masks"])
+    losses = [e["total"] for e in report["dense_head"]]
+    assert losses[-1] < losses[0]
+    # A second run reuses the cached stages (features are not recomputed).
+    seconds = report["features_seconds"]
+    assert train.main(["--config", str(path), "--resume"]) == 0
+    again = json.loads((tmp_path / "runs" / "r" / "recipe.json").read_text())
+    assert again["features_seconds"] == seconds
+
+
+def test_fit_mask_unit_reaches_the_recall_target() -> None:
+    from sparse_pose_ros.training.frozen_recipe import fit_mask_unit
+
+    rng = np.random.default_rng(1)
+    y = rng.random(2000) < 0.5
+    x = rng.normal(0, 1, (2000, 8)).astype(np.float32)
+    x[:, 0] += 2.0 * y  # one informative channel
+    pos = np.full(2000, 100)
+    neg = np.full(2000, 900)
+    w, b, stats = fit_mask_unit(x, y, pos, neg, recall=0.95)
+    fired = x @ w + b >= 0
+    assert abs(fired[y].mean() - 0.95) < 0.01
+    assert fired[~y].mean() < 0.6  # the informative channel is used
+    assert abs(stats["density"] - (0.1 * fired[y].mean() + 0.9 * fired[~y].mean())) < 1e-6
+
+
+def test_recipe_refuses_a_checkpoint_that_is_not_imported(tmp_path: Path) -> None:
+    from sparse_pose_ros.export.random_model import random_network
+    from sparse_pose_ros.model.checkpoint import save_checkpoint
+    from sparse_pose_ros.training import frozen_recipe
+
+    path = tmp_path / "plain.safetensors"
+    save_checkpoint(path, random_network(gated=False, input_size=64, seed=3))
+    cfg = frozen_recipe.RecipeConfig(init_from=str(path))
+    with pytest.raises(ValueError, match="not an imported MoveNet"):
+        frozen_recipe.build_network(cfg)
+    with pytest.raises(ValueError, match="unknown keys"):
+        (tmp_path / "bad.yaml").write_text("recipe: frozen_backbone\nepochz: 3\n")
+        frozen_recipe.RecipeConfig.from_yaml(tmp_path / "bad.yaml")
