@@ -116,6 +116,32 @@ def crop_square(image: np.ndarray, x0: int, y0: int, side: int, size: int) -> np
     return cv2.resize(square, (size, size), interpolation=interp)
 
 
+def pck_vs_blazepose(movenet: dict[str, np.ndarray], blazepose: dict[str, np.ndarray],
+                     sizes: np.ndarray, thresholds: tuple[float, ...] = (0.1, 0.2)
+                     ) -> dict[str, Any]:
+    """How close MoveNet's keypoints are to BlazePose's landmarks of the same name, on the
+    frames MoveNet saw cropped around BlazePose's person (a check of the labels, not of truth).
+
+    A keypoint counts where BlazePose's visibility > :data:`VISIBLE`; it is correct within
+    t × the larger side of the box of the frame's counted BlazePose keypoints (frames with at
+    least 2), as in ``evaluation.movenet_agreement``. ``sizes``: (N, 2) image width, height.
+    """
+    rows = np.flatnonzero(movenet["crop_from_blazepose"] & blazepose["detected"].astype(bool))
+    lm = blazepose["landmarks"][rows][:, list(movenet_map.BLAZEPOSE_OF_COCO)].astype(np.float64)
+    ref = lm[..., :2] * sizes[rows, None, :]
+    counted = np.nan_to_num(lm[..., 3]) > VISIBLE
+    box = np.array([np.ptp(r[c], axis=0).max() if c.sum() >= 2 else 0.0
+                    for r, c in zip(ref, counted, strict=True)]).reshape(-1, 1)
+    counted &= box > 0
+    err = np.linalg.norm(movenet["keypoints_px"][rows] - ref, axis=-1) / np.maximum(box, 1e-9)
+    out: dict[str, Any] = {"frames": int((counted.sum(axis=1) > 0).sum()),
+                           "keypoints": int(counted.sum())}
+    for t in thresholds:
+        out[f"pck@{t:g}"] = (round(float(((err <= t) & counted).sum() / counted.sum()), 4)
+                             if counted.any() else None)
+    return out
+
+
 @torch.no_grad()
 def run_crops(net: PoseNetwork, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """MoveNet on (B, S, S, 3) uint8 RGB crops -> ((B, 17, 3) y, x in [0, 1] of the crop and
@@ -275,5 +301,7 @@ class MoveNetTeacher:
             "crops_from_blazepose": int(from_bp.sum()), "detected_vs_blazepose": agreement,
             "seconds": round(seconds, 1), "ms_per_frame": round(1e3 * seconds / max(n, 1), 1),
             "mean_score": round(float(scores.mean()), 4) if n else None,
+            "pck_vs_blazepose": pck_vs_blazepose(
+                arrays, bp, np.array([(f["width"], f["height"]) for f in frames], float).reshape(-1, 2)),
         }
         return arrays, record, summary

@@ -34,8 +34,11 @@ import numpy as np
 
 from ..model.movenet_head import COCO_KEYPOINTS, NUM_KEYPOINTS
 from ..skeleton import JOINT_NAMES, NUM_JOINTS
+from .blazepose_map import BLAZEPOSE_NAMES
 
 _COCO = {name: i for i, name in enumerate(COCO_KEYPOINTS)}
+#: BlazePose's landmark at each COCO keypoint (same name), to compare the two teachers.
+BLAZEPOSE_OF_COCO: tuple[int, ...] = tuple(BLAZEPOSE_NAMES.index(n) for n in COCO_KEYPOINTS)
 
 #: H36M joints that are one COCO keypoint each (same name in both sets).
 DIRECT: dict[str, int] = {

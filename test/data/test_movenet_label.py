@@ -258,3 +258,22 @@ def test_crop_square_pads_with_zeros_and_keeps_pixels() -> None:
     np.testing.assert_array_equal(out[3:, :], 0)  # below it
     np.testing.assert_array_equal(out[:3, 2:], img[3:6, 0:3])
     assert mt.crop_box(None, 100, 40, ) == (0, -30, 100, False)
+
+
+def test_pck_vs_blazepose_counts_visible_keypoints_on_blazepose_crops() -> None:
+    from sparse_pose_ros.teachers.movenet_map import BLAZEPOSE_OF_COCO
+
+    rng = np.random.default_rng(5)
+    lm = np.zeros((3, 33, 4))
+    lm[..., :2] = rng.uniform(0.2, 0.8, (3, 33, 2))
+    lm[..., 3] = 0.9
+    lm[0, BLAZEPOSE_OF_COCO[16], 3] = 0.1  # not visible: not counted
+    sizes = np.array([[200.0, 100.0]] * 3)
+    kp = lm[:, list(BLAZEPOSE_OF_COCO), :2] * sizes[:, None, :]
+    kp[0, 0] += 1000.0  # one keypoint far off
+    kp[0, 16] += 1000.0  # far off too, but not counted
+    mn = {"keypoints_px": kp, "crop_from_blazepose": np.array([True, True, False])}
+    bp = {"landmarks": lm, "detected": np.array([True, True, True])}
+    out = mt.pck_vs_blazepose(mn, bp, sizes)
+    assert out["frames"] == 2 and out["keypoints"] == 33  # the letterboxed row left out
+    assert out["pck@0.1"] == pytest.approx(32 / 33, abs=1e-4)

@@ -11,6 +11,7 @@ from sparse_pose_ros.skeleton import JOINT_NAMES
 from sparse_pose_ros.teachers import blazepose_map
 from sparse_pose_ros.teachers.movenet_map import (
     APPROXIMATIONS,
+    BLAZEPOSE_OF_COCO,
     DIRECT,
     HEAD_TOP_FACE_RATIO,
     HEAD_TOP_NECK_RATIO,
@@ -30,6 +31,12 @@ def test_every_joint_has_a_rule_and_twelve_are_keypoints() -> None:
         assert COCO_KEYPOINTS[k] == name
         np.testing.assert_array_equal(joints[J[name]], kp[k])
     np.testing.assert_array_equal(joints[J["neck_nose"]], kp[C["nose"]])
+
+
+def test_blazepose_landmark_of_each_keypoint() -> None:
+    assert BLAZEPOSE_OF_COCO == COCO_TO_BLAZEPOSE  # the agreement evaluation's own list
+    assert all(blazepose_map.BLAZEPOSE_NAMES[b] == n
+               for b, n in zip(BLAZEPOSE_OF_COCO, COCO_KEYPOINTS, strict=True))
 
 
 def test_same_as_blazepose_rules_except_head_top() -> None:
