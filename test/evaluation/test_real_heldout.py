@@ -1,0 +1,370 @@
+"""Real held-out evaluation: metric helpers by hand, and the CLI end to end on a tiny fake label
+cache (PNG stills + a two-view AVI source with triangulated labels) with tiny random networks.
+
+The end-to-end test labels the fake cache with the evaluated network's own predictions, so the
+CLI must report a perfect score (PCK 1, MPJPE 0), and with the labels shifted it must drop.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sparse_pose_ros import skeleton
+from sparse_pose_ros.backends import create_backend
+from sparse_pose_ros.data import label_cache as lc
+from sparse_pose_ros.evaluation import real_heldout as rh
+from sparse_pose_ros.export.random_model import randomize_network
+from sparse_pose_ros.model.checkpoint import save_checkpoint
+from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork, movenet_config
+from sparse_pose_ros.pipeline.estimator import PoseEstimator, execution_mask
+from sparse_pose_ros.pipeline.lift import Intrinsics
+from sparse_pose_ros.pipeline.preprocess import Letterbox
+
+J = skeleton.NUM_JOINTS
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers, hand-computed
+
+
+def test_movenet_is_compared_on_its_own_joints() -> None:
+    names = {skeleton.JOINT_NAMES[j] for j in rh.MOVENET_JOINTS}
+    assert len(names) == 15 and not names & {"spine", "head_top"}
+    assert {"pelvis", "thorax", "neck_nose", "left_wrist", "right_ankle"} <= names
+
+
+def test_pck_block_counts_visible_joints_against_the_teacher_box() -> None:
+    ref = np.zeros((2, J, 2))
+    ref[:, :, 0] = np.arange(J) * 10.0  # box 160 px
+    vis = np.ones((2, J), bool)
+    vis[1] = False  # frame 2: nothing counted
+    pred = ref.copy()
+    pred[0, 0, 1] += 15.0  # 15/160 < 0.1
+    pred[0, 1, 1] += 20.0  # 0.125: misses @0.1, hits @0.2
+    pred[0, 2, 1] += 40.0  # 0.25: misses both
+    pred[1] += 1000.0  # not counted
+    box = np.array([160.0, 160.0])
+    b = rh.pck_block(pred, ref, vis, box)
+    assert b["frames"] == 1 and b["keypoints_counted"] == J
+    assert b["pck@0.1"] == pytest.approx((J - 2) / J)
+    assert b["pck@0.2"] == pytest.approx((J - 1) / J)
+    assert b["per_joint_pck@0.1"]["right_hip"] == 0.0
+    assert b["mean_error_box_fraction"] == pytest.approx((15 + 20 + 40) / 160 / J)
+    assert b["same_person_frames"] == 1 and b["pck@0.1_same_person"] == b["pck@0.1"]
+    sub = rh.pck_block(pred, ref, vis, box, joints=[0, 1])
+    assert sub["keypoints_counted"] == 2 and sub["pck@0.1"] == 0.5
+    assert set(sub["per_joint_pck@0.1"]) == {"pelvis", "right_hip"}
+    missing = pred.copy()
+    missing[0, 0] = np.nan  # a missing prediction of a counted joint is wrong, not skipped
+    assert rh.pck_block(missing, ref, vis, box, joints=[0])["pck@0.2"] == 0.0
+
+
+def test_same_person_tells_another_person_apart() -> None:
+    ref = np.zeros((3, J, 2))
+    ref[:, :, 0] = np.arange(J) * 10.0  # x 0..160, y 0
+    ref[:, :, 1] = np.arange(J) * 5.0  # y 0..80
+    pred = ref.copy()
+    pred[1] += [50.0, 0.0]  # the same person, badly: centre still inside the box
+    pred[2] += [400.0, 0.0]  # someone to the right
+    counted = np.ones((3, J), bool)
+    box = np.full(3, 160.0)
+    assert rh.same_person(pred, ref, counted, box).tolist() == [True, True, False]
+    counted[0] = False
+    assert not rh.same_person(pred, ref, counted, box)[0]  # nothing counted: not the same
+    b = rh.pck_block(pred, ref, np.ones((3, J), bool), box)
+    assert b["same_person_frames"] == 2 and b["pck@0.2_same_person"] > b["pck@0.2"]
+
+
+def test_n_mpjpe_and_separation() -> None:
+    rng = np.random.default_rng(0)
+    gt = rng.normal(0, 300, (3, J, 3))
+    assert rh.n_mpjpe(2.0 * gt + 50.0, gt) == pytest.approx(0.0, abs=1e-9)  # scale + offset
+    assert rh.n_mpjpe(gt + rng.normal(0, 10, gt.shape), gt) > 1.0
+    collapsed = gt.copy()
+    for a, b in skeleton.FLIP_PAIRS:
+        collapsed[:, a] = collapsed[:, b] = (gt[:, a] + gt[:, b]) / 2
+    assert rh.separation_ratio_3d(collapsed, gt) == pytest.approx(0.0)
+    assert rh.separation_ratio_3d(gt, gt) == pytest.approx(1.0)
+    block = rh.pose3d_block(gt * 1.0, gt, "self")
+    assert block["mpjpe_mm"] == pytest.approx(0.0) and block["frames"] == 3
+
+
+def test_mask_counts_and_pooling() -> None:
+    teacher = np.zeros((4, 8), np.uint8)
+    teacher[:, :4] = 255  # the person: left half (16 px)
+    block = np.zeros((8, 16), np.uint8)
+    block[:, :4] = 255  # executed: the left quarter at image resolution
+    counts = rh.mask_counts([block, np.full((8, 16), 255, np.uint8)], teacher)
+    np.testing.assert_array_equal(counts, [[16, 8, 8, 32], [16, 16, 32, 32]])
+    pooled = rh.mask_block(np.stack([counts, counts]), np.array([0.3, 0.5]), [2, 4])
+    assert pooled["per_block"]["2"]["recall"] == 0.5 and pooled["per_block"]["4"]["recall"] == 1
+    assert pooled["per_block"]["2"]["precision"] == 1.0
+    assert pooled["min_block_recall"] == 0.5
+    assert pooled["backbone_macs_executed"] == pytest.approx(0.4) and pooled["frames"] == 2
+
+
+def test_block_masks_map_through_the_crop_the_estimator_used() -> None:
+    whole = rh.box_of(SimpleNamespace(roi=None), 80, 60, 64)
+    assert whole == Letterbox.fit(80, 60, 64)
+    crop = rh.box_of(SimpleNamespace(roi=(10, 5, 40)), 80, 60, 64)
+    assert crop.window_rect() == (10, 5, 40)
+    img = execution_mask([np.ones((4, 4), np.uint8)], crop, (60, 80))
+    assert img[5:45, 10:50].min() == 255 and img[:, 60:].max() == 0  # only the window ran
+
+
+def test_relative_differences_and_json_safety() -> None:
+    base = {"a": 2.0, "b": {"c": 4, "z": 0.0}, "only_base": 1.0, "flag": True}
+    other = {"a": 1.0, "b": {"c": 5, "z": 1.0}, "flag": False}
+    d = rh.relative_differences(base, other)
+    assert d == {"a": -0.5, "b.c": 0.25, "b.z": None}
+    assert rh.json_safe({"x": np.float32(np.nan), "y": [np.int64(3)]}) == {"x": None, "y": [3]}
+
+
+def test_targets_say_met_or_not() -> None:
+    t = rh.target_check({"pck_vs_blazepose": {"pck@0.1": 0.85}, "person_found_rate": 0.5})
+    assert t["pck@0.1_vs_blazepose"]["met"] is True
+    assert t["person_found_rate"]["met"] is False
+    assert t["mpjpe_mm_vs_triangulated"]["met"] is None  # no triangulated source
+
+
+def test_select_rows_spreads_and_keeps_all() -> None:
+    assert rh.select_rows(5, 0) == [0, 1, 2, 3, 4]
+    assert rh.select_rows(400, 4) == [0, 133, 266, 399]
+
+
+# ---------------------------------------------------------------------------------------------
+# the CLI end to end on a fake cache
+
+
+def _tiny(tmp: Path, gated: bool) -> Path:
+    """A tiny network whose joints spread over the image and follow its content (an untrained
+    one answers the same point for every joint and image: its heads start near zero)."""
+    torch.manual_seed(0)
+    net = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.35, head_channels=16,
+                                    depth_bins=8, gated=gated))  # fmt: skip
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+                if m.bias is not None:
+                    m.bias.normal_(0.0, 0.1)
+    randomize_network(net, seed=0)  # BN statistics; mask units: part of the positions execute
+    path = tmp / ("tiny_sparse.safetensors" if gated else "tiny_dense.safetensors")
+    save_checkpoint(path, net, {"untrained": True})
+    return path
+
+
+def _tiny_movenet(tmp: Path) -> Path:
+    torch.manual_seed(1)
+    net = PoseNetwork(movenet_config("lightning", input_size=64, width_mult=0.35,
+                                     last_channels=64, fpn_widths=(16, 16, 16, 16),
+                                     head_hidden=16, gated=False))  # fmt: skip
+    path = tmp / "tiny_movenet.safetensors"
+    save_checkpoint(path, net, {})
+    return path
+
+
+K = np.array([[60.0, 0, 40.0], [0, 60.0, 30.0], [0, 0, 1.0]])
+
+
+def _images(seed: int, n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        img = np.full((60, 80, 3), 90, np.uint8)
+        x, y = rng.integers(10, 50), rng.integers(5, 20)
+        img[y:y + 35, x:x + 14] = rng.integers(150, 255, 3)  # a "person"
+        out.append(cv2.GaussianBlur(img, (5, 5), 0))
+    return out
+
+
+def _write_sources(root: Path) -> None:
+    """Placeholder labels; :func:`_relabel` replaces them with a network's predictions."""
+    media = root.parent / "media"
+    media.mkdir(exist_ok=True)
+    # stills: three PNGs (the last one: BlazePose found nobody)
+    files, frames = [], []
+    for i, img in enumerate(_images(0, 3)):
+        p = media / f"still{i}.png"
+        cv2.imwrite(str(p), img[:, :, ::-1])
+        files.append({"member": p.name, "path": str(p), "view": None})
+        frames.append({"id": f"fake_stills_{i}", "member": p.name, "view": None, "index": None,
+                       "width": 80, "height": 60, "detected": {"blazepose": i < 2}})  # fmt: skip
+    _write(root / "fake_stills", {"id": "fake_stills", "split": "heldout"}, files, frames)
+    # two synchronised views of two frames each, with triangulated labels
+    files, frames = [], []
+    for v, view in enumerate(("cam01", "cam02")):
+        p = media / f"{view}.avi"
+        wr = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 10, (80, 60))
+        for img in _images(10 + v, 2):
+            wr.write(img[:, :, ::-1])
+        wr.release()
+        files.append({"member": p.name, "path": str(p), "view": view})
+        frames += [{"id": f"fake_views_{view}_f{i}", "member": p.name, "view": view,
+                    "index": i, "width": 80, "height": 60, "detected": {"blazepose": True}}
+                   for i in range(2)]  # fmt: skip
+    _write(root / "fake_views", {"id": "fake_views", "split": "heldout", "views": ["cam01",
+                                                                                    "cam02"]},
+           files, frames, triangulated=True)  # fmt: skip
+    # a training source: never evaluated by default
+    _write(root / "fake_train", {"id": "fake_train", "split": "train"}, files[:1], frames[:1])
+
+
+def _write(folder: Path, source: dict, files: list, frames: list, triangulated: bool = False,
+           px: np.ndarray | None = None, world: np.ndarray | None = None,
+           tri_cam: np.ndarray | None = None) -> None:
+    n = len(frames)
+    det = np.array([f["detected"]["blazepose"] for f in frames])
+    bp = {k: np.zeros((n, *shape), np.float32) for k, shape in lc.BLAZEPOSE_ARRAYS.items()}
+    bp["h36m_visibility"][:] = 0.9
+    bp["h36m_visibility"][:, skeleton.JOINT_NAMES.index("head_top")] = 0.2  # not counted
+    if px is not None:
+        bp["h36m_px"], bp["h36m_world_m"] = px.astype(np.float32), world.astype(np.float32)
+    for k in bp:
+        bp[k][~det] = np.nan
+    bp["detected"], bp["frame_ids"] = det, np.array([f["id"] for f in frames])
+    masks = {}
+    for f, d in zip(frames, det, strict=True):
+        if d:
+            m = np.zeros((30, 40), np.uint8)
+            m[5:25, 10:20] = 255  # 1/6 of the image: a small person
+            masks[f["id"]] = m
+    tri = None
+    if triangulated:
+        cam = tri_cam if tri_cam is not None else np.zeros((2, 2, J, 3))
+        tri = {"frame_index": np.arange(2), "valid": np.ones(2, bool),
+               "joints_cam_m": cam.astype(np.float32), "views": np.array(["cam01", "cam02"]),
+               "K": np.stack([K, K])}  # fmt: skip
+    manifest = {"source": source, "files": files, "frames": frames, "step": 1}
+    lc.write_label_set(folder, manifest, bp, masks, tri)
+
+
+def _relabel(root: Path, ckpt: Path, shift: float = 0.0) -> None:
+    """BlazePose 2D/3D and the triangulation := the network's own prediction (2D shifted right
+    by ``shift`` x the box of the counted joints), with the CLI's estimator settings."""
+    est = PoseEstimator(create_backend("torch", ckpt, "cpu", head_gating=True,
+                                       mask_threshold=0.5), confidence_threshold=0.3)  # fmt: skip
+    for ls in lc.load_corpus(root).values():
+        n = len(ls.frame_ids)
+        px, world, cam = np.zeros((n, J, 2)), np.zeros((n, J, 3)), np.zeros((2, 2, J, 3))
+        for row, rgb in lc.iter_images(ls):
+            f = ls.manifest["frames"][row]
+            intr = Intrinsics.from_k(K, 80, 60) if f["view"] else None
+            r = est.estimate(rgb, intr)
+            counted = np.arange(J) != skeleton.JOINT_NAMES.index("head_top")
+            span = np.ptp(r.joints_px[counted], axis=0).max()
+            px[row] = r.joints_px + [shift * span, 0.0]
+            world[row] = r.joints_m - r.joints_m[0]
+            if f["view"]:
+                cam[f["index"], ["cam01", "cam02"].index(f["view"])] = r.joints_m
+        _write(ls.folder, ls.manifest["source"], ls.manifest["files"], ls.manifest["frames"],
+               ls.triangulated is not None, px, world, cam)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("real_heldout")
+    torch.set_num_threads(1)
+    ckpts = {"sparse": _tiny(tmp, True), "dense": _tiny(tmp, False),
+             "movenet": _tiny_movenet(tmp)}  # fmt: skip
+    root = tmp / "labels"
+    _write_sources(root)
+    return tmp, root, ckpts
+
+
+def _run(tmp: Path, root: Path, ckpts: dict, *extra: str) -> dict:
+    out = tmp / "result.json"
+    argv = ["--labels", str(root), "--checkpoint", str(ckpts["sparse"]), "--movenet",
+            str(ckpts["movenet"]), "--out", str(out), *extra]
+    assert rh.main(argv) == 0
+    return json.loads(out.read_text())
+
+
+def test_cli_perfect_labels_score_perfectly(fake) -> None:
+    tmp, root, ckpts = fake
+    _relabel(root, ckpts["sparse"])
+    r = _run(tmp, root, ckpts, "--checkpoint", str(ckpts["dense"]), "--pictures",
+             str(tmp / "pics"), "--pictures-per-source", "1")
+    for key in ("command", "machine", "date", "checkpoints", "movenet_reference", "sources",
+                "references", "results", "targets", "relative_difference", "protocol"):
+        assert key in r, key
+    assert set(r["sources"]) == {"fake_stills", "fake_views"}  # held-out sources only
+    assert r["frames"] == 7 and r["sources"]["fake_views"]["calibrated_intrinsics"]
+    assert [c["name"] for c in r["checkpoints"]] == ["tiny_sparse", "tiny_dense"]
+    assert all(len(c["model_hash"]) == 64 and len(c["sha256"]) == 64 for c in r["checkpoints"])
+    o = r["results"]["tiny_sparse"]["overall"]
+    assert o["frames"] == 7 and o["frames_blazepose_person"] == 6
+    assert o["pck_vs_blazepose"]["pck@0.1"] == 1.0 and o["pck_vs_blazepose"]["pck@0.2"] == 1.0
+    assert o["pck_vs_blazepose"]["mean_error_box_fraction"] == pytest.approx(0.0, abs=1e-5)
+    assert o["pck_vs_blazepose"]["same_person_frames"] == 6
+    assert o["pck_vs_blazepose"]["keypoints_counted"] == 6 * (J - 1)  # head_top not visible
+    assert o["pck_vs_blazepose"]["per_joint_pck@0.1"]["head_top"] is None
+    assert o["pck_vs_blazepose_movenet_joints"]["keypoints_counted"] == 6 * 15
+    assert 0.0 <= o["pck_vs_movenet"]["pck@0.2"] <= 1.0
+    assert o["left_right_separation_2d_vs_blazepose"] == pytest.approx(1.0)
+    tri = o["3d_vs_triangulated"]
+    assert tri["frames"] == 4 and tri["mpjpe_mm"] == pytest.approx(0.0, abs=0.05)
+    assert tri["pa_mpjpe_mm"] == pytest.approx(0.0, abs=0.05)
+    assert o["3d_vs_blazepose_world"]["pa_mpjpe_mm"] == pytest.approx(0.0, abs=0.05)
+    assert "mpjpe_mm" not in o["3d_vs_blazepose_world"]  # its own frame: no raw MPJPE
+    assert 0.0 <= o["person_found_rate"] <= 1.0
+    m = o["masks"]["small_person"]
+    assert m["frames"] == 6  # every detected frame's mask fills 1/6 of the image
+    gated = r["checkpoints"][0]["gated_blocks"]
+    assert gated and set(m["per_block"]) == {str(b) for b in gated}
+    assert all(0.0 <= b["recall"] <= 1.0 for b in m["per_block"].values())
+    assert 0.0 < m["backbone_macs_executed"] < 1.0  # randomised mask units: partly executed
+    assert "masks" not in r["results"]["tiny_dense"]["overall"]
+    diff = r["relative_difference"]["tiny_dense vs tiny_sparse"]
+    assert "overall.pck_vs_blazepose.pck@0.1" in diff
+    ref = r["references"]["overall"]
+    assert ref["frames_triangulated"] == 4 and "movenet_vs_blazepose" in ref
+    assert ref["blazepose_world_vs_triangulated"]["pa_mpjpe_mm"] == pytest.approx(0.0, abs=0.05)
+    assert len(r["pictures"]) == 2 and all(Path(p).is_file() for p in r["pictures"])
+    assert r["targets"]["tiny_sparse"]["pck@0.1_vs_blazepose"]["met"] is True
+
+
+def test_cli_shifted_labels_score_lower(fake) -> None:
+    tmp, root, ckpts = fake
+    _relabel(root, ckpts["sparse"], shift=0.15)  # off by 0.15 x the box: out @0.1, in @0.2
+    r = _run(tmp, root, ckpts, "--max-frames", "2", "--sources", "fake_stills")
+    o = r["results"]["tiny_sparse"]["overall"]
+    assert r["frames"] == 2 and o["frames_blazepose_person"] == 1  # rows 0 and 2
+    assert o["pck_vs_blazepose"]["pck@0.1"] == 0.0
+    assert o["pck_vs_blazepose"]["pck@0.2"] == 1.0
+    assert o["pck_vs_blazepose"]["mean_error_box_fraction"] == pytest.approx(0.15, abs=1e-3)
+
+
+def test_cli_tracking_mode_runs_crops(fake) -> None:
+    tmp, root, ckpts = fake
+    r = _run(tmp, root, ckpts, "--track", "--confidence-threshold", "0", "--movenet", "none",
+             "--sources", "fake_views")
+    assert r["estimator"]["mode"].startswith("tracking") and r["movenet_reference"] is None
+    o = r["results"]["tiny_sparse"]["overall"]
+    assert o["person_found_rate"] == 1.0 and "pck_vs_movenet" not in o
+    # each view's first frame is read whole (tracking restarts per video), its second cropped
+    assert o["tracking_crop_share"] == 0.5
+    assert all(0.0 <= b["recall"] <= 1.0 for b in o["masks"]["all"]["per_block"].values())
+
+
+def test_cli_without_label_cache_says_run_label(tmp_path, capsys) -> None:
+    argv = ["--labels", str(tmp_path / "nothing"), "--checkpoint", "x.safetensors"]
+    assert rh.main(argv) == 2
+    assert "./run label" in capsys.readouterr().err
+
+
+def test_cli_missing_movenet_says_how_to_get_it(fake, capsys) -> None:
+    tmp, root, ckpts = fake
+    argv = ["--labels", str(root), "--checkpoint", str(ckpts["dense"]), "--movenet",
+            str(tmp / "absent.safetensors"), "--out", str(tmp / "never.json")]
+    assert rh.main(argv) == 1
+    assert "./run import-weights" in capsys.readouterr().err
+    assert not (tmp / "never.json").exists()
