@@ -267,6 +267,7 @@ class MoveNetTeacher:
             "h36m_px": h36m_px.astype(np.float32), "h36m_score": h36m_score.astype(np.float32),
             "detected": detected, "frame_ids": np.array([f["id"] for f in frames]),
         }
+        sizes = np.array([(f["width"], f["height"]) for f in frames], float).reshape(-1, 2)
         bp_det = bp["detected"].astype(bool)
         agreement = {"both": int((detected & bp_det).sum()),
                      "movenet_only": int((detected & ~bp_det).sum()),
@@ -301,7 +302,6 @@ class MoveNetTeacher:
             "crops_from_blazepose": int(from_bp.sum()), "detected_vs_blazepose": agreement,
             "seconds": round(seconds, 1), "ms_per_frame": round(1e3 * seconds / max(n, 1), 1),
             "mean_score": round(float(scores.mean()), 4) if n else None,
-            "pck_vs_blazepose": pck_vs_blazepose(
-                arrays, bp, np.array([(f["width"], f["height"]) for f in frames], float).reshape(-1, 2)),
+            "pck_vs_blazepose": pck_vs_blazepose(arrays, bp, sizes),
         }
         return arrays, record, summary

@@ -20,9 +20,9 @@ each by an affine rule (valid for pixels and for normalised coordinates), docume
   landmarks, this rule is a median 4.2 px (p90 10.6 px) from BlazePose's head top on the train
   split and 4.0 px (p90 7.2 px) on the held-out split, ≈ 2 % of the shoulder–hip distance
   (eyes − nose alone: 11–13 px; ears − shoulders alone: 11–15 px). It is fitted in the image
-  plane: in 3D the nose's forward offset dominates eyes − nose, so do not apply it to 3D
-  points. It inherits BlazePose's rule's bias (no crown landmark in either) and is the least
-  reliable of the 17 joints, together with spine.
+  plane: on BlazePose's 3D world landmarks it is a median 38 mm off (the nose's forward offset
+  enters eyes − nose), so do not apply it to 3D points. It inherits BlazePose's rule's bias
+  (no crown landmark in either) and is the least reliable of the 17 joints, with spine.
 
 A derived joint's score is the minimum of its inputs' scores (as visibility in
 ``blazepose_map``). Pure numpy; works on one pose (17, D) or a batch (..., 17, D).
