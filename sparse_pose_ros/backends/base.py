@@ -21,6 +21,12 @@ import numpy as np
 
 from ..runtime.geometry import NetworkGeometry
 from ..runtime.model_info import BackendError, ModelInfo
+from ..runtime.options import BackendOptions, check_device, check_probability
+
+__all__ = ["BACKEND_NAMES", "Backend", "BackendError", "BackendOptions", "InferenceResult",
+           "ModelInfo", "auto_candidates", "build_result", "check_input", "check_probability",
+           "create_backend", "cuda_gpu_present", "joint_confidence", "resolve_device",
+           "threshold_logit"]
 
 LOG = logging.getLogger(__name__)
 
@@ -49,10 +55,18 @@ class InferenceResult:
 
 
 class Backend(abc.ABC):
-    """A loaded model that maps a normalised (1, 3, S, S) float32 tensor to an InferenceResult."""
+    """A loaded model that maps a normalised (1, 3, S, S) float32 tensor to an InferenceResult.
+
+    Every implementation is constructed as ``Cls(model_file_path, options=None, *,
+    <its own keyword options>, **shared)``: ``options`` is a :class:`BackendOptions` (device,
+    input size, mask threshold, threads, head gating, cache dir) and ``shared`` are changes to
+    it by field name (``device="cpu"``), applied by :meth:`BackendOptions.build`.
+    """
 
     name: str = ""
     info: ModelInfo
+    #: the validated options this backend was made with
+    backend_options: BackendOptions
 
     @abc.abstractmethod
     def infer(self, tensor: np.ndarray) -> InferenceResult:
@@ -99,13 +113,6 @@ def check_input(tensor: np.ndarray, input_size: int) -> np.ndarray:
     if not np.isfinite(tensor).all():
         raise ValueError("input contains NaN or Inf")
     return np.ascontiguousarray(tensor)
-
-
-def check_probability(probability: float) -> float:
-    p = float(probability)
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"mask threshold must be a probability in (0, 1), got {probability}")
-    return p
 
 
 def threshold_logit(probability: float) -> float:
@@ -189,7 +196,7 @@ def cuda_gpu_present() -> tuple[bool, str]:
     return False, "no CUDA device (torch.cuda unavailable, no /dev/nvidia0 or Jetson GPU node)"
 
 
-# name -> (module, class). Every class takes (model_file_path, device="auto", **options).
+# name -> (module, class). Every class takes (model_file_path, BackendOptions, **its own options).
 _IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
     "torch": ("sparse_pose_ros.backends.torch_backend", "TorchBackend"),
     "onnxruntime": ("sparse_pose_ros.backends.onnxruntime_backend", "OnnxRuntimeBackend"),
@@ -204,23 +211,23 @@ _RUNTIME_PACKAGES: dict[str, str] = {
 }
 
 
-def _instantiate(name: str, model_file_path: str, device: str, options: dict[str, Any]) -> Backend:
+def _instantiate(
+    name: str, model_file_path: str, options: BackendOptions, specific: dict[str, Any]
+) -> Backend:
     module_name, class_name = _IMPLEMENTATIONS[name]
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise BackendError(f"backend {name!r} cannot be imported: {exc}") from exc
     cls = getattr(module, class_name)
-    return cls(model_file_path, device=device, **options)
+    return cls(model_file_path, options, **specific)
 
 
 def resolve_device(device: str) -> str:
     """ "auto" -> "cuda" when a CUDA GPU is present, else "cpu"; others checked and returned."""
     if device == "auto":
         return "cuda" if cuda_gpu_present()[0] else "cpu"
-    if device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
-        return device
-    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return check_device(device)
 
 
 def _gated_checkpoint(path: str | None) -> bool:
@@ -270,7 +277,11 @@ def auto_candidates(
 
 
 def create_backend(
-    name: str, model_file_path: str | os.PathLike[str], device: str = "auto", **options: Any
+    name: str,
+    model_file_path: str | os.PathLike[str],
+    device: str | None = None,
+    options: BackendOptions | None = None,
+    **kwargs: Any,
 ) -> Backend:
     """Build a backend by name.
 
@@ -281,26 +292,34 @@ def create_backend(
             a candidate that fails to load is logged with its reason and the next one is tried.
         model_file_path: .safetensors checkpoint (every backend; onnxruntime and tensorrt export
             it on first use into a cache) or .onnx (onnxruntime, tensorrt).
-        device: "auto" (CUDA when present, else CPU), "cpu", "cuda" or "cuda:N".
-        options: backend-specific keyword options (e.g. ``input_size``, ``intra_op_threads``,
-            ``cache_dir``, ``mask_threshold``), passed through unchanged.
+        device: "auto" (CUDA when present, else CPU), "cpu", "cuda" or "cuda:N"; None = that
+            of ``options`` ("auto" by default).
+        options: the options every backend takes (:class:`BackendOptions`; default: its
+            defaults).
+        kwargs: changes to ``options`` by field name (``input_size``, ``num_threads``,
+            ``mask_threshold``, ``head_gating``, ``cache_dir``), and the chosen backend's own
+            keyword options (e.g. onnxruntime's ``graph``, sparse-cpu's ``adaptive``,
+            tensorrt's ``engine_file_path``), passed through unchanged.
 
     Raises:
-        ValueError: unknown name.
+        ValueError: unknown name, or an invalid option (before any model is read).
         BackendError: the model cannot be loaded by the requested (or any, for auto) backend.
     """
     if name not in BACKEND_NAMES:
         raise ValueError(f"backend must be one of {BACKEND_NAMES}, got {name!r}")
-    resolve_device(device)  # validate early; each backend resolves "auto" itself
+    shared, specific = BackendOptions.split(kwargs)
+    if device is not None:
+        shared["device"] = device
+    opts = BackendOptions.build(options, **shared)  # validated once, before any model is read
     path = str(model_file_path)
     if not Path(path).exists():
         raise BackendError(f"model file not found: {path}")
     if name != "auto":
-        return _instantiate(name, path, device, options)
+        return _instantiate(name, path, opts, specific)
     failures: list[str] = []
-    for candidate, reason in auto_candidates(device, path):
+    for candidate, reason in auto_candidates(opts.device, path):
         try:
-            backend = _instantiate(candidate, path, device, options)
+            backend = _instantiate(candidate, path, opts, specific)
         except (BackendError, ImportError, OSError) as exc:
             LOG.warning("auto: %s could not load %s: %s", candidate, path, exc)
             failures.append(f"{candidate}: {exc}")

@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from ..export.export_cache import ensure_onnx_export, warn_if_baked
+from ..export.export_cache import checkpoint_training, ensure_onnx_export, warn_if_baked
+from ..runtime.options import check_threads
 from .base import (
     Backend,
     BackendError,
+    BackendOptions,
     InferenceResult,
     build_result,
     check_input,
@@ -73,18 +75,17 @@ class OnnxRuntimeBackend(Backend):
     Args:
         model_file_path: portable .onnx written by ``sparse_pose_ros.export`` or a .safetensors
             checkpoint (exported into the cache on first use).
-        device: "auto", "cpu", "cuda" or "cuda:N" (CUDA/TensorRT EPs when this onnxruntime
-            build has them, CPU otherwise).
-        input_size: export size for a checkpoint (default: the checkpoint's); must match the
-            file for an .onnx.
-        intra_op_threads: CPU threads per operator (default: onnxruntime's choice).
-        mask_threshold: initial mask probability threshold (default 0.5).
-        cache_dir: where checkpoint exports are cached.
+        options: :class:`~sparse_pose_ros.runtime.options.BackendOptions`; ``shared`` keyword
+            arguments change its fields. Here: ``device`` "auto", "cpu", "cuda" or "cuda:N"
+            (CUDA/TensorRT EPs when this onnxruntime build has them, CPU otherwise);
+            ``input_size`` the export size for a checkpoint (default: its own), which must
+            match the file for an .onnx; ``num_threads`` CPU threads per operator (default:
+            onnxruntime's choice); ``cache_dir`` where checkpoint exports are cached (default
+            :func:`default_cache_dir`); ``head_gating`` for a checkpoint (an .onnx file carries
+            its own, fixed at export).
+        intra_op_threads: ONNX Runtime's own name for ``num_threads``; wins when both are given.
         graph: kind exported for a checkpoint: "portable" (masked dense) or "portable_sparse"
             (gather-scatter in standard ops; see ``export.sparse_graph``).
-        head_gating: heads only inside the last mask's region (``docs/network.md`` §5b) for a
-            checkpoint; None keeps the checkpoint's setting, a dense model ignores it. An
-            .onnx file carries its own (fixed at export).
         spin_wait: let ORT's pool threads busy-wait between runs (ORT's default). Off by
             default: at camera rates spinning buys nothing between frames and burns the cores
             the ROS executor and image conversion need.
@@ -95,30 +96,29 @@ class OnnxRuntimeBackend(Backend):
     def __init__(
         self,
         model_file_path: str,
-        device: str = "auto",
-        input_size: int | None = None,
+        options: BackendOptions | None = None,
+        *,
         intra_op_threads: int | None = None,
-        mask_threshold: float = 0.5,
-        cache_dir: str | os.PathLike[str] | None = None,
         graph: str = "portable",
         spin_wait: bool = False,
-        num_threads: int | None = None,
-        head_gating: bool | None = None,
+        **shared: Any,
     ) -> None:
         from ..export.metadata import read_metadata as read_onnx_metadata
         from ..export.metadata import require_architecture
 
+        opts = BackendOptions.build(options, **shared)
+        input_size = opts.input_size
         path = str(model_file_path)
-        dev = resolve_device(device)
+        dev = resolve_device(opts.device)
         suffix = Path(path).suffix
         if graph not in RUNNABLE_GRAPHS:
             raise ValueError(f"graph must be one of {RUNNABLE_GRAPHS}, got {graph!r}")
         if suffix == ".safetensors":
-            cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-            onnx_path = ensure_onnx_export(path, input_size, cache, graph, head_gating)
+            cache = Path(opts.cache_dir) if opts.cache_dir is not None else default_cache_dir()
+            onnx_path = ensure_onnx_export(path, input_size, cache, graph, opts.head_gating)
         elif suffix == ".onnx":
             onnx_path = Path(path)
-            warn_if_baked(path, head_gating, self.name)
+            warn_if_baked(path, opts.head_gating, self.name)
         else:
             raise BackendError(f"onnxruntime needs a .onnx or .safetensors file, got {path}")
         meta = read_onnx_metadata(onnx_path)
@@ -133,30 +133,32 @@ class OnnxRuntimeBackend(Backend):
                 f"{onnx_path} was exported at {meta.info.input_size} px, not {input_size}; "
                 "export it again at that size"
             )
+        intra_op_threads = check_threads(intra_op_threads, "intra_op_threads")
         if intra_op_threads is None:
-            intra_op_threads = num_threads  # the node's backend-independent name
-        if intra_op_threads is not None and intra_op_threads < 1:
-            raise ValueError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            intra_op_threads = opts.num_threads  # the backend-independent name
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads is not None:
-            options.intra_op_num_threads = int(intra_op_threads)
-        options.add_session_config_entry(
+            session_options.intra_op_num_threads = int(intra_op_threads)
+        session_options.add_session_config_entry(
             "session.intra_op.allow_spinning", "1" if spin_wait else "0"
         )
         providers = select_providers(dev)
         try:
-            self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+            self.session = ort.InferenceSession(str(onnx_path), session_options,
+                                                providers=providers)  # fmt: skip
         except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
             raise BackendError(f"onnxruntime cannot load {onnx_path}: {exc}") from exc
+        self.backend_options = opts
         self.meta = meta
         # The checkpoint is what the user named; the cached .onnx is an implementation detail.
-        self.info = meta.info if suffix == ".onnx" else replace(meta.info, source=path)
+        self.info = meta.info if suffix == ".onnx" else replace(
+            meta.info, source=path, training=checkpoint_training(path))
         self.geometry = meta.geometry
         self.onnx_path = onnx_path
         self._outputs = ["heatmaps", "joints", *meta.mask_outputs]
         self._threshold = np.zeros(1, dtype=np.float32)
-        self.set_mask_threshold(mask_threshold)
+        self.set_mask_threshold(opts.mask_threshold)
         LOG.info(
             "onnxruntime backend: %s (%s) on %s, input %d",
             onnx_path,

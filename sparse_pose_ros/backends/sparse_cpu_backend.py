@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..export.export_cache import apply_head_gating
-from ..model.checkpoint import CheckpointError, load_checkpoint
 from ..runtime.geometry import network_geometry
 from .base import (
     Backend,
     BackendError,
+    BackendOptions,
     InferenceResult,
     build_result,
     check_input,
@@ -37,7 +36,7 @@ from .base import (
     resolve_device,
 )
 from .path_choice import ALWAYS_SPARSE, DENSE, SPARSE, Calibration, PathChooser
-from .torch_backend import model_info_from_network
+from .torch_backend import load_for_inference
 
 LOG = logging.getLogger(__name__)
 
@@ -64,10 +63,13 @@ class SparseCpuBackend(Backend):
 
     Args:
         model_file_path: gated .safetensors checkpoint.
-        device: "auto" or "cpu" (the kernel is CPU-only; "auto" must resolve to the CPU).
-        input_size: square input side (a multiple of the backbone's output stride, 16 or 32
-            for MoveNet's architecture); default: the checkpoint's.
-        mask_threshold: initial mask probability threshold (default 0.5).
+        options: :class:`~sparse_pose_ros.runtime.options.BackendOptions`; ``shared`` keyword
+            arguments change its fields. Here: ``device`` "auto" or "cpu" (the kernel is
+            CPU-only; "auto" must resolve to the CPU); ``input_size`` a multiple of the
+            checkpoint's output stride (default: its own); ``cache_dir`` the ONNX export cache
+            of the adaptive dense path; ``head_gating`` on the compiled head (which skips the
+            rest) and on the adaptive dense path alike, so both paths keep giving one result;
+            ``num_threads`` as follows.
         num_threads: threads of the compiled kernel's worker pool (default 1). One thread by
             default because the node shares the cores (ROS executor, image conversion, other
             nodes): under load one thread was still the faster choice (whole network 4.30 vs
@@ -85,10 +87,6 @@ class SparseCpuBackend(Backend):
             a trained model decide whether gather-scatter pays: the same architecture ran at
             0.19 of the backbone MACs with one checkpoint and 0.55 with the next, where sparse
             execution loses to ORT dense (benchmarks/results/sparse_cpu.json).
-        cache_dir: ONNX export cache of the adaptive dense path (see the onnxruntime backend).
-        head_gating: heads only inside the last mask's region (``docs/network.md`` §5b; the
-            compiled head skips the rest); None keeps the checkpoint's setting. The adaptive
-            dense path gets the same, so both paths keep giving one result.
         probe_every: adaptive mode re-times the path not in use on one frame in this many
             (:class:`~.path_choice.PathChooser`), so the choice follows live timings.
     """
@@ -98,52 +96,43 @@ class SparseCpuBackend(Backend):
     def __init__(
         self,
         model_file_path: str,
-        device: str = "auto",
-        input_size: int | None = None,
-        mask_threshold: float = 0.5,
-        num_threads: int | None = None,
+        options: BackendOptions | None = None,
+        *,
         policy: str | float | Mapping[int, str | float] | None = None,
         head: str = "auto",
         adaptive: bool = True,
-        cache_dir: str | None = None,
-        head_gating: bool | None = None,
         probe_every: int = 30,
+        **shared: Any,
     ) -> None:
         from ..sparse.cpu_kernel import load_cpu_kernel
         from ..sparse.executor import SparsePoseNetwork
 
+        opts = BackendOptions.build(options, **shared)
         path = str(model_file_path)
         if Path(path).suffix != ".safetensors":
             raise BackendError(f"sparse-cpu needs a .safetensors checkpoint, got {path}")
-        dev = resolve_device(device)
+        dev = resolve_device(opts.device)
         if dev != "cpu":
             raise BackendError(f"sparse-cpu runs on the CPU only, device {dev!r} requested "
                                f"for {path}")  # fmt: skip
-        threads = 1 if num_threads is None else int(num_threads)
-        if threads < 1:
-            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-        try:
-            net, meta = load_checkpoint(path, map_location="cpu")
-        except CheckpointError as exc:
-            raise BackendError(str(exc)) from exc
+        threads = 1 if opts.num_threads is None else opts.num_threads
+        net, info = load_for_inference(path, opts, "cpu")
         if not net.gated_blocks():
             raise BackendError(f"{path} is a dense model: sparse-cpu has nothing to skip "
                                "(use onnxruntime)")  # fmt: skip
         if load_cpu_kernel() is None:
             raise BackendError(f"the sparse CPU kernel could not be built here (no C++ "
                                f"compiler?), cannot run {path}")  # fmt: skip
-        size = int(input_size) if input_size is not None else int(net.cfg.input_size)
-        stride = net.cfg.output_stride
-        if size <= 0 or size % stride:
-            raise ValueError(f"input_size must be a positive multiple of {stride}, got {size}")
-        self.head_gating = apply_head_gating(net, head_gating)
+        size = info.input_size
+        self.backend_options = opts
+        self.head_gating = bool(net.cfg.head_gating)
         self.probe_every = int(probe_every)
         self.net = net
         self.policy = default_policy(net) if policy is None else policy
         self.threads = threads
         self.runner = SparsePoseNetwork(net, kernel="cpp", policy=self.policy, head=head,
                                         threads=threads)  # fmt: skip
-        self.info = model_info_from_network(net, str(meta["model_hash"]), path, size)
+        self.info = info
         self.geometry = network_geometry(net, size)
         self._dense: Backend | None = None
         if adaptive:
@@ -151,8 +140,7 @@ class SparseCpuBackend(Backend):
                 from .onnxruntime_backend import OnnxRuntimeBackend
 
                 self._dense = OnnxRuntimeBackend(
-                    path, device="cpu", input_size=size, intra_op_threads=threads,
-                    mask_threshold=mask_threshold, cache_dir=cache_dir,
+                    path, opts, device="cpu", input_size=size, num_threads=threads,
                     head_gating=self.head_gating,
                 )  # fmt: skip
             except (BackendError, ImportError, OSError) as exc:
@@ -162,10 +150,10 @@ class SparseCpuBackend(Backend):
         self._chooser: PathChooser | None = None
         self.last_path = "sparse"
         self._fraction: float | None = None  # moving average of the executed-MAC fraction
-        self.mask_threshold = check_probability(mask_threshold)
+        self.mask_threshold = opts.mask_threshold
         if self._dense is not None:
             self.calibrate()
-        self.set_mask_threshold(mask_threshold)
+        self.set_mask_threshold(opts.mask_threshold)
         LOG.info("sparse-cpu backend: %s, input %d, %d gated blocks, %d threads, head in %s",
                  path, size, len(self.geometry.gated_indices), threads,
                  self.runner.head)  # fmt: skip

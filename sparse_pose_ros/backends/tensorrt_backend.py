@@ -6,9 +6,10 @@ cached under a key of GPU + compute capability + TensorRT version + precision + 
 ONNX hash + workspace (:mod:`sparse_pose_ros.backends.engine_cache`). A stale, corrupt or foreign
 plan is logged and rebuilt; ``force_engine_update`` rebuilds unconditionally.
 
-Nothing here needs PyTorch with CUDA: the GPU is identified through the CUDA driver API
-(``libcuda``) and I/O buffers live in memory from the CUDA runtime (``libcudart``), both via
-ctypes, because a Jetson's TensorRT Python module often sits next to a CPU-only torch.
+Three modules: this one (engine build + the backend), :mod:`.cuda_runtime` (GPU identity and
+device memory through ctypes, so nothing here needs PyTorch with CUDA) and
+:mod:`.tensorrt_plugins` (finding and registering the plugin library). Their public names are
+importable from here too.
 
 Isaac ROS parameter names are used as keyword options: ``engine_file_path``,
 ``custom_plugin_lib``, ``force_engine_update``, ``enable_fp16``.
@@ -17,7 +18,6 @@ Isaac ROS parameter names are used as keyword options: ``engine_file_path``,
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 from collections.abc import Callable
@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from ..export.export_cache import ensure_onnx_export, warn_if_baked
+from ..export.export_cache import checkpoint_training, ensure_onnx_export, warn_if_baked
 from .base import (
     Backend,
     BackendError,
+    BackendOptions,
     InferenceResult,
     build_result,
     check_input,
@@ -38,6 +39,7 @@ from .base import (
     resolve_device,
     threshold_logit,
 )
+from .cuda_runtime import CudaRuntime, gpu_identity
 from .engine_cache import (
     EngineBuildError,
     EngineKey,
@@ -46,19 +48,24 @@ from .engine_cache import (
     plan_path_for,
     sha256_file,
 )
+from .tensorrt_plugins import (
+    PLUGIN_LIBRARY_ENV,
+    PLUGIN_LIBRARY_NAME,
+    find_plugin_library,
+    load_plugin_library,
+    plugin_library_candidates,
+)
+
+__all__ = ["DEFAULT_WORKSPACE_MB", "NO_PLUGIN", "PLUGIN_LIBRARY_ENV", "PLUGIN_LIBRARY_NAME",
+           "TENSORRT_MISSING", "BuildSettings", "CudaRuntime", "TensorRTBackend",
+           "build_serialized_engine", "engine_deserializer", "engine_key", "find_plugin_library",
+           "gpu_identity", "import_tensorrt", "load_plugin_library", "plugin_library_candidates"]
 
 LOG = logging.getLogger(__name__)
 
 TENSORRT_MISSING = "TensorRT (python module `tensorrt`) is not installed on this machine"
-PLUGIN_LIBRARY_NAME = "libsparse_pose_ros_plugins.so"
-PLUGIN_LIBRARY_ENV = "SPARSE_POSE_ROS_PLUGIN_LIB"
 DEFAULT_WORKSPACE_MB = 1024
 NO_PLUGIN = "none"
-
-_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75
-_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
-_CUDA_MEMCPY_HOST_TO_DEVICE = 1
-_CUDA_MEMCPY_DEVICE_TO_HOST = 2
 
 
 def import_tensorrt() -> Any:
@@ -68,179 +75,6 @@ def import_tensorrt() -> Any:
     except ImportError as exc:
         raise BackendError(f"{TENSORRT_MISSING}: {exc}") from exc
     return trt
-
-
-# --- GPU identity and device memory (ctypes, no torch) --------------------------------------
-
-
-def _load_library(names: tuple[str, ...], what: str) -> ctypes.CDLL:
-    errors = []
-    for name in names:
-        try:
-            return ctypes.CDLL(name)
-        except OSError as exc:
-            errors.append(f"{name}: {exc}")
-    found = ctypes.util.find_library(what)
-    if found:
-        try:
-            return ctypes.CDLL(found)
-        except OSError as exc:
-            errors.append(f"{found}: {exc}")
-    raise BackendError(f"cannot load the CUDA {what} library ({'; '.join(errors)})")
-
-
-def gpu_identity(device_index: int = 0) -> tuple[str, str]:
-    """(device name, "major.minor") of a GPU from the CUDA driver API.
-
-    Raises:
-        BackendError: no driver library, or the driver reports an error (e.g. no GPU).
-    """
-    lib = _load_library(("libcuda.so.1", "libcuda.so"), "cuda")
-
-    def call(status: int, what: str) -> None:
-        if status != 0:
-            raise BackendError(f"CUDA driver call {what} failed with CUresult {status}")
-
-    call(lib.cuInit(0), "cuInit")
-    device = ctypes.c_int()
-    call(lib.cuDeviceGet(ctypes.byref(device), int(device_index)), "cuDeviceGet")
-    name = ctypes.create_string_buffer(256)
-    call(lib.cuDeviceGetName(name, len(name), device), "cuDeviceGetName")
-    major, minor = ctypes.c_int(), ctypes.c_int()
-    call(
-        lib.cuDeviceGetAttribute(
-            ctypes.byref(major), _CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device
-        ),
-        "cuDeviceGetAttribute(major)",
-    )
-    call(
-        lib.cuDeviceGetAttribute(
-            ctypes.byref(minor), _CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device
-        ),
-        "cuDeviceGetAttribute(minor)",
-    )
-    return name.value.decode(errors="replace").strip(), f"{major.value}.{minor.value}"
-
-
-class CudaRuntime:
-    """The handful of CUDA runtime calls the backend needs (malloc, async copies, a stream)."""
-
-    def __init__(self, device_index: int) -> None:
-        self._lib = _load_library(
-            ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0"), "cudart"
-        )
-        self._lib.cudaGetErrorString.restype = ctypes.c_char_p
-        self._check(self._lib.cudaSetDevice(int(device_index)), "cudaSetDevice")
-        stream = ctypes.c_void_p()
-        self._check(self._lib.cudaStreamCreate(ctypes.byref(stream)), "cudaStreamCreate")
-        self.stream = stream
-
-    def _check(self, status: int, what: str) -> None:
-        if status != 0:
-            text = self._lib.cudaGetErrorString(status).decode(errors="replace")
-            raise BackendError(f"{what} failed: {text} ({status})")
-
-    def malloc(self, nbytes: int) -> ctypes.c_void_p:
-        ptr = ctypes.c_void_p()
-        self._check(
-            self._lib.cudaMalloc(ctypes.byref(ptr), ctypes.c_size_t(max(1, nbytes))), "cudaMalloc"
-        )
-        return ptr
-
-    def free(self, ptr: ctypes.c_void_p) -> None:
-        self._check(self._lib.cudaFree(ptr), "cudaFree")
-
-    def upload(self, dst: ctypes.c_void_p, src: np.ndarray) -> None:
-        self._check(
-            self._lib.cudaMemcpyAsync(
-                dst,
-                src.ctypes.data_as(ctypes.c_void_p),
-                ctypes.c_size_t(src.nbytes),
-                _CUDA_MEMCPY_HOST_TO_DEVICE,
-                self.stream,
-            ),
-            "cudaMemcpyAsync(H2D)",
-        )
-
-    def download(self, dst: np.ndarray, src: ctypes.c_void_p) -> None:
-        self._check(
-            self._lib.cudaMemcpyAsync(
-                dst.ctypes.data_as(ctypes.c_void_p),
-                src,
-                ctypes.c_size_t(dst.nbytes),
-                _CUDA_MEMCPY_DEVICE_TO_HOST,
-                self.stream,
-            ),
-            "cudaMemcpyAsync(D2H)",
-        )
-
-    def synchronize(self) -> None:
-        self._check(self._lib.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
-
-    def close(self) -> None:
-        if self.stream:
-            self._check(self._lib.cudaStreamDestroy(self.stream), "cudaStreamDestroy")
-            self.stream = ctypes.c_void_p()
-
-
-# --- plugin library -------------------------------------------------------------------------
-
-
-def plugin_library_candidates() -> list[Path]:
-    """Where ``custom_plugin_lib`` is looked for when not given, in order.
-
-    $SPARSE_POSE_ROS_PLUGIN_LIB; the colcon/ament install prefix (``<prefix>/lib``, where
-    ``cmake --install`` puts it); the in-tree build folder ``build/plugin`` of a checkout.
-    """
-    out: list[Path] = []
-    if os.environ.get(PLUGIN_LIBRARY_ENV):
-        out.append(Path(os.environ[PLUGIN_LIBRARY_ENV]))
-    package_dir = Path(__file__).resolve().parents[1]
-    # <prefix>/lib/python3.X/site-packages/sparse_pose_ros -> <prefix>/lib
-    out.append(package_dir.parents[2] / PLUGIN_LIBRARY_NAME)
-    out.append(package_dir.parent / "build" / "plugin" / PLUGIN_LIBRARY_NAME)
-    return out
-
-
-def find_plugin_library(explicit: str | os.PathLike[str] | None) -> Path:
-    """The plugin library to load (explicit path wins).
-
-    Raises:
-        BackendError: the explicit file is missing, or none of the candidates exists (the
-            message says how to build it).
-    """
-    if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise BackendError(f"custom_plugin_lib {path} does not exist")
-        return path
-    candidates = plugin_library_candidates()
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise BackendError(
-        f"{PLUGIN_LIBRARY_NAME} not found (looked in {', '.join(map(str, candidates))}); build it "
-        "with `cmake -S plugin -B build/plugin -DTENSORRT_ROOT=<TensorRT> && cmake --build "
-        "build/plugin` or set custom_plugin_lib"
-    )
-
-
-_LOADED_PLUGINS: dict[str, Any] = {}
-
-
-def load_plugin_library(trt: Any, path: Path) -> None:
-    """Register the plugin creators of ``path`` with TensorRT's registry, once per process."""
-    key = str(path.resolve())
-    if key in _LOADED_PLUGINS:
-        return
-    handle = trt.get_plugin_registry().load_library(key)
-    if handle is None:
-        raise BackendError(
-            f"TensorRT could not load plugin library {path} (see the TensorRT log; a creator "
-            "with the same name/version/namespace may already be registered)"
-        )
-    _LOADED_PLUGINS[key] = handle
-    LOG.info("tensorrt: plugin library %s loaded", path)
 
 
 # --- engine build -----------------------------------------------------------------------------
@@ -315,9 +149,6 @@ def engine_deserializer(runtime: Any) -> Callable[[bytes], Any]:
     return deserialize
 
 
-# --- checkpoint -> plugin-graph ONNX --------------------------------------------------------
-
-
 # --- the backend ----------------------------------------------------------------------------
 
 
@@ -336,9 +167,12 @@ class TensorRTBackend(Backend):
     Args:
         model_file_path: plugin-graph .onnx (``python -m sparse_pose_ros.export --graph plugin``)
             or a .safetensors checkpoint (exported into the cache on first use).
-        device: "auto", "cuda" or "cuda:N" ("cpu" is rejected).
-        input_size: export size for a checkpoint; must match the file for an .onnx.
-        mask_threshold: initial mask probability threshold (default 0.5).
+        options: :class:`~sparse_pose_ros.runtime.options.BackendOptions`; ``shared`` keyword
+            arguments change its fields. Here: ``device`` "auto", "cuda" or "cuda:N" ("cpu" is
+            rejected); ``input_size`` the export size for a checkpoint, which must match the
+            file for an .onnx; ``cache_dir`` the cache root for ONNX exports and plans (default
+            ``engine_cache.default_cache_dir``); ``head_gating`` for a checkpoint (see the
+            onnxruntime backend); ``num_threads`` is not used (the engine runs on the GPU).
         engine_file_path: where to keep the plan (default: the cache, named by its key). A plan
             without sidecar found there (e.g. from trtexec) is used if it deserializes.
         custom_plugin_lib: path of ``libsparse_pose_ros_plugins.so`` (default: see
@@ -346,9 +180,6 @@ class TensorRTBackend(Backend):
         force_engine_update: rebuild the engine even if a valid cached one exists.
         enable_fp16: allow fp16 kernels (the plugin accumulates in fp32 either way).
         workspace_mb: builder workspace limit in MiB.
-        cache_dir: cache root for ONNX exports and plans.
-        head_gating: heads only inside the last mask's region for a checkpoint (see the
-            onnxruntime backend); None keeps the checkpoint's setting.
     """
 
     name = "tensorrt"
@@ -356,37 +187,35 @@ class TensorRTBackend(Backend):
     def __init__(
         self,
         model_file_path: str,
-        device: str = "auto",
-        input_size: int | None = None,
-        mask_threshold: float = 0.5,
+        options: BackendOptions | None = None,
+        *,
         engine_file_path: str | os.PathLike[str] | None = None,
         custom_plugin_lib: str | os.PathLike[str] | None = None,
         force_engine_update: bool = False,
         enable_fp16: bool = False,
         workspace_mb: int = DEFAULT_WORKSPACE_MB,
-        cache_dir: str | os.PathLike[str] | None = None,
-        num_threads: int | None = None,
-        head_gating: bool | None = None,
+        **shared: Any,
     ) -> None:
-        """``num_threads`` is accepted so that one option set fits every backend (the node's
-        ``num_threads``); the engine runs on the GPU, so it is not used here."""
         from ..export.metadata import read_metadata as read_onnx_metadata
 
+        opts = BackendOptions.build(options, **shared)
+        input_size = opts.input_size
         path = str(model_file_path)
         if int(workspace_mb) <= 0:
             raise ValueError(f"workspace_mb must be positive, got {workspace_mb}")
         trt = import_tensorrt()
-        dev = resolve_device(device)
+        dev = resolve_device(opts.device)
         if dev == "cpu":
             raise BackendError("the TensorRT backend needs a CUDA GPU (device resolved to 'cpu')")
         device_index = int(dev.split(":")[1]) if ":" in dev else 0
-        cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        cache_root = Path(opts.cache_dir) if opts.cache_dir is not None else default_cache_dir()
         suffix = Path(path).suffix
         if suffix == ".safetensors":
-            onnx_path = ensure_onnx_export(path, input_size, cache_root, "plugin", head_gating)
+            onnx_path = ensure_onnx_export(path, input_size, cache_root, "plugin",
+                                           opts.head_gating)  # fmt: skip
         elif suffix == ".onnx":
             onnx_path = Path(path)
-            warn_if_baked(path, head_gating, self.name)
+            warn_if_baked(path, opts.head_gating, self.name)
         else:
             raise BackendError(f"tensorrt needs a .onnx or .safetensors file, got {path}")
         meta = read_onnx_metadata(onnx_path)
@@ -439,8 +268,10 @@ class TensorRTBackend(Backend):
         if self.context is None:
             self._cuda.close()
             raise BackendError(f"TensorRT could not create an execution context for {plan_path}")
+        self.backend_options = opts
         self.meta = meta
-        self.info = meta.info if suffix == ".onnx" else replace(meta.info, source=path)
+        self.info = meta.info if suffix == ".onnx" else replace(
+            meta.info, source=path, training=checkpoint_training(path))
         self.geometry = meta.geometry
         self.onnx_path = onnx_path
         try:
@@ -449,7 +280,7 @@ class TensorRTBackend(Backend):
             self.close()
             raise
         self._threshold = np.zeros(1, dtype=np.float32)
-        self.set_mask_threshold(mask_threshold)
+        self.set_mask_threshold(opts.mask_threshold)
         LOG.info(
             "tensorrt backend: %s on %s (sm %s), TensorRT %s, %s, engine %s (%s)",
             onnx_path,

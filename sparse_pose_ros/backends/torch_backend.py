@@ -7,6 +7,7 @@ Runs the masked-dense network exactly as trained (CPU or CUDA). It is the slowes
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,11 @@ from ..export.export_cache import apply_head_gating
 from ..model.checkpoint import CheckpointError, load_checkpoint
 from ..model.network import PoseNetwork
 from ..runtime.geometry import network_geometry
+from ..runtime.options import check_input_size
 from .base import (
     Backend,
     BackendError,
+    BackendOptions,
     InferenceResult,
     ModelInfo,
     build_result,
@@ -33,9 +36,11 @@ LOG = logging.getLogger(__name__)
 
 
 def model_info_from_network(
-    net: PoseNetwork, model_hash: str, source: str, input_size: int
-) -> ModelInfo:
-    """ModelInfo of a loaded network (constants come from its stored config, never repeated)."""
+    net: PoseNetwork, model_hash: str, source: str, input_size: int,
+    training: Mapping[str, Any] | None = None,
+) -> ModelInfo:  # fmt: skip
+    """ModelInfo of a loaded network (constants come from its stored config, never repeated);
+    ``training``: the checkpoint's training record (``load_checkpoint``'s ``meta``)."""
     cfg = net.cfg
     return ModelInfo(
         model_hash=model_hash,
@@ -46,7 +51,25 @@ def model_info_from_network(
         depth_range_mm=float(cfg.depth_range_mm),
         gated=bool(net.gated_blocks()),
         source=source,
+        output_stride=int(cfg.output_stride),
+        training=training,
     )
+
+
+def load_for_inference(
+    path: str, opts: BackendOptions, map_location: str
+) -> tuple[PoseNetwork, ModelInfo]:
+    """A checkpoint as the torch-held backends run it: loaded (BackendError on a bad file),
+    the input size checked against its output stride, head gating applied per ``opts``."""
+    try:
+        net, meta = load_checkpoint(path, map_location=map_location)
+    except CheckpointError as exc:
+        raise BackendError(str(exc)) from exc
+    size = opts.input_size if opts.input_size is not None else int(net.cfg.input_size)
+    check_input_size(size, net.cfg.output_stride)
+    apply_head_gating(net, opts.head_gating)
+    info = model_info_from_network(net, str(meta["model_hash"]), path, size, meta.get("meta"))
+    return net, info
 
 
 class TorchBackend(Backend):
@@ -54,56 +77,40 @@ class TorchBackend(Backend):
 
     Args:
         model_file_path: .safetensors checkpoint written by ``model.checkpoint.save_checkpoint``.
-        device: "auto", "cpu", "cuda" or "cuda:N".
-        input_size: square input side, a multiple of the output stride (16, or 32 for
-            MoveNet's architecture); default: the checkpoint's.
-        mask_threshold: initial mask probability threshold (default 0.5, the training boundary).
-        num_threads: torch intra-op threads on CPU (default: torch's own choice).
-        head_gating: heads only inside the last mask's region (``docs/network.md`` §5b);
-            None keeps the checkpoint's setting, a dense model ignores it.
+        options: :class:`~sparse_pose_ros.runtime.options.BackendOptions`; ``shared`` keyword
+            arguments change its fields. Here: ``device`` "auto", "cpu", "cuda" or "cuda:N";
+            ``input_size`` a multiple of the checkpoint's output stride (default: its own);
+            ``num_threads`` torch intra-op threads on CPU (default: torch's own choice);
+            ``head_gating`` on a gated checkpoint (None keeps its setting); ``cache_dir`` is
+            not used (nothing to cache).
     """
 
     name = "torch"
 
     def __init__(
-        self,
-        model_file_path: str,
-        device: str = "auto",
-        input_size: int | None = None,
-        mask_threshold: float = 0.5,
-        num_threads: int | None = None,
-        head_gating: bool | None = None,
+        self, model_file_path: str, options: BackendOptions | None = None, **shared: Any
     ) -> None:
+        opts = BackendOptions.build(options, **shared)
         path = str(model_file_path)
         if Path(path).suffix != ".safetensors":
             raise BackendError(f"torch backend needs a .safetensors checkpoint, got {path}")
-        dev = resolve_device(device)
+        dev = resolve_device(opts.device)
         if dev.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError(f"device {dev!r} requested for {path} but torch has no CUDA")
-        if num_threads is not None:
-            if num_threads < 1:
-                raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-            torch.set_num_threads(int(num_threads))
-        try:
-            net, meta = load_checkpoint(path, map_location=dev)
-        except CheckpointError as exc:
-            raise BackendError(str(exc)) from exc
-        size = int(input_size) if input_size is not None else int(net.cfg.input_size)
-        stride = net.cfg.output_stride
-        if size <= 0 or size % stride:
-            raise ValueError(f"input_size must be a positive multiple of {stride} (the "
-                             f"network's output stride), got {size}")
-        apply_head_gating(net, head_gating)
+        if opts.num_threads is not None:
+            torch.set_num_threads(opts.num_threads)
+        net, info = load_for_inference(path, opts, dev)
+        self.backend_options = opts
         self.net = net
         self.device = torch.device(dev)
-        self.info = model_info_from_network(net, str(meta["model_hash"]), path, size)
-        self.geometry = network_geometry(net, size)
-        self.set_mask_threshold(mask_threshold)
+        self.info = info
+        self.geometry = network_geometry(net, info.input_size)
+        self.set_mask_threshold(opts.mask_threshold)
         LOG.info(
             "torch backend: %s on %s, input %d, %d gated blocks",
             path,
             dev,
-            size,
+            info.input_size,
             len(self.geometry.gated_indices),
         )
 

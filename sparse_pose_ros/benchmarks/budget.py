@@ -110,19 +110,14 @@ def load_frames(dataset: Any, indices: Sequence[int]) -> list[HeldOutFrame]:
 
 
 def make_backend(args: argparse.Namespace, checkpoint: str) -> Any:
-    """The backend under test, on CPU with ``args.threads`` intra-op threads."""
-    from ..backends import create_backend
+    """The backend under test, on CPU with ``args.threads`` threads (torch / ONNX Runtime
+    intra-op, sparse-cpu's pool) and ``args.cache_dir`` for exports (torch has none)."""
+    from ..backends import BackendOptions, create_backend
 
-    options: dict[str, Any] = {}
-    if args.backend == "onnxruntime":
-        options = {"intra_op_threads": args.threads, "graph": args.graph}
-        if args.cache_dir:
-            options["cache_dir"] = args.cache_dir
-    elif args.backend in ("torch", "sparse-cpu"):
-        options = {"num_threads": args.threads}
-        if args.backend == "sparse-cpu" and args.cache_dir:
-            options["cache_dir"] = args.cache_dir
-    return create_backend(args.backend, checkpoint, "cpu", **options)
+    options = BackendOptions(device="cpu", num_threads=args.threads,
+                             cache_dir=args.cache_dir or None)  # fmt: skip
+    own = {"graph": args.graph} if args.backend == "onnxruntime" else {}
+    return create_backend(args.backend, checkpoint, options=options, **own)
 
 
 def _estimate(estimator: Any, frame: HeldOutFrame) -> tuple[float, Any]:

@@ -10,7 +10,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from .sparse_cpu import ARCH_SIZE, ARCHS, BenchConfig, run
+from ..runtime.options import input_size_problem
+from .sparse_cpu import ARCH_SIZE, ARCHS, BenchConfig, arch_output_stride, run
 
 DEFAULT_OUT = Path("benchmarks/results/sparse_cpu.json")
 
@@ -20,8 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="bench", required=True)
     s = sub.add_parser("sparse-cpu", help="dense vs masked vs gather-scatter CPU latency")
     s.add_argument("--size", type=int, default=None,
-                   help="square input side (multiple of 16; 32 for MoveNet); default: the "
-                        "architecture's (256, Lightning 192)")
+                   help="square input side, a multiple of the network's output stride (16; "
+                        "32 for MoveNet); default: the architecture's (256, Lightning 192)")
     s.add_argument("--arch", default="s16", choices=list(ARCHS),
                    help="s16: the original stride-16 network (--width-mult); movenet-thunder / "
                         "movenet-lightning: MoveNet's architecture (width 1.75 / 1.0)")
@@ -71,9 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _main_paced(args: argparse.Namespace, command: str) -> int:
     from .paced import run_paced
 
-    if args.size <= 0 or args.size % 16 or not 0.0 <= args.density <= 1.0:
-        print("error: --size must be a positive multiple of 16 and --density in [0, 1]",
-              file=sys.stderr)  # fmt: skip
+    problem = input_size_problem(args.size, arch_output_stride("s16"))  # paced runs s16
+    if problem:
+        print(f"error: --size {problem}", file=sys.stderr)
+        return 2
+    if not 0.0 <= args.density <= 1.0:
+        print(f"error: --density must be in [0, 1], got {args.density}", file=sys.stderr)
         return 2
     result = run_paced(args.size, args.threads, args.density, args.interval_ms, args.reps,
                        args.warmup, command)  # fmt: skip
@@ -92,10 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         return _main_paced(args, command)
     if args.size is None:
         args.size = ARCH_SIZE[args.arch]
-    multiple = 16 if args.arch == "s16" else 32
-    if args.size <= 0 or args.size % multiple:
-        print(f"error: --size must be a positive multiple of {multiple}, got {args.size}",
-              file=sys.stderr)  # fmt: skip
+    problem = input_size_problem(args.size, arch_output_stride(args.arch))
+    if problem:
+        print(f"error: --size {problem}", file=sys.stderr)
         return 2
     if args.block < 1 or args.settle < 0 or args.gap_ms < 0:
         print("error: --block must be >= 1, --settle and --gap-ms >= 0", file=sys.stderr)

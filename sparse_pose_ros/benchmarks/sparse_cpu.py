@@ -101,6 +101,11 @@ def network_config(cfg: BenchConfig, gated: bool = True, gate_strided: bool = Fa
                          gate_strided=gate_strided)  # fmt: skip
 
 
+def arch_output_stride(arch: str) -> int:
+    """Output stride of ``arch``'s network (its input size must be a multiple of it)."""
+    return network_config(BenchConfig(size=ARCH_SIZE[arch], arch=arch)).output_stride
+
+
 class _WholeBackbone(torch.nn.Module):
     """An ungated backbone's own forward (every block dense, ``last`` included) -> features."""
 

@@ -159,11 +159,13 @@ def run_trained(
         for t in sorted({threads, 1}, reverse=True):
             torch.set_num_threads(t)
             ours = SparsePoseNetwork(net, kernel="cpp", policy=policy)
+            from ..backends import BackendOptions
             from ..backends.onnxruntime_backend import OnnxRuntimeBackend
             from ..backends.sparse_cpu_backend import SparseCpuBackend
 
-            be_ort = OnnxRuntimeBackend(path, device="cpu", intra_op_threads=t)
-            be_sparse = SparseCpuBackend(path, device="cpu", num_threads=t)
+            options = BackendOptions(device="cpu", num_threads=t)
+            be_ort = OnnxRuntimeBackend(path, options)
+            be_sparse = SparseCpuBackend(path, options)
             ort_sparse = _ort_sparse_runner(net, t)
             for name, frames in sets.items():
                 feeds = [{"image": f.numpy()} for f in frames]

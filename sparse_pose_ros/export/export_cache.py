@@ -1,5 +1,6 @@
 """Checkpoint -> ONNX exports cached on disk, shared by the onnxruntime and tensorrt backends,
-and the one rule for the ``head_gating`` option every backend takes.
+and the ``head_gating`` option applied to a loaded network (the rule itself, with its three
+defaults, is ``runtime.options.effective_head_gating``).
 
 Why one module: both graph runtimes export a .safetensors checkpoint on first use and reuse the
 file afterwards; the cache key (model hash, input size, graph kind, metadata format, head
@@ -10,23 +11,16 @@ Imports neither onnxruntime nor TensorRT, so each backend can use it where the o
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..runtime.model_info import BackendError
+from ..runtime.options import effective_head_gating
 
 LOG = logging.getLogger(__name__)
 
-
-def effective_head_gating(config: Mapping[str, Any], requested: bool | None) -> bool:
-    """Whether the heads run only inside the last mask's region (``docs/network.md`` §5b).
-
-    ``requested`` None keeps the checkpoint's own setting; a dense model has no mask to gate
-    by, so a request for it is ignored there (the node's default is on for every model)."""
-    if requested is None or not config.get("gated", False):
-        return bool(config.get("head_gating", False))
-    return bool(requested)
+__all__ = ["apply_head_gating", "cached_onnx_path", "checkpoint_training",
+           "effective_head_gating", "ensure_onnx_export", "warn_if_baked"]
 
 
 def apply_head_gating(net: Any, requested: bool | None) -> bool:
@@ -96,3 +90,17 @@ def warn_if_baked(path: str, head_gating: bool | None, runtime: str) -> None:
         LOG.info("%s: head_gating=%s is ignored for %s, an exported graph (its head gating "
                     "was fixed at export; pass the .safetensors checkpoint to choose it)",
                     runtime, head_gating, path)  # fmt: skip
+
+
+def checkpoint_training(path: str) -> dict[str, Any] | None:
+    """The training record of a .safetensors checkpoint (``ModelInfo.training``: the ``meta``
+    ``save_checkpoint`` stored), for a runtime that runs its export; None for any other file
+    (an exported graph carries none). BackendError for an unreadable checkpoint."""
+    if Path(path).suffix != ".safetensors":
+        return None
+    from ..model.checkpoint import CheckpointError, read_metadata
+
+    try:
+        return dict(read_metadata(path)["meta"])
+    except CheckpointError as exc:
+        raise BackendError(str(exc)) from exc

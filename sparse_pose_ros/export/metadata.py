@@ -167,6 +167,10 @@ def parse_metadata(props: dict[str, str], source: str) -> OnnxMetadata:
         std = tuple(float(v) for v in json.loads(props["input_std"]))
         if len(mean) != 3 or len(std) != 3:
             raise ValueError("mean/std need 3 values")
+        architecture = dict(FORMAT1_ARCHITECTURE)
+        if "architecture" in props:
+            architecture.update(json.loads(props["architecture"]))
+            architecture["output_stride"] = int(architecture["output_stride"])
         info = ModelInfo(
             model_hash=props["model_hash"],
             input_size=int(props["input_size"]),
@@ -176,15 +180,12 @@ def parse_metadata(props: dict[str, str], source: str) -> OnnxMetadata:
             depth_range_mm=float(props["depth_range_mm"]),
             gated=props["gated"] == "true",
             source=source,
+            output_stride=int(architecture["output_stride"]),
         )
         geometry = NetworkGeometry.from_json(props["block_geometry"])
         mask_outputs = tuple(str(n) for n in json.loads(props["mask_outputs"]))
         config = json.loads(props.get("network_config", "{}"))
         opset = int(props["opset"])
-        architecture = dict(FORMAT1_ARCHITECTURE)
-        if "architecture" in props:
-            architecture.update(json.loads(props["architecture"]))
-            architecture["output_stride"] = int(architecture["output_stride"])
     except (ValueError, TypeError) as exc:
         raise BackendError(f"{source}: malformed sparse_pose_ros metadata: {exc}") from exc
     if len(mask_outputs) != len(geometry.gated_indices):

@@ -26,6 +26,7 @@ from .. import skeleton
 from ..model.checkpoint import load_checkpoint, model_hash
 from ..model.network import PoseNetwork
 from ..runtime.geometry import network_geometry
+from ..runtime.options import check_input_size
 from .graph_modules import (
     GRAPH_KINDS,
     HEATMAPS_OUTPUT,
@@ -82,12 +83,9 @@ def export_network(
     if graph == "portable_sparse" and opset < 16:
         raise ValueError("portable_sparse needs opset >= 16 (ScatterND reduction)")
     size = int(input_size if input_size is not None else net.cfg.input_size)
-    stride = net.cfg.output_stride
-    if size <= 0 or size % stride:
-        # TF 'SAME' pads are fixed at the export size: on a size that is not a multiple of the
-        # stride some stride-2 conv sees an odd side and pads 1 before, unlike MoveNet's weights.
-        raise ValueError(f"input_size must be a positive multiple of {stride} (the network's "
-                         f"output stride), got {size}")
+    # TF 'SAME' pads are fixed at the export size: on a size that is not a multiple of the
+    # stride some stride-2 conv sees an odd side and pads 1 before, unlike MoveNet's weights.
+    check_input_size(size, net.cfg.output_stride)
     if opset < 13:
         raise ValueError(f"opset must be >= 13, got {opset}")
     net = net.eval()

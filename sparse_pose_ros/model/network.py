@@ -20,6 +20,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..runtime.options import HEAD_GATING_STORED, OUTPUT_STRIDES, check_input_size
 from .blocks import PADDINGS, ConvBN, InvertedResidual
 from .fpn import MoveNetFPN, SeparableConv
 from .heads import HemletsHead, Neck, head_region
@@ -63,7 +64,7 @@ class NetworkConfig:
 
     Attributes:
         input_size: square input side in pixels (a multiple of the output stride: 16, or 32
-            for the stride-32 MoveNet arch).
+            for the stride-32 MoveNet arch; ``runtime.options.check_input_size``).
         width_mult: channel multiplier of the backbone.
         arch: rows of (t, c, n, s).
         stem_channels: channels of the stride-2 stem conv (before width_mult).
@@ -79,7 +80,9 @@ class NetworkConfig:
             the head's z; 0 = none. Attached after training by ``training.train_lifter``.
         head_gating: read the heads only inside the region of the last execution mask
             (``model.heads.head_region``); needs a gated backbone. An inference choice: the
-            weights are the same, see ``PoseNetwork.set_head_gating``.
+            weights are the same, see ``PoseNetwork.set_head_gating``. Off unless configured;
+            backends and the node choose per run (the rule and its three defaults:
+            ``runtime.options``).
         input_mean, input_std: RGB normalisation, input = (rgb / 255 - mean) / std. Stored with
             the weights (and in exported ONNX metadata) so no runtime repeats the constants.
         padding: "symmetric" (PyTorch padding=1) or "tf_same" (TensorFlow 'SAME': 0 before and 1
@@ -106,7 +109,7 @@ class NetworkConfig:
     depth_bins: int = 64
     depth_mode: str = "factorized"
     depth_range_mm: float = 1000.0
-    head_gating: bool = False
+    head_gating: bool = HEAD_GATING_STORED
     lifter_hidden: int = 0
     input_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     input_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -129,12 +132,10 @@ class NetworkConfig:
         for row in rows:
             if len(row) != 4 or row[3] not in (1, 2) or row[1] <= 0 or row[2] <= 0 or row[0] <= 0:
                 raise ValueError(f"arch rows must be (t>0, c>0, n>0, s in {{1,2}}), got {row}")
-        if self.output_stride not in (16, 32):
+        if self.output_stride not in OUTPUT_STRIDES:
             raise ValueError("arch must reach stride 16 or 32 (three or four stride-2 rows "
                              f"after the stem), got stride {self.output_stride}")
-        if self.input_size <= 0 or self.input_size % self.output_stride:
-            raise ValueError(f"input_size must be a positive multiple of {self.output_stride} "
-                             f"(the backbone's output stride), got {self.input_size}")
+        check_input_size(self.input_size, self.output_stride)
         if self.width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {self.width_mult}")
         self.input_mean = tuple(float(v) for v in self.input_mean)  # type: ignore[assignment]

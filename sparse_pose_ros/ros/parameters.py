@@ -7,7 +7,6 @@ config/pose.yaml repeats the defaults for users; a test checks both agree.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,13 @@ from rcl_interfaces.msg import ParameterType as PT
 
 from ..backends.base import BACKEND_NAMES
 from ..control.latency_budget import BudgetConfig
+from ..runtime.options import (
+    HEAD_GATING_NODE,
+    INPUT_SIZE_MULTIPLE,
+    check_device,
+    check_probability,
+    input_size_problem,
+)
 
 PACKAGE = "sparse_pose_ros"
 DEFAULT_MODEL = "models/pose_sparse.safetensors"
@@ -28,6 +34,10 @@ MODEL_HELP = (
 
 #: The controller's bounds, quoted in the target_latency_ms description.
 _BUDGET = BudgetConfig()
+#: input_size values besides 0 (= the model's own size): [min, max] pixels.
+INPUT_SIZE_RANGE = (64, 1024)
+_INPUT_SIZE_RULE = (f"0 or a multiple of {INPUT_SIZE_MULTIPLE} in [{INPUT_SIZE_RANGE[0]}, "
+                    f"{INPUT_SIZE_RANGE[1]}]")
 
 Validator = Callable[[Any], str | None]  # returns the rejection reason, or None when fine
 
@@ -119,19 +129,36 @@ def _model_path(v: Any) -> str | None:
 
 
 def _input_size(v: Any) -> str | None:
-    if v == 0 or (64 <= v <= 1024 and v % 16 == 0):
+    """What can be checked without the model: the rule every model shares
+    (``runtime.options``); the loaded model's own stride: :func:`input_size_for_model`."""
+    lo, hi = INPUT_SIZE_RANGE
+    if v == 0 or (lo <= v <= hi and input_size_problem(v) is None):
         return None
-    return f"must be 0 (the model's size) or a multiple of 16 in [64, 1024]; got {v}"
+    return (f"must be 0 (the model's size) or a multiple of {INPUT_SIZE_MULTIPLE} in [{lo}, "
+            f"{hi}] (of 32 for a stride-32 MoveNet-architecture model); got {v}")
+
+
+def input_size_for_model(v: int, output_stride: int) -> str | None:
+    """Why ``input_size`` ``v`` does not fit a model of ``output_stride`` (None: it does, or
+    ``v`` is 0); the node checks a change against the model it has loaded."""
+    problem = input_size_problem(v, output_stride) if v else None
+    return f"input_size {problem} of the loaded model" if problem else None
 
 
 def _open_probability(v: Any) -> str | None:
-    return None if 0.0 < v < 1.0 else f"must be a probability in (0, 1); got {v}"
+    try:
+        check_probability(v)
+    except ValueError:
+        return f"must be a probability in (0, 1); got {v}"
+    return None
 
 
 def _device(v: Any) -> str | None:
-    if re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(v)):
-        return None
-    return f"must be auto, cpu, cuda or cuda:N; got {v!r}"
+    try:
+        check_device(str(v))
+    except ValueError:
+        return f"must be auto, cpu, cuda or cuda:N; got {v!r}"
+    return None
 
 
 def _optional_file(v: Any) -> str | None:
@@ -165,8 +192,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "input_size", 0,
-        "Square network input side in pixels; 0 = the size the model was built for.",
-        "0 or a multiple of 16 in [64, 1024]", int_range=(0, 1024), validate=_input_size,
+        "Square network input side in pixels; 0 = the size the model was built for. Else a "
+        "multiple of the model's output stride (16; 32 for MoveNet-architecture models).",
+        _INPUT_SIZE_RULE, int_range=(0, INPUT_SIZE_RANGE[1]), validate=_input_size,
         reload=True,
     ),
     ParamSpec(
@@ -196,11 +224,13 @@ PARAMS: tuple[ParamSpec, ...] = (
         "input far better. Turn off for streams of unrelated still images.",
     ),
     ParamSpec(
-        "head_gating", True,
+        "head_gating", HEAD_GATING_NODE,
         "Gated models: evaluate the heads only inside the last execution mask's region "
         "(dilated one cell), where the person is; the compiled CPU head skips the rest. "
         "Measured accuracy cost on the shipped sparse model: none (docs/network.md 5b). "
-        "Dense models ignore it; an exported .onnx/.engine keeps the setting it was built with.",
+        "Dense models ignore it; an exported .onnx/.engine keeps the setting it was built with. "
+        "On by default here, unlike a checkpoint's stored default (off) and a library "
+        "backend's (the checkpoint's own): the rule is in runtime/options.py.",
         reload=True,
     ),
     ParamSpec(

@@ -38,10 +38,10 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from ..backends.base import Backend, BackendError, create_backend
+from ..backends.base import Backend, BackendError, BackendOptions, ModelInfo, create_backend
 from ..control.latency_budget import BudgetConfig, LatencyBudgetController, control_step
 from ..image_codec import ImageDecodeError
-from ..model.checkpoint import CheckpointError, read_metadata
+from ..model.checkpoint import CheckpointError
 from ..pipeline.draw import mask_overlay
 from ..pipeline.estimator import PoseEstimator, PoseResult
 from ..pipeline.lift import Intrinsics
@@ -53,6 +53,7 @@ from .parameters import (
     PARAMS_BY_NAME,
     TENSORRT_OPTIONS,
     check,
+    input_size_for_model,
     resolve_model_path,
 )
 from .qos import IMAGE_QOS, OUTPUT_QOS
@@ -95,26 +96,24 @@ def _load_hint(path: str, exc: BaseException) -> str:
             "(`ros2 param describe /pose_node <name>`)")
 
 
-def checkpoint_training_note(path: str) -> tuple[bool, str]:
-    """(trained?, sentence) from a checkpoint's stored meta, for the startup log.
+def training_note(info: ModelInfo) -> str:
+    """The startup log's sentence on the loaded model's training record (``info.training``,
+    read by the backend with the model; the node reads no model file itself).
 
-    A checkpoint whose meta has no training record (or says ``untrained``) is reported as such:
-    the node still runs that real network, but its poses mean nothing and the user must know.
+    A checkpoint whose record is empty (or says ``untrained``) is reported as such: the node
+    still runs that real network, but its poses mean nothing and the user must know.
     """
-    if not path.endswith(".safetensors"):
-        return True, f"model {path} (no checkpoint metadata to inspect)"
-    try:
-        meta = read_metadata(path)["meta"]
-    except CheckpointError as exc:
-        return False, str(exc)
-    if not meta or meta.get("untrained"):
-        return False, (
+    path, meta = info.source, info.training
+    if meta is None:
+        return f"model {path} (no checkpoint metadata to inspect)"
+    if not info.trained:
+        return (
             f"checkpoint {path} carries NO training record: the network runs with these weights "
             f"but its poses are not meaningful ({MODEL_HELP})"
         )
     short = [f"{k}={v}" for k, v in sorted(meta.items())
              if isinstance(v, int | float | bool) or (isinstance(v, str) and len(v) <= 60)]
-    return True, f"checkpoint {path} has a training record: {', '.join(short)[:300]}"
+    return f"checkpoint {path} has a training record: {', '.join(short)[:300]}"
 
 
 class PoseNode(Node):
@@ -205,8 +204,13 @@ class PoseNode(Node):
         return self.get_parameter(name).value
 
     def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        names = {p.name for p in params}
+        backend = self._backend
         for p in params:
             reason = check(p.name, p.value)
+            if (reason is None and p.name == "input_size" and backend is not None
+                    and "model_file_path" not in names):  # the loaded model's own stride
+                reason = input_size_for_model(p.value, backend.info.output_stride)
             if reason:
                 self.get_logger().warning(f"rejected parameter: {reason}")
                 return SetParametersResult(successful=False, reason=reason)
@@ -317,17 +321,18 @@ class PoseNode(Node):
             self._backend = self._estimator = None
         path = str(resolve_model_path(self._p("model_file_path")))
         name = self._p("backend")
-        options: dict[str, Any] = {"head_gating": self._p("head_gating")}
-        if self._p("input_size"):
-            options["input_size"] = self._p("input_size")
-        if self._p("num_threads"):
-            options["num_threads"] = self._p("num_threads")
+        own: dict[str, Any] = {}
         if name == "tensorrt":  # empty path parameters mean "backend default" (None)
-            options.update({k: (self._p(k) if self._p(k) != "" else None)
-                            for k in TENSORRT_OPTIONS})
-        trained, note = checkpoint_training_note(path)
+            own = {k: (self._p(k) if self._p(k) != "" else None) for k in TENSORRT_OPTIONS}
         try:
-            backend = create_backend(name, path, self._p("device"), **options)
+            options = BackendOptions(  # 0 = the model's / the backend's own choice
+                device=self._p("device"),
+                input_size=self._p("input_size") or None,
+                mask_threshold=self._current_threshold(),
+                num_threads=self._p("num_threads") or None,
+                head_gating=self._p("head_gating"),
+            )
+            backend = create_backend(name, path, options=options, **own)
             backend.set_mask_threshold(self._current_threshold())
             backend.warmup(1)
             estimator = PoseEstimator(
@@ -339,7 +344,9 @@ class PoseNode(Node):
                 self._model_state, self._model_error = "error", str(exc)
             self.get_logger().error(f"cannot load model: {exc}. {_load_hint(path, exc)}")
             return
-        (self.get_logger().info if trained else self.get_logger().warning)(note)
+        trained = backend.info.trained
+        (self.get_logger().info if trained else self.get_logger().warning)(
+            training_note(backend.info))
         self.get_logger().info(
             f"backend {backend.name} ready: {backend.info.source} (hash "
             f"{backend.info.model_hash[:12]}), input {backend.info.input_size}, "

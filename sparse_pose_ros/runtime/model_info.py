@@ -6,7 +6,11 @@ Below both ``export`` (which writes these facts into ONNX metadata and reads the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .options import INPUT_SIZE_MULTIPLE
 
 
 class BackendError(RuntimeError):
@@ -15,7 +19,16 @@ class BackendError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Facts a caller needs to prepare inputs and interpret outputs, read from the model file."""
+    """Facts a caller needs to prepare inputs and interpret outputs, read from the model file.
+
+    Attributes:
+        output_stride: the backbone's output stride; an input size must be a multiple of it
+            (``runtime.options.check_input_size``).
+        training: the checkpoint's training record (the ``meta`` that ``save_checkpoint``
+            stored: command, data, metrics), read by the backend with the model; None when the
+            file carries none to read (an exported .onnx keeps only the network: the record
+            stays with its checkpoint). See :attr:`trained`.
+    """
 
     model_hash: str
     input_size: int
@@ -25,3 +38,14 @@ class ModelInfo:
     depth_range_mm: float
     gated: bool
     source: str
+    output_stride: int = INPUT_SIZE_MULTIPLE
+    training: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def trained(self) -> bool:
+        """False when the checkpoint's training record is empty or says ``untrained`` (the
+        network runs, but its poses mean nothing); True otherwise, also when the file carries
+        no record to inspect (:attr:`training` None)."""
+        if self.training is None:
+            return True
+        return bool(self.training) and not self.training.get("untrained", False)

@@ -1,0 +1,179 @@
+"""The options every backend takes (:class:`BackendOptions`), validated once, and the rules they
+follow, each written once:
+
+* **Input size.** A square input side must be a positive multiple of the network's output stride
+  (:data:`OUTPUT_STRIDES`: 16 for the MobileNetV2 layout of ``NetworkConfig``'s default arch, 32
+  for MoveNet's stride-32 backbone; ``NetworkConfig.output_stride`` says which). A check that has
+  no model at hand (a ROS parameter, :class:`BackendOptions`, a benchmark flag) can only apply
+  what every model shares, a multiple of :data:`INPUT_SIZE_MULTIPLE`; the model's own stride is
+  checked where the model is read (:func:`check_input_size` with ``output_stride``).
+* **Head gating** (the heads read only inside the last execution mask's region,
+  ``docs/network.md`` §5b). Three defaults, one per kind of caller, and one rule
+  (:func:`effective_head_gating`) that turns a request into what runs:
+
+  - :data:`HEAD_GATING_STORED` (False) is ``NetworkConfig.head_gating``'s default: a checkpoint
+    stores the network as trained and evaluated, heads everywhere, unless its config said
+    otherwise;
+  - :data:`HEAD_GATING_REQUESTED` (None) is :class:`BackendOptions`' default: a library caller
+    (tests, benchmarks, evaluation) gets the checkpoint's own setting;
+  - :data:`HEAD_GATING_NODE` (True) is the ``pose_node`` parameter's default: the deployed node
+    turns it on for every gated model (no measured accuracy cost on the shipped sparse model,
+    docs/network.md §5b).
+
+  A dense model has no mask to gate by and ignores any request; an exported .onnx / engine keeps
+  the setting it was exported with (the backends log that a request is ignored there).
+* **Mask threshold**: a probability in the open interval (0, 1) (:func:`check_probability`).
+* **Device**: "auto", "cpu", "cuda" or "cuda:N" (:func:`check_device`).
+
+Below ``export`` and ``backends`` (numpy-free, no torch), so the exporters, every runtime, the
+node's parameter table and the benchmarks share one definition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+#: Output strides a backbone may have (stem x stride-2 rows): 16, or 32 for MoveNet's arch.
+OUTPUT_STRIDES: tuple[int, ...] = (16, 32)
+#: Every network accepts a multiple of this (the smallest output stride); see the module doc.
+INPUT_SIZE_MULTIPLE: int = min(OUTPUT_STRIDES)
+
+#: ``NetworkConfig.head_gating``'s default: what a checkpoint stores unless configured.
+HEAD_GATING_STORED: bool = False
+#: :class:`BackendOptions`' default: None = keep the checkpoint's setting.
+HEAD_GATING_REQUESTED: bool | None = None
+#: The ``pose_node`` parameter's default: on for every gated model.
+HEAD_GATING_NODE: bool = True
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def input_size_problem(size: int, output_stride: int | None = None) -> str | None:
+    """Why ``size`` cannot be the input side of a network with ``output_stride`` (None: any
+    network, i.e. a multiple of :data:`INPUT_SIZE_MULTIPLE`), or None when it can."""
+    multiple = INPUT_SIZE_MULTIPLE if output_stride is None else int(output_stride)
+    if size > 0 and size % multiple == 0:
+        return None
+    why = ("the network's output stride" if output_stride is not None else
+           "the smallest output stride; a stride-32 MoveNet-architecture model needs 32")
+    return f"must be a positive multiple of {multiple} ({why}), got {size}"
+
+
+def check_input_size(size: int, output_stride: int | None = None) -> int:
+    """``size`` as an int, or ValueError("input_size must be a positive multiple of ...")."""
+    problem = input_size_problem(int(size), output_stride)
+    if problem:
+        raise ValueError(f"input_size {problem}")
+    return int(size)
+
+
+def effective_head_gating(config: Mapping[str, Any], requested: bool | None) -> bool:
+    """Whether the heads run only inside the last mask's region (the rule in the module doc).
+
+    Args:
+        config: the network config as stored in the checkpoint (``NetworkConfig.to_dict()``).
+        requested: True / False to choose, None to keep the checkpoint's own setting.
+    """
+    if requested is None or not config.get("gated", False):
+        return bool(config.get("head_gating", HEAD_GATING_STORED))
+    return bool(requested)
+
+
+def check_probability(probability: float) -> float:
+    """``probability`` as a float in (0, 1), or ValueError naming the mask threshold."""
+    p = float(probability)
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"mask threshold must be a probability in (0, 1), got {probability}")
+    return p
+
+
+def check_device(device: str) -> str:
+    """``device`` if it is "auto", "cpu", "cuda" or "cuda:N", else ValueError."""
+    if isinstance(device, str) and _DEVICE.fullmatch(device):
+        return device
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def check_threads(value: int | None, name: str = "num_threads") -> int | None:
+    """None (the runtime's default) or an int >= 1, else ValueError naming ``name``."""
+    if value is None:
+        return None
+    if int(value) < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """What every backend takes, validated when made (ValueError names the option).
+
+    Options only one runtime has (ONNX Runtime's ``graph``, sparse-cpu's ``policy``, TensorRT's
+    ``engine_file_path``, ...) stay keyword arguments of that backend.
+
+    Attributes:
+        device: "auto" (CUDA when present, else CPU), "cpu", "cuda" or "cuda:N".
+        input_size: square input side; None = the model's own. Checked here against what every
+            model shares (a multiple of :data:`INPUT_SIZE_MULTIPLE`), against the model's output
+            stride when the backend reads it; must match an exported file's size.
+        mask_threshold: initial execution-mask probability threshold in (0, 1); 0.5 = the
+            training decision boundary.
+        num_threads: CPU threads of the runtime (torch intra-op, ONNX Runtime intra-op, the
+            sparse-cpu worker pool); None = the runtime's default (sparse-cpu: 1). TensorRT
+            runs on the GPU and ignores it.
+        head_gating: True / False to choose head gating on a gated checkpoint, None (default,
+            :data:`HEAD_GATING_REQUESTED`) to keep the checkpoint's setting; the rule is
+            :func:`effective_head_gating`.
+        cache_dir: root of the caches of checkpoint exports (ONNX graphs, TensorRT plans);
+            None = each cache's default (``$SPARSE_POSE_CACHE`` or ``~/.cache/sparse_pose_ros``
+            for ONNX exports, see ``engine_cache.default_cache_dir`` for plans). The torch
+            backend has nothing to cache and ignores it.
+    """
+
+    device: str = "auto"
+    input_size: int | None = None
+    mask_threshold: float = 0.5
+    num_threads: int | None = None
+    head_gating: bool | None = HEAD_GATING_REQUESTED
+    cache_dir: str | os.PathLike[str] | None = None
+
+    #: names of the fields, i.e. the keyword options every backend takes
+    NAMES: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        check_device(self.device)
+        if self.input_size is not None:
+            object.__setattr__(self, "input_size", check_input_size(self.input_size))
+        object.__setattr__(self, "mask_threshold", check_probability(self.mask_threshold))
+        object.__setattr__(self, "num_threads", check_threads(self.num_threads))
+        if self.head_gating is not None and not isinstance(self.head_gating, bool):
+            raise ValueError(f"head_gating must be True, False or None, got {self.head_gating!r}")
+
+    @classmethod
+    def build(cls, options: BackendOptions | None = None, **changes: Any) -> BackendOptions:
+        """``options`` (default: all defaults) with ``changes`` applied, validated again.
+
+        Raises:
+            TypeError: a name in ``changes`` is not a field (it names the valid ones).
+        """
+        if options is not None and not isinstance(options, BackendOptions):
+            raise TypeError(f"options must be a BackendOptions, got {type(options).__name__}")
+        unknown = sorted(set(changes) - set(cls.NAMES))
+        if unknown:
+            raise TypeError(f"unknown backend option(s) {unknown}; the options every backend "
+                            f"takes are {list(cls.NAMES)}")  # fmt: skip
+        base = options if options is not None else cls()
+        return dataclasses.replace(base, **changes) if changes else base
+
+    @classmethod
+    def split(cls, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the fields of this class, the rest) of a keyword-argument dict."""
+        shared = {k: v for k, v in kwargs.items() if k in cls.NAMES}
+        return shared, {k: v for k, v in kwargs.items() if k not in cls.NAMES}
+
+
+BackendOptions.NAMES = tuple(f.name for f in dataclasses.fields(BackendOptions))
