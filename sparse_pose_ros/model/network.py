@@ -94,6 +94,8 @@ class NetworkConfig:
         fpn_widths: widths of the FPN (top conv, then each level).
         head_hidden: a separable conv (3×3 depthwise + 1×1 to this width, ReLU) in front of the
             HEMlets 1×1 convs, as MoveNet's heads have; 0 = the 1×1 convs read the neck directly.
+        readout_window: joints from a soft-argmax within this many cells of each heatmap's peak
+            (``model.heads.peak_window``); 0 = over the whole map (HEMlets' readout).
         movenet_heads: keep MoveNet's four heads (``model.movenet_head``) on the neck output: the
             2D teacher and evaluation reference. Runtimes ignore them.
     """
@@ -118,6 +120,7 @@ class NetworkConfig:
     neck: str = "light"
     fpn_widths: tuple[int, ...] = (64, 32, 24, 24)
     head_hidden: int = 0
+    readout_window: int = 0
     movenet_heads: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -311,7 +314,8 @@ class PoseNetwork(nn.Module):
             SeparableConv(hc, self.cfg.head_hidden) if self.cfg.head_hidden else None
         )
         head_in = self.cfg.head_hidden or hc
-        self.head = HemletsHead(head_in, self.cfg.depth_bins, self.cfg.depth_mode)
+        self.head = HemletsHead(head_in, self.cfg.depth_bins, self.cfg.depth_mode,
+                                self.cfg.readout_window)
         self.movenet: MoveNetHeads | None = MoveNetHeads(hc) if self.cfg.movenet_heads else None
         self.lifter = PoseLifter(self.cfg.lifter_hidden) if self.cfg.lifter_hidden else None
 

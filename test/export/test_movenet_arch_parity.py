@@ -29,9 +29,12 @@ def movenet_random(variant: str, seed: int, **overrides: object) -> PoseNetwork:
 
 @pytest.mark.parametrize("graph", ["portable", "portable_sparse"])
 @pytest.mark.parametrize("head_gating", [False, True], ids=["head", "head-gated"])
-def test_lightning_graphs_equal_torch(tmp_path: Path, graph: str, head_gating: bool) -> None:
+@pytest.mark.parametrize("readout", [0, 2], ids=["global-readout", "peak-readout"])
+def test_lightning_graphs_equal_torch(tmp_path: Path, graph: str, head_gating: bool,
+                                      readout: int) -> None:
     ckpt = tmp_path / "lightning.safetensors"
-    save_checkpoint(ckpt, movenet_random("lightning", seed=3, input_size=128))
+    save_checkpoint(ckpt, movenet_random("lightning", seed=3, input_size=128,
+                                         readout_window=readout))
     ref = create_backend("torch", ckpt, device="cpu", head_gating=head_gating)
     ort = create_backend("onnxruntime", ckpt, device="cpu", cache_dir=tmp_path / "cache",
                          graph=graph, head_gating=head_gating)

@@ -89,3 +89,40 @@ def test_head_rejects_bad_config() -> None:
         HemletsHead(8, depth_bins=1)
     with pytest.raises(ValueError):
         volumetric_soft_argmax(torch.zeros(1, 2, 3, 4))
+
+
+def test_peak_readout_ignores_a_second_mode() -> None:
+    """Two equal-height blobs far apart: the whole-map soft-argmax lands between them, the
+    peak-window readout on the first (the argmax's), and a window covering the map is the
+    global readout again."""
+    from sparse_pose_ros.model.heads import _soft_argmax_with_depth_map, peak_window
+
+    h = w = 16
+    logits = torch.full((1, 1, h, w), -8.0)
+    logits[0, 0, 3, 4] = 6.0
+    logits[0, 0, 3, 5] = 5.0
+    logits[0, 0, 12, 12] = 5.9
+    depth = torch.zeros(1, 1, h, w)
+    depth[0, 0, 3, 4] = 0.5
+    depth[0, 0, 12, 12] = -0.5
+    glob = _soft_argmax_with_depth_map(logits, depth)[0, 0]
+    local = _soft_argmax_with_depth_map(logits, depth, window=2)[0, 0]
+    assert 0.4 < float(glob[0]) < 0.7  # pulled between the blobs
+    px = (4 * torch.exp(torch.tensor(1.0)) + 5) / (torch.exp(torch.tensor(1.0)) + 1)
+    assert torch.allclose(local[0], (px + 0.5) / w, atol=1e-3)
+    assert torch.allclose(local[1], torch.tensor(3.5 / h), atol=1e-3)
+    assert float(local[2]) > 0.3  # depth read at the first blob only
+    wide = _soft_argmax_with_depth_map(logits, depth, window=h)[0, 0]
+    assert torch.allclose(wide, glob, atol=1e-6)
+    masked = peak_window(logits, 1)
+    assert float(masked[0, 0, 12, 12]) < -1e3 and float(masked[0, 0, 3, 5]) == 5.0
+
+
+def test_peak_readout_is_a_network_option() -> None:
+    from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
+
+    net = PoseNetwork(NetworkConfig(input_size=64, readout_window=2, gated=False))
+    assert net.head.readout_window == 2
+    assert NetworkConfig.from_dict(net.cfg.to_dict()).readout_window == 2
+    with pytest.raises(ValueError, match="readout_window"):
+        PoseNetwork(NetworkConfig(input_size=64, readout_window=2, depth_mode="volumetric"))
