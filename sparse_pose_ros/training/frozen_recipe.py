@@ -96,6 +96,8 @@ class RecipeConfig:
         synthetic: rendered shards (``./run render``); "" for none.
         crops_per_frame, pastes, synthetic_count: samples of each kind.
         max_per_source: keep at most this many real crops per source (0 = all; smoke tests).
+        readout_window: the head's joints from a soft-argmax within this many cells of each
+            heatmap's peak (``model.heads.peak_window``; 0 = whole map).
         mask_margin: dilation of the person cells (grid cells) that the masks must cover.
         mask_recall: share of those cells each mask executes on the training samples.
         mask_cells: person and background cells sampled per image and block for the fit.
@@ -115,6 +117,7 @@ class RecipeConfig:
     max_per_source: int = 0
     pastes: int = 1200
     synthetic_count: int = 2500
+    readout_window: int = 2
     mask_margin: int = 1
     mask_recall: float = 0.97
     mask_cells: int = 24
@@ -163,7 +166,8 @@ def build_network(cfg: RecipeConfig) -> tuple[PoseNetwork, dict[str, Any]]:
     src, info = load_checkpoint(cfg.init_from, map_location="cpu")
     if "source" not in info["meta"]:
         raise ValueError(f"{cfg.init_from} is not an imported MoveNet checkpoint")
-    net = PoseNetwork(replace(src.cfg, gated=True, gate_strided=True))
+    net = PoseNetwork(replace(src.cfg, gated=True, gate_strided=True,
+                              readout_window=cfg.readout_window))
     missing = set(net.state_dict()) - set(src.state_dict())
     if any(".mask_unit." not in k for k in missing):
         raise ValueError(f"{cfg.init_from}: tensors missing beyond the mask units")
@@ -530,11 +534,14 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
     net.load_state_dict(masks_state, strict=False)
     if cfg.sparse_epochs:
         sparse_cache = rd / "sparse_features.npz"
-        if not sparse_cache.is_file():
+        mask_vec = np.concatenate([v.flatten().numpy() for v in masks_state.values()])
+        zs = np.load(sparse_cache) if sparse_cache.is_file() else None
+        if zs is None or "masks" not in zs or not np.array_equal(zs["masks"], mask_vec):
+            # Features of the gated network depend on the masks: recompute when they changed.
             out = extract_features(net, samples, cfg, with_cells=False)
-            np.savez(sparse_cache, feats=out["feats"], distill=out["distill"])
+            np.savez(sparse_cache, feats=out["feats"], masks=mask_vec)
             report["sparse_features_seconds"] = round(out["seconds"], 1)
-        zs = np.load(sparse_cache)
+            zs = np.load(sparse_cache)
         t1 = time.perf_counter()
         report["sparse_head"] = train_head(net, zs["feats"], distill, lab, cfg,
                                            cfg.sparse_epochs, cfg.lr * 0.3)
