@@ -131,8 +131,8 @@ class RecipeConfig:
     distill: float = 0.5
     threads: int = 2
     seed: int = 0
-    dense_out: str = "models/pose_thunder_dense.safetensors"
-    sparse_out: str = "models/pose_thunder_sparse.safetensors"
+    dense_out: str = "models/pose_dense.safetensors"
+    sparse_out: str = "models/pose_sparse.safetensors"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -473,6 +473,11 @@ def _save(net: PoseNetwork, path: Path, meta: dict[str, Any], dense: bool) -> No
     save_checkpoint(path, out.half(), meta=meta)
 
 
+def _head_state(net: PoseNetwork) -> dict[str, Tensor]:
+    return {k: v.clone() for k, v in net.state_dict().items()
+            if k.startswith(("head_pre.", "head."))}
+
+
 def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -526,8 +531,7 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
         t1 = time.perf_counter()
         report["dense_head"] = train_head(net, feats, distill, lab, cfg, cfg.epochs, cfg.lr)
         report["dense_head_seconds"] = round(time.perf_counter() - t1, 1)
-        torch.save({k: v for k, v in net.state_dict().items()
-                    if k.startswith(("head_pre.", "head."))}, head_file)
+        torch.save(_head_state(net), head_file)
         save_report()
     _save(net, Path(cfg.dense_out), {**meta_base, "variant": "dense"}, dense=True)
 
@@ -542,10 +546,15 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
             np.savez(sparse_cache, feats=out["feats"], masks=mask_vec)
             report["sparse_features_seconds"] = round(out["seconds"], 1)
             zs = np.load(sparse_cache)
-        t1 = time.perf_counter()
-        report["sparse_head"] = train_head(net, zs["feats"], distill, lab, cfg,
-                                           cfg.sparse_epochs, cfg.lr * 0.3)
-        report["sparse_head_seconds"] = round(time.perf_counter() - t1, 1)
+        sparse_head = rd / "sparse_head.pt"
+        if sparse_head.is_file():
+            net.load_state_dict(torch.load(sparse_head, weights_only=True), strict=False)
+        else:
+            t1 = time.perf_counter()
+            report["sparse_head"] = train_head(net, zs["feats"], distill, lab, cfg,
+                                               cfg.sparse_epochs, cfg.lr * 0.3)
+            report["sparse_head_seconds"] = round(time.perf_counter() - t1, 1)
+            torch.save(_head_state(net), sparse_head)
     _save(net, Path(cfg.sparse_out), {**meta_base, "variant": "sparse",
                                       "masks": json.dumps(report["masks"])}, dense=False)
     report["outputs"] = {"dense": cfg.dense_out, "sparse": cfg.sparse_out}
