@@ -34,6 +34,7 @@ setup(
             "sparse/kernels/*.h",
             "sparse/kernels/*.cpp",
             "sparse/csrc/*.cpp",
+            "sparse/csrc/*.h",
         ]
     },
     data_files=[

@@ -1,16 +1,18 @@
-"""Compiled fused CPU kernel (``csrc/sparse_block_cpu.cpp``), built on first use and cached.
+"""Compiled fused CPU kernel (``csrc/``: ``module.cpp`` and the files it names), built on first
+use and cached.
 
 Why compiled: on a 2-core CPU the gated blocks at stride 8/16 do a few hundred thousand MACs
 each at density 0.25, less than the ~5-10 µs Python + dispatcher overhead of each of the ~30
 PyTorch ops the portable path needs per block. One C++ call per frame (stem, then per block: mask
 unit, index lists, gather, expand GEMM, masked depthwise, project GEMM, scatter) removes that
-overhead; the GEMMs are the kernel's own register-blocked micro-kernel. Threads: a persistent
-worker pool of the kernel's own, not OpenMP (why: the header of ``csrc/sparse_block_cpu.cpp``).
+overhead; the GEMMs are the kernel's own register-blocked micro-kernel (``csrc/simd_gemm.h``).
+Threads: a persistent worker pool of the kernel's own, not OpenMP (why: ``csrc/worker_pool.h``).
 
 The extension is built with the machine's compiler through ``torch.utils.cpp_extension.load``
-(``-O3 -march=native``; built on the machine that runs it, so native is what we want) into a
-cache directory keyed by the source hash, compiler flags and torch version, so a source change
-or torch upgrade rebuilds and an unchanged one loads in milliseconds. If no compiler is
+(``-O3 -march=native``; built on the machine that runs it, so native is what we want; every
+``csrc/*.cpp`` compiled together into one module) into a cache directory keyed by the hash of
+every source and header, compiler flags and torch version, so a source change or torch upgrade
+rebuilds and an unchanged one loads in milliseconds. If no compiler is
 available the loader returns None and the executor falls back to the PyTorch-ops kernel.
 """
 
@@ -32,7 +34,11 @@ from .folding import FoldedBlock
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("csrc") / "sparse_block_cpu.cpp"
+CSRC = Path(__file__).with_name("csrc")
+#: translation units compiled together (module.cpp holds the bindings; the rest one job each)
+SOURCES: tuple[Path, ...] = tuple(sorted(CSRC.glob("*.cpp")))
+#: everything the build reads: the sources and the headers they include (the cache key)
+BUILD_INPUTS: tuple[Path, ...] = tuple(sorted([*CSRC.glob("*.cpp"), *CSRC.glob("*.h")]))
 CFLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-pthread",
           "-ffp-contract=fast"]
 _loaded: ModuleType | None = None
@@ -40,10 +46,12 @@ _failed = False
 
 
 def cache_dir() -> Path:
-    """Build directory keyed by source, flags and torch version."""
-    key = hashlib.sha256(
-        SOURCE.read_bytes() + " ".join(CFLAGS).encode() + torch.__version__.encode()
-    ).hexdigest()[:16]
+    """Build directory keyed by every source and header, flags and torch version."""
+    h = hashlib.sha256()
+    for path in BUILD_INPUTS:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    h.update(" ".join(CFLAGS).encode() + torch.__version__.encode())
+    key = h.hexdigest()[:16]
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return root / "sparse_pose_ros" / "cpu_kernel" / key
 
@@ -60,7 +68,7 @@ def load_cpu_kernel(verbose: bool = False) -> ModuleType | None:
         build.mkdir(parents=True, exist_ok=True)
         _loaded = load(
             name="sparse_pose_ros_cpu",
-            sources=[str(SOURCE)],
+            sources=[str(p) for p in SOURCES],
             extra_cflags=CFLAGS,
             extra_ldflags=["-pthread"],
             build_directory=str(build),

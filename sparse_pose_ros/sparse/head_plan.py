@@ -1,5 +1,5 @@
 """The dense neck + factorized HEMlets head in the compiled CPU kernel (``HeadPlan`` in
-``csrc/sparse_block_cpu.cpp``), fed the sparse backbone's channels-last buffers in place.
+``csrc/head.cpp``), fed the sparse backbone's channels-last buffers in place.
 
 Why: after the backbone went sparse the neck + head were half of the network's time, and
 running them in ONNX Runtime meant a second thread pool next to the kernel's (it either sleeps

@@ -1,0 +1,235 @@
+// The extension module (sparse_pose_ros_cpu, built by sparse/cpu_kernel.py from every .cpp here):
+// the classes and functions Python calls. The work is in the other files, one job each:
+//   simd_gemm.h            SIMD / GEMM building blocks (inline: the innermost loops)
+//   worker_pool.h/.cpp     the kernel's own worker pool (why not OpenMP: worker_pool.h)
+//   block.h/.cpp           one gated inverted-residual block as six steps (+ run_block)
+//   stem.h/.cpp            the dense stem (+ stem_conv)
+//   head.h/.cpp            the dense neck + factorized head
+//   module.cpp (this)      the 1x1 after the last block, BlockSequence (a whole backbone as one
+//                          call), Head, Pointwise and the Python bindings
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "block.h"
+#include "head.h"
+#include "simd_gemm.h"
+#include "stem.h"
+#include "worker_pool.h"
+
+namespace spr_cpu {
+
+// ---- dense 1x1 conv (+ bias, ReLU6) -------------------------------------------------------------
+// MoveNet's conv to 1280 channels after the last block (560 -> 1280 on 8x8 at Thunder's 256 px)
+// as the last step of the backbone's frame. Why not torch.addmm after the sequence: MKL there
+// ran 40 % slower than ONNX Runtime on this 64-row GEMM, and with two threads torch's OpenMP
+// worker competed for the second core with ours, still spinning after the frame (2 threads were
+// no faster than 1). Chunks are column panels, so with two threads each reads half the weights.
+struct PointwisePlan {
+  at::Tensor x, out, bias;
+  std::vector<float> w_panels;
+  int64_t n = 0, c_in = 0, c_out = 0, threads = 1;
+  bool relu6 = true;
+
+  // w: (C_in, C_out); x: (n + 1, C_in) flat channels-last rows; out: (n + 1, C_out)
+  PointwisePlan(const at::Tensor& w, const at::Tensor& bias_, const at::Tensor& x_,
+                const at::Tensor& out_, bool relu6_, int64_t threads_)
+      : x(x_), out(out_), bias(bias_), threads(std::max<int64_t>(1, threads_)), relu6(relu6_) {
+    check_buffer(w, "w");
+    check_buffer(bias, "bias");
+    check_buffer(x, "x");
+    check_buffer(out, "out");
+    c_in = w.size(0);
+    c_out = w.size(1);
+    n = x.size(0) - 1;
+    TORCH_CHECK(x.size(1) == c_in, "pointwise: x has the wrong width");
+    TORCH_CHECK(out.size(0) == n + 1 && out.size(1) == c_out, "pointwise: out has the wrong shape");
+    TORCH_CHECK(bias.numel() == c_out, "pointwise: bias must have C_out entries");
+    w_panels = pack_panels(w.data_ptr<float>(), c_in, c_out);
+  }
+
+  Step step() {
+    return {(c_out + kPanel - 1) / kPanel, 1, false, [this](int64_t p, int64_t, int) {
+              gemm_packed(x.data_ptr<float>(), nullptr, n, c_in, w_panels.data(), c_out,
+                          bias.data_ptr<float>(), relu6, out.data_ptr<float>(), c_in, c_out,
+                          p * kPanel, std::min(c_out, (p + 1) * kPanel));
+            }};
+  }
+};
+
+class Pointwise {
+ public:
+  Pointwise(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& x,
+            const at::Tensor& out, bool relu6, int64_t threads)
+      : plan_(w, bias, x, out, relu6, threads) {}
+  void run() { run_steps(plan_.threads, {plan_.step()}); }
+
+ private:
+  PointwisePlan plan_;
+};
+
+// A whole backbone as one call: the stem and every block's plan are recorded once per (shape,
+// threads, masks, thresholds) by the Python executor and replayed per frame, so a frame costs
+// one Python -> C++ transition and one pass of the worker pool instead of one per block.
+class BlockSequence {
+ public:
+  void set_stem(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& out,
+                int64_t stride, int64_t pad_top, int64_t pad_left, int64_t threads) {
+    stem_ = std::make_unique<StemPlan>(w, bias, out, stride, pad_top, pad_left, threads);
+  }
+  // A dense 1x1 conv (+ ReLU6) after the last block, run as the frame's last step.
+  void set_last(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& x,
+                const at::Tensor& out, bool relu6) {
+    TORCH_CHECK(stem_ != nullptr, "BlockSequence: set_stem before set_last");
+    last_ = std::make_unique<PointwisePlan>(w, bias, x, out, relu6, stem_->threads);
+    steps_.clear();
+  }
+  void add(const at::Tensor& x, const at::Tensor& out, int64_t batch, int64_t h, int64_t w,
+           int64_t stride, int64_t pad_top, int64_t pad_left, const at::Tensor& w_expand, const at::Tensor& b_expand,
+           const at::Tensor& w_dw, const at::Tensor& b_dw, const at::Tensor& w_project,
+           const at::Tensor& b_project, bool residual, bool residual_relu, int64_t gate,
+           double dense_above, const at::Tensor& mask_weight, double mask_bias, double threshold,
+           const at::Tensor& fixed_hard, const at::Tensor& hard, const at::Tensor& dilated,
+           const at::Tensor& logits, const at::Tensor& soft, const at::Tensor& rank,
+           const at::Tensor& act_rows, const at::Tensor& dil_rows, const at::Tensor& row_ptr,
+           const at::Tensor& e_buf, const at::Tensor& d_buf,
+           const at::Tensor& p_buf, int64_t strip_rows) {
+    blocks_.push_back(std::make_unique<BlockPlan>(
+        x, out, batch, h, w, stride, pad_top, pad_left, w_expand, b_expand, w_dw, b_dw, w_project,
+        b_project, residual, residual_relu, gate, dense_above, mask_weight, mask_bias, threshold, fixed_hard,
+        hard, dilated, logits, soft, rank, act_rows, dil_rows, row_ptr, e_buf, d_buf, p_buf,
+        strip_rows));
+    TORCH_CHECK(blocks_.front()->threads == blocks_.back()->threads,
+                "every block of a sequence needs scratch for the same thread count");
+    rebuild_steps();
+  }
+
+  // Runs stem + blocks; returns (n_active, n_dilated, ran_dense) of every block, flattened.
+  // ``linger_us``: the workers keep spinning that long after the frame (Pool::run). The
+  // executor passes the time of the ONNX Runtime neck + head that runs between two frames on
+  // the caller alone: with only the idle spin (1 ms) a worker was asleep when the next frame
+  // began after MoveNet's FPN head (~2 ms), sat that frame out (a woken worker does, see
+  // worker_loop), and every back-to-back frame's backbone ran on one thread.
+  std::vector<int64_t> run(const at::Tensor& x, int64_t linger_us = 0) {
+    TORCH_CHECK(stem_ != nullptr, "BlockSequence: set_stem was not called");
+    TORCH_CHECK(blocks_.empty() || blocks_.front()->threads == stem_->threads,
+                "the stem and the blocks need the same thread count");
+    stem_->prepare(x);
+    if (steps_.size() != block_steps_.size() + 1 + (last_ ? 1 : 0)) {
+      steps_.clear();
+      steps_.push_back(stem_->step());
+      steps_.insert(steps_.end(), block_steps_.begin(), block_steps_.end());
+      if (last_) steps_.push_back(last_->step());
+    } else {
+      steps_[0] = stem_->step();  // the image size may differ from the last frame's
+    }
+    if (timing_) {
+      step_done_.assign(steps_.size(), 0);
+      const int64_t t0 = now_ns();
+      run_steps(stem_->threads, steps_, step_done_.data(), linger_us);
+      record_times(t0);
+    } else {
+      run_steps(stem_->threads, steps_, nullptr, linger_us);
+    }
+    std::vector<int64_t> counts;
+    counts.reserve(3 * blocks_.size());
+    for (const auto& blk : blocks_) {
+      const auto c = blk->counts();
+      counts.insert(counts.end(), c.begin(), c.end());
+    }
+    return counts;
+  }
+  int64_t size() const { return static_cast<int64_t>(blocks_.size()); }
+
+  // Profiling: with timing on, every run records the wall time of the stem, of each block and
+  // of the 1x1 after the last block (times(): seconds, in that order) from the moments the
+  // steps were complete, inside the one C++ call a frame makes (the per-block Python path, the
+  // only one that could be timed before, pays a plan and a Python round trip per block).
+  void set_timing(bool on) { timing_ = on; }
+  std::vector<double> times() const { return times_; }
+
+ private:
+  void record_times(int64_t t0) {
+    // segment of every step: 0 = stem, 1 + k = block k, 1 + blocks = the 1x1 after them
+    std::vector<int64_t> seg_steps;
+    seg_steps.push_back(1);
+    for (const auto& blk : blocks_) seg_steps.push_back(blk->n_steps());
+    if (last_) seg_steps.push_back(1);
+    times_.assign(seg_steps.size(), 0.0);
+    int64_t prev = t0;
+    size_t p = 0;
+    for (size_t g = 0; g < seg_steps.size(); ++g) {
+      for (int64_t i = 0; i < seg_steps[g] && p < step_done_.size(); ++i, ++p) {
+        if (step_done_[p] == 0) continue;  // a step with no chunks ends nothing
+        times_[g] += static_cast<double>(step_done_[p] - prev) * 1e-9;
+        prev = step_done_[p];
+      }
+    }
+  }
+
+  bool timing_ = false;
+  std::vector<int64_t> step_done_;
+  std::vector<double> times_;
+
+  void rebuild_steps() {
+    block_steps_.clear();
+    for (auto& blk : blocks_) blk->append_steps(block_steps_);
+    steps_.clear();  // rebuilt with the stem on the next run
+  }
+
+  std::unique_ptr<StemPlan> stem_;
+  std::unique_ptr<PointwisePlan> last_;
+  std::vector<std::unique_ptr<BlockPlan>> blocks_;
+  std::vector<Step> block_steps_, steps_;
+};
+
+// The neck + head on their own (recorded once per feature buffers by sparse/head_plan.py).
+class Head {
+ public:
+  Head(const at::Tensor& f16, const at::Tensor& f8, const at::Tensor& f4,
+       const std::vector<int64_t>& dims, const std::vector<at::Tensor>& weights,
+       const std::vector<at::Tensor>& buffers, int64_t threads)
+      : plan_(f16, f8, f4, dims, weights, buffers), threads_(std::max<int64_t>(1, threads)) {
+    plan_.append_steps(steps_);
+  }
+  void run() { run_steps(threads_, steps_); }
+
+ private:
+  HeadPlan plan_;
+  int64_t threads_;
+  std::vector<Step> steps_;
+};
+
+}  // namespace spr_cpu
+
+using spr_cpu::BlockSequence;
+using spr_cpu::Head;
+using spr_cpu::Pointwise;
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  pybind11::class_<Head>(m, "Head")
+      .def(pybind11::init<const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                          const std::vector<int64_t>&, const std::vector<at::Tensor>&,
+                          const std::vector<at::Tensor>&, int64_t>())
+      .def("run", &Head::run);
+  pybind11::class_<Pointwise>(m, "Pointwise")
+      .def(pybind11::init<const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                          const at::Tensor&, bool, int64_t>())
+      .def("run", &Pointwise::run);
+  m.def("worker_chunks", &spr_cpu::worker_chunks,
+        "Chunks the pool's workers (not the caller) have run so far, for a thread count");
+  m.def("run_block", &spr_cpu::run_block, "Fused gather-scatter inverted-residual block (CPU)");
+  pybind11::class_<BlockSequence>(m, "BlockSequence")
+      .def(pybind11::init<>())
+      .def("set_stem", &BlockSequence::set_stem)
+      .def("set_last", &BlockSequence::set_last)
+      .def("add", &BlockSequence::add)
+      .def("run", &BlockSequence::run, pybind11::arg("x"), pybind11::arg("linger_us") = 0)
+      .def("set_timing", &BlockSequence::set_timing)
+      .def("times", &BlockSequence::times)
+      .def("__len__", &BlockSequence::size);
+  m.def("stem_conv", &spr_cpu::stem_conv, "Dense 3x3 stem conv + ReLU6 into a channels-last buffer (CPU)");
+}

@@ -1,0 +1,330 @@
+// SIMD / GEMM building blocks of the compiled CPU kernel, shared by the block, stem and head
+// plans (block.cpp, stem.cpp, head.cpp): buffer checks, the register-blocked GEMM micro-kernel
+// (AVX-512 when the build machine has it, a vectorisable loop otherwise) and its panel-packed
+// weights, the masked depthwise 3x3 rows, a vector exp.
+//
+// Why our own GEMM: the matrices here are small (K, N <= a few hundred, a band of rows), where a
+// library call's fixed cost (dispatcher, tensor views, packing) is comparable to the arithmetic,
+// and the micro-kernel can read gathered rows in place through a row list (no gather copy) and
+// fuse bias + ReLU6 into its store.
+//
+// Everything here is inline in this header on purpose: these are the innermost loops, and each
+// plan's translation unit must be able to inline and specialise them as the single-file kernel
+// did (a call into another translation unit would stop that).
+#pragma once
+
+#include <torch/extension.h>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace spr_cpu {
+
+inline void check_buffer(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
+  TORCH_CHECK(t.scalar_type() == at::kFloat, name, " must be float32");
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+}
+
+inline float relu6(float v) { return std::min(std::max(v, 0.0f), 6.0f); }
+
+// a . b over n floats (the mask unit's 1x1 conv to one logit)
+inline float dot(const float* a, const float* b, int64_t n) {
+#ifdef __AVX512F__
+  __m512 acc = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + c), _mm512_loadu_ps(b + c), acc);
+  if (c < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - c)) - 1u);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + c), _mm512_maskz_loadu_ps(m, b + c), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+#else
+  float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t c = 0; c < n; ++c) acc += a[c] * b[c];
+  return acc;
+#endif
+}
+
+// C (n x N, row stride ldc) = A (n x K) @ B (K x N) [+ bias] [ReLU6].
+// Row r of A is a + rows[r] * lda when ``rows`` is given (rows read in place from the feature
+// buffer, no gather copy), else a + r * lda. lda / ldc <= 0 mean K / N (packed rows).
+#ifdef __AVX512F__
+// mask of the first min(n, 16) lanes (the tail of a channel loop)
+inline __mmask16 lanes(int64_t n) {
+  return static_cast<__mmask16>(n >= 16 ? 0xFFFF : ((1u << n) - 1));
+}
+
+// Fully unrolled small loops keep the accumulators in registers (GCC otherwise spills them).
+#define UNROLL _Pragma("GCC unroll 16")
+// One MR x (16*NV) tile over k in [k0, k1): starts from zero (first K block) or from C, adds the
+// bias and ReLU6 only after the last K block. K is blocked so a B slab stays in L1.
+template <int MR, int NV>
+inline void micro_tile(const float* const* ar, int64_t k0, int64_t k1, const float* B, int64_t N,
+                       int64_t col0, __mmask16 tail, const float* bias, bool act, bool first,
+                       bool last, float* C, const int64_t* crow) {
+  __m512 acc[MR][NV];
+  UNROLL
+  for (int r = 0; r < MR; ++r)
+    UNROLL
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 m = (v == NV - 1) ? tail : static_cast<__mmask16>(0xFFFF);
+      acc[r][v] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, C + crow[r] + col0 + 16 * v);
+    }
+  const float* a[MR];
+  UNROLL
+  for (int r = 0; r < MR; ++r) a[r] = ar[r];
+  for (int64_t k = k0; k < k1; ++k) {
+    const float* bk = B + k * N + col0;
+    __m512 bv[NV];
+    UNROLL
+    for (int v = 0; v < NV; ++v)
+      bv[v] = (v == NV - 1) ? _mm512_maskz_loadu_ps(tail, bk + 16 * v) : _mm512_loadu_ps(bk + 16 * v);
+    UNROLL
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r][k]);
+      UNROLL
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+  }
+  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+  UNROLL
+  for (int v = 0; v < NV; ++v) {
+    const __mmask16 m = (v == NV - 1) ? tail : static_cast<__mmask16>(0xFFFF);
+    const __m512 bb = (last && bias) ? _mm512_maskz_loadu_ps(m, bias + col0 + 16 * v) : zero;
+    UNROLL
+    for (int r = 0; r < MR; ++r) {
+      __m512 o = last ? _mm512_add_ps(acc[r][v], bb) : acc[r][v];
+      if (last && act) o = _mm512_min_ps(_mm512_max_ps(o, zero), six);
+      _mm512_mask_storeu_ps(C + crow[r] + col0 + 16 * v, m, o);
+    }
+  }
+}
+
+template <int MR>
+inline void row_tile(const float* const* ar, int64_t k0, int64_t k1, const float* B, int64_t N,
+                     int64_t col0, const float* bias, bool act, bool first, bool last, float* C,
+                     const int64_t* crow) {
+  const int64_t left = N - col0;
+  const int nv = static_cast<int>(std::min<int64_t>(4, (left + 15) / 16));
+  const int64_t rem = left - 16 * (nv - 1);
+  const __mmask16 tail = lanes(rem);
+  switch (nv) {
+    case 1: micro_tile<MR, 1>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
+    case 2: micro_tile<MR, 2>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
+    case 3: micro_tile<MR, 3>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
+    default: micro_tile<MR, 4>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
+  }
+}
+
+inline void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float* B, int64_t N,
+          const float* bias, bool act, float* C, int64_t lda = 0, int64_t ldc = 0) {
+  if (lda <= 0) lda = K;
+  if (ldc <= 0) ldc = N;
+  constexpr int MR = 6;  // 6 x 4 zmm accumulators: 24 of the 32 vector registers
+  // K blocked so a B slab stays in L1; one block when the whole B panel is small anyway
+  // (K = 129 or 144 would otherwise add a pass over C for the last 1 or 16 k).
+  const int64_t KC = K * std::min<int64_t>(N, 64) * 4 <= 32768 ? K : 128;
+  for (int64_t k0 = 0; k0 < K; k0 += KC) {
+    const int64_t k1 = std::min(K, k0 + KC);
+    const bool first = k0 == 0, last = k1 == K;
+    for (int64_t col0 = 0; col0 < N; col0 += 64) {
+      const float* ar[MR];
+      int64_t crow[MR];
+      for (int64_t r0 = 0; r0 < n; r0 += MR) {
+        const int mr = static_cast<int>(std::min<int64_t>(MR, n - r0));
+        for (int r = 0; r < mr; ++r) {
+          ar[r] = a + (rows ? static_cast<int64_t>(rows[r0 + r]) : r0 + r) * lda;
+          crow[r] = (r0 + r) * ldc;
+        }
+        switch (mr) {
+          case 1: row_tile<1>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          case 2: row_tile<2>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          case 3: row_tile<3>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          case 4: row_tile<4>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          case 5: row_tile<5>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          default: row_tile<6>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+        }
+      }
+    }
+  }
+}
+#else
+inline void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float* B, int64_t N,
+          const float* bias, bool act, float* C, int64_t lda = 0, int64_t ldc = 0) {
+  if (lda <= 0) lda = K;
+  if (ldc <= 0) ldc = N;
+  for (int64_t r = 0; r < n; ++r) {
+    const float* ar = a + (rows ? static_cast<int64_t>(rows[r]) : r) * lda;
+    float* c = C + r * ldc;
+    if (bias) {
+      std::copy_n(bias, N, c);
+    } else {
+      std::fill(c, c + N, 0.0f);
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      const float av = ar[k];
+      const float* bk = B + k * N;
+#pragma omp simd
+      for (int64_t j = 0; j < N; ++j) c[j] += av * bk[j];
+    }
+    if (act) {
+#pragma omp simd
+      for (int64_t j = 0; j < N; ++j) c[j] = relu6(c[j]);
+    }
+  }
+}
+#endif
+
+// Weights in column panels of kPanel: panel j holds columns [kPanel*j, kPanel*j + kPanel) of the
+// (K x N) matrix as K contiguous rows of its width. Why: the micro-kernel streams one K slab of
+// a panel per tile column; read from the row-major matrix that slab is K short runs N floats
+// apart (6.7 KB apart for MoveNet Thunder's 1680-wide expand), which the hardware prefetcher
+// follows badly once the weights no longer fit L2 (the stride-16 / 32 blocks: 1.3-5.6 MB of
+// weights against 1 MB of L2 on Zen 4); packed, the slab is one sequential 32 KB read. The
+// weights are constant, so they are packed once when a plan is made.
+inline constexpr int64_t kPanel = 64;
+
+inline std::vector<float> pack_panels(const float* B, int64_t K, int64_t N) {
+  std::vector<float> out(static_cast<size_t>(K * N));
+  float* o = out.data();
+  for (int64_t c0 = 0; c0 < N; c0 += kPanel) {
+    const int64_t nw = std::min(kPanel, N - c0);
+    for (int64_t k = 0; k < K; ++k, o += nw) std::copy_n(B + k * N + c0, nw, o);
+  }
+  return out;
+}
+
+// gemm on panel-packed B (pack_panels): columns [c0, c1) of C, c0 a multiple of kPanel; one
+// gemm call per panel (its B rows contiguous, kPanel wide).
+inline void gemm_packed(const float* a, const int32_t* rows, int64_t n, int64_t K,
+                        const float* Bp, int64_t N, const float* bias, bool act, float* C, int64_t lda, int64_t ldc,
+                 int64_t c0 = 0, int64_t c1 = -1) {
+  if (lda <= 0) lda = K;
+  if (ldc <= 0) ldc = N;
+  if (c1 < 0) c1 = N;
+  for (int64_t col = c0; col < c1; col += kPanel) {
+    const int64_t nw = std::min(kPanel, N - col);
+    gemm(a, rows, n, K, Bp + col * K, nw, bias ? bias + col : nullptr, act, C + col, lda, ldc);
+  }
+}
+
+// One output of the masked depthwise 3x3: acc = ReLU6(bias + sum over present taps of w[t] * src).
+inline void depthwise_row(const float* const* src, const int* tap_of, int n_taps, const float* wd,
+                          const float* bd, int64_t c_e, float* acc) {
+#ifdef __AVX512F__
+  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+  for (int64_t c = 0; c < c_e; c += 16) {
+    const int64_t left = c_e - c;
+    const __mmask16 m = lanes(left);
+    __m512 a = _mm512_maskz_loadu_ps(m, bd + c);
+    for (int i = 0; i < n_taps; ++i)
+      a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, wd + tap_of[i] * c_e + c),
+                          _mm512_maskz_loadu_ps(m, src[i] + c), a);
+    _mm512_mask_storeu_ps(acc + c, m, _mm512_min_ps(_mm512_max_ps(a, zero), six));
+  }
+#else
+  std::copy_n(bd, c_e, acc);
+  for (int i = 0; i < n_taps; ++i) {
+    const float* s = src[i];
+    const float* wt = wd + tap_of[i] * c_e;
+#pragma omp simd
+    for (int64_t c = 0; c < c_e; ++c) acc[c] += wt[c] * s[c];
+  }
+#pragma omp simd
+  for (int64_t c = 0; c < c_e; ++c) acc[c] = relu6(acc[c]);
+#endif
+}
+
+// Source rows of the 3x3 window centred on (cy, cx) of an h x w grid for depthwise_row: taps
+// outside the grid are left out, and so are those for which ``source(y, x)`` returns nullptr
+// (positions outside the dilated set). Returns the number of taps written to src / tap_of.
+template <typename Source>
+inline int window_taps(int64_t cy, int64_t cx, int64_t h, int64_t w, Source&& source,
+                       const float** src, int* tap_of) {
+  int n_taps = 0;
+  for (int t = 0; t < 9; ++t) {
+    const int64_t y = cy + t / 3 - 1, x = cx + t % 3 - 1;
+    if (y < 0 || y >= h || x < 0 || x >= w) continue;
+    const float* row = source(y, x);
+    if (row == nullptr) continue;
+    src[n_taps] = row;
+    tap_of[n_taps++] = t;
+  }
+  return n_taps;
+}
+
+// All 9 taps present: rows[dy] points at the window's left column of input row dy, the next
+// columns follow at a stride of c_e floats (a run of the compacted expand buffer, or of x).
+inline void depthwise_full(const float* const* rows, const float* wd, const float* bd,
+                           int64_t c_e, float* acc) {
+  static constexpr int kAllTaps[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+  const float* src[9];
+  for (int t = 0; t < 9; ++t) src[t] = rows[t / 3] + (t % 3) * c_e;
+  depthwise_row(src, kAllTaps, 9, wd, bd, c_e, acc);
+}
+
+// ``n`` outputs of one row whose 3x3 windows are all present: rows[dy] points at the first
+// window's left column of input row dy; window j starts ``step`` floats after window j-1 (one
+// or two input columns), columns are c_e floats apart. The 9 weight vectors of a channel block
+// stay in registers across the run; no per-output index work.
+inline void depthwise_run(const float* const* rows, int64_t n, int64_t step, const float* wd,
+                          const float* bd, int64_t c_e, float* acc) {
+#ifdef __AVX512F__
+  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+  for (int64_t c = 0; c < c_e; c += 16) {
+    const int64_t left = c_e - c;
+    const __mmask16 m = lanes(left);
+    __m512 wv[9];
+    for (int t = 0; t < 9; ++t) wv[t] = _mm512_maskz_loadu_ps(m, wd + t * c_e + c);
+    const __m512 bias = _mm512_maskz_loadu_ps(m, bd + c);
+    for (int64_t j = 0; j < n; ++j) {
+      __m512 a = bias;
+      for (int dy = 0; dy < 3; ++dy) {
+        const float* s = rows[dy] + j * step + c;
+        a = _mm512_fmadd_ps(wv[dy * 3], _mm512_maskz_loadu_ps(m, s), a);
+        a = _mm512_fmadd_ps(wv[dy * 3 + 1], _mm512_maskz_loadu_ps(m, s + c_e), a);
+        a = _mm512_fmadd_ps(wv[dy * 3 + 2], _mm512_maskz_loadu_ps(m, s + 2 * c_e), a);
+      }
+      _mm512_mask_storeu_ps(acc + j * c_e + c, m, _mm512_min_ps(_mm512_max_ps(a, zero), six));
+    }
+  }
+#else
+  for (int64_t j = 0; j < n; ++j) {
+    const float* win[3] = {rows[0] + j * step, rows[1] + j * step, rows[2] + j * step};
+    depthwise_full(win, wd, bd, c_e, acc + j * c_e);
+  }
+#endif
+}
+
+#ifdef __AVX512F__
+// exp(x), 16 lanes: x = k ln2 + r with |r| <= ln2/2 (ln2 split in two for exactness), exp(r) by
+// its degree-7 Taylor polynomial (relative error < 1e-7 on that range), times 2^k by scalef.
+// Arguments are clamped to [-87.3, 88.7] (the float range); no NaN inputs occur here.
+inline __m512 exp512(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.7f));
+  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, k);
+}
+#endif
+
+}  // namespace spr_cpu
