@@ -431,7 +431,10 @@ class MoveNetReference:
 # Evaluation
 
 
-def _source_reference(ls: LabelSet, rows: list[int]) -> dict[str, np.ndarray]:
+def source_reference(ls: LabelSet, rows: list[int]) -> dict[str, np.ndarray]:
+    """The references of ``rows`` of one source: BlazePose (``bp_*``: detected, h36m px,
+    visibility, world mm), the triangulated 3D (``tri_mm``, NaN where none), and room for the
+    person fill and MoveNet's answer (NaN until filled)."""
     bp = ls.blazepose
     return {
         "bp_detected": bp["detected"][rows].astype(bool),
@@ -458,8 +461,9 @@ def _empty_model_arrays(n: int, blocks: int) -> dict[str, np.ndarray]:
     }
 
 
-def _counted(ref: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame BlazePose-visible joints (N, 17) and the teacher box size (N,)."""
+def counted_joints(ref: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame BlazePose-visible joints (N, 17) and the teacher box size (N,) of a
+    :func:`source_reference` dict (the joints and normaliser of every PCK here)."""
     vis = (np.nan_to_num(ref["bp_visibility"]) >= VISIBLE) & ref["bp_detected"][:, None]
     vis &= np.isfinite(ref["bp_px"]).all(axis=-1)
     with warnings.catch_warnings():  # frames without a counted joint: box 0, not a warning
@@ -470,7 +474,7 @@ def _counted(ref: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def reference_metrics(ref: dict[str, np.ndarray], with_movenet: bool) -> dict[str, Any]:
     """Model-independent numbers: how far the references are from each other."""
-    vis, box = _counted(ref)
+    vis, box = counted_joints(ref)
     out: dict[str, Any] = {
         "frames": int(len(box)),
         "frames_blazepose_person": int(ref["bp_detected"].sum()),
@@ -497,7 +501,7 @@ def reference_metrics(ref: dict[str, np.ndarray], with_movenet: bool) -> dict[st
 def model_metrics(ref: dict[str, np.ndarray], ours: dict[str, np.ndarray],
                   gated_blocks: Sequence[int], with_movenet: bool) -> dict[str, Any]:
     """Every number of one checkpoint on one set of frames (a source or all of them)."""
-    vis, box = _counted(ref)
+    vis, box = counted_joints(ref)
     det = ref["bp_detected"]
     out: dict[str, Any] = {
         "frames": int(len(det)),
@@ -588,7 +592,7 @@ def run_source(sid: str, ls: LabelSet, models: list[Model], movenet: MoveNetRefe
     """Every chosen frame of one source through the references and the checkpoints."""
     rows = select_rows(len(ls.manifest["frames"]), max_frames)
     pos = {r: k for k, r in enumerate(rows)}
-    ref = _source_reference(ls, rows)
+    ref = source_reference(ls, rows)
     ours = {m.name: _empty_model_arrays(len(rows), len(m.gated_blocks)) for m in models}
     want = _picture_rows(ref, rows, pictures_per_source) if pictures else set()
     written: list[str] = []
