@@ -43,6 +43,7 @@ def _stats(ms: np.ndarray) -> dict[str, float]:
 def time_interleaved(
     fns: Mapping[str, Callable[[], object]], reps: int, warmup: int, block: int = 10,
     settle: int = 3, gap_s: float = 0.05,
+    samples: dict[str, list[tuple[float, object]]] | None = None,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
     """Time several runtimes over the same stretch of wall time, in alternating blocks.
 
@@ -54,7 +55,8 @@ def time_interleaved(
     calls, every block starts after ``gap_s`` of idle (both start from sleeping threads), and
     the order of the runtimes is reversed every round, until each has ``reps`` timed calls.
     ``warmup`` untimed calls of each first. Returns :func:`time_call`'s statistics per name,
-    plus ``rounds``.
+    plus ``rounds``. ``samples`` (optional) receives per name every timed call as (ms, what the
+    call returned), in call order, e.g. to split the times by the frame each call ran on.
     """
     if reps < 1 or warmup < 0 or block < 1 or settle < 0 or gap_s < 0 or not fns:
         raise ValueError(f"need reps, block >= 1 and warmup, settle, gap >= 0, got "
@@ -75,8 +77,10 @@ def time_interleaved(
                 fn()
             for _ in range(min(block, reps - len(acc))):
                 t0 = time.perf_counter()
-                fn()
+                ret = fn()
                 acc.append(time.perf_counter() - t0)
+                if samples is not None:
+                    samples.setdefault(name, []).append((acc[-1] * 1e3, ret))
     return {n: {**_stats(np.asarray(times[n]) * 1e3), "rounds": rounds} for n in names}
 
 

@@ -23,6 +23,21 @@ def test_blocks_alternate_and_count_calls() -> None:
     assert log.count("a") == 2 + 3 + 7
 
 
+def test_samples_keep_each_timed_call_and_its_answer() -> None:
+    count = {"a": 0}
+
+    def a() -> int:
+        count["a"] += 1
+        return count["a"]
+
+    samples: dict[str, list[tuple[float, object]]] = {}
+    res = time_interleaved({"a": a}, reps=5, warmup=1, block=2, settle=1, gap_s=0.0,
+                           samples=samples)  # fmt: skip
+    # call 1 warm-up; rounds: settle 2, timed 3 4; settle 5, timed 6 7; settle 8, timed 9
+    assert [r for _, r in samples["a"]] == [3, 4, 6, 7, 9]
+    assert all(ms >= 0 for ms, _ in samples["a"]) and res["a"]["reps"] == 5
+
+
 def test_slower_callable_reads_slower() -> None:
     res = time_interleaved(
         {"fast": lambda: None, "slow": lambda: time.sleep(0.002)}, reps=6, warmup=0, block=3,
