@@ -151,13 +151,16 @@ def run_peer(
     repeats: int = 1,
     timeout_s: float = 1800.0,
     work_dir: Path | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> PeerResult:
     """Run BlazePose on ``frames`` in the peer venv.
 
     Stills (``index is None``) go to the runner as lossless PNGs, so both models see identical
     pixels. Video frames are decoded by the runner from ``video_path`` (with ``contiguous``, every
     frame between the first and last requested index is fed in video mode, as a camera would);
-    the decoded pixel mean is compared with ours and a mismatch is logged.
+    the decoded pixel mean is compared with ours and a mismatch is logged. ``cpus``: run the
+    peer on these CPUs only (affinity; mediapipe picks its own thread count, so this is how a
+    benchmark gives it the cores the other contenders get).
 
     Raises:
         PeerError: venv missing, runner failed or timed out, or unreadable output.
@@ -202,7 +205,10 @@ def run_peer(
                 cmd.append("--contiguous")
         LOG.info("running peer: %s", " ".join(cmd))
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+            affinity = None if cpus is None else set(cpus)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                                  preexec_fn=None if affinity is None
+                                  else lambda: os.sched_setaffinity(0, affinity))  # fmt: skip
         except subprocess.TimeoutExpired as exc:
             raise PeerError(f"peer runner timed out after {timeout_s:.0f} s") from exc
         if proc.returncode != 0 or not out.is_file():
