@@ -1,5 +1,5 @@
-"""``python -m sparse_pose_ros.benchmarks sparse-cpu|paced`` — see :mod:`.sparse_cpu`,
-:mod:`.paced`."""
+"""``python -m sparse_pose_ros.benchmarks sparse-cpu|paced|real-frames`` — see
+:mod:`.sparse_cpu`, :mod:`.paced`, :mod:`.real_frames`."""
 
 from __future__ import annotations
 
@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--reps", type=int, default=60)
     q.add_argument("--warmup", type=int, default=5)
     q.add_argument("--out", type=Path, default=Path("benchmarks/results/paced_cpu.json"))
+    from .real_frames import add_arguments
+
+    r = sub.add_parser("real-frames", help="every contender (ours sparse / dense / tracking, "
+                       "MoveNet, BlazePose) on the same full real and synthetic frames: "
+                       "latency, MACs, accuracy (issue 17 §1)")
+    add_arguments(r)
     return p  # fmt: skip
 
 
@@ -94,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m sparse_pose_ros.benchmarks " + shlex.join(argv_used)
     if args.bench == "paced":
         return _main_paced(args, command)
+    if args.bench == "real-frames":
+        from .real_frames import main as main_real_frames
+
+        return main_real_frames(args, command)
     if args.size is None:
         args.size = ARCH_SIZE[args.arch]
     problem = input_size_problem(args.size, arch_output_stride(args.arch))

@@ -61,6 +61,28 @@ class DenseNetwork(nn.Module):
         return self.head(y)[:3]
 
 
+class MoveNetDense(nn.Module):
+    """MoveNet as imported, dense: backbone + FPN + MoveNet's own four heads -> raw (heatmap,
+    center, regress, offset) logits, decoded outside the graph by ``model.movenet_head.decode``.
+
+    The node's exporter (``export.onnx_export``) writes our HEMlets head only, so this is the
+    graph a user of the imported MoveNet would run in ONNX Runtime (the TF.js graph decodes
+    inside; here decoding is the caller's numpy/torch step)."""
+
+    def __init__(self, net: PoseNetwork) -> None:
+        super().__init__()
+        if net.movenet is None:
+            raise ValueError("this network has no MoveNet heads (movenet_heads: false)")
+        self.dense = DenseBackbone(net.backbone)
+        self.neck = net.neck
+        self.movenet = net.movenet
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        feats, skips = self.dense.features(x)
+        out = self.movenet(self.neck(feats, skips))
+        return out.heatmap, out.center, out.regress, out.offset
+
+
 def export_onnx(module: nn.Module, example: Tensor) -> bytes:
     """Export with the TorchScript-based exporter (static shapes, opset 17)."""
     buf = io.BytesIO()
