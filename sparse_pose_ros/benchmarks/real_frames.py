@@ -16,7 +16,7 @@ Frames (decoded once, up front, so decoding never lands in a timed call):
 How large the people are: the share of the image the teacher's person mask covers (real:
 BlazePose's segmentation in the label cache; synthetic: the render's mask), per frame; every
 number below is also split into frames where the person fills < 25 % (``small``) and the rest
-(``large``); frames without a person count in ``all`` only.
+(``large``), and per source (``source:<id>``); frames without a person count in ``all`` only.
 
 Contenders (:func:`default_contenders`; a missing checkpoint or peer is skipped with its reason
 in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one elsewhere):
@@ -35,7 +35,11 @@ in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one 
   crop *and* masks;
 * ``blazepose_full``: MediaPipe BlazePose Full in its own venv (``teachers.peer``), static-image
   mode (detector + landmarks every frame) on lossless PNGs of the same pixels, pinned to as many
-  cores as the thread count (CPU affinity: mediapipe picks its own thread count).
+  cores as the thread count (CPU affinity: mediapipe picks its own thread count);
+  ``blazepose_full_video``: its video (tracking) mode, what a camera node runs, on the same
+  frames of each real video in order (the runner decodes the video itself with the peer venv's
+  OpenCV; a pixel-mean difference is logged; each sequence's first frame is its start-up and is
+  not timed); real video frames only.
 
 Timing: batch 1; per thread count and frame set, the in-process contenders are timed together by
 :func:`.timing.time_interleaved` (alternating blocks over the same stretch of time); each call
@@ -139,6 +143,8 @@ def default_contenders() -> list[ContenderSpec]:
         ContenderSpec("ours_sparse_tracking", "sparse", sparse, track=True,
                       label="ours sparse, tracking crop"),
         ContenderSpec("blazepose_full", "blazepose", None, label="BlazePose Full (static)"),
+        ContenderSpec("blazepose_full_video", "blazepose", None, track=True,
+                      label="BlazePose Full (video mode: tracking)"),
     ]  # fmt: skip
 
 
@@ -153,8 +159,8 @@ class Skip(Exception):
 @dataclasses.dataclass
 class Frame:
     """One frame as every contender gets it: RGB pixels, intrinsics (None: nominal FoV), the
-    person fill (NaN: no person), and the sequence it belongs to (tracking restarts when it
-    changes)."""
+    person fill (NaN: no person), the sequence it belongs to (tracking restarts when it
+    changes) and, for a video frame, the file and frame index (BlazePose's video mode)."""
 
     id: str
     source: str
@@ -162,6 +168,8 @@ class Frame:
     rgb: np.ndarray
     intrinsics: Intrinsics | None
     fill: float
+    video: str | None = None
+    index: int | None = None
 
 
 @dataclasses.dataclass
@@ -178,9 +186,15 @@ class FrameSet:
     sources: dict[str, Any]
 
     def groups(self) -> dict[str, np.ndarray]:
+        """Frame selections: all, person fill < 25 % / >= 25 %, and per source if several."""
         fill = np.array([f.fill for f in self.frames], np.float64)
-        return {"all": np.ones(len(fill), bool), "small": fill < SMALL_PERSON_FRACTION,
-                "large": fill >= SMALL_PERSON_FRACTION}  # fmt: skip
+        out = {"all": np.ones(len(fill), bool), "small": fill < SMALL_PERSON_FRACTION,
+               "large": fill >= SMALL_PERSON_FRACTION}  # fmt: skip
+        sources = list(dict.fromkeys(f.source for f in self.frames))
+        if len(sources) > 1:
+            for sid in sources:
+                out[f"source:{sid}"] = np.array([f.source == sid for f in self.frames])
+        return out
 
     def record(self) -> dict[str, Any]:
         fill = np.array([f.fill for f in self.frames], np.float64)
@@ -212,6 +226,7 @@ def load_real(labels: Path, sources: Sequence[str] | None, max_frames: int) -> F
     refs: list[dict[str, np.ndarray]] = []
     info: dict[str, Any] = {}
     for sid, ls in heldout_sources(labels, sources).items():
+        paths = {f["member"]: f["path"] for f in ls.manifest["files"]}
         rows = select_rows(len(ls.manifest["frames"]), max_frames)
         pos = {r: k for k, r in enumerate(rows)}
         ref = source_reference(ls, rows)
@@ -222,8 +237,11 @@ def load_real(labels: Path, sources: Sequence[str] | None, max_frames: int) -> F
             h, w = rgb.shape[:2]
             teacher = ls.mask(meta["id"]) if ref["bp_detected"][k] else None
             ref["fill"][k] = person_fill(teacher)
+            index = meta.get("index")
             frames.append(Frame(meta["id"], sid, f"{sid}/{meta.get('member')}", rgb,
-                                frame_intrinsics(ls, row, w, h), float(ref["fill"][k])))
+                                frame_intrinsics(ls, row, w, h), float(ref["fill"][k]),
+                                None if index is None else paths.get(meta["member"]),
+                                None if index is None else int(index)))  # fmt: skip
             order.append(k)
         refs.append({key: ref[key][order] for key in ("bp_detected", "bp_px", "bp_visibility",
                                                        "tri_mm", "fill")})  # fmt: skip
@@ -385,11 +403,15 @@ def describe(spec: ContenderSpec, options: Options) -> dict[str, Any]:
         ok, why = peer_available()
         if not ok:
             raise Skip(why)
-        return {"kind": "blazepose", "label": spec.label, "outputs": "2D + world 3D",
-                "runtime": "MediaPipe 0.10.21 mp.solutions.pose, model_complexity 1 (Full), "
-                           "static_image_mode (detector + landmarks every frame), own venv, "
-                           "CPU affinity = the thread count's cores",
-                "backbone_macs_dense": None, "track": False}  # fmt: skip
+        mode = ("video mode (static_image_mode=False: detector once, then landmarks on its "
+                "own tracked ROI), each real video's frames in order, decoded by the runner"
+                if spec.track else "static_image_mode (detector + landmarks every frame), "
+                "lossless PNGs of the same pixels")  # fmt: skip
+        return {"kind": "blazepose", "label": spec.label,
+                "outputs": "2D + world 3D (hip-centred: root-relative metrics only)",
+                "runtime": f"MediaPipe mp.solutions.pose, model_complexity 1 (Full), {mode}; "
+                           "own venv, CPU affinity = the thread count's cores",
+                "backbone_macs_dense": None, "track": spec.track}  # fmt: skip
     path = Path(spec.checkpoint or "")
     if not path.is_file():
         raise Skip(f"{path} not found")
@@ -505,12 +527,12 @@ def latency_block(samples: Sequence[tuple[float, float, int]], groups: dict[str,
     return out
 
 
-def accuracy_block(fs: FrameSet, preds: Sequence[Prediction], sel: np.ndarray,
+def accuracy_block(fs: FrameSet, preds: Sequence[Prediction | None], sel: np.ndarray,
                    per_joint: bool) -> dict[str, Any]:
     """2D PCK (MoveNet's 15 joints and all 17), person-found rate and 3D (where both exist) of
     one contender's answers on the frames ``sel`` of ``fs``."""
     ref = {k: v[sel] for k, v in fs.ref.items()}
-    chosen = [p for p, s in zip(preds, sel, strict=True) if s]
+    chosen = [p for p, s in zip(preds, sel, strict=True) if s and p is not None]
     n = len(chosen)
     out: dict[str, Any] = {"frames": n}
     if not n:
@@ -541,20 +563,21 @@ def accuracy_block(fs: FrameSet, preds: Sequence[Prediction], sel: np.ndarray,
     return out
 
 
-def macs_block(desc: dict[str, Any], preds: Sequence[Prediction],
+def macs_block(desc: dict[str, Any], preds: Sequence[Prediction | None],
                groups: dict[str, np.ndarray]) -> dict[str, Any] | None:
     """Mean executed backbone MACs (and share of the dense backbone) per group."""
     dense = desc.get("backbone_macs_dense")
     if dense is None:
         return None
-    dens = np.array([p.density for p in preds], np.float64)
+    dens = np.array([np.nan if p is None else p.density for p in preds], np.float64)
     out: dict[str, Any] = {"backbone_dense": dense}
     for g, sel in groups.items():
         if sel.any():
             f = float(np.mean(dens[sel]))
             out[g] = {"backbone_executed": f * dense, "backbone_fraction": f,
                       "tracking_crop_share": float(np.mean([p.cropped for p, s in
-                                                            zip(preds, sel, strict=True) if s]))}
+                                                            zip(preds, sel, strict=True)
+                                                            if s and p is not None]))}
         else:
             out[g] = None
     return out
@@ -563,27 +586,54 @@ def macs_block(desc: dict[str, Any], preds: Sequence[Prediction],
 Samples = list[tuple[float, float, int]]  # (frame ms, network ms, frame position) per call
 
 
-def run_blazepose(fs: FrameSet, threads: int, passes: int) -> tuple[list[Prediction], Samples]:
-    """BlazePose (static mode) on every frame of ``fs`` as lossless PNGs, pinned to ``threads``
-    cores: per frame its answer and its timed ``process`` calls as (ms, NaN, frame)."""
+def _peer_prediction(pf: Any) -> Prediction:
+    """A :class:`~..teachers.peer.PeerFrame` as a Prediction (NaN joints where nobody; 3D =
+    its world landmarks, hip-centred: root-relative metrics only)."""
+    if not pf.detected:
+        return Prediction(np.full((skeleton.NUM_JOINTS, 2), np.nan),
+                          np.full((skeleton.NUM_JOINTS, 3), np.nan), False)  # fmt: skip
+    mm = (np.full((skeleton.NUM_JOINTS, 3), np.nan) if pf.joints_world_m is None
+          else pf.joints_world_m * 1000.0)  # fmt: skip
+    return Prediction(pf.joints_px, mm, True)
+
+
+def run_blazepose(fs: FrameSet, threads: int, passes: int, video: bool
+                  ) -> tuple[list[Prediction | None], Samples]:
+    """BlazePose on ``fs`` pinned to ``threads`` cores: per frame its answer (None where it did
+    not run) and its timed ``process`` calls as (ms, NaN, frame). Static mode: every frame as a
+    lossless PNG, ``passes`` timed calls each. Video mode: each real video's frames in order
+    (decoded by the runner), the first of each sequence untimed (graph start-up)."""
     from ..teachers.peer import run_peer
-    from ..teachers.real_frames import RealFrame
+    from ..teachers.real_frames import RealFrame, video_frame_id
 
     cpus = sorted(os.sched_getaffinity(0))[:threads]
-    stills = [RealFrame(f.id, f.rgb, f"{fs.name}:{f.source}", f.id) for f in fs.frames]
-    res = run_peer(stills, modes=("static",), warmup=3, repeats=passes, cpus=cpus)
-    per = res.frames["static"]
-    preds, samples = [], []
+    preds: list[Prediction | None] = [None] * len(fs.frames)
+    samples: Samples = []
+    if not video:
+        stills = [RealFrame(f.id, f.rgb, f"{fs.name}:{f.source}", f.id) for f in fs.frames]
+        per = run_peer(stills, modes=("static",), warmup=3, repeats=passes,
+                       cpus=cpus).frames["static"]  # fmt: skip
+        for k, f in enumerate(fs.frames):
+            preds[k] = _peer_prediction(per[f.id])
+            samples += [(ms, float("nan"), k) for ms in per[f.id].latency_ms]
+        return preds, samples
+    by_sequence: dict[str, list[int]] = {}
     for k, f in enumerate(fs.frames):
-        pf = per[f.id]
-        nan2, nan3 = np.full((skeleton.NUM_JOINTS, 2), np.nan), None
-        if pf.detected and pf.joints_world_m is not None:
-            nan3 = pf.joints_world_m * 1000.0
-        preds.append(Prediction(pf.joints_px if pf.detected else nan2,
-                                nan3 if pf.detected else np.full((skeleton.NUM_JOINTS, 3),
-                                                                 np.nan),
-                                pf.detected))  # fmt: skip
-        samples += [(ms, float("nan"), k) for ms in pf.latency_ms]
+        if f.video is not None and f.index is not None:
+            by_sequence.setdefault(f.sequence, []).append(k)
+    if not by_sequence:
+        raise Skip(f"no video frames in the {fs.name} set")
+    for j, (seq, ks) in enumerate(by_sequence.items()):
+        sid = f"seq{j:03d}"
+        frames = [RealFrame(video_frame_id(sid, int(fs.frames[k].index or 0)), fs.frames[k].rgb,
+                            seq, sid, fs.frames[k].index) for k in ks]  # fmt: skip
+        per = run_peer(frames, video_path=Path(str(fs.frames[ks[0]].video)), modes=("video",),
+                       contiguous=False, cpus=cpus).frames["video"]  # fmt: skip
+        for k, rf in zip(ks, frames, strict=True):
+            pf = per[rf.id]
+            preds[k] = _peer_prediction(pf)
+            if not pf.warmup:
+                samples += [(ms, float("nan"), k) for ms in pf.latency_ms]
     return preds, samples
 
 
@@ -591,15 +641,16 @@ def run_blazepose(fs: FrameSet, threads: int, passes: int) -> tuple[list[Predict
 class SetRun:
     """One frame set at one thread count: per contender the timed samples and the answers."""
 
-    samples: dict[str, list[tuple[float, float, int]]]
-    preds: dict[str, list[Prediction]]
+    samples: dict[str, Samples]
+    preds: dict[str, list[Prediction | None]]
     calls: dict[str, list[int]]
     wall_s: float
 
 
-def run_set(fs: FrameSet, runners: dict[str, Any], peer: bool, threads: int,
+def run_set(fs: FrameSet, runners: dict[str, Any], peers: Sequence[ContenderSpec], threads: int,
             options: Options) -> tuple[SetRun, dict[str, str]]:
-    """Time the in-process runners interleaved on ``fs``, then BlazePose; (run, failures)."""
+    """Time the in-process runners interleaved on ``fs``, then BlazePose (``peers``); (run,
+    failures by contender)."""
     t0 = time.perf_counter()
     cyclers = {name: Cycler(r, fs.frames) for name, r in runners.items()}
     raw: dict[str, list[tuple[float, object]]] = {}
@@ -609,8 +660,8 @@ def run_set(fs: FrameSet, runners: dict[str, Any], peer: bool, threads: int,
         time_interleaved(cyclers, reps=max(1, options.passes) * n, warmup=options.warmup,
                          block=options.block, settle=options.settle, gap_s=options.gap_s,
                          samples=raw)  # fmt: skip
-    samples: dict[str, list[tuple[float, float, int]]] = {}
-    preds: dict[str, list[Prediction]] = {}
+    samples: dict[str, Samples] = {}
+    preds: dict[str, list[Prediction | None]] = {}
     for name, c in cyclers.items():
         samples[name] = [(ms, ret[1].network_ms, ret[0]) for ms, ret in raw[name]]  # type: ignore[index]
         missing = [k for k in range(n) if k not in c.first]
@@ -619,13 +670,15 @@ def run_set(fs: FrameSet, runners: dict[str, Any], peer: bool, threads: int,
             c.first[k] = c.runner(fs.frames[k])
         preds[name] = [c.first[k] for k in range(n)]
     calls = {name: c.calls for name, c in cyclers.items()}
-    if peer:
+    for spec in peers:
         try:
-            preds["blazepose_full"], samples["blazepose_full"] = run_blazepose(fs, threads,
-                                                                               options.passes)
+            preds[spec.name], samples[spec.name] = run_blazepose(fs, threads, options.passes,
+                                                                 video=spec.track)  # fmt: skip
+        except Skip as exc:
+            LOG.info("real-frames: %s not on %s: %s", spec.name, fs.name, exc)
         except Exception as exc:  # the peer is optional: say why and go on
-            LOG.warning("real-frames: BlazePose failed on %s: %s", fs.name, exc)
-            failures["blazepose_full"] = f"failed on {fs.name}: {exc}"
+            LOG.warning("real-frames: %s failed on %s: %s", spec.name, fs.name, exc)
+            failures[spec.name] = f"failed on {fs.name}: {exc}"
     return SetRun(samples, preds, calls, time.perf_counter() - t0), failures
 
 
@@ -646,9 +699,9 @@ def run(sets: list[FrameSet], specs: list[ContenderSpec], options: Options,
             skipped[spec.name] = str(exc)
     active = [s for s in specs if s.name in described]
     in_process = [s for s in active if s.kind != "blazepose"]
-    peer = any(s.kind == "blazepose" for s in active)
+    peers = [s for s in active if s.kind == "blazepose"]
     exports: dict[str, bytes] = {}
-    accuracy_preds: dict[str, dict[str, list[Prediction]]] = {}
+    accuracy_preds: dict[str, dict[str, list[Prediction | None]]] = {}
     results = []
     before = torch.get_num_threads()
     for t in options.threads:
@@ -667,33 +720,32 @@ def run(sets: list[FrameSet], specs: list[ContenderSpec], options: Options,
         try:
             for fs in sets:
                 LOG.info("real-frames: %d thread(s), %s: %d frames, %d contenders", t, fs.name,
-                         len(fs.frames), len(runners) + int(peer))  # fmt: skip
-                sr, fails = run_set(fs, runners, peer, t, options)
+                         len(fs.frames), len(runners) + len(peers))  # fmt: skip
+                sr, fails = run_set(fs, runners, peers, t, options)
                 failed.update(fails)
                 per_set[fs.name] = sr
         finally:
             for r in runners.values():
                 r.close()
-        first = not accuracy_preds
-        for fs in sets:
-            sr = per_set[fs.name]
-            if first:
-                accuracy_preds[fs.name] = sr.preds
+        for fs in sets:  # accuracy: each contender's first run that answered
+            for name, p in per_set[fs.name].preds.items():
+                accuracy_preds.setdefault(fs.name, {}).setdefault(name, p)
         results.append(_result(t, sets, per_set, accuracy_preds, described, failed, options,
                                command, load_before, time.perf_counter() - t_start))  # fmt: skip
     torch.set_num_threads(before)
     return results
 
 
-def _agreement(a: list[Prediction], b: list[Prediction]) -> float:
+def _agreement(a: list[Prediction | None], b: list[Prediction | None]) -> float:
     """Largest 2D difference (px) between two runs' answers (NaN-safe)."""
     d = [np.nanmax(np.abs(p.px - q.px)) for p, q in zip(a, b, strict=True)
-         if np.isfinite(p.px).any() and np.isfinite(q.px).any()]
+         if p is not None and q is not None and np.isfinite(p.px).any()
+         and np.isfinite(q.px).any()]
     return float(max(d)) if d else float("nan")
 
 
 def _result(threads: int, sets: list[FrameSet], per_set: dict[str, SetRun],
-            accuracy_preds: dict[str, dict[str, list[Prediction]]],
+            accuracy_preds: dict[str, dict[str, list[Prediction | None]]],
             described: dict[str, dict[str, Any]], failed: dict[str, str], options: Options,
             command: str, load_before: list[float], wall: float) -> dict[str, Any]:
     out: dict[str, Any] = {
@@ -733,11 +785,14 @@ def _result(threads: int, sets: list[FrameSet], per_set: dict[str, SetRun],
             if name not in acc:
                 continue
             d = described[name]
+            ran = np.array([p is not None for p in acc[name]])
+            mine = {g: sel & ran for g, sel in groups.items()}  # frames it answered
             row = {
-                "latency_ms": latency_block(sr.samples[name], groups, fs.frames),
-                "macs": macs_block(d, acc[name], groups),
+                "frames_answered": int(ran.sum()),
+                "latency_ms": latency_block(sr.samples[name], mine, fs.frames),
+                "macs": macs_block(d, acc[name], mine),
                 "accuracy": {g: accuracy_block(fs, acc[name], sel, per_joint=g == "all")
-                             for g, sel in groups.items()},
+                             for g, sel in mine.items()},
                 "answers_max_px_difference_vs_first_thread_count":
                     _agreement(acc[name], sr.preds[name]) if sr.preds.get(name) else None,
             }  # fmt: skip
@@ -751,7 +806,7 @@ def _result(threads: int, sets: list[FrameSet], per_set: dict[str, SetRun],
                     else row["macs"][g]["backbone_executed"] / 1e9,
                     "pck@0.1": row["accuracy"][g].get("pck@0.1"),
                     "mpjpe_mm": row["accuracy"][g].get("mpjpe_mm"),
-                } for g in GROUPS
+                } for g in (*GROUPS, *(k for k in groups if k.startswith("source:")))
             }  # fmt: skip
         out["results"][fs.name] = block
     return json_safe(out)

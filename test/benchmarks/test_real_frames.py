@@ -220,13 +220,19 @@ def test_the_peer_runs_on_the_same_frames(fake) -> None:
     if not ok:
         pytest.skip(why)
     assert main(_argv(tmp, root, ckpts, "--threads", "1", "--contenders", "ours_dense_ort",
-                      "blazepose_full", "--out-dir", str(tmp / "peer"))) == 0
+                      "blazepose_full", "blazepose_full_video", "--out-dir",
+                      str(tmp / "peer"))) == 0  # fmt: skip
     r = json.loads((tmp / "peer" / "real_frames_1thread.json").read_text())
-    assert "blazepose_full" in r["contenders"], r["skipped"]
+    assert {"blazepose_full", "blazepose_full_video"} <= set(r["contenders"]), r["skipped"]
     for set_name, n in (("real", 6), ("synthetic", 3)):
         row = r["results"][set_name]["contenders"]["blazepose_full"]
         assert row["latency_ms"]["all"]["frames_timed"] == n and row["macs"] is None
-        assert row["accuracy"]["all"]["frames"] == n
+        assert row["accuracy"]["all"]["frames"] == n and row["frames_answered"] == n
+    # video mode: the two 2-frame views only (not the stills, not the renders), first untimed
+    video = r["results"]["real"]["contenders"]["blazepose_full_video"]
+    assert video["frames_answered"] == 4 and video["latency_ms"]["all"]["frames_timed"] == 2
+    assert video["accuracy"]["all"]["frames"] == 4
+    assert "blazepose_full_video" not in r["results"]["synthetic"]["contenders"]
 
 
 def test_cycler_gives_every_contender_the_same_frame_and_resets_tracking() -> None:
@@ -251,7 +257,7 @@ def test_cycler_gives_every_contender_the_same_frame_and_resets_tracking() -> No
                        None, 0.1) for i in range(5)]  # fmt: skip
     fs = rf.FrameSet("real", frames, {"bp_detected": np.ones(5, bool)}, "", "", {})
     options = rf.Options(threads=(1,), warmup=2, block=2, settle=1, gap_s=0.0)
-    sr, failures = rf.run_set(fs, {"x": Fake("x"), "y": Fake("y")}, False, 1, options)
+    sr, failures = rf.run_set(fs, {"x": Fake("x"), "y": Fake("y")}, [], 1, options)
     assert not failures and seen["x"] == seen["y"]
     assert seen["x"][:5] == ["reset", "f0", "f1", "f2", "reset"]  # a new sequence at f3
     assert sr.calls["x"] == sr.calls["y"] and len(sr.samples["x"]) == 5
