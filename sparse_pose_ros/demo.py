@@ -8,9 +8,9 @@ Default clip: real people — OpenCV's ``vtest.avi`` (several pedestrians walkin
 street scene, 768×576, 10 fps; Debian ``opencv-doc``, which ``./run`` installs). Where it is
 missing or does not decode, the demo says why and falls back to the photos of people shipped with
 scikit-image/matplotlib (``bundled``), then to ``synthetic`` (rendered mannequins with exact
-intrinsics; always available with ``--source synthetic``). The model is
-models/pose_sparse.safetensors, else the newest checkpoint in models/; the summary says whether it
-carries a training record.
+intrinsics; always available with ``--source synthetic``). The model is the node's default,
+models/pose_dense.safetensors (MoveNet Thunder + our heads, ``models/MODEL_CARD.md``), else the
+newest checkpoint in models/; the summary says whether it carries a training record.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def default_model() -> Path | None:
-    preferred = ROOT / "models" / "pose_sparse.safetensors"
+    preferred = ROOT / "models" / "pose_dense.safetensors"  # = ros.parameters.DEFAULT_MODEL
     if preferred.is_file():
         return preferred
     found = sorted((ROOT / "models").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
