@@ -1,4 +1,7 @@
-"""ONNX Runtime (portable graph) equals PyTorch within 1e-4 (fp32) on real photographs."""
+"""ONNX Runtime (portable graph) equals PyTorch within 1e-4 (fp32) on real photographs
+(heatmap logits: 1e-4 or 2e-4 relative, whichever is larger — the shipped MoveNet Thunder
+network's logits reach ±80, where float32 summation order and thread count alone move them
+by up to 6e-5 relative; the joints stay within 1e-4)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from sparse_pose_ros.export.random_model import random_network
 from sparse_pose_ros.model.checkpoint import save_checkpoint
 
 ATOL = 1e-4
+#: Relative tolerance of the heatmap logits (see the module docstring).
+HEATMAP_RTOL = 2e-4
 
 
 def assert_same(got: InferenceResult, want: InferenceResult) -> None:
@@ -21,7 +26,7 @@ def assert_same(got: InferenceResult, want: InferenceResult) -> None:
         np.testing.assert_array_equal(g, w)
     np.testing.assert_allclose(got.joints, want.joints, atol=ATOL)
     assert got.heatmaps is not None and want.heatmaps is not None
-    np.testing.assert_allclose(got.heatmaps, want.heatmaps, atol=ATOL)
+    np.testing.assert_allclose(got.heatmaps, want.heatmaps, atol=ATOL, rtol=HEATMAP_RTOL)
     np.testing.assert_allclose(got.confidence, want.confidence, atol=ATOL)
     assert got.density == pytest.approx(want.density, abs=1e-12)
     assert got.block_density == want.block_density
