@@ -250,7 +250,7 @@ def auto_candidates(
     TensorRT is skipped when ``device`` is "cpu" (an explicit request to stay off the GPU).
     On the CPU a gated .safetensors checkpoint goes to ``sparse-cpu`` first (compiled
     gather-scatter backbone + compiled neck/head; the fastest CPU path measured in
-    benchmarks/results/sparse_cpu.json, docs/sparse.md); a dense model or an .onnx file goes
+    results/sparse_cpu.json, docs/sparse.md); a dense model or an .onnx file goes
     to onnxruntime, which is the fastest dense runtime here.
     """
     out: list[tuple[str, str]] = []

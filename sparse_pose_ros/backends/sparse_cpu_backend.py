@@ -6,7 +6,7 @@ Runtime runs the masked graph densely (a masked conv costs what a dense one does
 ``portable_sparse`` graph pays ~20 small ops per gated block; the compiled kernel runs the whole
 backbone in one C++ call with BN folded, its own AVX-512 GEMM micro-kernel and index lists built
 once per block per frame (docs/sparse.md). Measured against ONNX Runtime dense in
-``benchmarks/results/sparse_cpu.json``.
+``results/sparse_cpu.json``.
 
 Needs a gated .safetensors checkpoint (the kernel runs PyTorch-held weights) and a C++
 compiler on first use (the extension is built once and cached); without either it raises
@@ -43,7 +43,7 @@ LOG = logging.getLogger(__name__)
 #: Per-stage policy (output stride -> crossover density): a gated block runs sparsely when its
 #: active fraction is at or below the crossover and masked-dense above it (same result). From
 #: the per-stage dense/sparse kernel timings of ``python -m sparse_pose_ros.benchmarks
-#: sparse-cpu`` (``policy_crossover`` in benchmarks/results/sparse_cpu.json). Stride 32 (MoveNet's
+#: sparse-cpu`` (``policy_crossover`` in results/sparse_cpu.json). Stride 32 (MoveNet's
 #: stride-32 stage) has no measurement of its own yet and takes the same crossover; only the
 #: strides a backbone has are passed on (:func:`default_policy`).
 DEFAULT_POLICY: dict[int, float] = {2: 0.75, 4: 0.75, 8: 0.75, 16: 0.75, 32: 0.75}
@@ -73,7 +73,7 @@ class SparseCpuBackend(Backend):
         num_threads: threads of the compiled kernel's worker pool (default 1). One thread by
             default because the node shares the cores (ROS executor, image conversion, other
             nodes): under load one thread was still the faster choice (whole network 4.30 vs
-            4.62 ms back to back, 7.27 vs 9.07 ms camera-paced; benchmarks/results/
+            4.62 ms back to back, 7.27 vs 9.07 ms camera-paced; results/
             paced_cpu_loaded_*.json), and camera-paced frames on idle cores run on the calling
             thread anyway unless ``SPARSE_POSE_SPIN_US`` keeps the workers spinning
             (docs/sparse.md). On a dedicated machine use 2 (0.66x ORT dense back to back).
@@ -86,7 +86,7 @@ class SparseCpuBackend(Backend):
             faster at the current executed-MAC fraction (see :meth:`calibrate`). The masks of
             a trained model decide whether gather-scatter pays: the same architecture ran at
             0.19 of the backbone MACs with one checkpoint and 0.55 with the next, where sparse
-            execution loses to ORT dense (benchmarks/results/sparse_cpu.json).
+            execution loses to ORT dense (results/sparse_cpu.json).
         probe_every: adaptive mode re-times the path not in use on one frame in this many
             (:class:`~.path_choice.PathChooser`), so the choice follows live timings.
     """

@@ -2,7 +2,7 @@
 
     python -m sparse_pose_ros.benchmarks.backends [--checkpoint X.safetensors] \\
         [--input-size 256] [--threads 2] [--iterations 40] [--rounds 3] \\
-        [--out benchmarks/results/backends_cpu.json]
+        [--out results/backends_cpu.json]
 
 Rows (raw network execution; backend postprocessing is timed once, separately):
 
@@ -50,7 +50,7 @@ from ..provenance import cpu_model
 from ..runtime.geometry import network_geometry
 
 LOG = logging.getLogger(__name__)
-DEFAULT_OUT = Path("benchmarks/results/backends_cpu.json")
+DEFAULT_OUT = Path("results/backends_cpu.json")
 TENSORRT_NOTE = "not measured — TensorRT unavailable here"
 
 

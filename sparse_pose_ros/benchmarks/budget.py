@@ -80,7 +80,7 @@ __all__ = ["DEFAULT_CHECKPOINT", "DEFAULT_DATA", "DEFAULT_THRESHOLDS", "MAX_MPJP
 DEFAULT_CHECKPOINT = "models/pose_sparse.safetensors"
 DEFAULT_DATA = "data_cache/synth_v1/test"
 DEFAULT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-RESULTS = Path("benchmarks/results")
+RESULTS = Path("results")
 
 
 def _thresholds(text: str) -> list[float]:

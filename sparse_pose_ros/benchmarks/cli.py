@@ -13,7 +13,7 @@ from pathlib import Path
 from ..runtime.options import input_size_problem
 from .sparse_cpu import ARCH_SIZE, ARCHS, BenchConfig, arch_output_stride, run
 
-DEFAULT_OUT = Path("benchmarks/results/sparse_cpu.json")
+DEFAULT_OUT = Path("results/sparse_cpu.json")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--interval-ms", type=float, default=33.0, help="sleep before each frame")
     q.add_argument("--reps", type=int, default=60)
     q.add_argument("--warmup", type=int, default=5)
-    q.add_argument("--out", type=Path, default=Path("benchmarks/results/paced_cpu.json"))
+    q.add_argument("--out", type=Path, default=Path("results/paced_cpu.json"))
     from .real_frames import add_arguments
 
     r = sub.add_parser("real-frames", help="every contender (ours sparse / dense / tracking, "

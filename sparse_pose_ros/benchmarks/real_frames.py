@@ -2,8 +2,8 @@
 
     OMP_WAIT_POLICY=PASSIVE python -m sparse_pose_ros.benchmarks real-frames --threads 1 2
 
-writes ``benchmarks/results/real_frames_<t>thread.json`` per thread count and one
-accuracy-latency plot ``benchmarks/results/real_frames.png``.
+writes ``results/real_frames_<t>thread.json`` per thread count and one
+accuracy-latency plot ``results/real_frames.png``.
 
 Frames (decoded once, up front, so decoding never lands in a timed call):
 
@@ -102,7 +102,7 @@ LOG = logging.getLogger(__name__)
 LABELS_DIR = Path("data_cache/labels")
 #: The synthetic held-out split: the first of these that exists.
 SYNTHETIC_DIRS: tuple[str, ...] = ("data_cache/synth_v2/test", "data_cache/synth_v1/test")
-RESULTS_DIR = Path("benchmarks/results")
+RESULTS_DIR = Path("results")
 KINDS = ("sparse", "dense", "movenet", "blazepose")
 GROUPS = ("all", "small", "large")
 

@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--profile", default=None,
                    help="Fast DDS XML for both processes (default: the shipped "
                         "config/fastdds_large_shm.xml; '' = Fast DDS defaults)")
-    s.add_argument("--out", type=Path, default=Path("benchmarks/results/transport_soak.json"))
+    s.add_argument("--out", type=Path, default=Path("results/transport_soak.json"))
     a = ap.parse_args(argv)
     if a.seconds <= 0 or a.rate <= 0:
         ap.error("--seconds and --rate must be > 0")

@@ -2,10 +2,10 @@
 
     python -m sparse_pose_ros.evaluation.compare_peer \\
         --checkpoint models/pose_sparse.safetensors \\
-        --out benchmarks/results/peer_blazepose.json --png-dir benchmarks/results/peer_png
+        --out results/peer_blazepose.json --png-dir results/peer_png
 
     python -m sparse_pose_ros.evaluation.compare_peer --peer-only \\
-        --out benchmarks/results/peer_blazepose_latency.json
+        --out results/peer_blazepose_latency.json
 
 Both run on the same frames (:mod:`.real_frames`) on the same machine, one after the other
 (peer first, in its own venv; see :mod:`.peer`). Ours is the node's whole per-frame computation

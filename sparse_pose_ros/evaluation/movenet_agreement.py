@@ -3,7 +3,7 @@ MediaPipe BlazePose Full on real person crops (the import's end-to-end check, is
 
     ./run python -m sparse_pose_ros.evaluation.movenet_agreement \
         --checkpoint data_cache/pretrained/movenet-thunder.safetensors \
-        --out benchmarks/results/movenet_import_agreement_thunder.json
+        --out results/movenet_import_agreement_thunder.json
 
 Protocol (the one PRETRAINED.md's numbers were measured with):
 1. frames: the still photos (scikit-image astronaut and camera, matplotlib grace_hopper, and

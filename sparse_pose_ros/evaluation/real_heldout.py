@@ -3,7 +3,7 @@
     ./run eval real --checkpoint models/pose_dense.safetensors \
         --checkpoint models/pose_sparse.safetensors [--max-frames N] [--track] [--pictures]
 
-writes ``benchmarks/results/real_eval_<name>.json``. Frames: every labelled frame of each
+writes ``results/real_eval_<name>.json``. Frames: every labelled frame of each
 held-out source of ``data_cache/labels`` (``manifest["source"]["split"] == "heldout"``:
 the Sports2D demo video, the Pose2Sim single-person trial's four views), decoded from the
 files the manifest records. Each frame goes through :class:`PoseEstimator` on the torch backend
@@ -89,7 +89,7 @@ from .movenet_agreement import movenet_keypoints
 
 LABELS_DIR = Path("data_cache/labels")
 MOVENET_DEFAULT = Path("data_cache/pretrained/movenet-thunder.safetensors")
-RESULTS_DIR = Path("benchmarks/results")
+RESULTS_DIR = Path("results")
 PICTURES_DIR = Path("out/eval")
 #: BlazePose visibility at or above which a joint is counted.
 VISIBLE = 0.5
@@ -811,7 +811,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-head-gating", action="store_true",
                    help="heads everywhere (the node gates them by default)")
     p.add_argument("--name", default=None,
-                   help="result name: benchmarks/results/real_eval_<name>.json (default: the "
+                   help="result name: results/real_eval_<name>.json (default: the "
                         "checkpoints' stems joined by '_vs_')")
     p.add_argument("--out", default=None, help="output JSON path (overrides --name)")
     p.add_argument("--pictures", nargs="?", const=str(PICTURES_DIR), default=None,

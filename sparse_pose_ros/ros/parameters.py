@@ -28,7 +28,7 @@ from ..runtime.options import (
 PACKAGE = "sparse_pose_ros"
 DEFAULT_MODEL = "models/pose_dense.safetensors"
 MODEL_HELP = (
-    "train one with `./run train --config configs/movenet_thunder_real.yaml` (writes "
+    "train one with `./run train --config training_configs/movenet_thunder_real.yaml` (writes "
     "models/pose_dense.safetensors and models/pose_sparse.safetensors) or see "
     "models/MODEL_CARD.md"
 )

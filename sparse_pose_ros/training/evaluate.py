@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint on a held-out split and write ``benchmarks/results/accuracy_<model>.json``.
+"""Evaluate a checkpoint on a held-out split and write ``results/accuracy_<model>.json``.
 
     python -m sparse_pose_ros.training.evaluate --checkpoint models/pose_sparse.safetensors \
         --data data_cache/synth_v1 [--split test] [--max-frames 0] [--out PATH]
@@ -199,7 +199,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=True,
         help="also score the two-pass (tracking crop) and ground-truth-box protocols",
     )
-    p.add_argument("--out", help="output JSON (default benchmarks/results/accuracy_<model>.json)")
+    p.add_argument("--out", help="output JSON (default results/accuracy_<model>.json)")
     args = p.parse_args(argv)
     if args.max_frames < 0 or args.batch_size <= 0 or args.workers < 0 or args.threads < 0:
         p.error("--max-frames, --workers, --threads must be >= 0 and --batch-size > 0")
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ValueError) as exc:
         LOG.error("%s", exc)
         return 2
-    out = Path(args.out or f"benchmarks/results/accuracy_{report['model']}.json")
+    out = Path(args.out or f"results/accuracy_{report['model']}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n")
     m = report["metrics"]

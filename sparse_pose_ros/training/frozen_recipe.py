@@ -1,6 +1,6 @@
 """The real-people recipe: our heads and execution masks on MoveNet's frozen, imported features.
 
-    ./run train --config configs/movenet_thunder_real.yaml [--resume]
+    ./run train --config training_configs/movenet_thunder_real.yaml [--resume]
 
 Why frozen: on this 2-core CPU a full Thunder forward + backward costs ~0.7 s per image, so an
 end-to-end fine-tune would see a few thousand images in the 2.5 h budget and would drift away

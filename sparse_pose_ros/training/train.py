@@ -1,8 +1,9 @@
 """Train a dense or gated pose network from a YAML config.
 
-    python -m sparse_pose_ros.training.train --config configs/tiny_sparse.yaml
-    python -m sparse_pose_ros.training.train --config configs/tiny_sparse.yaml --resume
-    torchrun --nproc_per_node 4 -m sparse_pose_ros.training.train --config configs/full_sparse.yaml
+    python -m sparse_pose_ros.training.train --config training_configs/tiny_sparse.yaml
+    python -m sparse_pose_ros.training.train --config training_configs/tiny_sparse.yaml --resume
+    torchrun --nproc_per_node 4 -m sparse_pose_ros.training.train \
+        --config training_configs/full_sparse.yaml
 
 What a run does: AdamW with linear warm-up and cosine decay (per step), the dynconv mask schedule
 (Gumbel noise off for the last epochs, sparsity bounds annealed), no weight decay on mask units,
@@ -76,10 +77,10 @@ def init_from(net: nn.Module, path: str | Path) -> dict[str, Any]:
 
     Why: dynconv trains its masks on a pretrained backbone; from scratch here the masks of an
     all-gated network went person-blind before the features could tell a person from the
-    background (configs/tiny_sparse_allgated.yaml). Starting a gated model from a trained dense
-    one gives the mask units useful features from step 0. Tensors the source lacks (the mask
-    units) keep their fresh initialisation. Raises ValueError when nothing matches or when a
-    tensor of the same name has another shape (another width or layout)."""
+    background (training_configs/tiny_sparse_allgated.yaml). Starting a gated model from a
+    trained dense one gives the mask units useful features from step 0. Tensors the source
+    lacks (the mask units) keep their fresh initialisation. Raises ValueError when nothing
+    matches or when a tensor of the same name has another shape (another width or layout)."""
     try:
         loaded, info = load_checkpoint(path, map_location="cpu")
     except CheckpointError as exc:
@@ -494,7 +495,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Train a pose network (dense or gated) from a YAML config. Multi-GPU: "
         "torchrun --nproc_per_node N -m sparse_pose_ros.training.train --config ...",
     )
-    p.add_argument("--config", required=True, help="YAML config (see configs/)")
+    p.add_argument("--config", required=True, help="YAML config (see training_configs/)")
     p.add_argument(
         "--resume", action="store_true", help="continue <out_dir>/<name> from its last checkpoint"
     )

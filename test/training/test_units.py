@@ -15,7 +15,7 @@ from sparse_pose_ros.training.evaluation import lift_to_camera
 from sparse_pose_ros.training.train import lr_factor, sparsity_weight
 from sparse_pose_ros.training.transforms import fit_to_input
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "training_configs"
 
 
 @pytest.mark.parametrize(
@@ -29,6 +29,17 @@ def test_shipped_configs_load(name: str) -> None:
         assert cfg.loss.alpha_sparsity > 0 and 0 < cfg.loss.theta <= 0.3
     else:
         assert cfg.loss.alpha_sparsity == 0
+
+
+@pytest.mark.parametrize("name", ["movenet_thunder_real", "movenet_lightning_real"])
+def test_shipped_recipes_load(name: str) -> None:
+    """The frozen-backbone recipes parse (unknown keys would be refused) and are dispatched."""
+    from sparse_pose_ros.training.frozen_recipe import RecipeConfig, is_frozen_recipe
+
+    path = CONFIGS / f"{name}.yaml"
+    assert is_frozen_recipe(path)
+    cfg = RecipeConfig.from_yaml(path)
+    assert cfg.name == name and cfg.readout_window > 0 and 0.9 < cfg.mask_recall < 1.0
 
 
 def test_unknown_keys_and_bad_values_are_value_errors() -> None:
