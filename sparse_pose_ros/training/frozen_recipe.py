@@ -62,18 +62,14 @@ from ..model.movenet_head import COCO_KEYPOINTS
 from ..model.network import PoseNetwork
 from ..model.targets import build_targets
 from ..provenance import machine_info
+from ..teachers.movenet_map import DIRECT
 
 LOG = logging.getLogger("sparse_pose_ros.frozen_recipe")
 RECIPE = "frozen_backbone"
 
-#: Our joints that are MoveNet (COCO) keypoints as they are: the distillation pairs.
-SHARED_JOINTS: dict[str, str] = {
-    "right_hip": "right_hip", "right_knee": "right_knee", "right_ankle": "right_ankle",
-    "left_hip": "left_hip", "left_knee": "left_knee", "left_ankle": "left_ankle",
-    "neck_nose": "nose", "left_shoulder": "left_shoulder", "left_elbow": "left_elbow",
-    "left_wrist": "left_wrist", "right_shoulder": "right_shoulder",
-    "right_elbow": "right_elbow", "right_wrist": "right_wrist",
-}  # fmt: skip
+#: Our joints that are one MoveNet (COCO) keypoint: ``movenet_map``'s direct joints plus
+#: neck_nose = nose. They are the distillation pairs (joint name -> COCO index).
+SHARED_JOINTS: dict[str, int] = {**DIRECT, "neck_nose": COCO_KEYPOINTS.index("nose")}
 #: Our joints that are not COCO keypoints: initialised from the mean of these keypoint rows.
 DERIVED_JOINTS: dict[str, tuple[str, ...]] = {
     "pelvis": ("left_hip", "right_hip"),
@@ -81,8 +77,9 @@ DERIVED_JOINTS: dict[str, tuple[str, ...]] = {
     "thorax": ("left_shoulder", "right_shoulder"),
     "head_top": ("left_eye", "right_eye", "left_ear", "right_ear"),
 }
-_OURS = [skeleton.JOINT_NAMES.index(n) for n in SHARED_JOINTS]
-_COCO = [COCO_KEYPOINTS.index(n) for n in SHARED_JOINTS.values()]
+#: The distillation pairs in our joint order: our channel, MoveNet's channel.
+_OURS = [j for j, n in enumerate(skeleton.JOINT_NAMES) if n in SHARED_JOINTS]
+_COCO = [SHARED_JOINTS[skeleton.JOINT_NAMES[j]] for j in _OURS]
 
 
 @dataclass
@@ -199,7 +196,7 @@ def init_head_from_movenet(net: PoseNetwork) -> None:
         net.head_pre.load_state_dict(branch.sep.state_dict())
         w, b = branch.out.weight, branch.out.bias
         for j, name in enumerate(skeleton.JOINT_NAMES):
-            rows = [COCO_KEYPOINTS.index(SHARED_JOINTS[name])] if name in SHARED_JOINTS else \
+            rows = [SHARED_JOINTS[name]] if name in SHARED_JOINTS else \
                 [COCO_KEYPOINTS.index(k) for k in DERIVED_JOINTS[name]]
             net.head.heatmap.weight[j] = w[rows].mean(0)
             net.head.heatmap.bias[j] = b[rows].mean(0)
@@ -258,8 +255,10 @@ def person_cells(person: Tensor, grid: tuple[int, int], margin: int) -> Tensor:
 
 def extract_features(net: PoseNetwork, samples: list[TeacherSample], cfg: RecipeConfig,
                      with_cells: bool, batch: int = 16) -> dict[str, Any]:
-    """One frozen forward per sample: neck output (fp16), MoveNet heatmaps on the shared joints
-    (uint8 sigmoid), and per gated block a balanced sample of input cells with their labels."""
+    """One frozen forward per sample: neck output (fp16); with ``with_cells`` (the dense pass)
+    also MoveNet's heatmaps on the shared joints (uint8 sigmoid: the distillation targets, taken
+    from the dense network only) and per gated block a balanced sample of input cells with their
+    labels."""
     rng = np.random.default_rng(cfg.seed + 1)
     blocks = net.gated_blocks()
     captured: dict[int, Tensor] = {}
@@ -277,9 +276,9 @@ def extract_features(net: PoseNetwork, samples: list[TeacherSample], cfg: Recipe
                 f, skips, _ = net.backbone(x)
                 y = net.neck(f, skips)
                 feats.append(y.half().contiguous().numpy())
-                heat = torch.sigmoid(net.movenet(y).heatmap[:, _COCO])
-                distill.append((heat * 255).round().to(torch.uint8).numpy())
                 if with_cells:
+                    heat = torch.sigmoid(net.movenet(y).heatmap[:, _COCO])
+                    distill.append((heat * 255).round().to(torch.uint8).numpy())
                     person = torch.from_numpy(np.stack([s.person for s in chunk]))[:, None]
                     _sample_cells(blocks, captured, person, cfg, rng, cells)
                 if start // batch % 20 == 0:
@@ -288,9 +287,9 @@ def extract_features(net: PoseNetwork, samples: list[TeacherSample], cfg: Recipe
     finally:
         for h in hooks:
             h.remove()
-    out: dict[str, Any] = {"feats": np.concatenate(feats), "distill": np.concatenate(distill),
-                           "seconds": time.perf_counter() - t0}
+    out: dict[str, Any] = {"feats": np.concatenate(feats), "seconds": time.perf_counter() - t0}
     if with_cells:
+        out["distill"] = np.concatenate(distill)
         out["cells"] = [{k: np.concatenate(v) for k, v in c.items()} for c in cells]
     return out
 
