@@ -15,8 +15,9 @@ move the threshold much. Relative error makes the gain independent of the budget
 Bounds (why accuracy never collapses, and why the budget never buys compute for nothing): from
 the MPJPE-vs-threshold sweep ``python -m sparse_pose_ros.benchmarks.budget sweep``
 (results/budget_sweep.json + .png: 200 held-out synthetic frames, checkpoint
-models/pose_sparse.safetensors ce26fdb5cb7a (width 1.0, 7-epoch recipe, silhouette-supervised
-masks), thresholds 0.1 … 0.9), turned into bounds by a stated rule
+models/pose_sparse.safetensors ce26fdb5cb7a, the stride-16 checkpoint shipped then (width 1.0,
+7-epoch recipe, silhouette-supervised masks; not re-measured on the MoveNet-based one),
+thresholds 0.1 … 0.9), turned into bounds by a stated rule
 (``benchmarks.budget.recommend_bounds``: paired per-frame MPJPE differences to the training
 boundary 0.5 with 95 % intervals):
 

@@ -56,7 +56,8 @@ _MARGINS = np.array([OCCLUSION_MARGIN_M[n] for n in skeleton.JOINT_NAMES])
 @dataclass(frozen=True)
 class SyntheticConfig:
     """What a split looks like. Defaults are the values used for ``synth_v1`` (one-colour
-    bodies, what the shipped checkpoints were trained on); ``outfits=True`` gives ``synth_v2``."""
+    bodies, what the first synthetic-only checkpoints were trained on); ``outfits=True`` gives
+    ``synth_v2``."""
 
     size: int = 256
     num_subjects: dict[str, int] = field(default_factory=lambda: {"train": 16, "test": 4})

@@ -228,7 +228,8 @@ PARAMS: tuple[ParamSpec, ...] = (
         "head_gating", HEAD_GATING_NODE,
         "Gated models: evaluate the heads only inside the last execution mask's region "
         "(dilated one cell), where the person is; the compiled CPU head skips the rest. "
-        "Measured accuracy cost on the shipped sparse model: none (docs/network.md 5b). "
+        "Measured accuracy cost on the previous stride-16 sparse checkpoint: none "
+        "(docs/network.md 5b; not re-measured on the MoveNet-based one). "
         "Dense models ignore it; an exported .onnx/.engine keeps the setting it was built with. "
         "On by default here, unlike a checkpoint's stored default (off) and a library "
         "backend's (the checkpoint's own): the rule is in runtime/options.py.",

@@ -17,8 +17,8 @@ follow, each written once:
   - :data:`HEAD_GATING_REQUESTED` (None) is :class:`BackendOptions`' default: a library caller
     (tests, benchmarks, evaluation) gets the checkpoint's own setting;
   - :data:`HEAD_GATING_NODE` (True) is the ``pose_node`` parameter's default: the deployed node
-    turns it on for every gated model (no measured accuracy cost on the shipped sparse model,
-    docs/network.md §5b).
+    turns it on for every gated model (no measured accuracy cost on the previous stride-16
+    sparse checkpoint, docs/network.md §5b; not re-measured on the MoveNet-based one).
 
   A dense model has no mask to gate by and ignores any request; an exported .onnx / engine keeps
   the setting it was exported with (the backends log that a request is ignored there).

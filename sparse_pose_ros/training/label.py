@@ -72,7 +72,7 @@ from ..teachers.real_frames import load_still, video_frame_id
 
 LOG = logging.getLogger("label")
 DEFAULT_LABEL_ROOT = REPO_ROOT / "data_cache" / "labels"
-DEFAULT_SUMMARY = REPO_ROOT / "benchmarks" / "results" / "label_corpus.json"
+DEFAULT_SUMMARY = REPO_ROOT / "results" / "label_corpus.json"
 #: Views that must agree on the person before a multiview frame gets 3D labels. In the
 #: two-person trial a view may have found the other person; 3 of 4 agreeing views make the
 #: person unambiguous, 2 could be the wrong pair.

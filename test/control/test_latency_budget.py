@@ -65,7 +65,7 @@ def test_threshold_stays_in_bounds_when_budget_unreachable() -> None:
 
 def test_default_bounds_are_the_swept_ones() -> None:
     """The defaults are what the committed sweep's rule recommends (module docstring)."""
-    sweep = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "budget_sweep.json"
+    sweep = Path(__file__).resolve().parents[2] / "results" / "budget_sweep.json"
     if not sweep.is_file():
         pytest.skip(f"{sweep} not present (python -m sparse_pose_ros.benchmarks.budget sweep)")
     bounds = json.loads(sweep.read_text())["bounds"]
