@@ -80,6 +80,10 @@ def export_network(
     """
     if graph not in EXPORT_KINDS:
         raise ValueError(f"graph must be one of {EXPORT_KINDS}, got {graph!r}")
+    if net.backbone.locator is not None:
+        raise ValueError("this network's masks come from its person locator, which the ONNX "
+                         "graphs do not carry (their gated blocks run mask units): run it with "
+                         "the sparse-cpu or torch backend, or export the dense checkpoint")
     if graph == "portable_sparse" and opset < 16:
         raise ValueError("portable_sparse needs opset >= 16 (ScatterND reduction)")
     size = int(input_size if input_size is not None else net.cfg.input_size)

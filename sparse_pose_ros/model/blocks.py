@@ -187,11 +187,13 @@ class InvertedResidual(nn.Module):
                 out = torch.relu(out)
         return out
 
-    def compute_mask(self, x: Tensor) -> BlockMask:
-        """Run the mask unit (or take ``fixed_mask``) and derive the expand-conv mask."""
+    def compute_mask(self, x: Tensor, given: Tensor | None = None) -> BlockMask:
+        """Run the mask unit (or take ``fixed_mask``, else ``given``: a mask decided outside the
+        block, e.g. by the network's person locator) and derive the expand-conv mask."""
         assert self.mask_unit is not None
-        if self.fixed_mask is not None:
-            hard = self.fixed_mask.to(dtype=x.dtype, device=x.device)
+        fixed = self.fixed_mask if self.fixed_mask is not None else given
+        if fixed is not None:
+            hard = fixed.to(dtype=x.dtype, device=x.device)
             soft = hard
             logits = hard * 2.0 - 1.0
         else:
@@ -219,10 +221,12 @@ class InvertedResidual(nn.Module):
         out = self.project(h) * mask.hard
         return self._finish(x, out)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, BlockMask | None]:
+    def forward(self, x: Tensor, given: Tensor | None = None
+                ) -> tuple[Tensor, BlockMask | None]:
+        """``given``: the (B, 1, H_out, W_out) mask to execute instead of the mask unit's."""
         if not self.gated:
             return self.forward_dense(x), None
-        mask = self.compute_mask(x)
+        mask = self.compute_mask(x, given)
         return self.forward_masked(x, mask), mask
 
 

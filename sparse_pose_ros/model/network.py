@@ -25,6 +25,7 @@ from .blocks import PADDINGS, ConvBN, InvertedResidual
 from .fpn import MoveNetFPN, SeparableConv
 from .heads import HemletsHead, Neck, head_region
 from .lifter import PoseLifter
+from .locator import PersonLocator, cells_to_grid
 from .masks import BlockMask
 from .movenet_head import MoveNetHeads, MoveNetOutput
 
@@ -48,6 +49,8 @@ MOBILENETV2_S32: tuple[tuple[int, int, int, int], ...] = (
 )
 
 NECKS: tuple[str, ...] = ("light", "fpn")
+#: where gated blocks get their masks (``NetworkConfig.mask_source``)
+MASK_SOURCES: tuple[str, ...] = ("units", "locator")
 
 
 def _make_divisible(v: float, divisor: int = 8) -> int:
@@ -98,6 +101,11 @@ class NetworkConfig:
             (``model.heads.peak_window``); 0 = over the whole map (HEMlets' readout).
         movenet_heads: keep MoveNet's four heads (``model.movenet_head``) on the neck output: the
             2D teacher and evaluation reference. Runtimes ignore them.
+        mask_source: where gated blocks get their masks: "units" (each block's own 1×1 mask
+            unit, dynconv) or "locator" (one :class:`~.locator.PersonLocator` look at the image
+            decides for every block; its mask units are then not run, see ``model.locator``).
+        locator_width: channels of the locator's stride-16 layers.
+        locator_margin: stride-16 cells the locator's decision is dilated by.
     """
 
     input_size: int = 256
@@ -122,6 +130,9 @@ class NetworkConfig:
     head_hidden: int = 0
     readout_window: int = 0
     movenet_heads: bool = False
+    mask_source: str = "units"
+    locator_width: int = 48
+    locator_margin: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -165,9 +176,21 @@ class NetworkConfig:
             raise ValueError("movenet_heads sit on MoveNet's FPN (neck: fpn)")
         if self.last_channels < 0 or self.head_hidden < 0:
             raise ValueError("last_channels and head_hidden must be >= 0")
+        if self.mask_source not in MASK_SOURCES:
+            raise ValueError(f"mask_source must be one of {MASK_SOURCES}, got "
+                             f"{self.mask_source!r}")
+        if self.mask_source == "locator" and not self.gated:
+            raise ValueError("mask_source 'locator' needs a gated backbone (gated: true)")
+        if self.locator_width <= 0 or self.locator_margin < 0:
+            raise ValueError("locator_width must be > 0 and locator_margin >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if self.mask_source == "units":
+            # the locator's knobs mean nothing without it; leaving them out keeps the config
+            # (and so the model hash) of every unit-masked checkpoint as it was
+            for key in ("mask_source", "locator_width", "locator_margin"):
+                d.pop(key)
         d["arch"] = [list(r) for r in self.arch]
         d["input_mean"] = list(self.input_mean)
         d["input_std"] = list(self.input_std)
@@ -266,6 +289,11 @@ class Backbone(nn.Module):
                     self.tap_after[stride] = len(blocks) - 1
                 in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
+        #: one look at the image that masks every gated block (``mask_source: locator``)
+        self.locator: PersonLocator | None = (
+            PersonLocator(cfg.locator_width) if cfg.mask_source == "locator" else None
+        )
+        self.locator_margin = cfg.locator_margin
         #: MoveNet's ``Conv_1`` (1×1 to 1280 + BN + ReLU6) after the last block; None without.
         self.last: ConvBN | None = (
             ConvBN(in_ch, cfg.last_channels, 1) if cfg.last_channels else None
@@ -278,13 +306,40 @@ class Backbone(nn.Module):
         self.skip_channels = tuple(blocks[self.tap_after[s]].out_channels
                                    for s in self.skip_strides)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor], list[BlockMask | None]]:
+    def locator_masks(self, x: Tensor, features: nn.Module | None = None
+                      ) -> list[Tensor | None]:
+        """Per block the (B, 1, H_out, W_out) hard mask the locator gives it (None for
+        ungated blocks), from the normalised input ``x``; every None without a locator.
+        ``features``: the locator's stack with BatchNorm folded (what runtimes pass)."""
+        if self.locator is None:
+            return [None] * len(self.blocks)
+        return self.masks_from_cells(self.locator.cells(x, self.locator_margin, features),
+                                     (x.shape[-2], x.shape[-1]))
+
+    def masks_from_cells(self, cells: Tensor, input_hw: tuple[int, int]
+                         ) -> list[Tensor | None]:
+        """Stride-16 cells (B, 1, H/16, W/16) → each gated block's mask on its own grid."""
+        out: list[Tensor | None] = []
+        grid = ((input_hw[0] - 1) // self.stem[0].stride[0] + 1,
+                (input_hw[1] - 1) // self.stem[0].stride[0] + 1)  # fmt: skip
+        for block in self.blocks:
+            grid = ((grid[0] - 1) // block.stride + 1, (grid[1] - 1) // block.stride + 1)
+            out.append(cells_to_grid(cells, grid) if block.gated else None)
+        return out
+
+    def forward(self, x: Tensor, region: Tensor | None = None
+                ) -> tuple[Tensor, list[Tensor], list[BlockMask | None]]:
+        """``region``: (B, 1, H/16, W/16) 0/1 cells where the caller knows the person is (e.g.
+        from the previous frame's pose, ``pipeline.roi.region_cells``): every gated block
+        executes exactly those, whatever its mask unit or the locator would say."""
+        priors = (self.masks_from_cells(region.to(x.dtype), (x.shape[-2], x.shape[-1]))
+                  if region is not None else self.locator_masks(x))  # fmt: skip
         x = self.stem(x)
         masks: list[BlockMask | None] = []
         taps: dict[int, Tensor] = {}
         tap_of = {idx: s for s, idx in self.tap_after.items()}
         for i, block in enumerate(self.blocks):
-            x, m = block(x)
+            x, m = block(x, priors[i])
             masks.append(m)
             if i in tap_of:
                 taps[tap_of[i]] = x
@@ -323,7 +378,10 @@ class PoseNetwork(nn.Module):
         return [b for b in self.backbone.blocks if b.gated]
 
     def set_mask_threshold(self, probability: float) -> None:
-        """Inference threshold of every mask unit (probability; 0.5 = training boundary)."""
+        """Inference threshold of every mask unit, or of the locator when it makes the masks
+        (probability; 0.5 = training boundary / the locator's calibrated point)."""
+        if self.backbone.locator is not None:
+            self.backbone.locator.set_threshold(probability)
         for b in self.gated_blocks():
             assert b.mask_unit is not None
             b.mask_unit.set_threshold(probability)
@@ -365,10 +423,12 @@ class PoseNetwork(nn.Module):
         compute the head themselves, like the compiled CPU head, call this on their joints)."""
         return joints if self.lifter is None else self.lifter.refine(joints)
 
-    def forward(self, x: Tensor, with_movenet: bool = False) -> PoseOutput:
+    def forward(self, x: Tensor, with_movenet: bool = False, region: Tensor | None = None
+                ) -> PoseOutput:
         """``with_movenet``: also run MoveNet's heads on the same neck output (training's 2D
-        teacher, evaluation's reference); needs ``cfg.movenet_heads``."""
-        feats, skips, masks = self.backbone(x)
+        teacher, evaluation's reference); needs ``cfg.movenet_heads``. ``region``: the cells
+        every gated block executes (``Backbone.forward``)."""
+        feats, skips, masks = self.backbone(x, region)
         y = self.neck(feats, skips)
         heatmaps, triplets, joints, depth = self.head_from_neck(y, masks)
         movenet = None

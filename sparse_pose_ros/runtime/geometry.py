@@ -107,6 +107,9 @@ class NetworkGeometry:
     stem_macs: int
     blocks: tuple[BlockGeometry, ...]
     last_macs: int = 0
+    #: MACs of the person locator that masks every gated block (``mask_source: locator``);
+    #: 0 = the blocks' own mask units decide
+    locator_macs: int = 0
 
     @property
     def gated_indices(self) -> tuple[int, ...]:
@@ -116,6 +119,9 @@ class NetworkGeometry:
         return self.stem_macs + sum(b.dense_macs() for b in self.blocks) + self.last_macs
 
     def mask_unit_macs(self) -> int:
+        """MACs of deciding the masks: the locator's, else every gated block's mask unit."""
+        if self.locator_macs:
+            return self.locator_macs
         return sum(b.in_channels * b.out_hw[0] * b.out_hw[1] for b in self.blocks if b.gated)
 
     def density(self, masks: list[np.ndarray]) -> tuple[float, list[float]]:
@@ -142,6 +148,7 @@ class NetworkGeometry:
                 "input_size": self.input_size,
                 "stem_macs": self.stem_macs,
                 "last_macs": self.last_macs,
+                "locator_macs": self.locator_macs,
                 "blocks": [asdict(b) for b in self.blocks],
             },
             sort_keys=True,
@@ -167,7 +174,7 @@ class NetworkGeometry:
                 for b in d["blocks"]
             )
             return cls(int(d["input_size"]), int(d["stem_macs"]), blocks,
-                       int(d.get("last_macs", 0)))
+                       int(d.get("last_macs", 0)), int(d.get("locator_macs", 0)))
         except (KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
             raise ValueError(f"malformed block geometry: {exc}") from exc
 
@@ -216,7 +223,9 @@ def network_geometry(net: Any, input_size: int) -> NetworkGeometry:
         conv = last[0]
         last_macs = hw[0] * hw[1] * int(conv.in_channels) * int(conv.out_channels) // int(
             conv.groups) * int(conv.kernel_size[0]) * int(conv.kernel_size[1])
-    return NetworkGeometry(input_size, stem_macs, tuple(blocks), last_macs)
+    locator = getattr(net.backbone, "locator", None)
+    locator_macs = int(locator.macs(input_size)) if locator is not None else 0
+    return NetworkGeometry(input_size, stem_macs, tuple(blocks), last_macs, locator_macs)
 
 
 def _check_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

@@ -182,15 +182,21 @@ def block_args(
     in_hw: tuple[int, int],
     bufs: CpuBlockBuffers,
     dense_above: float,
+    given: Tensor | None = None,
 ) -> tuple[object, ...]:
     """The compiled ``run_block`` arguments of one block (also recorded by ``BlockSequence``).
+
+    The mask: the block's ``fixed_mask``, else ``given`` (decided outside the block: the
+    network's person locator; the kernel reads it at run time, so a recorded sequence sees
+    in-place updates), else the learned mask unit.
 
     If the mask's active fraction exceeds ``dense_above`` every row is computed and the mask
     applied at the scatter (= masked dense); otherwise only the active / dilated rows are.
     ``dense_above`` < 0: always dense; >= 1: always sparse."""
     if blk.gated:
-        if blk.fixed_mask is not None:
-            fixed = blk.fixed_mask.to(torch.float32).contiguous()
+        chosen = blk.fixed_mask if blk.fixed_mask is not None else given
+        if chosen is not None:
+            fixed = chosen.to(torch.float32).contiguous()
             if fixed.shape != bufs.hard.shape:
                 raise ValueError(
                     f"fixed_mask shape {tuple(fixed.shape)} != {tuple(bufs.hard.shape)}"
@@ -233,9 +239,10 @@ def run_block_cpu(
     in_hw: tuple[int, int],
     bufs: CpuBlockBuffers,
     dense_above: float,
+    given: Tensor | None = None,
 ) -> tuple[BlockMask | None, tuple[int, int], bool]:
     """One fused call (see :func:`block_args`). Returns (mask, (n_active, n_dilated), ran_dense)."""
-    args = block_args(blk, fb, x_ext, out_ext, batch, in_hw, bufs, dense_above)
+    args = block_args(blk, fb, x_ext, out_ext, batch, in_hw, bufs, dense_above, given)
     n_act, n_dil, ran_dense = kernel.run_block(*args)
     if not blk.gated:
         return None, (n_act, n_dil), True

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..model.blocks import InvertedResidual, conv_pads
+from ..model.locator import fold_batchnorm
 from ..model.masks import BlockMask, receptive_mask
 from ..model.network import Backbone, PoseNetwork, PoseOutput
 from . import torch_ops
@@ -55,14 +56,17 @@ def _dense_above(mode: str | float) -> float:
 
 
 def compute_block_mask(
-    blk: InvertedResidual, fb: FoldedBlock, x: Tensor, b: int, hw: tuple[int, int]
+    blk: InvertedResidual, fb: FoldedBlock, x: Tensor, b: int, hw: tuple[int, int],
+    given: Tensor | None = None,
 ) -> BlockMask:
-    """The block's mask from flat NHWC input ``x`` (B·H·W, C): ``fixed_mask`` or the learned
-    mask unit thresholded without noise (= ``InvertedResidual.compute_mask`` in eval mode)."""
+    """The block's mask from flat NHWC input ``x`` (B·H·W, C): ``fixed_mask``, else ``given``
+    (the person locator's), else the learned mask unit thresholded without noise (=
+    ``InvertedResidual.compute_mask`` in eval mode)."""
     h, w = hw
     ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
-    if blk.fixed_mask is not None:
-        hard = blk.fixed_mask.to(dtype=x.dtype)
+    chosen = blk.fixed_mask if blk.fixed_mask is not None else given
+    if chosen is not None:
+        hard = chosen.to(dtype=x.dtype)
         if hard.shape != (b, 1, ho, wo):
             raise ValueError(f"fixed_mask shape {tuple(hard.shape)} != {(b, 1, ho, wo)}")
         logits = hard * 2.0 - 1.0
@@ -162,6 +166,10 @@ class SparseBackbone:
         self.per_block = False
         self.block_times: list[float] = []
         self.stem_time = 0.0
+        #: seconds of the last frame's person-locator look (0 without a locator)
+        self.locator_time = 0.0
+        self._given: list[Tensor | None] = []
+        self._use_given = False
         #: with ``profile``: time of MoveNet's 1x1 after the last block (compiled path only)
         self.last_time = 0.0
         self._shape: tuple[int, ...] | None = None
@@ -215,6 +223,12 @@ class SparseBackbone:
         self._bufs.clear()
         self._seq: object | None = None
         self._gated_attrs = [(b.__dict__, b.mask_unit) for b in self.backbone.blocks if b.gated]
+        loc = self.backbone.locator
+        #: the person locator's convs with BatchNorm folded (None without a locator)
+        self._locator_features = (
+            fold_batchnorm(loc.features).to(memory_format=torch.channels_last)
+            if loc is not None else None
+        )
 
     # ----------------------------------------------------------------------------- buffers
     def _buffer(self, key: tuple[int, int, int], rows: int, channels: int) -> Tensor:
@@ -248,6 +262,12 @@ class SparseBackbone:
             if not fb.use_residual:
                 st.out_buf = self._buffer((i, ho, wo), batch * ho * wo, fb.out_channels)
             h, w = ho, wo
+        #: per gated block the buffer a mask decided outside the block (the person locator's,
+        #: or the caller's region) is written into each frame; stable tensors, so a recorded
+        #: sequence reads them
+        cells0 = torch.zeros(batch, 1, max(hw[0] // 16, 1), max(hw[1] // 16, 1))
+        self._given = [None if m is None else torch.zeros(m.shape)
+                       for m in self.backbone.masks_from_cells(cells0, hw)]
         self._last_cpp = None
         if self.last is not None:
             out = self._buffer((len(self.blocks), h, w), batch * h * w, self.last.bias.numel())
@@ -273,8 +293,10 @@ class SparseBackbone:
 
     # ----------------------------------------------------------------------------- forward
     @torch.no_grad()
-    def __call__(self, x: Tensor) -> tuple[Tensor, list[Tensor], list[BlockMask | None]]:
-        """Same contract as ``Backbone.forward`` (features NCHW views, skips, masks)."""
+    def __call__(self, x: Tensor, region: Tensor | None = None
+                 ) -> tuple[Tensor, list[Tensor], list[BlockMask | None]]:
+        """Same contract as ``Backbone.forward`` (features NCHW views, skips, masks; ``region``:
+        the cells every gated block executes)."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected (B, 3, H, W) input, got {tuple(x.shape)}")
         if x.device.type != "cpu" and self.kernel == "cpp":
@@ -284,6 +306,19 @@ class SparseBackbone:
         self._prepare(b, (x.shape[2], x.shape[3]))
         self.host_reads = 0
         self.block_times = []
+        self._use_given = region is not None or self.backbone.locator is not None
+        if region is not None:
+            given = self.backbone.masks_from_cells(region.to(x.dtype), (x.shape[2], x.shape[3]))
+        elif self.backbone.locator is not None:
+            t0 = time.perf_counter()
+            xl = x.contiguous(memory_format=torch.channels_last)
+            given = self.backbone.locator_masks(xl, self._locator_features)
+            self.locator_time = time.perf_counter() - t0
+        if self._use_given:
+            for buf, m in zip(self._given, given, strict=True):
+                if buf is not None and m is not None:
+                    buf.copy_(m)
+        given_now = self._given if self._use_given else [None] * len(self.blocks)
         if self._cpp is not None and self._stem_taps is not None and not self.per_block:
             return self._run_sequence(x, b)
         st0 = self.stem
@@ -320,8 +355,8 @@ class SparseBackbone:
             if self._cpp is not None:
                 t0 = time.perf_counter() if self.profile else 0.0
                 mask, st.counts, st.ran_dense = run_block_cpu(
-                    self._cpp, blk, fb, cur, out, b, (h, w), st.cpu, _dense_above(st.mode)
-                )
+                    self._cpp, blk, fb, cur, out, b, (h, w), st.cpu, _dense_above(st.mode),
+                    given_now[i])  # fmt: skip
                 if self.profile:
                     self.block_times.append(time.perf_counter() - t0)
                 masks.append(mask)
@@ -330,7 +365,8 @@ class SparseBackbone:
                     taps[tap_of[i]] = cur[:-1].view(b, h, w, -1).permute(0, 3, 1, 2)
                 continue
             t0 = time.perf_counter() if self.profile else 0.0
-            mask = compute_block_mask(blk, fb, cur[:-1], b, (h, w)) if blk.gated else None
+            mask = (compute_block_mask(blk, fb, cur[:-1], b, (h, w), given_now[i])
+                    if blk.gated else None)  # fmt: skip
             masks.append(mask)
             if mask is None or st.mode == "dense" or not self._run_sparse(st, cur, out, mask):
                 hard = mask.hard.reshape(-1) if mask is not None else None
@@ -381,6 +417,9 @@ class SparseBackbone:
             fm = attrs.get("fixed_mask")
             thr = unit.__dict__.get("threshold_logit") if unit is not None else None
             sig.append((id(fm), fm._version if fm is not None else -1, thr))
+        # masks given from outside (locator / region) are read from stable buffers: only
+        # whether they are in use changes the recording
+        sig.append(self._use_given)
         return tuple(sig)
 
     def _record_sequence(self, b: int, hw: tuple[int, int]) -> None:
@@ -400,7 +439,9 @@ class SparseBackbone:
             ho, wo = (h - 1) // fb.stride + 1, (w - 1) // fb.stride + 1
             out = cur if fb.use_residual else st.out_buf
             assert out is not None and st.cpu is not None
-            seq.add(*block_args(blk, fb, cur, out, b, (h, w), st.cpu, _dense_above(st.mode)))
+            given = self._given[i] if self._use_given else None
+            seq.add(*block_args(blk, fb, cur, out, b, (h, w), st.cpu, _dense_above(st.mode),
+                                given))  # fmt: skip
             masks.append(block_mask(st.cpu) if blk.gated else None)
             cur, h, w = out, ho, wo
             if i in tap_of:
@@ -537,8 +578,8 @@ class SparsePoseNetwork:
             self._cpp_head.refresh()
 
     @torch.no_grad()
-    def __call__(self, x: Tensor) -> PoseOutput:
-        feats, skips, masks = self.backbone(x)
+    def __call__(self, x: Tensor, region: Tensor | None = None) -> PoseOutput:
+        feats, skips, masks = self.backbone(x, region)
         if self._cpp_head is not None:
             heatmaps, triplets, joints = self._cpp_head(feats, *skips,
                                                         gate=self.net.head_gate(masks))

@@ -294,3 +294,65 @@ def test_movenet_whole_network_parity(variant, head_gating):
     if load_cpu_kernel() is not None:
         with pytest.raises(ValueError, match="FPN|MoveNetFPN"):
             SparsePoseNetwork(net, kernel="cpp", head="cpp")
+
+
+@pytest.mark.parametrize("kernel", ["torch", "cpp"])
+def test_locator_masks_drive_the_executor_frame_after_frame(kernel):
+    """The locator decides each frame's masks; the compiled path reads them from buffers it
+    recorded once, so a new frame's masks must reach it without re-recording."""
+    if kernel == "cpp" and load_cpu_kernel() is None:
+        pytest.skip("no C++ compiler here: the compiled kernel cannot be built")
+    from sparse_pose_ros.model.network import movenet_config
+
+    torch.manual_seed(0)
+    net = PoseNetwork(movenet_config("lightning", input_size=64, gate_strided=True,
+                                     mask_source="locator", locator_margin=0)).eval()
+    randomise_bn(net, 0)
+    loc = net.backbone.locator
+    for m in loc.modules():  # random BN statistics make its output ignore the image
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.reset_parameters()
+    loc.classify.weight.data.normal_(0, 1.0)
+    ex = SparseBackbone(net.backbone, kernel=kernel)
+    seen = set()
+    for seed in range(4):
+        x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            raw = loc(x) - loc.offset
+            loc.offset.fill_(-float(raw.flatten().quantile(0.7)))
+            ref_feats, ref_skips, ref_masks = net.backbone(x)
+        feats, skips, masks = ex(x)
+        assert (feats - ref_feats).abs().max().item() <= TOL
+        for a, b in zip(skips, ref_skips, strict=True):
+            assert (a - b).abs().max().item() <= TOL
+        for m, r in zip(masks, ref_masks, strict=True):
+            assert torch.equal(m.hard, r.hard)
+        seen.add(tuple(ref_masks[0].hard.flatten().tolist()))
+        assert ex.locator_time > 0
+    assert len(seen) > 1  # the frames really had different masks
+
+
+@pytest.mark.parametrize("kernel", ["torch", "cpp"])
+def test_region_cells_override_the_masks_and_switch_back(kernel):
+    """A caller's region (the previous frame's person) decides every gated block's mask for
+    that frame; without one the learned mask units decide again (the recorded sequence must
+    follow both switches)."""
+    if kernel == "cpp" and load_cpu_kernel() is None:
+        pytest.skip("no C++ compiler here: the compiled kernel cannot be built")
+    net = movenet_net("lightning", gate_strided=True)
+    ex = SparseBackbone(net.backbone, kernel=kernel)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    region = torch.zeros(1, 1, 4, 4)
+    region[0, 0, 1:3, 2] = 1.0
+    for r in (None, region, None, region):
+        with torch.no_grad():
+            ref_feats, _, ref_masks = net.backbone(x, r)
+        feats, _, masks = ex(x, r)
+        assert (feats - ref_feats).abs().max().item() <= TOL
+        for m, ref in zip(masks, ref_masks, strict=True):
+            assert torch.equal(m.hard, ref.hard)
+        if r is not None:
+            assert masks[0].hard.mean().item() == pytest.approx(2 / 16)
+        else:
+            assert masks[0].hard.mean().item() != pytest.approx(2 / 16)
