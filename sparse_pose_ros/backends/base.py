@@ -72,6 +72,14 @@ class Backend(abc.ABC):
     def infer(self, tensor: np.ndarray) -> InferenceResult:
         """Run one frame. ValueError if ``tensor`` is not (1, 3, S, S) float32 and finite."""
 
+    def set_region(self, cells: np.ndarray | None) -> bool:
+        """Where the next frames' person is expected: (S/16, S/16) 0/1 cells of the input (the
+        previous frame's pose, ``pipeline.roi.region_cells``), None = no idea. A backend that
+        executes gated blocks sparsely computes them only there until told otherwise; returns
+        whether this backend uses it (False here: dense runtimes and ONNX graphs, whose masks
+        come from inside the graph, ignore it)."""
+        return False
+
     def warmup(self, iterations: int = 2) -> None:
         """Run a few frames so first-call allocations/tuning do not land on a real frame."""
         if iterations < 0:

@@ -36,7 +36,7 @@ from .base import (
     resolve_device,
 )
 from .path_choice import ALWAYS_SPARSE, DENSE, SPARSE, Calibration, PathChooser
-from .torch_backend import load_for_inference
+from .torch_backend import load_for_inference, region_tensor
 
 LOG = logging.getLogger(__name__)
 
@@ -132,10 +132,15 @@ class SparseCpuBackend(Backend):
         self.threads = threads
         self.runner = SparsePoseNetwork(net, kernel="cpp", policy=self.policy, head=head,
                                         threads=threads)  # fmt: skip
+        self._region: torch.Tensor | None = None
         self.info = info
         self.geometry = network_geometry(net, size)
         self._dense: Backend | None = None
-        if adaptive:
+        if adaptive and net.backbone.locator is not None:
+            # the portable graph's gated blocks run mask units, not the locator: its "same
+            # result" would be another result
+            LOG.info("sparse-cpu: masks from the person locator; no ONNX Runtime dense path")
+        elif adaptive:
             try:
                 from .onnxruntime_backend import OnnxRuntimeBackend
 
@@ -223,7 +228,9 @@ class SparseCpuBackend(Backend):
         f = self._fraction
         chooser = self._chooser
         dense = self._dense
-        path = SPARSE if chooser is None or dense is None else chooser.choose(f)
+        # a region is executed by the sparse path only (the dense graph runs its own masks)
+        path = (SPARSE if chooser is None or dense is None or self._region is not None
+                else chooser.choose(f))  # fmt: skip
         t0 = time.perf_counter()
         res = dense.infer(x) if path == DENSE and dense is not None else self._infer_sparse(x)
         if chooser is not None:
@@ -239,9 +246,15 @@ class SparseCpuBackend(Backend):
             return {"path": "sparse (no dense path)"}
         return {"path": self._chooser.preferred(self._fraction), **self._chooser.summary()}
 
+    def set_region(self, cells: np.ndarray | None) -> bool:
+        """The gated blocks execute only ``cells`` (see :meth:`Backend.set_region`) on the
+        sparse path; the adaptive dense path runs everything anyway."""
+        self._region = region_tensor(cells, self.info.input_size)
+        return True
+
     def _infer_sparse(self, x: np.ndarray) -> InferenceResult:
         with torch.inference_mode():
-            out = self.runner(torch.from_numpy(x))
+            out = self.runner(torch.from_numpy(x), self._region)
             heatmaps = out.heatmaps[0].numpy().copy()
             joints = out.joints[0].numpy().copy()
             masks = [m.hard[0, 0].numpy() for m in out.masks if m is not None]

@@ -35,6 +35,20 @@ from .base import (
 LOG = logging.getLogger(__name__)
 
 
+def region_tensor(cells: np.ndarray | None, input_size: int,
+                  device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """(S/16, S/16) 0/1 cells → the (1, 1, S/16, S/16) tensor networks take; ValueError on any
+    other shape (a region for another input size would mask the wrong places)."""
+    if cells is None:
+        return None
+    arr = np.asarray(cells, dtype=np.float32)
+    n = input_size // 16
+    if arr.shape != (n, n) or not np.isfinite(arr).all():
+        raise ValueError(f"region must be ({n}, {n}) finite cells for a {input_size} px input, "
+                         f"got {arr.shape}")
+    return torch.from_numpy((arr > 0).astype(np.float32))[None, None].to(device)
+
+
 def model_info_from_network(
     net: PoseNetwork, model_hash: str, source: str, input_size: int,
     training: Mapping[str, Any] | None = None,
@@ -103,6 +117,7 @@ class TorchBackend(Backend):
         self.backend_options = opts
         self.net = net
         self.device = torch.device(dev)
+        self._region: torch.Tensor | None = None
         self.info = info
         self.geometry = network_geometry(net, info.input_size)
         self.set_mask_threshold(opts.mask_threshold)
@@ -123,11 +138,18 @@ class TorchBackend(Backend):
     def infer(self, tensor: np.ndarray) -> InferenceResult:
         x = check_input(tensor, self.info.input_size)
         with torch.inference_mode():
-            out = self.net(torch.from_numpy(x).to(self.device))
+            out = self.net(torch.from_numpy(x).to(self.device), region=self._region)
             heatmaps = out.heatmaps[0].float().cpu().numpy()
             joints = out.joints[0].float().cpu().numpy()
             masks = [m.hard[0, 0].cpu().numpy() for m in out.masks if m is not None]
         return build_result(joints, heatmaps, masks, self.geometry)
+
+    def set_region(self, cells: np.ndarray | None) -> bool:
+        """Gated networks execute only ``cells`` (see :meth:`Backend.set_region`)."""
+        if not self.net.gated_blocks():
+            return False
+        self._region = region_tensor(cells, self.info.input_size, self.device)
+        return True
 
     def close(self) -> None:
         self.net = self.net.cpu()

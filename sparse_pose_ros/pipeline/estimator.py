@@ -16,7 +16,7 @@ from .. import skeleton
 from ..backends.base import Backend, InferenceResult
 from .lift import Intrinsics, lift
 from .preprocess import Letterbox, crop_window, letterbox, mean_fill, normalise
-from .roi import RoiConfig, roi_window
+from .roi import RoiConfig, region_cells, roi_window
 
 
 @dataclass
@@ -38,6 +38,8 @@ class PoseResult:
         timings_ms: preprocess / inference / postprocess / total.
         roi: (x0, y0, side) image window the network saw when tracking a person, None for the
             whole (letterboxed) frame.
+        region_from_pose: the gated blocks executed the previous pose's region (not their
+            own masks' decision).
     """
 
     joints_px: np.ndarray
@@ -52,6 +54,7 @@ class PoseResult:
     intrinsics_source: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     roi: tuple[int, int, int] | None = None
+    region_from_pose: bool = False
 
     @property
     def mean_confidence(self) -> float:
@@ -100,6 +103,12 @@ class PoseEstimator:
             the whole frame as soon as a frame finds nobody. Off for unrelated still images
             (or call :meth:`reset_tracking` between them).
         roi: tracking window options.
+        region_from_pose: after a frame that found a person, tell the backend where that
+            person will be in the next input (``pipeline.roi.region_cells``: their joint box,
+            grown, in stride-16 cells), so a backend that executes gated blocks sparsely
+            computes only there (``Backend.set_region``); the masks' own decision (mask units
+            or the person locator) returns as soon as a frame finds nobody. Dense backends
+            ignore it.
     """
 
     def __init__(
@@ -109,6 +118,7 @@ class PoseEstimator:
         nominal_hfov_deg: float = 60.0,
         track_person: bool = False,
         roi: RoiConfig | None = None,
+        region_from_pose: bool = True,
     ) -> None:
         if tuple(backend.info.joint_names) != tuple(skeleton.JOINT_NAMES):
             raise ValueError(
@@ -122,6 +132,8 @@ class PoseEstimator:
         self.track_person = bool(track_person)
         self.roi = roi or RoiConfig()
         self._previous: tuple[np.ndarray, tuple[int, int]] | None = None
+        self.region_from_pose = bool(region_from_pose)
+        self._region_set = False
 
     def reset_tracking(self) -> None:
         """Forget the tracked person: the next frame is read whole."""
@@ -163,6 +175,7 @@ class PoseEstimator:
             )
         info = self.backend.info
         canvas, box, cropped = self._input_box(rgb)
+        region = self._region(box, (w, h))
         tensor = normalise(canvas, info.mean, info.std)
         t1 = time.perf_counter()
         out: InferenceResult = self.backend.infer(tensor)
@@ -191,4 +204,16 @@ class PoseEstimator:
                 "total": (t3 - t0) * 1e3,
             },
             roi=box.window_rect() if cropped else None,
+            region_from_pose=region,
         )
+
+    def _region(self, box: Letterbox, size: tuple[int, int]) -> bool:
+        """Hand the backend this frame's region (the previous pose's cells) or clear it;
+        whether the backend executes one this frame."""
+        cells = None
+        if self.region_from_pose and self._previous is not None and self._previous[1] == size:
+            cells = region_cells(self._previous[0], box)
+        if cells is None and not self._region_set:
+            return False
+        self._region_set = self.backend.set_region(cells) and cells is not None
+        return self._region_set

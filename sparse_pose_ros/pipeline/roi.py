@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..framing import person_square
+from ..model.locator import cells_from_box
 from .preprocess import Letterbox
 
 #: Crop side as a multiple of the joints' box: the middle of the training range (1.2-1.8).
@@ -68,3 +69,29 @@ def roi_window(
     x0 = int(round(centre[0] - side_px / 2.0))
     y0 = int(round(centre[1] - side_px / 2.0))
     return Letterbox.window(image_width, image_height, input_size, x0, y0, side_px)
+
+
+#: Growth of the previous frame's joint box before it becomes the next frame's region: the body
+#: reaches past its joints (head top, hands, feet) and moves between frames.
+REGION_EXPAND = 1.3
+#: Stride-16 cells added around the grown box (each block's 3×3 reads one ring past its cells).
+REGION_MARGIN = 1
+
+
+def region_cells(joints_px: np.ndarray, box: Letterbox, expand: float = REGION_EXPAND,
+                 margin: int = REGION_MARGIN) -> np.ndarray | None:
+    """The next frame's execution region from this frame's (J, 2) joints in image pixels:
+    their box in the next input's pixels (``box`` = how that input is cut from the image),
+    grown and dilated, as (S/16, S/16) 0/1 cells (``model.locator.cells_from_box``). None when
+    the joints are not finite or fall outside that input (nothing to go on)."""
+    pts = np.asarray(joints_px, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or not len(pts) or not np.isfinite(pts).all():
+        return None
+    inp = box.image_to_normalised(pts) * box.input_size
+    x0, y0 = inp.min(axis=0)
+    x1, y1 = inp.max(axis=0)
+    s = box.input_size
+    if x1 < 0 or y1 < 0 or x0 >= s or y0 >= s:
+        return None
+    cells = cells_from_box(np.array([x0, y0, x1, y1]), s, margin, expand)
+    return cells if cells.any() else None

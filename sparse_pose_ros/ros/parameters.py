@@ -225,6 +225,13 @@ PARAMS: tuple[ParamSpec, ...] = (
         "input far better. Turn off for streams of unrelated still images.",
     ),
     ParamSpec(
+        "region_from_pose", True,
+        "Gated models on a sparse backend: after a frame that found a person, every gated "
+        "block of the next frame executes only that person's region (their joint box grown "
+        "1.3x plus one 16-px cell) instead of what the masks decide; the masks decide again "
+        "after a frame that finds nobody. Dense backends ignore it.",
+    ),
+    ParamSpec(
         "head_gating", HEAD_GATING_NODE,
         "Gated models: evaluate the heads only inside the last execution mask's region "
         "(dilated one cell), where the person is; the compiled CPU head skips the rest. "

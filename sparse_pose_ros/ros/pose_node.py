@@ -230,6 +230,8 @@ class PoseNode(Node):
         if "track_person" in names and self._estimator is not None:
             self._estimator.track_person = self._p("track_person")
             self._estimator.reset_tracking()
+        if "region_from_pose" in names and self._estimator is not None:
+            self._estimator.region_from_pose = self._p("region_from_pose")
         if "diagnostics_period_sec" in names:
             self._diag_timer.cancel()
             self.destroy_timer(self._diag_timer)
@@ -338,6 +340,7 @@ class PoseNode(Node):
             estimator = PoseEstimator(
                 backend, self._p("confidence_threshold"), self._p("nominal_hfov_deg"),
                 track_person=self._p("track_person"),
+                region_from_pose=self._p("region_from_pose"),
             )
         except (BackendError, ValueError, OSError, RuntimeError) as exc:
             with self._lock:
@@ -455,6 +458,7 @@ class PoseNode(Node):
             "frames_invalid": invalid,
             "persons_found": counts.get("persons", 0),
             "track_person": self._p("track_person"),
+            "region_from_pose": self._p("region_from_pose"),
             "head_gating": self._p("head_gating"),
             "frames_tracked": counts.get("tracked", 0),
             "camera_info_invalid": counts.get("camera_info_invalid", 0),

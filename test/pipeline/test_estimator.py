@@ -16,11 +16,11 @@ from sparse_pose_ros.pipeline.lift import Intrinsics
 from sparse_pose_ros.pipeline.stats import RollingStats
 
 
-def _checkpoint(tmp_path, gated: bool):
+def _checkpoint(tmp_path, gated: bool, size: int = 64):
     torch.manual_seed(0)
-    net = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.35, head_channels=16,
+    net = PoseNetwork(NetworkConfig(input_size=size, width_mult=0.35, head_channels=16,
                                     depth_bins=8, gated=gated))
-    path = tmp_path / f"tiny_{gated}.safetensors"
+    path = tmp_path / f"tiny_{gated}_{size}.safetensors"
     save_checkpoint(path, net, {"untrained": True})
     return path
 
@@ -129,3 +129,58 @@ def test_tracking_crops_around_the_previous_skeleton(tmp_path):
     assert est.estimate(rgb).roi is None
     # a frame of another size never uses the old window
     assert est.estimate(rng.integers(0, 256, (100, 120, 3), dtype=np.uint8)).roi is None
+
+
+def test_region_from_the_previous_pose_drives_the_masks(tmp_path):
+    """After a found person the gated blocks execute that person's region in the next input
+    (their joint box, grown, in stride-16 cells); a frame that finds nobody hands the decision
+    back to the masks; dense backends and ``region_from_pose=False`` never use one."""
+    from sparse_pose_ros.pipeline.preprocess import letterbox
+    from sparse_pose_ros.pipeline.roi import region_cells
+
+    path = _checkpoint(tmp_path, gated=True, size=256)
+    backend = create_backend("torch", path, "cpu")
+    est = PoseEstimator(backend, confidence_threshold=0.0)
+    rgb = np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    first = est.estimate(rgb)
+    assert not first.region_from_pose
+    second = est.estimate(rgb)
+    assert second.region_from_pose
+    _, box = letterbox(rgb, 256)
+    cells = region_cells(first.joints_px, box)
+    assert cells is not None and 0 < cells.mean() < 1
+    # every gated block ran exactly those cells
+    assert backend._region is not None
+    assert np.array_equal(backend._region[0, 0].numpy(), cells)
+    est.confidence_threshold = 1.0
+    est.estimate(rgb)  # finds nobody ...
+    est.confidence_threshold = 0.0
+    third = est.estimate(rgb)
+    assert not third.region_from_pose and backend._region is None  # ... the masks decide
+    off = PoseEstimator(create_backend("torch", path, "cpu"), confidence_threshold=0.0,
+                        region_from_pose=False)
+    off.estimate(rgb)
+    assert not off.estimate(rgb).region_from_pose
+    dense = PoseEstimator(create_backend("torch", _checkpoint(tmp_path, gated=False), "cpu"),
+                          confidence_threshold=0.0)
+    dense.estimate(rgb)
+    assert not dense.estimate(rgb).region_from_pose
+
+
+def test_region_cells_cover_the_grown_joint_box():
+    from sparse_pose_ros.model.locator import cells_from_box
+    from sparse_pose_ros.pipeline.preprocess import Letterbox
+    from sparse_pose_ros.pipeline.roi import region_cells
+
+    box = Letterbox(scale=1.0, pad_x=0.0, pad_y=0.0, input_size=256, image_width=256,
+                    image_height=256)
+    joints = np.array([[100.0, 60.0], [120.0, 180.0]])
+    cells = region_cells(joints, box, expand=1.0, margin=0)
+    assert cells is not None
+    rows, cols = np.nonzero(cells)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (3, 11, 6, 7)
+    grown = region_cells(joints, box, expand=1.3, margin=1)
+    assert grown.sum() > cells.sum() and (grown >= cells).all()
+    assert region_cells(joints + 1000, box) is None  # outside the input
+    assert region_cells(np.full((2, 2), np.nan), box) is None
+    assert cells_from_box(None, 64).shape == (4, 4)
