@@ -57,10 +57,12 @@ from ..data.shards import ShardDataset
 from ..data.teacher_samples import TeacherSample, paste_sample, real_crops, synthetic_sample
 from ..model.blocks import freeze_batchnorm
 from ..model.checkpoint import load_checkpoint, save_checkpoint
+from ..model.locator import cells_from_box
 from ..model.losses import heatmap_loss, hem_loss, location_depth_loss
 from ..model.movenet_head import COCO_KEYPOINTS
 from ..model.network import PoseNetwork
 from ..model.targets import build_targets
+from ..pipeline.roi import REGION_MARGIN
 from ..provenance import machine_info
 from ..teachers.movenet_map import DIRECT
 
@@ -98,6 +100,16 @@ class RecipeConfig:
         mask_margin: dilation of the person cells (grid cells) that the masks must cover.
         mask_recall: share of those cells each mask executes on the training samples.
         mask_cells: person and background cells sampled per image and block for the fit.
+        mask_source: "units" (stage 3: every block's mask unit fitted) or "locator" (stage 3b:
+            one person locator masks every block, ``model.locator``; the mask units are kept
+            all-on for the dense stages and unused by the sparse checkpoint).
+        locator_epochs, locator_recall, locator_margin: the locator's training epochs, the
+            share of held-out person cells its calibrated threshold keeps, and the stride-16
+            cells its decision is dilated by.
+        region_share: share of the sparse head's samples whose gated features are computed
+            with the region a tracked person gives at run time (their joint box grown by a
+            random 1.15-1.5× and shifted a little, ``pipeline.roi.region_cells``'s rule) instead
+            of the masks' own decision, so the head is trained on both inputs it will see.
         epochs, batch_size, lr, weight_decay: head training (AdamW, cosine decay).
         sparse_epochs: fine-tuning of the head on the gated features (0 = share the head).
         alpha_int, lambda_z, distill: loss weights (α, λ, β).
@@ -118,6 +130,11 @@ class RecipeConfig:
     mask_margin: int = 1
     mask_recall: float = 0.97
     mask_cells: int = 24
+    mask_source: str = "units"
+    locator_epochs: int = 15
+    locator_recall: float = 0.98
+    locator_margin: int = 1
+    region_share: float = 0.0
     epochs: int = 30
     batch_size: int = 32
     lr: float = 2e-3
@@ -176,6 +193,19 @@ def build_network(cfg: RecipeConfig) -> tuple[PoseNetwork, dict[str, Any]]:
         p.requires_grad_(False)
     return net, {"path": cfg.init_from, "model_hash": info["model_hash"],
                  "source": info["meta"]["source"]}
+
+
+def with_locator(net: PoseNetwork, cfg: RecipeConfig) -> PoseNetwork:
+    """The same frozen network with a fresh person locator making the masks (trainable)."""
+    out = PoseNetwork(replace(net.cfg, mask_source="locator",
+                              locator_margin=cfg.locator_margin))
+    missing, unexpected = out.load_state_dict(net.state_dict(), strict=False)
+    if unexpected or any(".locator." not in k for k in missing):
+        raise ValueError(f"locator network does not match: {missing} {unexpected}")
+    out.eval()
+    for name, p in out.named_parameters():
+        p.requires_grad_(".locator." in name)
+    return out
 
 
 def set_masks_all_on(net: PoseNetwork) -> None:
@@ -253,8 +283,47 @@ def person_cells(person: Tensor, grid: tuple[int, int], margin: int) -> Tensor:
     return cells
 
 
+def training_regions(chunk: list[TeacherSample], size: int, share: float,
+                     rng: np.random.Generator) -> Tensor | None:
+    """Per sample, with probability ``share``, the run-time region of its person (joint box of
+    the labelled joints, grown 1.15-1.5×, shifted up to 6 % of the box, 1 cell margin), else
+    all-zero cells meaning "the masks decide" (see :func:`_with_regions`); None if no sample
+    drew a region."""
+    n = size // 16
+    out = np.zeros((len(chunk), 1, n, n), np.float32)
+    drawn = False
+    for i, s in enumerate(chunk):
+        if rng.random() >= share:
+            continue
+        pts = s.joints_px[s.weight > 0] if (s.weight > 0).sum() >= 2 else s.joints_px
+        x0, y0 = pts.min(axis=0)
+        x1, y1 = pts.max(axis=0)
+        shift = rng.uniform(-0.06, 0.06, 2) * np.array([x1 - x0, y1 - y0])
+        box = np.array([x0, y0, x1, y1]) + np.tile(shift, 2)
+        out[i, 0] = cells_from_box(box, size, REGION_MARGIN, rng.uniform(1.15, 1.5))
+        drawn = True
+    return torch.from_numpy(out) if drawn else None
+
+
+def _with_regions(net: PoseNetwork, x: Tensor, regions: Tensor | None) -> Tensor | None:
+    """The cells each sample executes: its drawn region, or (all-zero rows) what the masks
+    decide — the locator's cells when there is one. None = every sample by its masks."""
+    if regions is None:
+        return None
+    empty = regions.flatten(1).sum(1) == 0
+    if not bool(empty.any()):
+        return regions
+    loc = net.backbone.locator
+    if loc is None:
+        raise ValueError("region_share < 1 with mask units needs per-sample masks: use the "
+                         "locator (mask_source: locator) or region_share 0 / 1")
+    fill = loc.cells(x, net.backbone.locator_margin)
+    return torch.where(empty.view(-1, 1, 1, 1), fill, regions)
+
+
 def extract_features(net: PoseNetwork, samples: list[TeacherSample], cfg: RecipeConfig,
-                     with_cells: bool, batch: int = 16) -> dict[str, Any]:
+                     with_cells: bool, batch: int = 16, region_share: float = 0.0
+                     ) -> dict[str, Any]:
     """One frozen forward per sample: neck output (fp16); with ``with_cells`` (the dense pass)
     also MoveNet's heatmaps on the shared joints (uint8 sigmoid: the distillation targets, taken
     from the dense network only) and per gated block a balanced sample of input cells with their
@@ -273,7 +342,9 @@ def extract_features(net: PoseNetwork, samples: list[TeacherSample], cfg: Recipe
             for start in range(0, len(samples), batch):
                 chunk = samples[start:start + batch]
                 x = _to_input(np.stack([s.image for s in chunk]), net)
-                f, skips, _ = net.backbone(x)
+                regions = (training_regions(chunk, x.shape[-1], region_share, rng)
+                           if region_share > 0 else None)  # fmt: skip
+                f, skips, _ = net.backbone(x, _with_regions(net, x, regions))
                 y = net.neck(f, skips)
                 feats.append(y.half().contiguous().numpy())
                 if with_cells:
@@ -463,9 +534,10 @@ def _save(net: PoseNetwork, path: Path, meta: dict[str, Any], dense: bool) -> No
     """fp16 weights; the dense checkpoint is the same network without mask units."""
     out = net
     if dense:
-        out = PoseNetwork(replace(net.cfg, gated=False, gate_strided=False))
+        out = PoseNetwork(replace(net.cfg, gated=False, gate_strided=False,
+                                  mask_source="units"))
         out.load_state_dict({k: v for k, v in net.state_dict().items()
-                             if ".mask_unit." not in k}, strict=True)
+                             if ".mask_unit." not in k and ".locator." not in k}, strict=True)
     else:
         out = PoseNetwork(net.cfg)
         out.load_state_dict(net.state_dict())
@@ -510,11 +582,12 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
         save_report()
     z = np.load(dense_cache)
     feats, distill = z["feats"], z["distill"]
-    cz = np.load(rd / "mask_cells.npz")
-    cells = [{k: cz[f"{k}{i}"] for k in ("x", "y", "pos", "neg")}
-             for i in range(len(net.gated_blocks()))]
-    report["masks"] = fit_masks(net, cells, cfg.mask_recall)
-    del cells, cz
+    if cfg.mask_source == "units":  # the locator's network keeps its units all-on
+        cz = np.load(rd / "mask_cells.npz")
+        cells = [{k: cz[f"{k}{i}"] for k in ("x", "y", "pos", "neg")}
+                 for i in range(len(net.gated_blocks()))]
+        report["masks"] = fit_masks(net, cells, cfg.mask_recall)
+        del cells, cz
     masks_state = {k: v.clone() for k, v in net.state_dict().items() if ".mask_unit." in k}
     save_report()
 
@@ -535,17 +608,38 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
     _save(net, Path(cfg.dense_out), {**meta_base, "variant": "dense"}, dense=True)
 
     net.load_state_dict(masks_state, strict=False)
+    if cfg.mask_source == "locator":
+        net = with_locator(net, cfg)
+        locator_file = rd / "locator.pt"
+        if locator_file.is_file():
+            net.backbone.locator.load_state_dict(torch.load(locator_file, weights_only=True))
+        else:
+            from .locator_fit import fit_locator
+
+            report["locator"] = fit_locator(
+                net.backbone.locator, np.stack([s.image for s in samples]),
+                np.stack([s.person for s in samples]), lambda a: _to_input(a, net),
+                cfg.locator_epochs, cfg.locator_recall, seed=cfg.seed)
+            torch.save(net.backbone.locator.state_dict(), locator_file)
+            save_report()
+        net.backbone.locator.requires_grad_(False)
+        masks_state = {k: v.clone() for k, v in net.state_dict().items()
+                       if ".mask_unit." in k or ".locator." in k}
     if cfg.sparse_epochs:
         sparse_cache = rd / "sparse_features.npz"
-        mask_vec = np.concatenate([v.flatten().numpy() for v in masks_state.values()])
+        mask_vec = np.concatenate([v.flatten().float().numpy() for v in masks_state.values()]
+                                  + [np.array([cfg.region_share], np.float32)])
         zs = np.load(sparse_cache) if sparse_cache.is_file() else None
+        sparse_head = rd / "sparse_head.pt"
         if zs is None or "masks" not in zs or not np.array_equal(zs["masks"], mask_vec):
-            # Features of the gated network depend on the masks: recompute when they changed.
-            out = extract_features(net, samples, cfg, with_cells=False)
+            # Features of the gated network depend on the masks: recompute when they changed,
+            # and the head fine-tuned on the old ones is stale.
+            out = extract_features(net, samples, cfg, with_cells=False,
+                                   region_share=cfg.region_share)
             np.savez(sparse_cache, feats=out["feats"], masks=mask_vec)
             report["sparse_features_seconds"] = round(out["seconds"], 1)
             zs = np.load(sparse_cache)
-        sparse_head = rd / "sparse_head.pt"
+            sparse_head.unlink(missing_ok=True)
         if sparse_head.is_file():
             net.load_state_dict(torch.load(sparse_head, weights_only=True), strict=False)
         else:
@@ -554,8 +648,10 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
                                                cfg.sparse_epochs, cfg.lr * 0.3)
             report["sparse_head_seconds"] = round(time.perf_counter() - t1, 1)
             torch.save(_head_state(net), sparse_head)
-    _save(net, Path(cfg.sparse_out), {**meta_base, "variant": "sparse",
-                                      "masks": json.dumps(report["masks"])}, dense=False)
+    masks_meta = report.get("locator") if cfg.mask_source == "locator" else report["masks"]
+    _save(net, Path(cfg.sparse_out), {**meta_base, "variant": "sparse", "mask_source":
+                                      cfg.mask_source, "masks": json.dumps(masks_meta)},
+          dense=False)
     report["outputs"] = {"dense": cfg.dense_out, "sparse": cfg.sparse_out}
     report["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     save_report()

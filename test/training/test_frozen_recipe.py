@@ -132,3 +132,37 @@ def test_recipe_refuses_a_checkpoint_that_is_not_imported(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="unknown keys"):
         (tmp_path / "bad.yaml").write_text("recipe: frozen_backbone\nepochz: 3\n")
         frozen_recipe.RecipeConfig.from_yaml(tmp_path / "bad.yaml")
+
+
+def test_recipe_with_a_person_locator(tmp_path: Path, imported: Path) -> None:
+    """``mask_source: locator``: the sparse checkpoint's masks come from a trained, calibrated
+    locator; the dense checkpoint is the same as with mask units."""
+    from sparse_pose_ros.model.checkpoint import load_checkpoint
+    from sparse_pose_ros.training import train
+
+    _fake_label_set(tmp_path / "labels" / "fake")
+    cfg = {"recipe": "frozen_backbone", "name": "r", "out_dir": str(tmp_path / "runs"),
+           "init_from": str(imported), "labels": str(tmp_path / "labels"), "synthetic": "",
+           "crops_per_frame": 2, "pastes": 4, "epochs": 2, "sparse_epochs": 1,
+           "batch_size": 4, "mask_cells": 4, "threads": 1, "mask_source": "locator",
+           "locator_epochs": 3, "locator_recall": 0.9, "region_share": 0.5,
+           "dense_out": str(tmp_path / "dense.safetensors"),
+           "sparse_out": str(tmp_path / "sparse.safetensors")}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert train.main(["--config", str(path)]) == 0
+    dense, _ = load_checkpoint(tmp_path / "dense.safetensors")
+    sparse, sinfo = load_checkpoint(tmp_path / "sparse.safetensors")
+    assert not dense.cfg.gated and dense.backbone.locator is None
+    assert sparse.cfg.mask_source == "locator" and sinfo["meta"]["mask_source"] == "locator"
+    report = json.loads((tmp_path / "runs" / "r" / "recipe.json").read_text())
+    assert "masks" not in report  # no mask unit was fitted
+    loc = report["locator"]
+    assert loc["epochs"] == 3 and abs(loc["cell_recall"] - 0.9) < 0.1
+    assert json.loads(sinfo["meta"]["masks"])["offset"] == loc["offset"]
+    assert (tmp_path / "runs" / "r" / "locator.pt").is_file()
+    x = torch.zeros(1, 3, 64, 64)
+    with torch.no_grad():
+        out = sparse(x)
+        cells = sparse.backbone.locator_masks(x)
+    assert all(torch.equal(m.hard, c) for m, c in zip(out.masks, cells, strict=True))
