@@ -21,9 +21,11 @@ number below is also split into frames where the person fills < 25 % (``small``)
 Contenders (:func:`default_contenders`; a missing checkpoint or peer is skipped with its reason
 in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one elsewhere):
 
-* ``ours_sparse`` / ``ours_sparse_lightning``: the gated checkpoint with its own masks through the
-  ``sparse-cpu`` backend (compiled kernel, always sparse: ``adaptive=False``; head gating on as
-  in the node), whole letterboxed frame;
+* ``ours_sparse`` / ``ours_sparse_lightning``: the gated checkpoint through the ``sparse-cpu``
+  backend (compiled kernel, always sparse: ``adaptive=False``; head gating on as in the node),
+  whole letterboxed frame, masks as in the node: the previous frame's person region once a
+  frame found someone (``region_from_pose``), the checkpoint's own masks (person locator or mask
+  units) otherwise; ``ours_sparse_own_masks``: its own masks on every frame;
 * ``ours_dense_ort`` / ``ours_dense_lightning_ort``: the dense checkpoint in the
   ``onnxruntime`` backend (what a user gets exporting without masks);
 * ``movenet_thunder_ort`` / ``movenet_lightning_ort``: MoveNet as imported, 2D only: backbone +
@@ -118,6 +120,8 @@ class ContenderSpec:
     checkpoint: str | None
     track: bool = False
     label: str = ""
+    #: masks from the previous frame's person region (the node's ``region_from_pose``)
+    region: bool = True
 
 
 def default_contenders() -> list[ContenderSpec]:
@@ -125,6 +129,8 @@ def default_contenders() -> list[ContenderSpec]:
     sparse, dense = "models/pose_sparse.safetensors", "models/pose_dense.safetensors"
     return [
         ContenderSpec("ours_sparse", "sparse", sparse, label="ours sparse, full frame"),
+        ContenderSpec("ours_sparse_own_masks", "sparse", sparse, region=False,
+                      label="ours sparse, full frame, own masks only"),
         ContenderSpec("ours_sparse_lightning", "sparse",
                       "models/pose_lightning_sparse.safetensors",
                       label="ours sparse Lightning, full frame"),
@@ -310,12 +316,13 @@ class Prediction:
 class EstimatorRunner:
     """The node's per-frame computation (:class:`PoseEstimator`) around a backend."""
 
-    def __init__(self, backend: Any, track: bool, confidence_threshold: float) -> None:
+    def __init__(self, backend: Any, track: bool, confidence_threshold: float,
+                 region: bool = True) -> None:
         from ..pipeline.estimator import PoseEstimator
 
         self.backend = backend
         self.estimator = PoseEstimator(backend, confidence_threshold=confidence_threshold,
-                                       track_person=track)  # fmt: skip
+                                       track_person=track, region_from_pose=region)  # fmt: skip
 
     def reset(self) -> None:
         self.estimator.reset_tracking()
@@ -442,6 +449,8 @@ def describe(spec: ContenderSpec, options: Options) -> dict[str, Any]:
         "sha256": sha256_file(path), "model_hash": info.get("model_hash"),
         "input_size": s, "width_mult": cfg.width_mult, "gated": bool(net.gated_blocks()),
         "gate_strided": bool(cfg.gate_strided), "track": spec.track,
+        "mask_source": cfg.mask_source if net.gated_blocks() else None,
+        "region_from_pose": bool(spec.region and net.gated_blocks()),
         "outputs": "2D (MoveNet COCO-17 mapped to our joints)" if spec.kind == "movenet"
         else "2D + 3D", "runtime": runtime,
         "backbone_macs_dense": float(rep.backbone_dense_macs),
@@ -460,7 +469,7 @@ def make_runner(spec: ContenderSpec, threads: int, options: Options,
         backend = create_backend("sparse-cpu", path, device="cpu", num_threads=threads,
                                  mask_threshold=options.mask_threshold, head_gating=True,
                                  cache_dir=options.cache_dir, adaptive=False)  # fmt: skip
-        return EstimatorRunner(backend, spec.track, options.confidence_threshold)
+        return EstimatorRunner(backend, spec.track, options.confidence_threshold, spec.region)
     if spec.kind == "dense":
         backend = create_backend("onnxruntime", path, device="cpu", num_threads=threads,
                                  cache_dir=options.cache_dir,
