@@ -363,6 +363,9 @@ class _Recorder(Backend):
     def set_mask_threshold(self, probability: float) -> None:
         self.inner.set_mask_threshold(probability)
 
+    def set_region(self, cells: np.ndarray | None) -> bool:
+        return self.inner.set_region(cells)
+
     def close(self) -> None:
         self.inner.close()
 
@@ -454,6 +457,7 @@ def _empty_model_arrays(n: int, blocks: int) -> dict[str, np.ndarray]:
         "mm": np.full((n, skeleton.NUM_JOINTS, 3), np.nan),
         "found": np.zeros(n, bool),
         "cropped": np.zeros(n, bool),
+        "region": np.zeros(n, bool),
         "density": np.full(n, np.nan),
         "mask_counts": np.zeros((n, blocks, 4), np.int64),
         "ms_total": np.full(n, np.nan),
@@ -541,6 +545,9 @@ def model_metrics(ref: dict[str, np.ndarray], ours: dict[str, np.ndarray],
         }  # fmt: skip
     out["density_mean"] = float(np.nanmean(ours["density"]))
     out["tracking_crop_share"] = float(ours["cropped"].mean()) if len(det) else float("nan")
+    # frames whose gated blocks ran the previous pose's region (not the masks' own decision)
+    out["region_from_pose_share"] = (float(ours["region"].mean()) if len(det)
+                                     else float("nan"))  # fmt: skip
     out["ms_per_frame"] = {"estimator_total": float(np.nanmean(ours["ms_total"])),
                            "inference": float(np.nanmean(ours["ms_inference"]))}  # fmt: skip
     return out
@@ -618,6 +625,7 @@ def run_source(sid: str, ls: LabelSet, models: list[Model], movenet: MoveNetRefe
             a["px"][k], a["mm"][k] = r.joints_px, r.joints_m * 1000.0
             a["found"][k], a["density"][k] = r.person_found, r.density
             a["cropped"][k] = r.roi is not None
+            a["region"][k] = r.region_from_pose
             a["ms_total"][k] = r.timings_ms["total"]
             a["ms_inference"][k] = r.timings_ms["inference"]
             if m.gated_blocks and teacher is not None and m.recorder.last is not None:

@@ -150,11 +150,18 @@ def fold_batchnorm(seq: nn.Module) -> nn.Sequential:
 
 def cells_to_grid(cells: Tensor, grid: tuple[int, int]) -> Tensor:
     """Stride-16 cells resampled onto a block's output grid: each finer cell takes its parent
-    cell's decision (nearest), a coarser cell is on if any child is (max)."""
+    cell's decision (nearest); a coarser cell is on if any child is (max), plus one ring.
+
+    Why the ring on coarser grids: a block's 3×3 reads one cell past what it computes, and a
+    cell the previous block skipped holds zeros (or stale input); on the stride-32 grid one cell
+    is 32 px, a whole limb of a small person. Measured on 60 training samples of Thunder with the
+    run-time region (error of the neck output on person pixels, relative to the dense network):
+    0.25 without the ring, 0.11 with it, for 0.44 → 0.51 of the backbone's MACs; a ring on every
+    grid gave 0.12 at 0.57."""
     h, w = cells.shape[-2:]
     gh, gw = grid
     if (gh, gw) == (h, w):
         return cells
     if gh >= h and gw >= w:
         return F.interpolate(cells, size=(gh, gw), mode="nearest")
-    return F.adaptive_max_pool2d(cells, (gh, gw))
+    return F.max_pool2d(F.adaptive_max_pool2d(cells, (gh, gw)), 3, stride=1, padding=1)

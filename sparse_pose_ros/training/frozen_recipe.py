@@ -588,6 +588,8 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
                  for i in range(len(net.gated_blocks()))]
         report["masks"] = fit_masks(net, cells, cfg.mask_recall)
         del cells, cz
+    else:
+        report.pop("masks", None)  # a unit fit of an earlier run in this folder is not ours
     masks_state = {k: v.clone() for k, v in net.state_dict().items() if ".mask_unit." in k}
     save_report()
 

@@ -352,6 +352,8 @@ def test_cli_tracking_mode_runs_crops(fake) -> None:
     assert o["person_found_rate"] == 1.0 and "pck_vs_movenet" not in o
     # each view's first frame is read whole (tracking restarts per video), its second cropped
     assert o["tracking_crop_share"] == 0.5
+    # ... and its gated blocks ran the first frame's person region there
+    assert o["region_from_pose_share"] == 0.5
     assert all(0.0 <= b["recall"] <= 1.0 for b in o["masks"]["all"]["per_block"].values())
 
 

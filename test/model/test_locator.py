@@ -30,8 +30,10 @@ def test_cells_to_grid_nearest_up_and_any_down() -> None:
     cells[0, 0, 1, 2] = 1.0
     up = cells_to_grid(cells, (16, 16))
     assert up.sum() == 16 and up[0, 0, 4:8, 8:12].all()  # the parent cell's 4x4 children
-    down = cells_to_grid(cells, (2, 2))
-    assert down[0, 0].tolist() == [[0.0, 1.0], [0.0, 0.0]]  # on if any child is
+    big = torch.zeros(1, 1, 8, 8)
+    big[0, 0, 2, 5] = 1.0
+    down = cells_to_grid(big, (4, 4))  # on if any child is, plus one ring
+    assert down[0, 0].tolist() == [[0, 1, 1, 1], [0, 1, 1, 1], [0, 1, 1, 1], [0, 0, 0, 0]]
     assert torch.equal(cells_to_grid(cells, (4, 4)), cells)
 
 
