@@ -127,6 +127,7 @@ def run_pipeline(
         "model_file_path": model, "backend": backend, "diagnostics_period_sec": 0.5,
         # the synthetic clip and photo sets are unrelated stills: no crop from frame to frame
         "track_person": is_video(source),
+        "region_from_pose": is_video(source),
     }, out / "pose_node.log", env)
     recorder = _start("recorder", {"out_dir": out, "ready_file": ready}, out / "recorder.log", env)
     procs = [node, recorder]

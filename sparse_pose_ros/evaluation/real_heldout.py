@@ -384,8 +384,10 @@ def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
     backend = create_backend("torch", path, args.device, head_gating=not args.no_head_gating,
                              mask_threshold=args.mask_threshold)  # fmt: skip
     rec = _Recorder(backend)
+    # --track is the node's video path (crop, region from the previous pose, dense until a
+    # person is found); without it every frame is a still read whole by the masks' own decision
     est = PoseEstimator(rec, confidence_threshold=args.confidence_threshold,
-                        track_person=args.track)  # fmt: skip
+                        track_person=args.track, region_from_pose=args.track)  # fmt: skip
     gated = [int(i) for i in backend.geometry.gated_indices] if backend.info.gated else []
     meta = read_metadata(path)
     return Model(name, path, rec, est, gated, {
@@ -704,8 +706,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "label_cache": str(args.labels),
         "estimator": {"backend": "torch", "device": args.device,
-                      "mode": "tracking crop (--track)" if args.track
-                      else "whole letterboxed frame",
+                      "mode": "tracking crop (--track), gated blocks on the previous pose's "
+                              "region, dense until a person is found (the node's video path)"
+                      if args.track else "whole letterboxed frame, masks' own decision",
                       "confidence_threshold": args.confidence_threshold,
                       "mask_threshold": args.mask_threshold,
                       "head_gating": not args.no_head_gating,

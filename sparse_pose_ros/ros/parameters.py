@@ -229,7 +229,14 @@ PARAMS: tuple[ParamSpec, ...] = (
         "Gated models on a sparse backend: after a frame that found a person, every gated "
         "block of the next frame executes only that person's region (their joint box grown "
         "1.3x plus one 16-px cell) instead of what the masks decide; the masks decide again "
-        "after a frame that finds nobody. Dense backends ignore it.",
+        "after a frame that finds nobody. Dense backends ignore it. Off for streams of "
+        "unrelated still images.",
+    ),
+    ParamSpec(
+        "dense_until_found", True,
+        "With region_from_pose: frames without a region (the first, and each one after a frame "
+        "that found nobody) execute every cell instead of what the masks decide, so a small "
+        "person the masks would miss on an unseen scene is still found.",
     ),
     ParamSpec(
         "head_gating", HEAD_GATING_NODE,

@@ -232,6 +232,8 @@ class PoseNode(Node):
             self._estimator.reset_tracking()
         if "region_from_pose" in names and self._estimator is not None:
             self._estimator.region_from_pose = self._p("region_from_pose")
+        if "dense_until_found" in names and self._estimator is not None:
+            self._estimator.dense_until_found = self._p("dense_until_found")
         if "diagnostics_period_sec" in names:
             self._diag_timer.cancel()
             self.destroy_timer(self._diag_timer)
@@ -341,6 +343,7 @@ class PoseNode(Node):
                 backend, self._p("confidence_threshold"), self._p("nominal_hfov_deg"),
                 track_person=self._p("track_person"),
                 region_from_pose=self._p("region_from_pose"),
+                dense_until_found=self._p("dense_until_found"),
             )
         except (BackendError, ValueError, OSError, RuntimeError) as exc:
             with self._lock:
@@ -459,6 +462,7 @@ class PoseNode(Node):
             "persons_found": counts.get("persons", 0),
             "track_person": self._p("track_person"),
             "region_from_pose": self._p("region_from_pose"),
+            "dense_until_found": self._p("dense_until_found"),
             "head_gating": self._p("head_gating"),
             "frames_tracked": counts.get("tracked", 0),
             "camera_info_invalid": counts.get("camera_info_invalid", 0),

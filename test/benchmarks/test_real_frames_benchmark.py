@@ -154,6 +154,7 @@ def _argv(tmp: Path, root: Path, ckpts: dict, *extra: str) -> list[str]:
     return ["real-frames", "--labels", str(root), "--synthetic", str(tmp / "synth"),
             "--checkpoint", f"ours_sparse={ckpts['sparse']}",
             "--checkpoint", f"ours_sparse_tracking={ckpts['sparse']}",
+            "--checkpoint", f"ours_sparse_own_masks={ckpts['sparse']}",
             "--checkpoint", f"ours_dense_ort={ckpts['dense']}",
             "--checkpoint", f"ours_dense_tracking_ort={ckpts['dense']}",
             "--checkpoint", f"movenet_thunder_ort={ckpts['movenet']}",
@@ -163,7 +164,7 @@ def _argv(tmp: Path, root: Path, ckpts: dict, *extra: str) -> list[str]:
 
 
 IN_PROCESS = ("ours_sparse", "ours_dense_ort", "movenet_thunder_ort", "ours_dense_tracking_ort",
-              "ours_sparse_tracking")
+              "ours_sparse_tracking", "ours_sparse_own_masks")
 
 
 def test_cli_every_contender_on_the_same_frames(fake) -> None:
@@ -208,8 +209,13 @@ def test_cli_every_contender_on_the_same_frames(fake) -> None:
     dense = results[1]["results"]["real"]["contenders"]["ours_dense_ort"]["accuracy"]["all"]
     assert dense["pck@0.1"] == 1.0 and dense["pck_17_joints"]["pck@0.1"] == 1.0
     assert dense["mpjpe_mm"] == pytest.approx(0.0, abs=1.0) and dense["3d"]["frames"] == 4
-    sparse = results[1]["results"]["real"]["contenders"]["ours_sparse"]["macs"]["all"]
-    assert sparse["backbone_fraction"] < 1.0  # random mask units: part of the backbone runs
+    rows = results[1]["results"]["real"]["contenders"]
+    own = rows["ours_sparse_own_masks"]["macs"]["all"]
+    assert own["backbone_fraction"] < 1.0  # random mask units: part of the backbone runs
+    # as the node: frames without a previous person run dense, the others that person's region
+    assert rows["ours_sparse"]["macs"]["all"]["backbone_fraction"] != own["backbone_fraction"]
+    assert r["contenders"]["ours_sparse"]["region_from_pose"] is True
+    assert r["contenders"]["ours_sparse_own_masks"]["region_from_pose"] is False
 
 
 def test_the_peer_runs_on_the_same_frames(fake) -> None:

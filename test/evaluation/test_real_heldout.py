@@ -251,7 +251,8 @@ def _relabel(root: Path, ckpt: Path, shift: float = 0.0) -> None:
     """BlazePose 2D/3D and the triangulation := the network's own prediction (2D shifted right
     by ``shift`` x the box of the counted joints), with the CLI's estimator settings."""
     est = PoseEstimator(create_backend("torch", ckpt, "cpu", head_gating=True,
-                                       mask_threshold=0.5), confidence_threshold=0.3)  # fmt: skip
+                                       mask_threshold=0.5), confidence_threshold=0.3,
+                        region_from_pose=False)  # fmt: skip
     for ls in lc.load_corpus(root).values():
         n = len(ls.frame_ids)
         px, world, cam = np.zeros((n, J, 2)), np.zeros((n, J, 3)), np.zeros((2, 2, J, 3))

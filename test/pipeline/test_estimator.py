@@ -144,6 +144,7 @@ def test_region_from_the_previous_pose_drives_the_masks(tmp_path):
     rgb = np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)
     first = est.estimate(rgb)
     assert not first.region_from_pose
+    assert backend._region is not None and bool(backend._region.all())  # cold frame: dense
     second = est.estimate(rgb)
     assert second.region_from_pose
     _, box = letterbox(rgb, 256)
@@ -156,7 +157,10 @@ def test_region_from_the_previous_pose_drives_the_masks(tmp_path):
     est.estimate(rgb)  # finds nobody ...
     est.confidence_threshold = 0.0
     third = est.estimate(rgb)
-    assert not third.region_from_pose and backend._region is None  # ... the masks decide
+    assert not third.region_from_pose and bool(backend._region.all())  # ... dense again
+    own = PoseEstimator(backend, confidence_threshold=0.0, dense_until_found=False)
+    assert not own.estimate(rgb).region_from_pose
+    assert backend._region is None  # without dense_until_found the masks decide cold frames
     off = PoseEstimator(create_backend("torch", path, "cpu"), confidence_threshold=0.0,
                         region_from_pose=False)
     off.estimate(rgb)
