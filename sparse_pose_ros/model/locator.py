@@ -3,14 +3,19 @@
 Why a locator instead of each block's own 1×1 mask unit: a mask unit sees only its block's input
 at one position. In the first blocks (strides 2–8, ~40 % of the backbone's MACs) that input is
 edges and colours, so at 97 % recall of person cells the units fitted on MoveNet's frozen
-features kept 90 % of the background on (``results/real_eval_thunder_full_frame.json``: 0.88 of
-the backbone executed where people fill 2 % of the input). A person is a shape tens of pixels
-tall: deciding needs that much context, which the backbone only has where it is too late to
-save anything. The locator sees the image at half resolution through five small separable convs
-(receptive field ≈ 140 px of the input, ~6 M MACs = 0.6 % of Thunder's backbone) and emits one
-logit per stride-16 cell; every gated block executes the cells it marks, dilated by a margin
-and resampled to the block's grid. One decision shared by all blocks also keeps the blocks
-consistent: a cell a block computes was computed by the blocks before it.
+features kept 90 % of the background on (the previous sparse checkpoint executed 0.88 of the
+backbone on held-out whole frames where people fill 2 % of the input). A person is a shape
+tens of pixels tall: deciding needs that much context, which the backbone only has where it is
+too late to save anything. The locator sees the image at half resolution through a conv and
+four small separable convs (receptive field ≈ 220 px of the input, 4.3 M MACs = 0.4 % of
+Thunder's backbone) and emits one logit per stride-16 cell; every gated block executes the cells it
+marks, dilated by a margin and resampled to the block's grid. One decision shared by all
+blocks also keeps them consistent: a cell a block computes was computed by the blocks before it.
+
+What it does not do (measured, ``models/MODEL_CARD.md``): generalise to unseen scenes. Trained
+from scratch on ~7 k samples it turns on 21 % of the cells of held-out samples of the training
+sources but 0.67 of the backbone on the held-out lab and park videos, and misses people there.
+In video the previous frame's skeleton decides instead (``Backbone.forward(region=...)``).
 
 Training (``training.locator_fit``): teacher person segmentation (BlazePose) and synthetic
 silhouettes → per-cell targets, weighted BCE, then the logit offset calibrated so a chosen share
