@@ -75,6 +75,9 @@ def ensure_onnx_export(
         net, info = load_checkpoint(checkpoint)
     except CheckpointError as exc:
         raise BackendError(str(exc)) from exc
+    if net.backbone.locator is not None:  # before a long export: say it cannot be done
+        raise BackendError(f"{checkpoint}: its masks come from a person locator, which the "
+                           "ONNX graphs do not carry; use the sparse-cpu or torch backend")
     apply_head_gating(net, head_gating)
     LOG.info("exporting %s (%s graph, %d px, head gating %s) into %s", checkpoint, graph, size,
              "on" if gating else "off", path)  # fmt: skip

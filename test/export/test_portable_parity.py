@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from real_frames import frames, trained_checkpoints
 
-from sparse_pose_ros.backends import InferenceResult, create_backend
+from sparse_pose_ros.backends import BackendError, InferenceResult, create_backend
 from sparse_pose_ros.export.random_model import random_network
 from sparse_pose_ros.model.checkpoint import save_checkpoint
 
@@ -53,6 +53,16 @@ def test_onnxruntime_equals_torch_on_photos(
 
 @pytest.mark.parametrize("ckpt", trained_checkpoints(), ids=lambda p: p.name)
 def test_trained_checkpoint_parity(tmp_path: Path, ckpt: Path) -> None:
+    from sparse_pose_ros.model.checkpoint import read_metadata
+
+    if read_metadata(ckpt)["config"].get("mask_source") == "locator":
+        # its masks come from a person locator the ONNX graphs do not carry: ONNX Runtime
+        # refuses it with the reason (and ``auto`` moves on to the next backend)
+        with pytest.raises(BackendError, match="person locator"):
+            create_backend("onnxruntime", ckpt, device="cpu", cache_dir=tmp_path)
+        auto = create_backend("auto", ckpt, device="cpu", cache_dir=tmp_path)
+        assert auto.name in ("sparse-cpu", "torch")
+        pytest.skip(f"{ckpt.name}: person-locator masks are not exported to ONNX (yet)")
     ref = create_backend("torch", ckpt, device="cpu")
     ort = create_backend("onnxruntime", ckpt, device="cpu", cache_dir=tmp_path)
     for x in frames(ref.info.input_size).values():
