@@ -284,7 +284,9 @@ PARAMS: tuple[ParamSpec, ...] = (
         "Latency budget (image receipt -> /pose3d) held by adapting the mask threshold within "
         f"[{_BUDGET.min_threshold:g}, {_BUDGET.max_threshold:g}]; 0 = off (mask_threshold is "
         "used as set). The current threshold and "
-        "density are reported on /diagnostics.",
+        "density are reported on /diagnostics. The threshold acts on the masks' own decision "
+        "only: frames on the previous pose's region (region_from_pose) or run dense until a "
+        "person is found do not follow it.",
         "[0, 10000] ms", float_range=(0.0, 10000.0),
     ),
 )
