@@ -86,7 +86,7 @@ class PersonLocator(nn.Module):
 
     def forward(self, x: Tensor, features: nn.Module | None = None) -> Tensor:
         """Calibrated logits at stride 16 (raw logit + offset). ``features``: the same stack
-        with BatchNorm folded (:func:`fold_batchnorm`), as runtimes pass it."""
+        with BatchNorm folded (``sparse.folding.fold_batchnorm``), as runtimes pass it."""
         h, w = x.shape[-2:]
         if h % LOCATOR_STRIDE or w % LOCATOR_STRIDE:
             raise ValueError(f"input {h}x{w} is not a multiple of {LOCATOR_STRIDE}")
@@ -125,32 +125,6 @@ def cells_from_box(box_xyxy: np.ndarray | None, size: int, margin: int = 1,
     if r0 <= r1 and c0 <= c1:
         cells[r0:r1 + 1, c0:c1 + 1] = 1.0
     return cells
-
-
-def fold_batchnorm(seq: nn.Module) -> nn.Sequential:
-    """The locator's feature stack with every BatchNorm folded into the conv before it (eval
-    statistics): half the ops, the same function. Runtimes call it once per weight change
-    because at ~4 M MACs the locator's cost is its op count, not its arithmetic."""
-    layers: list[nn.Module] = []
-    mods = [m for m in seq.modules() if isinstance(m, nn.Conv2d | nn.BatchNorm2d | nn.ReLU)]
-    i = 0
-    while i < len(mods):
-        m = mods[i]
-        if isinstance(m, nn.Conv2d) and i + 1 < len(mods) and isinstance(mods[i + 1],
-                                                                       nn.BatchNorm2d):
-            bn = mods[i + 1]
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
-                             m.dilation, m.groups, bias=True)
-            conv.weight.data = m.weight.detach() * scale.detach().view(-1, 1, 1, 1)
-            b0 = m.bias.detach() if m.bias is not None else torch.zeros_like(bn.running_mean)
-            conv.bias.data = (b0 - bn.running_mean) * scale.detach() + bn.bias.detach()
-            layers.append(conv)
-            i += 2
-            continue
-        layers.append(m)
-        i += 1
-    return nn.Sequential(*layers).eval()
 
 
 def cells_to_grid(cells: Tensor, grid: tuple[int, int]) -> Tensor:

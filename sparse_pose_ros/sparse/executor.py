@@ -22,12 +22,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..model.blocks import InvertedResidual, conv_pads
-from ..model.locator import fold_batchnorm
 from ..model.masks import BlockMask, receptive_mask
 from ..model.network import Backbone, PoseNetwork, PoseOutput
 from . import torch_ops
 from .cpu_kernel import CpuBlockBuffers, block_args, block_mask, run_block_cpu
-from .folding import FoldedBlock, FoldedConv, fold_block, fold_conv_bn
+from .folding import FoldedBlock, FoldedConv, fold_batchnorm, fold_block, fold_conv_bn
 from .indices import BlockIndex, allocate_index, build_index
 
 log = logging.getLogger(__name__)

@@ -65,6 +65,7 @@ from ..model.targets import build_targets
 from ..pipeline.roi import REGION_MARGIN
 from ..provenance import machine_info
 from ..teachers.movenet_map import DIRECT
+from .locator_fit import cell_targets, fit_locator
 
 LOG = logging.getLogger("sparse_pose_ros.frozen_recipe")
 RECIPE = "frozen_backbone"
@@ -275,14 +276,6 @@ def _to_input(images: np.ndarray, net: PoseNetwork) -> Tensor:
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
-def person_cells(person: Tensor, grid: tuple[int, int], margin: int) -> Tensor:
-    """(B, 1, h, w) 0/1: cells of a block's output grid holding person pixels, ± margin."""
-    cells = (F.adaptive_max_pool2d(person, grid) > 0.5).float()
-    if margin > 0:
-        cells = F.max_pool2d(cells, 2 * margin + 1, stride=1, padding=margin)
-    return cells
-
-
 def training_regions(chunk: list[TeacherSample], size: int, share: float,
                      rng: np.random.Generator) -> Tensor | None:
     """Per sample, with probability ``share``, the run-time region of its person (joint box of
@@ -373,7 +366,7 @@ def _sample_cells(blocks: list[Any], captured: dict[int, Tensor], person: Tensor
         s = block.mask_unit.conv.stride[0]
         inp = captured[i][:, :, ::s, ::s]  # what the 1x1 (strided) mask conv reads
         b, c, h, w = inp.shape
-        lab = person_cells(person, (h, w), cfg.mask_margin).flatten(1).numpy() > 0
+        lab = cell_targets(person, (h, w), cfg.mask_margin).flatten(1).numpy() > 0
         flat = inp.float().flatten(2).numpy()  # (B, C, h*w)
         for n in range(b):
             pos, neg = np.flatnonzero(lab[n]), np.flatnonzero(~lab[n])
@@ -616,8 +609,6 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
         if locator_file.is_file():
             net.backbone.locator.load_state_dict(torch.load(locator_file, weights_only=True))
         else:
-            from .locator_fit import fit_locator
-
             report["locator"] = fit_locator(
                 net.backbone.locator, np.stack([s.image for s in samples]),
                 np.stack([s.person for s in samples]), lambda a: _to_input(a, net),

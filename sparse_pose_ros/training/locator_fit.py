@@ -26,9 +26,13 @@ from ..model.locator import LOCATOR_STRIDE, PersonLocator
 LOG = logging.getLogger("sparse_pose_ros.locator_fit")
 
 
-def cell_targets(person: Tensor, grid: tuple[int, int]) -> Tensor:
-    """(B, 1, H, W) person mask in [0, 1] → (B, 1, h, w) 0/1: cells holding person pixels."""
-    return (F.adaptive_max_pool2d(person.float(), grid) > 0.5).float()
+def cell_targets(person: Tensor, grid: tuple[int, int], margin: int = 0) -> Tensor:
+    """(B, 1, H, W) person mask in [0, 1] → (B, 1, h, w) 0/1: cells of ``grid`` holding person
+    pixels, ± ``margin`` cells (the locator's targets; the mask units' with their margin)."""
+    cells = (F.adaptive_max_pool2d(person.float(), grid) > 0.5).float()
+    if margin > 0:
+        cells = F.max_pool2d(cells, 2 * margin + 1, stride=1, padding=margin)
+    return cells
 
 
 def _batches(n: int, batch: int, rng: np.random.Generator) -> list[np.ndarray]:

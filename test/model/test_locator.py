@@ -117,7 +117,7 @@ def test_locator_rejects_sizes_off_its_grid_and_onnx_export_says_why(tmp_path) -
 
 
 def test_folded_batchnorm_is_the_same_function() -> None:
-    from sparse_pose_ros.model.locator import fold_batchnorm
+    from sparse_pose_ros.sparse.folding import fold_batchnorm
 
     torch.manual_seed(3)
     loc = PersonLocator(16).eval()
