@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from fake_label_cache import J, K, person_images, write_label_set, write_sources
 
-from sparse_pose_ros import skeleton
 from sparse_pose_ros.backends import create_backend
 from sparse_pose_ros.benchmarks import real_frames as rf
 from sparse_pose_ros.benchmarks.cli import main
@@ -27,75 +27,13 @@ from sparse_pose_ros.model.checkpoint import save_checkpoint
 from sparse_pose_ros.pipeline.estimator import PoseEstimator
 from sparse_pose_ros.pipeline.lift import Intrinsics
 
-J = skeleton.NUM_JOINTS
-K = np.array([[60.0, 0, 40.0], [0, 60.0, 30.0], [0, 0, 1.0]])
-
-
-def _images(seed: int, n: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        img = np.full((60, 80, 3), 90, np.uint8)
-        x, y = rng.integers(10, 50), rng.integers(5, 20)
-        img[y:y + 35, x:x + 14] = rng.integers(150, 255, 3)  # a "person"
-        out.append(cv2.GaussianBlur(img, (5, 5), 0))
-    return out
-
-
-def _write(folder: Path, source: dict, files: list, frames: list, tri: bool,
-           px: np.ndarray | None = None, cam: np.ndarray | None = None) -> None:
-    n = len(frames)
-    det = np.array([f["detected"]["blazepose"] for f in frames])
-    bp = {k: np.zeros((n, *shape), np.float32) for k, shape in lc.BLAZEPOSE_ARRAYS.items()}
-    bp["h36m_visibility"][:] = 0.9
-    if px is not None:
-        bp["h36m_px"] = px.astype(np.float32)
-    for k in bp:
-        bp[k][~det] = np.nan
-    bp["detected"], bp["frame_ids"] = det, np.array([f["id"] for f in frames])
-    masks = {}
-    for f, d in zip(frames, det, strict=True):
-        if d:
-            m = np.zeros((30, 40), np.uint8)
-            m[5:25, 10:20] = 255  # 1/6 of the image: a small person
-            if f["id"].endswith("_0"):
-                m[:, :] = 255  # ... except one large one
-            masks[f["id"]] = m
-    triangulated = None
-    if tri:
-        c = cam if cam is not None else np.zeros((2, 2, J, 3))
-        triangulated = {"frame_index": np.arange(2), "valid": np.ones(2, bool),
-                        "joints_cam_m": c.astype(np.float32),
-                        "views": np.array(["cam01", "cam02"]), "K": np.stack([K, K])}
-    lc.write_label_set(folder, {"source": source, "files": files, "frames": frames, "step": 1},
-                       bp, masks, triangulated)  # fmt: skip
+#: the fake label cache's options here: one large person (the first still)
+LABELS = {"large": ("stills_0",)}
 
 
 def _write_cache(root: Path) -> None:
-    media = root.parent / "media"
-    media.mkdir(exist_ok=True)
-    files, frames = [], []
-    for i, img in enumerate(_images(0, 2)):
-        p = media / f"still{i}.png"
-        cv2.imwrite(str(p), img[:, :, ::-1])
-        files.append({"member": p.name, "path": str(p), "view": None})
-        frames.append({"id": f"stills_{i}", "member": p.name, "view": None, "index": None,
-                       "width": 80, "height": 60, "detected": {"blazepose": True}})
-    _write(root / "stills", {"id": "stills", "split": "heldout"}, files, frames, False)
-    files, frames = [], []
-    for v, view in enumerate(("cam01", "cam02")):
-        p = media / f"{view}.avi"
-        wr = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 10, (80, 60))
-        for img in _images(10 + v, 2):
-            wr.write(img[:, :, ::-1])
-        wr.release()
-        files.append({"member": p.name, "path": str(p), "view": view})
-        frames += [{"id": f"views_{view}_f{i}", "member": p.name, "view": view, "index": i,
-                    "width": 80, "height": 60, "detected": {"blazepose": i == 0 or v == 0}}
-                   for i in range(2)]  # fmt: skip
-    _write(root / "views", {"id": "views", "split": "heldout", "views": ["cam01", "cam02"]},
-           files, frames, True)  # fmt: skip
-    _write(root / "train", {"id": "train", "split": "train"}, files[:1], frames[:1], False)
+    write_sources(root, "", still_detected=(True, True),
+                  view_detected=lambda v, i: i == 0 or v == 0, **LABELS)
 
 
 def _relabel(root: Path, ckpt: Path) -> None:
@@ -110,8 +48,9 @@ def _relabel(root: Path, ckpt: Path) -> None:
             px[row] = r.joints_px
             if f["view"]:
                 cam[f["index"], ["cam01", "cam02"].index(f["view"])] = r.joints_m
-        _write(ls.folder, ls.manifest["source"], ls.manifest["files"], ls.manifest["frames"],
-               ls.triangulated is not None, px, cam)  # fmt: skip
+        write_label_set(ls.folder, ls.manifest["source"], ls.manifest["files"],
+                        ls.manifest["frames"], ls.triangulated is not None, px, cam=cam,
+                        **LABELS)  # fmt: skip
 
 
 class _ShardFrame:
@@ -144,7 +83,7 @@ def fake(tmp_path_factory):
     _write_cache(root)
     _relabel(root, ckpts["dense"])
     (tmp / "synth").mkdir()
-    images = [cv2.resize(im, (64, 64)) for im in _images(5, 3)]
+    images = [cv2.resize(im, (64, 64)) for im in person_images(5, 3)]
     write_shard(tmp / "synth" / "test-00000.npz",
                 [_ShardFrame(im, i) for i, im in enumerate(images)], {"split": "test"})
     return tmp, root, ckpts
@@ -273,7 +212,7 @@ def test_cycler_gives_every_contender_the_same_frame_and_resets_tracking() -> No
 
 def test_movenet_graph_in_onnx_runtime_equals_the_torch_reference(fake) -> None:
     tmp, _root, ckpts = fake
-    rgb = _images(3, 1)[0]
+    rgb = person_images(3, 1)[0]
     frame = rf.Frame("x", "s", "x", rgb, None, 0.1)
     runner = rf.make_runner(rf.ContenderSpec("m", "movenet", str(ckpts["movenet"])), 1,
                             rf.Options(), {})  # fmt: skip

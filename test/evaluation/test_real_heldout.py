@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-import cv2
 import numpy as np
 import pytest
 import torch
+from fake_label_cache import J, K, write_label_set, write_sources
 from torch import nn
 
 from sparse_pose_ros import skeleton
@@ -27,9 +27,6 @@ from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork, movenet_co
 from sparse_pose_ros.pipeline.estimator import PoseEstimator, execution_mask
 from sparse_pose_ros.pipeline.lift import Intrinsics
 from sparse_pose_ros.pipeline.preprocess import Letterbox
-
-J = skeleton.NUM_JOINTS
-
 
 # ---------------------------------------------------------------------------------------------
 # helpers, hand-computed
@@ -172,79 +169,15 @@ def _tiny_movenet(tmp: Path) -> Path:
     return path
 
 
-K = np.array([[60.0, 0, 40.0], [0, 60.0, 30.0], [0, 0, 1.0]])
-
-
-def _images(seed: int, n: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        img = np.full((60, 80, 3), 90, np.uint8)
-        x, y = rng.integers(10, 50), rng.integers(5, 20)
-        img[y:y + 35, x:x + 14] = rng.integers(150, 255, 3)  # a "person"
-        out.append(cv2.GaussianBlur(img, (5, 5), 0))
-    return out
+#: the fake label cache's options here: head_top is never visible (not counted)
+LABELS = {"hidden": ("head_top",)}
 
 
 def _write_sources(root: Path) -> None:
-    """Placeholder labels; :func:`_relabel` replaces them with a network's predictions."""
-    media = root.parent / "media"
-    media.mkdir(exist_ok=True)
-    # stills: three PNGs (the last one: BlazePose found nobody)
-    files, frames = [], []
-    for i, img in enumerate(_images(0, 3)):
-        p = media / f"still{i}.png"
-        cv2.imwrite(str(p), img[:, :, ::-1])
-        files.append({"member": p.name, "path": str(p), "view": None})
-        frames.append({"id": f"fake_stills_{i}", "member": p.name, "view": None, "index": None,
-                       "width": 80, "height": 60, "detected": {"blazepose": i < 2}})  # fmt: skip
-    _write(root / "fake_stills", {"id": "fake_stills", "split": "heldout"}, files, frames)
-    # two synchronised views of two frames each, with triangulated labels
-    files, frames = [], []
-    for v, view in enumerate(("cam01", "cam02")):
-        p = media / f"{view}.avi"
-        wr = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 10, (80, 60))
-        for img in _images(10 + v, 2):
-            wr.write(img[:, :, ::-1])
-        wr.release()
-        files.append({"member": p.name, "path": str(p), "view": view})
-        frames += [{"id": f"fake_views_{view}_f{i}", "member": p.name, "view": view,
-                    "index": i, "width": 80, "height": 60, "detected": {"blazepose": True}}
-                   for i in range(2)]  # fmt: skip
-    _write(root / "fake_views", {"id": "fake_views", "split": "heldout", "views": ["cam01",
-                                                                                    "cam02"]},
-           files, frames, triangulated=True)  # fmt: skip
-    # a training source: never evaluated by default
-    _write(root / "fake_train", {"id": "fake_train", "split": "train"}, files[:1], frames[:1])
-
-
-def _write(folder: Path, source: dict, files: list, frames: list, triangulated: bool = False,
-           px: np.ndarray | None = None, world: np.ndarray | None = None,
-           tri_cam: np.ndarray | None = None) -> None:
-    n = len(frames)
-    det = np.array([f["detected"]["blazepose"] for f in frames])
-    bp = {k: np.zeros((n, *shape), np.float32) for k, shape in lc.BLAZEPOSE_ARRAYS.items()}
-    bp["h36m_visibility"][:] = 0.9
-    bp["h36m_visibility"][:, skeleton.JOINT_NAMES.index("head_top")] = 0.2  # not counted
-    if px is not None:
-        bp["h36m_px"], bp["h36m_world_m"] = px.astype(np.float32), world.astype(np.float32)
-    for k in bp:
-        bp[k][~det] = np.nan
-    bp["detected"], bp["frame_ids"] = det, np.array([f["id"] for f in frames])
-    masks = {}
-    for f, d in zip(frames, det, strict=True):
-        if d:
-            m = np.zeros((30, 40), np.uint8)
-            m[5:25, 10:20] = 255  # 1/6 of the image: a small person
-            masks[f["id"]] = m
-    tri = None
-    if triangulated:
-        cam = tri_cam if tri_cam is not None else np.zeros((2, 2, J, 3))
-        tri = {"frame_index": np.arange(2), "valid": np.ones(2, bool),
-               "joints_cam_m": cam.astype(np.float32), "views": np.array(["cam01", "cam02"]),
-               "K": np.stack([K, K])}  # fmt: skip
-    manifest = {"source": source, "files": files, "frames": frames, "step": 1}
-    lc.write_label_set(folder, manifest, bp, masks, tri)
+    """Placeholder labels; :func:`_relabel` replaces them with a network's predictions. The
+    last still: BlazePose found nobody."""
+    write_sources(root, "fake_", still_detected=(True, True, False),
+                  view_detected=lambda v, i: True, **LABELS)
 
 
 def _relabel(root: Path, ckpt: Path, shift: float = 0.0) -> None:
@@ -266,8 +199,9 @@ def _relabel(root: Path, ckpt: Path, shift: float = 0.0) -> None:
             world[row] = r.joints_m - r.joints_m[0]
             if f["view"]:
                 cam[f["index"], ["cam01", "cam02"].index(f["view"])] = r.joints_m
-        _write(ls.folder, ls.manifest["source"], ls.manifest["files"], ls.manifest["frames"],
-               ls.triangulated is not None, px, world, cam)  # fmt: skip
+        write_label_set(ls.folder, ls.manifest["source"], ls.manifest["files"],
+                        ls.manifest["frames"], ls.triangulated is not None, px, world, cam,
+                        **LABELS)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
