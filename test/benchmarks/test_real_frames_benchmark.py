@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from fake_label_cache import J, K, person_images, write_label_set, write_sources
+from fake_shard_frame import FakeShardFrame
 
 from sparse_pose_ros.backends import create_backend
 from sparse_pose_ros.benchmarks import real_frames as rf
@@ -53,20 +54,14 @@ def _relabel(root: Path, ckpt: Path) -> None:
                         **LABELS)  # fmt: skip
 
 
-class _ShardFrame:
-    def __init__(self, image: np.ndarray, index: int) -> None:
-        rng = np.random.default_rng(index)
-        self.image, self.mask = image, np.zeros(image.shape[:2], np.uint8)
-        self.joints_3d = np.c_[rng.normal(0, 300, (J, 2)), np.full(J, 3000.0)].astype(np.float32)
-        self.K = np.array([[200, 0, 32], [0, 200, 32], [0, 0, 1]], np.float32)
-        self.joints_2d = ((self.joints_3d @ self.K.T)[:, :2] / 3000.0).astype(np.float32)
-        self.visible = np.ones(J, np.uint8)
-        self.in_frame = np.ones(J, np.uint8)
-        self.bbox = np.zeros(4, np.float32)
-        self.body_pose = np.zeros((21, 3), np.float32)
-        self.betas = np.zeros(10, np.float32)
-        self.meta = {"family": 0, "style": 0, "subject": 0, "occluded": 0, "elevation_deg": 0.0,
-                     "height_fraction": 0.5, "mask_fraction": 0.1 + 0.2 * index, "index": index}
+def _shard_frame(image: np.ndarray, index: int) -> FakeShardFrame:
+    """A 64 x 64 render of a random pose 3 m away, its person filling 0.1 + 0.2 * index."""
+    rng = np.random.default_rng(index)
+    j3 = np.c_[rng.normal(0, 300, (J, 2)), np.full(J, 3000.0)].astype(np.float32)
+    k = np.array([[200, 0, 32], [0, 200, 32], [0, 0, 1]], np.float32)
+    uv = ((j3 @ k.T)[:, :2] / 3000.0).astype(np.float32)
+    return FakeShardFrame(image, np.zeros(image.shape[:2], np.uint8), uv, j3, k, index,
+                          mask_fraction=0.1 + 0.2 * index)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +80,7 @@ def fake(tmp_path_factory):
     (tmp / "synth").mkdir()
     images = [cv2.resize(im, (64, 64)) for im in person_images(5, 3)]
     write_shard(tmp / "synth" / "test-00000.npz",
-                [_ShardFrame(im, i) for i, im in enumerate(images)], {"split": "test"})
+                [_shard_frame(im, i) for i, im in enumerate(images)], {"split": "test"})
     return tmp, root, ckpts
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fake_shard_frame import FakeShardFrame
 
 from sparse_pose_ros import skeleton
 from sparse_pose_ros.model.lifter import PoseLifter, normalise_2d
@@ -70,24 +71,10 @@ def _write_split(root, split: str, n: int, seed: int) -> None:
         j3[:, 2] = 3000 + 0.3 * np.linalg.norm(j3[:, :2] - j3[:1, :2], axis=1)
         K = np.array([[200, 0, 31.5], [0, 200, 31.5], [0, 0, 1]], np.float32)
         uv = (j3 @ K.T)[:, :2] / j3[:, 2:3]
-        frames.append(_Frame(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64), np.uint8), uv,
-                             j3, K, i))  # fmt: skip
+        frames.append(FakeShardFrame(np.zeros((64, 64, 3), np.uint8),
+                                     np.zeros((64, 64), np.uint8), uv, j3, K, i))  # fmt: skip
     write_shard(root / split / f"{split}-00000.npz", frames, {"split": split, "seed": seed,
                 "first": 0, "count": n, "outfits": False})  # fmt: skip
-
-
-class _Frame:
-    """Just the fields ``write_shard`` stores."""
-
-    def __init__(self, image, mask, uv, j3, K, index):
-        self.image, self.mask, self.joints_2d, self.joints_3d, self.K = image, mask, uv, j3, K
-        self.visible = np.ones(J, np.uint8)
-        self.in_frame = np.ones(J, np.uint8)
-        self.bbox = np.zeros(4, np.float32)
-        self.body_pose = np.zeros((21, 3), np.float32)
-        self.betas = np.zeros(10, np.float32)
-        self.meta = {"family": 0, "style": 0, "subject": 0, "occluded": 0, "elevation_deg": 0.0,
-                     "height_fraction": 0.5, "mask_fraction": 0.1, "index": index}
 
 
 def test_train_lifter_cli_attaches_a_working_lifter(tmp_path):
