@@ -166,3 +166,32 @@ def test_recipe_with_a_person_locator(tmp_path: Path, imported: Path) -> None:
         out = sparse(x)
         cells = sparse.backbone.locator_masks(x)
     assert all(torch.equal(m.hard, c) for m, c in zip(out.masks, cells, strict=True))
+    # dense_share changes only the sparse head: it is fine-tuned again (not the cached one),
+    # on features of which that share are the dense ones; the gated features are reused
+    seconds = report["sparse_features_seconds"]
+    head = torch.load(tmp_path / "runs" / "r" / "sparse_head.pt", weights_only=True)
+    cfg["dense_share"] = 1.0
+    path.write_text(yaml.safe_dump(cfg))
+    assert train.main(["--config", str(path)]) == 0
+    again = json.loads((tmp_path / "runs" / "r" / "recipe.json").read_text())
+    assert again["sparse_features_seconds"] == seconds
+    assert again["sparse_dense_rows"] == len(np.load(tmp_path / "runs" / "r"
+                                                     / "dense_features.npz")["feats"])
+    moved = torch.load(tmp_path / "runs" / "r" / "sparse_head.pt", weights_only=True)
+    assert any(not torch.equal(head[k], moved[k]) for k in head)
+
+
+def test_with_dense_rows_replaces_the_drawn_share() -> None:
+    from sparse_pose_ros.training.frozen_recipe import with_dense_rows
+
+    sparse = np.zeros((400, 2, 3, 3), np.float16)
+    dense = np.ones_like(sparse)
+    mixed, rows = with_dense_rows(sparse.copy(), dense, 0.25, seed=0)
+    assert 0.15 < rows.mean() < 0.35
+    assert (mixed[rows] == 1).all() and (mixed[~rows] == 0).all()
+    assert not with_dense_rows(sparse.copy(), dense, 0.0, seed=0)[1].any()
+    assert with_dense_rows(sparse.copy(), dense, 1.0, seed=0)[1].all()
+    with pytest.raises(ValueError, match="differ"):
+        with_dense_rows(sparse, dense[:3], 0.5, seed=0)
+    with pytest.raises(ValueError, match="dense_share"):
+        with_dense_rows(sparse, dense, 1.5, seed=0)
