@@ -72,6 +72,7 @@ from ..pipeline.draw import draw_skeleton, mask_overlay
 from ..pipeline.estimator import PoseEstimator, PoseResult, execution_mask
 from ..pipeline.lift import Intrinsics
 from ..pipeline.preprocess import Letterbox, letterbox, mean_fill
+from ..pipeline.roi import REGION_EXPAND, REGION_EXPAND_RANGE, REGION_MARGIN, REGION_MARGIN_RANGE
 from ..provenance import machine_info
 from ..teachers.movenet_map import APPROXIMATIONS as MOVENET_MAPPING
 from ..teachers.movenet_map import map_to_h36m
@@ -387,7 +388,8 @@ def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
     # --track is the node's video path (crop, region from the previous pose, dense until a
     # person is found); without it every frame is a still read whole by the masks' own decision
     est = PoseEstimator(rec, confidence_threshold=args.confidence_threshold,
-                        track_person=args.track, region_from_pose=args.track)  # fmt: skip
+                        track_person=args.track, region_from_pose=args.track,
+                        region_expand=args.region_expand, region_margin=args.region_margin)
     gated = [int(i) for i in backend.geometry.gated_indices] if backend.info.gated else []
     meta = read_metadata(path)
     return Model(name, path, rec, est, gated, {
@@ -711,6 +713,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                       if args.track else "whole letterboxed frame, masks' own decision",
                       "confidence_threshold": args.confidence_threshold,
                       "mask_threshold": args.mask_threshold,
+                      "region_expand": args.region_expand,
+                      "region_margin": args.region_margin,
                       "head_gating": not args.no_head_gating,
                       "intrinsics": "view K from triangulated.npz where present (distortion "
                                     "not removed), else nominal 60° horizontal FoV"},
@@ -819,6 +823,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--confidence-threshold", type=float, default=0.3)
     p.add_argument("--mask-threshold", type=float, default=0.5)
+    p.add_argument("--region-expand", type=float, default=REGION_EXPAND,
+                   help="with --track: growth of the previous joint box into the region")
+    p.add_argument("--region-margin", type=int, default=REGION_MARGIN,
+                   help="with --track: 16-px cells added around the grown box")
     p.add_argument("--no-head-gating", action="store_true",
                    help="heads everywhere (the node gates them by default)")
     p.add_argument("--name", default=None,
@@ -833,6 +841,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--max-frames and --pictures-per-source must be >= 0")
     if args.threads is not None and args.threads < 1:
         p.error("--threads must be >= 1")
+    lo, hi = REGION_EXPAND_RANGE
+    if not lo <= args.region_expand <= hi:
+        p.error(f"--region-expand must be in [{lo:g}, {hi:g}]")
+    lo, hi = REGION_MARGIN_RANGE
+    if not lo <= args.region_margin <= hi:
+        p.error(f"--region-margin must be in [{lo}, {hi}]")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
 

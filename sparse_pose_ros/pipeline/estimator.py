@@ -16,7 +16,15 @@ from .. import skeleton
 from ..backends.base import Backend, InferenceResult
 from .lift import Intrinsics, lift
 from .preprocess import Letterbox, crop_window, letterbox, mean_fill, normalise
-from .roi import RoiConfig, region_cells, roi_window
+from .roi import (
+    REGION_EXPAND,
+    REGION_EXPAND_RANGE,
+    REGION_MARGIN,
+    REGION_MARGIN_RANGE,
+    RoiConfig,
+    region_cells,
+    roi_window,
+)
 
 
 @dataclass
@@ -115,6 +123,10 @@ class PoseEstimator:
             person, and then no region ever follows (held-out Sports2D with the tracking crop,
             sparse checkpoint: PCK@0.1 0.22 with the locator deciding cold frames, 0.80 with
             them dense; dense checkpoint 0.83).
+        region_expand, region_margin: how far the region reaches past the previous pose's
+            joint box (growth about its centre, then whole 16-px cells): the sparse model's
+            accuracy against the MACs it executes (``docs/network.md`` §2b has the measured
+            trade-off; the defaults are the training's middle).
     """
 
     def __init__(
@@ -126,6 +138,8 @@ class PoseEstimator:
         roi: RoiConfig | None = None,
         region_from_pose: bool = True,
         dense_until_found: bool = True,
+        region_expand: float = REGION_EXPAND,
+        region_margin: int = REGION_MARGIN,
     ) -> None:
         if tuple(backend.info.joint_names) != tuple(skeleton.JOINT_NAMES):
             raise ValueError(
@@ -141,8 +155,31 @@ class PoseEstimator:
         self._previous: tuple[np.ndarray, tuple[int, int]] | None = None
         self.region_from_pose = bool(region_from_pose)
         self.dense_until_found = bool(dense_until_found)
+        self.region_expand = region_expand
+        self.region_margin = region_margin
         # unknown: the backend may hold another user's region; the first frame clears it
         self._region_set = True
+
+    @property
+    def region_expand(self) -> float:
+        return self._region_expand
+
+    @region_expand.setter
+    def region_expand(self, value: float) -> None:
+        if not REGION_EXPAND_RANGE[0] <= value <= REGION_EXPAND_RANGE[1]:
+            raise ValueError(f"region_expand must be in {list(REGION_EXPAND_RANGE)}, got {value}")
+        self._region_expand = float(value)
+
+    @property
+    def region_margin(self) -> int:
+        return self._region_margin
+
+    @region_margin.setter
+    def region_margin(self, value: int) -> None:
+        if int(value) != value or not REGION_MARGIN_RANGE[0] <= value <= REGION_MARGIN_RANGE[1]:
+            raise ValueError(f"region_margin must be an integer in {list(REGION_MARGIN_RANGE)}, "
+                             f"got {value}")
+        self._region_margin = int(value)
 
     def reset_tracking(self) -> None:
         """Forget the tracked person: the next frame is read whole."""
@@ -221,7 +258,7 @@ class PoseEstimator:
         whether the backend executes one this frame."""
         cells = None
         if self.region_from_pose and self._previous is not None and self._previous[1] == size:
-            cells = region_cells(self._previous[0], box)
+            cells = region_cells(self._previous[0], box, self.region_expand, self.region_margin)
         from_pose = cells is not None
         if cells is None and self.region_from_pose and self.dense_until_found:
             n = box.input_size // 16

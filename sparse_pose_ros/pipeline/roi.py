@@ -76,6 +76,10 @@ def roi_window(
 REGION_EXPAND = 1.3
 #: Stride-16 cells added around the grown box (each block's 3×3 reads one ring past its cells).
 REGION_MARGIN = 1
+#: Accepted ranges (the estimator's and the node's): a region smaller than the joints' own box
+#: cuts the person; beyond 3× or 4 cells it is the whole crop.
+REGION_EXPAND_RANGE = (1.0, 3.0)
+REGION_MARGIN_RANGE = (0, 4)
 
 
 def region_cells(joints_px: np.ndarray, box: Letterbox, expand: float = REGION_EXPAND,

@@ -234,6 +234,10 @@ class PoseNode(Node):
             self._estimator.region_from_pose = self._p("region_from_pose")
         if "dense_until_found" in names and self._estimator is not None:
             self._estimator.dense_until_found = self._p("dense_until_found")
+        if "region_expand" in names and self._estimator is not None:
+            self._estimator.region_expand = self._p("region_expand")
+        if "region_margin" in names and self._estimator is not None:
+            self._estimator.region_margin = self._p("region_margin")
         if "diagnostics_period_sec" in names:
             self._diag_timer.cancel()
             self.destroy_timer(self._diag_timer)
@@ -344,6 +348,8 @@ class PoseNode(Node):
                 track_person=self._p("track_person"),
                 region_from_pose=self._p("region_from_pose"),
                 dense_until_found=self._p("dense_until_found"),
+                region_expand=self._p("region_expand"),
+                region_margin=self._p("region_margin"),
             )
         except (BackendError, ValueError, OSError, RuntimeError) as exc:
             with self._lock:
@@ -463,6 +469,8 @@ class PoseNode(Node):
             "track_person": self._p("track_person"),
             "region_from_pose": self._p("region_from_pose"),
             "dense_until_found": self._p("dense_until_found"),
+            "region_expand": self._p("region_expand"),
+            "region_margin": self._p("region_margin"),
             "head_gating": self._p("head_gating"),
             "frames_tracked": counts.get("tracked", 0),
             "camera_info_invalid": counts.get("camera_info_invalid", 0),

@@ -290,6 +290,24 @@ def test_cli_tracking_mode_runs_crops(fake) -> None:
     # ... and its gated blocks ran the first frame's person region there
     assert o["region_from_pose_share"] == 0.5
     assert all(0.0 <= b["recall"] <= 1.0 for b in o["masks"]["all"]["per_block"].values())
+    assert (r["estimator"]["region_expand"], r["estimator"]["region_margin"]) == (1.3, 1)
+
+
+def test_cli_region_size_options(fake, capsys) -> None:
+    """--region-expand / --region-margin reach the estimator (a larger region executes more of
+    the backbone on the tracked frames) and are range-checked."""
+    tmp, root, ckpts = fake
+    base = ("--track", "--confidence-threshold", "0", "--movenet", "none", "--sources",
+            "fake_views")
+    small = _run(tmp, root, ckpts, *base, "--region-expand", "1.0", "--region-margin", "0")
+    large = _run(tmp, root, ckpts, *base, "--region-expand", "3.0", "--region-margin", "4")
+    assert small["estimator"]["region_expand"] == 1.0 and large["estimator"]["region_margin"] == 4
+    density = [r["results"]["tiny_sparse"]["overall"]["density_mean"] for r in (small, large)]
+    assert density[0] < density[1]
+    for bad in (["--region-expand", "0.5"], ["--region-margin", "9"]):
+        with pytest.raises(SystemExit):
+            rh.parse_args(["--checkpoint", "x.safetensors", *bad])
+        assert "--region-" in capsys.readouterr().err
 
 
 def test_cli_without_label_cache_says_run_label(tmp_path, capsys) -> None:

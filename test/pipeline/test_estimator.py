@@ -188,3 +188,29 @@ def test_region_cells_cover_the_grown_joint_box():
     assert region_cells(joints + 1000, box) is None  # outside the input
     assert region_cells(np.full((2, 2), np.nan), box) is None
     assert cells_from_box(None, 64).shape == (4, 4)
+
+
+def test_region_size_follows_the_estimator_settings(tmp_path):
+    """``region_expand`` / ``region_margin`` shape the region handed to the backend (the
+    accuracy-vs-MACs knob of the sparse model) and are checked against their ranges."""
+    from sparse_pose_ros.pipeline.preprocess import letterbox
+    from sparse_pose_ros.pipeline.roi import region_cells
+
+    path = _checkpoint(tmp_path, gated=True, size=256)
+    backend = create_backend("torch", path, "cpu")
+    rgb = np.random.default_rng(4).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    _, box = letterbox(rgb, 256)
+    seen = []
+    for expand, margin in ((1.0, 0), (2.0, 2)):
+        est = PoseEstimator(backend, confidence_threshold=0.0, region_expand=expand,
+                            region_margin=margin)
+        first = est.estimate(rgb)
+        est.estimate(rgb)
+        want = region_cells(first.joints_px, box, expand, margin)
+        assert np.array_equal(backend._region[0, 0].numpy(), want)
+        seen.append(want.sum())
+    assert seen[0] < seen[1]
+    for bad in ({"region_expand": 0.9}, {"region_expand": 3.5}, {"region_margin": -1},
+                {"region_margin": 5}, {"region_margin": 1.5}):
+        with pytest.raises(ValueError, match="region_"):
+            PoseEstimator(backend, **bad)

@@ -45,6 +45,9 @@ REJECTED = [
     ("num_threads", -1, "out of range"),
     ("num_threads", 65, "out of range"),
     ("nominal_hfov_deg", 0.5, "out of range"),
+    ("region_expand", 0.9, "out of range"),
+    ("region_expand", 3.5, "out of range"),
+    ("region_margin", 5, "out of range"),
     ("custom_plugin_lib", "/nonexistent/libplugin.so", "file not found"),
     ("engine_file_path", "/nonexistent/dir/model.engine", "does not exist"),
 ]
@@ -70,12 +73,18 @@ def test_valid_values_are_applied(pose_node):
         Parameter("confidence_threshold", value=0.25),
         Parameter("target_latency_ms", value=20.0),
         Parameter("publish_mask_overlay", value=True),
+        Parameter("region_expand", value=1.6),
+        Parameter("region_margin", value=2),
     ])
     assert all(r.successful for r in ok)
     _, _, values = pose_node.diagnostics_values()
     assert values["mask_threshold"] == 0.7
     assert values["confidence_threshold"] == 0.25
     assert values["target_latency_ms"] == 20.0
+    assert (values["region_expand"], values["region_margin"]) == (1.6, 2)
+    if pose_node._estimator is not None:  # the running estimator follows
+        assert pose_node._estimator.region_expand == 1.6
+        assert pose_node._estimator.region_margin == 2
 
 
 def test_every_parameter_has_a_description(pose_node):
