@@ -23,6 +23,7 @@ from .budget_common import (
     make_backend,
     open_heldout,
     result_header,
+    threshold_estimator,
     timed_estimate,
 )
 
@@ -136,8 +137,6 @@ def settled_share(
 def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from ..pipeline.estimator import PoseEstimator
-
     torch.set_num_threads(args.threads)
     defaults = BudgetConfig()
     lo_t, hi_t = args.bounds or (defaults.min_threshold, defaults.max_threshold)
@@ -153,7 +152,7 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     load_before = load_average()
     backend = make_backend(args, args.checkpoint)
     try:
-        estimator = PoseEstimator(backend)
+        estimator = threshold_estimator(backend)
         calibration = calibrate(estimator, clip, bounds, (lo_t, hi_t), args)
         choice = choose_target(calibration, lo_t, hi_t)
         target = float(args.target_ms) if args.target_ms else choice["target_ms"]

@@ -23,6 +23,7 @@ from .budget_common import (
     make_backend,
     open_heldout,
     result_header,
+    threshold_estimator,
     timed_estimate,
 )
 
@@ -204,8 +205,6 @@ def recommend_bounds(
 def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from ..pipeline.estimator import PoseEstimator
-
     torch.set_num_threads(args.threads)
     thresholds = sorted(set(args.thresholds))
     dataset = open_heldout(args.data)
@@ -218,7 +217,7 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
     frames = load_frames(dataset, indices)
     backend = make_backend(args, args.checkpoint)
     try:
-        estimator = PoseEstimator(backend)
+        estimator = threshold_estimator(backend)
         latency = time_thresholds(estimator, frames, thresholds, args.warmup)
         info = backend.info
     finally:
@@ -229,7 +228,7 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
         ref_backend = make_backend(ref_args, args.checkpoint)
         try:
             ends = [thresholds[0], thresholds[-1]]
-            ref = time_thresholds(PoseEstimator(ref_backend), frames, ends, args.warmup)
+            ref = time_thresholds(threshold_estimator(ref_backend), frames, ends, args.warmup)
         finally:
             ref_backend.close()
         reference = {"graph": args.reference_graph, "latency": {f"{t:g}": v

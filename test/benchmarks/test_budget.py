@@ -99,6 +99,16 @@ def test_sweep_quick_writes_json_and_plot(setup: dict[str, Path]) -> None:
     assert out.with_suffix(".png").stat().st_size > 10_000
 
 
+def test_sweep_times_the_masks_own_decision_on_region_backends(setup: dict[str, Path]) -> None:
+    """On a backend that honours regions (torch here, sparse-cpu in the node) the sweep must
+    still time what the threshold decides: the estimator's video defaults would execute the
+    previous pose's region or every cell at every threshold."""
+    out = setup["root"] / "sweep_torch.json"
+    assert _cli(setup, "sweep", out, "--backend", "torch", "--reference-graph", "") == 0
+    dens = [r["latency"]["density_mean"] for r in json.loads(out.read_text())["rows"]]
+    assert dens[0] > dens[1] > dens[2]
+
+
 def test_replay_quick_runs_the_control_loop(setup: dict[str, Path]) -> None:
     out = setup["root"] / "replay.json"
     assert _cli(setup, "replay", out) == 0
