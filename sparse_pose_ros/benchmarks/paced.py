@@ -11,7 +11,6 @@ that way, with the CPU time the process used, so the trade-off is visible:
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import resource
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from ..sparse.cpu_kernel import load_cpu_kernel
 from ..sparse.executor import SparsePoseNetwork
 from .masks import set_blob_masks
 from .ort_dense import DenseNetwork, export_onnx, ort_runner
-from .timing import time_call
+from .timing import thread_wait_env, time_call
 
 
 def _cpu_seconds() -> float:
@@ -78,8 +77,7 @@ def run_paced(size: int, threads: int, density: float, interval_ms: float, reps:
         "density": density,
         "masks": "upright blob, every block gated (as sparse_cpu 'all')",
         "interval_ms": interval_ms,
-        # the worker pool's idle spin is read from the environment when the pool starts
-        "env": {k: os.environ.get(k) for k in ("SPARSE_POSE_SPIN_US", "OMP_WAIT_POLICY")},
+        "env": thread_wait_env(),
         "load_average_before": load_before,
         "load_average_after": load_average(),
         "network": res,

@@ -97,7 +97,7 @@ from ..pipeline.lift import Intrinsics
 from ..provenance import load_average, machine_info
 from ..training.evaluation import SMALL_PERSON_FRACTION
 from .budget_common import latency_stats, source_state
-from .timing import time_interleaved
+from .timing import thread_wait_env, time_interleaved
 
 LOG = logging.getLogger(__name__)
 
@@ -766,6 +766,7 @@ def _result(threads: int, sets: list[FrameSet], per_set: dict[str, SetRun],
         "threads": threads,
         "load_average_before": load_before,
         "load_average_after": load_average(),
+        "env": thread_wait_env(),
         "wall_s": round(wall, 1),
         "settings": {"batch": 1, "passes": options.passes, "warmup": options.warmup,
                      "block": options.block, "settle": options.settle, "gap_s": options.gap_s,

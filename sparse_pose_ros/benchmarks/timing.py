@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 
 import numpy as np
+
+#: Environment variables that change how the CPU runtimes' threads wait between frames (the
+#: sparse kernel's worker pool reads SPARSE_POSE_SPIN_US when it starts; OpenMP/ORT read
+#: OMP_WAIT_POLICY): a timing result is only comparable with the values it ran under.
+THREAD_WAIT_ENV = ("SPARSE_POSE_SPIN_US", "OMP_WAIT_POLICY")
+
+
+def thread_wait_env() -> dict[str, str | None]:
+    """The :data:`THREAD_WAIT_ENV` values of this process, for a result's record."""
+    return {k: os.environ.get(k) for k in THREAD_WAIT_ENV}
 
 
 def time_call(

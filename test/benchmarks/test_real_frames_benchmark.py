@@ -113,6 +113,7 @@ def test_cli_every_contender_on_the_same_frames(fake) -> None:
                     "skipped", "sets", "results", "summary", "source"):
             assert key in r, key
         assert r["threads"] == t and r["command"].startswith("python -m sparse_pose_ros")
+        assert set(r["env"]) == {"SPARSE_POSE_SPIN_US", "OMP_WAIT_POLICY"}  # how threads waited
         assert "not found" in r["skipped"]["ours_sparse_lightning"]
         assert set(r["contenders"]) == set(IN_PROCESS)
         assert r["contenders"]["movenet_thunder_ort"]["outputs"].startswith("2D")
