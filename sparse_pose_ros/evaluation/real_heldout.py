@@ -72,7 +72,12 @@ from ..pipeline.draw import draw_skeleton, mask_overlay
 from ..pipeline.estimator import PoseEstimator, PoseResult, execution_mask
 from ..pipeline.lift import Intrinsics
 from ..pipeline.preprocess import Letterbox, letterbox, mean_fill
-from ..pipeline.roi import REGION_EXPAND, REGION_EXPAND_RANGE, REGION_MARGIN, REGION_MARGIN_RANGE
+from ..pipeline.roi import (
+    REGION_EXPAND,
+    REGION_MARGIN,
+    region_expand_value,
+    region_margin_value,
+)
 from ..provenance import machine_info
 from ..teachers.movenet_map import APPROXIMATIONS as MOVENET_MAPPING
 from ..teachers.movenet_map import map_to_h36m
@@ -841,12 +846,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--max-frames and --pictures-per-source must be >= 0")
     if args.threads is not None and args.threads < 1:
         p.error("--threads must be >= 1")
-    lo, hi = REGION_EXPAND_RANGE
-    if not lo <= args.region_expand <= hi:
-        p.error(f"--region-expand must be in [{lo:g}, {hi:g}]")
-    lo, hi = REGION_MARGIN_RANGE
-    if not lo <= args.region_margin <= hi:
-        p.error(f"--region-margin must be in [{lo}, {hi}]")
+    try:  # the estimator's own rule, so the run fails here and not after loading models
+        region_expand_value(args.region_expand)
+        region_margin_value(args.region_margin)
+    except ValueError as exc:
+        p.error(f"--region-expand / --region-margin: {exc}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
 

@@ -18,11 +18,11 @@ from .lift import Intrinsics, lift
 from .preprocess import Letterbox, crop_window, letterbox, mean_fill, normalise
 from .roi import (
     REGION_EXPAND,
-    REGION_EXPAND_RANGE,
     REGION_MARGIN,
-    REGION_MARGIN_RANGE,
     RoiConfig,
     region_cells,
+    region_expand_value,
+    region_margin_value,
     roi_window,
 )
 
@@ -166,9 +166,7 @@ class PoseEstimator:
 
     @region_expand.setter
     def region_expand(self, value: float) -> None:
-        if not REGION_EXPAND_RANGE[0] <= value <= REGION_EXPAND_RANGE[1]:
-            raise ValueError(f"region_expand must be in {list(REGION_EXPAND_RANGE)}, got {value}")
-        self._region_expand = float(value)
+        self._region_expand = region_expand_value(value)
 
     @property
     def region_margin(self) -> int:
@@ -176,10 +174,7 @@ class PoseEstimator:
 
     @region_margin.setter
     def region_margin(self, value: int) -> None:
-        if int(value) != value or not REGION_MARGIN_RANGE[0] <= value <= REGION_MARGIN_RANGE[1]:
-            raise ValueError(f"region_margin must be an integer in {list(REGION_MARGIN_RANGE)}, "
-                             f"got {value}")
-        self._region_margin = int(value)
+        self._region_margin = region_margin_value(value)
 
     def reset_tracking(self) -> None:
         """Forget the tracked person: the next frame is read whole."""

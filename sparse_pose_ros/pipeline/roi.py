@@ -82,6 +82,23 @@ REGION_EXPAND_RANGE = (1.0, 3.0)
 REGION_MARGIN_RANGE = (0, 4)
 
 
+def region_expand_value(value: float) -> float:
+    """``value`` as a region growth; ValueError outside :data:`REGION_EXPAND_RANGE`."""
+    lo, hi = REGION_EXPAND_RANGE
+    if not lo <= value <= hi:
+        raise ValueError(f"region_expand must be in [{lo:g}, {hi:g}], got {value}")
+    return float(value)
+
+
+def region_margin_value(value: int) -> int:
+    """``value`` as a region margin in cells; ValueError unless an integer in
+    :data:`REGION_MARGIN_RANGE`."""
+    lo, hi = REGION_MARGIN_RANGE
+    if int(value) != value or not lo <= value <= hi:
+        raise ValueError(f"region_margin must be an integer in [{lo}, {hi}], got {value}")
+    return int(value)
+
+
 def region_cells(joints_px: np.ndarray, box: Letterbox, expand: float = REGION_EXPAND,
                  margin: int = REGION_MARGIN) -> np.ndarray | None:
     """The next frame's execution region from this frame's (J, 2) joints in image pixels:
