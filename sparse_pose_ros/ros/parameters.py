@@ -310,6 +310,10 @@ PARAMS: tuple[ParamSpec, ...] = (
 )
 PARAMS_BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 TENSORRT_OPTIONS = ("engine_file_path", "custom_plugin_lib", "force_engine_update", "enable_fp16")
+#: Parameters that are PoseEstimator arguments and attributes of the same name: the node builds
+#: the estimator with them and sets them on the running one when they change (no reload).
+ESTIMATOR_PARAMS = ("confidence_threshold", "track_person", "region_from_pose", "dense_until_found",
+                    "region_expand", "region_margin")
 
 
 def check(name: str, value: Any) -> str | None:

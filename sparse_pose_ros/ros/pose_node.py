@@ -48,6 +48,7 @@ from ..pipeline.lift import Intrinsics
 from ..pipeline.stats import ArrivalRates, RollingStats
 from . import convert, middleware
 from .parameters import (
+    ESTIMATOR_PARAMS,
     MODEL_HELP,
     PARAMS,
     PARAMS_BY_NAME,
@@ -225,19 +226,13 @@ class PoseNode(Node):
             if "mask_threshold" in names or "target_latency_ms" in names:
                 self._threshold_dirty = True
                 self._budget = self._make_budget()
-        if "confidence_threshold" in names and self._estimator is not None:
-            self._estimator.confidence_threshold = self._p("confidence_threshold")
-        if "track_person" in names and self._estimator is not None:
-            self._estimator.track_person = self._p("track_person")
-            self._estimator.reset_tracking()
-        if "region_from_pose" in names and self._estimator is not None:
-            self._estimator.region_from_pose = self._p("region_from_pose")
-        if "dense_until_found" in names and self._estimator is not None:
-            self._estimator.dense_until_found = self._p("dense_until_found")
-        if "region_expand" in names and self._estimator is not None:
-            self._estimator.region_expand = self._p("region_expand")
-        if "region_margin" in names and self._estimator is not None:
-            self._estimator.region_margin = self._p("region_margin")
+        estimator = self._estimator
+        if estimator is not None:
+            for name in ESTIMATOR_PARAMS:
+                if name in names:
+                    setattr(estimator, name, self._p(name))
+            if "track_person" in names:
+                estimator.reset_tracking()
         if "diagnostics_period_sec" in names:
             self._diag_timer.cancel()
             self.destroy_timer(self._diag_timer)
@@ -344,12 +339,8 @@ class PoseNode(Node):
             backend.set_mask_threshold(self._current_threshold())
             backend.warmup(1)
             estimator = PoseEstimator(
-                backend, self._p("confidence_threshold"), self._p("nominal_hfov_deg"),
-                track_person=self._p("track_person"),
-                region_from_pose=self._p("region_from_pose"),
-                dense_until_found=self._p("dense_until_found"),
-                region_expand=self._p("region_expand"),
-                region_margin=self._p("region_margin"),
+                backend, nominal_hfov_deg=self._p("nominal_hfov_deg"),
+                **{key: self._p(key) for key in ESTIMATOR_PARAMS},
             )
         except (BackendError, ValueError, OSError, RuntimeError) as exc:
             with self._lock:
