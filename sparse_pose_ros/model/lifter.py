@@ -51,6 +51,7 @@ class PoseLifter(nn.Module):
         if hidden <= 0:
             raise ValueError(f"hidden must be > 0, got {hidden}")
         j = skeleton.NUM_JOINTS
+        self.hidden = hidden  # NetworkConfig.lifter_hidden of a network that carries it
         self.mlp = nn.Sequential(
             nn.Linear(2 * j, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),

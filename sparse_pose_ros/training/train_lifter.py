@@ -1,13 +1,17 @@
 """Train the depth lifter (``model.lifter``) and attach it to a trained network.
 
     python -m sparse_pose_ros.training.train_lifter --checkpoint models/pose_sparse.safetensors \
-        --data data_cache/synth_v1 --out models/pose_sparse.safetensors
+        --data data_cache/synth_v2 --real-labels data_cache/labels \
+        --out models/pose_sparse.safetensors
 
-The lifter learns root-relative depth from 2D skeletons, using the 3D labels of the training
-split only (no images, a minute on one core). What it is fed in training is what the image
-network will hand it: the true 2D joints with Gaussian noise of up to ``--noise`` × the
-skeleton's radius, some left/right pairs merged onto their midpoint (the network's answer when
-it cannot tell the person's front from the back), random in-plane rotation and mirror images.
+The lifter learns root-relative depth from 2D skeletons, using 3D labels of training splits
+only (no images, a minute on one core): the synthetic renders' and, with ``--real-labels``, the
+real 3D skeletons of the teacher-label cache's training sources (triangulated Pose2Sim frames,
+BlazePose world landmarks) seen through virtual cameras (``data.lifter_poses``). What it is fed
+in training is what the image network will hand it: the true 2D joints with Gaussian noise of
+up to ``--noise`` × the skeleton's radius, some left/right pairs merged onto their midpoint
+(the network's answer when it cannot tell the person's front from the back), random in-plane
+rotation and mirror images.
 The network's own weights are not touched; the output checkpoint is the input's plus the lifter
 (``lifter_hidden`` in its config, a new model hash) and a ``lifter`` record in its metadata
 (command, steps, time, held-out numbers).
@@ -24,6 +28,7 @@ import logging
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from .. import skeleton
+from ..data.label_cache import load_corpus
+from ..data.lifter_poses import real_poses, virtual_views
 from ..data.shards import ShardDataset
 from ..model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..model.lifter import PoseLifter
@@ -53,6 +60,20 @@ def labels(ds: ShardDataset) -> tuple[torch.Tensor, torch.Tensor]:
     j2 = torch.as_tensor(np.asarray(ds.labels["joints_2d"], np.float32))
     j3 = torch.as_tensor(np.asarray(ds.labels["joints_3d"], np.float32))
     return j2, j3[..., 2] - j3[:, skeleton.ROOT : skeleton.ROOT + 1, 2]
+
+
+def real_pairs(labels_root: Path, per_pose: int, seed: int, blazepose_world: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor, dict[str, int]]:
+    """(M, J, 2) pixel joints and (M, J) root-relative depth in mm from the label cache's
+    training-split 3D skeletons (``data.lifter_poses``), and the pose count per source."""
+    if not labels_root.is_dir():
+        raise ValueError(f"no teacher-label cache at {labels_root}: run ./run label first")
+    poses, counts = real_poses(load_corpus(labels_root), blazepose_world)
+    if not len(poses):
+        raise ValueError(f"{labels_root} holds no 3D skeleton of a training-split source")
+    xy, z = virtual_views(poses, per_pose, np.random.default_rng(seed))
+    return (torch.as_tensor(xy, dtype=torch.float32),
+            torch.as_tensor(z * 1000.0, dtype=torch.float32), counts)
 
 
 def augment(xy: torch.Tensor, z: torch.Tensor, gen: torch.Generator, noise: float,
@@ -79,7 +100,43 @@ def augment(xy: torch.Tensor, z: torch.Tensor, gen: torch.Generator, noise: floa
     return rel, z
 
 
-def train(xy: torch.Tensor, z: torch.Tensor, args: argparse.Namespace) -> PoseLifter:
+@dataclass(frozen=True)
+class LifterTraining:
+    """How the lifter is trained (the CLI's options of the same names)."""
+
+    steps: int = 6000
+    batch_size: int = 256
+    lr: float = 2e-3
+    hidden: int = 512
+    noise: float = 0.1
+    merge_prob: float = 0.15
+    seed: int = 0
+
+
+def training_pairs(synthetic_train: Path | None, labels_root: Path | None,
+                   views_per_pose: int, seed: int) -> tuple[torch.Tensor, torch.Tensor,
+                                                            dict[str, Any]]:
+    """(N, J, 2) pixel joints, (N, J) root-relative depth in mm and a record of where they
+    came from: the synthetic training split's labels and/or the label cache's real 3D
+    skeletons in ``views_per_pose`` virtual views."""
+    xys, zs, record = [], [], {}
+    if synthetic_train is not None:
+        xy, z = labels(ShardDataset(synthetic_train))
+        xys.append(xy)
+        zs.append(z)
+        record["synthetic_frames"] = len(xy)
+    if labels_root is not None:
+        xy, z, counts = real_pairs(labels_root, views_per_pose, seed)
+        xys.append(xy)
+        zs.append(z)
+        record.update(real_poses=counts, views_per_real_pose=views_per_pose)
+    if not xys:
+        raise ValueError("the lifter needs synthetic shards or a label cache")
+    return torch.cat(xys), torch.cat(zs), record
+
+
+def train(xy: torch.Tensor, z: torch.Tensor, args: LifterTraining | argparse.Namespace
+          ) -> PoseLifter:
     """Fit a lifter on (N, J, 2) pixel joints and (N, J) depth in depth-range units."""
     gen = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
@@ -158,20 +215,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint", required=True, help="trained network (.safetensors)")
     p.add_argument("--data", default="data_cache/synth_v1", help="synthetic root (train/test)")
     p.add_argument("--out", required=True, help="output checkpoint (may equal --checkpoint)")
-    p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--hidden", type=int, default=512)
-    p.add_argument("--noise", type=float, default=0.1,
+    d = LifterTraining()
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--hidden", type=int, default=d.hidden)
+    p.add_argument("--noise", type=float, default=d.noise,
                    help="max 2D noise, fraction of the skeleton's RMS radius")
-    p.add_argument("--merge-prob", type=float, default=0.15,
+    p.add_argument("--merge-prob", type=float, default=d.merge_prob,
                    help="chance per left/right pair of merging it onto its midpoint")
+    p.add_argument("--real-labels", default=None,
+                   help="teacher-label cache: add its training sources' real 3D skeletons")
+    p.add_argument("--views-per-pose", type=int, default=24,
+                   help="virtual cameras per real skeleton (with --real-labels)")
     p.add_argument("--eval-frames", type=int, default=500, help="test images scored (0 = none)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=d.seed)
     args = p.parse_args(argv)
-    if min(args.steps, args.batch_size, args.hidden) <= 0 or args.lr <= 0:
-        p.error("--steps, --batch-size, --hidden and --lr must be > 0")
+    if min(args.steps, args.batch_size, args.hidden, args.views_per_pose) <= 0 or args.lr <= 0:
+        p.error("--steps, --batch-size, --hidden, --views-per-pose and --lr must be > 0")
     if not 0 <= args.noise <= 1 or not 0 <= args.merge_prob <= 1:
         p.error("--noise and --merge-prob must be in [0, 1]")
     return args
@@ -188,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         net, info = load_checkpoint(args.checkpoint)
         if not (root / "train").is_dir() or not (root / "test").is_dir():
             raise ValueError(f"{root} needs train/ and test/ shard folders")
-        xy, z_mm = labels(ShardDataset(root / "train"))
+        xy, z_mm, sources = training_pairs(
+            root / "train", Path(args.real_labels) if args.real_labels else None,
+            args.views_per_pose, args.seed)
     except (CheckpointError, ValueError, OSError) as exc:
         LOG.error("%s", exc)
         return 2
@@ -202,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(shlex.quote(a) for a in
                             ["python", "-m", "sparse_pose_ros.training.train_lifter", *argv_used]),
         "train_frames": len(xy),
+        "train_sources": sources,
         "steps": args.steps,
         "train_seconds": round(seconds, 1),
         "held_out": result,
