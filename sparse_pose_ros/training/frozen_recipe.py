@@ -24,6 +24,10 @@ exactly, every image costs one forward, and what we train is small enough to fit
 5. **sparse head**: the same head fine-tuned on the features the gated network computes with
    the fitted masks (cells it skips are zero there), so the sparse model is trained on what it
    sees.
+6. **lifter** (``lifter_steps`` > 0): the depth lifter (``model.lifter``) trained on the 3D
+   skeletons of the synthetic renders and of the label cache's training sources seen through
+   virtual cameras (``training.train_lifter``, ``data.lifter_poses``), attached to both
+   checkpoints: it replaces the head's depth with one read off the 2D skeleton.
 
 Each stage writes its result into the run folder and is skipped when it is already there, so an
 interrupted run continues with ``--resume``. Outputs: the dense and the sparse checkpoint
@@ -57,6 +61,7 @@ from ..data.shards import ShardDataset
 from ..data.teacher_samples import TeacherSample, paste_sample, real_crops, synthetic_sample
 from ..model.blocks import freeze_batchnorm
 from ..model.checkpoint import load_checkpoint, save_checkpoint
+from ..model.lifter import PoseLifter
 from ..model.locator import cells_from_box
 from ..model.losses import heatmap_loss, hem_loss, location_depth_loss
 from ..model.movenet_head import COCO_KEYPOINTS
@@ -66,6 +71,8 @@ from ..pipeline.roi import REGION_MARGIN
 from ..provenance import machine_info
 from ..teachers.movenet_map import DIRECT
 from .locator_fit import cell_targets, fit_locator
+from .train_lifter import LifterTraining, attach, training_pairs
+from .train_lifter import train as train_lifter
 
 LOG = logging.getLogger("sparse_pose_ros.frozen_recipe")
 RECIPE = "frozen_backbone"
@@ -121,6 +128,8 @@ class RecipeConfig:
         sparse_epochs: fine-tuning of the head on the gated features (0 = share the head).
         alpha_int, lambda_z, distill: loss weights (α, λ, β).
         threads, seed: CPU threads; seed of every random draw.
+        lifter_steps, lifter_views_per_pose: the depth lifter's training steps (0 = no
+            lifter) and virtual cameras per real 3D skeleton.
         dense_out, sparse_out: where the two checkpoints go.
     """
 
@@ -153,6 +162,8 @@ class RecipeConfig:
     distill: float = 0.5
     threads: int = 2
     seed: int = 0
+    lifter_steps: int = 0
+    lifter_views_per_pose: int = 24
     dense_out: str = "models/pose_dense.safetensors"
     sparse_out: str = "models/pose_sparse.safetensors"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -557,6 +568,41 @@ def _save(net: PoseNetwork, path: Path, meta: dict[str, Any], dense: bool) -> No
     save_checkpoint(path, out.half(), meta=meta)
 
 
+def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: float
+                 ) -> PoseLifter | None:
+    """Stage 6: the depth lifter both checkpoints carry (None with ``lifter_steps`` 0).
+
+    Cached in the run folder with the settings it was trained with (``lifter.json``); any
+    change retrains it (a minute)."""
+    if cfg.lifter_steps <= 0:
+        report.pop("lifter", None)
+        return None
+    rd = cfg.run_dir
+    rd.mkdir(parents=True, exist_ok=True)
+    weights, key_file = rd / "lifter.pt", rd / "lifter.json"
+    spec = LifterTraining(steps=cfg.lifter_steps, seed=cfg.seed)
+    key = {**asdict(spec), "views_per_pose": cfg.lifter_views_per_pose,
+           "synthetic": cfg.synthetic, "labels": cfg.labels}
+    lifter = PoseLifter(spec.hidden)
+    if weights.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
+        lifter.load_state_dict(torch.load(weights, weights_only=True))
+        return lifter.eval()
+    synthetic = Path(cfg.synthetic) / "train" if cfg.synthetic else None
+    t0 = time.perf_counter()
+    xy, z_mm, sources = training_pairs(synthetic, Path(cfg.labels),
+                                       cfg.lifter_views_per_pose, cfg.seed)
+    lifter = train_lifter(xy, z_mm / depth_range_mm, spec)
+    report["lifter"] = {**sources, "train_pairs": len(xy), "steps": spec.steps,
+                        "seconds": round(time.perf_counter() - t0, 1)}
+    torch.save(lifter.state_dict(), weights)
+    key_file.write_text(json.dumps(key) + "\n")
+    return lifter
+
+
+def _with_lifter(net: PoseNetwork, lifter: PoseLifter | None) -> PoseNetwork:
+    return net if lifter is None else attach(net, lifter, lifter.hidden)
+
+
 def _head_state(net: PoseNetwork) -> dict[str, Tensor]:
     return {k: v.clone() for k, v in net.state_dict().items()
             if k.startswith(("head_pre.", "head."))}
@@ -620,7 +666,10 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
         report["dense_head_seconds"] = round(time.perf_counter() - t1, 1)
         torch.save(_head_state(net), head_file)
         save_report()
-    _save(net, Path(cfg.dense_out), {**meta_base, "variant": "dense"}, dense=True)
+    lifter = lifter_stage(cfg, report, net.cfg.depth_range_mm)
+    save_report()
+    _save(_with_lifter(net, lifter), Path(cfg.dense_out), {**meta_base, "variant": "dense"},
+          dense=True)
 
     net.load_state_dict(masks_state, strict=False)
     if cfg.mask_source == "locator":
@@ -672,9 +721,9 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
             torch.save(_head_state(net), sparse_head)
             head_key.write_text(json.dumps(key) + "\n")
     masks_meta = report.get("locator") if cfg.mask_source == "locator" else report["masks"]
-    _save(net, Path(cfg.sparse_out), {**meta_base, "variant": "sparse", "mask_source":
-                                      cfg.mask_source, "masks": json.dumps(masks_meta)},
-          dense=False)
+    _save(_with_lifter(net, lifter), Path(cfg.sparse_out),
+          {**meta_base, "variant": "sparse", "mask_source": cfg.mask_source,
+           "masks": json.dumps(masks_meta)}, dense=False)
     report["outputs"] = {"dense": cfg.dense_out, "sparse": cfg.sparse_out}
     report["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     save_report()

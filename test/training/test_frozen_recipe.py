@@ -146,6 +146,7 @@ def test_recipe_with_a_person_locator(tmp_path: Path, imported: Path) -> None:
            "crops_per_frame": 2, "pastes": 4, "epochs": 2, "sparse_epochs": 1,
            "batch_size": 4, "mask_cells": 4, "threads": 1, "mask_source": "locator",
            "locator_epochs": 3, "locator_recall": 0.9, "region_share": 0.5,
+           "lifter_steps": 20, "lifter_views_per_pose": 2,
            "dense_out": str(tmp_path / "dense.safetensors"),
            "sparse_out": str(tmp_path / "sparse.safetensors")}
     path = tmp_path / "recipe.yaml"
@@ -161,6 +162,13 @@ def test_recipe_with_a_person_locator(tmp_path: Path, imported: Path) -> None:
     assert loc["epochs"] == 3 and abs(loc["cell_recall"] - 0.9) < 0.1
     assert json.loads(sinfo["meta"]["masks"])["offset"] == loc["offset"]
     assert (tmp_path / "runs" / "r" / "locator.pt").is_file()
+    # both checkpoints carry the same depth lifter, trained on the cache's real 3D skeletons
+    assert dense.lifter is not None and sparse.lifter is not None
+    for k, v in dense.lifter.state_dict().items():
+        torch.testing.assert_close(sparse.lifter.state_dict()[k], v)
+    lift = report["lifter"]
+    assert lift["real_poses"] == {"fake:blazepose_world": 6} and lift["steps"] == 20
+    assert lift["train_pairs"] == 6 * 2 and "synthetic_frames" not in lift
     x = torch.zeros(1, 3, 64, 64)
     with torch.no_grad():
         out = sparse(x)
@@ -175,6 +183,7 @@ def test_recipe_with_a_person_locator(tmp_path: Path, imported: Path) -> None:
     assert train.main(["--config", str(path)]) == 0
     again = json.loads((tmp_path / "runs" / "r" / "recipe.json").read_text())
     assert again["sparse_features_seconds"] == seconds
+    assert again["lifter"] == lift  # cached: same settings, not retrained
     assert again["sparse_dense_rows"] == len(np.load(tmp_path / "runs" / "r"
                                                      / "dense_features.npz")["feats"])
     moved = torch.load(tmp_path / "runs" / "r" / "sparse_head.pt", weights_only=True)
@@ -195,3 +204,52 @@ def test_with_dense_rows_replaces_the_drawn_share() -> None:
         with_dense_rows(sparse, dense[:3], 0.5, seed=0)
     with pytest.raises(ValueError, match="dense_share"):
         with_dense_rows(sparse, dense, 1.5, seed=0)
+
+
+def test_lifter_stage_is_cached_per_setting_and_off_by_default(tmp_path: Path) -> None:
+    from sparse_pose_ros.training.frozen_recipe import RecipeConfig, lifter_stage
+
+    _fake_label_set(tmp_path / "labels" / "fake")
+    base = RecipeConfig(out_dir=str(tmp_path / "runs"), labels=str(tmp_path / "labels"),
+                        synthetic="", lifter_steps=10, lifter_views_per_pose=3)
+    report: dict = {"lifter": "stale"}
+    assert lifter_stage(RecipeConfig(lifter_steps=0), report, 1000.0) is None
+    assert "lifter" not in report  # a record of an earlier setting is not ours
+    first = lifter_stage(base, report, 1000.0)
+    assert first is not None and not first.training and report["lifter"]["train_pairs"] == 18
+    again: dict = {}
+    cached = lifter_stage(base, again, 1000.0)
+    assert again == {}  # loaded, not trained
+    for k, v in first.state_dict().items():
+        torch.testing.assert_close(cached.state_dict()[k], v)
+    changed: dict = {}
+    lifter_stage(RecipeConfig(**{**base.__dict__, "lifter_views_per_pose": 5}), changed, 1000.0)
+    assert changed["lifter"]["train_pairs"] == 30
+
+
+def test_train_lifter_cli_adds_the_label_cache_skeletons(tmp_path: Path, tiny_shards: Path
+                                                         ) -> None:
+    from sparse_pose_ros.model.checkpoint import load_checkpoint, save_checkpoint
+    from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
+    from sparse_pose_ros.training.train_lifter import main
+
+    _fake_label_set(tmp_path / "labels" / "fake")
+    net = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.35, head_channels=16,
+                                    gated=False))
+    ckpt, out = tmp_path / "net.safetensors", tmp_path / "lifted.safetensors"
+    save_checkpoint(ckpt, net, {})
+    common = ["--checkpoint", str(ckpt), "--data", str(tiny_shards), "--out", str(out),
+              "--steps", "20", "--batch-size", "8", "--hidden", "16", "--eval-frames", "0"]
+    assert main([*common, "--real-labels", str(tmp_path / "labels"),
+                 "--views-per-pose", "3"]) == 0
+    _, info = load_checkpoint(out)
+    record = info["meta"]["lifter"]
+    assert record["train_sources"] == {"synthetic_frames": 12, "views_per_real_pose": 3,
+                                       "real_poses": {"fake:blazepose_world": 6}}
+    assert record["train_frames"] == 12 + 6 * 3
+    # a missing label cache or a bad view count: refused, nothing written
+    out.unlink()
+    assert main([*common, "--real-labels", str(tmp_path / "missing")]) == 2
+    with pytest.raises(SystemExit):
+        main([*common, "--views-per-pose", "0"])
+    assert not out.exists()
