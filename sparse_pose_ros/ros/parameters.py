@@ -18,6 +18,7 @@ from rcl_interfaces.msg import ParameterType as PT
 from ..backends.base import BACKEND_NAMES
 from ..control.latency_budget import BudgetConfig
 from ..pipeline.roi import REGION_EXPAND, REGION_EXPAND_RANGE, REGION_MARGIN, REGION_MARGIN_RANGE
+from ..pipeline.smoothing import BETA_RANGE, MIN_CUTOFF_RANGE_HZ, SmoothingConfig
 from ..runtime.options import (
     HEAD_GATING_NODE,
     INPUT_SIZE_MULTIPLE,
@@ -255,6 +256,21 @@ PARAMS: tuple[ParamSpec, ...] = (
         "backbone, 0.90 PCK, 99 % found on the same frames.",
         f"[{REGION_MARGIN_RANGE[0]}, {REGION_MARGIN_RANGE[1]}] cells",
         int_range=REGION_MARGIN_RANGE,
+    ),
+    ParamSpec(
+        "smoothing_min_cutoff_hz", SmoothingConfig.min_cutoff_hz,
+        "One Euro filter on the published 3D joints over time (the image header's stamps; "
+        "starts over after a frame without a person): low-pass cutoff at rest. Lower = steadier "
+        "but laggier skeleton; 0 = off (every frame on its own). Held-out Pose2Sim, 60 fps, "
+        "dense model: 3 Hz lowered MPJPE 130 -> 124 mm.",
+        f"[{MIN_CUTOFF_RANGE_HZ[0]:g}, {MIN_CUTOFF_RANGE_HZ[1]:g}] Hz",
+        float_range=MIN_CUTOFF_RANGE_HZ,
+    ),
+    ParamSpec(
+        "smoothing_beta", SmoothingConfig.beta,
+        "One Euro filter: cutoff increase per m/s of a joint's speed, so fast motion lags "
+        "less than slow motion is smoothed.",
+        f"[{BETA_RANGE[0]:g}, {BETA_RANGE[1]:g}] Hz per m/s", float_range=BETA_RANGE,
     ),
     ParamSpec(
         "head_gating", HEAD_GATING_NODE,

@@ -45,6 +45,7 @@ from ..model.checkpoint import CheckpointError
 from ..pipeline.draw import mask_overlay
 from ..pipeline.estimator import PoseEstimator, PoseResult
 from ..pipeline.lift import Intrinsics
+from ..pipeline.smoothing import PoseSmoother, SmoothingConfig
 from ..pipeline.stats import ArrivalRates, RollingStats
 from . import convert, middleware
 from .parameters import (
@@ -149,6 +150,7 @@ class PoseNode(Node):
         self._last_intrinsics_source = "none"
         self._budget = self._make_budget()
         self._threshold = float(self._p("mask_threshold"))
+        self._smoother = self._make_smoother()
 
         model = resolve_model_path(self._p("model_file_path"))
         if not model.is_file():
@@ -226,6 +228,8 @@ class PoseNode(Node):
             if "mask_threshold" in names or "target_latency_ms" in names:
                 self._threshold_dirty = True
                 self._budget = self._make_budget()
+            if names & {"smoothing_min_cutoff_hz", "smoothing_beta", "track_person"}:
+                self._smoother = self._make_smoother()
         estimator = self._estimator
         if estimator is not None:
             for name in ESTIMATOR_PARAMS:
@@ -252,6 +256,13 @@ class PoseNode(Node):
         return LatencyBudgetController(BudgetConfig(
             target_latency_ms=target,
             initial_threshold=start if target > 0 else base.initial_threshold,
+        ))
+
+    def _make_smoother(self) -> PoseSmoother:
+        """A fresh 3D smoother for the current parameters (a change starts the stream over)."""
+        return PoseSmoother(SmoothingConfig(
+            min_cutoff_hz=float(self._p("smoothing_min_cutoff_hz")),
+            beta=float(self._p("smoothing_beta")),
         ))
 
     def _current_threshold(self) -> float:
@@ -358,6 +369,7 @@ class PoseNode(Node):
         )
         with self._lock:
             self._backend, self._estimator = backend, estimator
+            self._smoother = self._make_smoother()  # a new model: nothing to smooth from
             self._model_state, self._model_error, self._trained = "ready", "", trained
             self._threshold_dirty = False
 
@@ -371,6 +383,7 @@ class PoseNode(Node):
             threshold_dirty, self._threshold_dirty = self._threshold_dirty, False
             intr = self._intrinsics
             budget = self._budget
+            smoother = self._smoother
         threshold = self._current_threshold()
         if threshold_dirty or threshold != self._threshold:
             backend.set_mask_threshold(threshold)
@@ -393,6 +406,8 @@ class PoseNode(Node):
         except (ValueError, RuntimeError) as exc:
             self._count_bad("inference_error", f"inference failed on a {w}x{h} frame: {exc}")
             return
+        stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        result = smoother.apply(result, stamp_s if stamp_s > 0 else frame.received_s)
         self._publish(msg.header, rgb, result)
         done = time.monotonic()
         latency_ms = (done - frame.received_s) * 1e3
@@ -462,6 +477,9 @@ class PoseNode(Node):
             "dense_until_found": self._p("dense_until_found"),
             "region_expand": self._p("region_expand"),
             "region_margin": self._p("region_margin"),
+            "smoothing": (f"{self._p('smoothing_min_cutoff_hz'):g} Hz, beta "
+                          f"{self._p('smoothing_beta'):g}"
+                          if self._p("smoothing_min_cutoff_hz") > 0 else "off"),
             "head_gating": self._p("head_gating"),
             "frames_tracked": counts.get("tracked", 0),
             "camera_info_invalid": counts.get("camera_info_invalid", 0),

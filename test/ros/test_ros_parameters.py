@@ -48,6 +48,8 @@ REJECTED = [
     ("region_expand", 0.9, "out of range"),
     ("region_expand", 3.5, "out of range"),
     ("region_margin", 5, "out of range"),
+    ("smoothing_min_cutoff_hz", -1.0, "out of range"),
+    ("smoothing_beta", 101.0, "out of range"),
     ("custom_plugin_lib", "/nonexistent/libplugin.so", "file not found"),
     ("engine_file_path", "/nonexistent/dir/model.engine", "does not exist"),
 ]
@@ -75,6 +77,8 @@ def test_valid_values_are_applied(pose_node):
         Parameter("publish_mask_overlay", value=True),
         Parameter("region_expand", value=1.6),
         Parameter("region_margin", value=2),
+        Parameter("smoothing_min_cutoff_hz", value=5.0),
+        Parameter("smoothing_beta", value=0.5),
     ])
     assert all(r.successful for r in ok)
     _, _, values = pose_node.diagnostics_values()
@@ -82,6 +86,12 @@ def test_valid_values_are_applied(pose_node):
     assert values["confidence_threshold"] == 0.25
     assert values["target_latency_ms"] == 20.0
     assert (values["region_expand"], values["region_margin"]) == (1.6, 2)
+    assert values["smoothing"] == "5 Hz, beta 0.5"
+    cfg = pose_node._smoother.config  # the worker's next frame uses a filter with these
+    assert (cfg.min_cutoff_hz, cfg.beta) == (5.0, 0.5)
+    assert pose_node.set_parameters([Parameter("smoothing_min_cutoff_hz", value=0.0)])[0].successful
+    assert pose_node.diagnostics_values()[2]["smoothing"] == "off"
+    assert not pose_node._smoother.config.enabled
     if pose_node._estimator is not None:  # the running estimator follows
         assert pose_node._estimator.region_expand == 1.6
         assert pose_node._estimator.region_margin == 2
