@@ -98,7 +98,7 @@ def write_sources(root: Path, prefix: str, still_detected: Sequence[bool],
         for img in person_images(10 + v, 2):
             wr.write(img[:, :, ::-1])
         wr.release()
-        files.append({"member": p.name, "path": str(p), "view": view})
+        files.append({"member": p.name, "path": str(p), "view": view, "fps": 30.0})
         frames += [{"id": f"{prefix}views_{view}_f{i}", "member": p.name, "view": view,
                     "index": i, "width": 80, "height": 60,
                     "detected": {"blazepose": bool(view_detected(v, i))}}

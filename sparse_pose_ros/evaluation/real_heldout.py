@@ -78,6 +78,7 @@ from ..pipeline.roi import (
     region_expand_value,
     region_margin_value,
 )
+from ..pipeline.smoothing import PoseSmoother, SmoothingConfig
 from ..provenance import machine_info
 from ..teachers.movenet_map import APPROXIMATIONS as MOVENET_MAPPING
 from ..teachers.movenet_map import map_to_h36m
@@ -384,6 +385,7 @@ class Model:
     estimator: PoseEstimator
     gated_blocks: list[int]
     record: dict[str, Any]
+    smoother: PoseSmoother
 
 
 def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
@@ -397,7 +399,8 @@ def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
                         region_expand=args.region_expand, region_margin=args.region_margin)
     gated = [int(i) for i in backend.geometry.gated_indices] if backend.info.gated else []
     meta = read_metadata(path)
-    return Model(name, path, rec, est, gated, {
+    smoothing = SmoothingConfig(args.smooth_min_cutoff, args.smooth_beta)
+    return Model(name, path, rec, est, gated, smoother=PoseSmoother(smoothing), record={
         "name": name,
         "path": str(path),
         "model_hash": backend.info.model_hash,
@@ -407,6 +410,13 @@ def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
         "gated_blocks": gated,
         "meta_source": meta["meta"].get("source"),
     })  # fmt: skip
+
+
+def frame_time(index: int | None, fps: float | None) -> float | None:
+    """A video frame's time in seconds (its index over the clip's rate); None for a still."""
+    if index is None or not fps or fps <= 0:
+        return None
+    return float(index) / float(fps)
 
 
 def box_of(result: PoseResult, w: int, h: int, size: int) -> Letterbox:
@@ -613,6 +623,7 @@ def run_source(sid: str, ls: LabelSet, models: list[Model], movenet: MoveNetRefe
     want = _picture_rows(ref, rows, pictures_per_source) if pictures else set()
     written: list[str] = []
     member = None
+    fps = {f.get("member"): f.get("fps") for f in ls.manifest.get("files", [])}
     t0 = time.perf_counter()
     for row, rgb in iter_rows(ls, rows):
         k = pos[row]
@@ -621,6 +632,8 @@ def run_source(sid: str, ls: LabelSet, models: list[Model], movenet: MoveNetRefe
             member = frame.get("member")
             for m in models:
                 m.estimator.reset_tracking()
+                m.smoother.reset()
+        stamp = frame_time(frame.get("index"), fps.get(member))
         h, w = rgb.shape[:2]
         intr = frame_intrinsics(ls, row, w, h)
         teacher = ls.mask(frame["id"]) if ref["bp_detected"][k] else None
@@ -629,7 +642,12 @@ def run_source(sid: str, ls: LabelSet, models: list[Model], movenet: MoveNetRefe
             ref["mn_px"][k], ref["mn_score"][k] = movenet(rgb)
         results: dict[str, PoseResult] = {}
         for m in models:
-            r = results[m.name] = m.estimator.estimate(rgb, intr)
+            r = m.estimator.estimate(rgb, intr)
+            if stamp is None:  # a still: nothing to smooth across
+                m.smoother.reset()
+            else:
+                r = m.smoother.apply(r, stamp)
+            results[m.name] = r
             a = ours[m.name]
             a["px"][k], a["mm"][k] = r.joints_px, r.joints_m * 1000.0
             a["found"][k], a["density"][k] = r.person_found, r.density
@@ -720,6 +738,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                       "mask_threshold": args.mask_threshold,
                       "region_expand": args.region_expand,
                       "region_margin": args.region_margin,
+                      "smoothing": ({"min_cutoff_hz": args.smooth_min_cutoff,
+                                     "beta": args.smooth_beta,
+                                     "clock": "frame index / the clip's fps"}
+                                    if args.smooth_min_cutoff > 0 else "off"),
                       "head_gating": not args.no_head_gating,
                       "intrinsics": "view K from triangulated.npz where present (distortion "
                                     "not removed), else nominal 60° horizontal FoV"},
@@ -832,6 +854,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="with --track: growth of the previous joint box into the region")
     p.add_argument("--region-margin", type=int, default=REGION_MARGIN,
                    help="with --track: 16-px cells added around the grown box")
+    p.add_argument("--smooth-min-cutoff", type=float, default=0.0,
+                   help="One Euro smoothing of each clip's 3D joints, cutoff at rest in Hz "
+                        "(the node's smoothing_min_cutoff_hz; 0 = off)")
+    p.add_argument("--smooth-beta", type=float, default=SmoothingConfig.beta,
+                   help="One Euro cutoff increase per m/s (the node's smoothing_beta)")
     p.add_argument("--no-head-gating", action="store_true",
                    help="heads everywhere (the node gates them by default)")
     p.add_argument("--name", default=None,
@@ -849,8 +876,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     try:  # the estimator's own rule, so the run fails here and not after loading models
         region_expand_value(args.region_expand)
         region_margin_value(args.region_margin)
+        SmoothingConfig(args.smooth_min_cutoff, args.smooth_beta)
     except ValueError as exc:
-        p.error(f"--region-expand / --region-margin: {exc}")
+        p.error(f"--region-expand / --region-margin / --smooth-*: {exc}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
 

@@ -310,6 +310,26 @@ def test_cli_region_size_options(fake, capsys) -> None:
         assert "--region-" in capsys.readouterr().err
 
 
+def test_cli_smoothing_filters_each_clip_over_its_frame_times(fake, capsys) -> None:
+    """--smooth-min-cutoff: the second frame of each view is pulled towards the first (3D
+    only; the 2D is untouched), and bad settings are refused before any model loads."""
+    tmp, root, ckpts = fake
+    base = ("--track", "--confidence-threshold", "0", "--movenet", "none", "--sources",
+            "fake_views")
+    raw = _run(tmp, root, ckpts, *base)
+    smooth = _run(tmp, root, ckpts, *base, "--smooth-min-cutoff", "0.5", "--smooth-beta", "0")
+    assert raw["estimator"]["smoothing"] == "off"
+    assert smooth["estimator"]["smoothing"]["min_cutoff_hz"] == 0.5
+    a, b = (r["results"]["tiny_sparse"]["overall"] for r in (raw, smooth))
+    assert a["pck_vs_blazepose"] == b["pck_vs_blazepose"]
+    assert a["3d_vs_triangulated"]["mpjpe_mm"] != b["3d_vs_triangulated"]["mpjpe_mm"]
+    assert rh.frame_time(3, 30.0) == pytest.approx(0.1)
+    assert rh.frame_time(None, 30.0) is None and rh.frame_time(3, None) is None
+    with pytest.raises(SystemExit):
+        rh.parse_args(["--checkpoint", "x.safetensors", "--smooth-min-cutoff", "-1"])
+    assert "--smooth-" in capsys.readouterr().err
+
+
 def test_cli_without_label_cache_says_run_label(tmp_path, capsys) -> None:
     argv = ["--labels", str(tmp_path / "nothing"), "--checkpoint", "x.safetensors"]
     assert rh.main(argv) == 2
