@@ -48,6 +48,9 @@ class PoseResult:
             whole (letterboxed) frame.
         region_from_pose: the gated blocks executed the previous pose's region (not their
             own masks' decision).
+        region_executed: the gated blocks executed a region the estimator gave them — the
+            previous pose's, or every cell until a person is found (``dense_until_found``) —
+            so their masks' own decision, and the mask threshold, played no part.
     """
 
     joints_px: np.ndarray
@@ -63,6 +66,7 @@ class PoseResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     roi: tuple[int, int, int] | None = None
     region_from_pose: bool = False
+    region_executed: bool = False
 
     @property
     def mean_confidence(self) -> float:
@@ -216,7 +220,7 @@ class PoseEstimator:
             )
         info = self.backend.info
         canvas, box, cropped = self._input_box(rgb)
-        region = self._region(box, (w, h))
+        region, region_executed = self._region(box, (w, h))
         tensor = normalise(canvas, info.mean, info.std)
         t1 = time.perf_counter()
         out: InferenceResult = self.backend.infer(tensor)
@@ -246,11 +250,13 @@ class PoseEstimator:
             },
             roi=box.window_rect() if cropped else None,
             region_from_pose=region,
+            region_executed=region_executed,
         )
 
-    def _region(self, box: Letterbox, size: tuple[int, int]) -> bool:
-        """Hand the backend this frame's region (the previous pose's cells) or clear it;
-        whether the backend executes one this frame."""
+    def _region(self, box: Letterbox, size: tuple[int, int]) -> tuple[bool, bool]:
+        """Hand the backend this frame's region (the previous pose's cells, or every cell
+        until a person is found) or clear it; whether the backend executes the previous pose's
+        region this frame, and whether it executes any region of ours."""
         cells = None
         if self.region_from_pose and self._previous is not None and self._previous[1] == size:
             cells = region_cells(self._previous[0], box, self.region_expand, self.region_margin)
@@ -259,6 +265,6 @@ class PoseEstimator:
             n = box.input_size // 16
             cells = np.ones((n, n), np.float32)
         if cells is None and not self._region_set:
-            return False
+            return False, False
         self._region_set = self.backend.set_region(cells) and cells is not None
-        return self._region_set and from_pose
+        return self._region_set and from_pose, self._region_set

@@ -143,10 +143,10 @@ def test_region_from_the_previous_pose_drives_the_masks(tmp_path):
     est = PoseEstimator(backend, confidence_threshold=0.0)
     rgb = np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)
     first = est.estimate(rgb)
-    assert not first.region_from_pose
+    assert not first.region_from_pose and first.region_executed
     assert backend._region is not None and bool(backend._region.all())  # cold frame: dense
     second = est.estimate(rgb)
-    assert second.region_from_pose
+    assert second.region_from_pose and second.region_executed
     _, box = letterbox(rgb, 256)
     cells = region_cells(first.joints_px, box)
     assert cells is not None and 0 < cells.mean() < 1
@@ -159,16 +159,19 @@ def test_region_from_the_previous_pose_drives_the_masks(tmp_path):
     third = est.estimate(rgb)
     assert not third.region_from_pose and bool(backend._region.all())  # ... dense again
     own = PoseEstimator(backend, confidence_threshold=0.0, dense_until_found=False)
-    assert not own.estimate(rgb).region_from_pose
+    cold = own.estimate(rgb)
+    assert not cold.region_from_pose and not cold.region_executed
     assert backend._region is None  # without dense_until_found the masks decide cold frames
     off = PoseEstimator(create_backend("torch", path, "cpu"), confidence_threshold=0.0,
                         region_from_pose=False)
     off.estimate(rgb)
-    assert not off.estimate(rgb).region_from_pose
+    masks_decide = off.estimate(rgb)
+    assert not masks_decide.region_from_pose and not masks_decide.region_executed
     dense = PoseEstimator(create_backend("torch", _checkpoint(tmp_path, gated=False), "cpu"),
                           confidence_threshold=0.0)
     dense.estimate(rgb)
-    assert not dense.estimate(rgb).region_from_pose
+    plain = dense.estimate(rgb)
+    assert not plain.region_from_pose and not plain.region_executed  # nothing to execute
 
 
 def test_region_cells_cover_the_grown_joint_box():
