@@ -150,3 +150,14 @@ def control_step(
     if threshold != applied_threshold:
         apply_threshold(threshold)
     return threshold
+
+
+def budget_status(controller: LatencyBudgetController, idle_reason: str | None) -> str:
+    """What ``/diagnostics`` says of the budget: "off", "on budget", "adapting", or
+    "inactive: <idle_reason>" when the last frame's latency did not depend on the threshold
+    (a dense model; a sparse model executing a region it was given), so the loop held still."""
+    if not controller.enabled:
+        return "off"
+    if idle_reason:
+        return f"inactive: {idle_reason}"
+    return "on budget" if controller.on_budget() else "adapting"

@@ -319,8 +319,10 @@ PARAMS: tuple[ParamSpec, ...] = (
         f"[{_BUDGET.min_threshold:g}, {_BUDGET.max_threshold:g}]; 0 = off (mask_threshold is "
         "used as set). The current threshold and "
         "density are reported on /diagnostics. The threshold acts on the masks' own decision "
-        "only: frames on the previous pose's region (region_from_pose) or run dense until a "
-        "person is found do not follow it.",
+        "only: on frames that run the previous pose's region (region_from_pose) or every cell "
+        "until a person is found (dense_until_found) - with both on, every video frame - and "
+        "with a dense model the loop holds still and /diagnostics says 'inactive'; use it with "
+        "region_from_pose false.",
         "[0, 10000] ms", float_range=(0.0, 10000.0),
     ),
 )

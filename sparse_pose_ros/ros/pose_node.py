@@ -39,7 +39,12 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ..backends.base import Backend, BackendError, BackendOptions, ModelInfo, create_backend
-from ..control.latency_budget import BudgetConfig, LatencyBudgetController, control_step
+from ..control.latency_budget import (
+    BudgetConfig,
+    LatencyBudgetController,
+    budget_status,
+    control_step,
+)
 from ..image_codec import ImageDecodeError
 from ..model.checkpoint import CheckpointError
 from ..pipeline.draw import mask_overlay
@@ -151,6 +156,7 @@ class PoseNode(Node):
         self._budget = self._make_budget()
         self._threshold = float(self._p("mask_threshold"))
         self._smoother = self._make_smoother()
+        self._budget_idle: str | None = None  # why the last frame gave the budget nothing to do
 
         model = resolve_model_path(self._p("model_file_path"))
         if not model.is_file():
@@ -413,10 +419,18 @@ class PoseNode(Node):
         latency_ms = (done - frame.received_s) * 1e3
         self._stats.add(done, latency_ms, result.density)
         # Next frame's threshold, applied now (the same step the budget replay benchmark runs);
-        # a no-op when the budget is off.
-        self._threshold = control_step(budget, latency_ms, self._threshold,
-                                       backend.set_mask_threshold)
+        # a no-op when the budget is off. Only a frame whose masks decided what ran says
+        # anything about the threshold: on the others (a dense model; a region from the
+        # previous pose, or every cell until a person is found) the loop holds still instead of
+        # winding the threshold to a bound that changes nothing.
+        idle = (None if backend.info.gated and not result.region_executed else
+                "dense model" if not backend.info.gated else
+                "the frame ran a region (region_from_pose / dense_until_found), not the masks")
+        if idle is None:
+            self._threshold = control_step(budget, latency_ms, self._threshold,
+                                           backend.set_mask_threshold)
         with self._lock:
+            self._budget_idle = idle
             self._counts["processed"] += 1
             self._counts["persons"] += int(result.person_found)
             self._counts["tracked"] += int(result.roi is not None)
@@ -440,6 +454,7 @@ class PoseNode(Node):
             state, error, trained = self._model_state, self._model_error, self._trained
             backend = self._backend
             intr_source = self._last_intrinsics_source
+            budget_idle = self._budget_idle
         invalid = sum(v for k, v in counts.items() if k.startswith("invalid_"))
         now = time.monotonic()
         arrivals = self._arrivals.summary(now)
@@ -456,8 +471,7 @@ class PoseNode(Node):
             "num_threads": self._p("num_threads"),
             "mask_threshold": self._p("mask_threshold"),
             "mask_threshold_active": round(self._threshold, 4),
-            "latency_budget": "off" if not self._budget.enabled else (
-                "on budget" if self._budget.on_budget() else "adapting"),
+            "latency_budget": budget_status(self._budget, budget_idle),
             "confidence_threshold": self._p("confidence_threshold"),
             "target_latency_ms": self._p("target_latency_ms"),
             "intrinsics": intr_source,

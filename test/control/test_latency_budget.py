@@ -123,3 +123,15 @@ def test_control_step_applies_only_changes_and_nothing_when_off() -> None:
     off = LatencyBudgetController(BudgetConfig(target_latency_ms=0.0))
     assert control_step(off, 1e6, 0.37, calls.append) == 0.37  # the user's fixed threshold
     assert calls == []
+
+
+def test_budget_status_says_when_the_threshold_cannot_act():
+    from sparse_pose_ros.control.latency_budget import budget_status
+
+    off = LatencyBudgetController(BudgetConfig(target_latency_ms=0.0))
+    assert budget_status(off, "dense model") == "off"
+    on = LatencyBudgetController(BudgetConfig(target_latency_ms=10.0))
+    assert budget_status(on, None) == "adapting"  # nothing measured yet
+    on.update(10.0)
+    assert budget_status(on, None) == "on budget"
+    assert budget_status(on, "dense model") == "inactive: dense model"

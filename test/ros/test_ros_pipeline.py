@@ -65,9 +65,11 @@ def test_latency_budget_moves_the_mask_threshold(
     tiny_model, image_folder, namespace, listener, start_node, ready
 ):
     """An unreachable budget drives the active threshold to its upper bound (0.8), reported on
-    /diagnostics; the configured mask_threshold stays as the user set it."""
+    /diagnostics; the configured mask_threshold stays as the user set it. Stills mode
+    (region_from_pose off): the masks decide every frame, so the threshold acts."""
     node = start_node("pose_node", namespace, model_file_path=tiny_model, backend="torch",
-                      target_latency_ms=0.01, mask_threshold=0.5, diagnostics_period_sec=0.2)
+                      target_latency_ms=0.01, mask_threshold=0.5, diagnostics_period_sec=0.2,
+                      region_from_pose=False)
     ready(listener, node)
     start_node("camera_replay", namespace, source=image_folder, rate_hz=15.0, loop=True)
     lst = listener
@@ -80,4 +82,36 @@ def test_latency_budget_moves_the_mask_threshold(
     assert diag["latency_budget"] == "adapting"
     assert float(diag["mask_threshold"]) == 0.5
     assert float(diag["target_latency_ms"]) == 0.01
+    assert node.alive()
+
+
+def test_latency_budget_holds_still_while_a_region_decides(
+    tiny_model, image_folder, namespace, listener, start_node, ready
+):
+    """Confidence 0: every frame finds a person, so every frame after the first runs the
+    previous pose's region (the first: every cell, dense_until_found); the mask threshold would
+    change nothing there, and the loop holds it where it started instead of winding it to a
+    bound, saying why on /diagnostics."""
+    node = start_node("pose_node", namespace, model_file_path=tiny_model, backend="torch",
+                      target_latency_ms=0.01, mask_threshold=0.5, confidence_threshold=0.0,
+                      diagnostics_period_sec=0.2)
+    ready(listener, node)
+    start_node("camera_replay", namespace, source=image_folder, rate_hz=15.0, loop=True)
+    lst = listener
+    ours: dict[str, str] = {}
+
+    def six_frames_of_ours() -> bool:
+        """The module's earlier pose_nodes share the namespace: pick this one's statuses."""
+        d = lst.diag()
+        settings = (float(d.get("confidence_threshold", -1)), float(d.get("target_latency_ms", -1)))
+        if settings != (0.0, 0.01):
+            return False
+        ours.clear()
+        ours.update(d)
+        return int(d.get("frames_processed", "0")) >= 6
+
+    assert lst.spin_until(six_frames_of_ours, timeout=60.0), node.output()
+    assert ours["latency_budget"].startswith("inactive: the frame ran a region"), ours
+    assert float(ours["mask_threshold_active"]) == 0.5
+    assert int(ours["persons_found"]) >= 6
     assert node.alive()
