@@ -642,12 +642,7 @@ def run_source(sid: str, ls: LabelSet, models: list[Model], movenet: MoveNetRefe
             ref["mn_px"][k], ref["mn_score"][k] = movenet(rgb)
         results: dict[str, PoseResult] = {}
         for m in models:
-            r = m.estimator.estimate(rgb, intr)
-            if stamp is None:  # a still: nothing to smooth across
-                m.smoother.reset()
-            else:
-                r = m.smoother.apply(r, stamp)
-            results[m.name] = r
+            r = results[m.name] = m.smoother.apply(m.estimator.estimate(rgb, intr), stamp)
             a = ours[m.name]
             a["px"][k], a["mm"][k] = r.joints_px, r.joints_m * 1000.0
             a["found"][k], a["density"][k] = r.person_found, r.density

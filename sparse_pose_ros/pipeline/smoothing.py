@@ -111,13 +111,14 @@ class PoseSmoother:
         """Forget the stream (a new clip, or tracking reset)."""
         self._filter.reset()
 
-    def apply(self, result: PoseResult, stamp_s: float) -> PoseResult:
+    def apply(self, result: PoseResult, stamp_s: float | None) -> PoseResult:
         """``result`` with its ``joints_m`` smoothed; unchanged when smoothing is off, and
-        unchanged (the filter starting over) on a frame without a person."""
+        unchanged (the filter starting over) on a frame without a person or without a time
+        (``stamp_s`` None: a still, nothing to smooth across)."""
         if not self.config.enabled:
             return result
         joints = np.asarray(result.joints_m)
-        if not result.person_found or not np.isfinite(joints).all():
+        if stamp_s is None or not result.person_found or not np.isfinite(joints).all():
             self._filter.reset()
             return result
         smoothed = self._filter(joints, float(stamp_s)).astype(joints.dtype)

@@ -423,10 +423,12 @@ class PoseNode(Node):
         # anything about the threshold: on the others (a dense model; a region from the
         # previous pose, or every cell until a person is found) the loop holds still instead of
         # winding the threshold to a bound that changes nothing.
-        idle = (None if backend.info.gated and not result.region_executed else
-                "dense model" if not backend.info.gated else
-                "the frame ran a region (region_from_pose / dense_until_found), not the masks")
-        if idle is None:
+        idle: str | None = None
+        if not backend.info.gated:
+            idle = "dense model"
+        elif result.region_executed:
+            idle = "the frame ran a region (region_from_pose / dense_until_found), not the masks"
+        else:
             self._threshold = control_step(budget, latency_ms, self._threshold,
                                            backend.set_mask_threshold)
         with self._lock:

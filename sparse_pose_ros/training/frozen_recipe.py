@@ -583,10 +583,10 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
     spec = LifterTraining(steps=cfg.lifter_steps, seed=cfg.seed)
     key = {**asdict(spec), "views_per_pose": cfg.lifter_views_per_pose,
            "synthetic": cfg.synthetic, "labels": cfg.labels}
-    lifter = PoseLifter(spec.hidden)
     if weights.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
-        lifter.load_state_dict(torch.load(weights, weights_only=True))
-        return lifter.eval()
+        cached = PoseLifter(spec.hidden)
+        cached.load_state_dict(torch.load(weights, weights_only=True))
+        return cached.eval()
     synthetic = Path(cfg.synthetic) / "train" if cfg.synthetic else None
     t0 = time.perf_counter()
     xy, z_mm, sources = training_pairs(synthetic, Path(cfg.labels),

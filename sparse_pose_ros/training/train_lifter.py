@@ -62,13 +62,13 @@ def labels(ds: ShardDataset) -> tuple[torch.Tensor, torch.Tensor]:
     return j2, j3[..., 2] - j3[:, skeleton.ROOT : skeleton.ROOT + 1, 2]
 
 
-def real_pairs(labels_root: Path, per_pose: int, seed: int, blazepose_world: bool = True
+def real_pairs(labels_root: Path, per_pose: int, seed: int
                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, int]]:
     """(M, J, 2) pixel joints and (M, J) root-relative depth in mm from the label cache's
     training-split 3D skeletons (``data.lifter_poses``), and the pose count per source."""
     if not labels_root.is_dir():
         raise ValueError(f"no teacher-label cache at {labels_root}: run ./run label first")
-    poses, counts = real_poses(load_corpus(labels_root), blazepose_world)
+    poses, counts = real_poses(load_corpus(labels_root))
     if not len(poses):
         raise ValueError(f"{labels_root} holds no 3D skeleton of a training-split source")
     xy, z = virtual_views(poses, per_pose, np.random.default_rng(seed))

@@ -61,7 +61,8 @@ def test_smoother_starts_over_on_a_lost_person_a_gap_or_a_stamp_going_back() -> 
     smoothed = sm.apply(_result(b), 0.1)
     assert 0 < smoothed.joints_m[0, 0] < 1  # pulled towards the previous frame
     assert smoothed.root_depth_m == pytest.approx(float(smoothed.joints_m[skeleton.ROOT, 2]))
-    for restart in ((_result(b, found=False), 0.2), (_result(a), 5.0), (_result(b), 4.0)):
+    for restart in ((_result(b, found=False), 0.2), (_result(a), 5.0), (_result(b), 4.0),
+                    (_result(a), None), (_result(b), 4.05)):
         out = sm.apply(*restart)
         np.testing.assert_array_equal(out.joints_m, restart[0].joints_m)  # raw, filter reset
     nan = b.copy()
