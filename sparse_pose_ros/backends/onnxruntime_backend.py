@@ -82,13 +82,10 @@ class OnnxRuntimeBackend(Backend):
             match the file for an .onnx; ``num_threads`` CPU threads per operator (default:
             onnxruntime's choice); ``cache_dir`` where checkpoint exports are cached (default
             :func:`default_cache_dir`); ``head_gating`` for a checkpoint (an .onnx file carries
-            its own, fixed at export).
+            its own, fixed at export); ``spin_wait`` ORT's ``allow_spinning`` (default off).
         intra_op_threads: ONNX Runtime's own name for ``num_threads``; wins when both are given.
         graph: kind exported for a checkpoint: "portable" (masked dense) or "portable_sparse"
             (gather-scatter in standard ops; see ``export.sparse_graph``).
-        spin_wait: let ORT's pool threads busy-wait between runs (ORT's default). Off by
-            default: at camera rates spinning buys nothing between frames and burns the cores
-            the ROS executor and image conversion need.
     """
 
     name = "onnxruntime"
@@ -100,7 +97,6 @@ class OnnxRuntimeBackend(Backend):
         *,
         intra_op_threads: int | None = None,
         graph: str = "portable",
-        spin_wait: bool = False,
         **shared: Any,
     ) -> None:
         from ..export.metadata import read_metadata as read_onnx_metadata
@@ -141,7 +137,7 @@ class OnnxRuntimeBackend(Backend):
         if intra_op_threads is not None:
             session_options.intra_op_num_threads = int(intra_op_threads)
         session_options.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if spin_wait else "0"
+            "session.intra_op.allow_spinning", "1" if opts.spin_wait else "0"
         )
         providers = select_providers(dev)
         try:

@@ -128,6 +128,11 @@ class BackendOptions:
         head_gating: True / False to choose head gating on a gated checkpoint, None (default,
             :data:`HEAD_GATING_REQUESTED`) to keep the checkpoint's setting; the rule is
             :func:`effective_head_gating`.
+        spin_wait: ONNX Runtime's intra-op threads busy-wait for the next operator of a run
+            (its ``allow_spinning``) instead of sleeping and being woken for each one: ~2 ms
+            lower image -> /pose3d p50 in ``./run demo`` on two cores, for about twice the
+            node's CPU (README, ``spin_wait`` parameter). The other backends ignore it
+            (sparse-cpu's pool spins per ``SPARSE_POSE_SPIN_US``, docs/sparse.md).
         cache_dir: root of the caches of checkpoint exports (ONNX graphs, TensorRT plans);
             None = each cache's default (``$SPARSE_POSE_CACHE`` or ``~/.cache/sparse_pose_ros``
             for ONNX exports, see ``engine_cache.default_cache_dir`` for plans). The torch
@@ -139,6 +144,7 @@ class BackendOptions:
     mask_threshold: float = 0.5
     num_threads: int | None = None
     head_gating: bool | None = HEAD_GATING_REQUESTED
+    spin_wait: bool = False
     cache_dir: str | os.PathLike[str] | None = None
 
     #: names of the fields, i.e. the keyword options every backend takes
@@ -152,6 +158,8 @@ class BackendOptions:
         object.__setattr__(self, "num_threads", check_threads(self.num_threads))
         if self.head_gating is not None and not isinstance(self.head_gating, bool):
             raise ValueError(f"head_gating must be True, False or None, got {self.head_gating!r}")
+        if not isinstance(self.spin_wait, bool):
+            raise ValueError(f"spin_wait must be True or False, got {self.spin_wait!r}")
 
     @classmethod
     def build(cls, options: BackendOptions | None = None, **changes: Any) -> BackendOptions:

@@ -29,10 +29,11 @@ from sparse_pose_ros.runtime.options import (
 def test_defaults_and_validation() -> None:
     o = BackendOptions()
     assert (o.device, o.input_size, o.mask_threshold, o.num_threads, o.head_gating,
-            o.cache_dir) == ("auto", None, 0.5, None, None, None)  # fmt: skip
+            o.cache_dir, o.spin_wait) == ("auto", None, 0.5, None, None, None, False)  # fmt: skip
     bad = [({"device": "gpu"}, "device"), ({"input_size": 50}, "multiple of 16"),
            ({"input_size": 0}, "input_size"), ({"mask_threshold": 1.0}, "probability"),
-           ({"num_threads": 0}, "num_threads"), ({"head_gating": "yes"}, "head_gating")]
+           ({"num_threads": 0}, "num_threads"), ({"head_gating": "yes"}, "head_gating"),
+           ({"spin_wait": 1}, "spin_wait")]
     for kwargs, match in bad:
         with pytest.raises(ValueError, match=match):
             BackendOptions(**kwargs)
