@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from .. import skeleton
-from ..backends.base import Backend, InferenceResult
+from ..backends.base import Backend, InferenceResult, ModelInfo
 from .lift import Intrinsics, lift
 from .preprocess import Letterbox, crop_window, letterbox, mean_fill, normalise
 from .roi import (
@@ -103,6 +103,15 @@ def execution_mask(
     return cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR).round().astype(np.uint8)
 
 
+def same_model(a: ModelInfo, b: ModelInfo) -> bool:
+    """Whether two backends run one model (possibly at two input sizes): same weights hash, or
+    for models without one, the same joints, normalisation and depth range."""
+    if a.model_hash and b.model_hash:
+        return a.model_hash == b.model_hash
+    return (tuple(a.joint_names), tuple(a.mean), tuple(a.std), a.depth_range_mm) == (
+        tuple(b.joint_names), tuple(b.mean), tuple(b.std), b.depth_range_mm)
+
+
 class PoseEstimator:
     """Letterbox -> normalise -> backend -> lift, with per-stage timings.
 
@@ -131,6 +140,13 @@ class PoseEstimator:
             joint box (growth about its centre, then whole 16-px cells): the sparse model's
             accuracy against the MACs it executes (``docs/network.md`` §2b has the measured
             trade-off; the defaults are the training's middle).
+        crop_backend: the same model at another input size for the tracking crops (None: the
+            crops go through ``backend`` too). Why two sizes: finding a person in a whole frame
+            needs the resolution (held-out real, dense checkpoint, whole frame at 224 instead
+            of 256 px: PCK@0.1 0.58 instead of 0.69), while a crop that the person already
+            fills does as well or better with fewer pixels (tracking crops at 224: PCK 0.91,
+            MPJPE 111 mm, against 0.90, 130 mm at 256, for 0.77 of the MACs;
+            ``models/MODEL_CARD.md``). Must be the same model (joints, normalisation, depth).
     """
 
     def __init__(
@@ -144,13 +160,21 @@ class PoseEstimator:
         dense_until_found: bool = True,
         region_expand: float = REGION_EXPAND,
         region_margin: int = REGION_MARGIN,
+        crop_backend: Backend | None = None,
     ) -> None:
         if tuple(backend.info.joint_names) != tuple(skeleton.JOINT_NAMES):
             raise ValueError(
                 f"model {backend.info.source} has joints {backend.info.joint_names}, expected "
                 f"{skeleton.JOINT_NAMES}"
             )
+        if crop_backend is not None and not same_model(backend.info, crop_backend.info):
+            raise ValueError(
+                f"crop_backend runs {crop_backend.info.source} (hash "
+                f"{crop_backend.info.model_hash[:12]}), not the model of backend "
+                f"{backend.info.source} (hash {backend.info.model_hash[:12]})"
+            )
         self.backend = backend
+        self.crop_backend = crop_backend if crop_backend is not None else backend
         self.confidence_threshold = confidence_threshold
         self.nominal_hfov_deg = nominal_hfov_deg
         self._fill = mean_fill(backend.info.mean)
@@ -161,8 +185,8 @@ class PoseEstimator:
         self.dense_until_found = bool(dense_until_found)
         self.region_expand = region_expand
         self.region_margin = region_margin
-        # unknown: the backend may hold another user's region; the first frame clears it
-        self._region_set = True
+        # unknown: a backend may hold another user's region; its first frame clears it
+        self._region_set: dict[int, bool] = {}
 
     @property
     def region_expand(self) -> float:
@@ -187,12 +211,11 @@ class PoseEstimator:
     def _input_box(self, rgb: np.ndarray) -> tuple[np.ndarray, Letterbox, bool]:
         """The network's (S, S, 3) canvas, its transform, and whether it is a tracking crop."""
         h, w = rgb.shape[:2]
-        size = self.backend.info.input_size
         if self.track_person and self._previous is not None and self._previous[1] == (w, h):
-            box = roi_window(self._previous[0], w, h, size, self.roi)
+            box = roi_window(self._previous[0], w, h, self.crop_backend.info.input_size, self.roi)
             if box is not None:
                 return crop_window(rgb, box, self._fill), box, True
-        canvas, box = letterbox(rgb, size, self._fill)
+        canvas, box = letterbox(rgb, self.backend.info.input_size, self._fill)
         return canvas, box, False
 
     @property
@@ -218,12 +241,13 @@ class PoseEstimator:
             raise ValueError(
                 f"intrinsics are for {intrinsics.width}x{intrinsics.height}, image is {w}x{h}"
             )
-        info = self.backend.info
         canvas, box, cropped = self._input_box(rgb)
-        region, region_executed = self._region(box, (w, h))
+        net = self.crop_backend if cropped else self.backend
+        info = net.info
+        region, region_executed = self._region(net, box, (w, h))
         tensor = normalise(canvas, info.mean, info.std)
         t1 = time.perf_counter()
-        out: InferenceResult = self.backend.infer(tensor)
+        out: InferenceResult = net.infer(tensor)
         t2 = time.perf_counter()
         lifted = lift(out.joints, out.confidence, box, intrinsics, info.depth_range_mm / 1000.0)
         mask = execution_mask(out.masks, box, (h, w))
@@ -253,7 +277,7 @@ class PoseEstimator:
             region_executed=region_executed,
         )
 
-    def _region(self, box: Letterbox, size: tuple[int, int]) -> tuple[bool, bool]:
+    def _region(self, net: Backend, box: Letterbox, size: tuple[int, int]) -> tuple[bool, bool]:
         """Hand the backend this frame's region (the previous pose's cells, or every cell
         until a person is found) or clear it; whether the backend executes the previous pose's
         region this frame, and whether it executes any region of ours."""
@@ -264,7 +288,8 @@ class PoseEstimator:
         if cells is None and self.region_from_pose and self.dense_until_found:
             n = box.input_size // 16
             cells = np.ones((n, n), np.float32)
-        if cells is None and not self._region_set:
+        if cells is None and not self._region_set.get(id(net), True):
             return False, False
-        self._region_set = self.backend.set_region(cells) and cells is not None
-        return self._region_set and from_pose, self._region_set
+        held = net.set_region(cells) and cells is not None
+        self._region_set[id(net)] = held
+        return held and from_pose, held

@@ -25,6 +25,11 @@ from .preprocess import Letterbox
 DEFAULT_SIDE_FACTOR = 1.5
 #: Smallest window side in image pixels (a collapsed skeleton must not zoom onto a few pixels).
 MIN_SIDE_PX = 32
+#: Network input side for tracking crops that the node uses by default (``crop_input_size``):
+#: a person who fills the crop needs fewer pixels than one to be found in a whole frame (held-out
+#: real, shipped dense checkpoint: 224 as accurate as its own 256 on crops, for 0.77 of the
+#: MACs; whole frames at 224 lose a sixth of their PCK). ``models/MODEL_CARD.md`` has the runs.
+CROP_INPUT_SIZE = 224
 
 
 @dataclass(frozen=True)

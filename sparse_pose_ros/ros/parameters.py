@@ -17,7 +17,13 @@ from rcl_interfaces.msg import ParameterType as PT
 
 from ..backends.base import BACKEND_NAMES
 from ..control.latency_budget import BudgetConfig
-from ..pipeline.roi import REGION_EXPAND, REGION_EXPAND_RANGE, REGION_MARGIN, REGION_MARGIN_RANGE
+from ..pipeline.roi import (
+    CROP_INPUT_SIZE,
+    REGION_EXPAND,
+    REGION_EXPAND_RANGE,
+    REGION_MARGIN,
+    REGION_MARGIN_RANGE,
+)
 from ..pipeline.smoothing import BETA_RANGE, MIN_CUTOFF_RANGE_HZ, SmoothingConfig
 from ..runtime.options import (
     HEAD_GATING_NODE,
@@ -201,11 +207,31 @@ PARAMS: tuple[ParamSpec, ...] = (
         reload=True,
     ),
     ParamSpec(
+        "crop_input_size", CROP_INPUT_SIZE,
+        "With track_person: network input side for the tracking crops (a second session of the "
+        "same model); 0 = input_size. The whole frame, where a person must first be found, "
+        "keeps input_size. Held-out real frames, tracking: the dense checkpoint at 224 scored "
+        "PCK@0.1 0.91 / MPJPE 111 mm against 0.90 / 130 mm at its own 256, for 0.77 of the MACs; "
+        "the sparse one loses at 224 (0.875 / 128 mm against 0.887 / 123 mm): set 0 for it.",
+        _INPUT_SIZE_RULE, int_range=(0, INPUT_SIZE_RANGE[1]), validate=_input_size,
+        reload=True,
+    ),
+    ParamSpec(
         "num_threads", 0,
         "CPU threads of the inference backend (sparse-cpu worker pool, ONNX Runtime intra-op, "
         "torch intra-op); 0 = the backend's default (sparse-cpu: 1, which was faster on cores "
         "shared with other processes; 2 on a dedicated 2-core machine). Ignored by tensorrt.",
         "[0, 64]", int_range=(0, 64), reload=True,
+    ),
+    ParamSpec(
+        "spin_wait", False,
+        "onnxruntime backend: its worker threads busy-wait for the next operator of a frame "
+        "instead of sleeping and being woken for each one (ORT's allow_spinning). On 2 cores "
+        "shared with the demo's other processes the image -> /pose3d p50 was ~2 ms lower (26.6 "
+        "vs 28.6 ms, median of 5 and 3 runs) for about twice the node's CPU (0.66-0.92 cores "
+        "instead of 0.29-0.36), and one run of five was slower; so off by default. Other "
+        "backends ignore it (sparse-cpu: SPARSE_POSE_SPIN_US).",
+        reload=True,
     ),
     ParamSpec(
         "mask_threshold", 0.5,
@@ -327,6 +353,14 @@ PARAMS: tuple[ParamSpec, ...] = (
     ),
 )
 PARAMS_BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+
+
+def crop_engine_path(engine_file_path: str, crop_input_size: int) -> str:
+    """Where the TensorRT engine of the tracking crops goes when ``engine_file_path`` names the
+    whole frame's: beside it, the size in the name (``pose.engine`` -> ``pose_crop224.engine``),
+    so neither overwrites the other."""
+    p = Path(engine_file_path)
+    return str(p.with_name(f"{p.stem}_crop{int(crop_input_size)}{p.suffix}"))
 TENSORRT_OPTIONS = ("engine_file_path", "custom_plugin_lib", "force_engine_update", "enable_fp16")
 #: Parameters that are PoseEstimator arguments and attributes of the same name: the node builds
 #: the estimator with them and sets them on the running one when they change (no reload).

@@ -16,6 +16,7 @@ loads the model as soon as ``model_file_path`` is set to a usable file.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -60,6 +61,7 @@ from .parameters import (
     PARAMS_BY_NAME,
     TENSORRT_OPTIONS,
     check,
+    crop_engine_path,
     input_size_for_model,
     resolve_model_path,
 )
@@ -135,6 +137,7 @@ class PoseNode(Node):
         self._stop = False
         self._worker: threading.Thread | None = None
         self._backend: Backend | None = None
+        self._crop_backend: Backend | None = None  # the model at crop_input_size, or _backend
         self._declare_parameters()
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
@@ -217,7 +220,8 @@ class PoseNode(Node):
         backend = self._backend
         for p in params:
             reason = check(p.name, p.value)
-            if (reason is None and p.name == "input_size" and backend is not None
+            if (reason is None and p.name in ("input_size", "crop_input_size")
+                    and backend is not None
                     and "model_file_path" not in names):  # the loaded model's own stride
                 reason = input_size_for_model(p.value, backend.info.output_stride)
             if reason:
@@ -335,10 +339,37 @@ class PoseNode(Node):
                 with self._lock:
                     self._busy = False
 
+    def _close_backends(self) -> None:
+        for b in {id(b): b for b in (self._backend, self._crop_backend) if b}.values():
+            b.close()
+        self._backend = self._crop_backend = self._estimator = None
+
+    def _set_threshold(self, threshold: float) -> None:
+        """The mask threshold of every session of the model (whole frame and crops)."""
+        for b in {id(b): b for b in (self._backend, self._crop_backend) if b}.values():
+            b.set_mask_threshold(threshold)
+
+    def _make_crop_backend(self, backend: Backend, path: str, options: BackendOptions,
+                           own: dict[str, Any]) -> Backend:
+        """The model at crop_input_size for the tracking crops (the backend auto picked), or
+        ``backend`` itself when the sizes agree or the file cannot run at another size (an
+        exported .onnx / engine has one): a warning says so and the node keeps running."""
+        crop = self._p("crop_input_size")
+        if not crop or crop == backend.info.input_size:
+            return backend
+        if own.get("engine_file_path"):  # the crop engine must not overwrite the frame's
+            own = {**own, "engine_file_path": crop_engine_path(own["engine_file_path"], crop)}
+        try:
+            return create_backend(backend.name, path, options=dataclasses.replace(
+                options, input_size=crop), **own)
+        except (BackendError, ValueError, OSError, RuntimeError) as exc:
+            self.get_logger().warning(
+                f"crop_input_size {crop}: cannot run {path} at that size ({exc}); tracking "
+                f"crops run at input {backend.info.input_size} like whole frames")
+            return backend
+
     def _load_backend(self) -> None:
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = self._estimator = None
+        self._close_backends()
         path = str(resolve_model_path(self._p("model_file_path")))
         name = self._p("backend")
         own: dict[str, Any] = {}
@@ -351,12 +382,15 @@ class PoseNode(Node):
                 mask_threshold=self._current_threshold(),
                 num_threads=self._p("num_threads") or None,
                 head_gating=self._p("head_gating"),
+                spin_wait=self._p("spin_wait"),
             )
             backend = create_backend(name, path, options=options, **own)
-            backend.set_mask_threshold(self._current_threshold())
-            backend.warmup(1)
+            crop_backend = self._make_crop_backend(backend, path, options, own)
+            for b in {id(b): b for b in (backend, crop_backend)}.values():
+                b.set_mask_threshold(self._current_threshold())
+                b.warmup(1)
             estimator = PoseEstimator(
-                backend, nominal_hfov_deg=self._p("nominal_hfov_deg"),
+                backend, nominal_hfov_deg=self._p("nominal_hfov_deg"), crop_backend=crop_backend,
                 **{key: self._p(key) for key in ESTIMATOR_PARAMS},
             )
         except (BackendError, ValueError, OSError, RuntimeError) as exc:
@@ -369,12 +403,13 @@ class PoseNode(Node):
             training_note(backend.info))
         self.get_logger().info(
             f"backend {backend.name} ready: {backend.info.source} (hash "
-            f"{backend.info.model_hash[:12]}), input {backend.info.input_size}, "
+            f"{backend.info.model_hash[:12]}), input {backend.info.input_size} (tracking crops "
+            f"{crop_backend.info.input_size}), "
             f"{'gated' if backend.info.gated else 'dense'}, mask_threshold "
             f"{self._p('mask_threshold')}"
         )
         with self._lock:
-            self._backend, self._estimator = backend, estimator
+            self._backend, self._crop_backend, self._estimator = backend, crop_backend, estimator
             self._smoother = self._make_smoother()  # a new model: nothing to smooth from
             self._model_state, self._model_error, self._trained = "ready", "", trained
             self._threshold_dirty = False
@@ -392,7 +427,7 @@ class PoseNode(Node):
             smoother = self._smoother
         threshold = self._current_threshold()
         if threshold_dirty or threshold != self._threshold:
-            backend.set_mask_threshold(threshold)
+            self._set_threshold(threshold)
             self._threshold = threshold
         msg = frame.msg
         try:
@@ -430,7 +465,7 @@ class PoseNode(Node):
             idle = "the frame ran a region (region_from_pose / dense_until_found), not the masks"
         else:
             self._threshold = control_step(budget, latency_ms, self._threshold,
-                                           backend.set_mask_threshold)
+                                           self._set_threshold)
         with self._lock:
             self._budget_idle = idle
             self._counts["processed"] += 1
@@ -454,7 +489,7 @@ class PoseNode(Node):
         with self._lock:
             counts = dict(self._counts)
             state, error, trained = self._model_state, self._model_error, self._trained
-            backend = self._backend
+            backend, crop_backend = self._backend, self._crop_backend
             intr_source = self._last_intrinsics_source
             budget_idle = self._budget_idle
         invalid = sum(v for k, v in counts.items() if k.startswith("invalid_"))
@@ -470,7 +505,9 @@ class PoseNode(Node):
             "model_trained": trained,
             "device": self._p("device"),
             "input_size": backend.info.input_size if backend else 0,
+            "crop_input_size": crop_backend.info.input_size if crop_backend else 0,
             "num_threads": self._p("num_threads"),
+            "spin_wait": self._p("spin_wait"),
             "mask_threshold": self._p("mask_threshold"),
             "mask_threshold_active": round(self._threshold, 4),
             "latency_budget": budget_status(self._budget, budget_idle),
@@ -538,9 +575,7 @@ class PoseNode(Node):
             self._wake.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=10.0)
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
+        self._close_backends()
         super().destroy_node()
 
 

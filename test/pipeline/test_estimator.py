@@ -217,3 +217,41 @@ def test_region_size_follows_the_estimator_settings(tmp_path):
                 {"region_margin": 5}, {"region_margin": 1.5}):
         with pytest.raises(ValueError, match="region_"):
             PoseEstimator(backend, **bad)
+
+
+def test_tracking_crops_run_on_the_crop_backend(tmp_path):
+    """``crop_backend``: whole frames go through ``backend`` at its size, tracking crops
+    through the crop session at its own (each with its own region of the previous pose);
+    the joints come back in image pixels either way; another model is refused."""
+    from sparse_pose_ros.pipeline.roi import region_cells
+
+    path = _checkpoint(tmp_path, gated=True, size=64)
+    whole = create_backend("torch", path, "cpu")
+    crop = create_backend("torch", path, "cpu", input_size=96)
+    calls: list[int] = []
+    for b in (whole, crop):
+        inner = b.infer
+        b.infer = lambda t, inner=inner: (calls.append(t.shape[-1]), inner(t))[1]
+    est = PoseEstimator(whole, confidence_threshold=0.0, track_person=True, crop_backend=crop)
+    assert est.crop_backend is crop
+    rgb = np.random.default_rng(3).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    first = est.estimate(rgb)
+    second = est.estimate(rgb)
+    assert first.roi is None and second.roi is not None
+    assert calls == [64, 96]  # the whole frame at 64 px, the crop at 96 px
+    # the crop session executed the previous pose's region in its own 96-px grid
+    from sparse_pose_ros.pipeline.preprocess import Letterbox
+
+    box = Letterbox.window(320, 240, 96, *second.roi)
+    cells = region_cells(first.joints_px, box)
+    assert second.region_from_pose and crop._region is not None
+    assert np.array_equal(crop._region[0, 0].numpy(), cells)
+    np.testing.assert_allclose(Intrinsics.nominal(320, 240).project(second.joints_m),
+                               second.joints_px, atol=1e-2)  # fmt: skip
+    est.confidence_threshold = 1.0
+    est.estimate(rgb)  # nobody: the next frame is whole again, on the whole-frame session
+    assert calls[-1] == 96 and est.estimate(rgb).roi is None and calls[-1] == 64
+    other = create_backend("torch", _checkpoint(tmp_path, gated=False), "cpu")
+    with pytest.raises(ValueError, match="not the model"):
+        PoseEstimator(whole, crop_backend=other)
+    assert PoseEstimator(whole).crop_backend is whole  # no crop session: one for both

@@ -1,0 +1,94 @@
+"""pose_node's second session for the tracking crops (crop_input_size) and spin_wait, in
+process with real rclpy: what gets loaded, what /diagnostics says, and the fallback when the
+file cannot run at the crop size."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import rclpy
+from rclpy.parameter import Parameter
+
+from sparse_pose_ros.backends.base import BackendError
+from sparse_pose_ros.ros import pose_node as pose_node_module
+from sparse_pose_ros.ros.parameters import crop_engine_path
+from sparse_pose_ros.ros.pose_node import PoseNode
+
+
+def _ready(node: PoseNode, timeout: float = 60.0) -> dict:
+    """Diagnostics once the worker has (re)loaded the model."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        values = node.diagnostics_values()[2]
+        if values["model_state"] == "ready" and not node._reload:
+            return values
+        time.sleep(0.05)
+    raise AssertionError(f"model not ready: {node.diagnostics_values()}")
+
+
+@pytest.fixture
+def make_node(tiny_model):
+    made: list[tuple[PoseNode, rclpy.Context]] = []
+
+    def make(**params: object) -> PoseNode:
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        overrides = [Parameter("model_file_path", value=str(tiny_model)),
+                     Parameter("backend", value="torch")]
+        overrides += [Parameter(k, value=v) for k, v in params.items()]
+        node = PoseNode(context=context, parameter_overrides=overrides)
+        made.append((node, context))
+        return node
+
+    yield make
+    for node, context in made:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def test_crops_get_their_own_session_at_crop_input_size(make_node):
+    node = make_node()  # defaults: crop_input_size 224, the tiny model's own size is 64
+    values = _ready(node)
+    assert (values["input_size"], values["crop_input_size"]) == (64, 224)
+    est = node._estimator
+    assert est.backend.info.input_size == 64 and est.crop_backend.info.input_size == 224
+    assert est.crop_backend is not est.backend and node._crop_backend is est.crop_backend
+    assert values["spin_wait"] is False  # off by default (README: ~2 ms for 2x the CPU)
+    # the mask threshold reaches both sessions
+    node._set_threshold(0.7)
+    assert {b.mask_threshold for b in (est.backend, est.crop_backend)} == {0.7}
+    # 0 = the crops at input_size: one session again (a reload)
+    assert node.set_parameters([Parameter("crop_input_size", value=0)])[0].successful
+    values = _ready(node)
+    assert values["crop_input_size"] == 64 and node._estimator.crop_backend is node._backend
+
+
+def test_bad_crop_sizes_are_refused(make_node):
+    node = make_node(crop_input_size=0)
+    _ready(node)
+    result = node.set_parameters([Parameter("crop_input_size", value=50)])[0]
+    assert not result.successful and "multiple of 16" in result.reason
+    assert node.get_parameter("crop_input_size").value == 0
+
+
+def test_a_file_that_cannot_run_at_the_crop_size_keeps_one_session(make_node, monkeypatch):
+    """An exported .onnx or engine has one input size: the crops then run at it, a warning
+    says why, and the model still loads."""
+    real = pose_node_module.create_backend
+
+    def one_size_only(name, path, options=None, **kw):
+        if options is not None and options.input_size == 224:
+            raise BackendError("model.onnx was exported at 64 px, not 224")
+        return real(name, path, options=options, **kw)
+
+    monkeypatch.setattr(pose_node_module, "create_backend", one_size_only)
+    node = make_node()
+    values = _ready(node)
+    assert values["model_state"] == "ready" and values["crop_input_size"] == 64
+    assert node._estimator.crop_backend is node._backend
+
+
+def test_crop_engine_goes_beside_the_frame_engine():
+    assert crop_engine_path("/x/pose.engine", 224) == "/x/pose_crop224.engine"
+    assert crop_engine_path("pose.plan", 192) == "pose_crop192.plan"
