@@ -94,7 +94,9 @@ from ..evaluation.real_heldout import (
     source_reference,
 )
 from ..pipeline.lift import Intrinsics
+from ..pipeline.roi import CROP_INPUT_SIZE as NODE_CROP_INPUT_SIZE
 from ..provenance import load_average, machine_info
+from ..runtime.options import input_size_problem
 from ..training.evaluation import SMALL_PERSON_FRACTION
 from .budget_common import latency_stats, source_state
 from .timing import thread_wait_env, time_interleaved
@@ -122,6 +124,11 @@ class ContenderSpec:
     label: str = ""
     #: masks from the previous frame's person region (the node's ``region_from_pose``)
     region: bool = True
+    #: network input side (the node's ``input_size``); None = the checkpoint's own
+    input_size: int | None = None
+    #: with ``track``: input side of the tracking crops (the node's ``crop_input_size``, a
+    #: second session of the model); None = ``input_size``
+    crop_input_size: int | None = None
 
 
 def default_contenders() -> list[ContenderSpec]:
@@ -145,7 +152,10 @@ def default_contenders() -> list[ContenderSpec]:
                       "data_cache/pretrained/movenet-lightning.safetensors",
                       label="MoveNet Lightning ORT (2D)"),
         ContenderSpec("ours_dense_tracking_ort", "dense", dense, track=True,
-                      label="ours dense ORT, tracking crop"),
+                      crop_input_size=NODE_CROP_INPUT_SIZE,
+                      label=f"ours dense ORT, tracking crop @{NODE_CROP_INPUT_SIZE} (the node's)"),
+        ContenderSpec("ours_dense_tracking_ort_own_size", "dense", dense, track=True,
+                      label="ours dense ORT, tracking crop @256"),
         ContenderSpec("ours_sparse_tracking", "sparse", sparse, track=True,
                       label="ours sparse, tracking crop"),
         ContenderSpec("blazepose_full", "blazepose", None, label="BlazePose Full (static)"),
@@ -314,15 +324,17 @@ class Prediction:
 
 
 class EstimatorRunner:
-    """The node's per-frame computation (:class:`PoseEstimator`) around a backend."""
+    """The node's per-frame computation (:class:`PoseEstimator`) around a backend (and the
+    tracking crops' session, when they run at another size)."""
 
     def __init__(self, backend: Any, track: bool, confidence_threshold: float,
-                 region: bool = True) -> None:
+                 region: bool = True, crop_backend: Any = None) -> None:
         from ..pipeline.estimator import PoseEstimator
 
         self.backend = backend
         self.estimator = PoseEstimator(backend, confidence_threshold=confidence_threshold,
-                                       track_person=track, region_from_pose=region)  # fmt: skip
+                                       track_person=track, region_from_pose=region,
+                                       crop_backend=crop_backend)  # fmt: skip
 
     def reset(self) -> None:
         self.estimator.reset_tracking()
@@ -333,6 +345,8 @@ class EstimatorRunner:
                           r.roi is not None, r.timings_ms["inference"])  # fmt: skip
 
     def close(self) -> None:
+        if self.estimator.crop_backend is not self.backend:
+            self.estimator.crop_backend.close()
         self.backend.close()
 
 
@@ -430,12 +444,18 @@ def describe(spec: ContenderSpec, options: Options) -> dict[str, Any]:
         raise Skip(f"{path} is gated: the dense contender needs the dense checkpoint")
     if spec.kind == "movenet" and net.movenet is None:
         raise Skip(f"{path} has no MoveNet heads (import one with ./run import-weights)")
-    s = int(cfg.input_size)
+    s = int(spec.input_size or cfg.input_size)
     with torch.no_grad():
         rep = flops_report(net, net(torch.zeros(1, 3, s, s)), (s, s))
     network = rep.network_dense_macs
     if spec.kind == "movenet":
         network = rep.backbone_dense_macs + rep.neck_macs + rep.movenet_head_macs
+    crop: dict[str, Any] = {}
+    c = int(spec.crop_input_size or s) if spec.track else s
+    if c != s:
+        with torch.no_grad():
+            crep = flops_report(net, net(torch.zeros(1, 3, c, c)), (c, c))
+        crop = {"crop_input_size": c, "backbone_macs_dense_crop": float(crep.backbone_dense_macs)}
     runtime = {
         "sparse": "sparse-cpu backend (compiled gather-scatter kernel, adaptive=False: always "
                   "sparse; head gating on, as in the node)",
@@ -454,7 +474,7 @@ def describe(spec: ContenderSpec, options: Options) -> dict[str, Any]:
         "outputs": "2D (MoveNet COCO-17 mapped to our joints)" if spec.kind == "movenet"
         else "2D + 3D", "runtime": runtime,
         "backbone_macs_dense": float(rep.backbone_dense_macs),
-        "network_macs_dense": float(network),
+        "network_macs_dense": float(network), **crop,
     }  # fmt: skip
 
 
@@ -465,16 +485,21 @@ def make_runner(spec: ContenderSpec, threads: int, options: Options,
     from ..backends import create_backend
 
     path = str(spec.checkpoint)
-    if spec.kind == "sparse":
-        backend = create_backend("sparse-cpu", path, device="cpu", num_threads=threads,
-                                 mask_threshold=options.mask_threshold, head_gating=True,
-                                 cache_dir=options.cache_dir, adaptive=False)  # fmt: skip
-        return EstimatorRunner(backend, spec.track, options.confidence_threshold, spec.region)
-    if spec.kind == "dense":
-        backend = create_backend("onnxruntime", path, device="cpu", num_threads=threads,
-                                 cache_dir=options.cache_dir,
-                                 spin_wait=options.ort_spin)  # fmt: skip
-        return EstimatorRunner(backend, spec.track, options.confidence_threshold)
+    if spec.kind in ("sparse", "dense"):
+        kind = {"sparse": ("sparse-cpu", {"mask_threshold": options.mask_threshold,
+                                          "head_gating": True, "adaptive": False}),
+                "dense": ("onnxruntime", {"spin_wait": options.ort_spin})}  # fmt: skip
+        name, own = kind[spec.kind]
+
+        def open_at(size: int | None) -> Any:
+            return create_backend(name, path, device="cpu", num_threads=threads,
+                                  cache_dir=options.cache_dir, input_size=size, **own)
+
+        backend = open_at(spec.input_size)
+        crop = spec.crop_input_size if spec.track else None
+        crop_backend = open_at(crop) if crop and crop != backend.info.input_size else None
+        return EstimatorRunner(backend, spec.track, options.confidence_threshold,
+                               spec.region if spec.kind == "sparse" else True, crop_backend)
     from ..model.checkpoint import load_checkpoint
     from .ort_dense import MoveNetDense, export_onnx
 
@@ -574,11 +599,14 @@ def accuracy_block(fs: FrameSet, preds: Sequence[Prediction | None], sel: np.nda
 
 def macs_block(desc: dict[str, Any], preds: Sequence[Prediction | None],
                groups: dict[str, np.ndarray]) -> dict[str, Any] | None:
-    """Mean executed backbone MACs (and share of the dense backbone) per group."""
+    """Mean executed backbone MACs (and share of the dense backbone at the whole frame's input
+    size) per group; a tracking crop at ``crop_input_size`` counts that size's MACs."""
     dense = desc.get("backbone_macs_dense")
     if dense is None:
         return None
-    dens = np.array([np.nan if p is None else p.density for p in preds], np.float64)
+    crop = desc.get("backbone_macs_dense_crop", dense) / dense
+    dens = np.array([np.nan if p is None else p.density * (crop if p.cropped else 1.0)
+                     for p in preds], np.float64)  # fmt: skip
     out: dict[str, Any] = {"backbone_dense": dense}
     for g, sel in groups.items():
         if sel.any():
@@ -909,6 +937,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ort-spin", action="store_true",
                    help="ORT workers sleep between runs (the node's onnxruntime backend "
                         "default) instead of ORT's own default, spinning")
+    p.add_argument("--crop-input-size", type=int, default=NODE_CROP_INPUT_SIZE,
+                   help="input side of the tracking crops of the contenders that follow the "
+                        "node's crop_input_size (ours_dense_tracking_ort); 0 = the model's own")
     p.add_argument("--confidence-threshold", type=float, default=0.3)
     p.add_argument("--mask-threshold", type=float, default=0.5)
     p.add_argument("--cache-dir", default=None, help="ONNX export cache of the backends")
@@ -927,6 +958,9 @@ def check_arguments(args: argparse.Namespace) -> str | None:
         return "--block must be >= 1, --settle and --gap-ms >= 0"
     if not 0.0 < args.mask_threshold < 1.0 or not 0.0 <= args.confidence_threshold <= 1.0:
         return "--mask-threshold must be in (0, 1), --confidence-threshold in [0, 1]"
+    if args.crop_input_size < 0 or (args.crop_input_size
+                                    and input_size_problem(args.crop_input_size)):
+        return f"--crop-input-size: {input_size_problem(max(args.crop_input_size, 1))}"
     return None
 
 
@@ -936,7 +970,9 @@ def main(args: argparse.Namespace, command: str) -> int:
 
     problem = check_arguments(args)
     try:
-        specs = select_contenders(args.contenders, args.checkpoint)
+        specs = [dataclasses.replace(s, crop_input_size=args.crop_input_size or None)
+                 if s.crop_input_size else s
+                 for s in select_contenders(args.contenders, args.checkpoint)]  # fmt: skip
     except ValueError as exc:
         problem = problem or str(exc)
     if problem:

@@ -80,6 +80,7 @@ from ..pipeline.roi import (
 )
 from ..pipeline.smoothing import PoseSmoother, SmoothingConfig
 from ..provenance import machine_info
+from ..runtime.options import check_input_size
 from ..teachers.movenet_map import APPROXIMATIONS as MOVENET_MAPPING
 from ..teachers.movenet_map import map_to_h36m
 from ..training.evaluation import SMALL_PERSON_FRACTION
@@ -357,15 +358,19 @@ class _Recorder(Backend):
     """Delegates to a backend and keeps the last :class:`InferenceResult` (its per-block masks
     are not in :class:`PoseResult`)."""
 
-    def __init__(self, inner: Backend) -> None:
+    def __init__(self, inner: Backend, sink: _Recorder | None = None) -> None:
         self.inner = inner
         self.info = inner.info
         self.name = inner.name
         self.last: InferenceResult | None = None
+        self.last_size = inner.info.input_size
+        self.sink = sink  # the tracking crops' session reports to the whole frame's recorder
 
     def infer(self, tensor: np.ndarray) -> InferenceResult:
-        self.last = self.inner.infer(tensor)
-        return self.last
+        out = self.inner.infer(tensor)
+        target = self.sink or self
+        target.last, target.last_size = out, self.info.input_size
+        return out
 
     def set_mask_threshold(self, probability: float) -> None:
         self.inner.set_mask_threshold(probability)
@@ -390,13 +395,21 @@ class Model:
 
 def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
     backend = create_backend("torch", path, args.device, head_gating=not args.no_head_gating,
-                             mask_threshold=args.mask_threshold)  # fmt: skip
+                             mask_threshold=args.mask_threshold,
+                             input_size=args.input_size or None)  # fmt: skip
     rec = _Recorder(backend)
+    crop = None
+    if args.crop_input_size and args.crop_input_size != backend.info.input_size:
+        crop = _Recorder(create_backend("torch", path, args.device,
+                                        head_gating=not args.no_head_gating,
+                                        mask_threshold=args.mask_threshold,
+                                        input_size=args.crop_input_size), sink=rec)  # fmt: skip
     # --track is the node's video path (crop, region from the previous pose, dense until a
     # person is found); without it every frame is a still read whole by the masks' own decision
     est = PoseEstimator(rec, confidence_threshold=args.confidence_threshold,
                         track_person=args.track, region_from_pose=args.track,
-                        region_expand=args.region_expand, region_margin=args.region_margin)
+                        region_expand=args.region_expand, region_margin=args.region_margin,
+                        crop_backend=crop)
     gated = [int(i) for i in backend.geometry.gated_indices] if backend.info.gated else []
     meta = read_metadata(path)
     smoothing = SmoothingConfig(args.smooth_min_cutoff, args.smooth_beta)
@@ -406,6 +419,7 @@ def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
         "model_hash": backend.info.model_hash,
         "sha256": sha256_file(path),
         "input_size": backend.info.input_size,
+        "crop_input_size": (crop or rec).info.input_size,
         "gated": bool(gated),
         "gated_blocks": gated,
         "meta_source": meta["meta"].get("source"),
@@ -651,7 +665,7 @@ def run_source(sid: str, ls: LabelSet, models: list[Model], movenet: MoveNetRefe
             a["ms_total"][k] = r.timings_ms["total"]
             a["ms_inference"][k] = r.timings_ms["inference"]
             if m.gated_blocks and teacher is not None and m.recorder.last is not None:
-                box = box_of(r, w, h, m.recorder.info.input_size)
+                box = box_of(r, w, h, m.recorder.last_size)
                 per_block = [execution_mask([bm], box, (h, w)) for bm in m.recorder.last.masks]
                 a["mask_counts"][k] = mask_counts(per_block, teacher)
         if pictures is not None and row in want:
@@ -712,6 +726,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     wall = time.perf_counter() - t_start
     for m in models:
         m.recorder.close()
+        if m.estimator.crop_backend is not m.recorder:
+            m.estimator.crop_backend.close()
     n_frames = sum(r.info["frames_evaluated"] for r in runs.values())
     with_mn = movenet is not None
     all_ref = _concat([r.ref for r in runs.values()])
@@ -731,6 +747,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                       if args.track else "whole letterboxed frame, masks' own decision",
                       "confidence_threshold": args.confidence_threshold,
                       "mask_threshold": args.mask_threshold,
+                      "input_size": args.input_size or "the model's own",
+                      "crop_input_size": args.crop_input_size or "input_size",
                       "region_expand": args.region_expand,
                       "region_margin": args.region_margin,
                       "smoothing": ({"min_cutoff_hz": args.smooth_min_cutoff,
@@ -845,6 +863,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--confidence-threshold", type=float, default=0.3)
     p.add_argument("--mask-threshold", type=float, default=0.5)
+    p.add_argument("--input-size", type=int, default=0,
+                   help="network input side in pixels (the node's input_size); 0 = the model's own")
+    p.add_argument("--crop-input-size", type=int, default=0,
+                   help="with --track: input side for the tracking crops (the node's "
+                        "crop_input_size, there 224 by default); 0 = --input-size")
     p.add_argument("--region-expand", type=float, default=REGION_EXPAND,
                    help="with --track: growth of the previous joint box into the region")
     p.add_argument("--region-margin", type=int, default=REGION_MARGIN,
@@ -872,8 +895,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         region_expand_value(args.region_expand)
         region_margin_value(args.region_margin)
         SmoothingConfig(args.smooth_min_cutoff, args.smooth_beta)
+        for size in (args.input_size, args.crop_input_size):
+            if size:
+                check_input_size(size)
     except ValueError as exc:
-        p.error(f"--region-expand / --region-margin / --smooth-*: {exc}")
+        p.error(f"--region-expand / --region-margin / --smooth-* / --input-size: {exc}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
 

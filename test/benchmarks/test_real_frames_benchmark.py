@@ -91,6 +91,8 @@ def _argv(tmp: Path, root: Path, ckpts: dict, *extra: str) -> list[str]:
             "--checkpoint", f"ours_sparse_own_masks={ckpts['sparse']}",
             "--checkpoint", f"ours_dense_ort={ckpts['dense']}",
             "--checkpoint", f"ours_dense_tracking_ort={ckpts['dense']}",
+            "--checkpoint", f"ours_dense_tracking_ort_own_size={ckpts['dense']}",
+            "--crop-input-size", "96",
             "--checkpoint", f"movenet_thunder_ort={ckpts['movenet']}",
             "--checkpoint", f"ours_sparse_lightning={tmp / 'absent.safetensors'}",
             "--warmup", "1", "--block", "2", "--settle", "1", "--gap-ms", "0",
@@ -98,13 +100,16 @@ def _argv(tmp: Path, root: Path, ckpts: dict, *extra: str) -> list[str]:
 
 
 IN_PROCESS = ("ours_sparse", "ours_dense_ort", "movenet_thunder_ort", "ours_dense_tracking_ort",
-              "ours_sparse_tracking", "ours_sparse_own_masks")
+              "ours_dense_tracking_ort_own_size", "ours_sparse_tracking", "ours_sparse_own_masks")
 
 
 def test_cli_every_contender_on_the_same_frames(fake) -> None:
     tmp, root, ckpts = fake
     names = [*IN_PROCESS, "ours_sparse_lightning"]
-    assert main(_argv(tmp, root, ckpts, "--threads", "1", "2", "--contenders", *names)) == 0
+    # confidence 0: every frame "finds" the untrained network's person, so the video frames
+    # after the first of each view are tracking crops
+    assert main(_argv(tmp, root, ckpts, "--threads", "1", "2", "--confidence-threshold", "0",
+                      "--contenders", *names)) == 0
     results = {t: json.loads((tmp / "out" / f"real_frames_{t}thread.json").read_text())
                for t in (1, 2)}  # fmt: skip
     assert (tmp / "out" / "real_frames.png").is_file()
@@ -136,7 +141,8 @@ def test_cli_every_contender_on_the_same_frames(fake) -> None:
                 acc = row["accuracy"]["all"]
                 assert acc["frames"] == n and 0.0 <= acc["pck@0.1"] <= 1.0
                 assert ("mpjpe_mm" in acc) == (c != "movenet_thunder_ort")
-                assert 0.0 < row["macs"]["all"]["backbone_fraction"] <= 1.1
+                if c != "ours_dense_tracking_ort":  # its crops run at 96 px, the frames at 64
+                    assert 0.0 < row["macs"]["all"]["backbone_fraction"] <= 1.1
                 assert row["answers_max_px_difference_vs_first_thread_count"] < 0.5
             summary = r["summary"][set_name]
             assert set(summary) == set(IN_PROCESS) and "pck@0.1" in summary["ours_sparse"]["all"]
@@ -150,6 +156,17 @@ def test_cli_every_contender_on_the_same_frames(fake) -> None:
     # as the node: frames without a previous person run dense, the others that person's region
     assert rows["ours_sparse"]["macs"]["all"]["backbone_fraction"] != own["backbone_fraction"]
     assert r["contenders"]["ours_sparse"]["region_from_pose"] is True
+    # --crop-input-size: the node-default tracking contender reads its crops at 96 px (a second
+    # session), whole frames at the model's 64; its MACs count each frame at the size it ran
+    crop = r["contenders"]["ours_dense_tracking_ort"]
+    assert crop["input_size"] == 64 and crop["crop_input_size"] == 96
+    assert "crop_input_size" not in r["contenders"]["ours_dense_tracking_ort_own_size"]
+    m = rows["ours_dense_tracking_ort"]["macs"]["all"]
+    ratio = crop["backbone_macs_dense_crop"] / crop["backbone_macs_dense"]
+    assert ratio > 2.0  # (96 / 64)^2, give or take the padding
+    assert m["backbone_fraction"] == pytest.approx(
+        1.0 + m["tracking_crop_share"] * (ratio - 1.0))
+    assert m["tracking_crop_share"] > 0
     assert r["contenders"]["ours_sparse_own_masks"]["region_from_pose"] is False
 
 

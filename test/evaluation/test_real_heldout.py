@@ -330,6 +330,24 @@ def test_cli_smoothing_filters_each_clip_over_its_frame_times(fake, capsys) -> N
     assert "--smooth-" in capsys.readouterr().err
 
 
+def test_cli_input_size_runs_the_network_at_that_size(fake, capsys) -> None:
+    """--input-size is the node's input_size: the network reads the frames at that side (its
+    answers move), the record says so, and a size no model can take is refused up front."""
+    tmp, root, ckpts = fake
+    base = ("--track", "--confidence-threshold", "0", "--movenet", "none", "--sources",
+            "fake_views")
+    own = _run(tmp, root, ckpts, *base)
+    big = _run(tmp, root, ckpts, *base, "--input-size", "96")
+    assert own["estimator"]["input_size"] == "the model's own"
+    assert own["checkpoints"][0]["input_size"] == 64
+    assert big["estimator"]["input_size"] == 96 and big["checkpoints"][0]["input_size"] == 96
+    a, b = (r["results"]["tiny_sparse"]["overall"] for r in (own, big))
+    assert a["3d_vs_triangulated"]["mpjpe_mm"] != b["3d_vs_triangulated"]["mpjpe_mm"]
+    with pytest.raises(SystemExit):
+        rh.parse_args(["--checkpoint", "x.safetensors", "--input-size", "100"])
+    assert "--input-size" in capsys.readouterr().err
+
+
 def test_cli_without_label_cache_says_run_label(tmp_path, capsys) -> None:
     argv = ["--labels", str(tmp_path / "nothing"), "--checkpoint", "x.safetensors"]
     assert rh.main(argv) == 2
