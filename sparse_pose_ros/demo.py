@@ -35,6 +35,7 @@ from .pipeline.draw import draw_skeleton, mask_overlay
 from .pipeline.lift import Intrinsics
 from .pipeline.sources import SourceError, is_video, open_source
 from .ros.middleware import apply_default_profile
+from .teachers.peer import PeerError
 
 LOG = logging.getLogger("sparse_pose_ros.demo")
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +104,19 @@ def _start(
     return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
 
 
+def parse_node_params(items: list[str]) -> dict[str, str]:
+    """``NAME:=VALUE`` strings (ROS's own ``-p`` syntax) -> {name: value}; ValueError names a
+    malformed one. Values stay strings: the node parses and validates them like any other
+    ``--ros-args -p``, so a bad value fails the same way it would on a command line."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition(":=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"--param {item!r}: expected NAME:=VALUE, e.g. input_size:=224")
+        out[name.strip()] = value.strip()
+    return out
+
+
 def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
@@ -115,7 +129,7 @@ def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
 
 def run_pipeline(
     out: Path, model: Path, source: str, seconds: float, rate_hz: float, width: int,
-    backend: str, ready_timeout: float = 180.0,
+    backend: str, ready_timeout: float = 180.0, node_params: dict[str, str] | None = None,
 ) -> dict:
     """Start the three processes, play ``seconds`` of frames, stop them; return raw records."""
     env = ros_env()
@@ -128,6 +142,7 @@ def run_pipeline(
         # the synthetic clip and photo sets are unrelated stills: no crop from frame to frame
         "track_person": is_video(source),
         "region_from_pose": is_video(source),
+        **(node_params or {}),
     }, out / "pose_node.log", env)
     recorder = _start("recorder", {"out_dir": out, "ready_file": ready}, out / "recorder.log", env)
     procs = [node, recorder]
@@ -142,6 +157,7 @@ def run_pipeline(
                                    f"{failure_reason(out / 'pose_node.log')} (logs: {out})")
             time.sleep(0.2)
         frames = max(1, int(seconds * rate_hz))
+        cpu_start = (time.monotonic(), process_cpu_seconds(node.pid))
         replay = _start("camera_replay", {
             "source": source, "rate_hz": float(rate_hz), "width": width, "loop": True,
             "max_frames": frames, "stats_file": out / "replay.json",
@@ -158,6 +174,7 @@ def run_pipeline(
                                    f"(log: {out}/camera_replay.log)")
             time.sleep(0.2)
         time.sleep(1.0)  # the last frame processed and published
+        cpu_end = (time.monotonic(), process_cpu_seconds(node.pid))
         _stop(replay)
         time.sleep(1.5)  # one more diagnostics period after the last frame
         _stop(recorder)
@@ -171,6 +188,70 @@ def run_pipeline(
     return {
         "recording": json.loads(rec_file.read_text()),
         "replay": json.loads(replay_file.read_text()),
+        "node_cpu": cpu_share(cpu_start, cpu_end),
+    }
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds ``pid`` has used so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_share(start: tuple[float, float | None], end: tuple[float, float | None]
+              ) -> dict[str, float] | None:
+    """pose_node's CPU use while the clip played, from two (wall s, CPU s) readings: CPU
+    seconds and cores busy on average (1.0 = one core all the time) — what a faster setting
+    costs the rest of the robot (e.g. worker threads that busy-wait)."""
+    if start[1] is None or end[1] is None or end[0] <= start[0]:
+        return None
+    used = end[1] - start[1]
+    return {"cpu_seconds": round(used, 3), "wall_seconds": round(end[0] - start[0], 3),
+            "cores_busy": round(used / (end[0] - start[0]), 3)}
+
+
+def peer_on_clip(source: str, width: int, frames: int, work: Path) -> dict:
+    """MediaPipe BlazePose Full (its own venv, ``teachers.peer``) in video mode on the frames
+    the demo played: the first ``frames`` of ``source`` at ``width``, written as lossless PNGs
+    the runner reads as one video. Its time is ``Pose.process`` alone, in its own process
+    after the demo (no DDS, no message conversion, the cores to itself) — the bar the node's
+    image -> /pose3d p50 is held to (issue 17 §2).
+
+    Raises:
+        PeerError: no peer venv (``tools/peer/setup_venv.sh``), or the runner failed.
+        SourceError: the source cannot be opened; ValueError: it is not a video.
+    """
+    import cv2
+
+    from .teachers.peer import run_peer
+    from .teachers.real_frames import RealFrame
+
+    if not is_video(source):
+        raise ValueError(f"{source} is not a video: BlazePose's video mode needs one")
+    folder = work / "peer_frames"
+    folder.mkdir(parents=True, exist_ok=True)
+    clip: list[RealFrame] = []
+    for i, (rgb, _) in enumerate(open_source(source, width)()):
+        if i >= frames:
+            break
+        cv2.imwrite(str(folder / f"f_{i:05d}.png"), rgb[:, :, ::-1])
+        clip.append(RealFrame(f"demo_f{i:05d}", rgb, source, "demo", i))
+    result = run_peer(clip, video_path=folder / "f_%05d.png", modes=("video",))
+    lat = result.latency["video"]
+    found = sum(f.detected for f in result.frames["video"].values())
+    return {
+        "peer": "MediaPipe BlazePose Full, video mode (detector once, then landmarks on its own "
+                "tracked ROI); Pose.process time in its own process, after the demo",
+        "frames": len(clip), "frame_size": f"{clip[0].image.shape[1]}x{clip[0].image.shape[0]}",
+        "latency_ms": {k: lat.get(k) for k in ("p50", "p95", "mean", "n")},
+        # a frame where it finds nobody runs its detector only: say which time is which
+        "latency_ms_person": lat.get("person"),
+        "latency_ms_no_person": lat.get("no_person"),
+        "persons_found": int(found),
+        "versions": {k: result.info.get(k) for k in ("mediapipe_version", "model_complexity")},
     }
 
 
@@ -282,10 +363,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=None, help="checkpoint (default: models/)")
     ap.add_argument("--backend", default="auto",
                     help="auto | sparse-cpu | torch | onnxruntime | tensorrt")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                    help="a pose_node parameter (repeatable), e.g. input_size:=224; the node "
+                         "checks it as it does on any command line")
+    ap.add_argument("--peer", action="store_true",
+                    help="afterwards, time MediaPipe BlazePose (video mode, its own venv) on "
+                         "the same frames: the p50 the node's latency is compared with")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "demo")
     args = ap.parse_args(argv)
     if args.seconds <= 0 or args.rate <= 0:
         ap.error("--seconds and --rate must be > 0")
+    try:
+        node_params = parse_node_params(args.param)
+    except ValueError as exc:
+        ap.error(str(exc))
     model = args.model or default_model()
     if model is None or not model.is_file():
         LOG.error("no checkpoint in %s: run `./run train` (or pass --model); see "
@@ -295,11 +386,24 @@ def main(argv: list[str] | None = None) -> int:
     LOG.info("model %s, source %s, %.0f s at %.0f Hz", model, source, args.seconds, args.rate)
     try:
         raw = run_pipeline(args.out, model, source, args.seconds, args.rate, args.width,
-                           args.backend)
+                           args.backend, node_params=node_params)
     except RuntimeError as exc:
         LOG.error("%s", exc)
         return 1
     summary = summarise(raw, model, source, args.seconds)
+    summary["node_parameters"] = node_params
+    summary["node_cpu"] = raw.get("node_cpu")
+    if args.peer:
+        try:
+            peer = peer_on_clip(source, args.width, summary["frames_published"], args.out)
+        except (PeerError, SourceError, ValueError) as exc:
+            LOG.warning("BlazePose not timed: %s", exc)
+            peer = {"skipped": str(exc)}
+        summary["peer_blazepose_video"] = peer
+        if "latency_ms" in peer:
+            LOG.info("BlazePose video mode on the same %d frames: p50 %s ms (node image -> "
+                     "/pose3d: %s ms)", peer["frames"], peer["latency_ms"]["p50"],
+                     summary["latency_image_to_pose3d_ms"]["p50"])
     trained = "trained" if summary["model_trained"] else "UNTRAINED checkpoint"
     pictures = write_pictures(args.out, f"{Path(model).name} ({trained})")
     summary["pictures"] = [str(p) for p in pictures]

@@ -95,3 +95,30 @@ def test_default_source_is_the_real_clip_then_photos_then_synthetic(tmp_path, mo
     monkeypatch.setattr(sources, "VTEST_AVI", broken)
     assert demo.default_source() == "synthetic"  # 'bundled' would play the same broken file
     assert "broken.avi does not decode" in caplog.text
+
+
+def test_node_parameters_parse_and_reach_the_node(tmp_path, monkeypatch):
+    """--param NAME:=VALUE (ROS's -p syntax) goes onto pose_node's command line unchanged (the
+    node validates it); a malformed one is refused before anything starts."""
+    import pytest
+
+    assert demo.parse_node_params(["input_size:=224", " num_threads := 1"]) == {
+        "input_size": "224", "num_threads": "1"}
+    for bad in ("input_size=224", ":=3", "input_size:="):
+        with pytest.raises(ValueError, match="NAME:=VALUE"):
+            demo.parse_node_params([bad])
+    started: list[tuple[str, dict]] = []
+
+    def fake_start(module, params, log, env):
+        started.append((module, params))
+        raise RuntimeError("not starting processes in a unit test")
+
+    monkeypatch.setattr(demo, "_start", fake_start)
+    monkeypatch.setattr(demo, "ros_env", lambda: {})
+    with pytest.raises(RuntimeError, match="unit test"):
+        demo.run_pipeline(tmp_path, tmp_path / "m.safetensors", "synthetic", 1.0, 10.0, 320,
+                          "auto", node_params={"input_size": "224"})
+    assert started[0][0] == "pose_node" and started[0][1]["input_size"] == "224"
+    assert started[0][1]["backend"] == "auto"
+    with pytest.raises(SystemExit):
+        demo.main(["--param", "input_size"])

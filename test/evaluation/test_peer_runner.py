@@ -98,3 +98,27 @@ def test_auto_estimator_is_the_nodes_choice_for_a_gated_checkpoint(tmp_path: Pat
     save_checkpoint(ckpt, random_network(gated=True, input_size=64, seed=1))
     est = build_estimator(ckpt, "auto", 1, {})
     assert est.backend.name == "sparse-cpu" and est.backend.threads == 1
+
+
+def test_demo_times_the_peer_on_the_frames_it_played(tmp_path: Path) -> None:
+    """``./run demo --peer``: BlazePose's video mode on the demo's own frames (the source at
+    the demo's width, fed to the runner as one PNG sequence), its p50 split by whether it found
+    someone; a still source is refused (video mode needs a video)."""
+    import cv2
+
+    from sparse_pose_ros import demo
+
+    video = tmp_path / "clip.avi"
+    still = np.asarray(load_still("grace_hopper").image)
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (256, 320))
+    for _ in range(6):
+        writer.write(cv2.resize(still, (256, 320))[:, :, ::-1].copy())
+    writer.release()
+    r = demo.peer_on_clip(str(video), 128, 4, tmp_path / "out")
+    assert r["frames"] == 4 and r["frame_size"] == "128x160"
+    assert len(list((tmp_path / "out" / "peer_frames").glob("f_*.png"))) == 4
+    assert r["latency_ms"]["n"] >= 1 and r["latency_ms"]["p50"] > 0
+    assert r["persons_found"] >= 1 and r["latency_ms_person"]["n"] >= 1
+    assert r["versions"]["mediapipe_version"] == "0.10.21"
+    with pytest.raises(ValueError, match="not a video"):
+        demo.peer_on_clip(str(tmp_path / "out" / "peer_frames"), 128, 4, tmp_path / "o2")

@@ -106,6 +106,17 @@ def _parse_image_list(path: Path) -> list[tuple[str, Path]]:
     return items
 
 
+def _video_exists(spec: str) -> bool:
+    """A video file, or an image sequence OpenCV reads as one (``f_%05d.png``: its first
+    frame, number 0, must exist)."""
+    if "%" in Path(spec).name:
+        try:
+            return Path(spec % 0).is_file()
+        except (TypeError, ValueError):
+            return False
+    return Path(spec).is_file()
+
+
 def _video_frames(
     path: Path, indices: list[int], video_id: str, contiguous: bool
 ) -> Iterator[Frame]:
@@ -404,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         for _, path in images:
             if not path.is_file():
                 raise ValueError(f"image not found: {path}")
-        if args.video and not Path(args.video).is_file():
+        if args.video and not _video_exists(args.video):
             raise ValueError(f"video not found: {args.video}")
         if args.masks and len(modes) != 1:
             raise ValueError("--masks needs exactly one mode (the masks of which mode?)")
