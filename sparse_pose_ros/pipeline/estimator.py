@@ -83,24 +83,29 @@ def execution_mask(
     """
     h, w = image_hw
     s = box.input_size
-    if not masks:
-        acc = np.full((s, s), 255.0, np.float32)
-    else:
+    if masks:
         acc = np.zeros((s, s), np.float32)
         for m in masks:
             acc += cv2.resize(m.astype(np.float32), (s, s), interpolation=cv2.INTER_NEAREST)
-        acc *= 255.0 / len(masks)
+        acc = (acc * (255.0 / len(masks))).round().astype(np.uint8)
     if box.pad_x < 0 or box.pad_y < 0 or box.scale * max(w, h) > s + 1:
         # A tracking window: the network saw part of the image; elsewhere nothing executed.
-        warped = cv2.warpAffine(acc, box.input_to_image_matrix(), (w, h),
-                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                                borderValue=0)  # fmt: skip
-        return warped.round().clip(0, 255).astype(np.uint8)
+        # Only the window's part of the image is resampled (an HD frame's full-size warp cost
+        # 5-8 ms a frame for a picture that is zero outside the window).
+        out = np.zeros((h, w), np.uint8)
+        x0, y0, side = box.window_rect()
+        sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+        if sx1 > sx0 and sy1 > sy0:
+            if masks:
+                full = cv2.resize(acc, (side, side), interpolation=cv2.INTER_LINEAR)
+                out[sy0:sy1, sx0:sx1] = full[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
+            else:
+                out[sy0:sy1, sx0:sx1] = 255
+        return out
     if not masks:
         return np.full((h, w), 255, np.uint8)
     x0, y0, x1, y1 = box.content_box()
-    crop = acc[y0:y1, x0:x1]
-    return cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR).round().astype(np.uint8)
+    return cv2.resize(acc[y0:y1, x0:x1], (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def same_model(a: ModelInfo, b: ModelInfo) -> bool:

@@ -172,3 +172,34 @@ def test_window_crops_and_maps_back():
         RoiConfig(side_factor=0.5)
     with pytest.raises(ValueError, match="window is for"):
         crop_window(np.zeros((10, 10, 3), np.uint8), box)
+
+
+def test_window_crop_equals_the_padded_copy_and_the_mask_stays_in_the_window():
+    """The crop is read from a view of the image (OpenCV pads only where the window leaves it):
+    the same pixels as padding a copy of the window first, for windows inside, across the edge
+    and off the image; the execution-mask picture is the window's, zero elsewhere."""
+    import cv2
+
+    from sparse_pose_ros.pipeline.estimator import execution_mask
+    from sparse_pose_ros.pipeline.preprocess import crop_window
+
+    rgb = np.random.default_rng(4).integers(0, 256, (120, 90, 3), dtype=np.uint8)
+    fill = (7, 8, 9)
+    for x0, y0, side in ((10, 20, 50), (-15, 80, 70), (60, -5, 40), (200, 200, 30)):
+        box = Letterbox.window(90, 120, 32, x0=x0, y0=y0, side=side)
+        region = np.empty((side, side, 3), np.uint8)
+        region[:] = fill
+        sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(90, x0 + side), min(120, y0 + side)
+        if sx1 > sx0 and sy1 > sy0:
+            region[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+        ref = cv2.resize(region, (32, 32), interpolation=cv2.INTER_AREA if side > 32
+                         else cv2.INTER_LINEAR)  # fmt: skip
+        np.testing.assert_array_equal(crop_window(rgb, box, fill), ref)
+        for masks in ([], [np.ones((2, 2), np.uint8), np.eye(2, dtype=np.uint8)]):
+            img = execution_mask(masks, box, (120, 90))
+            inside = np.zeros((120, 90), bool)
+            inside[sy0:max(sy0, sy1), sx0:max(sx0, sx1)] = True
+            assert img.shape == (120, 90) and img.dtype == np.uint8
+            assert (img[~inside] == 0).all()
+            if inside.any():
+                assert (img[inside] == 255).all() if not masks else img[inside].max() == 255
