@@ -33,8 +33,10 @@ in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one 
   writes only our HEMlets head) in ONNX Runtime, decoded by ``model.movenet_head.decode`` (the
   torch path ``evaluation.real_heldout`` scores MoveNet with), mapped to our joints;
 * ``ours_dense_tracking_ort``: the node's tracking crop (``PoseEstimator(track_person=True)``):
-  the dense network on the person's crop once a frame found someone; ``ours_sparse_tracking``:
-  crop *and* masks;
+  the dense network on the person's crop once a frame found someone, the crops read at the node's
+  ``crop_input_size`` (224; ``--crop-input-size``) by a second session, whole frames at 256;
+  ``ours_dense_tracking_ort_own_size`` / ``_192``: the crops at 256 / 192;
+  ``ours_sparse_tracking``: crop *and* masks;
 * ``blazepose_full``: MediaPipe BlazePose Full in its own venv (``teachers.peer``), static-image
   mode (detector + landmarks every frame) on lossless PNGs of the same pixels, pinned to as many
   cores as the thread count (CPU affinity: mediapipe picks its own thread count);
@@ -156,12 +158,18 @@ def default_contenders() -> list[ContenderSpec]:
                       label=f"ours dense ORT, tracking crop @{NODE_CROP_INPUT_SIZE} (the node's)"),
         ContenderSpec("ours_dense_tracking_ort_own_size", "dense", dense, track=True,
                       label="ours dense ORT, tracking crop @256"),
+        ContenderSpec("ours_dense_tracking_ort_192", "dense", dense, track=True,
+                      crop_input_size=192, label="ours dense ORT, tracking crop @192"),
         ContenderSpec("ours_sparse_tracking", "sparse", sparse, track=True,
                       label="ours sparse, tracking crop"),
         ContenderSpec("blazepose_full", "blazepose", None, label="BlazePose Full (static)"),
         ContenderSpec("blazepose_full_video", "blazepose", None, track=True,
                       label="BlazePose Full (video mode: tracking)"),
     ]  # fmt: skip
+
+
+#: The contender that runs the node's default path (its crop size follows ``--crop-input-size``).
+NODE_TRACKING = "ours_dense_tracking_ort"
 
 
 class Skip(Exception):
@@ -938,8 +946,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ORT workers sleep between runs (the node's onnxruntime backend "
                         "default) instead of ORT's own default, spinning")
     p.add_argument("--crop-input-size", type=int, default=NODE_CROP_INPUT_SIZE,
-                   help="input side of the tracking crops of the contenders that follow the "
-                        "node's crop_input_size (ours_dense_tracking_ort); 0 = the model's own")
+                   help=f"input side of the tracking crops of {NODE_TRACKING}, the contender "
+                        "that follows the node's crop_input_size; 0 = the model's own")
     p.add_argument("--confidence-threshold", type=float, default=0.3)
     p.add_argument("--mask-threshold", type=float, default=0.5)
     p.add_argument("--cache-dir", default=None, help="ONNX export cache of the backends")
@@ -971,7 +979,7 @@ def main(args: argparse.Namespace, command: str) -> int:
     problem = check_arguments(args)
     try:
         specs = [dataclasses.replace(s, crop_input_size=args.crop_input_size or None)
-                 if s.crop_input_size else s
+                 if s.name == NODE_TRACKING else s
                  for s in select_contenders(args.contenders, args.checkpoint)]  # fmt: skip
     except ValueError as exc:
         problem = problem or str(exc)
