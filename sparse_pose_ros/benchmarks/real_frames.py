@@ -34,8 +34,8 @@ in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one 
   torch path ``evaluation.real_heldout`` scores MoveNet with), mapped to our joints;
 * ``ours_dense_tracking_ort``: the node's tracking crop (``PoseEstimator(track_person=True)``):
   the dense network on the person's crop once a frame found someone, the crops read at the node's
-  ``crop_input_size`` (224; ``--crop-input-size``) by a second session, whole frames at 256;
-  ``ours_dense_tracking_ort_own_size`` / ``_192``: the crops at 256 / 192;
+  ``crop_input_size`` (192; ``--crop-input-size``) by a second session, whole frames at 256;
+  ``ours_dense_tracking_ort_224`` / ``_own_size``: the crops at 224 / 256;
   ``ours_sparse_tracking``: crop *and* masks;
 * ``blazepose_full``: MediaPipe BlazePose Full in its own venv (``teachers.peer``), static-image
   mode (detector + landmarks every frame) on lossless PNGs of the same pixels, pinned to as many
@@ -158,8 +158,8 @@ def default_contenders() -> list[ContenderSpec]:
                       label=f"ours dense ORT, tracking crop @{NODE_CROP_INPUT_SIZE} (the node's)"),
         ContenderSpec("ours_dense_tracking_ort_own_size", "dense", dense, track=True,
                       label="ours dense ORT, tracking crop @256"),
-        ContenderSpec("ours_dense_tracking_ort_192", "dense", dense, track=True,
-                      crop_input_size=192, label="ours dense ORT, tracking crop @192"),
+        ContenderSpec("ours_dense_tracking_ort_224", "dense", dense, track=True,
+                      crop_input_size=224, label="ours dense ORT, tracking crop @224"),
         ContenderSpec("ours_sparse_tracking", "sparse", sparse, track=True,
                       label="ours sparse, tracking crop"),
         ContenderSpec("blazepose_full", "blazepose", None, label="BlazePose Full (static)"),

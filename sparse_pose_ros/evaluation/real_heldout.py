@@ -867,7 +867,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="network input side in pixels (the node's input_size); 0 = the model's own")
     p.add_argument("--crop-input-size", type=int, default=0,
                    help="with --track: input side for the tracking crops (the node's "
-                        "crop_input_size, there 224 by default); 0 = --input-size")
+                        "crop_input_size, there 192 by default); 0 = --input-size")
     p.add_argument("--region-expand", type=float, default=REGION_EXPAND,
                    help="with --track: growth of the previous joint box into the region")
     p.add_argument("--region-margin", type=int, default=REGION_MARGIN,

@@ -48,11 +48,11 @@ def make_node(tiny_model):
 
 
 def test_crops_get_their_own_session_at_crop_input_size(make_node):
-    node = make_node()  # defaults: crop_input_size 224, the tiny model's own size is 64
+    node = make_node()  # defaults: crop_input_size 192, the tiny model's own size is 64
     values = _ready(node)
-    assert (values["input_size"], values["crop_input_size"]) == (64, 224)
+    assert (values["input_size"], values["crop_input_size"]) == (64, 192)
     est = node._estimator
-    assert est.backend.info.input_size == 64 and est.crop_backend.info.input_size == 224
+    assert est.backend.info.input_size == 64 and est.crop_backend.info.input_size == 192
     assert est.crop_backend is not est.backend and node._crop_backend is est.crop_backend
     assert values["spin_wait"] is False  # off by default (README: ~2 ms for 2x the CPU)
     # the mask threshold reaches both sessions
@@ -78,8 +78,8 @@ def test_a_file_that_cannot_run_at_the_crop_size_keeps_one_session(make_node, mo
     real = pose_node_module.create_backend
 
     def one_size_only(name, path, options=None, **kw):
-        if options is not None and options.input_size == 224:
-            raise BackendError("model.onnx was exported at 64 px, not 224")
+        if options is not None and options.input_size == 192:
+            raise BackendError("model.onnx was exported at 64 px, not 192")
         return real(name, path, options=options, **kw)
 
     monkeypatch.setattr(pose_node_module, "create_backend", one_size_only)
