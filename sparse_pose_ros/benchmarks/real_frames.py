@@ -353,9 +353,8 @@ class EstimatorRunner:
                           r.roi is not None, r.timings_ms["inference"])  # fmt: skip
 
     def close(self) -> None:
-        if self.estimator.crop_backend is not self.backend:
-            self.estimator.crop_backend.close()
-        self.backend.close()
+        for b in self.estimator.backends:
+            b.close()
 
 
 class MoveNetRunner:

@@ -394,16 +394,15 @@ class Model:
 
 
 def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
-    backend = create_backend("torch", path, args.device, head_gating=not args.no_head_gating,
-                             mask_threshold=args.mask_threshold,
-                             input_size=args.input_size or None)  # fmt: skip
+    def open_at(size: int | None) -> Backend:
+        return create_backend("torch", path, args.device, head_gating=not args.no_head_gating,
+                              mask_threshold=args.mask_threshold, input_size=size)
+
+    backend = open_at(args.input_size or None)
     rec = _Recorder(backend)
     crop = None
     if args.crop_input_size and args.crop_input_size != backend.info.input_size:
-        crop = _Recorder(create_backend("torch", path, args.device,
-                                        head_gating=not args.no_head_gating,
-                                        mask_threshold=args.mask_threshold,
-                                        input_size=args.crop_input_size), sink=rec)  # fmt: skip
+        crop = _Recorder(open_at(args.crop_input_size), sink=rec)
     # --track is the node's video path (crop, region from the previous pose, dense until a
     # person is found); without it every frame is a still read whole by the masks' own decision
     est = PoseEstimator(rec, confidence_threshold=args.confidence_threshold,
@@ -725,9 +724,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             for sid, ls in sources.items()}  # fmt: skip
     wall = time.perf_counter() - t_start
     for m in models:
-        m.recorder.close()
-        if m.estimator.crop_backend is not m.recorder:
-            m.estimator.crop_backend.close()
+        for b in m.estimator.backends:  # the recorder, and the crops' session if it has one
+            b.close()
     n_frames = sum(r.info["frames_evaluated"] for r in runs.values())
     with_mn = movenet is not None
     all_ref = _concat([r.ref for r in runs.values()])

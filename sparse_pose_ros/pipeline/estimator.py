@@ -194,6 +194,14 @@ class PoseEstimator:
         self._region_set: dict[int, bool] = {}
 
     @property
+    def backends(self) -> tuple[Backend, ...]:
+        """Every session the estimator runs — the whole frame's, and the crops' when that is
+        another one — for the caller that warms them up, sets their threshold or closes them."""
+        if self.crop_backend is self.backend:
+            return (self.backend,)
+        return (self.backend, self.crop_backend)
+
+    @property
     def region_expand(self) -> float:
         return self._region_expand
 

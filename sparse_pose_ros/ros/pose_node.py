@@ -137,7 +137,7 @@ class PoseNode(Node):
         self._stop = False
         self._worker: threading.Thread | None = None
         self._backend: Backend | None = None
-        self._crop_backend: Backend | None = None  # the model at crop_input_size, or _backend
+        self._estimator: PoseEstimator | None = None  # owns the backend's sessions
         self._declare_parameters()
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
@@ -151,7 +151,6 @@ class PoseNode(Node):
         self._stats = RollingStats()
         self._intrinsics: Intrinsics | None = None
         self._arrivals = ArrivalRates()
-        self._estimator: PoseEstimator | None = None
         self._model_state = "loading"
         self._model_error = ""
         self._trained = False
@@ -340,13 +339,13 @@ class PoseNode(Node):
                     self._busy = False
 
     def _close_backends(self) -> None:
-        for b in {id(b): b for b in (self._backend, self._crop_backend) if b}.values():
+        for b in self._estimator.backends if self._estimator is not None else ():
             b.close()
-        self._backend = self._crop_backend = self._estimator = None
+        self._backend = self._estimator = None
 
     def _set_threshold(self, threshold: float) -> None:
         """The mask threshold of every session of the model (whole frame and crops)."""
-        for b in {id(b): b for b in (self._backend, self._crop_backend) if b}.values():
+        for b in self._estimator.backends if self._estimator is not None else ():
             b.set_mask_threshold(threshold)
 
     def _make_crop_backend(self, backend: Backend, path: str, options: BackendOptions,
@@ -385,14 +384,14 @@ class PoseNode(Node):
                 spin_wait=self._p("spin_wait"),
             )
             backend = create_backend(name, path, options=options, **own)
-            crop_backend = self._make_crop_backend(backend, path, options, own)
-            for b in {id(b): b for b in (backend, crop_backend)}.values():
-                b.set_mask_threshold(self._current_threshold())
-                b.warmup(1)
             estimator = PoseEstimator(
-                backend, nominal_hfov_deg=self._p("nominal_hfov_deg"), crop_backend=crop_backend,
+                backend, nominal_hfov_deg=self._p("nominal_hfov_deg"),
+                crop_backend=self._make_crop_backend(backend, path, options, own),
                 **{key: self._p(key) for key in ESTIMATOR_PARAMS},
             )
+            for b in estimator.backends:
+                b.set_mask_threshold(self._current_threshold())
+                b.warmup(1)
         except (BackendError, ValueError, OSError, RuntimeError) as exc:
             with self._lock:
                 self._model_state, self._model_error = "error", str(exc)
@@ -404,12 +403,12 @@ class PoseNode(Node):
         self.get_logger().info(
             f"backend {backend.name} ready: {backend.info.source} (hash "
             f"{backend.info.model_hash[:12]}), input {backend.info.input_size} (tracking crops "
-            f"{crop_backend.info.input_size}), "
+            f"{estimator.crop_backend.info.input_size}), "
             f"{'gated' if backend.info.gated else 'dense'}, mask_threshold "
             f"{self._p('mask_threshold')}"
         )
         with self._lock:
-            self._backend, self._crop_backend, self._estimator = backend, crop_backend, estimator
+            self._backend, self._estimator = backend, estimator
             self._smoother = self._make_smoother()  # a new model: nothing to smooth from
             self._model_state, self._model_error, self._trained = "ready", "", trained
             self._threshold_dirty = False
@@ -489,7 +488,7 @@ class PoseNode(Node):
         with self._lock:
             counts = dict(self._counts)
             state, error, trained = self._model_state, self._model_error, self._trained
-            backend, crop_backend = self._backend, self._crop_backend
+            backend, estimator = self._backend, self._estimator
             intr_source = self._last_intrinsics_source
             budget_idle = self._budget_idle
         invalid = sum(v for k, v in counts.items() if k.startswith("invalid_"))
@@ -505,7 +504,7 @@ class PoseNode(Node):
             "model_trained": trained,
             "device": self._p("device"),
             "input_size": backend.info.input_size if backend else 0,
-            "crop_input_size": crop_backend.info.input_size if crop_backend else 0,
+            "crop_input_size": estimator.crop_backend.info.input_size if estimator else 0,
             "num_threads": self._p("num_threads"),
             "spin_wait": self._p("spin_wait"),
             "mask_threshold": self._p("mask_threshold"),

@@ -255,3 +255,4 @@ def test_tracking_crops_run_on_the_crop_backend(tmp_path):
     with pytest.raises(ValueError, match="not the model"):
         PoseEstimator(whole, crop_backend=other)
     assert PoseEstimator(whole).crop_backend is whole  # no crop session: one for both
+    assert PoseEstimator(whole).backends == (whole,) and est.backends == (whole, crop)

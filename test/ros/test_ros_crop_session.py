@@ -53,7 +53,8 @@ def test_crops_get_their_own_session_at_crop_input_size(make_node):
     assert (values["input_size"], values["crop_input_size"]) == (64, 192)
     est = node._estimator
     assert est.backend.info.input_size == 64 and est.crop_backend.info.input_size == 192
-    assert est.crop_backend is not est.backend and node._crop_backend is est.crop_backend
+    assert est.crop_backend is not est.backend
+    assert est.backends == (est.backend, est.crop_backend)  # both warmed, thresholded, closed
     assert values["spin_wait"] is False  # off by default (README: ~2 ms for 2x the CPU)
     # the mask threshold reaches both sessions
     node._set_threshold(0.7)
