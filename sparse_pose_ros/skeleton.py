@@ -68,3 +68,28 @@ JOINT_COLOURS: tuple[tuple[float, float, float], ...] = tuple(
 )
 #: A bone takes the colour of its child joint (the limb it describes).
 BONE_COLOURS: tuple[tuple[float, float, float], ...] = tuple(JOINT_COLOURS[c] for _, c in BONES)
+
+
+#: Torso joints defined as mid-points, in the order they are computed (joint, a, b): the
+#: pelvis between the hips, the thorax between the shoulders, the spine between those two —
+#: how the teacher labels define them (``teachers.blazepose_map``), and so the real 3D labels
+#: (triangulated Pose2Sim, BlazePose world). A network trained on both those and the synthetic
+#: renders' SMPL-X joint centres (a pelvis a few cm lower, a neck above the shoulder line)
+#: answers a mix of the two; ``NetworkConfig.midpoint_torso`` makes its output follow this
+#: one definition (``docs/network.md`` §5c has the measured effect).
+MIDPOINT_JOINTS: tuple[tuple[int, int, int], ...] = (
+    (JOINT_NAMES.index("pelvis"), JOINT_NAMES.index("left_hip"), JOINT_NAMES.index("right_hip")),
+    (JOINT_NAMES.index("thorax"), JOINT_NAMES.index("left_shoulder"),
+     JOINT_NAMES.index("right_shoulder")),
+    (JOINT_NAMES.index("spine"), JOINT_NAMES.index("pelvis"), JOINT_NAMES.index("thorax")),
+)
+
+
+def midpoint_matrix() -> list[list[float]]:
+    """(J, J) linear map M with ``M @ joints`` = the joints with :data:`MIDPOINT_JOINTS`
+    replaced by their mid-points (every other joint unchanged). Linear, so one matrix product
+    serves numpy, PyTorch and an exported graph alike."""
+    rows = [[1.0 if i == j else 0.0 for j in range(NUM_JOINTS)] for i in range(NUM_JOINTS)]
+    for joint, a, b in MIDPOINT_JOINTS:  # later rows may read earlier ones (spine)
+        rows[joint] = [0.5 * (x + y) for x, y in zip(rows[a], rows[b], strict=True)]
+    return rows

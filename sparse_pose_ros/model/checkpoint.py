@@ -90,7 +90,9 @@ def load_checkpoint(
 ) -> tuple[PoseNetwork, dict[str, Any]]:
     """Build the network described by the file and load its weights (eval mode).
 
-    Returns ``(net, info)`` with info = {"config", "model_hash", "meta"}. Raises
+    Returns ``(net, info)`` with info = {"config", "model_hash", "meta", "fp16"} ("fp16":
+    every floating-point tensor is stored in half precision, as the shipped checkpoints are,
+    so a tool that rewrites the file can keep its size). Raises
     :class:`CheckpointError` with the path in the message for every failure a user can cause.
     """
     info = read_metadata(path)
@@ -108,4 +110,6 @@ def load_checkpoint(
         raise CheckpointError(
             f"checkpoint {path} does not match its network config: {exc}"
         ) from exc
+    info = {**info, "fp16": all(t.dtype == torch.float16 for t in state.values()
+                                if t.is_floating_point())}
     return net.to(map_location).eval(), info

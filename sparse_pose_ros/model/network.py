@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
+from .. import skeleton
 from ..runtime.options import HEAD_GATING_STORED, OUTPUT_STRIDES, check_input_size
 from .blocks import PADDINGS, ConvBN, InvertedResidual
 from .fpn import MoveNetFPN, SeparableConv
@@ -81,6 +83,10 @@ class NetworkConfig:
         depth_range_mm: root-relative depth that z = ±1 stands for.
         lifter_hidden: width of the pose-prior lifter (``model.lifter``) whose depth replaces
             the head's z; 0 = none. Attached after training by ``training.train_lifter``.
+        midpoint_torso: output the pelvis, thorax and spine as mid-points of the hips, the
+            shoulders and those two (``skeleton.MIDPOINT_JOINTS``), in the image and in
+            depth, as the real 3D labels define them. Set with a lifter trained on that
+            definition (``training.train_lifter``); an inference-time map, no weights.
         head_gating: read the heads only inside the region of the last execution mask
             (``model.heads.head_region``); needs a gated backbone. An inference choice: the
             weights are the same, see ``PoseNetwork.set_head_gating``. Off unless configured;
@@ -121,6 +127,7 @@ class NetworkConfig:
     depth_range_mm: float = 1000.0
     head_gating: bool = HEAD_GATING_STORED
     lifter_hidden: int = 0
+    midpoint_torso: bool = False
     input_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     input_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     padding: str = "symmetric"
@@ -373,6 +380,9 @@ class PoseNetwork(nn.Module):
                                 self.cfg.readout_window)
         self.movenet: MoveNetHeads | None = MoveNetHeads(hc) if self.cfg.movenet_heads else None
         self.lifter = PoseLifter(self.cfg.lifter_hidden) if self.cfg.lifter_hidden else None
+        # not persistent: a fixed map of the config, not weights (checkpoints stay as they are)
+        self.register_buffer("midpoints", torch.tensor(skeleton.midpoint_matrix())
+                             if self.cfg.midpoint_torso else None, persistent=False)
 
     def gated_blocks(self) -> list[InvertedResidual]:
         return [b for b in self.backbone.blocks if b.gated]
@@ -419,9 +429,23 @@ class PoseNetwork(nn.Module):
         return heatmaps, triplets, self.refine_joints(joints), depth
 
     def refine_joints(self, joints: Tensor) -> Tensor:
-        """The head's (B, J, 3) joints with z from the lifter when there is one (runtimes that
-        compute the head themselves, like the compiled CPU head, call this on their joints)."""
-        return joints if self.lifter is None else self.lifter.refine(joints)
+        """The head's (B, J, 3) joints with z from the lifter when there is one, and the torso
+        joints as mid-points with ``midpoint_torso`` (runtimes that compute the head
+        themselves, like the compiled CPU head, call this on their joints).
+
+        The mid-points are taken twice: in the image before the lifter reads the skeleton
+        (it was trained on that definition), and in depth after it, re-rooted at the new
+        pelvis, so the published skeleton follows the definition exactly."""
+        m = self.midpoints
+        if m is not None:
+            joints = torch.matmul(m.to(joints.dtype), joints)
+        if self.lifter is not None:
+            joints = self.lifter.refine(joints)
+        if m is not None and self.lifter is not None:
+            z = torch.matmul(m.to(joints.dtype), joints[..., 2:])
+            z = z - z[:, skeleton.ROOT : skeleton.ROOT + 1]
+            joints = torch.cat([joints[..., :2], z], dim=-1)
+        return joints
 
     def forward(self, x: Tensor, with_movenet: bool = False, region: Tensor | None = None
                 ) -> PoseOutput:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .. import skeleton
 from ..model.flops import block_flops_sparse, flops_report
 from .metrics import MaskStats, PoseAccumulator
 
@@ -91,6 +92,18 @@ def per_frame_flops(net: nn.Module, output: Any, input_hw: tuple[int, int]) -> _
     return _FrameFlops(gated_density, backbone, executed / dense)
 
 
+def midpoint_labels(joints_cam: Tensor, joints_2d: Tensor, visible: Tensor
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """Synthetic labels (SMPL-X torso joints) in a ``midpoint_torso`` network's definition:
+    3D and 2D mid-points (``skeleton.MIDPOINT_JOINTS``), a mid-point visible when both of its
+    ends are — so a network is scored against the skeleton it is meant to output."""
+    m = torch.tensor(skeleton.midpoint_matrix(), dtype=joints_cam.dtype, device=joints_cam.device)
+    vis = visible.clone()
+    for joint, a, b in skeleton.MIDPOINT_JOINTS:
+        vis[:, joint] = vis[:, a] & vis[:, b]
+    return m @ joints_cam, m.to(joints_2d.dtype) @ joints_2d, vis
+
+
 @torch.no_grad()
 def evaluate_model(
     net: nn.Module,
@@ -134,17 +147,20 @@ def evaluate_model(
             batch = batch.slice(take)
         output = net(batch.images)
         joints = output.joints.float()
-        root_z = batch.joints_cam_mm[:, 0, 2]
+        gt_cam, gt_2d, visible = batch.joints_cam_mm, batch.joints2d, batch.visibility > 0
+        if getattr(cfg, "midpoint_torso", False):  # score in the definition the net outputs
+            gt_cam, gt_2d, visible = midpoint_labels(gt_cam, gt_2d, visible)
+        root_z = gt_cam[:, 0, 2]
         pred_cam = lift_to_camera(joints, batch.intrinsics, root_z, size, cfg.depth_range_mm)
         pred_px = to_pixels(joints, size).cpu().numpy()
         if pixels_by_index is not None:
             pixels_by_index.update(zip(batch.index.tolist(), pred_px, strict=True))
         acc.update(
             pred_cam.cpu().numpy(),
-            batch.joints_cam_mm.cpu().numpy(),
+            gt_cam.cpu().numpy(),
             pred_px,
-            to_pixels(batch.joints2d, size).cpu().numpy(),
-            (batch.visibility > 0).cpu().numpy(),
+            to_pixels(gt_2d, size).cpu().numpy(),
+            visible.cpu().numpy(),
         )
         sil = batch.silhouette.cpu().numpy() > 0
         fills.extend(sil.reshape(sil.shape[0], -1).mean(axis=1).tolist())
@@ -165,6 +181,7 @@ def evaluate_model(
     result.update(
         {
             "eval_seconds": elapsed,
+            "torso": "midpoints" if getattr(cfg, "midpoint_torso", False) else "as labelled",
             "person_fill_mean": float(fill.mean()),
             "backbone_flops_fraction": float(backbone.mean()),
             "gated_density": float(gated_density.mean()),

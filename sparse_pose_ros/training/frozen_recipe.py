@@ -27,7 +27,9 @@ exactly, every image costs one forward, and what we train is small enough to fit
 6. **lifter** (``lifter_steps`` > 0): the depth lifter (``model.lifter``) trained on the 3D
    skeletons of the synthetic renders and of the label cache's training sources seen through
    virtual cameras (``training.train_lifter``, ``data.lifter_poses``), attached to both
-   checkpoints: it replaces the head's depth with one read off the 2D skeleton.
+   checkpoints: it replaces the head's depth with one read off the 2D skeleton. With
+   ``midpoint_torso`` it learns, and the checkpoints output, the real labels' torso joints
+   (pelvis, thorax, spine as mid-points; ``skeleton.MIDPOINT_JOINTS``).
 
 Each stage writes its result into the run folder and is skipped when it is already there, so an
 interrupted run continues with ``--resume``. Outputs: the dense and the sparse checkpoint
@@ -130,6 +132,8 @@ class RecipeConfig:
         threads, seed: CPU threads; seed of every random draw.
         lifter_steps, lifter_views_per_pose: the depth lifter's training steps (0 = no
             lifter) and virtual cameras per real 3D skeleton.
+        midpoint_torso: the lifter learns, and both checkpoints output, the real labels'
+            torso definition (``NetworkConfig.midpoint_torso``).
         dense_out, sparse_out: where the two checkpoints go.
     """
 
@@ -164,6 +168,7 @@ class RecipeConfig:
     seed: int = 0
     lifter_steps: int = 0
     lifter_views_per_pose: int = 24
+    midpoint_torso: bool = False
     dense_out: str = "models/pose_dense.safetensors"
     sparse_out: str = "models/pose_sparse.safetensors"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -582,6 +587,7 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
     weights, key_file = rd / "lifter.pt", rd / "lifter.json"
     spec = LifterTraining(steps=cfg.lifter_steps, seed=cfg.seed)
     key = {**asdict(spec), "views_per_pose": cfg.lifter_views_per_pose,
+           "midpoint_torso": cfg.midpoint_torso,
            "synthetic": cfg.synthetic, "labels": cfg.labels}
     if weights.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
         cached = PoseLifter(spec.hidden)
@@ -590,7 +596,8 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
     synthetic = Path(cfg.synthetic) / "train" if cfg.synthetic else None
     t0 = time.perf_counter()
     xy, z_mm, sources = training_pairs(synthetic, Path(cfg.labels),
-                                       cfg.lifter_views_per_pose, cfg.seed)
+                                       cfg.lifter_views_per_pose, cfg.seed,
+                                       cfg.midpoint_torso)
     lifter = train_lifter(xy, z_mm / depth_range_mm, spec)
     report["lifter"] = {**sources, "train_pairs": len(xy), "steps": spec.steps,
                         "seconds": round(time.perf_counter() - t0, 1)}
@@ -599,8 +606,9 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
     return lifter
 
 
-def _with_lifter(net: PoseNetwork, lifter: PoseLifter | None) -> PoseNetwork:
-    return net if lifter is None else attach(net, lifter, lifter.hidden)
+def _with_lifter(net: PoseNetwork, lifter: PoseLifter | None, midpoint_torso: bool
+                 ) -> PoseNetwork:
+    return net if lifter is None else attach(net, lifter, lifter.hidden, midpoint_torso)
 
 
 def _head_state(net: PoseNetwork) -> dict[str, Tensor]:
@@ -668,8 +676,8 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
         save_report()
     lifter = lifter_stage(cfg, report, net.cfg.depth_range_mm)
     save_report()
-    _save(_with_lifter(net, lifter), Path(cfg.dense_out), {**meta_base, "variant": "dense"},
-          dense=True)
+    _save(_with_lifter(net, lifter, cfg.midpoint_torso), Path(cfg.dense_out),
+          {**meta_base, "variant": "dense"}, dense=True)
 
     net.load_state_dict(masks_state, strict=False)
     if cfg.mask_source == "locator":
@@ -721,7 +729,7 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
             torch.save(_head_state(net), sparse_head)
             head_key.write_text(json.dumps(key) + "\n")
     masks_meta = report.get("locator") if cfg.mask_source == "locator" else report["masks"]
-    _save(_with_lifter(net, lifter), Path(cfg.sparse_out),
+    _save(_with_lifter(net, lifter, cfg.midpoint_torso), Path(cfg.sparse_out),
           {**meta_base, "variant": "sparse", "mask_source": cfg.mask_source,
            "masks": json.dumps(masks_meta)}, dense=False)
     report["outputs"] = {"dense": cfg.dense_out, "sparse": cfg.sparse_out}

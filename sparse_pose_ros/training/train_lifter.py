@@ -13,7 +13,8 @@ up to ``--noise`` × the skeleton's radius, some left/right pairs merged onto th
 (the network's answer when it cannot tell the person's front from the back), random in-plane
 rotation and mirror images.
 The network's own weights are not touched; the output checkpoint is the input's plus the lifter
-(``lifter_hidden`` in its config, a new model hash) and a ``lifter`` record in its metadata
+(``lifter_hidden`` and ``midpoint_torso`` in its config, a new model hash; half precision if
+the input is) and a ``lifter`` record in its metadata
 (command, steps, time, held-out numbers).
 
 Held-out numbers written to the record and logged: MPJPE of the true 2D + lifter depth (the
@@ -55,11 +56,22 @@ _FLIP = torch.tensor(skeleton.flip_permutation())
 _PAIRS = torch.tensor(skeleton.FLIP_PAIRS)
 
 
-def labels(ds: ShardDataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, J, 2) 2D joints in pixels and (N, J) root-relative depth in mm of a shard split."""
-    j2 = torch.as_tensor(np.asarray(ds.labels["joints_2d"], np.float32))
-    j3 = torch.as_tensor(np.asarray(ds.labels["joints_3d"], np.float32))
-    return j2, j3[..., 2] - j3[:, skeleton.ROOT : skeleton.ROOT + 1, 2]
+def labels(ds: ShardDataset, midpoint_torso: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, J, 2) 2D joints in pixels and (N, J) root-relative depth in mm of a shard split.
+
+    ``midpoint_torso``: the renders' pelvis, thorax and spine (SMPL-X joint centres) replaced
+    by the mid-points the real labels use (``skeleton.MIDPOINT_JOINTS``), in 3D, then
+    projected with each frame's K — the definition a ``midpoint_torso`` network outputs."""
+    if not midpoint_torso:
+        j2 = torch.as_tensor(np.asarray(ds.labels["joints_2d"], np.float32))
+        j3 = torch.as_tensor(np.asarray(ds.labels["joints_3d"], np.float32))
+        return j2, j3[..., 2] - j3[:, skeleton.ROOT : skeleton.ROOT + 1, 2]
+    m = np.asarray(skeleton.midpoint_matrix())
+    j3 = np.einsum("ij,njd->nid", m, np.asarray(ds.labels["joints_3d"], np.float64))
+    cam = np.einsum("nij,nkj->nki", np.asarray(ds.labels["K"], np.float64), j3)
+    j2 = cam[..., :2] / cam[..., 2:]
+    z = j3[..., 2] - j3[:, skeleton.ROOT : skeleton.ROOT + 1, 2]
+    return torch.as_tensor(j2, dtype=torch.float32), torch.as_tensor(z, dtype=torch.float32)
 
 
 def real_pairs(labels_root: Path, per_pose: int, seed: int
@@ -114,17 +126,19 @@ class LifterTraining:
 
 
 def training_pairs(synthetic_train: Path | None, labels_root: Path | None,
-                   views_per_pose: int, seed: int) -> tuple[torch.Tensor, torch.Tensor,
-                                                            dict[str, Any]]:
+                   views_per_pose: int, seed: int, midpoint_torso: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """(N, J, 2) pixel joints, (N, J) root-relative depth in mm and a record of where they
-    came from: the synthetic training split's labels and/or the label cache's real 3D
-    skeletons in ``views_per_pose`` virtual views."""
+    came from: the synthetic training split's labels (with ``midpoint_torso``, in the real
+    labels' torso definition, see :func:`labels`) and/or the label cache's real 3D skeletons
+    in ``views_per_pose`` virtual views (already in that definition)."""
     xys, zs, record = [], [], {}
     if synthetic_train is not None:
-        xy, z = labels(ShardDataset(synthetic_train))
+        xy, z = labels(ShardDataset(synthetic_train), midpoint_torso)
         xys.append(xy)
         zs.append(z)
         record["synthetic_frames"] = len(xy)
+        record["synthetic_torso"] = "midpoints" if midpoint_torso else "smplx_joints"
     if labels_root is not None:
         xy, z, counts = real_pairs(labels_root, views_per_pose, seed)
         xys.append(xy)
@@ -156,9 +170,12 @@ def train(xy: torch.Tensor, z: torch.Tensor, args: LifterTraining | argparse.Nam
     return lifter.eval()
 
 
-def attach(net: PoseNetwork, lifter: PoseLifter, hidden: int) -> PoseNetwork:
-    """A copy of ``net`` whose config and weights include ``lifter``."""
-    cfg = NetworkConfig.from_dict({**net.cfg.to_dict(), "lifter_hidden": hidden})
+def attach(net: PoseNetwork, lifter: PoseLifter, hidden: int,
+           midpoint_torso: bool = False) -> PoseNetwork:
+    """A copy of ``net`` whose config and weights include ``lifter`` (and, for a lifter
+    trained on that definition, ``midpoint_torso``)."""
+    cfg = NetworkConfig.from_dict({**net.cfg.to_dict(), "lifter_hidden": hidden,
+                                   "midpoint_torso": bool(midpoint_torso)})
     out = PoseNetwork(cfg)
     state = {k: v for k, v in net.state_dict().items() if not k.startswith("lifter.")}
     state.update({f"lifter.{k}": v for k, v in lifter.state_dict().items()})
@@ -167,22 +184,30 @@ def attach(net: PoseNetwork, lifter: PoseLifter, hidden: int) -> PoseNetwork:
 
 
 @torch.no_grad()
-def held_out(net: PoseNetwork, lifter: PoseLifter, root: Path, frames: int) -> dict[str, Any]:
+def held_out(net: PoseNetwork, lifter: PoseLifter, root: Path, frames: int,
+             midpoint_torso: bool = False) -> dict[str, Any]:
     """The lifter's ceiling (true 2D) on the whole test split, and the network's 2D with its
-    own depth vs the lifter's on ``frames`` test images (full frame and ground-truth box)."""
+    own depth vs the lifter's on ``frames`` test images (full frame and ground-truth box).
+    With ``midpoint_torso`` every skeleton (truth, the network's, the lifter's) is scored in
+    that torso definition, the one the attached network outputs."""
     cfg = net.cfg
+    full = attach(net, lifter, lifter.hidden, midpoint_torso)
+    m = (torch.tensor(skeleton.midpoint_matrix()) if midpoint_torso
+         else torch.eye(skeleton.NUM_JOINTS))
     ds = ShardDataset(root)
-    xy, _ = labels(ds)
-    gt3 = torch.as_tensor(np.asarray(ds.labels["joints_3d"], np.float32))
+    xy, _ = labels(ds, midpoint_torso)
+    gt3 = m @ torch.as_tensor(np.asarray(ds.labels["joints_3d"], np.float32))
     frame = int(ds.sample(0)["image"].shape[1])  # the labels' pixel grid (square frames)
     true_2d = torch.cat([(xy + 0.5) / frame, lifter(xy).unsqueeze(-1)], dim=-1)
-    pred = lift_to_camera(true_2d, torch.as_tensor(np.asarray(ds.labels["K"], np.float32)),
+    pred = lift_to_camera(full.refine_joints(true_2d),
+                          torch.as_tensor(np.asarray(ds.labels["K"], np.float32)),
                           gt3[:, skeleton.ROOT, 2], frame, cfg.depth_range_mm).double().numpy()
     gt3 = gt3.double().numpy()
     out: dict[str, Any] = {
         "true_2d_frames": len(gt3),
         "true_2d_mpjpe_mm": mpjpe(pred, gt3),
         "true_2d_pa_mpjpe_mm": pa_mpjpe(pred, gt3),
+        "torso": "midpoints" if midpoint_torso else "as labelled",
     }
     if frames <= 0:
         return out
@@ -194,13 +219,13 @@ def held_out(net: PoseNetwork, lifter: PoseLifter, root: Path, frames: int) -> d
         own, lifted, truth = [], [], []
         for batch in DataLoader(subset, batch_size=32, collate_fn=collate):
             joints = net(batch.images).joints.float()
-            root_z = batch.joints_cam_mm[:, 0, 2]
-            own.append(lift_to_camera(joints, batch.intrinsics, root_z, size,
+            truth_mm = m @ batch.joints_cam_mm
+            root_z = truth_mm[:, 0, 2]
+            own.append(lift_to_camera(m @ joints, batch.intrinsics, root_z, size,
                                       cfg.depth_range_mm).numpy())  # fmt: skip
-            refined = lifter.refine(joints)
-            lifted.append(lift_to_camera(refined, batch.intrinsics, root_z, size,
-                                         cfg.depth_range_mm).numpy())  # fmt: skip
-            truth.append(batch.joints_cam_mm.numpy())
+            lifted.append(lift_to_camera(full.refine_joints(joints), batch.intrinsics, root_z,
+                                         size, cfg.depth_range_mm).numpy())  # fmt: skip
+            truth.append(truth_mm.numpy())
         a, b, g = (np.concatenate(v) for v in (own, lifted, truth))
         out[name] = {"frames": len(g), "network_depth_mpjpe_mm": mpjpe(a, g),
                      "lifter_depth_mpjpe_mm": mpjpe(b, g),
@@ -226,6 +251,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="chance per left/right pair of merging it onto its midpoint")
     p.add_argument("--real-labels", default=None,
                    help="teacher-label cache: add its training sources' real 3D skeletons")
+    p.add_argument("--midpoint-torso", action=argparse.BooleanOptionalAction, default=True,
+                   help="train on, and output, the real labels' torso definition (pelvis, "
+                        "thorax, spine as mid-points; NetworkConfig.midpoint_torso)")
     p.add_argument("--views-per-pose", type=int, default=24,
                    help="virtual cameras per real skeleton (with --real-labels)")
     p.add_argument("--eval-frames", type=int, default=500, help="test images scored (0 = none)")
@@ -252,14 +280,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{root} needs train/ and test/ shard folders")
         xy, z_mm, sources = training_pairs(
             root / "train", Path(args.real_labels) if args.real_labels else None,
-            args.views_per_pose, args.seed)
+            args.views_per_pose, args.seed, args.midpoint_torso)
     except (CheckpointError, ValueError, OSError) as exc:
         LOG.error("%s", exc)
         return 2
     t0 = time.perf_counter()
     lifter = train(xy, z_mm / net.cfg.depth_range_mm, args)
     seconds = time.perf_counter() - t0
-    result = held_out(net, lifter, root / "test", args.eval_frames)
+    result = held_out(net, lifter, root / "test", args.eval_frames, args.midpoint_torso)
     LOG.info("lifter trained in %.0f s; held-out: %s", seconds, result)
     meta = dict(info["meta"])
     meta["lifter"] = {
@@ -268,11 +296,14 @@ def main(argv: list[str] | None = None) -> int:
         "train_frames": len(xy),
         "train_sources": sources,
         "steps": args.steps,
+        "midpoint_torso": args.midpoint_torso,
         "train_seconds": round(seconds, 1),
         "held_out": result,
         "saved_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
-    digest = save_checkpoint(args.out, attach(net, lifter, args.hidden), meta)
+    out = attach(net, lifter, args.hidden, args.midpoint_torso)
+    # a half-precision checkpoint stays one (the shipped files: half the size, same network)
+    digest = save_checkpoint(args.out, out.half() if info["fp16"] else out, meta)
     LOG.info("wrote %s (model hash %s)", args.out, digest[:16])
     return 0
 

@@ -56,6 +56,52 @@ def test_network_with_lifter_uses_its_depth():
         NetworkConfig(**base, lifter_hidden=-1)
 
 
+def test_midpoint_matrix_defines_the_torso():
+    m = np.array(skeleton.midpoint_matrix())
+    idx = {n: i for i, n in enumerate(skeleton.JOINT_NAMES)}
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(J, 3))
+    y = m @ x
+    np.testing.assert_allclose(y[idx["pelvis"]], (x[idx["left_hip"]] + x[idx["right_hip"]]) / 2)
+    np.testing.assert_allclose(
+        y[idx["thorax"]], (x[idx["left_shoulder"]] + x[idx["right_shoulder"]]) / 2)
+    np.testing.assert_allclose(y[idx["spine"]], (y[idx["pelvis"]] + y[idx["thorax"]]) / 2)
+    torso = {j for j, _, _ in skeleton.MIDPOINT_JOINTS}
+    others = [j for j in range(J) if j not in torso]
+    np.testing.assert_array_equal(y[others], x[others])
+    np.testing.assert_allclose(m @ m, m)  # applying it twice changes nothing
+
+
+def test_network_midpoint_torso_output():
+    """The torso joints come out as mid-points in the image and in depth (root at 0), every
+    other joint's image position is the head's, and no weight is added: a checkpoint of the
+    same lifter without the flag has the same tensors."""
+    from sparse_pose_ros.training.train_lifter import attach
+
+    torch.manual_seed(0)
+    base = dict(input_size=64, width_mult=0.35, head_channels=16, gated=False)
+    plain = PoseNetwork(NetworkConfig(**base)).eval()
+    lifter = PoseLifter(16).eval()
+    mid, raw = attach(plain, lifter, 16, midpoint_torso=True), attach(plain, lifter, 16)
+    assert mid.cfg.midpoint_torso and not raw.cfg.midpoint_torso
+    assert NetworkConfig.from_dict(mid.cfg.to_dict()).midpoint_torso
+    assert mid.state_dict().keys() == raw.state_dict().keys()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        head, out = plain(x).joints, mid(x).joints
+    m = torch.tensor(skeleton.midpoint_matrix())
+    torch.testing.assert_close(out[..., :2], m @ head[..., :2])
+    torch.testing.assert_close(out[..., 2:], m @ out[..., 2:])  # depth follows it too
+    assert torch.all(out[:, skeleton.ROOT, 2] == 0)
+    assert not torch.equal(out[..., :2], head[..., :2])  # it did move the torso
+    with torch.no_grad():
+        lifted_from_mid = lifter.refine(m @ head)
+    others = [j for j in range(J) if j not in {t for t, _, _ in skeleton.MIDPOINT_JOINTS}]
+    z = lifted_from_mid[..., 2] - (lifted_from_mid[..., 1, 2] + lifted_from_mid[..., 4, 2])[
+        :, None] / 2  # the lifter's depth re-rooted at the hips' mid-point
+    torch.testing.assert_close(out[:, others, 2], z[:, others])
+
+
 def _write_split(root, split: str, n: int, seed: int) -> None:
     """Shards whose labels are a simple projected skeleton family (no rendering needed)."""
     from sparse_pose_ros.data.shards import write_shard
@@ -95,6 +141,7 @@ def test_train_lifter_cli_attaches_a_working_lifter(tmp_path):
     assert rc == 0
     loaded, info = load_checkpoint(out)
     assert loaded.cfg.lifter_hidden == 32 and loaded.lifter is not None
+    assert loaded.cfg.midpoint_torso  # the default: the real labels' torso definition
     record = info["meta"]["lifter"]
     assert record["steps"] == 300 and record["train_frames"] == 64
     # it learned the family's depth rule: far better than answering depth 0 (the root's)
@@ -112,5 +159,16 @@ def test_train_lifter_cli_attaches_a_working_lifter(tmp_path):
     # the network part is unchanged
     for k, v in net.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[k], v)
+    assert info["meta"]["lifter"]["train_sources"]["synthetic_torso"] == "midpoints"
+    assert record["held_out"]["torso"] == "midpoints"
+    assert not info["fp16"]  # a float32 input stays float32
+    half = tmp_path / "half.safetensors"  # the shipped checkpoints' storage
+    save_checkpoint(half, PoseNetwork(net.cfg).half(), {})
+    assert main(["--checkpoint", str(half), "--data", str(tmp_path / "data"), "--out", str(out),
+                 "--steps", "5", "--batch-size", "8", "--hidden", "8", "--eval-frames", "0",
+                 "--no-midpoint-torso"]) == 0
+    loaded, info = load_checkpoint(out)
+    assert not loaded.cfg.midpoint_torso and info["fp16"]  # and it stays half precision
+    assert info["meta"]["lifter"]["train_sources"]["synthetic_torso"] == "smplx_joints"
     assert main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--data",
                  str(tmp_path / "data"), "--out", str(out)]) == 2

@@ -59,14 +59,15 @@ def test_backbone_parity_learned_masks(gate_strided):
                 assert torch.equal(m.hard, r.hard) and torch.equal(m.dilated, r.dilated), name
 
 
-@pytest.mark.parametrize("lifter", [False, True])
+@pytest.mark.parametrize("lifter", ["none", "lifter", "lifter+midpoint_torso"])
 def test_whole_network_parity(lifter):
     net = small_net(False)
-    if lifter:  # the depth lifter applies after every head runtime (compiled head included)
+    if lifter != "none":  # the lifter (and the torso map) apply after every head runtime
         from sparse_pose_ros.model.lifter import PoseLifter
+        from sparse_pose_ros.training.train_lifter import attach
 
         torch.manual_seed(1)
-        net.lifter = PoseLifter(16).eval()
+        net = attach(net, PoseLifter(16).eval(), 16, lifter.endswith("torso"))
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         ref = net(x)

@@ -146,7 +146,7 @@ def test_recipe_with_a_person_locator(tmp_path: Path, imported: Path) -> None:
            "crops_per_frame": 2, "pastes": 4, "epochs": 2, "sparse_epochs": 1,
            "batch_size": 4, "mask_cells": 4, "threads": 1, "mask_source": "locator",
            "locator_epochs": 3, "locator_recall": 0.9, "region_share": 0.5,
-           "lifter_steps": 20, "lifter_views_per_pose": 2,
+           "lifter_steps": 20, "lifter_views_per_pose": 2, "midpoint_torso": True,
            "dense_out": str(tmp_path / "dense.safetensors"),
            "sparse_out": str(tmp_path / "sparse.safetensors")}
     path = tmp_path / "recipe.yaml"
@@ -164,6 +164,7 @@ def test_recipe_with_a_person_locator(tmp_path: Path, imported: Path) -> None:
     assert (tmp_path / "runs" / "r" / "locator.pt").is_file()
     # both checkpoints carry the same depth lifter, trained on the cache's real 3D skeletons
     assert dense.lifter is not None and sparse.lifter is not None
+    assert dense.cfg.midpoint_torso and sparse.cfg.midpoint_torso
     for k, v in dense.lifter.state_dict().items():
         torch.testing.assert_close(sparse.lifter.state_dict()[k], v)
     lift = report["lifter"]
@@ -225,6 +226,9 @@ def test_lifter_stage_is_cached_per_setting_and_off_by_default(tmp_path: Path) -
     changed: dict = {}
     lifter_stage(RecipeConfig(**{**base.__dict__, "lifter_views_per_pose": 5}), changed, 1000.0)
     assert changed["lifter"]["train_pairs"] == 30
+    torso: dict = {}  # another torso definition is another lifter: trained, not loaded
+    lifter_stage(RecipeConfig(**{**base.__dict__, "midpoint_torso": True}), torso, 1000.0)
+    assert torso["lifter"]["train_pairs"] == 18
 
 
 def test_train_lifter_cli_adds_the_label_cache_skeletons(tmp_path: Path, tiny_shards: Path
@@ -245,6 +249,7 @@ def test_train_lifter_cli_adds_the_label_cache_skeletons(tmp_path: Path, tiny_sh
     _, info = load_checkpoint(out)
     record = info["meta"]["lifter"]
     assert record["train_sources"] == {"synthetic_frames": 12, "views_per_real_pose": 3,
+                                       "synthetic_torso": "midpoints",
                                        "real_poses": {"fake:blazepose_world": 6}}
     assert record["train_frames"] == 12 + 6 * 3
     # a missing label cache or a bad view count: refused, nothing written

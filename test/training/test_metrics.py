@@ -147,3 +147,24 @@ def test_left_right_separation_is_one_for_truth_and_zero_for_midpoints() -> None
     acc = metrics.PoseAccumulator()
     acc.update(_skeletons(n=3), _skeletons(n=3), collapsed, gt)
     assert acc.summary()["diag_left_right_separation"] == pytest.approx(0.0)
+
+
+def test_midpoint_labels_follow_the_networks_torso_definition() -> None:
+    import torch
+
+    from sparse_pose_ros import skeleton
+    from sparse_pose_ros.training.evaluation import midpoint_labels
+
+    idx = {n: i for i, n in enumerate(skeleton.JOINT_NAMES)}
+    torch.manual_seed(0)
+    cam, px = torch.randn(2, skeleton.NUM_JOINTS, 3), torch.randn(2, skeleton.NUM_JOINTS, 2)
+    vis = torch.ones(2, skeleton.NUM_JOINTS, dtype=torch.bool)
+    vis[0, idx["left_shoulder"]] = False
+    c, p, v = midpoint_labels(cam, px, vis)
+    torch.testing.assert_close(c[:, idx["pelvis"]],
+                               (cam[:, idx["left_hip"]] + cam[:, idx["right_hip"]]) / 2)
+    torch.testing.assert_close(p[:, idx["spine"]], (p[:, idx["pelvis"]] + p[:, idx["thorax"]]) / 2)
+    torch.testing.assert_close(c[:, idx["left_wrist"]], cam[:, idx["left_wrist"]])
+    # a mid-point is seen when both its ends are: the thorax and the spine above it are not
+    assert not v[0, idx["thorax"]] and not v[0, idx["spine"]] and v[0, idx["pelvis"]]
+    assert v[1].all() and vis[0, idx["thorax"]]  # the input is not modified

@@ -114,6 +114,21 @@ def test_evaluate_cli_writes_the_accuracy_json(
     # the crop protocols ran on every frame, boxes from the first pass / from the truth
     for key in ("metrics_two_pass", "metrics_gt_box"):
         assert report[key]["samples"] == 8 and report[key]["mpjpe_mm"] > 0
+    assert m["torso"] == "as labelled"
+    # a network that outputs the mid-point torso is scored against labels in that definition
+    from dataclasses import replace
+
+    from sparse_pose_ros.model.checkpoint import load_checkpoint, save_checkpoint
+    from sparse_pose_ros.model.network import PoseNetwork
+
+    net, _ = load_checkpoint(ckpt)
+    mid = PoseNetwork(replace(net.cfg, midpoint_torso=True))
+    mid.load_state_dict(net.state_dict())
+    save_checkpoint(tmp_path / "mid.safetensors", mid, {})
+    assert evaluate.main(["--checkpoint", str(tmp_path / "mid.safetensors"), "--data",
+                          str(tiny_shards), "--out", str(out), "--threads", "1"]) == 0
+    again = json.loads(out.read_text())["metrics"]
+    assert again["torso"] == "midpoints" and again["mpjpe_mm"] > 0
 
 
 def test_bad_inputs_give_exit_code_2_not_a_traceback(make_config, tmp_path: Path) -> None:
