@@ -39,6 +39,7 @@ def test_summary_reads_counts_and_latency(tmp_path, monkeypatch):
                             "frames_processed": "18",
                             "frames_dropped": "1", "frames_invalid": "0", "persons_found": "0",
                             "latency_p50_ms": "8.5", "latency_p95_ms": "12",
+                            "estimate_p50_ms": "6.5", "queue_p50_ms": "0.3",
                             "mean_density": "0.4"},
             "diagnostics_message": "running",
             "transport_warnings": 3,
@@ -52,6 +53,7 @@ def test_summary_reads_counts_and_latency(tmp_path, monkeypatch):
     assert s["transport_warnings"] == 3 and "15 Hz" in s["transport_warning_message"]
     assert s["latency_image_to_pose3d_ms"]["p50"] == 20.0
     assert s["mean_density"] == 0.4 and s["backend"] == "torch"
+    assert s["node_latency_ms"]["stages_p50"] == {"estimate": 6.5, "queue": 0.3}
     assert s["model_trained"] is False  # unreadable checkpoint: no training record
 
 

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Mapping
 
 import numpy as np
 
 
 class RollingStats:
-    """Thread-safe window of per-frame (finish time, latency, density) samples.
+    """Thread-safe window of per-frame (finish time, latency, density, stage times) samples.
+
+    Stage times (``add(..., stages=...)``) say where a frame's latency went — e.g. waiting
+    for the worker, the network, publishing — so a user can tell the model's cost from the
+    node's; each named stage gets a ``<name>_p50_ms`` in the summary.
 
     Args:
         window: number of most recent processed frames kept.
@@ -23,27 +28,36 @@ class RollingStats:
         if window < 2:
             raise ValueError(f"window must be >= 2, got {window}")
         self._samples: deque[tuple[float, float, float]] = deque(maxlen=window)
+        self._stages: deque[dict[str, float]] = deque(maxlen=window)
         self._lock = threading.Lock()
 
-    def add(self, finished_s: float, latency_ms: float, density: float) -> None:
+    def add(self, finished_s: float, latency_ms: float, density: float,
+            stages: Mapping[str, float] | None = None) -> None:
         with self._lock:
             self._samples.append((finished_s, latency_ms, density))
+            self._stages.append(dict(stages or {}))
 
     def summary(self) -> dict[str, float]:
-        """p50/p95 latency (ms), fps over the window, mean density; zeros when empty."""
+        """p50/p95 latency (ms), fps over the window, mean density, p50 of each stage every
+        sample in the window has; zeros when empty."""
         with self._lock:
             samples = list(self._samples)
+            stages = list(self._stages)
         if not samples:
             return {"latency_p50_ms": 0.0, "latency_p95_ms": 0.0, "fps": 0.0, "mean_density": 0.0}
         arr = np.asarray(samples, dtype=np.float64)
         span = arr[-1, 0] - arr[0, 0]
         fps = (len(arr) - 1) / span if len(arr) > 1 and span > 0 else 0.0
-        return {
+        out = {
             "latency_p50_ms": float(np.percentile(arr[:, 1], 50)),
             "latency_p95_ms": float(np.percentile(arr[:, 1], 95)),
             "fps": float(fps),
             "mean_density": float(arr[:, 2].mean()),
         }
+        names = set(stages[0]).intersection(*stages[1:]) if stages else set()
+        for name in sorted(names):
+            out[f"{name}_p50_ms"] = float(np.median([st[name] for st in stages]))
+        return out
 
 
 #: Images below this fraction of the camera_info rate count as a transport loss (a camera driver

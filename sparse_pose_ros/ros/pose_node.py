@@ -414,6 +414,7 @@ class PoseNode(Node):
             self._threshold_dirty = False
 
     def _process(self, frame: _Frame) -> None:
+        started = time.monotonic()
         backend, estimator = self._backend, self._estimator
         if backend is None or estimator is None:  # the model failed to (re)load meanwhile
             with self._lock:
@@ -448,10 +449,20 @@ class PoseNode(Node):
             return
         stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         result = smoother.apply(result, stamp_s if stamp_s > 0 else frame.received_s)
+        published = time.monotonic()
         self._publish(msg.header, rgb, result)
         done = time.monotonic()
         latency_ms = (done - frame.received_s) * 1e3
-        self._stats.add(done, latency_ms, result.density)
+        # where the latency went: queued for the worker, the estimator (network and its pre-
+        # and post-processing), the rest before publishing (decoding, smoothing), publishing
+        estimate_ms = result.timings_ms.get("total", 0.0)
+        self._stats.add(done, latency_ms, result.density, stages={
+            "queue": (started - frame.received_s) * 1e3,
+            "estimate": estimate_ms,
+            "network": result.timings_ms.get("inference", 0.0),
+            "other": max(0.0, (published - started) * 1e3 - estimate_ms),
+            "publish": (done - published) * 1e3,
+        })
         # Next frame's threshold, applied now (the same step the budget replay benchmark runs);
         # a no-op when the budget is off. Only a frame whose masks decided what ran says
         # anything about the threshold: on the others (a dense model; a region from the

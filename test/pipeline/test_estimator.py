@@ -93,6 +93,13 @@ def test_rolling_stats():
     assert out["latency_p50_ms"] == pytest.approx(7.5)  # window holds 6..9
     assert out["fps"] == pytest.approx(10.0)
     assert out["mean_density"] == 0.5
+    assert not any(k.endswith("_p50_ms") and k != "latency_p50_ms" for k in out)
+    for i in range(4):  # stages: a p50 per name every sample in the window has
+        s.add(1.0 + i * 0.1, 10.0, 0.5, stages={"network": float(i), "queue": 1.0,
+                                               **({"odd": 1.0} if i % 2 else {})})
+    out = s.summary()
+    assert out["network_p50_ms"] == pytest.approx(1.5) and out["queue_p50_ms"] == 1.0
+    assert "odd_p50_ms" not in out
     with pytest.raises(ValueError):
         RollingStats(window=1)
 

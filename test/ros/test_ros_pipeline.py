@@ -57,6 +57,10 @@ def test_replay_to_pose_node_outputs_are_consistent(
     assert diag["smoothing"] == "3 Hz, beta 1"  # the published joints went through it
     assert int(diag["frames_invalid"]) == 0
     assert float(diag["latency_p50_ms"]) > 0.0
+    # where it went: the estimator and its network inside the latency, queue and publish beside
+    assert 0.0 < float(diag["network_p50_ms"]) <= float(diag["estimate_p50_ms"])
+    assert float(diag["estimate_p50_ms"]) <= float(diag["latency_p50_ms"])
+    assert float(diag["queue_p50_ms"]) >= 0.0 and float(diag["publish_p50_ms"]) >= 0.0
     assert 0.0 < float(diag["mean_density"]) <= 1.05
     assert lst.diagnostics[-1].level == b"\x01"  # WARN: the checkpoint has no training record
 
