@@ -152,6 +152,7 @@ def run_peer(
     timeout_s: float = 1800.0,
     work_dir: Path | None = None,
     cpus: Sequence[int] | None = None,
+    pace_hz: float = 0.0,
 ) -> PeerResult:
     """Run BlazePose on ``frames`` in the peer venv.
 
@@ -160,7 +161,8 @@ def run_peer(
     frame between the first and last requested index is fed in video mode, as a camera would);
     the decoded pixel mean is compared with ours and a mismatch is logged. ``cpus``: run the
     peer on these CPUs only (affinity; mediapipe picks its own thread count, so this is how a
-    benchmark gives it the cores the other contenders get).
+    benchmark gives it the cores the other contenders get). ``pace_hz``: video mode starts its
+    frames at this rate, as a camera delivers them (0 = back to back).
 
     Raises:
         PeerError: venv missing, runner failed or timed out, or unreadable output.
@@ -203,6 +205,8 @@ def run_peer(
             cmd += ["--frames", ",".join(str(f.index) for f in video)]
             if contiguous:
                 cmd.append("--contiguous")
+            if pace_hz:
+                cmd += ["--pace-hz", str(float(pace_hz))]
         LOG.info("running peer: %s", " ".join(cmd))
         try:
             affinity = None if cpus is None else set(cpus)

@@ -6,6 +6,7 @@ Skipped (with the reason) where the peer venv has not been made: tools/peer/setu
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +115,11 @@ def test_demo_times_the_peer_on_the_frames_it_played(tmp_path: Path) -> None:
     for _ in range(6):
         writer.write(cv2.resize(still, (256, 320))[:, :, ::-1].copy())
     writer.release()
-    r = demo.peer_on_clip(str(video), 128, 4, tmp_path / "out")
+    t0 = time.perf_counter()
+    r = demo.peer_on_clip(str(video), 128, 4, tmp_path / "out", rate_hz=2.0)
+    # paced as the demo's camera (frames 0.5 s apart: >= 1.5 s for four), then back to back
+    assert time.perf_counter() - t0 >= 1.5 and r["pace_hz"] == 2.0
+    assert r["latency_ms_back_to_back"]["n"] >= 1 and r["latency_ms_back_to_back"]["p50"] > 0
     assert r["frames"] == 4 and r["frame_size"] == "128x160"
     assert len(list((tmp_path / "out" / "peer_frames").glob("f_*.png"))) == 4
     assert r["latency_ms"]["n"] >= 1 and r["latency_ms"]["p50"] > 0

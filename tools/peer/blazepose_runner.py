@@ -281,7 +281,11 @@ def run_video(
     pose_kwargs: dict[str, Any],
     video_warmup: int,
     masks: MaskSink | None = None,
+    pace_hz: float = 0.0,
 ) -> dict[str, Any]:
+    """Video mode over ``frames``; ``pace_hz`` > 0 starts the frames at that rate (sleeping
+    between them, outside the timing), as a camera delivers them: on an idle-between-frames
+    CPU one frame costs more than back to back, and a node fed by a camera pays that."""
     import mediapipe as mp
 
     records: list[dict[str, Any]] = []
@@ -290,6 +294,7 @@ def run_video(
     sequences: dict[str, dict[str, Any]] = {}
     pose = None
     current: str | None = None
+    next_start = time.perf_counter()
     try:
         for frame in frames:
             if frame.sequence != current:
@@ -302,6 +307,9 @@ def run_video(
                 sequences[current] = {"sequence": current, "processed": 0, "timed": [],
                                       "first_frames_ms": []}
             seq = sequences[current]
+            if pace_hz > 0:
+                time.sleep(max(0.0, next_start - time.perf_counter()))
+                next_start = max(next_start, time.perf_counter()) + 1.0 / pace_hz
             result, ms = _timed(pose, frame.rgb)
             warm = seq["processed"] < video_warmup
             seq["processed"] += 1
@@ -331,6 +339,7 @@ def run_video(
     return {
         "static_image_mode": False,
         "warmup_frames_per_sequence": video_warmup,
+        "pace_hz": pace_hz,
         "frames": records,
         "sequences": clips,
         "latency_summary": summarize(timed),
@@ -388,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--video", help="video file")
     ap.add_argument("--frames", help="comma-separated frame indices of --video to report")
     ap.add_argument("--video-id", default="video", help="id prefix of video frames")
+    ap.add_argument("--pace-hz", type=float, default=0.0,
+                    help="video mode: start frames at this rate, as a camera would (0 = back to "
+                         "back)")
     ap.add_argument("--contiguous", action="store_true",
                     help="video mode: process every frame between the first and last index")
     ap.add_argument("--modes", default="static,video", help="comma-separated: static,video")
@@ -409,8 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         bad = [m for m in modes if m not in MODES]
         if bad or not modes:
             raise ValueError(f"--modes must be a subset of {MODES}, got {args.modes!r}")
-        if args.warmup < 0 or args.repeats < 1 or args.video_warmup < 0:
-            raise ValueError("--warmup/--video-warmup must be >= 0 and --repeats >= 1")
+        if args.warmup < 0 or args.repeats < 1 or args.video_warmup < 0 or args.pace_hz < 0:
+            raise ValueError("--warmup/--video-warmup/--pace-hz must be >= 0 and --repeats >= 1")
         images, indices = _collect(args)
         for _, path in images:
             if not path.is_file():
@@ -458,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             else:
                 stream = _frame_stream(args, images, indices, contiguous=args.contiguous)
-                out["modes"]["video"] = run_video(stream, pose_kwargs, args.video_warmup, sink)
+                out["modes"]["video"] = run_video(stream, pose_kwargs, args.video_warmup, sink,
+                                                  args.pace_hz)
                 out["modes"]["video"]["contiguous"] = bool(args.contiguous)
             LOG.info("%s mode: %.1f s, latency %s", mode, time.perf_counter() - t0,
                      out["modes"][mode]["latency_summary"])
