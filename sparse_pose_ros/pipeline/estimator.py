@@ -148,9 +148,9 @@ class PoseEstimator:
         crop_backend: the same model at another input size for the tracking crops (None: the
             crops go through ``backend`` too). Why two sizes: finding a person in a whole frame
             needs the resolution (held-out real, dense checkpoint, whole frame at 224 instead
-            of 256 px: PCK@0.1 0.58 instead of 0.69), while a crop that the person already
-            fills does about as well with fewer pixels (tracking crops at 192: PCK 0.895,
-            MPJPE 113 mm, against 0.900, 130 mm at 256, for 0.56 of the MACs;
+            of 256 px: PCK@0.1 0.58 instead of 0.70), while a crop that the person already
+            fills does about as well with fewer pixels (tracking crops at 192: PCK 0.900,
+            MPJPE 103 mm, against 0.917, 100 mm at 256, for 0.56 of the MACs;
             ``docs/network.md`` §2c). Must be the same model (joints, normalisation, depth).
     """
 

@@ -211,9 +211,9 @@ PARAMS: tuple[ParamSpec, ...] = (
         "With track_person: network input side for the tracking crops (a second session of the "
         "same model); 0 = input_size. The whole frame, where a person must first be found, "
         "keeps input_size. Held-out real frames, tracking: the dense checkpoint with crops at "
-        "192 scored PCK@0.1 0.895 / MPJPE 113 mm against 0.900 / 130 mm at its own 256, for 0.56 "
-        "of the MACs (224: 0.907 / 111 mm for 0.77; 160 loses the person); the sparse one loses "
-        "at 224 (0.875 / 128 mm against 0.887 / 123 mm): set 0 for it.",
+        "192 scored PCK@0.1 0.900 / MPJPE 103 mm against 0.917 / 100 mm at its own 256, for 0.56 "
+        "of the MACs (224: 0.913 / 96 mm for 0.77; 160 loses the person); the sparse one loses "
+        "at 224 (0.899 / 107 mm against 0.906 / 106 mm): set 0 for it.",
         _INPUT_SIZE_RULE, int_range=(0, INPUT_SIZE_RANGE[1]), validate=_input_size,
         reload=True,
     ),
