@@ -67,6 +67,7 @@ def model_info_from_network(
         source=source,
         output_stride=int(cfg.output_stride),
         training=training,
+        midpoint_torso=bool(cfg.midpoint_torso),
     )
 
 

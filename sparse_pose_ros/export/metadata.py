@@ -167,6 +167,7 @@ def parse_metadata(props: dict[str, str], source: str) -> OnnxMetadata:
         std = tuple(float(v) for v in json.loads(props["input_std"]))
         if len(mean) != 3 or len(std) != 3:
             raise ValueError("mean/std need 3 values")
+        config = json.loads(props.get("network_config", "{}"))
         architecture = dict(FORMAT1_ARCHITECTURE)
         if "architecture" in props:
             architecture.update(json.loads(props["architecture"]))
@@ -181,10 +182,10 @@ def parse_metadata(props: dict[str, str], source: str) -> OnnxMetadata:
             gated=props["gated"] == "true",
             source=source,
             output_stride=int(architecture["output_stride"]),
+            midpoint_torso=bool(config.get("midpoint_torso", False)),
         )
         geometry = NetworkGeometry.from_json(props["block_geometry"])
         mask_outputs = tuple(str(n) for n in json.loads(props["mask_outputs"]))
-        config = json.loads(props.get("network_config", "{}"))
         opset = int(props["opset"])
     except (ValueError, TypeError) as exc:
         raise BackendError(f"{source}: malformed sparse_pose_ros metadata: {exc}") from exc

@@ -515,6 +515,9 @@ class PoseNode(Node):
             "model_trained": trained,
             "device": self._p("device"),
             "input_size": backend.info.input_size if backend else 0,
+            # what pelvis / thorax / spine mean in /pose3d (README: joint order and definitions)
+            "torso": ("midpoints" if backend.info.midpoint_torso else "as trained")
+            if backend else "",
             "crop_input_size": estimator.crop_backend.info.input_size if estimator else 0,
             "num_threads": self._p("num_threads"),
             "spin_wait": self._p("spin_wait"),

@@ -28,6 +28,9 @@ class ModelInfo:
             stored: command, data, metrics), read by the backend with the model; None when the
             file carries none to read (an exported .onnx keeps only the network: the record
             stays with its checkpoint). See :attr:`trained`.
+        midpoint_torso: the pelvis, thorax and spine the model outputs are mid-points of hips /
+            shoulders / those two (``NetworkConfig.midpoint_torso``): what "pelvis" means in
+            the published skeleton, reported in the node's diagnostics.
     """
 
     model_hash: str
@@ -40,6 +43,7 @@ class ModelInfo:
     source: str
     output_stride: int = INPUT_SIZE_MULTIPLE
     training: Mapping[str, Any] | None = field(default=None, compare=False)
+    midpoint_torso: bool = False
 
     @property
     def trained(self) -> bool:

@@ -172,3 +172,26 @@ def test_train_lifter_cli_attaches_a_working_lifter(tmp_path):
     assert info["meta"]["lifter"]["train_sources"]["synthetic_torso"] == "smplx_joints"
     assert main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--data",
                  str(tmp_path / "data"), "--out", str(out)]) == 2
+
+
+def test_runtimes_report_and_carry_the_midpoint_torso(tmp_path):
+    """A checkpoint with ``midpoint_torso`` says so in every runtime's ModelInfo (the node
+    reports it), and the exported ONNX graph computes the same joints as PyTorch."""
+    from sparse_pose_ros.backends import create_backend
+    from sparse_pose_ros.model.checkpoint import save_checkpoint
+    from sparse_pose_ros.training.train_lifter import attach
+
+    torch.manual_seed(0)
+    base = dict(input_size=64, width_mult=0.35, head_channels=16, gated=False)
+    net = attach(PoseNetwork(NetworkConfig(**base)).eval(), PoseLifter(16).eval(), 16,
+                 midpoint_torso=True)
+    ckpt = tmp_path / "mid.safetensors"
+    save_checkpoint(ckpt, net, {})
+    ref = create_backend("torch", ckpt, device="cpu")
+    ort = create_backend("onnxruntime", ckpt, device="cpu", cache_dir=tmp_path / "cache")
+    assert ref.info.midpoint_torso and ort.info.midpoint_torso
+    x = np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    np.testing.assert_allclose(ort.infer(x).joints, ref.infer(x).joints, atol=2e-3)
+    plain = tmp_path / "plain.safetensors"
+    save_checkpoint(plain, PoseNetwork(NetworkConfig(**base)), {})
+    assert not create_backend("torch", plain, device="cpu").info.midpoint_torso
