@@ -27,9 +27,9 @@ DEFAULT_SIDE_FACTOR = 1.5
 MIN_SIDE_PX = 32
 #: Network input side for tracking crops that the node uses by default (``crop_input_size``):
 #: a person who fills the crop needs fewer pixels than one to be found in a whole frame (held-out
-#: real, shipped dense checkpoint: crops at 192 within 1 % of its own 256 in 2D and 3D for 0.56
-#: of the MACs, at 224 as accurate for 0.77, at 160 the person is lost; whole frames at 224 lose
-#: a sixth of their PCK). ``docs/network.md`` §2c has the runs.
+#: real, shipped dense checkpoint: crops at 192 within 2 % of its own 256 in 2D and 3 mm in 3D
+#: for 0.56 of the MACs, at 224 as accurate for 0.77, at 160 the person is lost; whole frames at
+#: 224 lose a sixth of their PCK). ``docs/network.md`` §2c has the runs.
 CROP_INPUT_SIZE = 192
 
 

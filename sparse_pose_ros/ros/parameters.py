@@ -271,8 +271,8 @@ PARAMS: tuple[ParamSpec, ...] = (
         "region_expand", REGION_EXPAND,
         "With region_from_pose: growth of the previous pose's joint box about its centre before "
         "it becomes the region. Trades the sparse model's accuracy against the MACs it runs "
-        "(held-out real, tracking crop: 1.15 -> 0.77 of the backbone, 0.87 PCK, 92 % found; "
-        "1.3 -> 0.82, 0.89, 97 %; 1.6 -> 0.88, 0.89, 99 %; docs/network.md 2b).",
+        "(held-out real, tracking crop: 1.15 -> 0.77 of the backbone, 0.89 PCK, 94 % found; "
+        "1.3 -> 0.81, 0.91, 98 %; 1.6 -> 0.87, 0.90, 99 %; docs/network.md 2b).",
         f"[{REGION_EXPAND_RANGE[0]:g}, {REGION_EXPAND_RANGE[1]:g}]",
         float_range=(float(REGION_EXPAND_RANGE[0]), float(REGION_EXPAND_RANGE[1])),
     ),
@@ -280,7 +280,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         "region_margin", REGION_MARGIN,
         "With region_from_pose: 16-px cells added around the grown box (each block's 3x3 "
         "reads one cell past what it computes; the person moves). 2 instead of 1: 0.89 of the "
-        "backbone, 0.90 PCK, 99 % found on the same frames.",
+        "backbone, 0.91 PCK, 99 % found on the same frames.",
         f"[{REGION_MARGIN_RANGE[0]}, {REGION_MARGIN_RANGE[1]}] cells",
         int_range=REGION_MARGIN_RANGE,
     ),
@@ -289,7 +289,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         "One Euro filter on the published 3D joints over time (the image header's stamps; "
         "starts over after a frame without a person): low-pass cutoff at rest. Lower = steadier "
         "but laggier skeleton; 0 = off (every frame on its own). Held-out Pose2Sim, 60 fps, "
-        "dense model, crops at 192: 3 Hz lowered MPJPE 113 -> 108 mm.",
+        "dense model, crops at 192: 3 Hz lowered MPJPE 103 -> 99 mm.",
         f"[{MIN_CUTOFF_RANGE_HZ[0]:g}, {MIN_CUTOFF_RANGE_HZ[1]:g}] Hz",
         float_range=MIN_CUTOFF_RANGE_HZ,
     ),

@@ -148,7 +148,7 @@ def evaluate_model(
         output = net(batch.images)
         joints = output.joints.float()
         gt_cam, gt_2d, visible = batch.joints_cam_mm, batch.joints2d, batch.visibility > 0
-        if getattr(cfg, "midpoint_torso", False):  # score in the definition the net outputs
+        if cfg.midpoint_torso:  # score in the definition the net outputs
             gt_cam, gt_2d, visible = midpoint_labels(gt_cam, gt_2d, visible)
         root_z = gt_cam[:, 0, 2]
         pred_cam = lift_to_camera(joints, batch.intrinsics, root_z, size, cfg.depth_range_mm)
@@ -181,7 +181,7 @@ def evaluate_model(
     result.update(
         {
             "eval_seconds": elapsed,
-            "torso": "midpoints" if getattr(cfg, "midpoint_torso", False) else "as labelled",
+            "torso": "midpoints" if cfg.midpoint_torso else "as labelled",
             "person_fill_mean": float(fill.mean()),
             "backbone_flops_fraction": float(backbone.mean()),
             "gated_density": float(gated_density.mean()),
