@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import importlib
 import importlib.util
+import inspect
 import logging
 import os
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ __all__ = ["BACKEND_NAMES", "Backend", "BackendError", "BackendOptions", "Infere
 
 LOG = logging.getLogger(__name__)
 
-BACKEND_NAMES: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt", "sparse-cpu")
+BACKEND_NAMES: tuple[str, ...] = (
+    "auto", "torch", "onnxruntime", "openvino", "tensorrt", "sparse-cpu")
 
 
 @dataclass
@@ -208,12 +210,14 @@ def cuda_gpu_present() -> tuple[bool, str]:
 _IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
     "torch": ("sparse_pose_ros.backends.torch_backend", "TorchBackend"),
     "onnxruntime": ("sparse_pose_ros.backends.onnxruntime_backend", "OnnxRuntimeBackend"),
+    "openvino": ("sparse_pose_ros.backends.openvino_backend", "OpenVinoBackend"),
     "tensorrt": ("sparse_pose_ros.backends.tensorrt_backend", "TensorRTBackend"),
     "sparse-cpu": ("sparse_pose_ros.backends.sparse_cpu_backend", "SparseCpuBackend"),
 }
 _RUNTIME_PACKAGES: dict[str, str] = {
     "torch": "torch",
     "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
     "tensorrt": "tensorrt",
     "sparse-cpu": "torch",
 }
@@ -229,6 +233,19 @@ def _instantiate(
         raise BackendError(f"backend {name!r} cannot be imported: {exc}") from exc
     cls = getattr(module, class_name)
     return cls(model_file_path, options, **specific)
+
+
+def _accepted(name: str, specific: dict[str, Any]) -> dict[str, Any]:
+    """The runtime-specific options ``name``'s class takes, for ``auto``: an option meant for
+    one candidate (OpenVINO's ``precision``) must not make another fail to construct. An
+    unimportable module passes everything on; instantiating it reports the import error."""
+    module_name, class_name = _IMPLEMENTATIONS[name]
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except ImportError:
+        return specific
+    params = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in specific.items() if k in params}
 
 
 def resolve_device(device: str) -> str:
@@ -258,8 +275,10 @@ def auto_candidates(
     TensorRT is skipped when ``device`` is "cpu" (an explicit request to stay off the GPU).
     On the CPU a gated .safetensors checkpoint goes to ``sparse-cpu`` first (compiled
     gather-scatter backbone + compiled neck/head; the fastest CPU path measured in
-    results/sparse_cpu.json, docs/sparse.md); a dense model or an .onnx file goes
-    to onnxruntime, which is the fastest dense runtime here.
+    results/sparse_cpu.json, docs/sparse.md); a dense model or an .onnx file goes to
+    openvino (f32: onnxruntime's numbers in 0.65-0.84x its time with camera-paced frames,
+    results/dense_runtimes_cpu.json), then onnxruntime. Off the CPU openvino is not tried
+    (its GPU plugin is Intel graphics, not CUDA).
     """
     out: list[tuple[str, str]] = []
     has_trt = importlib.util.find_spec("tensorrt") is not None
@@ -275,6 +294,10 @@ def auto_candidates(
     if on_cpu and _gated_checkpoint(model_file_path):
         out.append(("sparse-cpu", "gated checkpoint on the CPU: the compiled gather-scatter "
                                   "path skips the masked-out work (docs/sparse.md)"))  # fmt: skip
+    if on_cpu and importlib.util.find_spec("openvino") is not None:
+        out.append(("openvino", "openvino importable, on the CPU: the dense network at f32 "
+                                "in 0.65-0.84x onnxruntime's time with frames 90 ms apart, as "
+                                "a camera sends them (results/dense_runtimes_cpu.json)"))
     if importlib.util.find_spec("onnxruntime") is not None:
         out.append(("onnxruntime", "onnxruntime importable"))
     else:
@@ -294,9 +317,10 @@ def create_backend(
     """Build a backend by name.
 
     Args:
-        name: "auto", "torch", "onnxruntime", "tensorrt" or "sparse-cpu". "auto" tries
-            tensorrt (importable, a CUDA GPU present and ``device`` not "cpu"), then, on the
-            CPU with a gated .safetensors checkpoint, sparse-cpu, then onnxruntime, then torch;
+        name: "auto", "torch", "onnxruntime", "openvino", "tensorrt" or "sparse-cpu". "auto"
+            tries tensorrt (importable, a CUDA GPU present and ``device`` not "cpu"), then, on
+            the CPU with a gated .safetensors checkpoint, sparse-cpu, then on the CPU openvino,
+            then onnxruntime, then torch;
             a candidate that fails to load is logged with its reason and the next one is tried.
         model_file_path: .safetensors checkpoint (every backend; onnxruntime and tensorrt export
             it on first use into a cache) or .onnx (onnxruntime, tensorrt).
@@ -327,7 +351,7 @@ def create_backend(
     failures: list[str] = []
     for candidate, reason in auto_candidates(opts.device, path):
         try:
-            backend = _instantiate(candidate, path, opts, specific)
+            backend = _instantiate(candidate, path, opts, _accepted(candidate, specific))
         except (BackendError, ImportError, OSError) as exc:
             LOG.warning("auto: %s could not load %s: %s", candidate, path, exc)
             failures.append(f"{candidate}: {exc}")

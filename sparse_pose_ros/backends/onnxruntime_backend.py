@@ -11,14 +11,10 @@ the ONNX metadata.
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..export.export_cache import checkpoint_training, ensure_onnx_export, warn_if_baked
 from ..runtime.options import check_threads
 from .base import (
     Backend,
@@ -31,6 +27,11 @@ from .base import (
     resolve_device,
     threshold_logit,
 )
+from .portable_graph import (  # noqa: F401  (re-exported: the cache's public name)
+    RUNNABLE_GRAPHS,
+    default_cache_dir,
+    resolve_portable_graph,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -38,20 +39,6 @@ try:
     import onnxruntime as ort
 except ImportError as exc:  # surfaced by create_backend as a BackendError with this reason
     raise ImportError(f"onnxruntime is not installed: {exc}") from exc
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("SPARSE_POSE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "sparse_pose_ros"
-
-
-#: Graph kinds this backend runs (standard ONNX ops only).
-RUNNABLE_GRAPHS: tuple[str, ...] = ("portable", "portable_sparse")
-#: Architectures it runs: every conv, pad and resize is a standard op in the graph, so both
-#: padding conventions and both necks (export/metadata.py ``architecture``); anything a newer
-#: exporter may add is refused by name rather than run on assumptions.
-RUNNABLE_PADDINGS: tuple[str, ...] = ("symmetric", "tf_same")
-RUNNABLE_NECKS: tuple[str, ...] = ("light", "fpn")
 
 
 def select_providers(device: str) -> list[str]:
@@ -99,36 +86,10 @@ class OnnxRuntimeBackend(Backend):
         graph: str = "portable",
         **shared: Any,
     ) -> None:
-        from ..export.metadata import read_metadata as read_onnx_metadata
-        from ..export.metadata import require_architecture
-
         opts = BackendOptions.build(options, **shared)
-        input_size = opts.input_size
-        path = str(model_file_path)
         dev = resolve_device(opts.device)
-        suffix = Path(path).suffix
-        if graph not in RUNNABLE_GRAPHS:
-            raise ValueError(f"graph must be one of {RUNNABLE_GRAPHS}, got {graph!r}")
-        if suffix == ".safetensors":
-            cache = Path(opts.cache_dir) if opts.cache_dir is not None else default_cache_dir()
-            onnx_path = ensure_onnx_export(path, input_size, cache, graph, opts.head_gating)
-        elif suffix == ".onnx":
-            onnx_path = Path(path)
-            warn_if_baked(path, opts.head_gating, self.name)
-        else:
-            raise BackendError(f"onnxruntime needs a .onnx or .safetensors file, got {path}")
-        meta = read_onnx_metadata(onnx_path)
-        if meta.graph not in RUNNABLE_GRAPHS:
-            raise BackendError(
-                f"{onnx_path} is a {meta.graph!r} graph (custom TensorRT nodes); onnxruntime "
-                "needs the portable graph: python -m sparse_pose_ros.export --graph portable"
-            )
-        require_architecture(meta, self.name, RUNNABLE_PADDINGS, RUNNABLE_NECKS)
-        if input_size is not None and int(input_size) != meta.info.input_size:
-            raise BackendError(
-                f"{onnx_path} was exported at {meta.info.input_size} px, not {input_size}; "
-                "export it again at that size"
-            )
+        graph_file = resolve_portable_graph(model_file_path, opts, graph, self.name)
+        onnx_path, meta = graph_file.onnx_path, graph_file.meta
         intra_op_threads = check_threads(intra_op_threads, "intra_op_threads")
         if intra_op_threads is None:
             intra_op_threads = opts.num_threads  # the backend-independent name
@@ -148,8 +109,7 @@ class OnnxRuntimeBackend(Backend):
         self.backend_options = opts
         self.meta = meta
         # The checkpoint is what the user named; the cached .onnx is an implementation detail.
-        self.info = meta.info if suffix == ".onnx" else replace(
-            meta.info, source=path, training=checkpoint_training(path))
+        self.info = graph_file.info
         self.geometry = meta.geometry
         self.onnx_path = onnx_path
         self._outputs = ["heatmaps", "joints", *meta.mask_outputs]
@@ -158,7 +118,7 @@ class OnnxRuntimeBackend(Backend):
         LOG.info(
             "onnxruntime backend: %s (%s) on %s, input %d",
             onnx_path,
-            path,
+            model_file_path,
             self.session.get_providers(),
             self.info.input_size,
         )

@@ -1,5 +1,5 @@
-"""``python -m sparse_pose_ros.benchmarks sparse-cpu|paced|real-frames`` — see
-:mod:`.sparse_cpu`, :mod:`.paced`, :mod:`.real_frames`."""
+"""``python -m sparse_pose_ros.benchmarks sparse-cpu|paced|dense-runtimes|real-frames`` — see
+:mod:`.sparse_cpu`, :mod:`.paced`, :mod:`.dense_runtimes`, :mod:`.real_frames`."""
 
 from __future__ import annotations
 
@@ -66,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--reps", type=int, default=60)
     q.add_argument("--warmup", type=int, default=5)
     q.add_argument("--out", type=Path, default=Path("results/paced_cpu.json"))
+    d = sub.add_parser("dense-runtimes", help="onnxruntime (sleeping / spinning threads) vs "
+                       "OpenVINO f32 / bf16 on one checkpoint, back to back and camera-paced")
+    d.add_argument("--checkpoint", default="models/pose_dense.safetensors")
+    d.add_argument("--sizes", type=int, nargs="+", default=[192, 256])
+    d.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    d.add_argument("--intervals-ms", type=float, nargs="+", default=[0.0, 90.0],
+                   help="sleep before each call; 0 = back to back")
+    d.add_argument("--runtimes", nargs="+", default=None,
+                   help="subset of onnxruntime onnxruntime_spin openvino_f32 openvino_bf16")
+    d.add_argument("--reps", type=int, default=40)
+    d.add_argument("--warmup", type=int, default=5)
+    d.add_argument("--out", type=Path, default=Path("results/dense_runtimes_cpu.json"))
     from .real_frames import add_arguments
 
     r = sub.add_parser("real-frames", help="every contender (ours sparse / dense / tracking, "
@@ -93,6 +105,33 @@ def _main_paced(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
+def _main_dense_runtimes(args: argparse.Namespace, command: str) -> int:
+    from .dense_runtimes import RUNTIMES, run_dense_runtimes
+
+    if not Path(args.checkpoint).is_file():
+        print(f"error: --checkpoint {args.checkpoint} not found", file=sys.stderr)
+        return 2
+    for size in args.sizes:
+        problem = input_size_problem(size)  # the backend refuses a size its model cannot take
+        if problem:
+            print(f"error: --sizes {problem}", file=sys.stderr)
+            return 2
+    if min(args.threads) < 1 or args.reps < 1 or min(args.intervals_ms) < 0:
+        print("error: --threads and --reps must be >= 1, --intervals-ms >= 0", file=sys.stderr)
+        return 2
+    runtimes = args.runtimes or list(RUNTIMES)
+    try:
+        result = run_dense_runtimes(args.checkpoint, args.sizes, args.threads, args.intervals_ms,
+                                    runtimes, args.reps, args.warmup, command)  # fmt: skip
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -100,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m sparse_pose_ros.benchmarks " + shlex.join(argv_used)
     if args.bench == "paced":
         return _main_paced(args, command)
+    if args.bench == "dense-runtimes":
+        return _main_dense_runtimes(args, command)
     if args.bench == "real-frames":
         from .real_frames import main as main_real_frames
 

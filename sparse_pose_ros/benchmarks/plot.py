@@ -76,6 +76,7 @@ REAL_FRAMES_COLOURS = {
     "ours_dense_ort": "black", "ours_dense_lightning_ort": "tab:gray",
     "movenet_thunder_ort": "tab:red", "movenet_lightning_ort": "tab:pink",
     "ours_dense_tracking_ort": "tab:olive", "ours_sparse_tracking": "tab:green",
+    "ours_dense_openvino": "tab:brown", "ours_dense_tracking_openvino": "gold",
     "blazepose_full": "tab:purple",
 }  # fmt: skip
 

@@ -32,10 +32,14 @@ in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one 
   FPN + MoveNet's own four heads exported by :class:`.ort_dense.MoveNetDense` (the node's exporter
   writes only our HEMlets head) in ONNX Runtime, decoded by ``model.movenet_head.decode`` (the
   torch path ``evaluation.real_heldout`` scores MoveNet with), mapped to our joints;
-* ``ours_dense_tracking_ort``: the node's tracking crop (``PoseEstimator(track_person=True)``):
-  the dense network on the person's crop once a frame found someone, the crops read at the node's
+* ``ours_dense_openvino`` / ``_bf16``: the dense checkpoint's same portable graph in the
+  ``openvino`` backend at f32 (onnxruntime's numbers) and bf16 (AMX; other numbers);
+* ``ours_dense_tracking_openvino``: the node's default path (``backend: auto`` on the CPU picks
+  openvino for the dense model) and tracking crop (``PoseEstimator(track_person=True)``): the
+  dense network on the person's crop once a frame found someone, the crops read at the node's
   ``crop_input_size`` (192; ``--crop-input-size``) by a second session, whole frames at 256;
-  ``ours_dense_tracking_ort_224`` / ``_own_size``: the crops at 224 / 256;
+  ``ours_dense_tracking_ort`` / ``_openvino_bf16``: the same path in onnxruntime / in bf16;
+  ``ours_dense_tracking_ort_224`` / ``_own_size``: onnxruntime with crops at 224 / 256;
   ``ours_sparse_tracking``: crop *and* masks;
 * ``blazepose_full``: MediaPipe BlazePose Full in its own venv (``teachers.peer``), static-image
   mode (detector + landmarks every frame) on lossless PNGs of the same pixels, pinned to as many
@@ -131,6 +135,10 @@ class ContenderSpec:
     #: with ``track``: input side of the tracking crops (the node's ``crop_input_size``, a
     #: second session of the model); None = ``input_size``
     crop_input_size: int | None = None
+    #: kind dense: the runtime of the portable graph, "onnxruntime" or "openvino"
+    runtime: str = "onnxruntime"
+    #: runtime openvino: its inference precision ("f32" gives onnxruntime's numbers)
+    precision: str = "f32"
 
 
 def default_contenders() -> list[ContenderSpec]:
@@ -155,11 +163,22 @@ def default_contenders() -> list[ContenderSpec]:
                       label="MoveNet Lightning ORT (2D)"),
         ContenderSpec("ours_dense_tracking_ort", "dense", dense, track=True,
                       crop_input_size=NODE_CROP_INPUT_SIZE,
-                      label=f"ours dense ORT, tracking crop @{NODE_CROP_INPUT_SIZE} (the node's)"),
+                      label=f"ours dense ORT, tracking crop @{NODE_CROP_INPUT_SIZE}"),
         ContenderSpec("ours_dense_tracking_ort_own_size", "dense", dense, track=True,
                       label="ours dense ORT, tracking crop @256"),
         ContenderSpec("ours_dense_tracking_ort_224", "dense", dense, track=True,
                       crop_input_size=224, label="ours dense ORT, tracking crop @224"),
+        ContenderSpec("ours_dense_openvino", "dense", dense, runtime="openvino",
+                      label="ours dense OpenVINO f32, full frame"),
+        ContenderSpec("ours_dense_openvino_bf16", "dense", dense, runtime="openvino",
+                      precision="bf16", label="ours dense OpenVINO bf16, full frame"),
+        ContenderSpec("ours_dense_tracking_openvino", "dense", dense, track=True,
+                      runtime="openvino", crop_input_size=NODE_CROP_INPUT_SIZE,
+                      label=f"ours dense OpenVINO f32, tracking crop @{NODE_CROP_INPUT_SIZE} "
+                            "(the node's: backend auto)"),
+        ContenderSpec("ours_dense_tracking_openvino_bf16", "dense", dense, track=True,
+                      runtime="openvino", precision="bf16", crop_input_size=NODE_CROP_INPUT_SIZE,
+                      label=f"ours dense OpenVINO bf16, tracking crop @{NODE_CROP_INPUT_SIZE}"),
         ContenderSpec("ours_sparse_tracking", "sparse", sparse, track=True,
                       label="ours sparse, tracking crop"),
         ContenderSpec("blazepose_full", "blazepose", None, label="BlazePose Full (static)"),
@@ -169,7 +188,9 @@ def default_contenders() -> list[ContenderSpec]:
 
 
 #: The contender that runs the node's default path (its crop size follows ``--crop-input-size``).
-NODE_TRACKING = "ours_dense_tracking_ort"
+NODE_TRACKING = "ours_dense_tracking_openvino"
+#: Contenders whose crop size follows ``--crop-input-size`` with it (same path, other runtimes).
+CROP_FOLLOWERS = ("ours_dense_tracking_ort", "ours_dense_tracking_openvino_bf16")
 
 
 class Skip(Exception):
@@ -467,7 +488,9 @@ def describe(spec: ContenderSpec, options: Options) -> dict[str, Any]:
         "sparse": "sparse-cpu backend (compiled gather-scatter kernel, adaptive=False: always "
                   "sparse; head gating on, as in the node)",
         "dense": f"onnxruntime backend (portable graph of the dense checkpoint, spin_wait="
-                 f"{options.ort_spin})",
+                 f"{options.ort_spin})" if spec.runtime == "onnxruntime" else
+                 f"openvino backend (the same portable graph, precision {spec.precision}, "
+                 "latency hint, one stream)",
         "movenet": f"ONNX Runtime, benchmarks.ort_dense.MoveNetDense (backbone + FPN + MoveNet's "
                    f"four heads) + model.movenet_head.decode (allow_spinning={options.ort_spin})",
     }[spec.kind]
@@ -493,9 +516,11 @@ def make_runner(spec: ContenderSpec, threads: int, options: Options,
 
     path = str(spec.checkpoint)
     if spec.kind in ("sparse", "dense"):
+        dense = ("openvino", {"precision": spec.precision}) if spec.runtime == "openvino" \
+            else ("onnxruntime", {"spin_wait": options.ort_spin})
         kind = {"sparse": ("sparse-cpu", {"mask_threshold": options.mask_threshold,
                                           "head_gating": True, "adaptive": False}),
-                "dense": ("onnxruntime", {"spin_wait": options.ort_spin})}  # fmt: skip
+                "dense": dense}  # fmt: skip
         name, own = kind[spec.kind]
 
         def open_at(size: int | None) -> Any:
@@ -978,7 +1003,7 @@ def main(args: argparse.Namespace, command: str) -> int:
     problem = check_arguments(args)
     try:
         specs = [dataclasses.replace(s, crop_input_size=args.crop_input_size or None)
-                 if s.name == NODE_TRACKING else s
+                 if s.name in (NODE_TRACKING, *CROP_FOLLOWERS) else s
                  for s in select_contenders(args.contenders, args.checkpoint)]  # fmt: skip
     except ValueError as exc:
         problem = problem or str(exc)

@@ -395,8 +395,12 @@ class Model:
 
 def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
     def open_at(size: int | None) -> Backend:
-        return create_backend("torch", path, args.device, head_gating=not args.no_head_gating,
-                              mask_threshold=args.mask_threshold, input_size=size)
+        own = {"precision": args.precision} if args.backend == "openvino" else {}
+        return create_backend(args.backend, path, args.device,
+                              head_gating=not args.no_head_gating,
+                              mask_threshold=args.mask_threshold, input_size=size,
+                              num_threads=None if args.backend == "torch" else args.threads,
+                              **own)  # fmt: skip
 
     backend = open_at(args.input_size or None)
     rec = _Recorder(backend)
@@ -739,7 +743,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine_info(),
         "torch_threads": torch.get_num_threads(),
         "label_cache": str(args.labels),
-        "estimator": {"backend": "torch", "device": args.device,
+        "estimator": {"backend": args.backend, "device": args.device,
+                      "precision": args.precision if args.backend == "openvino" else None,
                       "mode": "tracking crop (--track), gated blocks on the previous pose's "
                               "region, dense until a person is found (the node's video path)"
                       if args.track else "whole letterboxed frame, masks' own decision",
@@ -858,7 +863,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--movenet", default=str(MOVENET_DEFAULT),
                    help="imported MoveNet checkpoint used as the 2D reference ('none' = skip)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "openvino"),
+                   help="runtime of the network (torch: the reference; the others run the "
+                        "exported graph, e.g. to score OpenVINO's bf16)")
+    p.add_argument("--precision", default="f32", choices=("f32", "bf16", "f16", "auto"),
+                   help="OpenVINO's inference precision (with --backend openvino)")
     p.add_argument("--confidence-threshold", type=float, default=0.3)
     p.add_argument("--mask-threshold", type=float, default=0.5)
     p.add_argument("--input-size", type=int, default=0,

@@ -374,6 +374,8 @@ class PoseNode(Node):
         own: dict[str, Any] = {}
         if name == "tensorrt":  # empty path parameters mean "backend default" (None)
             own = {k: (self._p(k) if self._p(k) != "" else None) for k in TENSORRT_OPTIONS}
+        elif name in ("openvino", "auto"):  # auto hands it only to a backend that takes it
+            own = {"precision": self._p("openvino_precision")}
         try:
             options = BackendOptions(  # 0 = the model's / the backend's own choice
                 device=self._p("device"),
@@ -521,6 +523,8 @@ class PoseNode(Node):
             "crop_input_size": estimator.crop_backend.info.input_size if estimator else 0,
             "num_threads": self._p("num_threads"),
             "spin_wait": self._p("spin_wait"),
+            # the precision OpenVINO compiled to (bf16 changes the numbers: README)
+            "precision": getattr(backend, "precision", "f32" if backend else ""),
             "mask_threshold": self._p("mask_threshold"),
             "mask_threshold_active": round(self._threshold, 4),
             "latency_budget": budget_status(self._budget, budget_idle),

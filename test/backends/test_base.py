@@ -108,6 +108,7 @@ def test_auto_falls_back_when_a_candidate_fails(
     from sparse_pose_ros.backends import base
 
     monkeypatch.setitem(base._IMPLEMENTATIONS, "onnxruntime", ("no_such_module_xyz", "X"))
+    monkeypatch.setitem(base._IMPLEMENTATIONS, "openvino", ("no_such_module_xyz", "X"))
     monkeypatch.setitem(base._IMPLEMENTATIONS, "sparse-cpu", ("no_such_module_xyz", "X"))
     with caplog.at_level(logging.INFO, logger="sparse_pose_ros.backends.base"):
         backend = create_backend("auto", gated_checkpoint, device="cpu")
@@ -119,8 +120,15 @@ def test_auto_falls_back_when_a_candidate_fails(
 
 def test_num_threads_fits_every_cpu_candidate_of_auto(dense_checkpoint, tmp_path, monkeypatch):
     """The node passes ``num_threads`` whatever ``auto`` picks: a dense checkpoint goes to
-    onnxruntime, which must take it (not fail with an unexpected keyword)."""
+    openvino (or onnxruntime without it), which must take it (not fail with an unexpected
+    keyword)."""
+    from sparse_pose_ros.backends import base
+
     monkeypatch.setenv("SPARSE_POSE_CACHE", str(tmp_path))
     backend = create_backend("auto", dense_checkpoint, device="cpu", num_threads=1)
+    if backend.name == "openvino":
+        assert backend.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+        monkeypatch.setitem(base._IMPLEMENTATIONS, "openvino", ("no_such_module_xyz", "X"))
+        backend = create_backend("auto", dense_checkpoint, device="cpu", num_threads=1)
     assert backend.name == "onnxruntime"
     assert backend.session.get_session_options().intra_op_num_threads == 1

@@ -138,12 +138,12 @@ def test_num_threads_is_the_intra_op_thread_count(dense_checkpoint: Path, tmp_pa
 
 def test_spin_wait_is_orts_allow_spinning(dense_checkpoint: Path, tmp_path: Path) -> None:
     """``spin_wait`` (shared option; the node's parameter) sets ORT's intra-op spinning; off by
-    default in the library, and create_backend("auto") passes it on as a shared option."""
+    default in the library, and create_backend passes it on as a shared option."""
     from sparse_pose_ros.backends import create_backend
 
     key = "session.intra_op.allow_spinning"
     off = OnnxRuntimeBackend(str(dense_checkpoint), device="cpu", cache_dir=tmp_path)
-    on = create_backend("auto", str(dense_checkpoint), device="cpu", cache_dir=tmp_path,
+    on = create_backend("onnxruntime", str(dense_checkpoint), device="cpu", cache_dir=tmp_path,
                         spin_wait=True)  # fmt: skip
     assert on.name == "onnxruntime"
     assert off.session.get_session_options().get_session_config_entry(key) == "0"

@@ -3,6 +3,7 @@ is what ``auto`` picks for a gated checkpoint on the CPU (falling back when it c
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from sparse_pose_ros.backends import BackendError, base, create_backend
 from sparse_pose_ros.backends.path_choice import ALWAYS_SPARSE
 from sparse_pose_ros.model.heads import REGION_OFF_LOGIT
 from sparse_pose_ros.sparse.cpu_kernel import load_cpu_kernel
+
+#: What ``auto`` runs a model on when sparse-cpu does not take it: OpenVINO where installed.
+CPU_DENSE = "openvino" if importlib.util.find_spec("openvino") else "onnxruntime"
 
 needs_kernel = pytest.mark.skipif(
     load_cpu_kernel() is None, reason="the sparse CPU kernel cannot be built here (no compiler)"
@@ -106,7 +110,7 @@ def test_auto_picks_sparse_cpu_for_gated_on_cpu(
         gated = create_backend("auto", gated_checkpoint, device="cpu")
     assert gated.name == "sparse-cpu"
     assert any("picked sparse-cpu" in r.getMessage() for r in caplog.records)
-    assert create_backend("auto", dense_checkpoint, device="cpu").name == "onnxruntime"
+    assert create_backend("auto", dense_checkpoint, device="cpu").name == CPU_DENSE
 
 
 def test_auto_falls_back_without_kernel(
@@ -117,7 +121,7 @@ def test_auto_falls_back_without_kernel(
     monkeypatch.setattr(ck, "load_cpu_kernel", lambda verbose=False: None)
     names = [n for n, _ in base.auto_candidates("cpu", str(gated_checkpoint))]
     assert names.index("sparse-cpu") < names.index("onnxruntime")
-    assert create_backend("auto", gated_checkpoint, device="cpu").name == "onnxruntime"
+    assert create_backend("auto", gated_checkpoint, device="cpu").name == CPU_DENSE
 
 
 @needs_kernel

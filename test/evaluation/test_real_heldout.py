@@ -361,3 +361,31 @@ def test_cli_missing_movenet_says_how_to_get_it(fake, capsys) -> None:
     assert rh.main(argv) == 1
     assert "./run import-weights" in capsys.readouterr().err
     assert not (tmp / "never.json").exists()
+
+
+def test_cli_scores_the_exported_graph_in_another_runtime(fake) -> None:
+    """--backend runs the exported graph (here onnxruntime, and OpenVINO at f32 where
+    installed): the same network gives the torch reference's scores and the JSON says which
+    runtime and precision ran."""
+    import importlib.util
+
+    tmp, root, ckpts = fake
+    out = tmp / "runtime.json"
+    base = ["--labels", str(root), "--checkpoint", str(ckpts["dense"]), "--movenet", "none",
+            "--out", str(out)]
+    assert rh.main(base) == 0
+    want = json.loads(out.read_text())["results"]["tiny_dense"]["overall"]
+    runtimes = [("onnxruntime", "f32")]
+    if importlib.util.find_spec("openvino"):
+        runtimes.append(("openvino", "f32"))
+    for backend, precision in runtimes:
+        assert rh.main([*base, "--backend", backend, "--precision", precision]) == 0
+        r = json.loads(out.read_text())
+        assert r["estimator"]["backend"] == backend
+        assert r["estimator"]["precision"] == (precision if backend == "openvino" else None)
+        got = r["results"]["tiny_dense"]["overall"]
+        assert got["person_found_rate"] == want["person_found_rate"]
+        assert got["pck_vs_blazepose"]["pck@0.1"] == pytest.approx(
+            want["pck_vs_blazepose"]["pck@0.1"], abs=1e-6)
+        assert got["3d_vs_triangulated"]["mpjpe_mm"] == pytest.approx(
+            want["3d_vs_triangulated"]["mpjpe_mm"], abs=0.5)

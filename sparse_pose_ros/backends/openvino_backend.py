@@ -1,0 +1,123 @@
+"""OpenVINO backend: the same portable ONNX graph as onnxruntime, compiled by Intel's CPU plugin.
+
+Why a second dense runtime: on CPUs with AMX or AVX512-BF16 (Sapphire Rapids and later, this
+machine included) OpenVINO runs the convolutions in bfloat16, which onnxruntime's CPU provider
+does not; the rules say timing claims are made against the *fastest* dense runtime on the
+machine, and a user wants the fastest path that keeps the accuracy. ``precision`` is explicit
+because bf16 changes the numbers (about 3 significant digits per activation): "f32" matches
+onnxruntime to ~1e-4, "bf16" is faster where the CPU has it and is evaluated on the real
+held-out frames before anything defaults to it (README, docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from ..runtime.options import check_threads
+from .base import (
+    Backend,
+    BackendError,
+    BackendOptions,
+    InferenceResult,
+    build_result,
+    check_input,
+    check_probability,
+    resolve_device,
+    threshold_logit,
+)
+from .portable_graph import resolve_portable_graph
+
+LOG = logging.getLogger(__name__)
+
+try:
+    import openvino as ov
+except ImportError as exc:  # surfaced by create_backend as a BackendError with this reason
+    raise ImportError(f"openvino is not installed: {exc}") from exc
+
+#: Inference precisions the backend accepts: OpenVINO's own choice ("auto": bf16 where the CPU
+#: has AMX/AVX512-BF16, f32 elsewhere), or forced.
+PRECISIONS: tuple[str, ...] = ("f32", "bf16", "f16", "auto")
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin reports native bf16 (so "bf16" is not emulated)."""
+    caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in caps
+
+
+class OpenVinoBackend(Backend):
+    """A portable ONNX graph compiled by OpenVINO's CPU plugin, latency mode, one stream.
+
+    Args:
+        model_file_path: portable .onnx or a .safetensors checkpoint (exported into the same
+            cache onnxruntime uses).
+        options: :class:`~sparse_pose_ros.runtime.options.BackendOptions`; here ``device``
+            must resolve to "cpu" (OpenVINO's GPU plugin is Intel graphics, not CUDA);
+            ``num_threads`` its ``INFERENCE_NUM_THREADS`` (default: OpenVINO's choice).
+        precision: "f32" (default; onnxruntime's numbers), "bf16", "f16" or "auto".
+        graph: "portable" or "portable_sparse", as for onnxruntime.
+    """
+
+    name = "openvino"
+
+    def __init__(
+        self,
+        model_file_path: str,
+        options: BackendOptions | None = None,
+        *,
+        precision: str = "f32",
+        graph: str = "portable",
+        **shared: Any,
+    ) -> None:
+        opts = BackendOptions.build(options, **shared)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        dev = resolve_device(opts.device)
+        if dev != "cpu":
+            raise BackendError(f"openvino runs on the CPU here, not {dev!r}: use tensorrt")
+        graph_file = resolve_portable_graph(model_file_path, opts, graph, self.name)
+        threads = check_threads(opts.num_threads, "num_threads")
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        if precision != "auto":
+            config["INFERENCE_PRECISION_HINT"] = precision
+        if threads is not None:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        core = ov.Core()
+        try:
+            compiled = core.compile_model(str(graph_file.onnx_path), "CPU", config)
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
+            raise BackendError(f"openvino cannot compile {graph_file.onnx_path}: {exc}") from exc
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        self.backend_options = opts
+        self.meta = graph_file.meta
+        self.info = graph_file.info
+        self.geometry = graph_file.meta.geometry
+        self.onnx_path = graph_file.onnx_path
+        self._outputs = ["heatmaps", "joints", *self.meta.mask_outputs]
+        self._threshold = np.zeros(1, dtype=np.float32)
+        self.set_mask_threshold(opts.mask_threshold)
+        LOG.info("openvino backend: %s (%s), precision %s, input %d", self.onnx_path,
+                 model_file_path, self.precision, self.info.input_size)  # fmt: skip
+
+    def set_mask_threshold(self, probability: float) -> None:
+        p = check_probability(probability)
+        self._threshold = np.array([threshold_logit(p)], dtype=np.float32)
+        self.mask_threshold = p
+
+    def infer(self, tensor: np.ndarray) -> InferenceResult:
+        x = check_input(tensor, self.info.input_size)
+        feed: dict[str, Any] = {self.meta.input_name: x}
+        if self.meta.threshold_input:
+            feed[self.meta.threshold_input] = self._threshold
+        out = self.request.infer(feed)
+        heatmaps, joints, *masks = (out[name] for name in self._outputs)
+        return build_result(joints[0], heatmaps[0], [m[0, 0] for m in masks], self.geometry)
+
+    def close(self) -> None:
+        self.request = None  # type: ignore[assignment]
+        self.compiled = None  # type: ignore[assignment]

@@ -1,0 +1,120 @@
+"""OpenVINO backend: the portable graph onnxruntime runs, compiled by OpenVINO's CPU plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparse_pose_ros.backends import BackendError, create_backend
+
+ov = pytest.importorskip("openvino", reason="openvino is not installed (./run installs it)")
+
+from sparse_pose_ros.backends.openvino_backend import (  # noqa: E402
+    OpenVinoBackend,
+    cpu_supports_bf16,
+)
+
+
+def test_f32_matches_onnxruntime_and_shares_its_export(
+    dense_checkpoint: Path, tmp_path: Path, frame64: np.ndarray
+) -> None:
+    ort = create_backend("onnxruntime", dense_checkpoint, device="cpu", cache_dir=tmp_path)
+    ovb = OpenVinoBackend(str(dense_checkpoint), device="cpu", cache_dir=tmp_path)
+    assert ovb.onnx_path == ort.onnx_path  # exported once, read by both
+    assert ovb.precision == "f32"
+    assert ovb.info.source == str(dense_checkpoint)
+    assert ovb.info.model_hash == ort.info.model_hash
+    want, got = ort.infer(frame64), ovb.infer(frame64)
+    np.testing.assert_allclose(got.joints, want.joints, atol=1e-4)
+    np.testing.assert_allclose(got.confidence, want.confidence, atol=1e-4)
+    assert got.heatmaps is not None and want.heatmaps is not None
+    np.testing.assert_allclose(got.heatmaps, want.heatmaps, atol=1e-3)
+    assert got.density == want.density == 1.0
+
+
+def test_gated_graph_masks_follow_the_threshold(
+    gated_checkpoint: Path, tmp_path: Path, frame64: np.ndarray
+) -> None:
+    """The threshold input of a gated graph is fed: masks and density equal onnxruntime's at
+    two thresholds, and a higher threshold computes less."""
+    ort = create_backend("onnxruntime", gated_checkpoint, device="cpu", cache_dir=tmp_path)
+    ovb = OpenVinoBackend(str(gated_checkpoint), device="cpu", cache_dir=tmp_path)
+    densities = []
+    for threshold in (0.3, 0.7):
+        ort.set_mask_threshold(threshold)
+        ovb.set_mask_threshold(threshold)
+        want, got = ort.infer(frame64), ovb.infer(frame64)
+        assert len(got.masks) == len(want.masks) > 0
+        for a, b in zip(got.masks, want.masks, strict=True):
+            assert np.mean(a != b) < 0.02  # a logit exactly at the threshold may flip
+        assert got.density == pytest.approx(want.density, abs=0.02)
+        np.testing.assert_allclose(got.joints, want.joints, atol=1e-3)
+        densities.append(got.density)
+    assert densities[1] < densities[0]
+
+
+def test_bad_options_and_input(dense_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="precision"):
+        OpenVinoBackend(str(dense_checkpoint), device="cpu", cache_dir=tmp_path, precision="fp8")
+    with pytest.raises(BackendError, match="CPU"):
+        OpenVinoBackend(str(dense_checkpoint), device="cuda", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=">= 1"):
+        OpenVinoBackend(str(dense_checkpoint), device="cpu", cache_dir=tmp_path, num_threads=0)
+    other = tmp_path / "model.pt"
+    other.write_bytes(b"x")
+    with pytest.raises(BackendError, match="model.pt"):
+        create_backend("openvino", other, device="cpu")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a graph")
+    with pytest.raises(BackendError, match="broken.onnx"):
+        create_backend("openvino", broken, device="cpu")
+    backend = OpenVinoBackend(str(dense_checkpoint), device="cpu", cache_dir=tmp_path,
+                              num_threads=1)  # fmt: skip
+    assert backend.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    with pytest.raises(ValueError, match="probability"):
+        backend.set_mask_threshold(1.0)
+    with pytest.raises(ValueError, match="shape"):
+        backend.infer(np.zeros((1, 3, 65, 65), dtype=np.float32))
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bf16 (AMX / "
+                    "AVX512-BF16): OpenVINO would emulate it")  # fmt: skip
+def test_bf16_is_what_it_says(dense_checkpoint: Path, tmp_path: Path, frame64: np.ndarray
+                              ) -> None:  # fmt: skip
+    """bf16 compiles to bf16 and changes the numbers (which is why it is not the default)."""
+    f32 = OpenVinoBackend(str(dense_checkpoint), device="cpu", cache_dir=tmp_path)
+    bf16 = OpenVinoBackend(str(dense_checkpoint), device="cpu", cache_dir=tmp_path,
+                           precision="bf16")  # fmt: skip
+    assert bf16.precision == "bf16"
+    a, b = f32.infer(frame64), bf16.infer(frame64)
+    assert np.all(np.isfinite(b.joints))
+    assert b.heatmaps is not None and a.heatmaps is not None
+    assert not np.array_equal(a.heatmaps, b.heatmaps)
+
+
+def test_auto_prefers_openvino_on_the_cpu_and_passes_precision_only_to_it(
+    dense_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sparse_pose_ros.backends import base
+
+    monkeypatch.setenv("SPARSE_POSE_CACHE", str(tmp_path))
+    picked = create_backend("auto", dense_checkpoint, device="cpu", precision="f32",
+                            num_threads=1)  # fmt: skip
+    assert picked.name == "openvino" and picked.precision == "f32"
+    names = [n for n, _ in base.auto_candidates("cpu", str(dense_checkpoint))]
+    assert names.index("openvino") < names.index("onnxruntime")
+    # without OpenVINO, onnxruntime gets the call and not the option it does not take
+    monkeypatch.setitem(base._IMPLEMENTATIONS, "openvino", ("no_such_module_xyz", "X"))
+    fallback = create_backend("auto", dense_checkpoint, device="cpu", precision="bf16")
+    assert fallback.name == "onnxruntime"
+
+
+def test_auto_keeps_openvino_off_a_gpu_request(dense_checkpoint: Path) -> None:
+    from sparse_pose_ros.backends import base
+
+    if base.cuda_gpu_present()[0]:
+        pytest.skip("a CUDA GPU is present: device auto would resolve to it")
+    names = [n for n, _ in base.auto_candidates("cuda", str(dense_checkpoint))]
+    assert "openvino" not in names
