@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                          "bundled | a video file | an image folder")
     ap.add_argument("--model", type=Path, default=None, help="checkpoint (default: models/)")
     ap.add_argument("--backend", default="auto",
-                    help="auto | sparse-cpu | torch | onnxruntime | tensorrt")
+                    help="auto | sparse-cpu | torch | onnxruntime | openvino | tensorrt")
     ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                     help="a pose_node parameter (repeatable), e.g. input_size:=224; the node "
                          "checks it as it does on any command line")
