@@ -52,6 +52,7 @@ from .budget_common import (
     source_state,
 )
 from .budget_replay import (
+    REAL_SCENES,
     SEGMENTS,
     calibrate,
     choose_target,
@@ -71,7 +72,8 @@ from .budget_sweep import (
 )
 
 __all__ = ["DEFAULT_CHECKPOINT", "DEFAULT_DATA", "DEFAULT_THRESHOLDS", "MAX_MPJPE_INCREASE",
-           "MIN_MPJPE_GAIN", "REFERENCE_THRESHOLD", "RESULTS", "SEGMENTS", "HeldOutFrame",
+           "MIN_MPJPE_GAIN", "REAL_SCENES", "REFERENCE_THRESHOLD", "RESULTS", "SEGMENTS",
+           "HeldOutFrame",
            "accuracy_at_thresholds", "build_parser", "calibrate", "choose_target",
            "latency_stats", "load_frames", "main", "make_backend", "open_heldout",
            "paired_delta", "parse_args", "recommend_bounds", "run_loop", "run_replay",
@@ -136,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the fixed-threshold run of the same clip")
     r.add_argument("--bounds", type=_bounds, default=None,
                    help="LO,HI threshold bounds instead of BudgetConfig's defaults (experiments)")
+    r.add_argument("--real", default=None, metavar="LABELS",
+                   help="replay real video from this teacher-label cache (e.g. data_cache/"
+                        "labels) instead of the synthetic split: --real-sources one after the "
+                        "other, --segment-frames each")
+    r.add_argument("--real-sources", type=lambda v: [x for x in v.split(",") if x],
+                   default=list(REAL_SCENES), help="comma-separated label sources, in order")
     return p
 
 

@@ -25,11 +25,12 @@ REFERENCE_THRESHOLD = 0.5  # the training decision boundary
 
 @dataclass
 class HeldOutFrame:
-    """One held-out frame as the node would see it: RGB image + its intrinsics."""
+    """One held-out frame as the node would see it: RGB image + its intrinsics (None: the
+    node's nominal field of view, as for a camera without camera_info)."""
 
     index: int
     image: np.ndarray
-    k: np.ndarray
+    k: np.ndarray | None
     mask_fraction: float
 
 
@@ -99,7 +100,7 @@ def timed_estimate(estimator: Any, frame: HeldOutFrame) -> tuple[float, Any]:
     from ..pipeline.lift import Intrinsics
 
     h, w = frame.image.shape[:2]
-    intr = Intrinsics.from_k(frame.k, w, h)
+    intr = None if frame.k is None else Intrinsics.from_k(frame.k, w, h)
     t0 = time.perf_counter()
     result = estimator.estimate(frame.image, intr)
     return (time.perf_counter() - t0) * 1e3, result

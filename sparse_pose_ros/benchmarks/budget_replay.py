@@ -28,6 +28,9 @@ from .budget_common import (
 )
 
 SEGMENTS = ("small", "large", "medium")
+#: Real clips (label-cache sources) played one after the other with ``--real``: a held-out
+#: athlete filling more of the frame, a street of small pedestrians, the held-out Pose2Sim trial.
+REAL_SCENES = ("sports2d_demo", "opencv_vtest", "pose2sim_singleperson")
 
 
 def select_clip(mask_fraction: np.ndarray, per_segment: int) -> dict[str, list[int]]:
@@ -44,6 +47,37 @@ def select_clip(mask_fraction: np.ndarray, per_segment: int) -> dict[str, list[i
     picks = {"small": order[:per_segment], "large": order[n - per_segment:],
              "medium": order[mid: mid + per_segment]}
     return {k: sorted(int(i) for i in v) for k, v in picks.items()}
+
+
+def real_clip(labels: str, sources: Sequence[str], per_source: int
+              ) -> tuple[list[str], list[HeldOutFrame], list[tuple[int, int]]]:  # fmt: skip
+    """A clip of real video: ``per_source`` frames of each label-cache source, in video order,
+    the sources one after the other (scene changes where the person's size and the image
+    change), decoded up front. Returns (scene names, frames, each scene's [start, stop))."""
+    from pathlib import Path
+
+    from ..evaluation.real_heldout import NoLabels
+    from .real_frames import load_real
+
+    clip: list[HeldOutFrame] = []
+    bounds: list[tuple[int, int]] = []
+    scenes: list[str] = []
+    for sid in sources:
+        try:
+            fs = load_real(Path(labels), [sid], per_source)
+        except NoLabels as exc:  # no cache, or not this source: say how to make it
+            raise ValueError(str(exc)) from exc
+        if not fs.frames:
+            raise ValueError(f"label source {sid!r} has no frames in {labels}")
+        start = len(clip)
+        for f in fs.frames:
+            i = f.intrinsics
+            k = None if i is None else np.array([[i.fx, 0.0, i.cx], [0.0, i.fy, i.cy],
+                                                 [0.0, 0.0, 1.0]])  # fmt: skip
+            clip.append(HeldOutFrame(len(clip), f.rgb, k, float(f.fill)))
+        bounds.append((start, len(clip)))
+        scenes.append(sid)
+    return scenes, clip, bounds
 
 
 def choose_target(calibration: dict[str, dict[str, float]], lo_t: float, hi_t: float) -> dict:
@@ -97,6 +131,7 @@ def run_loop(
 def calibrate(
     estimator: Any, clip: Sequence[HeldOutFrame], bounds: Sequence[tuple[int, int]],
     thresholds: Sequence[float], args: argparse.Namespace,
+    scenes: Sequence[str] = SEGMENTS,
 ) -> dict[str, dict[str, float]]:
     """Median latency and density of each scene at each fixed threshold, paced like the loop.
 
@@ -105,7 +140,7 @@ def calibrate(
     timings would sit below everything the loop can reach.
     """
     out: dict[str, dict[str, float]] = {}
-    for name, (start, stop) in zip(SEGMENTS, bounds, strict=True):
+    for name, (start, stop) in zip(scenes, bounds, strict=True):
         sample = list(clip[start:stop][: args.calibration_frames])
         out[name] = {}
         for t in thresholds:
@@ -141,19 +176,22 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     defaults = BudgetConfig()
     lo_t, hi_t = args.bounds or (defaults.min_threshold, defaults.max_threshold)
     start_t = min(max(REFERENCE_THRESHOLD, lo_t), hi_t)
-    dataset = open_heldout(args.data)
-    picks = select_clip(dataset.labels["mask_fraction"], args.segment_frames)
-    clip: list[HeldOutFrame] = []
-    bounds: list[tuple[int, int]] = []
-    for name in SEGMENTS:
-        start = len(clip)
-        clip += load_frames(dataset, picks[name])
-        bounds.append((start, len(clip)))
+    if getattr(args, "real", None):
+        scenes, clip, bounds = real_clip(args.real, args.real_sources, args.segment_frames)
+    else:
+        scenes = SEGMENTS
+        dataset = open_heldout(args.data)
+        picks = select_clip(dataset.labels["mask_fraction"], args.segment_frames)
+        clip, bounds = [], []
+        for name in SEGMENTS:
+            start = len(clip)
+            clip += load_frames(dataset, picks[name])
+            bounds.append((start, len(clip)))
     load_before = load_average()
     backend = make_backend(args, args.checkpoint)
     try:
         estimator = threshold_estimator(backend)
-        calibration = calibrate(estimator, clip, bounds, (lo_t, hi_t), args)
+        calibration = calibrate(estimator, clip, bounds, (lo_t, hi_t), args, scenes)
         choice = choose_target(calibration, lo_t, hi_t)
         target = float(args.target_ms) if args.target_ms else choice["target_ms"]
         LOG.info("budget %.2f ms (calibration %s)", target, calibration)
@@ -177,12 +215,13 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     if fixed is not None:
         summary["fixed_threshold_within_tolerance"] = settled_share(
             fixed, bounds, target, tol, args.settle_frames)
-    for name, (start, stop) in zip(SEGMENTS, bounds, strict=True):
+    for name, (start, stop) in zip(scenes, bounds, strict=True):
         tail = trace[start + args.settle_frames: stop] or trace[start:stop]
         seg = {
             "scene": name,
             "frames": [start, stop],
-            "mask_fraction_mean": float(np.mean([f.mask_fraction for f in clip[start:stop]])),
+            "mask_fraction_mean": float(np.nanmean([f.mask_fraction for f in clip[start:stop]]))
+            if any(np.isfinite(f.mask_fraction) for f in clip[start:stop]) else None,
             "latency_median_ms": float(np.median([r["latency_ms"] for r in tail])),
             "threshold_mean": float(np.mean([r["threshold"] for r in tail])),
             "density_mean": float(np.mean([r["density"] for r in tail])),
@@ -198,11 +237,16 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     return {
         **result_header("budget_replay", args, info, load_before, load_after),
         "clip": {
-            "data": str(args.data),
-            "scenes": list(SEGMENTS),
-            "frames_per_scene": args.segment_frames,
-            "selection": "held-out frames with the smallest, largest and median person mask "
-            "fraction, each scene in split order",
+            "data": str(args.real or args.data),
+            "scenes": list(scenes),
+            "frames_per_scene": [stop - start for start, stop in bounds],
+            "selection": ("real video frames of each label-cache source, evenly spread over "
+                          "the source and in video order, the sources one after the other; "
+                          "mask_fraction = BlazePose's person mask share of the image (NaN: "
+                          "none); the node's nominal field of view where a source has no "
+                          "calibration") if args.real else
+                         ("held-out frames with the smallest, largest and median person mask "
+                          "fraction, each scene in split order"),
             "rate_hz": args.rate_hz,
         },
         "controller": {**config.__dict__, "bounds_from": "--bounds" if args.bounds

@@ -221,3 +221,31 @@ def test_settled_share_skips_settling_frames() -> None:
     assert res["frames"] == 6
     assert res["per_segment"] == [1.0, pytest.approx(2 / 3)]
     assert res["fraction"] == pytest.approx(5 / 6)
+
+
+def test_replay_on_real_video_from_the_label_cache(setup: dict[str, Path]) -> None:
+    """--real plays label-cache sources one after the other (each a scene, in video order) with
+    their calibrated intrinsics where they have them, the node's nominal view elsewhere."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fake_label_cache import write_sources
+
+    labels = setup["root"] / "labels"
+    write_sources(labels, "", still_detected=(True, False), view_detected=lambda v, i: True)
+    out = setup["root"] / "replay_real.json"
+    assert _cli(setup, "replay", out, "--real", str(labels), "--real-sources", "views,stills",
+                "--no-plot", "--segment-frames", "5") == 0
+    res = json.loads(out.read_text())
+    assert res["clip"]["scenes"] == ["views", "stills"]
+    assert res["clip"]["frames_per_scene"] == [4, 2] and len(res["trace"]) == 6
+    assert res["clip"]["data"] == str(labels) and "real video" in res["clip"]["selection"]
+    assert set(res["calibration_median_ms"]) == {"views", "stills"}
+    segs = res["summary"]["segments"]
+    assert [s["scene"] for s in segs] == ["views", "stills"]
+    assert segs[0]["mask_fraction_mean"] > 0  # BlazePose's mask share of the image
+    assert all(r["latency_ms"] > 0 for r in res["trace"])
+    # a source the cache does not have is an error, not an empty scene
+    assert _cli(setup, "replay", setup["root"] / "x.json", "--real", str(labels),
+                "--real-sources", "nope", "--no-plot") == 2
+    assert not (setup["root"] / "x.json").exists()
