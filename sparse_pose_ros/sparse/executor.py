@@ -410,11 +410,18 @@ class SparseBackbone:
     # ------------------------------------------------------------ compiled whole-backbone path
     def _sequence_signature(self) -> tuple[object, ...]:
         """What the recorded call sequence depends on besides the shapes: every gated block's
-        fixed mask (identity + in-place version) and threshold."""
+        fixed mask (identity + in-place version) and, where its mask unit decides (no fixed
+        mask, no masks given from outside), its threshold.
+
+        Why not the threshold always: with a locator or a region the kernel reads the given
+        mask and ignores the threshold, and the latency budget moves the threshold every frame;
+        keyed on it, each frame re-recorded the whole sequence (a real-video replay measured
+        the controlled run 5 ms slower than the fixed threshold at lower density)."""
         sig: list[object] = []
         for attrs, unit in self._gated_attrs:  # plain dicts: nn.Module.__getattr__ is slow
             fm = attrs.get("fixed_mask")
-            thr = unit.__dict__.get("threshold_logit") if unit is not None else None
+            decides = unit is not None and fm is None and not self._use_given
+            thr = unit.__dict__.get("threshold_logit") if decides else None
             sig.append((id(fm), fm._version if fm is not None else -1, thr))
         # masks given from outside (locator / region) are read from stable buffers: only
         # whether they are in use changes the recording
