@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -43,6 +44,8 @@ CFLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-pthread"
           "-ffp-contract=fast"]
 _loaded: ModuleType | None = None
 _failed = False
+#: A build lock older than this is a dead process's (a build takes ~1-2 min here): removed.
+STALE_LOCK_S = 600.0
 
 
 def cache_dir() -> Path:
@@ -56,6 +59,25 @@ def cache_dir() -> Path:
     return root / "sparse_pose_ros" / "cpu_kernel" / key
 
 
+def clear_stale_lock(build: Path, max_age_s: float = STALE_LOCK_S) -> bool:
+    """Remove ``build/lock`` when it is older than ``max_age_s``; True if removed.
+
+    Why: torch's extension loader takes that file for every load (ninja checks the build even
+    when it is up to date) and waits for it without a timeout. A process killed inside that
+    window (a node stopped with SIGKILL as it starts, a crashed test run) leaves it behind, and
+    every later start then hangs in the loader."""
+    lock = build / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age <= max_age_s:
+        return False
+    log.warning("removing the stale build lock %s (%.0f s old: its process is gone)", lock, age)
+    lock.unlink(missing_ok=True)
+    return True
+
+
 def load_cpu_kernel(verbose: bool = False) -> ModuleType | None:
     """Build (first time) and import the extension; None if it cannot be built here."""
     global _loaded, _failed
@@ -66,6 +88,7 @@ def load_cpu_kernel(verbose: bool = False) -> ModuleType | None:
 
         build = cache_dir()
         build.mkdir(parents=True, exist_ok=True)
+        clear_stale_lock(build)
         _loaded = load(
             name="sparse_pose_ros_cpu",
             sources=[str(p) for p in SOURCES],

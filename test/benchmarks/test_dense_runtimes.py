@@ -41,19 +41,22 @@ def test_time_alternating_measures_each_call() -> None:
 
 def test_cli_writes_every_cell(dense64: Path, tmp_path: Path) -> None:
     out = tmp_path / "dense.json"
+    expect = {"onnxruntime", "onnxruntime_spin"}
+    if importlib.util.find_spec("openvino"):
+        # not openvino_bf16 in this process: after a bf16 (AMX) compile a later fork of the
+        # process (a DataLoader's workers in another test) crashes it
+        expect |= {"openvino_f32"}
     rc = main(["dense-runtimes", "--checkpoint", str(dense64), "--sizes", "64", "--threads", "1",
-               "--intervals-ms", "0", "5", "--reps", "3", "--warmup", "1", "--out", str(out)])
+               "--intervals-ms", "0", "5", "--reps", "3", "--warmup", "1", "--runtimes",
+               *sorted(expect), "--out", str(out)])  # fmt: skip
     assert rc == 0
     r = json.loads(out.read_text())
     assert r["baseline"] == BASELINE and "dense-runtimes" in r["command"]
     assert [c["interval_ms"] for c in r["cells"]] == [0.0, 5.0]
-    expect = {"onnxruntime", "onnxruntime_spin"}
-    if importlib.util.find_spec("openvino"):
-        expect |= {"openvino_f32", "openvino_bf16"}
     for cell in r["cells"]:
         assert set(cell["runtimes"]) == expect
         assert cell["ratio_to_baseline"][BASELINE] == 1.0
-        assert cell["fastest"] in expect and not cell["fastest_f32"].endswith("_bf16")
+        assert cell["fastest"] in expect and cell["fastest_f32"] in expect
         assert cell["max_joint_difference_from_first"]["onnxruntime_spin"] == 0.0
         if "openvino_f32" in expect:
             assert cell["max_joint_difference_from_first"]["openvino_f32"] < 1e-4

@@ -7,6 +7,7 @@ equal to the torch reference. No timing assertions."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -92,6 +93,8 @@ def _argv(tmp: Path, root: Path, ckpts: dict, *extra: str) -> list[str]:
             "--checkpoint", f"ours_dense_ort={ckpts['dense']}",
             "--checkpoint", f"ours_dense_tracking_ort={ckpts['dense']}",
             "--checkpoint", f"ours_dense_tracking_ort_own_size={ckpts['dense']}",
+            "--checkpoint", f"ours_dense_openvino={ckpts['dense']}",
+            "--checkpoint", f"ours_dense_tracking_openvino={ckpts['dense']}",
             "--crop-input-size", "96",
             "--checkpoint", f"movenet_thunder_ort={ckpts['movenet']}",
             "--checkpoint", f"ours_sparse_lightning={tmp / 'absent.safetensors'}",
@@ -100,7 +103,11 @@ def _argv(tmp: Path, root: Path, ckpts: dict, *extra: str) -> list[str]:
 
 
 IN_PROCESS = ("ours_sparse", "ours_dense_ort", "movenet_thunder_ort", "ours_dense_tracking_ort",
-              "ours_dense_tracking_ort_own_size", "ours_sparse_tracking", "ours_sparse_own_masks")
+              "ours_dense_tracking_ort_own_size", "ours_sparse_tracking", "ours_sparse_own_masks",
+)
+#: The OpenVINO contenders run in a child process (test below): beside the sparse kernel's
+#: pool, ORT and OpenVINO in this process, a later test's fork (DataLoader workers) crashed it.
+OPENVINO = ("ours_dense_openvino", "ours_dense_tracking_openvino")
 
 
 def test_cli_every_contender_on_the_same_frames(fake) -> None:
@@ -141,7 +148,7 @@ def test_cli_every_contender_on_the_same_frames(fake) -> None:
                 acc = row["accuracy"]["all"]
                 assert acc["frames"] == n and 0.0 <= acc["pck@0.1"] <= 1.0
                 assert ("mpjpe_mm" in acc) == (c != "movenet_thunder_ort")
-                if c != "ours_dense_tracking_ort":  # its crops run at 96 px, the frames at 64
+                if not c.startswith("ours_dense_tracking_") or c.endswith("_own_size"):  # crops: 96
                     assert 0.0 < row["macs"]["all"]["backbone_fraction"] <= 1.1
                 assert row["answers_max_px_difference_vs_first_thread_count"] < 0.5
             summary = r["summary"][set_name]
@@ -168,6 +175,34 @@ def test_cli_every_contender_on_the_same_frames(fake) -> None:
         1.0 + m["tracking_crop_share"] * (ratio - 1.0))
     assert m["tracking_crop_share"] > 0
     assert r["contenders"]["ours_sparse_own_masks"]["region_from_pose"] is False
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                    reason="openvino is not installed (./run installs it)")
+def test_openvino_contenders_match_onnxruntime(fake) -> None:
+    """The node's default path in OpenVINO f32 (and its whole-frame dense): the crops follow
+    --crop-input-size, and on the same frames it gives onnxruntime's answers. In a child
+    process, see OPENVINO."""
+    import subprocess
+    import sys
+
+    tmp, root, ckpts = fake
+    argv = [*_argv(tmp, root, ckpts, "--threads", "1", "--confidence-threshold", "0",
+                   "--contenders", *OPENVINO, "ours_dense_tracking_ort", "ours_dense_ort"),
+            "--out-dir", str(tmp / "out_ov")]  # the last --out-dir wins
+    done = subprocess.run([sys.executable, "-m", "sparse_pose_ros.benchmarks", *argv],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = json.loads((tmp / "out_ov" / "real_frames_1thread.json").read_text())
+    assert set(r["contenders"]) == {*OPENVINO, "ours_dense_tracking_ort", "ours_dense_ort"}
+    ov = r["contenders"]["ours_dense_tracking_openvino"]
+    assert ov["crop_input_size"] == 96 and "openvino" in ov["runtime"]
+    rows = r["results"]["real"]["contenders"]
+    for a, b in (("ours_dense_tracking_openvino", "ours_dense_tracking_ort"),
+                 ("ours_dense_openvino", "ours_dense_ort")):
+        acc_a, acc_b = rows[a]["accuracy"]["all"], rows[b]["accuracy"]["all"]
+        assert acc_a["pck@0.1"] == pytest.approx(acc_b["pck@0.1"], abs=1e-6)
+        assert acc_a["mpjpe_mm"] == pytest.approx(acc_b["mpjpe_mm"], abs=0.5)
 
 
 def test_the_peer_runs_on_the_same_frames(fake) -> None:

@@ -279,3 +279,20 @@ def test_workers_linger_through_a_head_outside_the_kernel() -> None:
     one(x)
     assert one.backbone.linger_us == 0
     clear_fixed_masks(net.backbone)
+
+
+def test_a_dead_process_build_lock_is_cleared(tmp_path):
+    """A lock left by a killed build would hang every later load (torch waits without a
+    timeout): an old one is removed, a fresh one (a build in progress) is left alone."""
+    import os
+    import time
+
+    from sparse_pose_ros.sparse.cpu_kernel import STALE_LOCK_S, clear_stale_lock
+
+    assert clear_stale_lock(tmp_path) is False  # no lock
+    lock = tmp_path / "lock"
+    lock.touch()
+    assert clear_stale_lock(tmp_path) is False and lock.exists()  # another build is running
+    old = time.time() - STALE_LOCK_S - 5
+    os.utime(lock, (old, old))
+    assert clear_stale_lock(tmp_path) is True and not lock.exists()
