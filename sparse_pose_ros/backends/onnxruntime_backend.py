@@ -17,18 +17,13 @@ import numpy as np
 
 from ..runtime.options import check_threads
 from .base import (
-    Backend,
     BackendError,
     BackendOptions,
-    InferenceResult,
-    build_result,
-    check_input,
-    check_probability,
     resolve_device,
-    threshold_logit,
 )
 from .portable_graph import (  # noqa: F401  (re-exported: the cache's public name)
     RUNNABLE_GRAPHS,
+    PortableGraphBackend,
     default_cache_dir,
     resolve_portable_graph,
 )
@@ -56,7 +51,7 @@ def select_providers(device: str) -> list[str]:
     return [*wanted, "CPUExecutionProvider"]
 
 
-class OnnxRuntimeBackend(Backend):
+class OnnxRuntimeBackend(PortableGraphBackend):
     """A portable ONNX graph in an onnxruntime InferenceSession.
 
     Args:
@@ -89,7 +84,7 @@ class OnnxRuntimeBackend(Backend):
         opts = BackendOptions.build(options, **shared)
         dev = resolve_device(opts.device)
         graph_file = resolve_portable_graph(model_file_path, opts, graph, self.name)
-        onnx_path, meta = graph_file.onnx_path, graph_file.meta
+        onnx_path = graph_file.onnx_path
         intra_op_threads = check_threads(intra_op_threads, "intra_op_threads")
         if intra_op_threads is None:
             intra_op_threads = opts.num_threads  # the backend-independent name
@@ -106,15 +101,7 @@ class OnnxRuntimeBackend(Backend):
                                                 providers=providers)  # fmt: skip
         except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
             raise BackendError(f"onnxruntime cannot load {onnx_path}: {exc}") from exc
-        self.backend_options = opts
-        self.meta = meta
-        # The checkpoint is what the user named; the cached .onnx is an implementation detail.
-        self.info = graph_file.info
-        self.geometry = meta.geometry
-        self.onnx_path = onnx_path
-        self._outputs = ["heatmaps", "joints", *meta.mask_outputs]
-        self._threshold = np.zeros(1, dtype=np.float32)
-        self.set_mask_threshold(opts.mask_threshold)
+        self._adopt(graph_file, opts)
         LOG.info(
             "onnxruntime backend: %s (%s) on %s, input %d",
             onnx_path,
@@ -123,18 +110,8 @@ class OnnxRuntimeBackend(Backend):
             self.info.input_size,
         )
 
-    def set_mask_threshold(self, probability: float) -> None:
-        p = check_probability(probability)
-        self._threshold = np.array([threshold_logit(p)], dtype=np.float32)
-        self.mask_threshold = p
-
-    def infer(self, tensor: np.ndarray) -> InferenceResult:
-        x = check_input(tensor, self.info.input_size)
-        feed: dict[str, Any] = {self.meta.input_name: x}
-        if self.meta.threshold_input:
-            feed[self.meta.threshold_input] = self._threshold
-        heatmaps, joints, *masks = self.session.run(self._outputs, feed)
-        return build_result(joints[0], heatmaps[0], [m[0, 0] for m in masks], self.geometry)
+    def _run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(self._outputs, feed)
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]

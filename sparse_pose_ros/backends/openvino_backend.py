@@ -18,17 +18,11 @@ import numpy as np
 
 from ..runtime.options import check_threads
 from .base import (
-    Backend,
     BackendError,
     BackendOptions,
-    InferenceResult,
-    build_result,
-    check_input,
-    check_probability,
     resolve_device,
-    threshold_logit,
 )
-from .portable_graph import resolve_portable_graph
+from .portable_graph import PortableGraphBackend, resolve_portable_graph
 
 LOG = logging.getLogger(__name__)
 
@@ -48,7 +42,7 @@ def cpu_supports_bf16() -> bool:
     return "BF16" in caps
 
 
-class OpenVinoBackend(Backend):
+class OpenVinoBackend(PortableGraphBackend):
     """A portable ONNX graph compiled by OpenVINO's CPU plugin, latency mode, one stream.
 
     Args:
@@ -93,30 +87,13 @@ class OpenVinoBackend(Backend):
         self.compiled = compiled
         self.request = compiled.create_infer_request()
         self.precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
-        self.backend_options = opts
-        self.meta = graph_file.meta
-        self.info = graph_file.info
-        self.geometry = graph_file.meta.geometry
-        self.onnx_path = graph_file.onnx_path
-        self._outputs = ["heatmaps", "joints", *self.meta.mask_outputs]
-        self._threshold = np.zeros(1, dtype=np.float32)
-        self.set_mask_threshold(opts.mask_threshold)
+        self._adopt(graph_file, opts)
         LOG.info("openvino backend: %s (%s), precision %s, input %d", self.onnx_path,
                  model_file_path, self.precision, self.info.input_size)  # fmt: skip
 
-    def set_mask_threshold(self, probability: float) -> None:
-        p = check_probability(probability)
-        self._threshold = np.array([threshold_logit(p)], dtype=np.float32)
-        self.mask_threshold = p
-
-    def infer(self, tensor: np.ndarray) -> InferenceResult:
-        x = check_input(tensor, self.info.input_size)
-        feed: dict[str, Any] = {self.meta.input_name: x}
-        if self.meta.threshold_input:
-            feed[self.meta.threshold_input] = self._threshold
+    def _run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         out = self.request.infer(feed)
-        heatmaps, joints, *masks = (out[name] for name in self._outputs)
-        return build_result(joints[0], heatmaps[0], [m[0, 0] for m in masks], self.geometry)
+        return [out[name] for name in self._outputs]
 
     def close(self) -> None:
         self.request = None  # type: ignore[assignment]

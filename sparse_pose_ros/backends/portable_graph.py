@@ -6,16 +6,29 @@ Imports neither runtime, so each backend can load where the other is absent.
 
 from __future__ import annotations
 
+import abc
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..export.export_cache import checkpoint_training, ensure_onnx_export, warn_if_baked
-from .base import BackendError, BackendOptions, ModelInfo
+from .base import (
+    Backend,
+    BackendError,
+    BackendOptions,
+    InferenceResult,
+    ModelInfo,
+    build_result,
+    check_input,
+    check_probability,
+    threshold_logit,
+)
 
 __all__ = ["RUNNABLE_GRAPHS", "RUNNABLE_NECKS", "RUNNABLE_PADDINGS", "PortableGraph",
-           "default_cache_dir", "resolve_portable_graph"]
+           "PortableGraphBackend", "default_cache_dir", "resolve_portable_graph"]
 
 
 def default_cache_dir() -> Path:
@@ -87,3 +100,37 @@ def resolve_portable_graph(
     info = meta.info if suffix == ".onnx" else replace(
         meta.info, source=path, training=checkpoint_training(path))
     return PortableGraph(onnx_path, meta, info)
+
+
+class PortableGraphBackend(Backend):
+    """What a runtime of the portable graph shares: the graph's facts, the threshold input it
+    feeds, the outputs it asks for and how they become an :class:`InferenceResult`. A subclass
+    loads the graph, calls :meth:`_adopt` and implements :meth:`_run` (outputs by name)."""
+
+    def _adopt(self, graph_file: PortableGraph, opts: BackendOptions) -> None:
+        self.backend_options = opts
+        self.meta = graph_file.meta
+        # The checkpoint is what the user named; the cached .onnx is an implementation detail.
+        self.info = graph_file.info
+        self.geometry = graph_file.meta.geometry
+        self.onnx_path = graph_file.onnx_path
+        self._outputs = ["heatmaps", "joints", *graph_file.meta.mask_outputs]
+        self._threshold = np.zeros(1, dtype=np.float32)
+        self.set_mask_threshold(opts.mask_threshold)
+
+    def set_mask_threshold(self, probability: float) -> None:
+        p = check_probability(probability)
+        self._threshold = np.array([threshold_logit(p)], dtype=np.float32)
+        self.mask_threshold = p
+
+    @abc.abstractmethod
+    def _run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The graph's ``self._outputs`` for ``feed``, in that order."""
+
+    def infer(self, tensor: np.ndarray) -> InferenceResult:
+        x = check_input(tensor, self.info.input_size)
+        feed: dict[str, np.ndarray] = {self.meta.input_name: x}
+        if self.meta.threshold_input:
+            feed[self.meta.threshold_input] = self._threshold
+        heatmaps, joints, *masks = self._run(feed)
+        return build_result(joints[0], heatmaps[0], [m[0, 0] for m in masks], self.geometry)
