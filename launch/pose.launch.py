@@ -109,7 +109,7 @@ def generate_launch_description() -> LaunchDescription:
                 "backend",
                 default_value="",
                 description="Override the config's backend: auto, sparse-cpu, torch, "
-                "onnxruntime or tensorrt (empty = keep the config file's value).",
+                "onnxruntime, openvino or tensorrt (empty = keep the config file's value).",
             ),
             DeclareLaunchArgument(
                 "use_rviz",
