@@ -11,7 +11,6 @@ runtimes alternate call by call in reversed order every round, so drift hits all
 from __future__ import annotations
 
 import datetime as _dt
-import resource
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..provenance import load_average, machine_info
-from .timing import _stats, thread_wait_env
+from .timing import self_cpu_seconds, summary_ms, thread_wait_env
 
 #: name -> (backend, its own options); the order is the order of the first round.
 RUNTIMES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -31,11 +30,6 @@ RUNTIMES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 #: The node's default dense runtime before OpenVINO: what ratios are taken against.
 BASELINE = "onnxruntime"
-
-
-def _cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def time_alternating(fns: dict[str, Callable[[], object]], reps: int, warmup: int,
@@ -59,14 +53,14 @@ def time_alternating(fns: dict[str, Callable[[], object]], reps: int, warmup: in
         for name in names if r % 2 == 0 else names[::-1]:
             if interval_s:
                 time.sleep(interval_s - rest)
-            c0 = _cpu_seconds()
+            c0 = self_cpu_seconds()
             t0 = time.perf_counter()
             fns[name]()
             wall[name].append((time.perf_counter() - t0) * 1e3)
             if rest:
                 time.sleep(rest)
-            cpu[name].append((_cpu_seconds() - c0) * 1e3)
-    return {n: {**_stats(np.asarray(wall[n])), "cpu_ms_median": float(np.median(cpu[n]))}
+            cpu[name].append((self_cpu_seconds() - c0) * 1e3)
+    return {n: {**summary_ms(np.asarray(wall[n])), "cpu_ms_median": float(np.median(cpu[n]))}
             for n in names}  # fmt: skip
 
 

@@ -11,7 +11,6 @@ that way, with the CPU time the process used, so the trade-off is visible:
 from __future__ import annotations
 
 import datetime as _dt
-import resource
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,12 +23,7 @@ from ..sparse.cpu_kernel import load_cpu_kernel
 from ..sparse.executor import SparsePoseNetwork
 from .masks import set_blob_masks
 from .ort_dense import DenseNetwork, export_onnx, ort_runner
-from .timing import thread_wait_env, time_call
-
-
-def _cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+from .timing import self_cpu_seconds, thread_wait_env, time_call
 
 
 def time_paced(fn: Callable[[], object], reps: int, warmup: int, interval_s: float
@@ -40,9 +34,9 @@ def time_paced(fn: Callable[[], object], reps: int, warmup: int, interval_s: flo
         raise ValueError("reps must be >= 1, warmup >= 0, interval >= 0")
     for _ in range(warmup):
         fn()
-    cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+    cpu0, wall0 = self_cpu_seconds(), time.perf_counter()
     stats = time_call(fn, reps, 0, interval_s)
-    cpu, wall = _cpu_seconds() - cpu0, time.perf_counter() - wall0
+    cpu, wall = self_cpu_seconds() - cpu0, time.perf_counter() - wall0
     return {**stats, "cpu_cores": cpu / wall, "cpu_ms_per_frame": cpu / reps * 1e3}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import time
 from collections.abc import Callable, Mapping
 
@@ -17,6 +18,13 @@ THREAD_WAIT_ENV = ("SPARSE_POSE_SPIN_US", "OMP_WAIT_POLICY")
 def thread_wait_env() -> dict[str, str | None]:
     """The :data:`THREAD_WAIT_ENV` values of this process, for a result's record."""
     return {k: os.environ.get(k) for k in THREAD_WAIT_ENV}
+
+
+def self_cpu_seconds() -> float:
+    """User + system CPU seconds this process has used, all its threads together (spinning
+    worker threads count: what a runtime costs the machine, not only its caller)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def time_call(
@@ -38,10 +46,11 @@ def time_call(
         t0 = time.perf_counter()
         fn()
         times[i] = time.perf_counter() - t0
-    return _stats(times * 1e3)
+    return summary_ms(times * 1e3)
 
 
-def _stats(ms: np.ndarray) -> dict[str, float]:
+def summary_ms(ms: np.ndarray) -> dict[str, float]:
+    """Median / p95 / mean / min and count of latency samples in ms."""
     return {
         "median_ms": float(np.median(ms)),
         "p95_ms": float(np.percentile(ms, 95)),
@@ -92,6 +101,6 @@ def time_interleaved(
                 acc.append(time.perf_counter() - t0)
                 if samples is not None:
                     samples.setdefault(name, []).append((acc[-1] * 1e3, ret))
-    return {n: {**_stats(np.asarray(times[n]) * 1e3), "rounds": rounds} for n in names}
+    return {n: {**summary_ms(np.asarray(times[n]) * 1e3), "rounds": rounds} for n in names}
 
 
