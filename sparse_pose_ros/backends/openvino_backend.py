@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.options import check_threads
+from ..runtime.options import OPENVINO_PRECISIONS, check_threads
 from .base import (
     BackendError,
     BackendOptions,
@@ -31,9 +31,8 @@ try:
 except ImportError as exc:  # surfaced by create_backend as a BackendError with this reason
     raise ImportError(f"openvino is not installed: {exc}") from exc
 
-#: Inference precisions the backend accepts: OpenVINO's own choice ("auto": bf16 where the CPU
-#: has AMX/AVX512-BF16, f32 elsewhere), or forced.
-PRECISIONS: tuple[str, ...] = ("f32", "bf16", "f16", "auto")
+#: Inference precisions the backend accepts (the rule lives with the other options' rules).
+PRECISIONS: tuple[str, ...] = OPENVINO_PRECISIONS
 
 
 def cpu_supports_bf16() -> bool:

@@ -80,7 +80,7 @@ from ..pipeline.roi import (
 )
 from ..pipeline.smoothing import PoseSmoother, SmoothingConfig
 from ..provenance import machine_info
-from ..runtime.options import check_input_size
+from ..runtime.options import OPENVINO_PRECISIONS, check_input_size
 from ..teachers.movenet_map import APPROXIMATIONS as MOVENET_MAPPING
 from ..teachers.movenet_map import map_to_h36m
 from ..training.evaluation import SMALL_PERSON_FRACTION
@@ -867,7 +867,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "openvino"),
                    help="runtime of the network (torch: the reference; the others run the "
                         "exported graph, e.g. to score OpenVINO's bf16)")
-    p.add_argument("--precision", default="f32", choices=("f32", "bf16", "f16", "auto"),
+    p.add_argument("--precision", default="f32", choices=OPENVINO_PRECISIONS,
                    help="OpenVINO's inference precision (with --backend openvino)")
     p.add_argument("--confidence-threshold", type=float, default=0.3)
     p.add_argument("--mask-threshold", type=float, default=0.5)

@@ -28,6 +28,7 @@ from ..pipeline.smoothing import BETA_RANGE, MIN_CUTOFF_RANGE_HZ, SmoothingConfi
 from ..runtime.options import (
     HEAD_GATING_NODE,
     INPUT_SIZE_MULTIPLE,
+    OPENVINO_PRECISIONS,
     check_device,
     check_probability,
     input_size_problem,
@@ -117,10 +118,6 @@ def resolve_model_path(value: str) -> Path:
         if c.is_file():
             return c.resolve()
     return candidates[0].resolve()
-
-
-#: Inference precisions of the openvino backend (its ``precision`` option).
-OPENVINO_PRECISIONS = ("f32", "bf16", "f16", "auto")
 
 
 def _choice(options: tuple[str, ...]) -> Validator:

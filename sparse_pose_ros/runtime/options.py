@@ -50,6 +50,11 @@ HEAD_GATING_REQUESTED: bool | None = None
 #: The ``pose_node`` parameter's default: on for every gated model.
 HEAD_GATING_NODE: bool = True
 
+#: Inference precisions of the openvino backend (its ``precision`` option, the node's
+#: ``openvino_precision``): forced f32 / bf16 / f16, or OpenVINO's own choice ("auto": bf16
+#: where the CPU has AMX / AVX512-BF16, f32 elsewhere). Here, not in the backend module, so the
+#: node and the CLIs can validate it where openvino is not installed.
+OPENVINO_PRECISIONS: tuple[str, ...] = ("f32", "bf16", "f16", "auto")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
