@@ -68,6 +68,7 @@ def model_info_from_network(
         output_stride=int(cfg.output_stride),
         training=training,
         midpoint_torso=bool(cfg.midpoint_torso),
+        bone_lengths_m=tuple(v / 1000.0 for v in cfg.bone_lengths_mm),
     )
 
 

@@ -101,3 +101,17 @@ def virtual_views(poses: np.ndarray, per_pose: int, rng: np.random.Generator,
     xy = r.focal_px * cam[..., :2] / cam[..., 2:]
     z = cam[..., 2] - cam[:, skeleton.ROOT : skeleton.ROOT + 1, 2]
     return xy, z
+
+
+def median_bone_lengths(poses: np.ndarray) -> np.ndarray:
+    """(B,) median length of each bone (``skeleton.BONES`` order) over (N, 17, 3) skeletons,
+    in their units: the body-size prior of a model trained on them (``pipeline.lift``).
+    Skeletons with a missing joint are skipped; ValueError when none is left."""
+    poses = np.asarray(poses, np.float64).reshape(-1, skeleton.NUM_JOINTS, 3)
+    poses = poses[np.isfinite(poses).all(axis=(1, 2))]
+    if not len(poses):
+        raise ValueError("no complete skeleton to measure bone lengths on")
+    bones = np.asarray(skeleton.BONES)
+    lengths = np.linalg.norm(poses[:, bones[:, 1]] - poses[:, bones[:, 0]], axis=-1)
+    return np.median(lengths, axis=0)
+

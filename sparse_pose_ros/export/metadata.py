@@ -15,6 +15,7 @@ A reader that knows only format 1 refuses a format 2 file ("re-export"), never m
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import onnx
 
 from ..runtime.geometry import NetworkGeometry
 from ..runtime.model_info import BackendError, ModelInfo
+from ..skeleton import NUM_BONES
 
 FORMAT_VERSION = "2"
 #: formats this reader understands (1: written before the architecture facts existed).
@@ -146,6 +148,18 @@ def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
     onnx.helper.set_model_props(model, props)
 
 
+def bone_lengths_m(network_config: dict[str, Any]) -> tuple[float, ...]:
+    """The exported network's reference bone lengths in metres (``NetworkConfig.
+    bone_lengths_mm``; empty when it has none); ValueError when they are not positive numbers
+    of the skeleton's bone count, which a ModelInfo must never carry."""
+    raw = network_config.get("bone_lengths_mm") or []
+    lengths = tuple(float(v) / 1000.0 for v in raw)
+    positive = all(math.isfinite(v) and v > 0 for v in lengths)
+    if lengths and (len(lengths) != NUM_BONES or not positive):
+        raise ValueError(f"bone_lengths_mm must be {NUM_BONES} lengths > 0, got {raw}")
+    return lengths
+
+
 def parse_metadata(props: dict[str, str], source: str) -> OnnxMetadata:
     """Metadata dict (from onnx or onnxruntime) -> OnnxMetadata; BackendError names ``source``."""
     missing = [k for k in REQUIRED_KEYS if k not in props]
@@ -183,6 +197,7 @@ def parse_metadata(props: dict[str, str], source: str) -> OnnxMetadata:
             source=source,
             output_stride=int(architecture["output_stride"]),
             midpoint_torso=bool(config.get("midpoint_torso", False)),
+            bone_lengths_m=bone_lengths_m(config),
         )
         geometry = NetworkGeometry.from_json(props["block_geometry"])
         mask_outputs = tuple(str(n) for n in json.loads(props["mask_outputs"]))

@@ -14,6 +14,7 @@ Two families share the code:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -87,6 +88,12 @@ class NetworkConfig:
             shoulders and those two (``skeleton.MIDPOINT_JOINTS``), in the image and in
             depth, as the real 3D labels define them. Set with a lifter trained on that
             definition (``training.train_lifter``); an inference-time map, no weights.
+        bone_lengths_mm: reference bone lengths (mm, ``skeleton.BONES`` order) of the skeleton
+            this network outputs; the runtime's root-depth fit (``pipeline.lift``) scales the
+            skeleton to them. ``training.train_lifter`` sets them to the median bones of its
+            real training skeletons, because the joints are defined by the teacher labels, not
+            by Human3.6M's markers (a thorax–nose bone of ~225 mm against Human3.6M's 121);
+            empty = Human3.6M's means (``pipeline.lift.REFERENCE_BONE_LENGTHS_M``). No weights.
         head_gating: read the heads only inside the region of the last execution mask
             (``model.heads.head_region``); needs a gated backbone. An inference choice: the
             weights are the same, see ``PoseNetwork.set_head_gating``. Off unless configured;
@@ -128,6 +135,7 @@ class NetworkConfig:
     head_gating: bool = HEAD_GATING_STORED
     lifter_hidden: int = 0
     midpoint_torso: bool = False
+    bone_lengths_mm: tuple[float, ...] = ()
     input_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     input_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     padding: str = "symmetric"
@@ -165,6 +173,13 @@ class NetworkConfig:
             raise ValueError("input_mean/input_std must be 3 values, std > 0")
         if self.lifter_hidden < 0:
             raise ValueError(f"lifter_hidden must be >= 0, got {self.lifter_hidden}")
+        self.bone_lengths_mm = tuple(float(v) for v in self.bone_lengths_mm)  # type: ignore[assignment]
+        if self.bone_lengths_mm and (
+            len(self.bone_lengths_mm) != skeleton.NUM_BONES
+            or not all(math.isfinite(v) and v > 0 for v in self.bone_lengths_mm)
+        ):
+            raise ValueError(f"bone_lengths_mm must be empty or {skeleton.NUM_BONES} finite "
+                             f"lengths > 0, got {self.bone_lengths_mm}")
         if self.head_gating and not self.gated:
             raise ValueError("head_gating needs a gated backbone (gated: true)")
         if self.padding not in PADDINGS:
@@ -198,6 +213,10 @@ class NetworkConfig:
             # (and so the model hash) of every unit-masked checkpoint as it was
             for key in ("mask_source", "locator_width", "locator_margin"):
                 d.pop(key)
+        if not self.bone_lengths_mm:
+            d.pop("bone_lengths_mm")  # keeps every earlier checkpoint's config and hash
+        else:
+            d["bone_lengths_mm"] = list(self.bone_lengths_mm)
         d["arch"] = [list(r) for r in self.arch]
         d["input_mean"] = list(self.input_mean)
         d["input_std"] = list(self.input_std)
@@ -209,7 +228,7 @@ class NetworkConfig:
         d = dict(d)
         if "arch" in d:
             d["arch"] = tuple(tuple(r) for r in d["arch"])
-        for key in ("input_mean", "input_std", "fpn_widths"):
+        for key in ("input_mean", "input_std", "fpn_widths", "bone_lengths_mm"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)

@@ -262,7 +262,8 @@ class PoseEstimator:
         t1 = time.perf_counter()
         out: InferenceResult = net.infer(tensor)
         t2 = time.perf_counter()
-        lifted = lift(out.joints, out.confidence, box, intrinsics, info.depth_range_mm / 1000.0)
+        lifted = lift(out.joints, out.confidence, box, intrinsics, info.depth_range_mm / 1000.0,
+                      info.bone_lengths_m)
         mask = execution_mask(out.masks, box, (h, w))
         confidence = np.asarray(out.confidence, np.float32)
         found = bool(confidence.mean() >= self.confidence_threshold)

@@ -7,8 +7,13 @@ cannot see absolute scale, so the pelvis depth Z is recovered with a body-size p
     P_j(Z) = ray_j · (Z + dz_j),   ray_j = ((u_j - cx) / fx, (v_j - cy) / fy, 1)
 
 places every joint on its pixel's viewing ray, at its predicted relative depth. Bone lengths grow
-with Z (each bone vector is affine in Z), so Z is chosen to make the bones as long as an average
-adult's (Human3.6M subject means):
+with Z (each bone vector is affine in Z), so Z is chosen to make the bones as long as a reference
+skeleton's: the model's own (``ModelInfo.bone_lengths_m``, the median bones of the real 3D
+skeletons its lifter was trained on, in the teacher labels' joint definitions), else the
+Human3.6M subjects' means. Which one matters: the teacher labels' thorax–nose bone is ~225 mm
+where Human3.6M's markers give 121, their hips sit closer to the pelvis, and a fit to the wrong
+proportions misplaces Z (``./run eval real`` reports both fits on exact 2D,
+``lift_from_triangulated_2d``; ``docs/network.md`` §5d has the numbers):
 
     Z* = argmin_Z  Σ_b w_b (|P_c(Z) - P_p(Z)| - L_b)²,   w_b = min(conf_p, conf_c)
 
@@ -29,6 +34,7 @@ depth is then only as good as that guess, and the node reports ``intrinsics: nom
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -223,6 +229,7 @@ def lift(
     box: Letterbox,
     intrinsics: Intrinsics,
     depth_range_m: float,
+    reference: Sequence[float] | None = None,
 ) -> LiftResult:
     """Network joints (J, 3) + letterbox + intrinsics -> metric optical-frame joints.
 
@@ -232,6 +239,9 @@ def lift(
         box: the letterbox that produced the network input.
         intrinsics: of the original image (``box.image_width`` × ``box.image_height``).
         depth_range_m: metres that z = 1 stands for (``ModelInfo.depth_range_mm`` / 1000).
+        reference: the skeleton's bone lengths in metres (``skeleton.BONES`` order), the
+            body-size prior Z is fitted to (``ModelInfo.bone_lengths_m``); None or empty =
+            :data:`REFERENCE_BONE_LENGTHS_M`.
     """
     joints = np.asarray(joints, dtype=np.float64)
     if joints.shape != (skeleton.NUM_JOINTS, 3):
@@ -253,6 +263,12 @@ def lift(
     dz = dz - dz[skeleton.ROOT]  # the root is the origin of relative depth by definition
     conf = np.asarray(confidence, dtype=np.float64)
     weights = np.array([min(conf[p], conf[c]) for p, c in skeleton.BONES])
-    z_root, residual = fit_root_depth(rays, dz, weights)
+    if reference is not None and len(reference) == 0:
+        reference = None
+    elif reference is not None and len(reference) != skeleton.NUM_BONES:
+        raise ValueError(f"reference needs {skeleton.NUM_BONES} bone lengths, got {len(reference)}")
+    z_root, residual = fit_root_depth(
+        rays, dz, weights, None if reference is None else np.asarray(reference, np.float64)
+    )
     points = rays * (z_root + dz)[:, None]
     return LiftResult(points.astype(np.float32), pixels.astype(np.float32), z_root, residual)

@@ -520,6 +520,9 @@ class PoseNode(Node):
             # what pelvis / thorax / spine mean in /pose3d (README: joint order and definitions)
             "torso": ("midpoints" if backend.info.midpoint_torso else "as trained")
             if backend else "",
+            # the body-size prior the metric depth is fitted to (README: 3D and scale)
+            "bone_lengths": ("model" if backend.info.bone_lengths_m else "Human3.6M means")
+            if backend else "",
             "crop_input_size": estimator.crop_backend.info.input_size if estimator else 0,
             "num_threads": self._p("num_threads"),
             "spin_wait": self._p("spin_wait"),

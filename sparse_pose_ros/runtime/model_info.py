@@ -31,6 +31,9 @@ class ModelInfo:
         midpoint_torso: the pelvis, thorax and spine the model outputs are mid-points of hips /
             shoulders / those two (``NetworkConfig.midpoint_torso``): what "pelvis" means in
             the published skeleton, reported in the node's diagnostics.
+        bone_lengths_m: the reference bone lengths (m, ``skeleton.BONES`` order) of the
+            skeleton the model outputs, which the root-depth fit scales it to
+            (``NetworkConfig.bone_lengths_mm``); empty = the fit's Human3.6M default.
     """
 
     model_hash: str
@@ -44,6 +47,7 @@ class ModelInfo:
     output_stride: int = INPUT_SIZE_MULTIPLE
     training: Mapping[str, Any] | None = field(default=None, compare=False)
     midpoint_torso: bool = False
+    bone_lengths_m: tuple[float, ...] = ()
 
     @property
     def trained(self) -> bool:

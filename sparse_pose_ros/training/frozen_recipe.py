@@ -73,7 +73,7 @@ from ..pipeline.roi import REGION_MARGIN
 from ..provenance import machine_info
 from ..teachers.movenet_map import DIRECT
 from .locator_fit import cell_targets, fit_locator
-from .train_lifter import LifterTraining, attach, training_pairs
+from .train_lifter import LifterTraining, attach, reference_bone_lengths, training_pairs
 from .train_lifter import train as train_lifter
 
 LOG = logging.getLogger("sparse_pose_ros.frozen_recipe")
@@ -606,9 +606,14 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
     return lifter
 
 
-def _with_lifter(net: PoseNetwork, lifter: PoseLifter | None, midpoint_torso: bool
+def _with_lifter(net: PoseNetwork, lifter: PoseLifter | None, cfg: RecipeConfig
                  ) -> PoseNetwork:
-    return net if lifter is None else attach(net, lifter, lifter.hidden, midpoint_torso)
+    """``net`` with the lifter and the body-size prior of its training skeletons."""
+    if lifter is None:
+        return net
+    synthetic = Path(cfg.synthetic) / "train" if cfg.synthetic else None
+    bones = reference_bone_lengths(synthetic, Path(cfg.labels), cfg.midpoint_torso)
+    return attach(net, lifter, lifter.hidden, cfg.midpoint_torso, bones)
 
 
 def _head_state(net: PoseNetwork) -> dict[str, Tensor]:
@@ -676,7 +681,7 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
         save_report()
     lifter = lifter_stage(cfg, report, net.cfg.depth_range_mm)
     save_report()
-    _save(_with_lifter(net, lifter, cfg.midpoint_torso), Path(cfg.dense_out),
+    _save(_with_lifter(net, lifter, cfg), Path(cfg.dense_out),
           {**meta_base, "variant": "dense"}, dense=True)
 
     net.load_state_dict(masks_state, strict=False)
@@ -729,7 +734,7 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
             torch.save(_head_state(net), sparse_head)
             head_key.write_text(json.dumps(key) + "\n")
     masks_meta = report.get("locator") if cfg.mask_source == "locator" else report["masks"]
-    _save(_with_lifter(net, lifter, cfg.midpoint_torso), Path(cfg.sparse_out),
+    _save(_with_lifter(net, lifter, cfg), Path(cfg.sparse_out),
           {**meta_base, "variant": "sparse", "mask_source": cfg.mask_source,
            "masks": json.dumps(masks_meta)}, dense=False)
     report["outputs"] = {"dense": cfg.dense_out, "sparse": cfg.sparse_out}

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Subset
 
 from .. import skeleton
 from ..data.label_cache import load_corpus
-from ..data.lifter_poses import real_poses, virtual_views
+from ..data.lifter_poses import median_bone_lengths, real_poses, virtual_views
 from ..data.shards import ShardDataset
 from ..model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..model.lifter import PoseLifter
@@ -86,6 +86,26 @@ def real_pairs(labels_root: Path, per_pose: int, seed: int
     xy, z = virtual_views(poses, per_pose, np.random.default_rng(seed))
     return (torch.as_tensor(xy, dtype=torch.float32),
             torch.as_tensor(z * 1000.0, dtype=torch.float32), counts)
+
+
+def reference_bone_lengths(synthetic_train: Path | None, labels_root: Path | None,
+                           midpoint_torso: bool = False) -> tuple[float, ...]:
+    """Median bone lengths (mm, ``skeleton.BONES`` order) of the skeletons the lifter learns
+    from, for the network's ``bone_lengths_mm`` (the runtime's body-size prior,
+    ``pipeline.lift``): the label cache's real training skeletons where it has any — their
+    joints are the teacher labels' definitions, which the network is trained to output —
+    else the synthetic training renders' (in the ``midpoint_torso`` definition if asked)."""
+    if labels_root is not None:
+        poses, _ = real_poses(load_corpus(labels_root))
+        if len(poses):
+            return tuple(float(v) * 1000.0 for v in median_bone_lengths(poses))
+    if synthetic_train is None:
+        raise ValueError("bone lengths need a label cache with real 3D skeletons or synthetic "
+                         "shards")
+    j3 = np.asarray(ShardDataset(synthetic_train).labels["joints_3d"], np.float64)
+    if midpoint_torso:
+        j3 = np.einsum("ij,njd->nid", np.asarray(skeleton.midpoint_matrix()), j3)
+    return tuple(float(v) for v in median_bone_lengths(j3))
 
 
 def augment(xy: torch.Tensor, z: torch.Tensor, gen: torch.Generator, noise: float,
@@ -171,11 +191,14 @@ def train(xy: torch.Tensor, z: torch.Tensor, args: LifterTraining | argparse.Nam
 
 
 def attach(net: PoseNetwork, lifter: PoseLifter, hidden: int,
-           midpoint_torso: bool = False) -> PoseNetwork:
+           midpoint_torso: bool = False, bone_lengths_mm: tuple[float, ...] = ()
+           ) -> PoseNetwork:
     """A copy of ``net`` whose config and weights include ``lifter`` (and, for a lifter
-    trained on that definition, ``midpoint_torso``)."""
+    trained on that definition, ``midpoint_torso``; ``bone_lengths_mm``: the body-size prior
+    of its skeletons, :func:`reference_bone_lengths`, empty = Human3.6M's)."""
     cfg = NetworkConfig.from_dict({**net.cfg.to_dict(), "lifter_hidden": hidden,
-                                   "midpoint_torso": bool(midpoint_torso)})
+                                   "midpoint_torso": bool(midpoint_torso),
+                                   "bone_lengths_mm": tuple(bone_lengths_mm)})
     out = PoseNetwork(cfg)
     state = {k: v for k, v in net.state_dict().items() if not k.startswith("lifter.")}
     state.update({f"lifter.{k}": v for k, v in lifter.state_dict().items()})
@@ -254,6 +277,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--midpoint-torso", action=argparse.BooleanOptionalAction, default=True,
                    help="train on, and output, the real labels' torso definition (pelvis, "
                         "thorax, spine as mid-points; NetworkConfig.midpoint_torso)")
+    p.add_argument("--bone-lengths", choices=("training", "h36m"), default="training",
+                   help="body-size prior the runtime fits the root depth with: the median bones "
+                        "of the training skeletons (the labels' joint definitions; default) or "
+                        "Human3.6M's means (the fit's built-in default)")
     p.add_argument("--views-per-pose", type=int, default=24,
                    help="virtual cameras per real skeleton (with --real-labels)")
     p.add_argument("--eval-frames", type=int, default=500, help="test images scored (0 = none)")
@@ -278,9 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         net, info = load_checkpoint(args.checkpoint)
         if not (root / "train").is_dir() or not (root / "test").is_dir():
             raise ValueError(f"{root} needs train/ and test/ shard folders")
+        labels_root = Path(args.real_labels) if args.real_labels else None
         xy, z_mm, sources = training_pairs(
-            root / "train", Path(args.real_labels) if args.real_labels else None,
-            args.views_per_pose, args.seed, args.midpoint_torso)
+            root / "train", labels_root, args.views_per_pose, args.seed, args.midpoint_torso)
+        bones = (reference_bone_lengths(root / "train", labels_root, args.midpoint_torso)
+                 if args.bone_lengths == "training" else ())
     except (CheckpointError, ValueError, OSError) as exc:
         LOG.error("%s", exc)
         return 2
@@ -297,11 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         "train_sources": sources,
         "steps": args.steps,
         "midpoint_torso": args.midpoint_torso,
+        "bone_lengths_mm": [round(v, 1) for v in bones] or "Human3.6M means",
         "train_seconds": round(seconds, 1),
         "held_out": result,
         "saved_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
-    out = attach(net, lifter, args.hidden, args.midpoint_torso)
+    out = attach(net, lifter, args.hidden, args.midpoint_torso, bones)
     # a half-precision checkpoint stays one (the shipped files: half the size, same network)
     digest = save_checkpoint(args.out, out.half() if info["fp16"] else out, meta)
     LOG.info("wrote %s (model hash %s)", args.out, digest[:16])

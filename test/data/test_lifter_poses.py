@@ -86,3 +86,19 @@ def test_camera_elevation_tilts_the_head_towards_or_away(elevation: float, neare
 def test_virtual_views_of_nothing() -> None:
     xy, z = virtual_views(np.zeros((0, J, 3)), 5, np.random.default_rng(0))
     assert xy.shape == (0, J, 2) and z.shape == (0, J)
+
+
+def test_median_bone_lengths_measures_each_bone_and_skips_incomplete_skeletons() -> None:
+    from sparse_pose_ros.data.lifter_poses import median_bone_lengths
+
+    rng = np.random.default_rng(0)
+    poses = rng.normal(size=(5, skeleton.NUM_JOINTS, 3))
+    bones = np.asarray(skeleton.BONES)
+    each = np.linalg.norm(poses[:, bones[:, 1]] - poses[:, bones[:, 0]], axis=-1)
+    broken = poses[:1].copy()
+    broken[0, 3] = np.nan
+    got = median_bone_lengths(np.concatenate([poses, broken, broken]))
+    np.testing.assert_allclose(got, np.median(each, axis=0))
+    with pytest.raises(ValueError, match="no complete skeleton"):
+        median_bone_lengths(broken)
+

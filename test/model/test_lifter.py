@@ -161,14 +161,22 @@ def test_train_lifter_cli_attaches_a_working_lifter(tmp_path):
         torch.testing.assert_close(loaded.state_dict()[k], v)
     assert info["meta"]["lifter"]["train_sources"]["synthetic_torso"] == "midpoints"
     assert record["held_out"]["torso"] == "midpoints"
+    # the body-size prior: without real labels, the training renders' median bones (midpoints)
+    from sparse_pose_ros.data.lifter_poses import median_bone_lengths
+
+    train3d = ShardDataset(tmp_path / "data" / "train").labels["joints_3d"].astype(np.float64)
+    mid = np.einsum("ij,njd->nid", np.asarray(skeleton.midpoint_matrix()), train3d)
+    np.testing.assert_allclose(loaded.cfg.bone_lengths_mm, median_bone_lengths(mid), rtol=1e-5)
+    assert record["bone_lengths_mm"] == [round(v, 1) for v in loaded.cfg.bone_lengths_mm]
     assert not info["fp16"]  # a float32 input stays float32
     half = tmp_path / "half.safetensors"  # the shipped checkpoints' storage
     save_checkpoint(half, PoseNetwork(net.cfg).half(), {})
     assert main(["--checkpoint", str(half), "--data", str(tmp_path / "data"), "--out", str(out),
                  "--steps", "5", "--batch-size", "8", "--hidden", "8", "--eval-frames", "0",
-                 "--no-midpoint-torso"]) == 0
+                 "--no-midpoint-torso", "--bone-lengths", "h36m"]) == 0
     loaded, info = load_checkpoint(out)
     assert not loaded.cfg.midpoint_torso and info["fp16"]  # and it stays half precision
+    assert loaded.cfg.bone_lengths_mm == ()  # the fit's Human3.6M default
     assert info["meta"]["lifter"]["train_sources"]["synthetic_torso"] == "smplx_joints"
     assert main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--data",
                  str(tmp_path / "data"), "--out", str(out)]) == 2
@@ -195,3 +203,54 @@ def test_runtimes_report_and_carry_the_midpoint_torso(tmp_path):
     plain = tmp_path / "plain.safetensors"
     save_checkpoint(plain, PoseNetwork(NetworkConfig(**base)), {})
     assert not create_backend("torch", plain, device="cpu").info.midpoint_torso
+
+
+def test_runtimes_carry_the_models_bone_lengths(tmp_path):
+    """The body-size prior a checkpoint carries reaches every runtime's ModelInfo (the lift
+    reads it there), in metres; a checkpoint without one keeps its old config and hash."""
+    from sparse_pose_ros.backends import create_backend
+    from sparse_pose_ros.model.checkpoint import load_checkpoint, save_checkpoint
+    from sparse_pose_ros.training.train_lifter import attach
+
+    torch.manual_seed(0)
+    base = dict(input_size=64, width_mult=0.35, head_channels=16, gated=False)
+    bones = tuple(100.0 + 10 * i for i in range(skeleton.NUM_BONES))
+    net = attach(PoseNetwork(NetworkConfig(**base)).eval(), PoseLifter(16).eval(), 16,
+                 midpoint_torso=True, bone_lengths_mm=bones)
+    ckpt = tmp_path / "bones.safetensors"
+    save_checkpoint(ckpt, net, {})
+    assert load_checkpoint(ckpt)[0].cfg.bone_lengths_mm == bones
+    want = tuple(v / 1000 for v in bones)
+    for name in ("torch", "onnxruntime"):
+        info = create_backend(name, ckpt, device="cpu", cache_dir=tmp_path / "cache").info
+        np.testing.assert_allclose(info.bone_lengths_m, want)
+    # an exported file whose stored lengths are not the skeleton's bones is refused, not misread
+    import json
+
+    import onnx
+
+    from sparse_pose_ros.export.metadata import parse_metadata
+    from sparse_pose_ros.runtime.model_info import BackendError
+
+    exported = next((tmp_path / "cache").rglob("*.onnx"))
+    props = {p.key: p.value for p in onnx.load(str(exported), load_external_data=False)
+             .metadata_props}  # fmt: skip
+    np.testing.assert_allclose(parse_metadata(props, "x.onnx").info.bone_lengths_m, want)
+    config = json.loads(props["network_config"])
+    for bad in ([1.0, 2.0], [-1.0] * skeleton.NUM_BONES, ["x"] * skeleton.NUM_BONES):
+        tampered = {**props, "network_config": json.dumps({**config, "bone_lengths_mm": bad})}
+        with pytest.raises(BackendError, match="x.onnx: malformed"):
+            parse_metadata(tampered, "x.onnx")
+    plain = PoseNetwork(NetworkConfig(**base))
+    assert "bone_lengths_mm" not in plain.cfg.to_dict()  # earlier checkpoints' hash unchanged
+    assert NetworkConfig.from_dict(net.cfg.to_dict()) == net.cfg
+    save_checkpoint(tmp_path / "plain.safetensors", plain, {})
+    assert create_backend("torch", tmp_path / "plain.safetensors", device="cpu"
+                          ).info.bone_lengths_m == ()
+
+
+@pytest.mark.parametrize("bad", [(1.0,) * 3, (0.0,) * skeleton.NUM_BONES,
+                                 (float("nan"),) * skeleton.NUM_BONES])
+def test_network_config_refuses_bad_bone_lengths(bad):
+    with pytest.raises(ValueError, match="bone_lengths_mm"):
+        NetworkConfig(input_size=64, width_mult=0.35, gated=False, bone_lengths_mm=bad)

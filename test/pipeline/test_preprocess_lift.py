@@ -41,8 +41,9 @@ def test_letterbox_pads_with_mean_and_normalises_pad_to_zero():
         letterbox(rgb[:, :, 0], 64)
 
 
-def _reference_skeleton() -> np.ndarray:
-    """A standing person (m, optical frame, pelvis at origin) with exactly the reference bones."""
+def _reference_skeleton(lengths: np.ndarray | None = None) -> np.ndarray:
+    """A standing person (m, optical frame, pelvis at origin) with exactly the reference bones
+    (or ``lengths``)."""
     dirs = {  # unit directions parent -> child in the optical frame (y down)
         "right_hip": (-1, 0, 0), "right_knee": (0, 1, 0), "right_ankle": (0, 1, 0),
         "left_hip": (1, 0, 0), "left_knee": (0, 1, 0), "left_ankle": (0, 1, 0),
@@ -52,7 +53,8 @@ def _reference_skeleton() -> np.ndarray:
         "right_wrist": (-0.2, 0.2, -1),
     }
     pts = np.zeros((skeleton.NUM_JOINTS, 3))
-    for (p, c), length in zip(skeleton.BONES, REFERENCE_BONE_LENGTHS_M, strict=True):
+    lengths = REFERENCE_BONE_LENGTHS_M if lengths is None else lengths
+    for (p, c), length in zip(skeleton.BONES, lengths, strict=True):
         d = np.array(dirs[skeleton.JOINT_NAMES[c]], float)
         pts[c] = pts[p] + length * d / np.linalg.norm(d)
     return pts
@@ -76,6 +78,28 @@ def test_lift_recovers_metric_pose_from_exact_projection(root_depth):
     np.testing.assert_allclose(out.points_m, truth, atol=1e-3)
     assert out.fit_residual_m < 1e-3
     np.testing.assert_allclose(out.pixels, intr.project(truth), atol=1e-3)
+
+
+def test_lift_fits_the_models_bone_lengths_when_given():
+    """A person with other proportions than Human3.6M's (the teacher labels' thorax-nose bone
+    is about twice as long): the fit to the default reference misplaces them in depth, the fit
+    to their own bone lengths recovers the depth."""
+    intr = Intrinsics.nominal(640, 480)
+    box = Letterbox.fit(640, 480, 256)
+    ref = np.array(REFERENCE_BONE_LENGTHS_M)
+    own = ref * np.linspace(0.8, 1.2, skeleton.NUM_BONES)
+    own[skeleton.BONES.index((skeleton.JOINT_NAMES.index("thorax"),
+                              skeleton.JOINT_NAMES.index("neck_nose")))] = 0.225
+    truth = _reference_skeleton(own) + np.array([0.1, 0.0, 3.0])
+    joints = _network_output(truth, intr, box, 1.0)
+    conf = np.ones(skeleton.NUM_JOINTS)
+    fitted = lift(joints, conf, box, intr, 1.0, tuple(own))
+    assert fitted.root_depth_m == pytest.approx(3.0, rel=1e-4)
+    assert abs(lift(joints, conf, box, intr, 1.0).root_depth_m - 3.0) > 0.05
+    assert lift(joints, conf, box, intr, 1.0, ()).root_depth_m == pytest.approx(
+        lift(joints, conf, box, intr, 1.0).root_depth_m)  # empty = the default
+    with pytest.raises(ValueError, match="bone lengths"):
+        lift(joints, conf, box, intr, 1.0, tuple(own[:3]))
 
 
 def test_low_confidence_bones_do_not_pull_the_fit():
