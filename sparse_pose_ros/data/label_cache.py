@@ -9,6 +9,8 @@ once and training/evaluation read this cache. Layout of ``data_cache/labels/<sou
                            downscaled by teachers.blazepose.mask_downscale)
     triangulated.npz       multiview sources only: 3D labels from the views (see below)
     movenet.npz            MoveNet (imported network) arrays, row i = manifest["frames"][i]
+    people.npz             multi-person multiview sources: every person triangulated
+                           (``data.people_teacher``, whose docstring has the arrays)
 
 ``manifest.json``::
 
@@ -67,8 +69,9 @@ BLAZEPOSE_FILE = "blazepose.npz"
 BLAZEPOSE_MASKS = "blazepose_masks.npz"
 TRIANGULATED_FILE = "triangulated.npz"
 MOVENET_FILE = "movenet.npz"
+PEOPLE_FILE = "people.npz"
 #: Teacher files added after the set was written (deleted when BlazePose relabels the set).
-LATER_TEACHER_FILES: tuple[str, ...] = (MOVENET_FILE,)
+LATER_TEACHER_FILES: tuple[str, ...] = (MOVENET_FILE, PEOPLE_FILE)
 
 #: Arrays of ``blazepose.npz`` and their per-frame shapes.
 BLAZEPOSE_ARRAYS: dict[str, tuple[int, ...]] = {
@@ -216,6 +219,7 @@ class LabelSet:
     triangulated: dict[str, np.ndarray] | None = None
     _masks: Any = field(default=None, repr=False)
     _movenet: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    _people: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def frame_ids(self) -> list[str]:
@@ -260,6 +264,28 @@ class LabelSet:
             check_movenet_arrays(arrays, self.frame_ids)
             self._movenet = arrays
         return self._movenet
+
+    @property
+    def people(self) -> dict[str, np.ndarray] | None:
+        """The arrays of ``people.npz`` (``data.people_teacher``: every person of a
+        multi-person multiview trial, triangulated), None when the manifest has no such
+        teacher. ValueError when the manifest records it but the file is missing or its rows
+        are not the manifest's frames."""
+        if "people" not in self.manifest.get("teachers", {}):
+            return None
+        if self._people is None:
+            path = self.folder / self.manifest["teachers"]["people"].get("file", PEOPLE_FILE)
+            if not path.is_file():
+                raise ValueError(f"{path} missing although the manifest records it: run "
+                                 "./run label --teachers people --force")
+            with np.load(path) as z:
+                arrays = {k: z[k] for k in z.files}
+            if list(arrays.get("frame_ids", [])) != self.frame_ids or arrays.get(
+                    "people_cam_m", np.zeros(0)).shape[:1] != (len(self.frame_ids),):
+                raise ValueError(f"{path} does not match the manifest's frames: run ./run "
+                                 "label --teachers people --force")
+            self._people = arrays
+        return self._people
 
 
 def iter_images(ls: LabelSet) -> Iterator[tuple[int, np.ndarray]]:

@@ -49,7 +49,9 @@ def real_poses(corpus: dict[str, LabelSet], blazepose_world: bool = True
                ) -> tuple[np.ndarray, dict[str, int]]:
     """(N, 17, 3) root-relative metres (camera-like axes: x right, y down, z forward) of the
     training-split sources, and how many came from each ("<source>:triangulated" per view,
-    "<source>:blazepose_world"). Skeletons with any missing joint are dropped."""
+    "<source>:blazepose_world"; "<source>:triangulated_people" where the source has every
+    person triangulated, ``data.people_teacher``, which then replaces its one-person
+    triangulation). Skeletons with any missing joint are dropped."""
     poses: list[np.ndarray] = []
     counts: dict[str, int] = {}
 
@@ -64,7 +66,10 @@ def real_poses(corpus: dict[str, LabelSet], blazepose_world: bool = True
         if ls.split != "train":
             continue
         tri = ls.triangulated
-        if tri is not None and "joints_cam_m" in tri:
+        people = ls.people
+        if people is not None:  # every person of the trial, each view (data.people_teacher)
+            keep(f"{sid}:triangulated_people", people["people_cam_m"])
+        elif tri is not None and "joints_cam_m" in tri:
             valid = np.asarray(tri.get("valid", np.ones(len(tri["joints_cam_m"]), bool)), bool)
             keep(f"{sid}:triangulated", tri["joints_cam_m"][valid])
         if blazepose_world and "h36m_world_m" in ls.blazepose:

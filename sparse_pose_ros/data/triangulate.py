@@ -29,6 +29,7 @@ when too few views agree.
 
 from __future__ import annotations
 
+import itertools
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -340,3 +341,82 @@ def triangulate_frame(
             world[j], used[:, j], residual[j] = r.point, r.used, r.residual
     cam = np.stack([c.to_camera(world) for c in cameras])
     return FrameResult(world, cam, residual, used, consistent, medians, valid)
+
+
+def cameras_from_triangulated(tri: dict[str, np.ndarray]) -> list[Camera]:
+    """The rig a ``triangulated.npz`` was made with (its ``views``, ``K``, ``dist``, ``R``,
+    ``t``, ``size``), so later stages triangulate with the same cameras without the
+    calibration file."""
+    return [Camera(str(name), np.asarray(tri["K"][v], np.float64),
+                   np.asarray(tri["dist"][v], np.float64), np.asarray(tri["R"][v], np.float64),
+                   np.asarray(tri["t"][v], np.float64),
+                   (int(tri["size"][v][0]), int(tri["size"][v][1])))
+            for v, name in enumerate(tri["views"])]  # fmt: skip
+
+
+def triangulate_people(
+    cameras: Sequence[Camera],
+    candidates_px: np.ndarray,
+    candidates_visibility: np.ndarray,
+    min_consistent_views: int = 3,
+    min_separation_m: float = 0.2,
+) -> list[tuple[FrameResult, np.ndarray]]:
+    """Several people in one synchronised frame, from up to C detections per view.
+
+    The teacher follows one person per image, so a view of a two-person trial holds one
+    detection of either person; a second pass on the image with that person masked out gives
+    the other (``data.people_teacher``). Which detection in which view is the same person is
+    not known: each person is the assignment of one remaining detection or none per view
+    ((C + 1)^V of them, at least ``min_consistent_views`` detections) whose triangulation has
+    the most views agreeing (then the lowest median residual), by :func:`triangulate_frame`'s
+    frame-level check; its detections are then taken out and the next person is searched among
+    the rest. A person
+    whose joints lie a median ``min_separation_m`` or less from an earlier one's is the same
+    person seen twice and is dropped.
+
+    Args:
+        candidates_px: (C, V, J, 2) detection c of each view (NaN where none).
+        candidates_visibility: (C, V, J) their visibilities (0 where none).
+
+    Returns:
+        [(FrameResult, (V,) candidate index per view, -1 where the view took none)] of the
+        valid people, most consistent first.
+    """
+    px = np.asarray(candidates_px, np.float64)
+    vis = np.nan_to_num(np.asarray(candidates_visibility, np.float64))
+    c, nv = vis.shape[:2]
+    if px.shape[:3] != vis.shape or len(cameras) != nv:
+        raise ValueError(f"expected (C, {len(cameras)}, J, 2) / (C, V, J) candidates, got "
+                         f"{px.shape} / {vis.shape}")
+    vis = np.where(np.all(np.isfinite(px), axis=3), vis, 0.0)
+    free = vis.any(axis=2)  # (C, V): detections not yet given to a person
+    people: list[tuple[FrameResult, np.ndarray]] = []
+    while True:
+        # a view may show neither detection as this person (it saw only the other one)
+        options = [[k for k in range(c) if free[k, v]] + [-1] for v in range(nv)]
+        best: tuple[tuple[int, float], FrameResult, np.ndarray] | None = None
+        for pick in itertools.product(*options):
+            sel = np.array(pick)
+            if (sel >= 0).sum() < max(2, min_consistent_views):
+                continue
+            p = np.stack([px[k, v] if k >= 0 else np.full(px.shape[2:], np.nan)
+                          for v, k in enumerate(sel)])  # fmt: skip
+            w = np.stack([vis[k, v] if k >= 0 else np.zeros(vis.shape[2])
+                          for v, k in enumerate(sel)])  # fmt: skip
+            r = triangulate_frame(cameras, p, w, min_consistent_views=min_consistent_views)
+            if not r.valid:
+                continue
+            score = (int(r.view_consistent.sum()),
+                     -float(np.mean(r.view_median_px[r.view_consistent])))
+            if best is None or score > best[0]:
+                best = (score, r, np.where(r.view_consistent, sel, -1))
+        if best is None:
+            return people
+        _, r, used = best
+        for v, k in enumerate(used):
+            if k >= 0:
+                free[k, v] = False
+        seen = [np.nanmedian(np.linalg.norm(r.joints_world - q.joints_world, axis=-1))
+                for q, _ in people]  # fmt: skip
+        if all(d > min_separation_m for d in seen):
+            people.append((r, used))

@@ -5,7 +5,9 @@ For every source of :mod:`.real_sources` (or those named with ``--sources``): ob
 BlazePose Full on every ``step``-th frame (:mod:`.blazepose_teacher`), and for Pose2Sim's
 calibrated trials triangulate the teacher's 2D across the four views (:mod:`.triangulate`).
 Then MoveNet (the imported Thunder checkpoint, :mod:`.movenet_teacher`) on every labelled frame,
-cropped around BlazePose's person: keypoints, scores and heatmaps. Writes ``<out>/<source>/`` in
+cropped around BlazePose's person: keypoints, scores and heatmaps. For the two-person Pose2Sim
+trial, every person in 3D: BlazePose again with the first person masked out, the views'
+detections associated and triangulated (``data.people_teacher``). Writes ``<out>/<source>/`` in
 the format of :mod:`.label_cache` and a corpus summary (frames, detection rate, triangulation
 residuals, time) to ``--summary``, covering every source in the cache (those not labelled by
 this run are marked ``cached``).
@@ -20,6 +22,7 @@ Usage::
 
     ./run label                                  # whole default corpus, both teachers
     ./run label --teachers movenet --threads 1   # add MoveNet to the cached sets
+    ./run label --teachers people                # every person of the two-person trial in 3D
     ./run label --sources opencv_vtest --step 5  # one source, every 5th frame
     ./run label --clips ~/src/sam2 --clips ~/src/mmhuman3d
     ./run label --list                           # sources, licences, splits, cache state
@@ -43,6 +46,7 @@ import numpy as np
 
 from ..data import label_cache as lc
 from ..data import movenet_teacher as mt
+from ..data import people_teacher as pt
 from ..data.blazepose_teacher import (
     DEFAULT_MASK_DOWNSCALE,
     TeacherRun,
@@ -77,7 +81,9 @@ DEFAULT_SUMMARY = REPO_ROOT / "results" / "label_corpus.json"
 #: two-person trial a view may have found the other person; 3 of 4 agreeing views make the
 #: person unambiguous, 2 could be the wrong pair.
 MIN_CONSISTENT_VIEWS: dict[str, int] = {"pose2sim_multiperson": 3}
-TEACHERS = ("blazepose", "movenet")
+#: "people": every person of the multi-person multiview sources (those above), triangulated
+#: from BlazePose run again with the first person masked out (``data.people_teacher``).
+TEACHERS = ("blazepose", "movenet", "people")
 
 
 def video_info(path: Path) -> dict[str, Any]:
@@ -407,6 +413,20 @@ def label_movenet(teacher: mt.MoveNetTeacher, folder: Path, force: bool,
     return dict(lc.add_teacher(folder, "movenet", arrays, record, mn_summary)["summary"])
 
 
+def label_people(folder: Path, min_consistent_views: int, force: bool) -> dict[str, Any]:
+    """Add the ``people`` teacher (``data.people_teacher``) to the multiview set in ``folder``
+    unless it holds one made with the same settings (``force``: again); returns the set's
+    summary with its ``people`` entry (``cached`` when skipped)."""
+    ls = lc.load_label_set(folder)
+    record = ls.manifest.get("teachers", {}).get("people")
+    if not force and record and record.get("settings") == pt.settings(min_consistent_views):
+        summary = dict(ls.manifest.get("summary", {}))
+        summary["people"] = dict(summary.get("people", {}), cached=True)
+        return summary
+    arrays, record, people = pt.label_people(ls, min_consistent_views)
+    return dict(lc.add_teacher(folder, "people", arrays, record, people)["summary"])
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor()
     try:
@@ -437,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mask-downscale", type=int, default=DEFAULT_MASK_DOWNSCALE)
     ap.add_argument("--no-download", action="store_true", help="never run pip download")
     ap.add_argument("--teachers", help=f"comma-separated, of {','.join(TEACHERS)} (default: "
-                    "both; MoveNet skipped with a warning when its checkpoint is missing)")
+                    "all; MoveNet skipped with a warning when its checkpoint is missing; "
+                    "people: multi-person multiview sources only)")
     ap.add_argument("--movenet-checkpoint", type=Path, default=mt.DEFAULT_CHECKPOINT,
                     help="the imported MoveNet (./run import-weights --from movenet-thunder)")
     ap.add_argument("--threads", type=int, help="torch threads for MoveNet (default: torch's)")
@@ -513,6 +534,20 @@ def main(argv: list[str] | None = None) -> int:
             LOG.info("%s: %d frames, BlazePose found a person in %d (%.0f %%), %.0f s", s.id,
                      r["frames"], r["blazepose_detected"],
                      100 * (r["blazepose_detection_rate"] or 0), r["seconds"])
+        if "people" in teachers and s.id in MIN_CONSISTENT_VIEWS:
+            try:
+                summary_p = label_people(args.out / s.id, MIN_CONSISTENT_VIEWS[s.id],
+                                         args.force)  # fmt: skip
+            except (FileNotFoundError, PeerError, ValueError) as exc:
+                LOG.error("%s: people: %s (BlazePose labels first: ./run label --sources %s)",
+                          s.id, exc, s.id)
+                failed[s.id] = f"people: {exc}"
+                continue
+            results[s.id] = {**results.get(s.id, dict(summary_p, cached=True)),
+                             "people": summary_p["people"]}
+            p = summary_p["people"]
+            LOG.info("%s: people %s", s.id, "already cached (same settings)" if p.get("cached")
+                     else f"{p['people']} triangulated in {p['frames']} frames, {p['seconds']} s")
         if movenet is None:
             continue
         if not (args.out / s.id / lc.MANIFEST).is_file():

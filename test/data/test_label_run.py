@@ -58,3 +58,13 @@ def test_label_three_vtest_frames(tmp_path: Path) -> None:
     # same settings again: served from the cache, not relabelled
     assert main(args) == 0
     assert json.loads(summary.read_text())["sources"]["opencv_vtest"]["cached"] is True
+    # the people teacher's second pass: the first person painted over, BlazePose finds
+    # someone else or nobody, never the first person again
+    from sparse_pose_ros.data import people_teacher as pt
+
+    second, info, seconds = pt.second_pass(ls)
+    assert second["h36m_px"].shape == (3, 17, 2) and info["mediapipe_version"] == "0.10.21"
+    assert not second["detected"][~det].any()  # no first person: nothing to mask, not run
+    for k in np.flatnonzero(second["detected"]):
+        gap = np.linalg.norm(second["h36m_px"][k] - ls.blazepose["h36m_px"][k], axis=-1)
+        assert np.median(gap) > 20.0, "the masked-out pedestrian was found again"

@@ -7,10 +7,12 @@ import pytest
 
 from sparse_pose_ros.data.triangulate import (
     Camera,
+    cameras_from_triangulated,
     distort,
     dlt,
     parse_qca,
     triangulate_frame,
+    triangulate_people,
     triangulate_robust,
     undistort,
 )
@@ -91,6 +93,52 @@ def test_frame_drops_the_view_that_saw_another_person() -> None:
     # the same frame where two views saw the other person: no consistent majority of 3
     px[3] = cams[3].project(other)
     assert not triangulate_frame(cams, px, vis, min_consistent_views=3).valid
+
+
+def test_people_are_found_whichever_view_holds_which_detection() -> None:
+    """Two people; each view's first detection is either of them (as BlazePose picks), one
+    view saw only one of them, and the second pass of another found the first person again:
+    both people come back, once each, from the right detections."""
+    cams = _rig()
+    rng = np.random.default_rng(2)
+    a = rng.uniform([-0.3, -0.3, 0.1], [0.3, 0.3, 1.8], (17, 3))
+    b = a + [0.9, -0.6, 0.0]
+    first = np.stack([cams[0].project(a), cams[1].project(b), cams[2].project(a),
+                      cams[3].project(b)])  # fmt: skip
+    second = np.stack([cams[0].project(b), cams[1].project(a), np.full((17, 2), np.nan),
+                       cams[3].project(b) + 0.5])  # view 4's second pass: b again  # fmt: skip
+    px = np.stack([first, second]) + rng.normal(0, 1.0, (2, 4, 17, 2))
+    vis = np.full((2, 4, 17), 0.9)
+    vis[1, 2] = 0.0
+    people = triangulate_people(cams, px, vis, min_consistent_views=3)
+    assert len(people) == 2
+    worlds = [r.joints_world for r, _ in people]
+    err = [[np.nanmedian(np.linalg.norm(w - t, axis=1)) for t in (a, b)] for w in worlds]
+    assert sorted(int(np.argmin(e)) for e in err) == [0, 1]  # one is a, the other b
+    assert max(min(e) for e in err) < 0.01
+    for (_, used), e in zip(people, err, strict=True):
+        want = [0, 1, 0, -1] if np.argmin(e) == 0 else [1, 0, -1, 0]
+        # b's view 4 may come from either pass (both are b); a never takes view 4
+        assert used[:3].tolist() == want[:3] and (used[3] in (0, 1)) == (want[3] == 0)
+    # one person in the frame, nobody found twice: one result
+    one = triangulate_people(cams, np.stack([first * 0 + np.stack([c.project(a) for c in cams]),
+                                             np.stack([c.project(a) for c in cams]) + 0.3]),
+                             vis * 0 + 0.9, min_consistent_views=3)  # fmt: skip
+    assert len(one) == 1
+    with pytest.raises(ValueError, match="candidates"):
+        triangulate_people(cams, px[:, :3], vis, min_consistent_views=3)
+
+
+def test_cameras_from_triangulated_round_trip() -> None:
+    cams = _rig(dist=(-0.05, 0.1, 0.0005, 0.0003))
+    tri = {"views": np.array([c.name for c in cams]), "K": np.stack([c.K for c in cams]),
+           "dist": np.stack([c.dist for c in cams]), "R": np.stack([c.R for c in cams]),
+           "t": np.stack([c.t for c in cams]), "size": np.array([c.size for c in cams])}
+    got = cameras_from_triangulated(tri)
+    X = np.array([0.3, -0.2, 1.4])
+    for c, g in zip(cams, got, strict=True):
+        assert g.name == c.name and g.size == c.size
+        np.testing.assert_allclose(g.project(X), c.project(X))
 
 
 QCA = """<?xml version='1.0' encoding='ASCII'?>
