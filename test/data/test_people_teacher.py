@@ -105,3 +105,33 @@ def test_cache_reads_people_and_the_lifter_prefers_them(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--teachers people --force"):
         _ = lc.LabelSet(ls.folder, manifest, ls.blazepose, ls.triangulated).people
     assert lc.LabelSet(ls.folder, {**manifest, "teachers": {}}, ls.blazepose).people is None
+
+
+def test_label_cli_stage_caches_people_and_force_relabels(tmp_path: Path, monkeypatch) -> None:
+    """``training.label.label_people``: labels once, serves the cache while the settings are
+    the same, labels again with ``force`` or other settings (the teacher itself is faked: it
+    needs BlazePose)."""
+    from sparse_pose_ros.training import label
+
+    ls, second, _, _ = _trial(tmp_path)
+    n = len(ls.frame_ids)
+    bp = {k: np.zeros((n, *shape), np.float32) for k, shape in lc.BLAZEPOSE_ARRAYS.items()}
+    bp.update(detected=np.ones(n, bool), frame_ids=np.array(ls.frame_ids))
+    lc.write_label_set(ls.folder, {**ls.manifest, "summary": {}}, bp, None, ls.triangulated)
+    calls: list[int] = []
+
+    def fake(ls_arg: lc.LabelSet, mcv: int):
+        calls.append(mcv)
+        arrays, summary = pt.triangulate_all(ls, second, mcv)  # the trial's true detections
+        arrays.update(frame_ids=np.array(ls_arg.frame_ids), detected=second["detected"])
+        return arrays, {"file": lc.PEOPLE_FILE, "settings": pt.settings(mcv)}, summary
+
+    monkeypatch.setattr(pt, "label_people", fake)
+    first = label.label_people(ls.folder, 3, force=False)
+    assert calls == [3] and first["people"]["people"] == 3 and "cached" not in first["people"]
+    again = label.label_people(ls.folder, 3, force=False)
+    assert calls == [3] and again["people"]["cached"] is True
+    label.label_people(ls.folder, 3, force=True)
+    label.label_people(ls.folder, 2, force=False)  # other settings: not the cached ones
+    assert calls == [3, 3, 2]
+    assert lc.load_label_set(ls.folder).people["people_cam_m"].shape == (n, pt.MAX_PEOPLE, J, 3)
