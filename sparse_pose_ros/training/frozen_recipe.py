@@ -59,6 +59,7 @@ from .. import skeleton
 from ..data.backgrounds import BackgroundBank
 from ..data.copy_paste import cutouts_from_label_set
 from ..data.label_cache import load_corpus
+from ..data.lifter_poses import real_poses
 from ..data.shards import ShardDataset
 from ..data.teacher_samples import TeacherSample, paste_sample, real_crops, synthetic_sample
 from ..model.blocks import freeze_batchnorm
@@ -577,8 +578,8 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
                  ) -> PoseLifter | None:
     """Stage 6: the depth lifter both checkpoints carry (None with ``lifter_steps`` 0).
 
-    Cached in the run folder with the settings it was trained with (``lifter.json``); any
-    change retrains it (a minute)."""
+    Cached in the run folder with the settings it was trained with and the real skeletons
+    per source it saw (``lifter.json``); any change retrains it (a minute)."""
     if cfg.lifter_steps <= 0:
         report.pop("lifter", None)
         return None
@@ -586,9 +587,12 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
     rd.mkdir(parents=True, exist_ok=True)
     weights, key_file = rd / "lifter.pt", rd / "lifter.json"
     spec = LifterTraining(steps=cfg.lifter_steps, seed=cfg.seed)
+    # what the label cache holds, not only where: a teacher added later (the ``people`` of the
+    # two-person trial) changes the lifter's real skeletons, and so must retrain it
+    _, real_counts = real_poses(load_corpus(Path(cfg.labels)))
     key = {**asdict(spec), "views_per_pose": cfg.lifter_views_per_pose,
            "midpoint_torso": cfg.midpoint_torso,
-           "synthetic": cfg.synthetic, "labels": cfg.labels}
+           "synthetic": cfg.synthetic, "labels": cfg.labels, "real_poses": real_counts}
     if weights.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
         cached = PoseLifter(spec.hidden)
         cached.load_state_dict(torch.load(weights, weights_only=True))

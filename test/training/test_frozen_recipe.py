@@ -229,6 +229,10 @@ def test_lifter_stage_is_cached_per_setting_and_off_by_default(tmp_path: Path) -
     torso: dict = {}  # another torso definition is another lifter: trained, not loaded
     lifter_stage(RecipeConfig(**{**base.__dict__, "midpoint_torso": True}), torso, 1000.0)
     assert torso["lifter"]["train_pairs"] == 18
+    _fake_label_set(tmp_path / "labels" / "fake", n=8)  # the cache gained skeletons (a teacher)
+    grown: dict = {}
+    lifter_stage(base, grown, 1000.0)
+    assert grown["lifter"]["train_pairs"] == 24  # retrained on them, not the cached lifter
 
 
 def test_train_lifter_cli_adds_the_label_cache_skeletons(tmp_path: Path, tiny_shards: Path
