@@ -255,15 +255,20 @@ class LabelSet:
         if "movenet" not in self.manifest.get("teachers", {}):
             return None
         if self._movenet is None:
-            path = self.folder / self.manifest["teachers"]["movenet"].get("file", MOVENET_FILE)
-            if not path.is_file():
-                raise ValueError(f"{path} missing although the manifest records MoveNet: run "
-                                 "./run label --teachers movenet --force")
-            with np.load(path) as z:
-                arrays = {k: z[k] for k in z.files}
+            arrays = self._teacher_arrays("movenet", MOVENET_FILE)
             check_movenet_arrays(arrays, self.frame_ids)
             self._movenet = arrays
         return self._movenet
+
+    def _teacher_arrays(self, name: str, default_file: str) -> dict[str, np.ndarray]:
+        """The npz of a later teacher the manifest records; ValueError (how to repair) when
+        the file is gone."""
+        path = self.folder / self.manifest["teachers"][name].get("file", default_file)
+        if not path.is_file():
+            raise ValueError(f"{path} missing although the manifest records {name}: run "
+                             f"./run label --teachers {name} --force")
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
 
     @property
     def people(self) -> dict[str, np.ndarray] | None:
@@ -274,16 +279,11 @@ class LabelSet:
         if "people" not in self.manifest.get("teachers", {}):
             return None
         if self._people is None:
-            path = self.folder / self.manifest["teachers"]["people"].get("file", PEOPLE_FILE)
-            if not path.is_file():
-                raise ValueError(f"{path} missing although the manifest records it: run "
-                                 "./run label --teachers people --force")
-            with np.load(path) as z:
-                arrays = {k: z[k] for k in z.files}
+            arrays = self._teacher_arrays("people", PEOPLE_FILE)
             if list(arrays.get("frame_ids", [])) != self.frame_ids or arrays.get(
                     "people_cam_m", np.zeros(0)).shape[:1] != (len(self.frame_ids),):
-                raise ValueError(f"{path} does not match the manifest's frames: run ./run "
-                                 "label --teachers people --force")
+                raise ValueError(f"{self.folder / PEOPLE_FILE} does not match the manifest's "
+                                 "frames: run ./run label --teachers people --force")
             self._people = arrays
         return self._people
 
