@@ -74,7 +74,13 @@ from ..pipeline.roi import REGION_MARGIN
 from ..provenance import machine_info
 from ..teachers.movenet_map import DIRECT
 from .locator_fit import cell_targets, fit_locator
-from .train_lifter import LifterTraining, attach, reference_bone_lengths, training_pairs
+from .train_lifter import (
+    LifterTraining,
+    attach,
+    reference_bone_lengths,
+    training_pairs,
+    trust_weights,
+)
 from .train_lifter import train as train_lifter
 
 LOG = logging.getLogger("sparse_pose_ros.frozen_recipe")
@@ -133,6 +139,8 @@ class RecipeConfig:
         threads, seed: CPU threads; seed of every random draw.
         lifter_steps, lifter_views_per_pose: the depth lifter's training steps (0 = no
             lifter) and virtual cameras per real 3D skeleton.
+        lifter_weighting: "uniform" or "trust": how often the lifter draws each pair
+            (``train_lifter.trust_weights``).
         midpoint_torso: the lifter learns, and both checkpoints output, the real labels'
             torso definition (``NetworkConfig.midpoint_torso``).
         dense_out, sparse_out: where the two checkpoints go.
@@ -169,6 +177,7 @@ class RecipeConfig:
     seed: int = 0
     lifter_steps: int = 0
     lifter_views_per_pose: int = 24
+    lifter_weighting: str = "uniform"
     midpoint_torso: bool = False
     dense_out: str = "models/pose_dense.safetensors"
     sparse_out: str = "models/pose_sparse.safetensors"
@@ -590,8 +599,10 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
     # what the label cache holds, not only where: a teacher added later (the ``people`` of the
     # two-person trial) changes the lifter's real skeletons, and so must retrain it
     _, real_counts = real_poses(load_corpus(Path(cfg.labels)))
+    if cfg.lifter_weighting not in ("uniform", "trust"):
+        raise ValueError(f"lifter_weighting must be uniform or trust, got {cfg.lifter_weighting!r}")
     key = {**asdict(spec), "views_per_pose": cfg.lifter_views_per_pose,
-           "midpoint_torso": cfg.midpoint_torso,
+           "weighting": cfg.lifter_weighting, "midpoint_torso": cfg.midpoint_torso,
            "synthetic": cfg.synthetic, "labels": cfg.labels, "real_poses": real_counts}
     if weights.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
         cached = PoseLifter(spec.hidden)
@@ -602,8 +613,10 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
     xy, z_mm, sources = training_pairs(synthetic, Path(cfg.labels),
                                        cfg.lifter_views_per_pose, cfg.seed,
                                        cfg.midpoint_torso)
-    lifter = train_lifter(xy, z_mm / depth_range_mm, spec)
+    lifter = train_lifter(xy, z_mm / depth_range_mm, spec,
+                          trust_weights(sources) if cfg.lifter_weighting == "trust" else None)
     report["lifter"] = {**sources, "train_pairs": len(xy), "steps": spec.steps,
+                        "weighting": cfg.lifter_weighting,
                         "seconds": round(time.perf_counter() - t0, 1)}
     torch.save(lifter.state_dict(), weights)
     key_file.write_text(json.dumps(key) + "\n")

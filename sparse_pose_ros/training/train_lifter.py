@@ -42,6 +42,7 @@ from .. import skeleton
 from ..data.label_cache import load_corpus
 from ..data.lifter_poses import median_bone_lengths, real_poses, virtual_views
 from ..data.shards import ShardDataset
+from ..data.teacher_samples import DEPTH_WEIGHT
 from ..model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..model.lifter import PoseLifter
 from ..model.network import NetworkConfig, PoseNetwork
@@ -169,16 +170,37 @@ def training_pairs(synthetic_train: Path | None, labels_root: Path | None,
     return torch.cat(xys), torch.cat(zs), record
 
 
-def train(xy: torch.Tensor, z: torch.Tensor, args: LifterTraining | argparse.Namespace
-          ) -> PoseLifter:
-    """Fit a lifter on (N, J, 2) pixel joints and (N, J) depth in depth-range units."""
+def trust_weights(record: dict[str, Any]) -> torch.Tensor:
+    """(N,) sampling weight of every pair :func:`training_pairs` returned with ``record``, by
+    where its depth came from: the trust the recipe gives depth labels
+    (``data.teacher_samples.DEPTH_WEIGHT``: renders and triangulated skeletons 1, BlazePose's
+    single-view world landmarks 0.3). Why: the triangulated skeletons are the only real metric
+    3D close to truth, and uniform sampling let ~2× as many BlazePose pairs outvote them."""
+    parts = [torch.full((int(record.get("synthetic_frames", 0)),), DEPTH_WEIGHT["synthetic"])]
+    for key, n in record.get("real_poses", {}).items():
+        kind = "blazepose_world" if key.endswith(":blazepose_world") else "triangulated"
+        parts.append(torch.full((int(n) * int(record["views_per_real_pose"]),),
+                                DEPTH_WEIGHT[kind]))  # fmt: skip
+    return torch.cat(parts)
+
+
+def train(xy: torch.Tensor, z: torch.Tensor, args: LifterTraining | argparse.Namespace,
+          weights: torch.Tensor | None = None) -> PoseLifter:
+    """Fit a lifter on (N, J, 2) pixel joints and (N, J) depth in depth-range units; batches
+    drawn uniformly, or in proportion to ``weights`` (N,) (:func:`trust_weights`)."""
+    if weights is not None and (weights.shape != (len(xy),) or not bool((weights >= 0).all())
+                                or float(weights.sum()) <= 0):  # fmt: skip
+        raise ValueError(f"weights must be {len(xy)} non-negative numbers, not all 0")
     gen = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
     lifter = PoseLifter(args.hidden).train()
     opt = torch.optim.AdamW(lifter.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps)
     for step in range(args.steps):
-        idx = torch.randint(0, len(xy), (args.batch_size,), generator=gen)
+        if weights is None:
+            idx = torch.randint(0, len(xy), (args.batch_size,), generator=gen)
+        else:
+            idx = torch.multinomial(weights, args.batch_size, replacement=True, generator=gen)
         inp, target = augment(xy[idx], z[idx], gen, args.noise, args.merge_prob)
         loss = (lifter(inp) - target).abs().mean()
         opt.zero_grad(set_to_none=True)
@@ -277,6 +299,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--midpoint-torso", action=argparse.BooleanOptionalAction, default=True,
                    help="train on, and output, the real labels' torso definition (pelvis, "
                         "thorax, spine as mid-points; NetworkConfig.midpoint_torso)")
+    p.add_argument("--weighting", choices=("uniform", "trust"), default="uniform",
+                   help="how often each pair is drawn: uniformly, or by the trust in its depth "
+                        "(renders and triangulated 1, BlazePose world 0.3; trust_weights)")
     p.add_argument("--bone-lengths", choices=("training", "h36m"), default="training",
                    help="body-size prior the runtime fits the root depth with: the median bones "
                         "of the training skeletons (the labels' joint definitions; default) or "
@@ -314,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         LOG.error("%s", exc)
         return 2
     t0 = time.perf_counter()
-    lifter = train(xy, z_mm / net.cfg.depth_range_mm, args)
+    weights = trust_weights(sources) if args.weighting == "trust" else None
+    lifter = train(xy, z_mm / net.cfg.depth_range_mm, args, weights)
     seconds = time.perf_counter() - t0
     result = held_out(net, lifter, root / "test", args.eval_frames, args.midpoint_torso)
     LOG.info("lifter trained in %.0f s; held-out: %s", seconds, result)
@@ -326,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_sources": sources,
         "steps": args.steps,
         "midpoint_torso": args.midpoint_torso,
+        "weighting": args.weighting,
         "bone_lengths_mm": [round(v, 1) for v in bones] or "Human3.6M means",
         "train_seconds": round(seconds, 1),
         "held_out": result,

@@ -173,10 +173,11 @@ def test_train_lifter_cli_attaches_a_working_lifter(tmp_path):
     save_checkpoint(half, PoseNetwork(net.cfg).half(), {})
     assert main(["--checkpoint", str(half), "--data", str(tmp_path / "data"), "--out", str(out),
                  "--steps", "5", "--batch-size", "8", "--hidden", "8", "--eval-frames", "0",
-                 "--no-midpoint-torso", "--bone-lengths", "h36m"]) == 0
+                 "--no-midpoint-torso", "--bone-lengths", "h36m", "--weighting", "trust"]) == 0
     loaded, info = load_checkpoint(out)
     assert not loaded.cfg.midpoint_torso and info["fp16"]  # and it stays half precision
     assert loaded.cfg.bone_lengths_mm == ()  # the fit's Human3.6M default
+    assert info["meta"]["lifter"]["weighting"] == "trust"
     assert info["meta"]["lifter"]["train_sources"]["synthetic_torso"] == "smplx_joints"
     assert main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--data",
                  str(tmp_path / "data"), "--out", str(out)]) == 2
@@ -254,3 +255,28 @@ def test_runtimes_carry_the_models_bone_lengths(tmp_path):
 def test_network_config_refuses_bad_bone_lengths(bad):
     with pytest.raises(ValueError, match="bone_lengths_mm"):
         NetworkConfig(input_size=64, width_mult=0.35, gated=False, bone_lengths_mm=bad)
+
+
+def test_trust_weights_follow_the_pairs_and_steer_sampling():
+    """One weight per pair in training_pairs' order (renders, then each real source's views),
+    the recipe's depth trust; and a zero weight keeps its pairs out of every batch."""
+    from sparse_pose_ros.data.teacher_samples import DEPTH_WEIGHT
+    from sparse_pose_ros.training.train_lifter import LifterTraining, train, trust_weights
+
+    record = {"synthetic_frames": 2, "views_per_real_pose": 3,
+              "real_poses": {"a:triangulated_people": 1, "a:blazepose_world": 2}}
+    w = trust_weights(record)
+    want = [DEPTH_WEIGHT["synthetic"]] * 2 + [DEPTH_WEIGHT["triangulated"]] * 3 + [
+        DEPTH_WEIGHT["blazepose_world"]] * 6
+    np.testing.assert_allclose(w.numpy(), want)
+    # pairs with weight 0 carry absurd depths: a lifter that never saw them stays sane
+    rng = torch.Generator().manual_seed(0)
+    xy = torch.rand(64, J, 2, generator=rng)
+    z = torch.zeros(64, J)
+    z[32:] = 50.0
+    weights = torch.cat([torch.ones(32), torch.zeros(32)])
+    spec = LifterTraining(steps=60, batch_size=16, hidden=16)
+    got = train(xy, z, spec, weights)(xy[:4]).detach()
+    assert float(got.abs().max()) < 5.0
+    with pytest.raises(ValueError, match="weights"):
+        train(xy, z, spec, torch.zeros(64))

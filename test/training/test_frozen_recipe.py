@@ -233,6 +233,11 @@ def test_lifter_stage_is_cached_per_setting_and_off_by_default(tmp_path: Path) -
     grown: dict = {}
     lifter_stage(base, grown, 1000.0)
     assert grown["lifter"]["train_pairs"] == 24  # retrained on them, not the cached lifter
+    trusted: dict = {}  # another weighting is another lifter
+    lifter_stage(RecipeConfig(**{**base.__dict__, "lifter_weighting": "trust"}), trusted, 1000.0)
+    assert trusted["lifter"]["weighting"] == "trust"
+    with pytest.raises(ValueError, match="lifter_weighting"):
+        lifter_stage(RecipeConfig(**{**base.__dict__, "lifter_weighting": "x"}), {}, 1000.0)
 
 
 def test_train_lifter_cli_adds_the_label_cache_skeletons(tmp_path: Path, tiny_shards: Path
