@@ -238,6 +238,8 @@ class TensorRTBackend(Backend):
         settings = BuildSettings(
             enable_fp16=bool(enable_fp16), workspace_bytes=int(workspace_mb) << 20
         )
+        #: what the engine was built for, "fp32" or "fp16" (the node's /diagnostics `precision`)
+        self.precision = settings.precision
         gpu = gpu_identity(device_index)
         key = engine_key(trt.__version__, gpu, onnx_path, plugin_path, settings)
         plan_path = (

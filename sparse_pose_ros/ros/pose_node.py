@@ -526,7 +526,7 @@ class PoseNode(Node):
             "crop_input_size": estimator.crop_backend.info.input_size if estimator else 0,
             "num_threads": self._p("num_threads"),
             "spin_wait": self._p("spin_wait"),
-            # the precision OpenVINO compiled to (bf16 changes the numbers: README)
+            # the precision OpenVINO compiled to or TensorRT built for (README: openvino_precision)
             "precision": getattr(backend, "precision", "f32" if backend else ""),
             "mask_threshold": self._p("mask_threshold"),
             "mask_threshold_active": round(self._threshold, 4),

@@ -155,4 +155,5 @@ def test_fp16_engine_runs(gated_checkpoint: Path, tmp_path: Path) -> None:
         str(gated_checkpoint), custom_plugin_lib=lib, cache_dir=tmp_path, enable_fp16=True
     ) as run16:
         result = run16.infer(frame)
+        assert run16.precision == "fp16"  # what /diagnostics reports
     assert np.isfinite(result.joints).all() and result.joints.shape[1] == 3
