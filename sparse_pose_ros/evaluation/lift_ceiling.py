@@ -18,7 +18,7 @@ import torch
 
 from .. import skeleton
 from ..model.lifter import PoseLifter
-from ..pipeline.lift import REFERENCE_BONE_LENGTHS_M, fit_root_depth
+from ..pipeline.lift import REFERENCE_BONE_LENGTHS_M, fit_root_depth, viewing_rays
 from ..training.metrics import mpjpe, pa_mpjpe
 
 
@@ -48,7 +48,7 @@ def lift_from_true_2d(lifter: PoseLifter, bone_lengths_m: tuple[float, ...],
     dz *= depth_range_mm / 1000.0
     fx, fy = k[:, 0, 0, None], k[:, 1, 1, None]
     cx, cy = k[:, 0, 2, None], k[:, 1, 2, None]
-    rays = np.stack([(uv[..., 0] - cx) / fx, (uv[..., 1] - cy) / fy, np.ones(uv.shape[:2])], -1)
+    rays = viewing_rays(uv, fx, fy, cx, cy)
     truth = (cam_m - cam_m[:, :1]) * 1000.0
     ones = np.ones(skeleton.NUM_BONES)
 

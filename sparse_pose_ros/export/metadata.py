@@ -15,7 +15,6 @@ A reader that knows only format 1 refuses a format 2 file ("re-export"), never m
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import onnx
 
 from ..runtime.geometry import NetworkGeometry
 from ..runtime.model_info import BackendError, ModelInfo
-from ..skeleton import NUM_BONES
+from ..runtime.options import check_bone_lengths
 
 FORMAT_VERSION = "2"
 #: formats this reader understands (1: written before the architecture facts existed).
@@ -152,12 +151,8 @@ def bone_lengths_m(network_config: dict[str, Any]) -> tuple[float, ...]:
     """The exported network's reference bone lengths in metres (``NetworkConfig.
     bone_lengths_mm``; empty when it has none); ValueError when they are not positive numbers
     of the skeleton's bone count, which a ModelInfo must never carry."""
-    raw = network_config.get("bone_lengths_mm") or []
-    lengths = tuple(float(v) / 1000.0 for v in raw)
-    positive = all(math.isfinite(v) and v > 0 for v in lengths)
-    if lengths and (len(lengths) != NUM_BONES or not positive):
-        raise ValueError(f"bone_lengths_mm must be {NUM_BONES} lengths > 0, got {raw}")
-    return lengths
+    lengths = check_bone_lengths(network_config.get("bone_lengths_mm"), "bone_lengths_mm")
+    return tuple(v / 1000.0 for v in lengths)
 
 
 def parse_metadata(props: dict[str, str], source: str) -> OnnxMetadata:

@@ -14,7 +14,6 @@ Two families share the code:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -23,7 +22,12 @@ import torch
 from torch import Tensor, nn
 
 from .. import skeleton
-from ..runtime.options import HEAD_GATING_STORED, OUTPUT_STRIDES, check_input_size
+from ..runtime.options import (
+    HEAD_GATING_STORED,
+    OUTPUT_STRIDES,
+    check_bone_lengths,
+    check_input_size,
+)
 from .blocks import PADDINGS, ConvBN, InvertedResidual
 from .fpn import MoveNetFPN, SeparableConv
 from .heads import HemletsHead, Neck, head_region
@@ -173,13 +177,7 @@ class NetworkConfig:
             raise ValueError("input_mean/input_std must be 3 values, std > 0")
         if self.lifter_hidden < 0:
             raise ValueError(f"lifter_hidden must be >= 0, got {self.lifter_hidden}")
-        self.bone_lengths_mm = tuple(float(v) for v in self.bone_lengths_mm)  # type: ignore[assignment]
-        if self.bone_lengths_mm and (
-            len(self.bone_lengths_mm) != skeleton.NUM_BONES
-            or not all(math.isfinite(v) and v > 0 for v in self.bone_lengths_mm)
-        ):
-            raise ValueError(f"bone_lengths_mm must be empty or {skeleton.NUM_BONES} finite "
-                             f"lengths > 0, got {self.bone_lengths_mm}")
+        self.bone_lengths_mm = check_bone_lengths(self.bone_lengths_mm, "bone_lengths_mm")
         if self.head_gating and not self.gated:
             raise ValueError("head_gating needs a gated backbone (gated: true)")
         if self.padding not in PADDINGS:

@@ -36,10 +36,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .. import skeleton
+from ..runtime.options import check_bone_lengths
 from .preprocess import Letterbox
 
 #: Mean bone lengths (m) of the Human3.6M subjects, in the order of ``skeleton.BONES``.
@@ -181,6 +183,13 @@ _REFINE_POINTS = 65
 _REFINE_ROUNDS = 3
 
 
+def viewing_rays(pixels: np.ndarray, fx: Any, fy: Any, cx: Any, cy: Any) -> np.ndarray:
+    """(..., 2) pixels -> (..., 3) their viewing rays at depth 1, ((u - cx) / fx, (v - cy) / fy,
+    1); the intrinsics broadcast against the leading dimensions (one camera, or one per row)."""
+    p = np.asarray(pixels, np.float64)
+    return np.stack([(p[..., 0] - cx) / fx, (p[..., 1] - cy) / fy, np.ones(p.shape[:-1])], -1)
+
+
 def _bone_errors(
     depths: np.ndarray, rays: np.ndarray, dz: np.ndarray, ref: np.ndarray, w: np.ndarray
 ) -> np.ndarray:
@@ -251,24 +260,12 @@ def lift(
     if depth_range_m <= 0:
         raise ValueError(f"depth_range_m must be > 0, got {depth_range_m}")
     pixels = box.normalised_to_image(joints[:, :2])
-    rays = np.stack(
-        [
-            (pixels[:, 0] - intrinsics.cx) / intrinsics.fx,
-            (pixels[:, 1] - intrinsics.cy) / intrinsics.fy,
-            np.ones(len(pixels)),
-        ],
-        axis=-1,
-    )
+    rays = viewing_rays(pixels, intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy)
     dz = joints[:, 2] * depth_range_m
     dz = dz - dz[skeleton.ROOT]  # the root is the origin of relative depth by definition
     conf = np.asarray(confidence, dtype=np.float64)
     weights = np.array([min(conf[p], conf[c]) for p, c in skeleton.BONES])
-    if reference is not None and len(reference) == 0:
-        reference = None
-    elif reference is not None and len(reference) != skeleton.NUM_BONES:
-        raise ValueError(f"reference needs {skeleton.NUM_BONES} bone lengths, got {len(reference)}")
-    z_root, residual = fit_root_depth(
-        rays, dz, weights, None if reference is None else np.asarray(reference, np.float64)
-    )
+    own = check_bone_lengths(reference, "reference")
+    z_root, residual = fit_root_depth(rays, dz, weights, np.asarray(own) if own else None)
     points = rays * (z_root + dz)[:, None]
     return LiftResult(points.astype(np.float32), pixels.astype(np.float32), z_root, residual)

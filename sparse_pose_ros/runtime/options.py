@@ -32,11 +32,14 @@ node's parameter table and the benchmarks share one definition.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from ..skeleton import NUM_BONES
 
 #: Output strides a backbone may have (stem x stride-2 rows): 16, or 32 for MoveNet's arch.
 OUTPUT_STRIDES: tuple[int, ...] = (16, 32)
@@ -95,6 +98,18 @@ def check_probability(probability: float) -> float:
     if not 0.0 < p < 1.0:
         raise ValueError(f"mask threshold must be a probability in (0, 1), got {probability}")
     return p
+
+
+def check_bone_lengths(values: Sequence[float] | None, name: str) -> tuple[float, ...]:
+    """``values`` as a tuple of floats: empty (the model has no body-size prior of its own) or
+    one finite length > 0 per bone of ``skeleton.BONES``; else ValueError naming ``name``. One
+    rule for the network config, exported metadata and the depth fit that reads them."""
+    lengths = tuple(float(v) for v in (values or ()))
+    if lengths and (len(lengths) != NUM_BONES
+                    or not all(math.isfinite(v) and v > 0 for v in lengths)):
+        raise ValueError(f"{name}: bone lengths must be empty or {NUM_BONES} finite values > 0, "
+                         f"got {list(values or ())}")
+    return lengths
 
 
 def check_device(device: str) -> str:
