@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..skeleton import NUM_JOINTS
 from .blazepose_teacher import records_to_arrays, run_blazepose
 from .label_cache import PEOPLE_FILE, LabelSet, iter_images
 from .triangulate import cameras_from_triangulated, triangulate_people
@@ -86,8 +87,8 @@ def second_pass(ls: LabelSet, dilate_px: int = MASK_DILATE_PX) -> tuple[dict[str
     got = records_to_arrays(run.records)
     row_of = {f["id"]: r for r, f in enumerate(frames)}
     n = len(frames)
-    out = {"h36m_px": np.full((n, 17, 2), np.nan, np.float32),
-           "h36m_visibility": np.full((n, 17), np.nan, np.float32),
+    out = {"h36m_px": np.full((n, NUM_JOINTS, 2), np.nan, np.float32),
+           "h36m_visibility": np.full((n, NUM_JOINTS), np.nan, np.float32),
            "detected": np.zeros(n, bool)}  # fmt: skip
     rows = [row_of[str(i)] for i in got["frame_ids"]]
     for key in out:
@@ -111,7 +112,7 @@ def triangulate_all(ls: LabelSet, second: dict[str, np.ndarray],
         raise ValueError(f"{ls.folder}: no calibrated rig (triangulated.npz): not multiview")
     cams = cameras_from_triangulated(tri)
     frames = ls.manifest["frames"]
-    n, nv, nj = len(frames), len(cams), 17
+    n, nv, nj = len(frames), len(cams), NUM_JOINTS
     row = {(f["view"], f["index"]): r for r, f in enumerate(frames)}
     out = {"people_cam_m": np.full((n, MAX_PEOPLE, nj, 3), np.nan, np.float32),
            "people_residual_px": np.full((n, MAX_PEOPLE, nj), np.nan, np.float32),

@@ -74,6 +74,7 @@ from ..pipeline.roi import REGION_MARGIN
 from ..provenance import machine_info
 from ..teachers.movenet_map import DIRECT
 from .locator_fit import cell_targets, fit_locator
+from .train_lifter import WEIGHTINGS as LIFTER_WEIGHTINGS
 from .train_lifter import (
     LifterTraining,
     attach,
@@ -599,8 +600,9 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
     # what the label cache holds, not only where: a teacher added later (the ``people`` of the
     # two-person trial) changes the lifter's real skeletons, and so must retrain it
     _, real_counts = real_poses(load_corpus(Path(cfg.labels)))
-    if cfg.lifter_weighting not in ("uniform", "trust"):
-        raise ValueError(f"lifter_weighting must be uniform or trust, got {cfg.lifter_weighting!r}")
+    if cfg.lifter_weighting not in LIFTER_WEIGHTINGS:
+        raise ValueError(f"lifter_weighting must be one of {LIFTER_WEIGHTINGS}, got "
+                         f"{cfg.lifter_weighting!r}")
     key = {**asdict(spec), "views_per_pose": cfg.lifter_views_per_pose,
            "weighting": cfg.lifter_weighting, "midpoint_torso": cfg.midpoint_torso,
            "synthetic": cfg.synthetic, "labels": cfg.labels, "real_poses": real_counts}

@@ -57,6 +57,19 @@ _FLIP = torch.tensor(skeleton.flip_permutation())
 _PAIRS = torch.tensor(skeleton.FLIP_PAIRS)
 
 
+#: How the lifter draws its training pairs (``--weighting``, the recipe's lifter_weighting).
+WEIGHTINGS: tuple[str, ...] = ("uniform", "trust")
+
+
+def skeletons_3d(ds: ShardDataset, midpoint_torso: bool = False) -> np.ndarray:
+    """(N, J, 3) camera-frame mm of a shard split's skeletons, with ``midpoint_torso`` in the
+    real labels' torso definition (pelvis, thorax, spine as ``skeleton.MIDPOINT_JOINTS``)."""
+    j3 = np.asarray(ds.labels["joints_3d"], np.float64)
+    if not midpoint_torso:
+        return j3
+    return np.einsum("ij,njd->nid", np.asarray(skeleton.midpoint_matrix()), j3)
+
+
 def labels(ds: ShardDataset, midpoint_torso: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, J, 2) 2D joints in pixels and (N, J) root-relative depth in mm of a shard split.
 
@@ -67,8 +80,7 @@ def labels(ds: ShardDataset, midpoint_torso: bool = False) -> tuple[torch.Tensor
         j2 = torch.as_tensor(np.asarray(ds.labels["joints_2d"], np.float32))
         j3 = torch.as_tensor(np.asarray(ds.labels["joints_3d"], np.float32))
         return j2, j3[..., 2] - j3[:, skeleton.ROOT : skeleton.ROOT + 1, 2]
-    m = np.asarray(skeleton.midpoint_matrix())
-    j3 = np.einsum("ij,njd->nid", m, np.asarray(ds.labels["joints_3d"], np.float64))
+    j3 = skeletons_3d(ds, midpoint_torso=True)
     cam = np.einsum("nij,nkj->nki", np.asarray(ds.labels["K"], np.float64), j3)
     j2 = cam[..., :2] / cam[..., 2:]
     z = j3[..., 2] - j3[:, skeleton.ROOT : skeleton.ROOT + 1, 2]
@@ -103,9 +115,7 @@ def reference_bone_lengths(synthetic_train: Path | None, labels_root: Path | Non
     if synthetic_train is None:
         raise ValueError("bone lengths need a label cache with real 3D skeletons or synthetic "
                          "shards")
-    j3 = np.asarray(ShardDataset(synthetic_train).labels["joints_3d"], np.float64)
-    if midpoint_torso:
-        j3 = np.einsum("ij,njd->nid", np.asarray(skeleton.midpoint_matrix()), j3)
+    j3 = skeletons_3d(ShardDataset(synthetic_train), midpoint_torso)
     return tuple(float(v) for v in median_bone_lengths(j3))
 
 
@@ -299,7 +309,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--midpoint-torso", action=argparse.BooleanOptionalAction, default=True,
                    help="train on, and output, the real labels' torso definition (pelvis, "
                         "thorax, spine as mid-points; NetworkConfig.midpoint_torso)")
-    p.add_argument("--weighting", choices=("uniform", "trust"), default="uniform",
+    p.add_argument("--weighting", choices=WEIGHTINGS, default="uniform",
                    help="how often each pair is drawn: uniformly, or by the trust in its depth "
                         "(renders and triangulated 1, BlazePose world 0.3; trust_weights)")
     p.add_argument("--bone-lengths", choices=("training", "h36m"), default="training",
