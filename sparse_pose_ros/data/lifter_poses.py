@@ -80,6 +80,43 @@ def real_poses(corpus: dict[str, LabelSet], blazepose_world: bool = True
     return np.concatenate(poses), counts
 
 
+def view_skeletons(ls: LabelSet) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(row, (P, 17, 3) camera-frame metres, (3, 3) K) of every frame of a multiview source
+    with a complete triangulated skeleton in that frame's own view: every person of the trial
+    where ``data.people_teacher`` labelled it (``people_cam_m``), else the one-person
+    triangulation. The pixels these skeletons were seen in are the frame's, so a network's 2D
+    on that frame pairs with their depth (``training.lifter_network_2d``). Empty for a source
+    without calibrated views."""
+    tri = ls.triangulated
+    if tri is None or "K" not in tri or "views" not in tri:
+        return []
+    views = [str(v) for v in tri["views"]]
+    frames = ls.manifest["frames"]
+    per_row: dict[int, np.ndarray] = {}
+    people = ls.people
+    if people is not None:
+        for row in range(len(frames)):
+            per_row[row] = np.asarray(people["people_cam_m"][row], np.float64)
+    elif "joints_cam_m" in tri:
+        t_of = {int(f): t for t, f in enumerate(tri["frame_index"])}
+        valid = np.asarray(tri.get("valid", np.ones(len(t_of), bool)), bool)
+        for row, f in enumerate(frames):
+            t = t_of.get(-1 if f.get("index") is None else int(f["index"]))
+            if t is not None and valid[t] and f.get("view") in views:
+                per_row[row] = np.asarray(tri["joints_cam_m"][t, views.index(f["view"])],
+                                          np.float64)[None]  # fmt: skip
+    out = []
+    for row, skels in sorted(per_row.items()):
+        view = frames[row].get("view")
+        if view not in views:
+            continue
+        skels = skels.reshape(-1, skeleton.NUM_JOINTS, 3)
+        skels = skels[np.isfinite(skels).all(axis=(1, 2)) & (skels[..., 2] > 0).all(axis=1)]
+        if len(skels):
+            out.append((row, skels, np.asarray(tri["K"][views.index(view)], np.float64)))
+    return out
+
+
 def virtual_views(poses: np.ndarray, per_pose: int, rng: np.random.Generator,
                   ranges: ViewRanges | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``per_pose`` random pinhole views of each (17, 3) root-relative pose: (M, 17, 2) pixel

@@ -39,6 +39,7 @@ interrupted run continues with ``--resume``. Outputs: the dense and the sparse c
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -73,6 +74,7 @@ from ..model.targets import build_targets
 from ..pipeline.roi import REGION_MARGIN
 from ..provenance import machine_info
 from ..teachers.movenet_map import DIRECT
+from .lifter_network_2d import CropDraws
 from .locator_fit import cell_targets, fit_locator
 from .train_lifter import WEIGHTINGS as LIFTER_WEIGHTINGS
 from .train_lifter import (
@@ -81,6 +83,7 @@ from .train_lifter import (
     reference_bone_lengths,
     training_pairs,
     trust_weights,
+    with_network_2d,
 )
 from .train_lifter import train as train_lifter
 
@@ -142,6 +145,10 @@ class RecipeConfig:
             lifter) and virtual cameras per real 3D skeleton.
         lifter_weighting: "uniform" or "trust": how often the lifter draws each pair
             (``train_lifter.trust_weights``).
+        lifter_network_2d_share: share of the lifter's draws that are the checkpoint's own 2D
+            on crops of the real training frames with triangulated 3D
+            (``training.lifter_network_2d``); 0 = none. Above 0 each checkpoint gets its own
+            lifter (the dense and the sparse network make different 2D mistakes).
         midpoint_torso: the lifter learns, and both checkpoints output, the real labels'
             torso definition (``NetworkConfig.midpoint_torso``).
         dense_out, sparse_out: where the two checkpoints go.
@@ -179,6 +186,7 @@ class RecipeConfig:
     lifter_steps: int = 0
     lifter_views_per_pose: int = 24
     lifter_weighting: str = "uniform"
+    lifter_network_2d_share: float = 0.0
     midpoint_torso: bool = False
     dense_out: str = "models/pose_dense.safetensors"
     sparse_out: str = "models/pose_sparse.safetensors"
@@ -584,18 +592,37 @@ def _save(net: PoseNetwork, path: Path, meta: dict[str, Any], dense: bool) -> No
     save_checkpoint(path, out.half(), meta=meta)
 
 
-def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: float
-                 ) -> PoseLifter | None:
-    """Stage 6: the depth lifter both checkpoints carry (None with ``lifter_steps`` 0).
+def _state_digest(net: PoseNetwork) -> str:
+    """SHA-256 of a network's weights (a lifter trained on its 2D is stale when they change)."""
+    h = hashlib.sha256()
+    for k, v in sorted(net.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: float,
+                 net: PoseNetwork | None = None, variant: str = "dense") -> PoseLifter | None:
+    """Stage 6: the depth lifter the checkpoints carry (None with ``lifter_steps`` 0): one
+    for both, or with ``lifter_network_2d_share`` > 0 one per ``variant``, trained partly on
+    ``net``'s own 2D (report key ``lifter_<variant>``).
 
     Cached in the run folder with the settings it was trained with and the real skeletons
-    per source it saw (``lifter.json``); any change retrains it (a minute)."""
+    per source it saw (``lifter[_<variant>].json``); any change retrains it (a minute, plus
+    a few for the network's 2D)."""
+    own = cfg.lifter_network_2d_share > 0
+    name = f"lifter_{variant}" if own else "lifter"
     if cfg.lifter_steps <= 0:
-        report.pop("lifter", None)
+        report.pop(name, None)
         return None
+    if not 0 <= cfg.lifter_network_2d_share < 1:
+        raise ValueError("lifter_network_2d_share must be in [0, 1), got "
+                         f"{cfg.lifter_network_2d_share}")
+    if own and net is None:
+        raise ValueError("lifter_network_2d_share > 0 needs the network whose 2D it learns")
     rd = cfg.run_dir
     rd.mkdir(parents=True, exist_ok=True)
-    weights, key_file = rd / "lifter.pt", rd / "lifter.json"
+    weights, key_file = rd / f"{name}.pt", rd / f"{name}.json"
     spec = LifterTraining(steps=cfg.lifter_steps, seed=cfg.seed)
     # what the label cache holds, not only where: a teacher added later (the ``people`` of the
     # two-person trial) changes the lifter's real skeletons, and so must retrain it
@@ -606,6 +633,9 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
     key = {**asdict(spec), "views_per_pose": cfg.lifter_views_per_pose,
            "weighting": cfg.lifter_weighting, "midpoint_torso": cfg.midpoint_torso,
            "synthetic": cfg.synthetic, "labels": cfg.labels, "real_poses": real_counts}
+    if own:
+        key.update(network_2d_share=cfg.lifter_network_2d_share,
+                   network=_state_digest(net))  # type: ignore[arg-type]
     if weights.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
         cached = PoseLifter(spec.hidden)
         cached.load_state_dict(torch.load(weights, weights_only=True))
@@ -615,11 +645,15 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
     xy, z_mm, sources = training_pairs(synthetic, Path(cfg.labels),
                                        cfg.lifter_views_per_pose, cfg.seed,
                                        cfg.midpoint_torso)
-    lifter = train_lifter(xy, z_mm / depth_range_mm, spec,
-                          trust_weights(sources) if cfg.lifter_weighting == "trust" else None)
-    report["lifter"] = {**sources, "train_pairs": len(xy), "steps": spec.steps,
-                        "weighting": cfg.lifter_weighting,
-                        "seconds": round(time.perf_counter() - t0, 1)}
+    draw = trust_weights(sources) if cfg.lifter_weighting == "trust" else None
+    if own:
+        xy, z_mm, draw = with_network_2d(net, Path(cfg.labels), xy, z_mm, draw,  # type: ignore[arg-type]
+                                         sources, cfg.lifter_network_2d_share, CropDraws(),
+                                         cfg.seed, cfg.midpoint_torso)
+    lifter = train_lifter(xy, z_mm / depth_range_mm, spec, draw)
+    report[name] = {**sources, "train_pairs": len(xy), "steps": spec.steps,
+                    "weighting": cfg.lifter_weighting,
+                    "seconds": round(time.perf_counter() - t0, 1)}
     torch.save(lifter.state_dict(), weights)
     key_file.write_text(json.dumps(key) + "\n")
     return lifter
@@ -698,7 +732,7 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
         report["dense_head_seconds"] = round(time.perf_counter() - t1, 1)
         torch.save(_head_state(net), head_file)
         save_report()
-    lifter = lifter_stage(cfg, report, net.cfg.depth_range_mm)
+    lifter = lifter_stage(cfg, report, net.cfg.depth_range_mm, net, "dense")
     save_report()
     _save(_with_lifter(net, lifter, cfg), Path(cfg.dense_out),
           {**meta_base, "variant": "dense"}, dense=True)
@@ -752,6 +786,9 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
             report["sparse_head_seconds"] = round(time.perf_counter() - t1, 1)
             torch.save(_head_state(net), sparse_head)
             head_key.write_text(json.dumps(key) + "\n")
+    if cfg.lifter_network_2d_share > 0:  # a lifter of the sparse network's own 2D
+        lifter = lifter_stage(cfg, report, net.cfg.depth_range_mm, net, "sparse")
+        save_report()
     masks_meta = report.get("locator") if cfg.mask_source == "locator" else report["masks"]
     _save(_with_lifter(net, lifter, cfg), Path(cfg.sparse_out),
           {**meta_base, "variant": "sparse", "mask_source": cfg.mask_source,

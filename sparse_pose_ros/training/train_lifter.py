@@ -11,7 +11,9 @@ BlazePose world landmarks) seen through virtual cameras (``data.lifter_poses``).
 in training is what the image network will hand it: the true 2D joints with Gaussian noise of
 up to ``--noise`` × the skeleton's radius, some left/right pairs merged onto their midpoint
 (the network's answer when it cannot tell the person's front from the back), random in-plane
-rotation and mirror images.
+rotation and mirror images. With ``--real-labels``, also (``--network-2d-share``, default 0.3
+of the draws) the network's own 2D on crops of the real training frames that have triangulated
+3D, paired with that depth (``training.lifter_network_2d``): the mistakes it will really make.
 The network's own weights are not touched; the output checkpoint is the input's plus the lifter
 (``lifter_hidden`` and ``midpoint_torso`` in its config, a new model hash; half precision if
 the input is) and a ``lifter`` record in its metadata
@@ -49,6 +51,7 @@ from ..model.network import NetworkConfig, PoseNetwork
 from ..pipeline.roi import DEFAULT_SIDE_FACTOR
 from .batches import Collator
 from .evaluation import lift_to_camera
+from .lifter_network_2d import CropDraws, draws_from, network_2d_pairs, share_weights
 from .metrics import mpjpe, pa_mpjpe
 from .transforms import PersonCrop, Pipeline
 
@@ -194,6 +197,33 @@ def trust_weights(record: dict[str, Any]) -> torch.Tensor:
     return torch.cat(parts)
 
 
+#: Default share of the lifter's draws that are the network's own 2D (``--network-2d-share``):
+#: 0.1 gave 80 mm at crops 192 on the held-out trial, 0.3 and 0.5 both 77 (docs/network.md §5e).
+NETWORK_2D_SHARE = 0.3
+
+
+def with_network_2d(net: PoseNetwork, labels_root: Path, xy: torch.Tensor, z_mm: torch.Tensor,
+                    weights: torch.Tensor | None, record: dict[str, Any], share: float,
+                    draws: CropDraws, seed: int, midpoint_torso: bool
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``xy``, ``z_mm`` and draw ``weights`` (None = uniform) with the network's own-2D pairs
+    (``training.lifter_network_2d``) appended as ``share`` of the draws; ``record`` gains
+    what was added. Unchanged when the label cache has no calibrated training views."""
+    t0 = time.perf_counter()
+    oxy, oz, counts = network_2d_pairs(net, load_corpus(labels_root), draws, seed,
+                                       midpoint_torso)
+    record["network_2d"] = {"pairs": len(oxy), "persons_x_views": counts, "share": share,
+                            "sizes": list(draws.sizes), "crops_per_size": draws.per_size,
+                            "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+    LOG.info("network's own 2D: %d pairs from %s in %.0f s", len(oxy), counts,
+             time.perf_counter() - t0)
+    if not len(oxy):
+        return xy, z_mm, weights
+    base = weights if weights is not None else torch.ones(len(xy))
+    return (torch.cat([xy, oxy]), torch.cat([z_mm, oz]),
+            share_weights(base, len(oxy), share))
+
+
 def train(xy: torch.Tensor, z: torch.Tensor, args: LifterTraining | argparse.Namespace,
           weights: torch.Tensor | None = None) -> PoseLifter:
     """Fit a lifter on (N, J, 2) pixel joints and (N, J) depth in depth-range units; batches
@@ -316,6 +346,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="body-size prior the runtime fits the root depth with: the median bones "
                         "of the training skeletons (the labels' joint definitions; default) or "
                         "Human3.6M's means (the fit's built-in default)")
+    p.add_argument("--network-2d-share", type=float, default=NETWORK_2D_SHARE,
+                   help="with --real-labels: share of the draws that are the network's own 2D "
+                        "on crops of the real training frames with triangulated 3D (0 = none)")
+    p.add_argument("--network-2d-sizes", type=int, nargs="+", default=list(CropDraws().sizes),
+                   help="crop sizes (px) the network's own 2D is taken at")
+    p.add_argument("--network-2d-crops", type=int, default=CropDraws().per_size,
+                   help="jittered crops per person, view and size")
     p.add_argument("--views-per-pose", type=int, default=24,
                    help="virtual cameras per real skeleton (with --real-labels)")
     p.add_argument("--eval-frames", type=int, default=500, help="test images scored (0 = none)")
@@ -326,6 +363,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--steps, --batch-size, --hidden, --views-per-pose and --lr must be > 0")
     if not 0 <= args.noise <= 1 or not 0 <= args.merge_prob <= 1:
         p.error("--noise and --merge-prob must be in [0, 1]")
+    if not 0 <= args.network_2d_share < 1:
+        p.error("--network-2d-share must be in [0, 1)")
+    try:
+        draws_from(args.network_2d_sizes, args.network_2d_crops)
+    except ValueError as exc:
+        p.error(f"--network-2d-sizes / --network-2d-crops: {exc}")
     return args
 
 
@@ -350,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t0 = time.perf_counter()
     weights = trust_weights(sources) if args.weighting == "trust" else None
+    if labels_root is not None and args.network_2d_share > 0:
+        xy, z_mm, weights = with_network_2d(
+            net, labels_root, xy, z_mm, weights, sources, args.network_2d_share,
+            draws_from(args.network_2d_sizes, args.network_2d_crops), args.seed,
+            args.midpoint_torso)
     lifter = train(xy, z_mm / net.cfg.depth_range_mm, args, weights)
     seconds = time.perf_counter() - t0
     result = held_out(net, lifter, root / "test", args.eval_frames, args.midpoint_torso)

@@ -102,3 +102,40 @@ def test_median_bone_lengths_measures_each_bone_and_skips_incomplete_skeletons()
     with pytest.raises(ValueError, match="no complete skeleton"):
         median_bone_lengths(broken)
 
+
+
+def _views_label_set(people: np.ndarray | None) -> LabelSet:
+    """Two views × two frames of a calibrated trial; frame 1 is invalid in the triangulation."""
+    k = np.array([[100.0, 0, 50], [0, 100.0, 40], [0, 0, 1]])
+    cam = _poses(2 * 2, 3, offset=0.0).reshape(2, 2, J, 3)
+    cam[..., 2] += 4.0  # in front of both cameras
+    tri = {"frame_index": np.arange(2), "valid": np.array([True, False]),
+           "joints_cam_m": cam, "views": np.array(["c1", "c2"]), "K": np.stack([k, 2 * k])}
+    frames = [{"id": f"{v}_{i}", "view": v, "index": i} for v in ("c1", "c2") for i in range(2)]
+    manifest = {"source": {"id": "t", "split": "train"}, "frames": frames,
+                "teachers": {"people": {}} if people is not None else {}}
+    return LabelSet(Path("t"), manifest, {}, tri, _people=(
+        {"people_cam_m": people} if people is not None else None))
+
+
+def test_view_skeletons_pairs_each_frame_with_its_views_skeletons_and_k() -> None:
+    from sparse_pose_ros.data.lifter_poses import view_skeletons
+
+    ls = _views_label_set(None)
+    got = view_skeletons(ls)
+    # the one-person triangulation: valid frame 0 in both views, rows 0 (c1) and 2 (c2)
+    assert [row for row, _, _ in got] == [0, 2]
+    np.testing.assert_allclose(got[0][1][0], ls.triangulated["joints_cam_m"][0, 0])
+    np.testing.assert_allclose(got[1][1][0], ls.triangulated["joints_cam_m"][0, 1])
+    np.testing.assert_allclose(got[1][2], ls.triangulated["K"][1])  # view c2's K
+    # every person of the trial, per row, where the people teacher labelled it; a person
+    # with a missing joint or behind the camera is dropped
+    people = np.abs(_poses(4 * 2, 4).reshape(4, 2, J, 3)) + 1.0
+    people[1, 0, 5] = np.nan
+    people[3, 1, 2, 2] = -1.0
+    got = view_skeletons(_views_label_set(people))
+    assert [(row, len(s)) for row, s, _ in got] == [(0, 2), (1, 1), (2, 2), (3, 1)]
+    np.testing.assert_allclose(got[1][1][0], people[1, 1])
+    # a source without calibrated views has none
+    plain = LabelSet(Path("p"), {"source": {"id": "p", "split": "train"}, "frames": []}, {})
+    assert view_skeletons(plain) == []

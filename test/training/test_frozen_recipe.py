@@ -257,6 +257,9 @@ def test_train_lifter_cli_adds_the_label_cache_skeletons(tmp_path: Path, tiny_sh
                  "--views-per-pose", "3"]) == 0
     _, info = load_checkpoint(out)
     record = info["meta"]["lifter"]
+    # the network's own 2D is asked for by default, but this cache has no calibrated views
+    own = record["train_sources"].pop("network_2d")
+    assert own["pairs"] == 0 and own["share"] == 0.3 and own["persons_x_views"] == {}
     assert record["train_sources"] == {"synthetic_frames": 12, "views_per_real_pose": 3,
                                        "synthetic_torso": "midpoints",
                                        "real_poses": {"fake:blazepose_world": 6}}
@@ -264,6 +267,8 @@ def test_train_lifter_cli_adds_the_label_cache_skeletons(tmp_path: Path, tiny_sh
     # a missing label cache or a bad view count: refused, nothing written
     out.unlink()
     assert main([*common, "--real-labels", str(tmp_path / "missing")]) == 2
-    with pytest.raises(SystemExit):
-        main([*common, "--views-per-pose", "0"])
+    for bad in (["--views-per-pose", "0"], ["--network-2d-share", "1"],
+                ["--network-2d-sizes", "100"], ["--network-2d-crops", "0"]):
+        with pytest.raises(SystemExit):
+            main([*common, *bad])
     assert not out.exists()

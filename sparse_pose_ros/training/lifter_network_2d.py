@@ -1,0 +1,147 @@
+"""The network's own 2D on real training frames, paired with their triangulated depth: lifter
+training pairs whose 2D mistakes are the ones the lifter will be fed.
+
+Why: the lifter (``model.lifter``) reads depth off the shape of the 2D skeleton. Trained on
+exact 2D with synthetic Gaussian noise and merged left/right pairs only, it met a different
+kind of error on the node's path: on the held-out Pose2Sim trial, exact 2D gave 49 mm and the
+network's 2D at the node's 192 px tracking crops 86 mm. The multiview training trial has the
+network's real mistakes at hand: run the network on crops around each triangulated person
+(the node's tracking crop, drawn with jitter in position and size, at several crop sizes) and
+pair its 2D with the person's depth in that view. A 30 % share of such pairs in the lifter's
+draws brought the held-out error at crops 192 to 77 mm (``docs/network.md`` §5e).
+
+Only training-split sources are read (``data.lifter_poses.view_skeletons``); the network's
+weights are not touched.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import skeleton
+from ..data.label_cache import LabelSet, iter_images
+from ..data.lifter_poses import view_skeletons
+from ..model.network import PoseNetwork
+from ..pipeline.preprocess import crop_window, mean_fill, normalise
+from ..pipeline.roi import RoiConfig, roi_window
+
+
+@dataclass(frozen=True)
+class CropDraws:
+    """How each triangulated person is cropped (``train_lifter --network-2d-*``).
+
+    Attributes:
+        sizes: network input sides, px (the node's tracking crop is 192 by default; 224 and
+            256 are its other settings).
+        per_size: jittered crops per person, view and size.
+        scale_jitter: the crop's box scaled by a factor uniform in 1 ± this (the node's crop
+            comes from the previous frame's predicted joints, not the true ones).
+        shift_jitter: the box moved by a normal draw of this × its larger side, per axis.
+        batch: crops per network call.
+    """
+
+    sizes: tuple[int, ...] = (192, 224, 256)
+    per_size: int = 2
+    scale_jitter: float = 0.08
+    shift_jitter: float = 0.03
+    batch: int = 16
+
+    def __post_init__(self) -> None:
+        if not self.sizes or min(self.sizes) < 32 or any(s % 32 for s in self.sizes):
+            raise ValueError(f"sizes must be multiples of 32, >= 32, got {self.sizes}")
+        if self.per_size < 1 or self.batch < 1:
+            raise ValueError("per_size and batch must be >= 1")
+        if not 0 <= self.scale_jitter < 1 or not 0 <= self.shift_jitter <= 0.5:
+            raise ValueError("scale_jitter must be in [0, 1), shift_jitter in [0, 0.5]")
+
+
+Crops = tuple[dict[int, list[np.ndarray]], list[np.ndarray], dict[str, int]]
+
+
+def _crops(corpus: dict[str, LabelSet], draws: CropDraws, rng: np.random.Generator,
+           fill: tuple[int, int, int]) -> Crops:
+    """Crops per size (uint8 canvases), the depth target (17,) mm of each crop in order, and
+    the persons × views used per source; ``fill`` pads a crop past the frame's edge."""
+    by_size: dict[int, list[np.ndarray]] = {s: [] for s in draws.sizes}
+    depth: dict[int, list[np.ndarray]] = {s: [] for s in draws.sizes}
+    counts: dict[str, int] = {}
+    roi = RoiConfig()
+    for sid, ls in sorted(corpus.items()):
+        if ls.split != "train":
+            continue
+        skels = {row: (s, k) for row, s, k in view_skeletons(ls)}
+        if not skels:
+            continue
+        for row, rgb in iter_images(ls):
+            if row not in skels:
+                continue
+            h, w = rgb.shape[:2]
+            for cam in skels[row][0]:
+                uvw = cam @ skels[row][1].T
+                uv = uvw[:, :2] / uvw[:, 2:]
+                centre, extent = uv.mean(axis=0), float(np.ptp(uv, axis=0).max())
+                used = False
+                for size in draws.sizes:
+                    for _ in range(draws.per_size):
+                        scale = rng.uniform(1 - draws.scale_jitter, 1 + draws.scale_jitter)
+                        shift = rng.normal(0.0, draws.shift_jitter, 2) * extent
+                        box = roi_window((uv - centre) * scale + centre + shift, w, h, size, roi)
+                        if box is None:  # the person fills the frame: no tracking crop
+                            continue
+                        by_size[size].append(crop_window(rgb, box, fill))
+                        depth[size].append((cam[:, 2] - cam[skeleton.ROOT, 2]) * 1000.0)
+                        used = True
+                counts[sid] = counts.get(sid, 0) + int(used)
+    order = [d for s in draws.sizes for d in depth[s]]
+    return by_size, order, counts
+
+
+@torch.no_grad()
+def network_2d_pairs(net: PoseNetwork, corpus: dict[str, LabelSet], draws: CropDraws,
+                     seed: int, midpoint_torso: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, int]]:
+    """(N, J, 2) the network's 2D joints in input pixels of its crop, (N, J) the triangulated
+    root-relative depth in mm, and the persons × views used per source (see the module
+    docstring). With ``midpoint_torso`` the 2D torso joints are the mid-points the lifter of
+    such a network reads (``PoseNetwork.refine_joints``; idempotent for a network that already
+    outputs them). Empty tensors when the corpus has no training source with calibrated
+    views."""
+    rng = np.random.default_rng(seed)
+    model = copy.deepcopy(net).float().eval()
+    # padded where the crop leaves the frame with the input mean, as the estimator's crops are
+    by_size, depth, counts = _crops(corpus, draws, rng, mean_fill(tuple(model.cfg.input_mean)))
+    m = torch.tensor(skeleton.midpoint_matrix() if midpoint_torso
+                     else np.eye(skeleton.NUM_JOINTS).tolist(), dtype=torch.float32)
+    xy: list[torch.Tensor] = []
+    for size in draws.sizes:
+        crops = by_size[size]
+        for i in range(0, len(crops), draws.batch):
+            x = np.concatenate([normalise(c, model.cfg.input_mean, model.cfg.input_std)
+                                for c in crops[i:i + draws.batch]])  # fmt: skip
+            joints = model(torch.from_numpy(x)).joints.float()
+            xy.append((m @ joints)[..., :2] * size)
+    if not xy:
+        return (torch.zeros(0, skeleton.NUM_JOINTS, 2), torch.zeros(0, skeleton.NUM_JOINTS),
+                counts)  # fmt: skip
+    return (torch.cat(xy), torch.as_tensor(np.stack(depth), dtype=torch.float32), counts)
+
+
+def share_weights(base: torch.Tensor, extra: int, share: float) -> torch.Tensor:
+    """(len(base) + extra,) draw weights: ``base`` as given, then ``extra`` equal weights that
+    together make ``share`` of the total (0 < share < 1)."""
+    if not 0 < share < 1:
+        raise ValueError(f"share must be in (0, 1), got {share}")
+    if extra <= 0:
+        return base
+    each = float(base.sum()) * share / (1 - share) / extra
+    return torch.cat([base, torch.full((extra,), each)])
+
+
+def draws_from(sizes: Sequence[int], per_size: int) -> CropDraws:
+    """The CLI's / recipe's options as a :class:`CropDraws` (ValueError when out of range)."""
+    return CropDraws(sizes=tuple(int(s) for s in sizes), per_size=int(per_size))

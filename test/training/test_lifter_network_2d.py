@@ -1,0 +1,175 @@
+"""The lifter's own-2D pairs: the network's 2D on crops of calibrated training frames, paired
+with the triangulated depth of the same person in the same view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from fake_label_cache import VIEWS, K, person_images, write_label_set, write_sources
+
+from sparse_pose_ros import skeleton
+from sparse_pose_ros.data.label_cache import iter_images, load_corpus
+from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
+from sparse_pose_ros.pipeline.preprocess import crop_window, mean_fill, normalise
+from sparse_pose_ros.pipeline.roi import roi_window
+from sparse_pose_ros.training.lifter_network_2d import (
+    CropDraws,
+    network_2d_pairs,
+    share_weights,
+)
+
+J = skeleton.NUM_JOINTS
+
+
+def _cam(seed: int) -> np.ndarray:
+    """(2 frames, 2 views, J, 3) skeletons ~3 m in front of each view, 0.2 m across."""
+    cam = np.random.default_rng(seed).normal(0.0, 0.1, (2, 2, J, 3))
+    cam[..., 2] += 3.0
+    return cam
+
+
+def _cache(root: Path, cam: np.ndarray) -> Path:
+    """Held-out sources (with a triangulation too) and a calibrated *training* trial."""
+    labels = root / "labels"
+    write_sources(labels, "", [True], lambda v, i: True, cam=cam)  # held out: never read
+    media = root / "media"
+    files, frames = [], []
+    for v, view in enumerate(VIEWS):
+        p = media / f"train_{view}.avi"
+        wr = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 10, (80, 60))
+        for img in person_images(20 + v, 2):
+            wr.write(img[:, :, ::-1])
+        wr.release()
+        files.append({"member": p.name, "path": str(p), "view": view, "fps": 30.0})
+        frames += [{"id": f"trial_{view}_f{i}", "member": p.name, "view": view, "index": i,
+                    "width": 80, "height": 60, "detected": {"blazepose": True}}
+                   for i in range(2)]  # fmt: skip
+    write_label_set(labels / "trial", {"id": "trial", "split": "train", "views": list(VIEWS)},
+                    files, frames, triangulated=True, cam=cam)
+    return labels
+
+
+class _Probe(torch.nn.Module):
+    """A stand-in network whose joints are read off its input's first pixels, so every crop
+    gives different 2D (an untrained PoseNetwork puts every joint at the centre)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cfg = NetworkConfig(input_size=64, width_mult=0.35, head_channels=16, gated=False)
+
+    def forward(self, x: torch.Tensor) -> SimpleNamespace:
+        first = x[:, 0].flatten(1)[:, : J * 3]
+        return SimpleNamespace(joints=torch.sigmoid(first.reshape(-1, J, 3)))
+
+
+def _net() -> _Probe:
+    return _Probe().eval()
+
+
+def test_pairs_are_the_networks_2d_on_the_persons_crop_and_its_depth(tmp_path: Path) -> None:
+    cam = _cam(0)
+    labels = _cache(tmp_path, cam)
+    corpus = load_corpus(labels)
+    net = _net()
+    exact = CropDraws(sizes=(32, 64), per_size=1, scale_jitter=0.0, shift_jitter=0.0)
+    xy, z, counts = network_2d_pairs(net, corpus, exact, seed=0)  # type: ignore[arg-type]
+    # only the training trial: 2 frames x 2 views x 1 person, at 2 sizes
+    assert counts == {"trial": 4}
+    assert xy.shape == (8, J, 2) and z.shape == (8, J)
+    # the order: every crop at 32, then every crop at 64; rows in manifest order (c1 f0, f1,
+    # c2 f0, f1); the depth is that view's triangulated skeleton's, root-relative, in mm
+    views = [cam[0, 0], cam[1, 0], cam[0, 1], cam[1, 1]]
+    for k in range(2):
+        for r, skel in enumerate(views):
+            np.testing.assert_allclose(z[4 * k + r].numpy(),
+                                       (skel[:, 2] - skel[skeleton.ROOT, 2]) * 1000.0,
+                                       rtol=1e-5, atol=1e-3)  # fmt: skip
+    # and the 2D is the network's answer on the node's tracking crop around that person
+    rgb = dict(iter_images(corpus["trial"]))[2]  # view c2, frame 0
+    uvw = cam[0, 1] @ K.T
+    box = roi_window(uvw[:, :2] / uvw[:, 2:], 80, 60, 64)
+    x = normalise(crop_window(rgb, box, mean_fill(net.cfg.input_mean)), net.cfg.input_mean,
+                  net.cfg.input_std)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).joints[0, :, :2] * 64
+    torch.testing.assert_close(xy[4 + 2], want, rtol=1e-4, atol=1e-4)
+    # with the torso as mid-points, the 2D pelvis is the hips' mid-point
+    mid, _, _ = network_2d_pairs(net, corpus, exact, seed=0, midpoint_torso=True)  # type: ignore[arg-type]
+    hips = [skeleton.JOINT_NAMES.index(n) for n in ("left_hip", "right_hip")]
+    torch.testing.assert_close(mid[:, skeleton.ROOT], mid[:, hips].mean(dim=1))
+    assert not torch.allclose(mid, xy)
+
+
+def test_jittered_crops_differ_and_a_cache_without_training_views_gives_none(tmp_path: Path
+                                                                             ) -> None:
+    labels = _cache(tmp_path, _cam(1))
+    corpus = load_corpus(labels)
+    net = _net()
+    draws = CropDraws(sizes=(64,), per_size=2)
+    a, za, _ = network_2d_pairs(net, corpus, draws, seed=0)  # type: ignore[arg-type]
+    b, _, _ = network_2d_pairs(net, corpus, draws, seed=0)  # type: ignore[arg-type]
+    c, _, _ = network_2d_pairs(net, corpus, draws, seed=1)  # type: ignore[arg-type]
+    assert a.shape == (8, J, 2)
+    torch.testing.assert_close(a, b)  # seeded
+    assert not torch.allclose(a, c)
+    torch.testing.assert_close(za[0], za[1])  # two crops of one person: one depth
+    assert not torch.allclose(a[0], a[1])
+    held = {sid: ls for sid, ls in corpus.items() if sid != "trial"}
+    xy, z, counts = network_2d_pairs(net, held, draws, seed=0)  # type: ignore[arg-type]
+    assert xy.shape == (0, J, 2) and z.shape == (0, J) and counts == {}
+
+
+def test_share_weights_and_draw_options() -> None:
+    base = torch.tensor([1.0, 1.0, 2.0])
+    w = share_weights(base, 2, 0.25)
+    assert w.shape == (5,)
+    torch.testing.assert_close(w[3:].sum() / w.sum(), torch.tensor(0.25))
+    torch.testing.assert_close(w[:3], base)
+    assert share_weights(base, 0, 0.5) is base
+    with pytest.raises(ValueError, match="share"):
+        share_weights(base, 2, 1.0)
+    for bad in ({"sizes": (100,)}, {"sizes": ()}, {"per_size": 0}, {"scale_jitter": 1.0},
+                {"shift_jitter": 0.6}):
+        with pytest.raises(ValueError):
+            CropDraws(**bad)  # type: ignore[arg-type]
+
+
+def _tiny_net(seed: int) -> PoseNetwork:
+    torch.manual_seed(seed)
+    return PoseNetwork(NetworkConfig(input_size=64, width_mult=0.35, head_channels=16,
+                                     gated=False)).eval()
+
+
+def test_recipe_lifter_per_checkpoint_learns_its_own_2d_and_is_cached(tmp_path: Path) -> None:
+    from sparse_pose_ros.training.frozen_recipe import RecipeConfig, lifter_stage
+
+    labels = _cache(tmp_path, _cam(2))
+    cfg = RecipeConfig(out_dir=str(tmp_path / "runs"), labels=str(labels), synthetic="",
+                       lifter_steps=10, lifter_views_per_pose=3, lifter_network_2d_share=0.3)
+    with pytest.raises(ValueError, match="needs the network"):
+        lifter_stage(cfg, {}, 1000.0)
+    dense, sparse = _tiny_net(0), _tiny_net(1)
+    report: dict = {}
+    assert lifter_stage(cfg, report, 1000.0, dense, "dense") is not None
+    own = report["lifter_dense"]["network_2d"]
+    # 2 frames x 2 views x 1 person, 3 sizes x 2 jittered crops each (CropDraws' defaults)
+    assert own["pairs"] == 4 * 3 * 2 and own["persons_x_views"] == {"trial": 4}
+    assert "lifter" not in report and (tmp_path / "runs" / cfg.name / "lifter_dense.pt").is_file()
+    again: dict = {}
+    lifter_stage(cfg, again, 1000.0, dense, "dense")
+    assert again == {}  # the same network: cached
+    lifter_stage(cfg, again, 1000.0, sparse, "sparse")
+    assert "lifter_sparse" in again  # another checkpoint: its own lifter
+    changed: dict = {}
+    with torch.no_grad():
+        next(dense.parameters()).add_(1.0)
+    lifter_stage(cfg, changed, 1000.0, dense, "dense")
+    assert "lifter_dense" in changed  # its weights changed: its 2D did, retrained
+    with pytest.raises(ValueError, match="lifter_network_2d_share"):
+        lifter_stage(RecipeConfig(**{**cfg.__dict__, "lifter_network_2d_share": 1.0}), {},
+                     1000.0, dense)
