@@ -29,7 +29,9 @@ exactly, every image costs one forward, and what we train is small enough to fit
    virtual cameras (``training.train_lifter``, ``data.lifter_poses``), attached to both
    checkpoints: it replaces the head's depth with one read off the 2D skeleton. With
    ``midpoint_torso`` it learns, and the checkpoints output, the real labels' torso joints
-   (pelvis, thorax, spine as mid-points; ``skeleton.MIDPOINT_JOINTS``).
+   (pelvis, thorax, spine as mid-points; ``skeleton.MIDPOINT_JOINTS``). With
+   ``lifter_network_2d_share`` each checkpoint gets its own lifter, which also learns from that
+   network's 2D on crops of the calibrated training trial (``training.lifter_network_2d``).
 
 Each stage writes its result into the run folder and is skipped when it is already there, so an
 interrupted run continues with ``--resume``. Outputs: the dense and the sparse checkpoint
