@@ -614,6 +614,9 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
     a few for the network's 2D)."""
     own = cfg.lifter_network_2d_share > 0
     name = f"lifter_{variant}" if own else "lifter"
+    # a record of the other arrangement (one shared lifter / one per checkpoint) is not ours
+    for stale in (("lifter",) if own else ("lifter_dense", "lifter_sparse")):
+        report.pop(stale, None)
     if cfg.lifter_steps <= 0:
         report.pop(name, None)
         return None

@@ -189,6 +189,16 @@ def test_recipe_with_a_person_locator(tmp_path: Path, imported: Path) -> None:
                                                      / "dense_features.npz")["feats"])
     moved = torch.load(tmp_path / "runs" / "r" / "sparse_head.pt", weights_only=True)
     assert any(not torch.equal(head[k], moved[k]) for k in head)
+    # with the network's own 2D each checkpoint gets its own lifter (this cache has no
+    # calibrated views, so no such pairs; test_lifter_network_2d.py has a cache with them)
+    cfg["lifter_network_2d_share"] = 0.3
+    path.write_text(yaml.safe_dump(cfg))
+    assert train.main(["--config", str(path)]) == 0
+    own = json.loads((tmp_path / "runs" / "r" / "recipe.json").read_text())
+    assert "lifter" not in own and own["sparse_features_seconds"] == seconds
+    for variant in ("dense", "sparse"):
+        assert own[f"lifter_{variant}"]["network_2d"]["pairs"] == 0
+        assert (tmp_path / "runs" / "r" / f"lifter_{variant}.pt").is_file()
 
 
 def test_with_dense_rows_replaces_the_drawn_share() -> None:
