@@ -73,6 +73,26 @@ def write_label_set(folder: Path, source: dict, files: list, frames: list,
     lc.write_label_set(folder, manifest, bp, masks, tri)
 
 
+def view_videos(media: Path, file_prefix: str, id_prefix: str, seed: int,
+                detected: Callable[[int, int], bool]) -> tuple[list, list]:
+    """Two frames of each of the two :data:`VIEWS` as MJPG AVIs in ``media`` (``seed`` + view
+    index draws each view's images): the manifest's files and frames (``detected(view,
+    frame)``: whether BlazePose found someone)."""
+    files, frames = [], []
+    for v, view in enumerate(VIEWS):
+        p = media / f"{file_prefix}{view}.avi"
+        wr = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 10, (80, 60))
+        for img in person_images(seed + v, 2):
+            wr.write(img[:, :, ::-1])
+        wr.release()
+        files.append({"member": p.name, "path": str(p), "view": view, "fps": 30.0})
+        frames += [{"id": f"{id_prefix}_{view}_f{i}", "member": p.name, "view": view,
+                    "index": i, "width": 80, "height": 60,
+                    "detected": {"blazepose": bool(detected(v, i))}}
+                   for i in range(2)]  # fmt: skip
+    return files, frames
+
+
 def write_sources(root: Path, prefix: str, still_detected: Sequence[bool],
                   view_detected: Callable[[int, int], bool], **labels: object) -> None:
     """Held-out ``<prefix>stills`` (one PNG per entry of ``still_detected``: whether BlazePose
@@ -91,18 +111,7 @@ def write_sources(root: Path, prefix: str, still_detected: Sequence[bool],
                        "detected": {"blazepose": bool(still_detected[i])}})  # fmt: skip
     write_label_set(root / f"{prefix}stills", {"id": f"{prefix}stills", "split": "heldout"},
                     files, frames, **labels)  # type: ignore[arg-type]
-    files, frames = [], []
-    for v, view in enumerate(VIEWS):
-        p = media / f"{view}.avi"
-        wr = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 10, (80, 60))
-        for img in person_images(10 + v, 2):
-            wr.write(img[:, :, ::-1])
-        wr.release()
-        files.append({"member": p.name, "path": str(p), "view": view, "fps": 30.0})
-        frames += [{"id": f"{prefix}views_{view}_f{i}", "member": p.name, "view": view,
-                    "index": i, "width": 80, "height": 60,
-                    "detected": {"blazepose": bool(view_detected(v, i))}}
-                   for i in range(2)]  # fmt: skip
+    files, frames = view_videos(media, "", f"{prefix}views", 10, view_detected)
     write_label_set(root / f"{prefix}views",
                     {"id": f"{prefix}views", "split": "heldout", "views": list(VIEWS)},
                     files, frames, triangulated=True, **labels)  # type: ignore[arg-type]

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-import cv2
 import numpy as np
 import pytest
 import torch
-from fake_label_cache import VIEWS, K, person_images, write_label_set, write_sources
+from fake_label_cache import VIEWS, K, view_videos, write_label_set, write_sources
 
 from sparse_pose_ros import skeleton
 from sparse_pose_ros.data.label_cache import iter_images, load_corpus
@@ -37,18 +36,7 @@ def _cache(root: Path, cam: np.ndarray) -> Path:
     """Held-out sources (with a triangulation too) and a calibrated *training* trial."""
     labels = root / "labels"
     write_sources(labels, "", [True], lambda v, i: True, cam=cam)  # held out: never read
-    media = root / "media"
-    files, frames = [], []
-    for v, view in enumerate(VIEWS):
-        p = media / f"train_{view}.avi"
-        wr = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 10, (80, 60))
-        for img in person_images(20 + v, 2):
-            wr.write(img[:, :, ::-1])
-        wr.release()
-        files.append({"member": p.name, "path": str(p), "view": view, "fps": 30.0})
-        frames += [{"id": f"trial_{view}_f{i}", "member": p.name, "view": view, "index": i,
-                    "width": 80, "height": 60, "detected": {"blazepose": True}}
-                   for i in range(2)]  # fmt: skip
+    files, frames = view_videos(root / "media", "train_", "trial", 20, lambda v, i: True)
     write_label_set(labels / "trial", {"id": "trial", "split": "train", "views": list(VIEWS)},
                     files, frames, triangulated=True, cam=cam)
     return labels
