@@ -63,6 +63,8 @@ from typing import Any
 
 import numpy as np
 
+from ..skeleton import NUM_JOINTS
+
 LABEL_FORMAT = "sparse_pose_ros.label_cache/1"
 MANIFEST = "manifest.json"
 BLAZEPOSE_FILE = "blazepose.npz"
@@ -286,6 +288,26 @@ class LabelSet:
                                  "frames: run ./run label --teachers people --force")
             self._people = arrays
         return self._people
+
+
+def triangulated_per_row(ls: LabelSet) -> np.ndarray:
+    """(N, 17, 3) metres, each manifest row's one-person triangulation in its own view's camera
+    frame (``triangulated.npz``'s frame × view mapped onto the rows); NaN where the source has
+    no triangulation, the frame is invalid or the row's view is not one of the rig's."""
+    n = len(ls.manifest["frames"])
+    out = np.full((n, NUM_JOINTS, 3), np.nan)
+    tri = ls.triangulated
+    if tri is None or "joints_cam_m" not in tri:
+        return out
+    views = [str(v) for v in tri["views"]]
+    t_of = {int(f): t for t, f in enumerate(tri["frame_index"])}
+    valid = tri["valid"].astype(bool) if "valid" in tri else np.ones(len(t_of), bool)
+    for row, f in enumerate(ls.manifest["frames"]):
+        t = t_of.get(-1 if f.get("index") is None else int(f["index"]))
+        if t is None or f.get("view") not in views or not valid[t]:
+            continue
+        out[row] = tri["joints_cam_m"][t, views.index(f["view"])]
+    return out
 
 
 def iter_images(ls: LabelSet) -> Iterator[tuple[int, np.ndarray]]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import skeleton
-from .label_cache import LabelSet
+from .label_cache import LabelSet, triangulated_per_row
 
 
 @dataclass(frozen=True)
@@ -91,29 +91,18 @@ def view_skeletons(ls: LabelSet) -> list[tuple[int, np.ndarray, np.ndarray]]:
     if tri is None or "K" not in tri or "views" not in tri:
         return []
     views = [str(v) for v in tri["views"]]
-    frames = ls.manifest["frames"]
-    per_row: dict[int, np.ndarray] = {}
     people = ls.people
-    if people is not None:
-        for row in range(len(frames)):
-            per_row[row] = np.asarray(people["people_cam_m"][row], np.float64)
-    elif "joints_cam_m" in tri:
-        t_of = {int(f): t for t, f in enumerate(tri["frame_index"])}
-        valid = np.asarray(tri.get("valid", np.ones(len(t_of), bool)), bool)
-        for row, f in enumerate(frames):
-            t = t_of.get(-1 if f.get("index") is None else int(f["index"]))
-            if t is not None and valid[t] and f.get("view") in views:
-                per_row[row] = np.asarray(tri["joints_cam_m"][t, views.index(f["view"])],
-                                          np.float64)[None]  # fmt: skip
+    # (N, P, 17, 3): every person where the people teacher ran, else the one-person triangulation
+    per_row = (np.asarray(people["people_cam_m"], np.float64) if people is not None
+               else triangulated_per_row(ls)[:, None])  # fmt: skip
     out = []
-    for row, skels in sorted(per_row.items()):
-        view = frames[row].get("view")
-        if view not in views:
+    for row, f in enumerate(ls.manifest["frames"]):
+        if f.get("view") not in views:
             continue
-        skels = skels.reshape(-1, skeleton.NUM_JOINTS, 3)
+        skels = per_row[row].reshape(-1, skeleton.NUM_JOINTS, 3)
         skels = skels[np.isfinite(skels).all(axis=(1, 2)) & (skels[..., 2] > 0).all(axis=1)]
         if len(skels):
-            out.append((row, skels, np.asarray(tri["K"][views.index(view)], np.float64)))
+            out.append((row, skels, np.asarray(tri["K"][views.index(f["view"])], np.float64)))
     return out
 
 

@@ -65,7 +65,13 @@ import torch
 
 from .. import skeleton
 from ..backends.base import Backend, BackendError, InferenceResult, create_backend
-from ..data.label_cache import LabelSet, iter_images, load_corpus, sha256_file
+from ..data.label_cache import (
+    LabelSet,
+    iter_images,
+    load_corpus,
+    sha256_file,
+    triangulated_per_row,
+)
 from ..model.checkpoint import CheckpointError, load_checkpoint, read_metadata
 from ..model.network import PoseNetwork
 from ..pipeline.draw import draw_skeleton, mask_overlay
@@ -315,21 +321,9 @@ def iter_rows(ls: LabelSet, rows: list[int]) -> Iterator[tuple[int, np.ndarray]]
 
 def triangulated_mm(ls: LabelSet) -> np.ndarray:
     """(N, 17, 3) mm, each frame's triangulated joints in its own view's camera frame; NaN
-    where the source has no triangulation, the frame is invalid or the view is unknown."""
-    n = len(ls.manifest["frames"])
-    out = np.full((n, skeleton.NUM_JOINTS, 3), np.nan)
-    tri = ls.triangulated
-    if tri is None or "joints_cam_m" not in tri:
-        return out
-    views = [str(v) for v in tri["views"]]
-    t_of = {int(f): t for t, f in enumerate(tri["frame_index"])}
-    valid = tri["valid"].astype(bool) if "valid" in tri else np.ones(len(t_of), bool)
-    for row, f in enumerate(ls.manifest["frames"]):
-        t = t_of.get(-1 if f.get("index") is None else int(f["index"]))
-        if t is None or f.get("view") not in views or not valid[t]:
-            continue
-        out[row] = tri["joints_cam_m"][t, views.index(f["view"])] * 1000.0
-    return out
+    where the source has no triangulation, the frame is invalid or the view is unknown
+    (``label_cache.triangulated_per_row``)."""
+    return triangulated_per_row(ls) * 1000.0
 
 
 def frame_intrinsics(ls: LabelSet, row: int, width: int, height: int) -> Intrinsics | None:
