@@ -8,7 +8,8 @@ network's 2D at the node's 192 px tracking crops 86 mm. The multiview training t
 network's real mistakes at hand: run the network on crops around each triangulated person
 (the node's tracking crop, drawn with jitter in position and size, at several crop sizes) and
 pair its 2D with the person's depth in that view. A 30 % share of such pairs in the lifter's
-draws brought the held-out error at crops 192 to 77 mm (``docs/network.md`` §5e).
+draws brought the held-out error at crops 192 from 86 to 77–79 mm, by the lifter's seed
+(``docs/network.md`` §5e).
 
 Only training-split sources are read (``data.lifter_poses.view_skeletons``); the network's
 weights are not touched.
@@ -17,7 +18,7 @@ weights are not touched.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,16 +61,12 @@ class CropDraws:
             raise ValueError("scale_jitter must be in [0, 1), shift_jitter in [0, 0.5]")
 
 
-Crops = tuple[dict[int, list[np.ndarray]], list[np.ndarray], dict[str, int]]
-
-
-def _crops(corpus: dict[str, LabelSet], draws: CropDraws, rng: np.random.Generator,
-           fill: tuple[int, int, int]) -> Crops:
-    """Crops per size (uint8 canvases), the depth target (17,) mm of each crop in order, and
-    the persons × views used per source; ``fill`` pads a crop past the frame's edge."""
-    by_size: dict[int, list[np.ndarray]] = {s: [] for s in draws.sizes}
-    depth: dict[int, list[np.ndarray]] = {s: [] for s in draws.sizes}
-    counts: dict[str, int] = {}
+def _person_crops(corpus: dict[str, LabelSet], draws: CropDraws, rng: np.random.Generator,
+                  fill: tuple[int, int, int], counts: dict[str, int]
+                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(size, uint8 crop, (17,) root-relative depth mm) of every drawn crop of every
+    triangulated person of the training sources, frame by frame; ``counts`` gains the persons
+    × views used per source; ``fill`` pads a crop past the frame's edge."""
     roi = RoiConfig()
     for sid, ls in sorted(corpus.items()):
         if ls.split != "train":
@@ -85,6 +82,7 @@ def _crops(corpus: dict[str, LabelSet], draws: CropDraws, rng: np.random.Generat
                 uvw = cam @ skels[row][1].T
                 uv = uvw[:, :2] / uvw[:, 2:]
                 centre, extent = uv.mean(axis=0), float(np.ptp(uv, axis=0).max())
+                depth = (cam[:, 2] - cam[skeleton.ROOT, 2]) * 1000.0
                 used = False
                 for size in draws.sizes:
                     for _ in range(draws.per_size):
@@ -93,12 +91,9 @@ def _crops(corpus: dict[str, LabelSet], draws: CropDraws, rng: np.random.Generat
                         box = roi_window((uv - centre) * scale + centre + shift, w, h, size, roi)
                         if box is None:  # the person fills the frame: no tracking crop
                             continue
-                        by_size[size].append(crop_window(rgb, box, fill))
-                        depth[size].append((cam[:, 2] - cam[skeleton.ROOT, 2]) * 1000.0)
+                        yield size, crop_window(rgb, box, fill), depth
                         used = True
                 counts[sid] = counts.get(sid, 0) + int(used)
-    order = [d for s in draws.sizes for d in depth[s]]
-    return by_size, order, counts
 
 
 @torch.no_grad()
@@ -107,28 +102,43 @@ def network_2d_pairs(net: PoseNetwork, corpus: dict[str, LabelSet], draws: CropD
                      ) -> tuple[torch.Tensor, torch.Tensor, dict[str, int]]:
     """(N, J, 2) the network's 2D joints in input pixels of its crop, (N, J) the triangulated
     root-relative depth in mm, and the persons × views used per source (see the module
-    docstring). With ``midpoint_torso`` the 2D torso joints are the mid-points the lifter of
-    such a network reads (``PoseNetwork.refine_joints``; idempotent for a network that already
-    outputs them). Empty tensors when the corpus has no training source with calibrated
-    views."""
+    docstring), every crop of the first size, then of the next. With ``midpoint_torso`` the 2D
+    torso joints are the mid-points the lifter of such a network reads
+    (``PoseNetwork.refine_joints``; idempotent for a network that already outputs them). Empty
+    tensors when the corpus has no training source with calibrated views. Crops go through the
+    network ``draws.batch`` at a time as they are cut, so only a batch per size is held."""
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(net).float().eval()
-    # padded where the crop leaves the frame with the input mean, as the estimator's crops are
-    by_size, depth, counts = _crops(corpus, draws, rng, mean_fill(tuple(model.cfg.input_mean)))
+    cfg = model.cfg
     m = torch.tensor(skeleton.midpoint_matrix() if midpoint_torso
                      else np.eye(skeleton.NUM_JOINTS).tolist(), dtype=torch.float32)
-    xy: list[torch.Tensor] = []
+    pending: dict[int, list[np.ndarray]] = {s: [] for s in draws.sizes}
+    xy: dict[int, list[torch.Tensor]] = {s: [] for s in draws.sizes}
+    depth: dict[int, list[np.ndarray]] = {s: [] for s in draws.sizes}
+
+    def run(size: int) -> None:
+        x = np.concatenate([normalise(c, cfg.input_mean, cfg.input_std) for c in pending[size]])
+        joints = model(torch.from_numpy(x)).joints.float()
+        xy[size].append((m @ joints)[..., :2] * size)
+        pending[size].clear()
+
+    counts: dict[str, int] = {}
+    # padded where the crop leaves the frame with the input mean, as the estimator's crops are
+    for size, crop, z in _person_crops(corpus, draws, rng, mean_fill(tuple(cfg.input_mean)),
+                                       counts):  # fmt: skip
+        pending[size].append(crop)
+        depth[size].append(z)
+        if len(pending[size]) == draws.batch:
+            run(size)
     for size in draws.sizes:
-        crops = by_size[size]
-        for i in range(0, len(crops), draws.batch):
-            x = np.concatenate([normalise(c, model.cfg.input_mean, model.cfg.input_std)
-                                for c in crops[i:i + draws.batch]])  # fmt: skip
-            joints = model(torch.from_numpy(x)).joints.float()
-            xy.append((m @ joints)[..., :2] * size)
-    if not xy:
+        if pending[size]:
+            run(size)
+    out = [t for s in draws.sizes for t in xy[s]]
+    if not out:
         return (torch.zeros(0, skeleton.NUM_JOINTS, 2), torch.zeros(0, skeleton.NUM_JOINTS),
                 counts)  # fmt: skip
-    return (torch.cat(xy), torch.as_tensor(np.stack(depth), dtype=torch.float32), counts)
+    z_mm = np.stack([d for s in draws.sizes for d in depth[s]])
+    return torch.cat(out), torch.as_tensor(z_mm, dtype=torch.float32), counts
 
 
 def share_weights(base: torch.Tensor, extra: int, share: float) -> torch.Tensor:
@@ -141,7 +151,3 @@ def share_weights(base: torch.Tensor, extra: int, share: float) -> torch.Tensor:
     each = float(base.sum()) * share / (1 - share) / extra
     return torch.cat([base, torch.full((extra,), each)])
 
-
-def draws_from(sizes: Sequence[int], per_size: int) -> CropDraws:
-    """The CLI's / recipe's options as a :class:`CropDraws` (ValueError when out of range)."""
-    return CropDraws(sizes=tuple(int(s) for s in sizes), per_size=int(per_size))

@@ -51,7 +51,7 @@ from ..model.network import NetworkConfig, PoseNetwork
 from ..pipeline.roi import DEFAULT_SIDE_FACTOR
 from .batches import Collator
 from .evaluation import lift_to_camera
-from .lifter_network_2d import CropDraws, draws_from, network_2d_pairs, share_weights
+from .lifter_network_2d import CropDraws, network_2d_pairs, share_weights
 from .metrics import mpjpe, pa_mpjpe
 from .transforms import PersonCrop, Pipeline
 
@@ -365,8 +365,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--noise and --merge-prob must be in [0, 1]")
     if not 0 <= args.network_2d_share < 1:
         p.error("--network-2d-share must be in [0, 1)")
-    try:
-        draws_from(args.network_2d_sizes, args.network_2d_crops)
+    try:  # checked here, used by main
+        args.network_2d_draws = CropDraws(sizes=tuple(args.network_2d_sizes),
+                                          per_size=args.network_2d_crops)
     except ValueError as exc:
         p.error(f"--network-2d-sizes / --network-2d-crops: {exc}")
     return args
@@ -396,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     if labels_root is not None and args.network_2d_share > 0:
         xy, z_mm, weights = with_network_2d(
             net, labels_root, xy, z_mm, weights, sources, args.network_2d_share,
-            draws_from(args.network_2d_sizes, args.network_2d_crops), args.seed,
+            args.network_2d_draws, args.seed,
             args.midpoint_torso)
     lifter = train(xy, z_mm / net.cfg.depth_range_mm, args, weights)
     seconds = time.perf_counter() - t0
