@@ -86,8 +86,7 @@ class Backend(abc.ABC):
         """Run a few frames so first-call allocations/tuning do not land on a real frame."""
         if iterations < 0:
             raise ValueError(f"warmup iterations must be >= 0, got {iterations}")
-        s = self.info.input_size
-        blank = np.zeros((1, 3, s, s), dtype=np.float32)
+        blank = np.zeros((1, 3, *self.info.input_hw), dtype=np.float32)
         for _ in range(iterations):
             self.infer(blank)
 
@@ -111,13 +110,14 @@ class Backend(abc.ABC):
         self.close()
 
 
-def check_input(tensor: np.ndarray, input_size: int) -> np.ndarray:
-    """Validate a frame tensor; returns it as a C-contiguous float32 array."""
+def check_input(tensor: np.ndarray, input_size: int, input_width: int = 0) -> np.ndarray:
+    """Validate a frame tensor (1, 3, S, W), W = ``input_width`` or S; returns it as a
+    C-contiguous float32 array."""
     if not isinstance(tensor, np.ndarray):
         raise ValueError(f"input must be a numpy array, got {type(tensor).__name__}")
-    expected = (1, 3, input_size, input_size)
+    expected = (1, 3, input_size, input_width or input_size)
     if tensor.shape != expected:
-        raise ValueError(f"input shape {tensor.shape} != expected {expected} (1, 3, S, S)")
+        raise ValueError(f"input shape {tensor.shape} != expected {expected} (1, 3, S, W)")
     if tensor.dtype != np.float32:
         raise ValueError(f"input dtype must be float32, got {tensor.dtype}")
     if not np.isfinite(tensor).all():
@@ -136,8 +136,9 @@ def joint_confidence(heatmaps: np.ndarray, radius: int | None = None) -> np.ndar
 
     The maximum single-pixel probability would be tiny for any blob wider than a pixel (a
     σ = 2 px Gaussian peaks at 0.04), so confidence is the softmax mass inside a
-    (2r+1)×(2r+1) window around the argmax, with r = max(1, round(min(h, w) / 32)) (2 px on a
-    64×64 map). A confident, well-localised joint approaches 1; a flat map approaches
+    (2r+1)×(2r+1) window around the argmax, with r = max(1, round(max(h, w) / 32)) (2 px on a
+    64×64 map; the longer side, so a strip's map has its square's window). A confident,
+    well-localised joint approaches 1; a flat map approaches
     (2r+1)² / (h·w).
 
     Args:
@@ -148,7 +149,7 @@ def joint_confidence(heatmaps: np.ndarray, radius: int | None = None) -> np.ndar
     if hm.ndim != 3:
         raise ValueError(f"heatmaps must be (J, h, w), got shape {hm.shape}")
     j, h, w = hm.shape
-    r = max(1, round(min(h, w) / 32)) if radius is None else int(radius)
+    r = max(1, round(max(h, w) / 32)) if radius is None else int(radius)
     flat = hm.reshape(j, h * w)
     flat = np.exp(flat - flat.max(axis=1, keepdims=True))
     prob = (flat / flat.sum(axis=1, keepdims=True)).reshape(j, h, w)

@@ -79,7 +79,8 @@ def resolve_portable_graph(
         raise ValueError(f"graph must be one of {RUNNABLE_GRAPHS}, got {graph!r}")
     if suffix == ".safetensors":
         cache = Path(opts.cache_dir) if opts.cache_dir is not None else default_cache_dir()
-        onnx_path = ensure_onnx_export(path, opts.input_size, cache, graph, opts.head_gating)
+        onnx_path = ensure_onnx_export(path, opts.input_size, cache, graph, opts.head_gating,
+                                       opts.input_width)
     elif suffix == ".onnx":
         onnx_path = Path(path)
         warn_if_baked(path, opts.head_gating, runtime)
@@ -96,6 +97,12 @@ def resolve_portable_graph(
         raise BackendError(
             f"{onnx_path} was exported at {meta.info.input_size} px, not {opts.input_size}; "
             "export it again at that size"
+        )
+    width = 0 if opts.input_width in (None, meta.info.input_size) else opts.input_width
+    if opts.input_width is not None and width != meta.info.input_width:
+        raise BackendError(
+            f"{onnx_path} takes a {meta.info.input_hw[0]}x{meta.info.input_hw[1]} input, not "
+            f"{width or 'square'} wide; export it again at that width"
         )
     info = meta.info if suffix == ".onnx" else replace(
         meta.info, source=path, training=checkpoint_training(path))
@@ -128,7 +135,7 @@ class PortableGraphBackend(Backend):
         """The graph's ``self._outputs`` for ``feed``, in that order."""
 
     def infer(self, tensor: np.ndarray) -> InferenceResult:
-        x = check_input(tensor, self.info.input_size)
+        x = check_input(tensor, self.info.input_size, self.info.input_width)
         feed: dict[str, np.ndarray] = {self.meta.input_name: x}
         if self.meta.threshold_input:
             feed[self.meta.threshold_input] = self._threshold

@@ -199,6 +199,9 @@ class TensorRTBackend(Backend):
         from ..export.metadata import read_metadata as read_onnx_metadata
 
         opts = BackendOptions.build(options, **shared)
+        if opts.input_width is not None and opts.input_width != opts.input_size:
+            raise BackendError("tensorrt runs square inputs only (its plugin graph); "
+                               "input_width is for the torch, onnxruntime and openvino backends")
         input_size = opts.input_size
         path = str(model_file_path)
         if int(workspace_mb) <= 0:

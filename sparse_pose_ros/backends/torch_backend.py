@@ -19,7 +19,7 @@ from ..export.export_cache import apply_head_gating
 from ..model.checkpoint import CheckpointError, load_checkpoint
 from ..model.network import PoseNetwork
 from ..runtime.geometry import network_geometry
-from ..runtime.options import check_input_size
+from ..runtime.options import check_input_size, check_input_width
 from .base import (
     Backend,
     BackendError,
@@ -51,10 +51,11 @@ def region_tensor(cells: np.ndarray | None, input_size: int,
 
 def model_info_from_network(
     net: PoseNetwork, model_hash: str, source: str, input_size: int,
-    training: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None, input_width: int = 0,
 ) -> ModelInfo:  # fmt: skip
     """ModelInfo of a loaded network (constants come from its stored config, never repeated);
-    ``training``: the checkpoint's training record (``load_checkpoint``'s ``meta``)."""
+    ``training``: the checkpoint's training record (``load_checkpoint``'s ``meta``);
+    ``input_width``: a strip's width (0 = square)."""
     cfg = net.cfg
     return ModelInfo(
         model_hash=model_hash,
@@ -69,7 +70,20 @@ def model_info_from_network(
         training=training,
         midpoint_torso=bool(cfg.midpoint_torso),
         bone_lengths_m=tuple(v / 1000.0 for v in cfg.bone_lengths_mm),
+        input_width=0 if int(input_width) in (0, int(input_size)) else int(input_width),
     )
+
+
+def strip_width(net: PoseNetwork, size: int, width: int | None, source: str) -> int:
+    """The strip width a backend of ``net`` at ``size`` px takes (0 = square); BackendError
+    when ``net`` cannot take one: a gated network's masks, regions and locator are square."""
+    if width is None or int(width) == int(size):
+        return 0
+    check_input_width(width, size, net.cfg.output_stride)
+    if net.gated_blocks():
+        raise BackendError(f"{source} is a gated model: input_width (a strip of the square "
+                           "input) is for dense models only")
+    return int(width)
 
 
 def load_for_inference(
@@ -83,8 +97,10 @@ def load_for_inference(
         raise BackendError(str(exc)) from exc
     size = opts.input_size if opts.input_size is not None else int(net.cfg.input_size)
     check_input_size(size, net.cfg.output_stride)
+    width = strip_width(net, size, opts.input_width, path)
     apply_head_gating(net, opts.head_gating)
-    info = model_info_from_network(net, str(meta["model_hash"]), path, size, meta.get("meta"))
+    info = model_info_from_network(net, str(meta["model_hash"]), path, size, meta.get("meta"),
+                                   width)
     return net, info
 
 
@@ -121,15 +137,10 @@ class TorchBackend(Backend):
         self.device = torch.device(dev)
         self._region: torch.Tensor | None = None
         self.info = info
-        self.geometry = network_geometry(net, info.input_size)
+        self.geometry = network_geometry(net, info.input_size, info.input_width)
         self.set_mask_threshold(opts.mask_threshold)
-        LOG.info(
-            "torch backend: %s on %s, input %d, %d gated blocks",
-            path,
-            dev,
-            info.input_size,
-            len(self.geometry.gated_indices),
-        )
+        LOG.info("torch backend: %s on %s, input %dx%d, %d gated blocks", path, dev,
+                 *info.input_hw, len(self.geometry.gated_indices))  # fmt: skip
 
     def set_mask_threshold(self, probability: float) -> None:
         p = check_probability(probability)
@@ -138,7 +149,7 @@ class TorchBackend(Backend):
         self.mask_threshold = p
 
     def infer(self, tensor: np.ndarray) -> InferenceResult:
-        x = check_input(tensor, self.info.input_size)
+        x = check_input(tensor, self.info.input_size, self.info.input_width)
         with torch.inference_mode():
             out = self.net(torch.from_numpy(x).to(self.device), region=self._region)
             heatmaps = out.heatmaps[0].float().cpu().numpy()

@@ -33,19 +33,21 @@ def apply_head_gating(net: Any, requested: bool | None) -> bool:
 
 def cached_onnx_path(
     cache_dir: Path, digest: str, input_size: int, graph: str = "portable",
-    head_gating: bool = False,
+    head_gating: bool = False, input_width: int | None = None,
 ) -> Path:  # fmt: skip
-    """Cache file of a checkpoint's export (hash + size + graph kind + head gating + metadata
-    format key)."""
+    """Cache file of a checkpoint's export (hash + size (× strip width) + graph kind + head
+    gating + metadata format key)."""
     from .metadata import FORMAT_VERSION
 
     hg = "_hg" if head_gating else ""
-    return cache_dir / "onnx" / f"{digest[:24]}_{input_size}_{graph}{hg}_f{FORMAT_VERSION}.onnx"
+    size = (f"{input_size}x{input_width}" if input_width and input_width != input_size
+            else f"{input_size}")  # fmt: skip
+    return cache_dir / "onnx" / f"{digest[:24]}_{size}_{graph}{hg}_f{FORMAT_VERSION}.onnx"
 
 
 def ensure_onnx_export(
     checkpoint: str, input_size: int | None, cache_dir: Path, graph: str,
-    head_gating: bool | None = None,
+    head_gating: bool | None = None, input_width: int | None = None,
 ) -> Path:  # fmt: skip
     """Return a cached ``graph`` export of ``checkpoint``, exporting it on first use.
 
@@ -63,7 +65,7 @@ def ensure_onnx_export(
     size = int(input_size if input_size is not None else meta["config"]["input_size"])
     digest = str(meta["model_hash"])
     gating = effective_head_gating(meta["config"], head_gating)
-    path = cached_onnx_path(cache_dir, digest, size, graph, gating)
+    path = cached_onnx_path(cache_dir, digest, size, graph, gating, input_width)
     if path.is_file():
         try:
             if read_onnx_metadata(path).info.model_hash == digest:
@@ -79,10 +81,14 @@ def ensure_onnx_export(
         raise BackendError(f"{checkpoint}: its masks come from a person locator, which the "
                            "ONNX graphs do not carry; use the sparse-cpu or torch backend")
     apply_head_gating(net, head_gating)
-    LOG.info("exporting %s (%s graph, %d px, head gating %s) into %s", checkpoint, graph, size,
-             "on" if gating else "off", path)  # fmt: skip
+    LOG.info("exporting %s (%s graph, %d px%s, head gating %s) into %s", checkpoint, graph,
+             size, f" × {input_width} wide" if input_width else "", "on" if gating else "off",
+             path)  # fmt: skip
     try:
-        return export_network(net, path, graph, input_size=size, digest=info["model_hash"])
+        return export_network(net, path, graph, input_size=size, digest=info["model_hash"],
+                              input_width=input_width)
+    except ValueError as exc:  # a strip for a gated network
+        raise BackendError(f"{checkpoint}: {exc}") from exc
     except OSError as exc:
         raise BackendError(f"cannot write the ONNX cache {path} for {checkpoint}: {exc}") from exc
 

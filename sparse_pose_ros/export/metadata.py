@@ -109,6 +109,7 @@ def build_metadata(
     *,
     model_hash: str,
     input_size: int,
+    input_width: int = 0,
     joint_names: tuple[str, ...],
     mean: tuple[float, float, float],
     std: tuple[float, float, float],
@@ -126,6 +127,7 @@ def build_metadata(
         "sparse_pose_ros_format": FORMAT_VERSION,
         "model_hash": model_hash,
         "input_size": str(int(input_size)),
+        "input_width": str(int(input_width)),
         "joint_names": json.dumps(list(joint_names)),
         "input_mean": json.dumps([float(v) for v in mean]),
         "input_std": json.dumps([float(v) for v in std]),
@@ -193,6 +195,7 @@ def parse_metadata(props: dict[str, str], source: str) -> OnnxMetadata:
             output_stride=int(architecture["output_stride"]),
             midpoint_torso=bool(config.get("midpoint_torso", False)),
             bone_lengths_m=bone_lengths_m(config),
+            input_width=int(props.get("input_width", "0")),
         )
         geometry = NetworkGeometry.from_json(props["block_geometry"])
         mask_outputs = tuple(str(n) for n in json.loads(props["mask_outputs"]))

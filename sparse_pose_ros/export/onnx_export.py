@@ -26,7 +26,7 @@ from .. import skeleton
 from ..model.checkpoint import load_checkpoint, model_hash
 from ..model.network import PoseNetwork
 from ..runtime.geometry import network_geometry
-from ..runtime.options import check_input_size
+from ..runtime.options import check_input_size, check_input_width
 from .graph_modules import (
     GRAPH_KINDS,
     HEATMAPS_OUTPUT,
@@ -59,6 +59,7 @@ def export_network(
     digest: str | None = None,
     opset: int = DEFAULT_OPSET,
     sparse_blocks: Iterable[int] | None = None,
+    input_width: int | None = None,
 ) -> Path:
     """Write ``net`` as an ONNX ``graph`` and check it (``onnx.checker`` full check).
 
@@ -74,6 +75,8 @@ def export_network(
         opset: ONNX opset of the default domain (>= 16 for "portable_sparse").
         sparse_blocks: "portable_sparse" only: gated-block ordinals run gather-scatter (the rest
             masked dense); default all.
+        input_width: the input's width when it is the central strip of the square (dense
+            networks only, ``model.heads.strip_to_square``); None = square.
 
     Returns:
         The written path.
@@ -90,15 +93,20 @@ def export_network(
     # TF 'SAME' pads are fixed at the export size: on a size that is not a multiple of the
     # stride some stride-2 conv sees an odd side and pads 1 before, unlike MoveNet's weights.
     check_input_size(size, net.cfg.output_stride)
+    width = size if input_width is None else check_input_width(input_width, size,
+                                                               net.cfg.output_stride)
+    if width != size and net.gated_blocks():
+        raise ValueError("input_width (a strip of the square input) is for dense networks: "
+                         "a gated network's masks are square")
     if opset < 13:
         raise ValueError(f"opset must be >= 13, got {opset}")
     net = net.eval()
     traced_kind = "plugin" if graph == "portable_sparse" else graph
     wrapper = ExportNetwork(net, traced_kind, size).eval()
-    geometry = network_geometry(net, size)
+    geometry = network_geometry(net, size, 0 if width == size else width)
     n_masks = len(geometry.gated_indices)
     mask_names = [mask_output_name(k) for k in range(n_masks)]
-    image = torch.zeros(1, 3, size, size)
+    image = torch.zeros(1, 3, size, width)
     args: tuple[torch.Tensor, ...] = (image, torch.zeros(1)) if n_masks else (image,)
     input_names = [INPUT_NAME, THRESHOLD_INPUT] if n_masks else [INPUT_NAME]
     buffer = io.BytesIO()
@@ -125,6 +133,7 @@ def export_network(
         build_metadata(
             model_hash=digest or network_hash(net),
             input_size=size,
+            input_width=0 if width == size else width,
             joint_names=skeleton.JOINT_NAMES,
             mean=cfg.input_mean,
             std=cfg.input_std,

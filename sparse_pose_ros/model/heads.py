@@ -75,6 +75,24 @@ def expected_xy(prob: Tensor) -> Tensor:
     return torch.stack([x, y], dim=-1)
 
 
+def strip_to_square(joints: Tensor, h: int, w: int) -> Tensor:
+    """(B, J, ≥2) joints with x, y in [0, 1] of an (h, w) map -> [0, 1] of the centred square
+    of side max(h, w) that the map is the middle strip of.
+
+    Why: a tracking crop for an upright person can be the central columns of the square
+    window (``pipeline.preprocess.Letterbox.input_width``): the network reads only the strip,
+    at the square's resolution, and everything after it (the lifter, which learned square-crop
+    coordinates, and the mapping back to the image) sees the square's frame. Identity on a
+    square map.
+    """
+    if h == w:
+        return joints
+    side = float(max(h, w))
+    scale = joints.new_tensor([w / side, h / side])
+    xy = (joints[..., :2] - 0.5) * scale + 0.5
+    return torch.cat([xy, joints[..., 2:]], dim=-1)
+
+
 def factorized_soft_argmax(heatmaps: Tensor, depth: Tensor) -> Tensor:
     """(B, J, h, w) heatmap logits + (B, J, h, w) per-pixel depth logits -> (B, J, 3) joints.
 

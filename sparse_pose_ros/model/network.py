@@ -30,7 +30,7 @@ from ..runtime.options import (
 )
 from .blocks import PADDINGS, ConvBN, InvertedResidual
 from .fpn import MoveNetFPN, SeparableConv
-from .heads import HemletsHead, Neck, head_region
+from .heads import HemletsHead, Neck, head_region, strip_to_square
 from .lifter import PoseLifter
 from .locator import PersonLocator, cells_to_grid
 from .masks import BlockMask
@@ -443,6 +443,7 @@ class PoseNetwork(nn.Module):
         gate = self.head_gate(masks)
         region = None if gate is None else head_region(gate, (y.shape[-2], y.shape[-1]))
         heatmaps, triplets, joints, depth = self.head(y, region)
+        joints = strip_to_square(joints, int(y.shape[-2]), int(y.shape[-1]))
         return heatmaps, triplets, self.refine_joints(joints), depth
 
     def refine_joints(self, joints: Tensor) -> Tensor:

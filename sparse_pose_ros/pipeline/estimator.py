@@ -7,6 +7,7 @@ benchmarks exercise exactly what the node runs.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -24,6 +25,7 @@ from .roi import (
     region_expand_value,
     region_margin_value,
     roi_window,
+    strip_fits,
 )
 
 
@@ -51,6 +53,8 @@ class PoseResult:
         region_executed: the gated blocks executed a region the estimator gave them — the
             previous pose's, or every cell until a person is found (``dense_until_found``) —
             so their masks' own decision, and the mask threshold, played no part.
+        input_hw: (height, width) of the input the network read (a strip is narrower than
+            its crop's square): with ``density``, what this frame's network computed.
     """
 
     joints_px: np.ndarray
@@ -67,6 +71,7 @@ class PoseResult:
     roi: tuple[int, int, int] | None = None
     region_from_pose: bool = False
     region_executed: bool = False
+    input_hw: tuple[int, int] = (0, 0)
 
     @property
     def mean_confidence(self) -> float:
@@ -82,22 +87,22 @@ def execution_mask(
     dim where only a few did. Letterbox padding is cropped before resizing back to the image.
     """
     h, w = image_hw
-    s = box.input_size
+    s, sw = box.input_hw
     if masks:
-        acc = np.zeros((s, s), np.float32)
+        acc = np.zeros((s, sw), np.float32)
         for m in masks:
-            acc += cv2.resize(m.astype(np.float32), (s, s), interpolation=cv2.INTER_NEAREST)
+            acc += cv2.resize(m.astype(np.float32), (sw, s), interpolation=cv2.INTER_NEAREST)
         acc = (acc * (255.0 / len(masks))).round().astype(np.uint8)
-    if box.pad_x < 0 or box.pad_y < 0 or box.scale * max(w, h) > s + 1:
-        # A tracking window: the network saw part of the image; elsewhere nothing executed.
-        # Only the window's part of the image is resampled (an HD frame's full-size warp cost
-        # 5-8 ms a frame for a picture that is zero outside the window).
+    if box.pad_x < 0 or box.pad_y < 0 or box.scale * max(w, h) > s + 1 or box.input_width:
+        # A tracking window: the network saw part of the image (the window, or its central
+        # strip); elsewhere nothing executed. Only that part of the image is resampled (an HD
+        # frame's full-size warp cost 5-8 ms a frame for a picture that is zero outside it).
         out = np.zeros((h, w), np.uint8)
-        x0, y0, side = box.window_rect()
-        sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+        x0, y0, rw, rh = box.strip_rect()
+        sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + rw), min(h, y0 + rh)
         if sx1 > sx0 and sy1 > sy0:
             if masks:
-                full = cv2.resize(acc, (side, side), interpolation=cv2.INTER_LINEAR)
+                full = cv2.resize(acc, (rw, rh), interpolation=cv2.INTER_LINEAR)
                 out[sy0:sy1, sx0:sx1] = full[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
             else:
                 out[sy0:sy1, sx0:sx1] = 255
@@ -106,6 +111,21 @@ def execution_mask(
         return np.full((h, w), 255, np.uint8)
     x0, y0, x1, y1 = box.content_box()
     return cv2.resize(acc[y0:y1, x0:x1], (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def checked_strips(crop: Backend, strips: Sequence[Backend]) -> tuple[Backend, ...]:
+    """``strips`` narrowest first, each checked to be ``crop``'s model reading a strip of its
+    square (ValueError otherwise: a strip of another size would misplace every joint)."""
+    size = crop.info.input_size
+    for strip in strips:
+        width = strip.info.input_width
+        if not same_model(crop.info, strip.info):
+            raise ValueError(f"strip backend runs {strip.info.source}, not the crop model "
+                             f"{crop.info.source}")  # fmt: skip
+        if strip.info.input_size != size or not 0 < width < size:
+            raise ValueError(f"a strip backend must read {size} px tall and narrower, got "
+                             f"{strip.info.input_size}x{width or strip.info.input_size}")
+    return tuple(sorted(strips, key=lambda b: b.info.input_width))
 
 
 def same_model(a: ModelInfo, b: ModelInfo) -> bool:
@@ -152,6 +172,12 @@ class PoseEstimator:
             fills does about as well with fewer pixels (tracking crops at 192: PCK 0.900,
             MPJPE 103 mm, against 0.917, 100 mm at 256, for 0.56 of the MACs;
             ``docs/network.md`` §2c). Must be the same model (joints, normalisation, depth).
+        strip_backends: the crop model again, reading only a central strip of the crop
+            (``ModelInfo.input_width`` < its ``input_size``; dense models). Each tracking
+            frame uses the narrowest whose strip holds the previous skeleton with the crop's
+            margin (``pipeline.roi.strip_fits``), else the square crop: an upright person
+            leaves the square's sides to background, and a 192 × 128 strip costs 2/3 of
+            the 192 × 192 square at the same resolution on the person.
     """
 
     def __init__(
@@ -166,6 +192,7 @@ class PoseEstimator:
         region_expand: float = REGION_EXPAND,
         region_margin: int = REGION_MARGIN,
         crop_backend: Backend | None = None,
+        strip_backends: Sequence[Backend] = (),
     ) -> None:
         if tuple(backend.info.joint_names) != tuple(skeleton.JOINT_NAMES):
             raise ValueError(
@@ -180,6 +207,7 @@ class PoseEstimator:
             )
         self.backend = backend
         self.crop_backend = crop_backend if crop_backend is not None else backend
+        self.strip_backends = checked_strips(self.crop_backend, strip_backends)
         self.confidence_threshold = confidence_threshold
         self.nominal_hfov_deg = nominal_hfov_deg
         self._fill = mean_fill(backend.info.mean)
@@ -198,8 +226,8 @@ class PoseEstimator:
         """Every session the estimator runs — the whole frame's, and the crops' when that is
         another one — for the caller that warms them up, sets their threshold or closes them."""
         if self.crop_backend is self.backend:
-            return (self.backend,)
-        return (self.backend, self.crop_backend)
+            return (self.backend, *self.strip_backends)
+        return (self.backend, self.crop_backend, *self.strip_backends)
 
     @property
     def region_expand(self) -> float:
@@ -221,15 +249,23 @@ class PoseEstimator:
         """Forget the tracked person: the next frame is read whole."""
         self._previous = None
 
-    def _input_box(self, rgb: np.ndarray) -> tuple[np.ndarray, Letterbox, bool]:
-        """The network's (S, S, 3) canvas, its transform, and whether it is a tracking crop."""
+    def _input_box(self, rgb: np.ndarray) -> tuple[np.ndarray, Letterbox, Backend, bool]:
+        """The network's (S, W, 3) canvas, its transform, the session that reads it, and
+        whether it is a tracking crop."""
         h, w = rgb.shape[:2]
         if self.track_person and self._previous is not None and self._previous[1] == (w, h):
-            box = roi_window(self._previous[0], w, h, self.crop_backend.info.input_size, self.roi)
+            joints = self._previous[0]
+            net = self.crop_backend
+            size = net.info.input_size
+            for strip in self.strip_backends:
+                if strip_fits(joints, size, strip.info.input_width, self.roi):
+                    net = strip
+                    break
+            box = roi_window(joints, w, h, size, self.roi, net.info.input_width)
             if box is not None:
-                return crop_window(rgb, box, self._fill), box, True
+                return crop_window(rgb, box, self._fill), box, net, True
         canvas, box = letterbox(rgb, self.backend.info.input_size, self._fill)
-        return canvas, box, False
+        return canvas, box, self.backend, False
 
     @property
     def confidence_threshold(self) -> float:
@@ -254,8 +290,7 @@ class PoseEstimator:
             raise ValueError(
                 f"intrinsics are for {intrinsics.width}x{intrinsics.height}, image is {w}x{h}"
             )
-        canvas, box, cropped = self._input_box(rgb)
-        net = self.crop_backend if cropped else self.backend
+        canvas, box, net, cropped = self._input_box(rgb)
         info = net.info
         region, region_executed = self._region(net, box, (w, h))
         tensor = normalise(canvas, info.mean, info.std)
@@ -289,6 +324,7 @@ class PoseEstimator:
             roi=box.window_rect() if cropped else None,
             region_from_pose=region,
             region_executed=region_executed,
+            input_hw=info.input_hw,
         )
 
     def _region(self, net: Backend, box: Letterbox, size: tuple[int, int]) -> tuple[bool, bool]:

@@ -7,6 +7,7 @@ back to image pixels exactly (see ``lift.py``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -22,6 +23,11 @@ class Letterbox:
         pad_x, pad_y: offset of the image's top-left corner inside the input (input pixels).
         input_size: side S of the square input.
         image_width, image_height: size of the source image.
+        input_width: 0, or the width W < S of the strip the network reads: the square's
+            central columns [(S - W) / 2, (S + W) / 2). Everything else (the transform, the
+            network's joints, ``model.heads.strip_to_square``) stays in the square's frame;
+            only what is cut from the image and computed shrinks. For an upright person the
+            square's sides are background: a 192 × 128 strip is 2/3 of the work.
     """
 
     scale: float
@@ -30,6 +36,7 @@ class Letterbox:
     input_size: int
     image_width: int
     image_height: int
+    input_width: int = 0
 
     @classmethod
     def fit(cls, image_width: int, image_height: int, input_size: int) -> Letterbox:
@@ -51,18 +58,46 @@ class Letterbox:
 
     @classmethod
     def window(
-        cls, image_width: int, image_height: int, input_size: int, x0: int, y0: int, side: int
-    ) -> Letterbox:
+        cls, image_width: int, image_height: int, input_size: int, x0: int, y0: int, side: int,
+        input_width: int = 0,
+    ) -> Letterbox:  # fmt: skip
         """The square image window [x0, x0 + side) × [y0, y0 + side) scaled onto the input (a
-        crop around a tracked person; the window may reach past the image's edges)."""
+        crop around a tracked person; the window may reach past the image's edges), of which
+        the network reads the central ``input_width`` columns when that is not 0 (``side``
+        must then be a multiple of :func:`strip_side_multiple`, so the strip's columns are
+        whole image pixels)."""
         if image_width <= 0 or image_height <= 0 or input_size <= 0 or side <= 0:
             raise ValueError(
                 f"need positive sizes, got image {image_width}x{image_height}, input "
                 f"{input_size}, window side {side}"
             )
+        width = 0 if input_width in (0, input_size) else int(input_width)
+        if width:
+            if not 0 < width < input_size or (input_size - width) % 2:
+                raise ValueError(f"input_width must be in (0, {input_size}) with an even "
+                                 f"difference, got {input_width}")  # fmt: skip
+            multiple = strip_side_multiple(input_size, width)
+            if side % multiple:
+                raise ValueError(f"a {input_size}x{width} strip needs a window side that is a "
+                                 f"multiple of {multiple}, got {side}")  # fmt: skip
         scale = input_size / side
         return cls(scale=scale, pad_x=-x0 * scale, pad_y=-y0 * scale, input_size=input_size,
-                   image_width=image_width, image_height=image_height)  # fmt: skip
+                   image_width=image_width, image_height=image_height,
+                   input_width=width)  # fmt: skip
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """(height, width) of the network input this transform feeds."""
+        return self.input_size, self.input_width or self.input_size
+
+    def strip_rect(self) -> tuple[int, int, int, int]:
+        """(x0, y0, width, height) in image pixels of what the network reads: the window, or
+        its central strip."""
+        x0, y0, side = self.window_rect()
+        if not self.input_width:
+            return x0, y0, side, side
+        width = side * self.input_width // self.input_size
+        return x0 + (side - width) // 2, y0, width, side
 
     def window_rect(self) -> tuple[int, int, int]:
         """(x0, y0, side) in image pixels of the square the input shows (inverse of
@@ -120,37 +155,45 @@ def letterbox(
     return canvas, box
 
 
+def strip_side_multiple(input_size: int, input_width: int) -> int:
+    """Smallest m such that a window side that is a multiple of m puts a ``input_width``
+    strip's edges of an ``input_size`` input on whole image pixels (1 for a square)."""
+    margin = input_size - (input_width or input_size)
+    return 2 * input_size // math.gcd(margin, 2 * input_size)
+
+
 def crop_window(
     rgb: np.ndarray, box: Letterbox, fill: tuple[int, int, int] = (0, 0, 0)
 ) -> np.ndarray:
-    """(S, S, 3) canvas of a :meth:`Letterbox.window` box: the image region cut out (``fill``
-    where the window reaches past the image) and resized with an area filter when shrinking."""
+    """(S, W, 3) canvas of a :meth:`Letterbox.window` box: the image region it reads (the
+    window, or its central strip; ``fill`` where it reaches past the image) resized with an
+    area filter when shrinking."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
     h, w = rgb.shape[:2]
     if (box.image_width, box.image_height) != (w, h):
         raise ValueError(f"window is for {box.image_width}x{box.image_height}, image is {w}x{h}")
-    x0, y0, side = box.window_rect()
-    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+    x0, y0, rw, rh = box.strip_rect()
+    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + rw), min(h, y0 + rh)
     if sx1 <= sx0 or sy1 <= sy0:  # entirely off the image: fill only
-        region = np.empty((side, side, 3), np.uint8)
+        region = np.empty((rh, rw, 3), np.uint8)
         region[:] = np.asarray(fill, np.uint8)
     else:  # a view of the image, padded by OpenCV only where the window leaves it (no copy
         # of an HD frame's window first: that was half of the crop's 10 ms)
         region = rgb[sy0:sy1, sx0:sx1]
-        if (sx0, sy0, sx1, sy1) != (x0, y0, x0 + side, y0 + side):
-            region = cv2.copyMakeBorder(region, sy0 - y0, y0 + side - sy1, sx0 - x0,
-                                        x0 + side - sx1, cv2.BORDER_CONSTANT,
+        if (sx0, sy0, sx1, sy1) != (x0, y0, x0 + rw, y0 + rh):
+            region = cv2.copyMakeBorder(region, sy0 - y0, y0 + rh - sy1, sx0 - x0,
+                                        x0 + rw - sx1, cv2.BORDER_CONSTANT,
                                         value=tuple(int(v) for v in fill))  # fmt: skip
-    s = box.input_size
-    interp = cv2.INTER_AREA if side > s else cv2.INTER_LINEAR
-    return cv2.resize(region, (s, s), interpolation=interp)
+    s, out_w = box.input_hw
+    interp = cv2.INTER_AREA if rh > s else cv2.INTER_LINEAR
+    return cv2.resize(region, (out_w, s), interpolation=interp)
 
 
 def normalise(
     canvas: np.ndarray, mean: tuple[float, float, float], std: tuple[float, float, float]
 ) -> np.ndarray:
-    """(S, S, 3) uint8 RGB -> (1, 3, S, S) float32 ``(rgb/255 - mean) / std`` (C-contiguous)."""
+    """(S, W, 3) uint8 RGB -> (1, 3, S, W) float32 ``(rgb/255 - mean) / std`` (C-contiguous)."""
     x = canvas.astype(np.float32) * np.float32(1.0 / 255.0)
     x -= np.asarray(mean, np.float32)
     x /= np.asarray(std, np.float32)

@@ -110,6 +110,8 @@ class NetworkGeometry:
     #: MACs of the person locator that masks every gated block (``mask_source: locator``);
     #: 0 = the blocks' own mask units decide
     locator_macs: int = 0
+    #: width of a non-square input (a strip of the ``input_size`` square); 0 = square
+    input_width: int = 0
 
     @property
     def gated_indices(self) -> tuple[int, ...]:
@@ -149,6 +151,7 @@ class NetworkGeometry:
                 "stem_macs": self.stem_macs,
                 "last_macs": self.last_macs,
                 "locator_macs": self.locator_macs,
+                "input_width": self.input_width,
                 "blocks": [asdict(b) for b in self.blocks],
             },
             sort_keys=True,
@@ -174,7 +177,8 @@ class NetworkGeometry:
                 for b in d["blocks"]
             )
             return cls(int(d["input_size"]), int(d["stem_macs"]), blocks,
-                       int(d.get("last_macs", 0)), int(d.get("locator_macs", 0)))
+                       int(d.get("last_macs", 0)), int(d.get("locator_macs", 0)),
+                       int(d.get("input_width", 0)))
         except (KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
             raise ValueError(f"malformed block geometry: {exc}") from exc
 
@@ -186,17 +190,19 @@ def _pads(value: Any) -> tuple[int, int, int, int]:
     return pads  # type: ignore[return-value]
 
 
-def network_geometry(net: Any, input_size: int) -> NetworkGeometry:
-    """Geometry of a :class:`~sparse_pose_ros.model.network.PoseNetwork` at ``input_size``.
+def network_geometry(net: Any, input_size: int, input_width: int = 0) -> NetworkGeometry:
+    """Geometry of a :class:`~sparse_pose_ros.model.network.PoseNetwork` at ``input_size``
+    (``input_width`` wide when it is not 0: a strip of that square).
 
     Reads module attributes only (no forward pass, no torch import), so it is cheap enough to
     call whenever a backend is built.
     """
     stem_conv = net.backbone.stem[0]
-    top, bottom, left, right = _explicit_pads(stem_conv, input_size, input_size)
+    width = int(input_width) or int(input_size)
+    top, bottom, left, right = _explicit_pads(stem_conv, input_size, width)
     kh, kw = (int(k) for k in stem_conv.kernel_size)
     s = int(stem_conv.stride[0])
-    hw = (_conv_out(input_size, s, top + bottom, kh), _conv_out(input_size, s, left + right, kw))
+    hw = (_conv_out(input_size, s, top + bottom, kh), _conv_out(width, s, left + right, kw))
     stem_macs = hw[0] * hw[1] * kh * kw * int(stem_conv.in_channels) * int(stem_conv.out_channels)
     blocks: list[BlockGeometry] = []
     for block in net.backbone.blocks:
@@ -225,7 +231,10 @@ def network_geometry(net: Any, input_size: int) -> NetworkGeometry:
             conv.groups) * int(conv.kernel_size[0]) * int(conv.kernel_size[1])
     locator = getattr(net.backbone, "locator", None)
     locator_macs = int(locator.macs(input_size)) if locator is not None else 0
-    return NetworkGeometry(input_size, stem_macs, tuple(blocks), last_macs, locator_macs)
+    if input_width and locator is not None:
+        raise ValueError("a person locator's cells are square: no strip input for it")
+    return NetworkGeometry(input_size, stem_macs, tuple(blocks), last_macs, locator_macs,
+                           int(input_width) if width != input_size else 0)
 
 
 def _check_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

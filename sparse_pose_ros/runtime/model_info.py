@@ -34,6 +34,10 @@ class ModelInfo:
         bone_lengths_m: the reference bone lengths (m, ``skeleton.BONES`` order) of the
             skeleton the model outputs, which the root-depth fit scales it to
             (``NetworkConfig.bone_lengths_mm``); empty = the fit's Human3.6M default.
+        input_width: the input's width when it is not square (a tracking crop's central
+            strip, ``pipeline.preprocess.Letterbox.input_width``); 0 = square, ``input_size``
+            wide. The joints such a model returns are in the frame of the ``input_size``
+            square the strip is the middle of (``model.heads.strip_to_square``).
     """
 
     model_hash: str
@@ -48,6 +52,12 @@ class ModelInfo:
     training: Mapping[str, Any] | None = field(default=None, compare=False)
     midpoint_torso: bool = False
     bone_lengths_m: tuple[float, ...] = ()
+    input_width: int = 0
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """(height, width) of the input tensor the model takes."""
+        return self.input_size, self.input_width or self.input_size
 
     @property
     def trained(self) -> bool:

@@ -80,6 +80,18 @@ def check_input_size(size: int, output_stride: int | None = None) -> int:
     return int(size)
 
 
+def check_input_width(width: int, input_size: int | None = None,
+                      output_stride: int | None = None) -> int:
+    """``width`` as an int, or ValueError: a strip's width follows the input-size rule and is
+    at most ``input_size`` (when known), so the strip is the middle of that square."""
+    problem = input_size_problem(int(width), output_stride)
+    if problem:
+        raise ValueError(f"input_width {problem}")
+    if input_size is not None and int(width) > int(input_size):
+        raise ValueError(f"input_width must be at most input_size {input_size}, got {width}")
+    return int(width)
+
+
 def effective_head_gating(config: Mapping[str, Any], requested: bool | None) -> bool:
     """Whether the heads run only inside the last mask's region (the rule in the module doc).
 
@@ -140,6 +152,10 @@ class BackendOptions:
         input_size: square input side; None = the model's own. Checked here against what every
             model shares (a multiple of :data:`INPUT_SIZE_MULTIPLE`), against the model's output
             stride when the backend reads it; must match an exported file's size.
+        input_width: width of a non-square input (the central strip of the ``input_size``
+            square, for upright people's tracking crops); None = square. Same multiple rule
+            as ``input_size`` and at most it; dense networks on the torch, onnxruntime and
+            openvino backends only (the others refuse it).
         mask_threshold: initial execution-mask probability threshold in (0, 1); 0.5 = the
             training decision boundary.
         num_threads: CPU threads of the runtime (torch intra-op, ONNX Runtime intra-op, the
@@ -161,6 +177,7 @@ class BackendOptions:
 
     device: str = "auto"
     input_size: int | None = None
+    input_width: int | None = None
     mask_threshold: float = 0.5
     num_threads: int | None = None
     head_gating: bool | None = HEAD_GATING_REQUESTED
@@ -174,6 +191,9 @@ class BackendOptions:
         check_device(self.device)
         if self.input_size is not None:
             object.__setattr__(self, "input_size", check_input_size(self.input_size))
+        if self.input_width is not None:
+            width = check_input_width(self.input_width, self.input_size)
+            object.__setattr__(self, "input_width", width)
         object.__setattr__(self, "mask_threshold", check_probability(self.mask_threshold))
         object.__setattr__(self, "num_threads", check_threads(self.num_threads))
         if self.head_gating is not None and not isinstance(self.head_gating, bool):

@@ -167,3 +167,32 @@ def test_head_gating_is_in_the_exported_graph(
         assert got.heatmaps is not None and want.heatmaps is not None
         np.testing.assert_allclose(got.heatmaps, want.heatmaps, atol=1e-3)
     assert 0.3 < float(np.mean(want.heatmaps == REGION_OFF_LOGIT)) < 0.7
+
+
+def test_a_strip_export_matches_torch_and_is_cached_apart(
+    dense_checkpoint: Path, gated_checkpoint: Path, tmp_path: Path
+) -> None:
+    """``input_width``: the dense model exported for the central 32 columns of its 64-px
+    square (its own cache file, its width in the metadata), the same joints as torch in the
+    square's frame; a gated checkpoint, or an .onnx of another width, is refused."""
+    strip = create_backend("onnxruntime", dense_checkpoint, device="cpu", cache_dir=tmp_path,
+                           input_size=64, input_width=32)
+    square = create_backend("onnxruntime", dense_checkpoint, device="cpu", cache_dir=tmp_path)
+    assert strip.onnx_path != square.onnx_path and "64x32" in strip.onnx_path.name
+    assert strip.info.input_hw == (64, 32) and square.info.input_hw == (64, 64)
+    assert read_metadata(strip.onnx_path).info.input_width == 32
+    ref = create_backend("torch", dense_checkpoint, device="cpu", input_size=64, input_width=32)
+    x = np.random.default_rng(1).standard_normal((1, 3, 64, 32)).astype(np.float32)
+    got, want = strip.infer(x), ref.infer(x)
+    np.testing.assert_allclose(got.joints, want.joints, atol=1e-4)
+    assert 0.25 <= got.joints[:, 0].min() and got.joints[:, 0].max() <= 0.75
+    with pytest.raises(ValueError, match="64, 32"):
+        strip.infer(np.zeros((1, 3, 64, 64), np.float32))
+    with pytest.raises(BackendError, match="32 wide|not 32"):
+        create_backend("onnxruntime", str(square.onnx_path), device="cpu", input_width=32)
+    # the .onnx of the strip runs as it was exported when no width is asked for
+    assert create_backend("onnxruntime", str(strip.onnx_path),
+                          device="cpu").info.input_hw == (64, 32)
+    with pytest.raises(BackendError, match="dense"):
+        create_backend("onnxruntime", gated_checkpoint, device="cpu", cache_dir=tmp_path,
+                       input_size=64, input_width=32)

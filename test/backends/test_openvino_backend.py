@@ -132,3 +132,16 @@ def test_auto_keeps_openvino_off_a_gpu_request(dense_checkpoint: Path) -> None:
         pytest.skip("a CUDA GPU is present: device auto would resolve to it")
     names = [n for n, _ in base.auto_candidates("cuda", str(dense_checkpoint))]
     assert "openvino" not in names
+
+
+def test_a_strip_runs_like_onnxruntimes(dense_checkpoint: Path, tmp_path: Path) -> None:
+    """The node's tracking strips on its CPU runtime: the same export and joints as
+    onnxruntime on a 64 × 32 input."""
+    ort = create_backend("onnxruntime", dense_checkpoint, device="cpu", cache_dir=tmp_path,
+                         input_size=64, input_width=32)
+    ovb = OpenVinoBackend(str(dense_checkpoint), device="cpu", cache_dir=tmp_path,
+                          input_size=64, input_width=32)
+    assert ovb.onnx_path == ort.onnx_path and ovb.info.input_hw == (64, 32)
+    x = np.random.default_rng(2).standard_normal((1, 3, 64, 32)).astype(np.float32)
+    np.testing.assert_allclose(ovb.infer(x).joints, ort.infer(x).joints, atol=1e-4)
+    ovb.warmup(1)
