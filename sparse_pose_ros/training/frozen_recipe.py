@@ -640,6 +640,7 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
            "synthetic": cfg.synthetic, "labels": cfg.labels, "real_poses": real_counts}
     if own:
         key.update(network_2d_share=cfg.lifter_network_2d_share,
+                   network_2d_draws=json.loads(json.dumps(asdict(CropDraws()))),
                    network=_state_digest(net))  # type: ignore[arg-type]
     if weights.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
         cached = PoseLifter(spec.hidden)

@@ -18,6 +18,7 @@ weights are not touched.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from ..data.label_cache import LabelSet, iter_images
 from ..data.lifter_poses import view_skeletons
 from ..model.network import PoseNetwork
 from ..pipeline.preprocess import crop_window, mean_fill, normalise
-from ..pipeline.roi import RoiConfig, roi_window
+from ..pipeline.roi import RoiConfig, roi_window, strip_fits
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,13 @@ class CropDraws:
             comes from the previous frame's predicted joints, not the true ones).
         shift_jitter: the box moved by a normal draw of this × its larger side, per axis.
         batch: crops per network call.
+        strip_widths: strips of a crop the network also reads, as the estimator does
+            (``PoseEstimator.strip_backends``): each drawn crop whose person fits one
+            (``pipeline.roi.strip_fits``, the narrowest that fits, widths below the crop's
+            size) gives a second pair, from that strip, beside the square's. Why both: the
+            node reads strips when the person fits and the square otherwise, and the strip's
+            2D errs differently at its edges (held-out crops 192, strips 96/128/160, the
+            square crops' lifter: 81 mm against 79 for the square alone).
     """
 
     sizes: tuple[int, ...] = (192, 224, 256)
@@ -51,6 +59,7 @@ class CropDraws:
     scale_jitter: float = 0.08
     shift_jitter: float = 0.03
     batch: int = 16
+    strip_widths: tuple[int, ...] = (96, 128, 160)
 
     def __post_init__(self) -> None:
         if not self.sizes or min(self.sizes) < 32 or any(s % 32 for s in self.sizes):
@@ -59,14 +68,25 @@ class CropDraws:
             raise ValueError("per_size and batch must be >= 1")
         if not 0 <= self.scale_jitter < 1 or not 0 <= self.shift_jitter <= 0.5:
             raise ValueError("scale_jitter must be in [0, 1), shift_jitter in [0, 0.5]")
+        if any(w < 32 or w % 32 for w in self.strip_widths):
+            raise ValueError(f"strip_widths must be multiples of 32, >= 32, got "
+                             f"{self.strip_widths}")
+
+    def strip_for(self, joints: np.ndarray, size: int, roi: RoiConfig) -> int:
+        """The strip width the estimator would read for ``joints`` at ``size`` (0: none)."""
+        for width in sorted(w for w in self.strip_widths if w < size):
+            if strip_fits(joints, size, width, roi):
+                return width
+        return 0
 
 
 def _person_crops(corpus: dict[str, LabelSet], draws: CropDraws, rng: np.random.Generator,
                   fill: tuple[int, int, int], counts: dict[str, int]
-                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(size, uint8 crop, (17,) root-relative depth mm) of every drawn crop of every
-    triangulated person of the training sources, frame by frame; ``counts`` gains the persons
-    × views used per source; ``fill`` pads a crop past the frame's edge."""
+                  ) -> Iterator[tuple[tuple[int, int], np.ndarray, np.ndarray]]:
+    """((size, strip width or 0), uint8 crop, (17,) root-relative depth mm) of every drawn
+    crop of every triangulated person of the training sources, frame by frame (a crop's
+    strip right after its square); ``counts`` gains the persons × views used per source;
+    ``fill`` pads a crop past the frame's edge."""
     roi = RoiConfig()
     for sid, ls in sorted(corpus.items()):
         if ls.split != "train":
@@ -88,11 +108,17 @@ def _person_crops(corpus: dict[str, LabelSet], draws: CropDraws, rng: np.random.
                     for _ in range(draws.per_size):
                         scale = rng.uniform(1 - draws.scale_jitter, 1 + draws.scale_jitter)
                         shift = rng.normal(0.0, draws.shift_jitter, 2) * extent
-                        box = roi_window((uv - centre) * scale + centre + shift, w, h, size, roi)
+                        seen = (uv - centre) * scale + centre + shift
+                        box = roi_window(seen, w, h, size, roi)
                         if box is None:  # the person fills the frame: no tracking crop
                             continue
-                        yield size, crop_window(rgb, box, fill), depth
+                        yield (size, 0), crop_window(rgb, box, fill), depth
                         used = True
+                        width = draws.strip_for(seen, size, roi)
+                        if width:
+                            box = roi_window(seen, w, h, size, roi, width)
+                            if box is not None:
+                                yield (size, width), crop_window(rgb, box, fill), depth
                 counts[sid] = counts.get(sid, 0) + int(used)
 
 
@@ -100,9 +126,10 @@ def _person_crops(corpus: dict[str, LabelSet], draws: CropDraws, rng: np.random.
 def network_2d_pairs(net: PoseNetwork, corpus: dict[str, LabelSet], draws: CropDraws,
                      seed: int, midpoint_torso: bool = False
                      ) -> tuple[torch.Tensor, torch.Tensor, dict[str, int]]:
-    """(N, J, 2) the network's 2D joints in input pixels of its crop, (N, J) the triangulated
-    root-relative depth in mm, and the persons × views used per source (see the module
-    docstring), every crop of the first size, then of the next. With ``midpoint_torso`` the 2D
+    """(N, J, 2) the network's 2D joints in input pixels of its crop's square, (N, J) the
+    triangulated root-relative depth in mm, and the persons × views used per source (see the
+    module docstring): every square crop of the first size, then its strips narrowest first,
+    then the next size. With ``midpoint_torso`` the 2D
     torso joints are the mid-points the lifter of such a network reads
     (``PoseNetwork.refine_joints``; idempotent for a network that already outputs them). Empty
     tensors when the corpus has no training source with calibrated views. Crops go through the
@@ -110,35 +137,45 @@ def network_2d_pairs(net: PoseNetwork, corpus: dict[str, LabelSet], draws: CropD
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(net).float().eval()
     cfg = model.cfg
+    if strips_refused(model):  # the estimator reads a gated model's crops as squares only
+        draws = dataclasses.replace(draws, strip_widths=())
     m = torch.tensor(skeleton.midpoint_matrix() if midpoint_torso
                      else np.eye(skeleton.NUM_JOINTS).tolist(), dtype=torch.float32)
-    pending: dict[int, list[np.ndarray]] = {s: [] for s in draws.sizes}
-    xy: dict[int, list[torch.Tensor]] = {s: [] for s in draws.sizes}
-    depth: dict[int, list[np.ndarray]] = {s: [] for s in draws.sizes}
+    keys = [(s, w) for s in draws.sizes for w in (0, *sorted(draws.strip_widths)) if w < s]
+    pending: dict[tuple[int, int], list[np.ndarray]] = {k: [] for k in keys}
+    xy: dict[tuple[int, int], list[torch.Tensor]] = {k: [] for k in keys}
+    depth: dict[tuple[int, int], list[np.ndarray]] = {k: [] for k in keys}
 
-    def run(size: int) -> None:
-        x = np.concatenate([normalise(c, cfg.input_mean, cfg.input_std) for c in pending[size]])
-        joints = model(torch.from_numpy(x)).joints.float()
-        xy[size].append((m @ joints)[..., :2] * size)
-        pending[size].clear()
+    def run(key: tuple[int, int]) -> None:
+        x = np.concatenate([normalise(c, cfg.input_mean, cfg.input_std) for c in pending[key]])
+        joints = model(torch.from_numpy(x)).joints.float()  # a strip's in its square's frame
+        xy[key].append((m @ joints)[..., :2] * key[0])
+        pending[key].clear()
 
     counts: dict[str, int] = {}
     # padded where the crop leaves the frame with the input mean, as the estimator's crops are
-    for size, crop, z in _person_crops(corpus, draws, rng, mean_fill(tuple(cfg.input_mean)),
-                                       counts):  # fmt: skip
-        pending[size].append(crop)
-        depth[size].append(z)
-        if len(pending[size]) == draws.batch:
-            run(size)
-    for size in draws.sizes:
-        if pending[size]:
-            run(size)
-    out = [t for s in draws.sizes for t in xy[s]]
+    for key, crop, z in _person_crops(corpus, draws, rng, mean_fill(tuple(cfg.input_mean)),
+                                      counts):  # fmt: skip
+        pending[key].append(crop)
+        depth[key].append(z)
+        if len(pending[key]) == draws.batch:
+            run(key)
+    for key in keys:
+        if pending[key]:
+            run(key)
+    out = [t for k in keys for t in xy[k]]
     if not out:
         return (torch.zeros(0, skeleton.NUM_JOINTS, 2), torch.zeros(0, skeleton.NUM_JOINTS),
                 counts)  # fmt: skip
-    z_mm = np.stack([d for s in draws.sizes for d in depth[s]])
+    z_mm = np.stack([d for k in keys for d in depth[k]])
     return torch.cat(out), torch.as_tensor(z_mm, dtype=torch.float32), counts
+
+
+def strips_refused(net: torch.nn.Module) -> bool:
+    """Whether the node reads ``net``'s crops as squares only: a gated network's masks are
+    square (``torch_backend.strip_width``), so its lifter has no strip pairs to learn."""
+    gated = getattr(net, "gated_blocks", None)
+    return bool(gated()) if callable(gated) else False
 
 
 def share_weights(base: torch.Tensor, extra: int, share: float) -> torch.Tensor:

@@ -145,8 +145,9 @@ def test_recipe_lifter_per_checkpoint_learns_its_own_2d_and_is_cached(tmp_path: 
     report: dict = {}
     assert lifter_stage(cfg, report, 1000.0, dense, "dense") is not None
     own = report["lifter_dense"]["network_2d"]
-    # 2 frames x 2 views x 1 person, 3 sizes x 2 jittered crops each (CropDraws' defaults)
-    assert own["pairs"] == 4 * 3 * 2 and own["persons_x_views"] == {"trial": 4}
+    # 2 frames x 2 views x 1 person, 3 sizes x 2 jittered crops each (CropDraws' defaults),
+    # and each crop's strip too (these people fit one)
+    assert own["pairs"] == 4 * 3 * 2 * 2 and own["persons_x_views"] == {"trial": 4}
     assert "lifter" not in report and (tmp_path / "runs" / cfg.name / "lifter_dense.pt").is_file()
     again: dict = {}
     lifter_stage(cfg, again, 1000.0, dense, "dense")
@@ -161,3 +162,50 @@ def test_recipe_lifter_per_checkpoint_learns_its_own_2d_and_is_cached(tmp_path: 
     with pytest.raises(ValueError, match="lifter_network_2d_share"):
         lifter_stage(RecipeConfig(**{**cfg.__dict__, "lifter_network_2d_share": 1.0}), {},
                      1000.0, dense)
+
+
+def test_a_crop_whose_person_fits_a_strip_also_gives_the_strips_pair(tmp_path: Path) -> None:
+    """As the estimator reads a narrow person's crop through a strip, so the pairs hold that
+    strip's 2D (in the square's frame, like the square's) beside the square's, same depth."""
+    cam = _cam(3)
+    cam[..., 0] *= 0.2  # narrow, upright people: 0.04 m across, 0.2 m tall
+    cam[..., 1] *= 2.0
+    labels = _cache(tmp_path, cam)
+    corpus = load_corpus(labels)
+    net = _tiny_net(0)
+    squares = CropDraws(sizes=(64,), per_size=1, scale_jitter=0.0, shift_jitter=0.0,
+                        strip_widths=())
+    strips = CropDraws(sizes=(64,), per_size=1, scale_jitter=0.0, shift_jitter=0.0,
+                       strip_widths=(32,))
+    sq, zsq, _ = network_2d_pairs(net, corpus, squares, seed=0)
+    both, zboth, _ = network_2d_pairs(net, corpus, strips, seed=0)
+    assert sq.shape == (4, J, 2) and both.shape == (8, J, 2)  # every person fits the strip
+    torch.testing.assert_close(both[:4], sq)  # the squares first, unchanged
+    torch.testing.assert_close(zboth[4:], zsq)  # then the strips, same people, same depth
+    rgb = dict(iter_images(corpus["trial"]))[2]  # view c2, frame 0: the third pair
+    uvw = cam[0, 1] @ K.T
+    box = roi_window(uvw[:, :2] / uvw[:, 2:], 80, 60, 64, input_width=32)
+    x = normalise(crop_window(rgb, box, mean_fill(net.cfg.input_mean)), net.cfg.input_mean,
+                  net.cfg.input_std)
+    assert x.shape == (1, 3, 64, 32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).joints[0, :, :2] * 64
+    torch.testing.assert_close(both[4 + 2], want, rtol=1e-4, atol=1e-4)
+    assert 16 <= float(both[4:, :, 0].min()) and float(both[4:, :, 0].max()) <= 48
+    with pytest.raises(ValueError, match="strip_widths"):
+        CropDraws(strip_widths=(100,))
+
+
+def test_a_gated_network_gets_square_crops_only(tmp_path: Path) -> None:
+    """The node reads a gated model's crops as squares, so its pairs have no strips."""
+    cam = _cam(3)
+    cam[..., 0] *= 0.2
+    cam[..., 1] *= 2.0
+    corpus = load_corpus(_cache(tmp_path, cam))
+    torch.manual_seed(0)
+    gated = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.35, head_channels=16,
+                                      gated=True)).eval()
+    draws = CropDraws(sizes=(64,), per_size=1, scale_jitter=0.0, shift_jitter=0.0,
+                      strip_widths=(32,))
+    xy, _, _ = network_2d_pairs(gated, corpus, draws, seed=0)  # type: ignore[arg-type]
+    assert xy.shape == (4, J, 2)
