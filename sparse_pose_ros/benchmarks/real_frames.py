@@ -101,6 +101,7 @@ from ..evaluation.real_heldout import (
 )
 from ..pipeline.lift import Intrinsics
 from ..pipeline.roi import CROP_INPUT_SIZE as NODE_CROP_INPUT_SIZE
+from ..pipeline.roi import CROP_INPUT_WIDTHS as NODE_CROP_INPUT_WIDTHS
 from ..provenance import load_average, machine_info
 from ..runtime.options import input_size_problem
 from ..training.evaluation import SMALL_PERSON_FRACTION
@@ -139,6 +140,9 @@ class ContenderSpec:
     runtime: str = "onnxruntime"
     #: runtime openvino: its inference precision ("f32" gives onnxruntime's numbers)
     precision: str = "f32"
+    #: with ``track`` (dense): strips of the crop read when the person fits (the node's
+    #: ``crop_input_widths``, a session each)
+    crop_input_widths: tuple[int, ...] = ()
 
 
 def default_contenders() -> list[ContenderSpec]:
@@ -174,8 +178,13 @@ def default_contenders() -> list[ContenderSpec]:
                       precision="bf16", label="ours dense OpenVINO bf16, full frame"),
         ContenderSpec("ours_dense_tracking_openvino", "dense", dense, track=True,
                       runtime="openvino", crop_input_size=NODE_CROP_INPUT_SIZE,
-                      label=f"ours dense OpenVINO f32, tracking crop @{NODE_CROP_INPUT_SIZE} "
-                            "(the node's: backend auto)"),
+                      crop_input_widths=NODE_CROP_INPUT_WIDTHS,
+                      label=f"ours dense OpenVINO f32, tracking crop @{NODE_CROP_INPUT_SIZE}, "
+                            "strips (the node's: backend auto)"),
+        ContenderSpec("ours_dense_tracking_openvino_square", "dense", dense, track=True,
+                      runtime="openvino", crop_input_size=NODE_CROP_INPUT_SIZE,
+                      label=f"ours dense OpenVINO f32, tracking crop @{NODE_CROP_INPUT_SIZE}, "
+                            "squares only"),
         ContenderSpec("ours_dense_tracking_openvino_bf16", "dense", dense, track=True,
                       runtime="openvino", precision="bf16", crop_input_size=NODE_CROP_INPUT_SIZE,
                       label=f"ours dense OpenVINO bf16, tracking crop @{NODE_CROP_INPUT_SIZE}"),
@@ -190,7 +199,8 @@ def default_contenders() -> list[ContenderSpec]:
 #: The contender that runs the node's default path (its crop size follows ``--crop-input-size``).
 NODE_TRACKING = "ours_dense_tracking_openvino"
 #: Contenders whose crop size follows ``--crop-input-size`` with it (same path, other runtimes).
-CROP_FOLLOWERS = ("ours_dense_tracking_ort", "ours_dense_tracking_openvino_bf16")
+CROP_FOLLOWERS = ("ours_dense_tracking_ort", "ours_dense_tracking_openvino_bf16",
+                  "ours_dense_tracking_openvino_square")
 
 
 class Skip(Exception):
@@ -350,6 +360,9 @@ class Prediction:
     density: float = 1.0
     cropped: bool = False
     network_ms: float = float("nan")
+    #: the input's area over the whole frame's square input (a crop at 192 of a 256 model:
+    #: 0.5625; a 192 × 128 strip 0.375); NaN where the runner does not know it
+    input_area: float = float("nan")
 
 
 class EstimatorRunner:
@@ -357,21 +370,24 @@ class EstimatorRunner:
     tracking crops' session, when they run at another size)."""
 
     def __init__(self, backend: Any, track: bool, confidence_threshold: float,
-                 region: bool = True, crop_backend: Any = None) -> None:
+                 region: bool = True, crop_backend: Any = None,
+                 strip_backends: Sequence[Any] = ()) -> None:
         from ..pipeline.estimator import PoseEstimator
 
         self.backend = backend
         self.estimator = PoseEstimator(backend, confidence_threshold=confidence_threshold,
                                        track_person=track, region_from_pose=region,
-                                       crop_backend=crop_backend)  # fmt: skip
+                                       crop_backend=crop_backend,
+                                       strip_backends=strip_backends)  # fmt: skip
 
     def reset(self) -> None:
         self.estimator.reset_tracking()
 
     def __call__(self, frame: Frame) -> Prediction:
         r = self.estimator.estimate(frame.rgb, frame.intrinsics)
+        area = r.input_hw[0] * r.input_hw[1] / self.backend.info.input_size ** 2
         return Prediction(r.joints_px, r.joints_m * 1000.0, r.person_found, float(r.density),
-                          r.roi is not None, r.timings_ms["inference"])  # fmt: skip
+                          r.roi is not None, r.timings_ms["inference"], area)  # fmt: skip
 
     def close(self) -> None:
         for b in self.estimator.backends:
@@ -523,15 +539,19 @@ def make_runner(spec: ContenderSpec, threads: int, options: Options,
                 "dense": dense}  # fmt: skip
         name, own = kind[spec.kind]
 
-        def open_at(size: int | None) -> Any:
+        def open_at(size: int | None, width: int | None = None) -> Any:
             return create_backend(name, path, device="cpu", num_threads=threads,
-                                  cache_dir=options.cache_dir, input_size=size, **own)
+                                  cache_dir=options.cache_dir, input_size=size,
+                                  input_width=width, **own)
 
         backend = open_at(spec.input_size)
         crop = spec.crop_input_size if spec.track else None
         crop_backend = open_at(crop) if crop and crop != backend.info.input_size else None
+        size = (crop_backend or backend).info.input_size
+        strips = [open_at(size, w) for w in spec.crop_input_widths if spec.track and w < size]
         return EstimatorRunner(backend, spec.track, options.confidence_threshold,
-                               spec.region if spec.kind == "sparse" else True, crop_backend)
+                               spec.region if spec.kind == "sparse" else True, crop_backend,
+                               strips)
     from ..model.checkpoint import load_checkpoint
     from .ort_dense import MoveNetDense, export_onnx
 
@@ -637,8 +657,9 @@ def macs_block(desc: dict[str, Any], preds: Sequence[Prediction | None],
     if dense is None:
         return None
     crop = desc.get("backbone_macs_dense_crop", dense) / dense
-    dens = np.array([np.nan if p is None else p.density * (crop if p.cropped else 1.0)
-                     for p in preds], np.float64)  # fmt: skip
+    dens = np.array([np.nan if p is None else p.density * (
+        p.input_area if np.isfinite(p.input_area) else crop if p.cropped else 1.0)
+        for p in preds], np.float64)  # fmt: skip
     out: dict[str, Any] = {"backbone_dense": dense}
     for g, sel in groups.items():
         if sel.any():

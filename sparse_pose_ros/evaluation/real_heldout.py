@@ -86,7 +86,7 @@ from ..pipeline.roi import (
 )
 from ..pipeline.smoothing import PoseSmoother, SmoothingConfig
 from ..provenance import machine_info
-from ..runtime.options import OPENVINO_PRECISIONS, check_input_size
+from ..runtime.options import OPENVINO_PRECISIONS, check_input_size, check_input_width
 from ..teachers.movenet_map import APPROXIMATIONS as MOVENET_MAPPING
 from ..teachers.movenet_map import map_to_h36m
 from ..training.evaluation import SMALL_PERSON_FRACTION
@@ -389,11 +389,12 @@ class Model:
 
 
 def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
-    def open_at(size: int | None) -> Backend:
+    def open_at(size: int | None, width: int | None = None) -> Backend:
         own = {"precision": args.precision} if args.backend == "openvino" else {}
         return create_backend(args.backend, path, args.device,
                               head_gating=not args.no_head_gating,
                               mask_threshold=args.mask_threshold, input_size=size,
+                              input_width=width,
                               num_threads=None if args.backend == "torch" else args.threads,
                               **own)  # fmt: skip
 
@@ -402,12 +403,16 @@ def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
     crop = None
     if args.crop_input_size and args.crop_input_size != backend.info.input_size:
         crop = _Recorder(open_at(args.crop_input_size), sink=rec)
+    crop_size = (crop or rec).info.input_size
+    # as in the node: a gated model's crops stay square (its masks are), a dense one's strips
+    widths = [] if backend.info.gated else [w for w in args.crop_input_widths if w < crop_size]
+    strips = [_Recorder(open_at(crop_size, width), sink=rec) for width in widths]
     # --track is the node's video path (crop, region from the previous pose, dense until a
     # person is found); without it every frame is a still read whole by the masks' own decision
     est = PoseEstimator(rec, confidence_threshold=args.confidence_threshold,
                         track_person=args.track, region_from_pose=args.track,
                         region_expand=args.region_expand, region_margin=args.region_margin,
-                        crop_backend=crop)
+                        crop_backend=crop, strip_backends=strips)
     gated = [int(i) for i in backend.geometry.gated_indices] if backend.info.gated else []
     meta = read_metadata(path)
     smoothing = SmoothingConfig(args.smooth_min_cutoff, args.smooth_beta)
@@ -417,7 +422,8 @@ def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
         "model_hash": backend.info.model_hash,
         "sha256": sha256_file(path),
         "input_size": backend.info.input_size,
-        "crop_input_size": (crop or rec).info.input_size,
+        "crop_input_size": crop_size,
+        "crop_input_widths": [s.info.input_width for s in strips],
         "gated": bool(gated),
         "gated_blocks": gated,
         "meta_source": meta["meta"].get("source"),
@@ -490,6 +496,8 @@ def _empty_model_arrays(n: int, blocks: int) -> dict[str, np.ndarray]:
         "cropped": np.zeros(n, bool),
         "region": np.zeros(n, bool),
         "density": np.full(n, np.nan),
+        "macs_vs_whole": np.full(n, np.nan),
+        "strip": np.zeros(n, bool),
         "mask_counts": np.zeros((n, blocks, 4), np.int64),
         "ms_total": np.full(n, np.nan),
         "ms_inference": np.full(n, np.nan),
@@ -575,6 +583,17 @@ def model_metrics(ref: dict[str, np.ndarray], ours: dict[str, np.ndarray],
                                        gated_blocks),
         }  # fmt: skip
     out["density_mean"] = float(np.nanmean(ours["density"]))
+    small = ref["fill"] < SMALL_PERSON_FRACTION
+    out["backbone_macs_vs_whole_frame_pass"] = {
+        "all": float(np.nanmean(ours["macs_vs_whole"])) if len(det) else float("nan"),
+        "small_person": (float(np.nanmean(ours["macs_vs_whole"][small])) if small.any()
+                         else float("nan")),
+        "definition": "executed backbone MACs of each frame's pass over those of one dense "
+                      "pass of the whole frame at the model's input size (area ratio × "
+                      "density), averaged over frames; small_person: BlazePose's person mask "
+                      f"under {SMALL_PERSON_FRACTION:.0%} of the image",
+    }  # fmt: skip
+    out["strip_share"] = float(ours["strip"].mean()) if len(det) else float("nan")
     out["tracking_crop_share"] = float(ours["cropped"].mean()) if len(det) else float("nan")
     # frames whose gated blocks ran the previous pose's region (not the masks' own decision)
     out["region_from_pose_share"] = (float(ours["region"].mean()) if len(det)
@@ -659,6 +678,11 @@ def run_source(sid: str, ls: LabelSet, models: list[Model], movenet: MoveNetRefe
             a["px"][k], a["mm"][k] = r.joints_px, r.joints_m * 1000.0
             a["found"][k], a["density"][k] = r.person_found, r.density
             a["cropped"][k] = r.roi is not None
+            # the backbone's work against one whole-frame pass of the model's own input size:
+            # MACs scale with the input's area (a crop at 192 is (192/256)² of a 256 pass)
+            full = m.estimator.backend.info.input_size
+            a["macs_vs_whole"][k] = r.density * r.input_hw[0] * r.input_hw[1] / full**2
+            a["strip"][k] = r.input_hw[0] != r.input_hw[1]
             a["region"][k] = r.region_from_pose
             a["ms_total"][k] = r.timings_ms["total"]
             a["ms_inference"][k] = r.timings_ms["inference"]
@@ -897,6 +921,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--crop-input-size", type=int, default=0,
                    help="with --track: input side for the tracking crops (the node's "
                         "crop_input_size, there 192 by default); 0 = --input-size")
+    p.add_argument("--crop-input-widths", type=int, nargs="*", default=[],
+                   help="with --track: strips of the crop the network may read instead of "
+                        "its square when the person fits (the node's crop_input_widths; "
+                        "dense models)")
     p.add_argument("--region-expand", type=float, default=REGION_EXPAND,
                    help="with --track: growth of the previous joint box into the region")
     p.add_argument("--region-margin", type=int, default=REGION_MARGIN,
@@ -927,8 +955,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         for size in (args.input_size, args.crop_input_size):
             if size:
                 check_input_size(size)
+        for width in args.crop_input_widths:
+            check_input_width(width)
+        if args.crop_input_widths and not args.track:
+            raise ValueError("--crop-input-widths needs --track")
     except ValueError as exc:
-        p.error(f"--region-expand / --region-margin / --smooth-* / --input-size: {exc}")
+        p.error(f"--region-expand / --region-margin / --smooth-* / --input-size / "
+                f"--crop-input-widths: {exc}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
 

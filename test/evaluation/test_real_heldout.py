@@ -391,3 +391,35 @@ def test_cli_scores_the_exported_graph_in_another_runtime(fake) -> None:
             want["pck_vs_blazepose"]["pck@0.1"], abs=1e-6)
         assert got["3d_vs_triangulated"]["mpjpe_mm"] == pytest.approx(
             want["3d_vs_triangulated"]["mpjpe_mm"], abs=0.5)
+
+
+def test_cli_crop_strips_read_part_of_the_crop_and_count_its_macs(fake, capsys,
+                                                                  monkeypatch) -> None:
+    """--crop-input-widths: the dense model reads tracked frames through the narrowest strip
+    whose person fits (the record names the strips and their share of frames; the gated
+    model keeps square crops), and the backbone work per frame against a whole-frame pass
+    falls with the strip's area; refused without --track."""
+    from sparse_pose_ros.pipeline import estimator as estimator_module
+
+    tmp, root, ckpts = fake
+    base = ("--checkpoint", str(ckpts["dense"]), "--track", "--confidence-threshold", "0",
+            "--movenet", "none", "--sources", "fake_views", "--crop-input-size", "64")
+    squares = _run(tmp, root, ckpts, *base)
+    # every tracked person "fits" (the rule itself: test_strip_crops), so the 32-px strip runs
+    monkeypatch.setattr(estimator_module, "strip_fits", lambda *a, **k: True)
+    strips = _run(tmp, root, ckpts, *base, "--crop-input-widths", "48", "32")
+    record = {c["name"]: c for c in strips["checkpoints"]}
+    assert record["tiny_dense"]["crop_input_widths"] == [48, 32]
+    assert record["tiny_sparse"]["crop_input_widths"] == []  # gated: square masks, squares
+    a, b = (r["results"]["tiny_dense"]["overall"] for r in (squares, strips))
+    assert a["strip_share"] == 0.0 and a["tracking_crop_share"] == 0.5
+    assert b["strip_share"] == 0.5 and b["tracking_crop_share"] == 0.5
+    assert strips["results"]["tiny_sparse"]["overall"]["strip_share"] == 0.0
+    # whole frames and square crops: one 64-px pass each; the 32-px strip: half of one
+    assert a["backbone_macs_vs_whole_frame_pass"]["all"] == pytest.approx(1.0)
+    assert b["backbone_macs_vs_whole_frame_pass"]["all"] == pytest.approx(0.75)
+    with pytest.raises(SystemExit):
+        rh.parse_args(["--checkpoint", "x.safetensors", "--crop-input-widths", "32"])
+    assert "--crop-input-widths" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        rh.parse_args(["--checkpoint", "x.safetensors", "--track", "--crop-input-widths", "40"])
