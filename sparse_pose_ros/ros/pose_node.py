@@ -367,6 +367,25 @@ class PoseNode(Node):
                 f"crops run at input {backend.info.input_size} like whole frames")
             return backend
 
+    def _make_strip_backends(self, crop: Backend, path: str, options: BackendOptions,
+                             own: dict[str, Any]) -> list[Backend]:
+        """A session per ``crop_input_widths`` strip of the tracking crop (0 entries skipped);
+        one that cannot be made (a gated model, tensorrt, a width not below the crop's size)
+        is left out with a warning, and the node keeps running on the squares."""
+        strips: list[Backend] = []
+        size = crop.info.input_size
+        for width in sorted({int(w) for w in self._p("crop_input_widths") if w}):
+            try:
+                if width >= size:
+                    raise ValueError(f"not below crop_input_size {size}")
+                strips.append(create_backend(crop.name, path, options=dataclasses.replace(
+                    options, input_size=size, input_width=width), **own))
+            except (BackendError, ValueError, OSError, RuntimeError) as exc:
+                self.get_logger().warning(
+                    f"crop_input_widths {width}: cannot run {path} on a {size}x{width} strip "
+                    f"({exc}); tracking crops use the other widths and the square")
+        return strips
+
     def _load_backend(self) -> None:
         self._close_backends()
         path = str(resolve_model_path(self._p("model_file_path")))
@@ -386,9 +405,10 @@ class PoseNode(Node):
                 spin_wait=self._p("spin_wait"),
             )
             backend = create_backend(name, path, options=options, **own)
+            crop = self._make_crop_backend(backend, path, options, own)
             estimator = PoseEstimator(
-                backend, nominal_hfov_deg=self._p("nominal_hfov_deg"),
-                crop_backend=self._make_crop_backend(backend, path, options, own),
+                backend, nominal_hfov_deg=self._p("nominal_hfov_deg"), crop_backend=crop,
+                strip_backends=self._make_strip_backends(crop, path, options, own),
                 **{key: self._p(key) for key in ESTIMATOR_PARAMS},
             )
             for b in estimator.backends:
@@ -405,7 +425,8 @@ class PoseNode(Node):
         self.get_logger().info(
             f"backend {backend.name} ready: {backend.info.source} (hash "
             f"{backend.info.model_hash[:12]}), input {backend.info.input_size} (tracking crops "
-            f"{estimator.crop_backend.info.input_size}), "
+            f"{estimator.crop_backend.info.input_size}, strips "
+            f"{[b.info.input_width for b in estimator.strip_backends] or 'none'}), "
             f"{'gated' if backend.info.gated else 'dense'}, mask_threshold "
             f"{self._p('mask_threshold')}"
         )
@@ -524,6 +545,9 @@ class PoseNode(Node):
             "bone_lengths": ("model" if backend.info.bone_lengths_m else "Human3.6M means")
             if backend else "",
             "crop_input_size": estimator.crop_backend.info.input_size if estimator else 0,
+            "crop_input_widths": (",".join(str(b.info.input_width)
+                                           for b in estimator.strip_backends) or "none"
+                                  if estimator else ""),
             "num_threads": self._p("num_threads"),
             "spin_wait": self._p("spin_wait"),
             # the precision OpenVINO compiled to or TensorRT built for (README: openvino_precision)

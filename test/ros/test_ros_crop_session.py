@@ -93,3 +93,48 @@ def test_a_file_that_cannot_run_at_the_crop_size_keeps_one_session(make_node, mo
 def test_crop_engine_goes_beside_the_frame_engine():
     assert crop_engine_path("/x/pose.engine", 224) == "/x/pose_crop224.engine"
     assert crop_engine_path("pose.plan", 192) == "pose_crop192.plan"
+
+
+@pytest.fixture(scope="module")
+def dense_tiny(tmp_path_factory):
+    import torch
+
+    from sparse_pose_ros.model.checkpoint import save_checkpoint
+    from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
+
+    torch.manual_seed(0)
+    net = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.35, head_channels=16,
+                                    depth_bins=8, gated=False))
+    path = tmp_path_factory.mktemp("dense") / "dense.safetensors"
+    save_checkpoint(path, net, {"untrained": True, "purpose": "ROS tests"})
+    return path
+
+
+def test_strips_of_the_crop_get_their_own_sessions(make_node, dense_tiny):
+    """crop_input_widths: a dense model gets a session per strip of the 192-px crop (the
+    defaults 96 / 128 / 160), named in /diagnostics and warmed, thresholded and closed with
+    the others; [0] turns them off; bad widths are refused with a reason."""
+    node = make_node(model_file_path=str(dense_tiny))
+    values = _ready(node)
+    est = node._estimator
+    assert values["crop_input_widths"] == "96,128,160"
+    assert [b.info.input_hw for b in est.strip_backends] == [(192, 96), (192, 128), (192, 160)]
+    assert est.backends == (est.backend, est.crop_backend, *est.strip_backends)
+    assert node.set_parameters([Parameter("crop_input_widths", value=[0])])[0].successful
+    values = _ready(node)
+    assert values["crop_input_widths"] == "none" and node._estimator.strip_backends == ()
+    for bad, why in (([50], "multiples of"), ([32] * 9, "at most 8")):
+        result = node.set_parameters([Parameter("crop_input_widths", value=bad)])[0]
+        assert not result.successful and why in result.reason
+    # a width not below the crop's side is left out with a warning; the others load
+    assert node.set_parameters([Parameter("crop_input_widths", value=[128, 192])])[0].successful
+    assert _ready(node)["crop_input_widths"] == "128"
+
+
+def test_a_gated_model_runs_its_crops_as_squares(make_node):
+    """The masks of a gated model are square: its strips are refused with a warning and the
+    node keeps running on the square crops."""
+    node = make_node()  # the tiny gated model, default crop_input_widths
+    values = _ready(node)
+    assert values["model_state"] == "ready" and values["crop_input_widths"] == "none"
+    assert node._estimator.strip_backends == ()
