@@ -499,7 +499,8 @@ def describe(spec: ContenderSpec, options: Options) -> dict[str, Any]:
     if c != s:
         with torch.no_grad():
             crep = flops_report(net, net(torch.zeros(1, 3, c, c)), (c, c))
-        crop = {"crop_input_size": c, "backbone_macs_dense_crop": float(crep.backbone_dense_macs)}
+        crop = {"crop_input_size": c, "backbone_macs_dense_crop": float(crep.backbone_dense_macs),
+                "crop_input_widths": [w for w in spec.crop_input_widths if w < c]}
     runtime = {
         "sparse": "sparse-cpu backend (compiled gather-scatter kernel, adaptive=False: always "
                   "sparse; head gating on, as in the node)",
@@ -993,6 +994,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-input-size", type=int, default=NODE_CROP_INPUT_SIZE,
                    help=f"input side of the tracking crops of {NODE_TRACKING}, the contender "
                         "that follows the node's crop_input_size; 0 = the model's own")
+    p.add_argument("--crop-input-widths", type=int, nargs="*",
+                   default=list(NODE_CROP_INPUT_WIDTHS),
+                   help=f"strips of {NODE_TRACKING}'s crops (the node's crop_input_widths; "
+                        "none: squares only)")
     p.add_argument("--confidence-threshold", type=float, default=0.3)
     p.add_argument("--mask-threshold", type=float, default=0.5)
     p.add_argument("--cache-dir", default=None, help="ONNX export cache of the backends")
@@ -1014,6 +1019,9 @@ def check_arguments(args: argparse.Namespace) -> str | None:
     if args.crop_input_size < 0 or (args.crop_input_size
                                     and input_size_problem(args.crop_input_size)):
         return f"--crop-input-size: {input_size_problem(max(args.crop_input_size, 1))}"
+    bad = [w for w in args.crop_input_widths if input_size_problem(w)]
+    if bad:
+        return f"--crop-input-widths: {input_size_problem(bad[0])}"
     return None
 
 
@@ -1026,6 +1034,8 @@ def main(args: argparse.Namespace, command: str) -> int:
         specs = [dataclasses.replace(s, crop_input_size=args.crop_input_size or None)
                  if s.name in (NODE_TRACKING, *CROP_FOLLOWERS) else s
                  for s in select_contenders(args.contenders, args.checkpoint)]  # fmt: skip
+        specs = [dataclasses.replace(s, crop_input_widths=tuple(args.crop_input_widths))
+                 if s.name == NODE_TRACKING else s for s in specs]  # fmt: skip
     except ValueError as exc:
         problem = problem or str(exc)
     if problem:

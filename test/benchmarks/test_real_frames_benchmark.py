@@ -95,6 +95,7 @@ def _argv(tmp: Path, root: Path, ckpts: dict, *extra: str) -> list[str]:
             "--checkpoint", f"ours_dense_tracking_ort_own_size={ckpts['dense']}",
             "--checkpoint", f"ours_dense_openvino={ckpts['dense']}",
             "--checkpoint", f"ours_dense_tracking_openvino={ckpts['dense']}",
+            "--checkpoint", f"ours_dense_tracking_openvino_square={ckpts['dense']}",
             "--crop-input-size", "96",
             "--checkpoint", f"movenet_thunder_ort={ckpts['movenet']}",
             "--checkpoint", f"ours_sparse_lightning={tmp / 'absent.safetensors'}",
@@ -107,7 +108,8 @@ IN_PROCESS = ("ours_sparse", "ours_dense_ort", "movenet_thunder_ort", "ours_dens
 )
 #: The OpenVINO contenders run in a child process (test below): beside the sparse kernel's
 #: pool, ORT and OpenVINO in this process, a later test's fork (DataLoader workers) crashed it.
-OPENVINO = ("ours_dense_openvino", "ours_dense_tracking_openvino")
+OPENVINO = ("ours_dense_openvino", "ours_dense_tracking_openvino",
+            "ours_dense_tracking_openvino_square")
 
 
 def test_cli_every_contender_on_the_same_frames(fake) -> None:
@@ -181,15 +183,16 @@ def test_cli_every_contender_on_the_same_frames(fake) -> None:
                     reason="openvino is not installed (./run installs it)")
 def test_openvino_contenders_match_onnxruntime(fake) -> None:
     """The node's default path in OpenVINO f32 (and its whole-frame dense): the crops follow
-    --crop-input-size, and on the same frames it gives onnxruntime's answers. In a child
-    process, see OPENVINO."""
+    --crop-input-size and its strips --crop-input-widths; on the same frames the squares give
+    onnxruntime's answers, and the strips at most their work. In a child process, see
+    OPENVINO."""
     import subprocess
     import sys
 
     tmp, root, ckpts = fake
     argv = [*_argv(tmp, root, ckpts, "--threads", "1", "--confidence-threshold", "0",
                    "--contenders", *OPENVINO, "ours_dense_tracking_ort", "ours_dense_ort"),
-            "--out-dir", str(tmp / "out_ov")]  # the last --out-dir wins
+            "--out-dir", str(tmp / "out_ov"), "--crop-input-widths", "32", "64", "96"]
     done = subprocess.run([sys.executable, "-m", "sparse_pose_ros.benchmarks", *argv],
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -197,8 +200,13 @@ def test_openvino_contenders_match_onnxruntime(fake) -> None:
     assert set(r["contenders"]) == {*OPENVINO, "ours_dense_tracking_ort", "ours_dense_ort"}
     ov = r["contenders"]["ours_dense_tracking_openvino"]
     assert ov["crop_input_size"] == 96 and "openvino" in ov["runtime"]
+    assert ov["crop_input_widths"] == [32, 64]  # 96 is the square itself
+    assert r["contenders"]["ours_dense_tracking_openvino_square"]["crop_input_widths"] == []
     rows = r["results"]["real"]["contenders"]
-    for a, b in (("ours_dense_tracking_openvino", "ours_dense_tracking_ort"),
+    macs = [rows[n]["macs"]["all"]["backbone_fraction"]
+            for n in ("ours_dense_tracking_openvino", "ours_dense_tracking_openvino_square")]
+    assert macs[0] <= macs[1] + 1e-9
+    for a, b in (("ours_dense_tracking_openvino_square", "ours_dense_tracking_ort"),
                  ("ours_dense_openvino", "ours_dense_ort")):
         acc_a, acc_b = rows[a]["accuracy"]["all"], rows[b]["accuracy"]["all"]
         assert acc_a["pck@0.1"] == pytest.approx(acc_b["pck@0.1"], abs=1e-6)
