@@ -37,8 +37,11 @@ in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one 
 * ``ours_dense_tracking_openvino``: the node's default path (``backend: auto`` on the CPU picks
   openvino for the dense model) and tracking crop (``PoseEstimator(track_person=True)``): the
   dense network on the person's crop once a frame found someone, the crops read at the node's
-  ``crop_input_size`` (192; ``--crop-input-size``) by a second session, whole frames at 256;
-  ``ours_dense_tracking_ort`` / ``_openvino_bf16``: the same path in onnxruntime / in bf16;
+  ``crop_input_size`` (192; ``--crop-input-size``) by a second session, or through the
+  narrowest of its ``crop_input_widths`` strips that holds the person (96 / 128 / 160;
+  ``--crop-input-widths``), whole frames at 256; ``_openvino_square``: the same without
+  strips; ``_openvino_224``: crops at 224 with the strips;
+  ``ours_dense_tracking_ort`` / ``_openvino_bf16``: the square crops in onnxruntime / in bf16;
   ``ours_dense_tracking_ort_224`` / ``_own_size``: onnxruntime with crops at 224 / 256;
   ``ours_sparse_tracking``: crop *and* masks;
 * ``blazepose_full``: MediaPipe BlazePose Full in its own venv (``teachers.peer``), static-image
@@ -65,7 +68,8 @@ thread count), by :mod:`..evaluation.real_heldout`'s rules: 2D PCK@0.1 / @0.2 ag
 visibility >= 0.5, normalised by the larger side of the reference's box; person-found rate; 3D
 root-relative MPJPE / PA-MPJPE (mm) against the triangulated Pose2Sim labels (real, where they
 exist) or the render's 3D (synthetic). MACs: the backbone's dense MACs at the contender's input
-size, times its executed share per frame for a gated model (``PoseResult.density``).
+size, times its executed share per frame for a gated model (``PoseResult.density``) and the
+area of the input it read (a crop, a strip) over the whole frame's.
 """
 
 from __future__ import annotations
@@ -181,6 +185,10 @@ def default_contenders() -> list[ContenderSpec]:
                       crop_input_widths=NODE_CROP_INPUT_WIDTHS,
                       label=f"ours dense OpenVINO f32, tracking crop @{NODE_CROP_INPUT_SIZE}, "
                             "strips (the node's: backend auto)"),
+        ContenderSpec("ours_dense_tracking_openvino_224", "dense", dense, track=True,
+                      runtime="openvino", crop_input_size=224,
+                      crop_input_widths=NODE_CROP_INPUT_WIDTHS,
+                      label="ours dense OpenVINO f32, tracking crop @224, strips"),
         ContenderSpec("ours_dense_tracking_openvino_square", "dense", dense, track=True,
                       runtime="openvino", crop_input_size=NODE_CROP_INPUT_SIZE,
                       label=f"ours dense OpenVINO f32, tracking crop @{NODE_CROP_INPUT_SIZE}, "
