@@ -27,14 +27,14 @@ DEFAULT_SIDE_FACTOR = 1.5
 MIN_SIDE_PX = 32
 #: Network input side for tracking crops that the node uses by default (``crop_input_size``):
 #: a person who fills the crop needs fewer pixels than one to be found in a whole frame (held-out
-#: real, shipped dense checkpoint: crops at 192 within 2 % of its own 256 in 2D and 3 mm in 3D
-#: for 0.56 of the MACs, at 224 as accurate for 0.77, at 160 the person is lost; whole frames at
-#: 224 lose a sixth of their PCK). ``docs/network.md`` §2c has the runs.
+#: real, shipped dense checkpoint: square crops at 192 within 2 % of its own 256 in 2D and
+#: 11 mm in 3D for 0.57 of the MACs, at 224 within 0.5 % and 0 mm for 0.77, at 160 the person
+#: is lost; whole frames at 224 lose a sixth of their PCK). ``docs/network.md`` §2c has the runs.
 CROP_INPUT_SIZE = 192
 #: Strips of that crop the node may read instead of its square (``crop_input_widths``): the
 #: narrowest that holds the person (``strip_fits``). An upright person leaves a square's sides
-#: to background; on the held-out real frames strips were read on 85 % of the tracked frames,
-#: for 0.40 of a whole-frame pass's MACs instead of 0.56 (``docs/network.md`` §2d).
+#: to background; on the held-out real frames strips were read on 85 % of the frames, for 0.40
+#: of a whole-frame pass's MACs instead of 0.57 at the same 2D (``docs/network.md`` §2d).
 CROP_INPUT_WIDTHS: tuple[int, ...] = (96, 128, 160)
 
 

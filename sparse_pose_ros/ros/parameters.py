@@ -227,10 +227,10 @@ PARAMS: tuple[ParamSpec, ...] = (
         "crop_input_size", CROP_INPUT_SIZE,
         "With track_person: network input side for the tracking crops (a second session of the "
         "same model); 0 = input_size. The whole frame, where a person must first be found, "
-        "keeps input_size. Held-out real frames, tracking: the dense checkpoint with crops at "
-        "192 scored PCK@0.1 0.900 / MPJPE 103 mm against 0.917 / 100 mm at its own 256, for 0.56 "
-        "of the MACs (224: 0.913 / 96 mm for 0.77; 160 loses the person); the sparse one loses "
-        "at 224 (0.899 / 107 mm against 0.906 / 106 mm): set 0 for it.",
+        "keeps input_size. Held-out real frames, tracking, square crops: the dense checkpoint "
+        "at 192 scored PCK@0.1 0.900 / MPJPE 77 mm against 0.917 / 66 mm at its own 256, for "
+        "0.57 of the MACs (224: 0.913 / 66 mm for 0.77; 160 loses the person); the sparse one "
+        "loses at 224 (0.899 / 75 mm against 0.906 / 68 mm): set 0 for it.",
         _INPUT_SIZE_RULE, int_range=(0, INPUT_SIZE_RANGE[1]), validate=_input_size,
         reload=True,
     ),
@@ -241,9 +241,10 @@ PARAMS: tuple[ParamSpec, ...] = (
         "crop_input_size tall. A frame uses the narrowest strip that holds the previous "
         "skeleton with the crop's margin (an upright person), else the square. [0] = squares "
         "only. Held-out real frames, dense checkpoint, crops 192: strips 96/128/160 read 85 % "
-        "of the frames for 0.40 of a whole-frame pass's MACs instead of 0.56 at the same 2D "
-        "accuracy (README: tracking crops). Widths not below crop_input_size, or for a gated "
-        "model or tensorrt, are refused with a warning and the squares run.",
+        "of the frames for 0.40 of a whole-frame pass's backbone MACs instead of 0.57, PCK@0.1 "
+        "0.899 vs 0.900, MPJPE 78 vs 77 mm (docs/network.md 2d). Widths not below "
+        "crop_input_size, or for a gated model or tensorrt, are refused with a warning and "
+        "the squares run.",
         "integers, each 0 or a multiple of 32 below crop_input_size", validate=_crop_input_widths,
         reload=True,
     ),
@@ -268,8 +269,9 @@ PARAMS: tuple[ParamSpec, ...] = (
         "openvino_precision", "f32",
         "openvino backend (auto's CPU choice for a dense model): inference precision. f32 gives "
         "onnxruntime's numbers; bf16 (native on CPUs with AMX / AVX512-BF16) runs the crop "
-        "network in ~0.6x f32's time but scored PCK@0.1 0.865 / MPJPE 142 mm on the held-out "
-        "real frames against f32's 0.900 / 103 mm, so f32 by default; auto = OpenVINO's choice "
+        "network in ~0.6x f32's time but scored PCK@0.1 0.865 / MPJPE 120 mm on the held-out "
+        "real frames against f32's 0.900 / 77 mm (square crops), so f32 by default; auto = "
+        "OpenVINO's choice "
         "(bf16 where native). Other backends ignore it.",
         "one of " + ", ".join(OPENVINO_PRECISIONS), validate=_choice(OPENVINO_PRECISIONS),
         reload=True,
