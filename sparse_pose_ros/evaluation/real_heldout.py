@@ -81,6 +81,8 @@ from ..pipeline.preprocess import Letterbox, letterbox, mean_fill
 from ..pipeline.roi import (
     REGION_EXPAND,
     REGION_MARGIN,
+    STRIP_MARGIN,
+    RoiConfig,
     region_expand_value,
     region_margin_value,
 )
@@ -412,7 +414,8 @@ def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
     est = PoseEstimator(rec, confidence_threshold=args.confidence_threshold,
                         track_person=args.track, region_from_pose=args.track,
                         region_expand=args.region_expand, region_margin=args.region_margin,
-                        crop_backend=crop, strip_backends=strips)
+                        crop_backend=crop, strip_backends=strips,
+                        strip_margin=args.strip_margin)
     gated = [int(i) for i in backend.geometry.gated_indices] if backend.info.gated else []
     meta = read_metadata(path)
     smoothing = SmoothingConfig(args.smooth_min_cutoff, args.smooth_beta)
@@ -424,6 +427,7 @@ def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
         "input_size": backend.info.input_size,
         "crop_input_size": crop_size,
         "crop_input_widths": [s.info.input_width for s in strips],
+        "strip_margin": args.strip_margin,
         "gated": bool(gated),
         "gated_blocks": gated,
         "meta_source": meta["meta"].get("source"),
@@ -773,6 +777,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                       "crop_input_size": args.crop_input_size or "input_size",
                       "region_expand": args.region_expand,
                       "region_margin": args.region_margin,
+                      "crop_input_widths": list(args.crop_input_widths),
+                      "strip_margin": args.strip_margin,
                       "smoothing": ({"min_cutoff_hz": args.smooth_min_cutoff,
                                      "beta": args.smooth_beta,
                                      "clock": "frame index / the clip's fps"}
@@ -925,6 +931,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="with --track: strips of the crop the network may read instead of "
                         "its square when the person fits (the node's crop_input_widths; "
                         "dense models)")
+    p.add_argument("--strip-margin", type=float, default=STRIP_MARGIN,
+                   help="with --crop-input-widths: a strip holds the person when their joint "
+                        "box's width x this fits it (the node's strip_margin)")
     p.add_argument("--region-expand", type=float, default=REGION_EXPAND,
                    help="with --track: growth of the previous joint box into the region")
     p.add_argument("--region-margin", type=int, default=REGION_MARGIN,
@@ -957,11 +966,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 check_input_size(size)
         for width in args.crop_input_widths:
             check_input_width(width)
+        RoiConfig(strip_margin=args.strip_margin)
         if args.crop_input_widths and not args.track:
             raise ValueError("--crop-input-widths needs --track")
     except ValueError as exc:
         p.error(f"--region-expand / --region-margin / --smooth-* / --input-size / "
-                f"--crop-input-widths: {exc}")
+                f"--crop-input-widths / --strip-margin: {exc}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
 

@@ -6,6 +6,7 @@ benchmarks exercise exactly what the node runs.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -178,6 +179,8 @@ class PoseEstimator:
             margin (``pipeline.roi.strip_fits``), else the square crop: an upright person
             leaves the square's sides to background, and a 192 × 128 strip costs 2/3 of
             the 192 × 192 square at the same resolution on the person.
+        strip_margin: how much wider than the person's joint box a strip must be
+            (``RoiConfig.strip_margin``); None keeps ``roi``'s.
     """
 
     def __init__(
@@ -193,6 +196,7 @@ class PoseEstimator:
         region_margin: int = REGION_MARGIN,
         crop_backend: Backend | None = None,
         strip_backends: Sequence[Backend] = (),
+        strip_margin: float | None = None,
     ) -> None:
         if tuple(backend.info.joint_names) != tuple(skeleton.JOINT_NAMES):
             raise ValueError(
@@ -213,6 +217,8 @@ class PoseEstimator:
         self._fill = mean_fill(backend.info.mean)
         self.track_person = bool(track_person)
         self.roi = roi or RoiConfig()
+        if strip_margin is not None:
+            self.strip_margin = strip_margin
         self._previous: tuple[np.ndarray, tuple[int, int]] | None = None
         self.region_from_pose = bool(region_from_pose)
         self.dense_until_found = bool(dense_until_found)
@@ -244,6 +250,14 @@ class PoseEstimator:
     @region_margin.setter
     def region_margin(self, value: int) -> None:
         self._region_margin = region_margin_value(value)
+
+    @property
+    def strip_margin(self) -> float:
+        return self.roi.strip_margin
+
+    @strip_margin.setter
+    def strip_margin(self, value: float) -> None:
+        self.roi = dataclasses.replace(self.roi, strip_margin=float(value))  # validates
 
     def reset_tracking(self) -> None:
         """Forget the tracked person: the next frame is read whole."""

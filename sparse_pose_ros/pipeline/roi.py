@@ -36,6 +36,12 @@ CROP_INPUT_SIZE = 192
 #: to background; on the held-out real frames strips were read on 85 % of the frames, for 0.40
 #: of a whole-frame pass's MACs instead of 0.57 at the same 2D (``docs/network.md`` §2d).
 CROP_INPUT_WIDTHS: tuple[int, ...] = (96, 128, 160)
+#: A strip must hold the joint box's width × this (``strip_margin``): the square crop's own
+#: margin by default. Smaller reads more frames through narrower strips (1.3: 0.34 of a
+#: whole-frame pass instead of 0.40, the same 2D, 82 mm with a lifter that learned the
+#: default's strips; 1.15 loses 2D: ``docs/network.md`` §2d).
+STRIP_MARGIN = DEFAULT_SIDE_FACTOR
+STRIP_MARGIN_RANGE = (1.0, 4.0)
 
 
 @dataclass(frozen=True)
@@ -45,14 +51,20 @@ class RoiConfig:
     Attributes:
         side_factor: window side / larger side of the joints' box.
         min_side_px: smallest window side in image pixels.
+        strip_margin: a strip of the window holds the person when their joint box's width ×
+            this fits its width (:func:`strip_fits`).
     """
 
     side_factor: float = DEFAULT_SIDE_FACTOR
     min_side_px: int = MIN_SIDE_PX
+    strip_margin: float = STRIP_MARGIN
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.side_factor <= 4.0:
             raise ValueError(f"side_factor must be in [1, 4], got {self.side_factor}")
+        lo, hi = STRIP_MARGIN_RANGE
+        if not lo <= self.strip_margin <= hi:
+            raise ValueError(f"strip_margin must be in [{lo:g}, {hi:g}], got {self.strip_margin}")
         if self.min_side_px < 1:
             raise ValueError(f"min_side_px must be >= 1, got {self.min_side_px}")
 
@@ -89,16 +101,17 @@ def roi_window(
 def strip_fits(joints_px: np.ndarray, input_size: int, input_width: int,
                cfg: RoiConfig | None = None) -> bool:
     """Whether the central ``input_width`` strip of the next frame's square window holds
-    this frame's joints with the window's own margin: their box's width × ``side_factor`` at
-    most the strip's width. True for an upright person (a standing one's box is 0.3-0.6 as
-    wide as tall), False when the arms or a bend make them wide."""
+    this frame's joints with a margin: their box's width × ``strip_margin`` (by default the
+    window's own ``side_factor``) at most the strip's width. True for an upright person (a
+    standing one's box is 0.3-0.6 as wide as tall), False when the arms or a bend make them
+    wide."""
     cfg = cfg or RoiConfig()
     pts = np.asarray(joints_px, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2 or not len(pts) or not np.isfinite(pts).all():
         return False
     _, side = person_square(pts, cfg.side_factor, cfg.min_side_px)
     box_width = float(pts[:, 0].max() - pts[:, 0].min())
-    return box_width * cfg.side_factor <= side * input_width / input_size
+    return box_width * cfg.strip_margin <= side * input_width / input_size
 
 
 #: Growth of the previous frame's joint box before it becomes the next frame's region: the body

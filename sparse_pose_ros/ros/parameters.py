@@ -25,6 +25,8 @@ from ..pipeline.roi import (
     REGION_EXPAND_RANGE,
     REGION_MARGIN,
     REGION_MARGIN_RANGE,
+    STRIP_MARGIN,
+    STRIP_MARGIN_RANGE,
 )
 from ..pipeline.smoothing import BETA_RANGE, MIN_CUTOFF_RANGE_HZ, SmoothingConfig
 from ..runtime.options import (
@@ -249,6 +251,16 @@ PARAMS: tuple[ParamSpec, ...] = (
         reload=True,
     ),
     ParamSpec(
+        "strip_margin", STRIP_MARGIN,
+        "With crop_input_widths: a strip holds the person when their joint box's width times "
+        "this fits it (default: the square crop's own 1.5). Smaller reads more frames through "
+        "narrower strips: 1.3 ran 0.34 of a whole-frame pass instead of 0.40 at the same 2D "
+        "but 82 instead of 78 mm (the shipped lifter learned the default's strips); 1.15 lost "
+        "2D (docs/network.md 2d).",
+        f"[{STRIP_MARGIN_RANGE[0]:g}, {STRIP_MARGIN_RANGE[1]:g}]",
+        float_range=(float(STRIP_MARGIN_RANGE[0]), float(STRIP_MARGIN_RANGE[1])),
+    ),
+    ParamSpec(
         "num_threads", 0,
         "CPU threads of the inference backend (sparse-cpu worker pool, ONNX Runtime intra-op, "
         "torch intra-op); 0 = the backend's default (sparse-cpu: 1, which was faster on cores "
@@ -408,7 +420,7 @@ TENSORRT_OPTIONS = ("engine_file_path", "custom_plugin_lib", "force_engine_updat
 #: Parameters that are PoseEstimator arguments and attributes of the same name: the node builds
 #: the estimator with them and sets them on the running one when they change (no reload).
 ESTIMATOR_PARAMS = ("confidence_threshold", "track_person", "region_from_pose", "dense_until_found",
-                    "region_expand", "region_margin")
+                    "region_expand", "region_margin", "strip_margin")
 
 
 def check(name: str, value: Any) -> str | None:

@@ -574,6 +574,7 @@ class PoseNode(Node):
             "dense_until_found": self._p("dense_until_found"),
             "region_expand": self._p("region_expand"),
             "region_margin": self._p("region_margin"),
+            "strip_margin": self._p("strip_margin"),
             "smoothing": (f"{self._p('smoothing_min_cutoff_hz'):g} Hz, beta "
                           f"{self._p('smoothing_beta'):g}"
                           if self._p("smoothing_min_cutoff_hz") > 0 else "off"),

@@ -423,3 +423,8 @@ def test_cli_crop_strips_read_part_of_the_crop_and_count_its_macs(fake, capsys,
     assert "--crop-input-widths" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         rh.parse_args(["--checkpoint", "x.safetensors", "--track", "--crop-input-widths", "40"])
+    with pytest.raises(SystemExit):
+        rh.parse_args(["--checkpoint", "x.safetensors", "--track", "--crop-input-widths", "32",
+                       "--strip-margin", "0.5"])
+    assert "strip_margin must be in" in capsys.readouterr().err
+    assert strips["estimator"]["strip_margin"] == 1.5

@@ -103,6 +103,11 @@ def test_strip_fits_only_a_person_narrow_enough_for_it():
     assert strip_fits(_upright(w=120), 192, 128, roi)  # ... but the 2/3 one
     assert not strip_fits(_upright(h=100, w=200), 192, 160, roi)  # lying down: the square
     assert not strip_fits(np.full((17, 2), np.nan), 192, 128, roi)
+    # a smaller strip_margin lets a wider person into the strip; out of range is refused
+    assert not strip_fits(_upright(w=120), 192, 96, roi)
+    assert strip_fits(_upright(w=120), 192, 96, RoiConfig(strip_margin=1.2))
+    with pytest.raises(ValueError, match="strip_margin"):
+        RoiConfig(strip_margin=0.9)
     box = roi_window(_upright(), 640, 480, 192, roi, input_width=128)
     _, _, side = box.window_rect()
     assert side % 6 == 0 and abs(side - 300) <= 3 and box.input_width == 128
@@ -116,6 +121,10 @@ def test_estimator_reads_the_narrowest_strip_that_holds_the_person(dense_path):
     est = PoseEstimator(whole, confidence_threshold=0.0, track_person=True, crop_backend=crop,
                         strip_backends=strips)
     assert [b.info.input_width for b in est.strip_backends] == [32, 64]  # narrowest first
+    assert est.strip_margin == 1.5
+    with pytest.raises(ValueError, match="strip_margin"):
+        est.strip_margin = 5.0
+    assert est.strip_margin == 1.5
     assert est.backends == (whole, crop, *est.strip_backends)
     rgb = np.random.default_rng(3).integers(0, 256, (240, 320, 3), dtype=np.uint8)
     intr = Intrinsics.nominal(320, 240)
@@ -133,6 +142,13 @@ def test_estimator_reads_the_narrowest_strip_that_holds_the_person(dense_path):
         assert r.joints_px[:, 0].min() >= rx0 - 1e-3
         assert r.joints_px[:, 0].max() <= rx0 + side * want[1] // 96 + 1e-3
         np.testing.assert_allclose(intr.project(r.joints_m), r.joints_px, atol=1e-2)
+    # with a smaller margin the 0.6-wide person goes into the 64-px strip, not the square
+    est.strip_margin = 1.2
+    est._previous = (_upright(100, 80, 160, 120), (320, 240))
+    assert est.estimate(rgb, intr).input_hw == (96, 64)
+    est.strip_margin = 1.5
+    est._previous = (_upright(100, 80, 160, 120), (320, 240))
+    assert est.estimate(rgb, intr).input_hw == (96, 96)
 
 
 def test_strips_must_be_the_crop_models_and_narrower(dense_path, tmp_path):
