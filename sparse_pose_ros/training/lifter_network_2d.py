@@ -30,7 +30,7 @@ from ..data.label_cache import LabelSet, iter_images
 from ..data.lifter_poses import view_skeletons
 from ..model.network import PoseNetwork
 from ..pipeline.preprocess import crop_window, mean_fill, normalise
-from ..pipeline.roi import RoiConfig, roi_window, strip_fits
+from ..pipeline.roi import STRIP_MARGIN, RoiConfig, roi_window, strip_fits
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ class CropDraws:
     shift_jitter: float = 0.03
     batch: int = 16
     strip_widths: tuple[int, ...] = (96, 128, 160)
+    #: the estimator's ``strip_margin`` the strips are chosen with
+    strip_margin: float = STRIP_MARGIN
 
     def __post_init__(self) -> None:
         if not self.sizes or min(self.sizes) < 32 or any(s % 32 for s in self.sizes):
@@ -71,9 +73,12 @@ class CropDraws:
         if any(w < 32 or w % 32 for w in self.strip_widths):
             raise ValueError(f"strip_widths must be multiples of 32, >= 32, got "
                              f"{self.strip_widths}")
+        RoiConfig(strip_margin=self.strip_margin)  # its range
 
     def strip_for(self, joints: np.ndarray, size: int, roi: RoiConfig) -> int:
-        """The strip width the estimator would read for ``joints`` at ``size`` (0: none)."""
+        """The strip width the estimator would read for ``joints`` at ``size`` with ``roi``'s
+        window and this :attr:`strip_margin` (0: none)."""
+        roi = dataclasses.replace(roi, strip_margin=self.strip_margin)
         for width in sorted(w for w in self.strip_widths if w < size):
             if strip_fits(joints, size, width, roi):
                 return width
@@ -87,7 +92,7 @@ def _person_crops(corpus: dict[str, LabelSet], draws: CropDraws, rng: np.random.
     crop of every triangulated person of the training sources, frame by frame (a crop's
     strip right after its square); ``counts`` gains the persons × views used per source;
     ``fill`` pads a crop past the frame's edge."""
-    roi = RoiConfig()
+    roi = RoiConfig(strip_margin=draws.strip_margin)
     for sid, ls in sorted(corpus.items()):
         if ls.split != "train":
             continue

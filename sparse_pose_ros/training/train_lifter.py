@@ -215,6 +215,7 @@ def with_network_2d(net: PoseNetwork, labels_root: Path, xy: torch.Tensor, z_mm:
     record["network_2d"] = {"pairs": len(oxy), "persons_x_views": counts, "share": share,
                             "sizes": list(draws.sizes), "crops_per_size": draws.per_size,
                             "strip_widths": list(draws.strip_widths),
+                            "strip_margin": draws.strip_margin,
                             "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
     LOG.info("network's own 2D: %d pairs from %s in %.0f s", len(oxy), counts,
              time.perf_counter() - t0)
@@ -358,6 +359,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    default=list(CropDraws().strip_widths),
                    help="strip widths (px) a crop is also read at where the person fits, as "
                         "the node's crop_input_widths (none: squares only)")
+    p.add_argument("--network-2d-strip-margin", type=float, default=CropDraws().strip_margin,
+                   help="the node's strip_margin those strips are chosen with")
     p.add_argument("--views-per-pose", type=int, default=24,
                    help="virtual cameras per real skeleton (with --real-labels)")
     p.add_argument("--eval-frames", type=int, default=500, help="test images scored (0 = none)")
@@ -373,9 +376,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     try:  # checked here, used by main
         args.network_2d_draws = CropDraws(sizes=tuple(args.network_2d_sizes),
                                           per_size=args.network_2d_crops,
-                                          strip_widths=tuple(args.network_2d_strips))
+                                          strip_widths=tuple(args.network_2d_strips),
+                                          strip_margin=args.network_2d_strip_margin)
     except ValueError as exc:
-        p.error(f"--network-2d-sizes / --network-2d-crops / --network-2d-strips: {exc}")
+        p.error(f"--network-2d-sizes / --network-2d-crops / --network-2d-strips / "
+                f"--network-2d-strip-margin: {exc}")
     return args
 
 

@@ -15,7 +15,7 @@ from sparse_pose_ros import skeleton
 from sparse_pose_ros.data.label_cache import iter_images, load_corpus
 from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
 from sparse_pose_ros.pipeline.preprocess import crop_window, mean_fill, normalise
-from sparse_pose_ros.pipeline.roi import roi_window
+from sparse_pose_ros.pipeline.roi import RoiConfig, roi_window
 from sparse_pose_ros.training.lifter_network_2d import (
     CropDraws,
     network_2d_pairs,
@@ -194,6 +194,14 @@ def test_a_crop_whose_person_fits_a_strip_also_gives_the_strips_pair(tmp_path: P
     assert 16 <= float(both[4:, :, 0].min()) and float(both[4:, :, 0].max()) <= 48
     with pytest.raises(ValueError, match="strip_widths"):
         CropDraws(strip_widths=(100,))
+    with pytest.raises(ValueError, match="strip_margin"):
+        CropDraws(strip_margin=0.5)
+    # the strip is chosen with the draws' own margin: a person 0.6 as wide as tall fits the
+    # half-width strip at 1.2, not at the square's 1.5
+    person = np.c_[np.linspace(0, 60, J), np.linspace(0, 100, J)]
+    roi = RoiConfig()
+    assert CropDraws(strip_widths=(32,)).strip_for(person, 64, roi) == 0
+    assert CropDraws(strip_widths=(32,), strip_margin=1.2).strip_for(person, 64, roi) == 32
 
 
 def test_a_gated_network_gets_square_crops_only(tmp_path: Path) -> None:
