@@ -38,8 +38,8 @@ CROP_INPUT_SIZE = 192
 CROP_INPUT_WIDTHS: tuple[int, ...] = (96, 128, 160)
 #: A strip must hold the joint box's width × this (``strip_margin``): the square crop's own
 #: margin by default. Smaller reads more frames through narrower strips (1.3: 0.34 of a
-#: whole-frame pass instead of 0.40, the same 2D, 82 mm with a lifter that learned the
-#: default's strips; 1.15 loses 2D: ``docs/network.md`` §2d).
+#: whole-frame pass instead of 0.40, the same 2D, but 81-82 mm instead of 78; 1.15 loses 2D:
+#: ``docs/network.md`` §2d).
 STRIP_MARGIN = DEFAULT_SIDE_FACTOR
 STRIP_MARGIN_RANGE = (1.0, 4.0)
 

@@ -255,8 +255,8 @@ PARAMS: tuple[ParamSpec, ...] = (
         "With crop_input_widths: a strip holds the person when their joint box's width times "
         "this fits it (default: the square crop's own 1.5). Smaller reads more frames through "
         "narrower strips: 1.3 ran 0.34 of a whole-frame pass instead of 0.40 at the same 2D "
-        "but 82 instead of 78 mm (the shipped lifter learned the default's strips); 1.15 lost "
-        "2D (docs/network.md 2d).",
+        "but 82 instead of 78 mm (81 with a lifter trained for that margin); 1.15 lost 2D "
+        "(docs/network.md 2d).",
         f"[{STRIP_MARGIN_RANGE[0]:g}, {STRIP_MARGIN_RANGE[1]:g}]",
         float_range=(float(STRIP_MARGIN_RANGE[0]), float(STRIP_MARGIN_RANGE[1])),
     ),
