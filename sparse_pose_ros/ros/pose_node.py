@@ -374,7 +374,13 @@ class PoseNode(Node):
         is left out with a warning, and the node keeps running on the squares."""
         strips: list[Backend] = []
         size = crop.info.input_size
-        for width in sorted({int(w) for w in self._p("crop_input_widths") if w}):
+        widths = sorted({int(w) for w in self._p("crop_input_widths") if w})
+        if widths and crop.info.gated:  # one line, not one per width: it is the model's nature
+            self.get_logger().warning(
+                f"crop_input_widths {widths}: {path} is a gated model, whose masks are square: "
+                "its tracking crops stay square (set crop_input_widths: [0] to say so)")
+            return strips
+        for width in widths:
             try:
                 if width >= size:
                     raise ValueError(f"not below crop_input_size {size}")

@@ -131,10 +131,19 @@ def test_strips_of_the_crop_get_their_own_sessions(make_node, dense_tiny):
     assert _ready(node)["crop_input_widths"] == "128"
 
 
-def test_a_gated_model_runs_its_crops_as_squares(make_node):
-    """The masks of a gated model are square: its strips are refused with a warning and the
-    node keeps running on the square crops."""
+def test_a_gated_model_runs_its_crops_as_squares(make_node, monkeypatch):
+    """The masks of a gated model are square: no strip session is even tried (one warning
+    says why) and the node keeps running on the square crops."""
+    real = pose_node_module.create_backend
+    widths: list = []
+
+    def recording(name, path, options=None, **kw):
+        widths.append(options.input_width if options is not None else None)
+        return real(name, path, options=options, **kw)
+
+    monkeypatch.setattr(pose_node_module, "create_backend", recording)
     node = make_node()  # the tiny gated model, default crop_input_widths
     values = _ready(node)
     assert values["model_state"] == "ready" and values["crop_input_widths"] == "none"
     assert node._estimator.strip_backends == ()
+    assert widths and all(w is None for w in widths)  # the frame's and the crop's sessions
