@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..export.export_cache import checkpoint_training, ensure_onnx_export, warn_if_baked
+from ..runtime.options import strip_width
 from .base import (
     Backend,
     BackendError,
@@ -98,7 +99,7 @@ def resolve_portable_graph(
             f"{onnx_path} was exported at {meta.info.input_size} px, not {opts.input_size}; "
             "export it again at that size"
         )
-    width = 0 if opts.input_width in (None, meta.info.input_size) else opts.input_width
+    width = strip_width(meta.info.input_size, opts.input_width)
     if opts.input_width is not None and width != meta.info.input_width:
         raise BackendError(
             f"{onnx_path} takes a {meta.info.input_hw[0]}x{meta.info.input_hw[1]} input, not "

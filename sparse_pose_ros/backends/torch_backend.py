@@ -19,7 +19,7 @@ from ..export.export_cache import apply_head_gating
 from ..model.checkpoint import CheckpointError, load_checkpoint
 from ..model.network import PoseNetwork
 from ..runtime.geometry import network_geometry
-from ..runtime.options import check_input_size, check_input_width
+from ..runtime.options import check_input_size, check_input_width, strip_width
 from .base import (
     Backend,
     BackendError,
@@ -70,14 +70,15 @@ def model_info_from_network(
         training=training,
         midpoint_torso=bool(cfg.midpoint_torso),
         bone_lengths_m=tuple(v / 1000.0 for v in cfg.bone_lengths_mm),
-        input_width=0 if int(input_width) in (0, int(input_size)) else int(input_width),
+        input_width=strip_width(input_size, input_width),
     )
 
 
-def strip_width(net: PoseNetwork, size: int, width: int | None, source: str) -> int:
+def checked_strip_width(net: PoseNetwork, size: int, width: int | None, source: str) -> int:
     """The strip width a backend of ``net`` at ``size`` px takes (0 = square); BackendError
     when ``net`` cannot take one: a gated network's masks, regions and locator are square."""
-    if width is None or int(width) == int(size):
+    width = strip_width(size, width)
+    if not width:
         return 0
     check_input_width(width, size, net.cfg.output_stride)
     if net.gated_blocks():
@@ -97,7 +98,7 @@ def load_for_inference(
         raise BackendError(str(exc)) from exc
     size = opts.input_size if opts.input_size is not None else int(net.cfg.input_size)
     check_input_size(size, net.cfg.output_stride)
-    width = strip_width(net, size, opts.input_width, path)
+    width = checked_strip_width(net, size, opts.input_width, path)
     apply_head_gating(net, opts.head_gating)
     info = model_info_from_network(net, str(meta["model_hash"]), path, size, meta.get("meta"),
                                    width)

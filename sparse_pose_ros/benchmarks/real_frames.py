@@ -393,9 +393,9 @@ class EstimatorRunner:
 
     def __call__(self, frame: Frame) -> Prediction:
         r = self.estimator.estimate(frame.rgb, frame.intrinsics)
-        area = r.input_hw[0] * r.input_hw[1] / self.backend.info.input_size ** 2
         return Prediction(r.joints_px, r.joints_m * 1000.0, r.person_found, float(r.density),
-                          r.roi is not None, r.timings_ms["inference"], area)  # fmt: skip
+                          r.roi is not None, r.timings_ms["inference"],
+                          r.input_area(self.backend.info.input_size))  # fmt: skip
 
     def close(self) -> None:
         for b in self.estimator.backends:

@@ -682,10 +682,8 @@ def run_source(sid: str, ls: LabelSet, models: list[Model], movenet: MoveNetRefe
             a["px"][k], a["mm"][k] = r.joints_px, r.joints_m * 1000.0
             a["found"][k], a["density"][k] = r.person_found, r.density
             a["cropped"][k] = r.roi is not None
-            # the backbone's work against one whole-frame pass of the model's own input size:
-            # MACs scale with the input's area (a crop at 192 is (192/256)² of a 256 pass)
-            full = m.estimator.backend.info.input_size
-            a["macs_vs_whole"][k] = r.density * r.input_hw[0] * r.input_hw[1] / full**2
+            # the backbone's work against one whole-frame pass of the model's own input size
+            a["macs_vs_whole"][k] = r.density * r.input_area(m.estimator.backend.info.input_size)
             a["strip"][k] = r.input_hw[0] != r.input_hw[1]
             a["region"][k] = r.region_from_pose
             a["ms_total"][k] = r.timings_ms["total"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime.model_info import BackendError
-from ..runtime.options import effective_head_gating
+from ..runtime.options import effective_head_gating, strip_width
 
 LOG = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ def cached_onnx_path(
     from .metadata import FORMAT_VERSION
 
     hg = "_hg" if head_gating else ""
-    size = (f"{input_size}x{input_width}" if input_width and input_width != input_size
-            else f"{input_size}")  # fmt: skip
+    strip = strip_width(input_size, input_width)
+    size = f"{input_size}x{strip}" if strip else f"{input_size}"
     return cache_dir / "onnx" / f"{digest[:24]}_{size}_{graph}{hg}_f{FORMAT_VERSION}.onnx"
 
 
@@ -65,7 +65,8 @@ def ensure_onnx_export(
     size = int(input_size if input_size is not None else meta["config"]["input_size"])
     digest = str(meta["model_hash"])
     gating = effective_head_gating(meta["config"], head_gating)
-    path = cached_onnx_path(cache_dir, digest, size, graph, gating, input_width)
+    strip = strip_width(size, input_width)
+    path = cached_onnx_path(cache_dir, digest, size, graph, gating, strip)
     if path.is_file():
         try:
             if read_onnx_metadata(path).info.model_hash == digest:
@@ -82,11 +83,11 @@ def ensure_onnx_export(
                            "ONNX graphs do not carry; use the sparse-cpu or torch backend")
     apply_head_gating(net, head_gating)
     LOG.info("exporting %s (%s graph, %d px%s, head gating %s) into %s", checkpoint, graph,
-             size, f" × {input_width} wide" if input_width else "", "on" if gating else "off",
+             size, f" × {strip} wide" if strip else "", "on" if gating else "off",
              path)  # fmt: skip
     try:
         return export_network(net, path, graph, input_size=size, digest=info["model_hash"],
-                              input_width=input_width)
+                              input_width=strip or None)
     except ValueError as exc:  # a strip for a gated network
         raise BackendError(f"{checkpoint}: {exc}") from exc
     except OSError as exc:

@@ -26,7 +26,7 @@ from .. import skeleton
 from ..model.checkpoint import load_checkpoint, model_hash
 from ..model.network import PoseNetwork
 from ..runtime.geometry import network_geometry
-from ..runtime.options import check_input_size, check_input_width
+from ..runtime.options import check_input_size, check_input_width, strip_width
 from .graph_modules import (
     GRAPH_KINDS,
     HEATMAPS_OUTPUT,
@@ -93,9 +93,10 @@ def export_network(
     # TF 'SAME' pads are fixed at the export size: on a size that is not a multiple of the
     # stride some stride-2 conv sees an odd side and pads 1 before, unlike MoveNet's weights.
     check_input_size(size, net.cfg.output_stride)
-    width = size if input_width is None else check_input_width(input_width, size,
-                                                               net.cfg.output_stride)
-    if width != size and net.gated_blocks():
+    if input_width is not None:
+        check_input_width(input_width, size, net.cfg.output_stride)
+    strip = strip_width(size, input_width)
+    if strip and net.gated_blocks():
         raise ValueError("input_width (a strip of the square input) is for dense networks: "
                          "a gated network's masks are square")
     if opset < 13:
@@ -103,10 +104,10 @@ def export_network(
     net = net.eval()
     traced_kind = "plugin" if graph == "portable_sparse" else graph
     wrapper = ExportNetwork(net, traced_kind, size).eval()
-    geometry = network_geometry(net, size, 0 if width == size else width)
+    geometry = network_geometry(net, size, strip)
     n_masks = len(geometry.gated_indices)
     mask_names = [mask_output_name(k) for k in range(n_masks)]
-    image = torch.zeros(1, 3, size, width)
+    image = torch.zeros(1, 3, size, strip or size)
     args: tuple[torch.Tensor, ...] = (image, torch.zeros(1)) if n_masks else (image,)
     input_names = [INPUT_NAME, THRESHOLD_INPUT] if n_masks else [INPUT_NAME]
     buffer = io.BytesIO()
@@ -133,7 +134,7 @@ def export_network(
         build_metadata(
             model_hash=digest or network_hash(net),
             input_size=size,
-            input_width=0 if width == size else width,
+            input_width=strip,
             joint_names=skeleton.JOINT_NAMES,
             mean=cfg.input_mean,
             std=cfg.input_std,

@@ -74,6 +74,13 @@ class PoseResult:
     region_executed: bool = False
     input_hw: tuple[int, int] = (0, 0)
 
+    def input_area(self, whole_size: int) -> float:
+        """The input this frame's network read over one ``whole_size`` square (the whole
+        frame's pass): a 192 crop of a 256 model 0.5625, a 192 × 128 strip 0.375. Times
+        ``density``, the backbone work of this frame against a whole-frame pass (MACs scale
+        with the input's area)."""
+        return self.input_hw[0] * self.input_hw[1] / whole_size**2
+
     @property
     def mean_confidence(self) -> float:
         return float(np.mean(self.confidence)) if self.confidence.size else 0.0

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..runtime.options import strip_width
+
 
 @dataclass(frozen=True)
 class Letterbox:
@@ -71,7 +73,7 @@ class Letterbox:
                 f"need positive sizes, got image {image_width}x{image_height}, input "
                 f"{input_size}, window side {side}"
             )
-        width = 0 if input_width in (0, input_size) else int(input_width)
+        width = strip_width(input_size, input_width)
         if width:
             if not 0 < width < input_size or (input_size - width) % 2:
                 raise ValueError(f"input_width must be in (0, {input_size}) with an even "

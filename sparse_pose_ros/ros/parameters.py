@@ -428,9 +428,8 @@ def check(name: str, value: Any) -> str | None:
     spec = PARAMS_BY_NAME.get(name)
     if spec is None:
         return None
-    if isinstance(spec.default, list) and isinstance(value, (tuple, array.array)):
+    if isinstance(spec.default, list) and isinstance(value, (list, tuple, array.array)):
         value = list(value)  # rclpy hands integer arrays over as array.array('q')
-    if isinstance(spec.default, list) and isinstance(value, list):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return f"{name} must be integers; got {value!r}"
     if spec.type == PT.PARAMETER_DOUBLE and isinstance(value, int) and not isinstance(value, bool):

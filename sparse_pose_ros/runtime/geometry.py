@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .options import strip_width
+
 #: (top, bottom, left, right) zero padding of a PyTorch padding=1 3×3 conv: the default of
 #: every block of a stride-16 export (and of geometry JSON written before pads were recorded).
 SYMMETRIC_PADS: tuple[int, int, int, int] = (1, 1, 1, 1)
@@ -198,7 +200,8 @@ def network_geometry(net: Any, input_size: int, input_width: int = 0) -> Network
     call whenever a backend is built.
     """
     stem_conv = net.backbone.stem[0]
-    width = int(input_width) or int(input_size)
+    strip = strip_width(input_size, input_width)
+    width = strip or int(input_size)
     top, bottom, left, right = _explicit_pads(stem_conv, input_size, width)
     kh, kw = (int(k) for k in stem_conv.kernel_size)
     s = int(stem_conv.stride[0])
@@ -231,10 +234,10 @@ def network_geometry(net: Any, input_size: int, input_width: int = 0) -> Network
             conv.groups) * int(conv.kernel_size[0]) * int(conv.kernel_size[1])
     locator = getattr(net.backbone, "locator", None)
     locator_macs = int(locator.macs(input_size)) if locator is not None else 0
-    if input_width and locator is not None:
+    if strip and locator is not None:
         raise ValueError("a person locator's cells are square: no strip input for it")
     return NetworkGeometry(input_size, stem_macs, tuple(blocks), last_macs, locator_macs,
-                           int(input_width) if width != input_size else 0)
+                           strip)
 
 
 def _check_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

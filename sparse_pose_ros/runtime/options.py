@@ -80,6 +80,15 @@ def check_input_size(size: int, output_stride: int | None = None) -> int:
     return int(size)
 
 
+def strip_width(input_size: int, input_width: int | None) -> int:
+    """The one normal form of an input width: 0 for a square input (``input_width`` None, 0 or
+    ``input_size``), else the strip's width. Every place that stores or compares a width
+    (model info, export metadata and cache names, block geometry, the crop transform) goes
+    through it, so "square" has one spelling."""
+    width = int(input_width or 0)
+    return 0 if width == int(input_size) else width
+
+
 def check_input_width(width: int, input_size: int | None = None,
                       output_stride: int | None = None) -> int:
     """``width`` as an int, or ValueError: a strip's width follows the input-size rule and is

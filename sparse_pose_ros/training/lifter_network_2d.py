@@ -134,11 +134,11 @@ def network_2d_pairs(net: PoseNetwork, corpus: dict[str, LabelSet], draws: CropD
     """(N, J, 2) the network's 2D joints in input pixels of its crop's square, (N, J) the
     triangulated root-relative depth in mm, and the persons × views used per source (see the
     module docstring): every square crop of the first size, then its strips narrowest first,
-    then the next size. With ``midpoint_torso`` the 2D
-    torso joints are the mid-points the lifter of such a network reads
-    (``PoseNetwork.refine_joints``; idempotent for a network that already outputs them). Empty
-    tensors when the corpus has no training source with calibrated views. Crops go through the
-    network ``draws.batch`` at a time as they are cut, so only a batch per size is held."""
+    then the next size. With ``midpoint_torso`` the 2D torso joints are the mid-points the
+    lifter of such a network reads (``PoseNetwork.refine_joints``; idempotent for a network
+    that already outputs them). Empty tensors when the corpus has no training source with
+    calibrated views. Crops go through the network ``draws.batch`` at a time as they are cut,
+    so only a batch per size and width is held."""
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(net).float().eval()
     cfg = model.cfg
@@ -178,7 +178,7 @@ def network_2d_pairs(net: PoseNetwork, corpus: dict[str, LabelSet], draws: CropD
 
 def strips_refused(net: torch.nn.Module) -> bool:
     """Whether the node reads ``net``'s crops as squares only: a gated network's masks are
-    square (``torch_backend.strip_width``), so its lifter has no strip pairs to learn."""
+    square (``torch_backend.checked_strip_width``), so its lifter has no strip pairs to learn."""
     gated = getattr(net, "gated_blocks", None)
     return bool(gated()) if callable(gated) else False
 
