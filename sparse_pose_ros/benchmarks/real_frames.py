@@ -37,12 +37,13 @@ in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one 
 * ``ours_dense_tracking_openvino``: the node's default path (``backend: auto`` on the CPU picks
   openvino for the dense model) and tracking crop (``PoseEstimator(track_person=True)``): the
   dense network on the person's crop once a frame found someone, the crops read at the node's
-  ``crop_input_size`` (192; ``--crop-input-size``) by a second session, or through the
-  narrowest of its ``crop_input_widths`` strips that holds the person (96 / 128 / 160;
-  ``--crop-input-widths``), whole frames at 256; ``_openvino_square``: the same without
-  strips; ``_openvino_224``: crops at 224 with the strips;
+  ``crop_input_size`` (224; ``--crop-input-size``) by a second session, or through the
+  narrowest of its ``crop_input_widths`` strips that holds the person (64 to 192;
+  ``--crop-input-widths``) with the node's ``strip_margin`` (``--strip-margin``), whole
+  frames at 256; ``_openvino_square``: the same without strips; ``_openvino_192``: the
+  previous default, crops at 192 read as strips 96 / 128 / 160 with margin 1.5;
   ``ours_dense_tracking_ort`` / ``_openvino_bf16``: the square crops in onnxruntime / in bf16;
-  ``ours_dense_tracking_ort_224`` / ``_own_size``: onnxruntime with crops at 224 / 256;
+  ``ours_dense_tracking_ort_192`` / ``_own_size``: onnxruntime with crops at 192 / 256;
   ``ours_sparse_tracking``: crop *and* masks;
 * ``blazepose_full``: MediaPipe BlazePose Full in its own venv (``teachers.peer``), static-image
   mode (detector + landmarks every frame) on lossless PNGs of the same pixels, pinned to as many
@@ -106,6 +107,8 @@ from ..evaluation.real_heldout import (
 from ..pipeline.lift import Intrinsics
 from ..pipeline.roi import CROP_INPUT_SIZE as NODE_CROP_INPUT_SIZE
 from ..pipeline.roi import CROP_INPUT_WIDTHS as NODE_CROP_INPUT_WIDTHS
+from ..pipeline.roi import STRIP_MARGIN as NODE_STRIP_MARGIN
+from ..pipeline.roi import RoiConfig
 from ..provenance import load_average, machine_info
 from ..runtime.options import input_size_problem
 from ..training.evaluation import SMALL_PERSON_FRACTION
@@ -147,6 +150,9 @@ class ContenderSpec:
     #: with ``track`` (dense): strips of the crop read when the person fits (the node's
     #: ``crop_input_widths``, a session each)
     crop_input_widths: tuple[int, ...] = ()
+    #: with strips: a strip holds the person when their joint box's width x this fits it (the
+    #: node's ``strip_margin``)
+    strip_margin: float = NODE_STRIP_MARGIN
 
 
 def default_contenders() -> list[ContenderSpec]:
@@ -174,8 +180,8 @@ def default_contenders() -> list[ContenderSpec]:
                       label=f"ours dense ORT, tracking crop @{NODE_CROP_INPUT_SIZE}"),
         ContenderSpec("ours_dense_tracking_ort_own_size", "dense", dense, track=True,
                       label="ours dense ORT, tracking crop @256"),
-        ContenderSpec("ours_dense_tracking_ort_224", "dense", dense, track=True,
-                      crop_input_size=224, label="ours dense ORT, tracking crop @224"),
+        ContenderSpec("ours_dense_tracking_ort_192", "dense", dense, track=True,
+                      crop_input_size=192, label="ours dense ORT, tracking crop @192"),
         ContenderSpec("ours_dense_openvino", "dense", dense, runtime="openvino",
                       label="ours dense OpenVINO f32, full frame"),
         ContenderSpec("ours_dense_openvino_bf16", "dense", dense, runtime="openvino",
@@ -185,10 +191,11 @@ def default_contenders() -> list[ContenderSpec]:
                       crop_input_widths=NODE_CROP_INPUT_WIDTHS,
                       label=f"ours dense OpenVINO f32, tracking crop @{NODE_CROP_INPUT_SIZE}, "
                             "strips (the node's: backend auto)"),
-        ContenderSpec("ours_dense_tracking_openvino_224", "dense", dense, track=True,
-                      runtime="openvino", crop_input_size=224,
-                      crop_input_widths=NODE_CROP_INPUT_WIDTHS,
-                      label="ours dense OpenVINO f32, tracking crop @224, strips"),
+        ContenderSpec("ours_dense_tracking_openvino_192", "dense", dense, track=True,
+                      runtime="openvino", crop_input_size=192, crop_input_widths=(96, 128, 160),
+                      strip_margin=1.5,
+                      label="ours dense OpenVINO f32, tracking crop @192, strips 96-160, "
+                            "margin 1.5 (the previous default)"),
         ContenderSpec("ours_dense_tracking_openvino_square", "dense", dense, track=True,
                       runtime="openvino", crop_input_size=NODE_CROP_INPUT_SIZE,
                       label=f"ours dense OpenVINO f32, tracking crop @{NODE_CROP_INPUT_SIZE}, "
@@ -379,14 +386,16 @@ class EstimatorRunner:
 
     def __init__(self, backend: Any, track: bool, confidence_threshold: float,
                  region: bool = True, crop_backend: Any = None,
-                 strip_backends: Sequence[Any] = ()) -> None:
+                 strip_backends: Sequence[Any] = (),
+                 strip_margin: float = NODE_STRIP_MARGIN) -> None:
         from ..pipeline.estimator import PoseEstimator
 
         self.backend = backend
         self.estimator = PoseEstimator(backend, confidence_threshold=confidence_threshold,
                                        track_person=track, region_from_pose=region,
                                        crop_backend=crop_backend,
-                                       strip_backends=strip_backends)  # fmt: skip
+                                       strip_backends=strip_backends,
+                                       strip_margin=strip_margin)  # fmt: skip
 
     def reset(self) -> None:
         self.estimator.reset_tracking()
@@ -508,7 +517,8 @@ def describe(spec: ContenderSpec, options: Options) -> dict[str, Any]:
         with torch.no_grad():
             crep = flops_report(net, net(torch.zeros(1, 3, c, c)), (c, c))
         crop = {"crop_input_size": c, "backbone_macs_dense_crop": float(crep.backbone_dense_macs),
-                "crop_input_widths": [w for w in spec.crop_input_widths if w < c]}
+                "crop_input_widths": [w for w in spec.crop_input_widths if w < c],
+                "strip_margin": spec.strip_margin}
     runtime = {
         "sparse": "sparse-cpu backend (compiled gather-scatter kernel, adaptive=False: always "
                   "sparse; head gating on, as in the node)",
@@ -560,7 +570,7 @@ def make_runner(spec: ContenderSpec, threads: int, options: Options,
         strips = [open_at(size, w) for w in spec.crop_input_widths if spec.track and w < size]
         return EstimatorRunner(backend, spec.track, options.confidence_threshold,
                                spec.region if spec.kind == "sparse" else True, crop_backend,
-                               strips)
+                               strips, spec.strip_margin)
     from ..model.checkpoint import load_checkpoint
     from .ort_dense import MoveNetDense, export_onnx
 
@@ -1006,6 +1016,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default=list(NODE_CROP_INPUT_WIDTHS),
                    help=f"strips of {NODE_TRACKING}'s crops (the node's crop_input_widths; "
                         "none: squares only)")
+    p.add_argument("--strip-margin", type=float, default=NODE_STRIP_MARGIN,
+                   help=f"{NODE_TRACKING}'s strip margin (the node's strip_margin)")
     p.add_argument("--confidence-threshold", type=float, default=0.3)
     p.add_argument("--mask-threshold", type=float, default=0.5)
     p.add_argument("--cache-dir", default=None, help="ONNX export cache of the backends")
@@ -1030,6 +1042,10 @@ def check_arguments(args: argparse.Namespace) -> str | None:
     bad = [w for w in args.crop_input_widths if input_size_problem(w)]
     if bad:
         return f"--crop-input-widths: {input_size_problem(bad[0])}"
+    try:
+        RoiConfig(strip_margin=args.strip_margin)
+    except ValueError as exc:
+        return f"--strip-margin: {exc}"
     return None
 
 
@@ -1042,7 +1058,8 @@ def main(args: argparse.Namespace, command: str) -> int:
         specs = [dataclasses.replace(s, crop_input_size=args.crop_input_size or None)
                  if s.name in (NODE_TRACKING, *CROP_FOLLOWERS) else s
                  for s in select_contenders(args.contenders, args.checkpoint)]  # fmt: skip
-        specs = [dataclasses.replace(s, crop_input_widths=tuple(args.crop_input_widths))
+        specs = [dataclasses.replace(s, crop_input_widths=tuple(args.crop_input_widths),
+                                     strip_margin=args.strip_margin)
                  if s.name == NODE_TRACKING else s for s in specs]  # fmt: skip
     except ValueError as exc:
         problem = problem or str(exc)

@@ -192,7 +192,8 @@ def test_openvino_contenders_match_onnxruntime(fake) -> None:
     tmp, root, ckpts = fake
     argv = [*_argv(tmp, root, ckpts, "--threads", "1", "--confidence-threshold", "0",
                    "--contenders", *OPENVINO, "ours_dense_tracking_ort", "ours_dense_ort"),
-            "--out-dir", str(tmp / "out_ov"), "--crop-input-widths", "32", "64", "96"]
+            "--out-dir", str(tmp / "out_ov"), "--crop-input-widths", "32", "64", "96",
+            "--strip-margin", "1.3"]
     done = subprocess.run([sys.executable, "-m", "sparse_pose_ros.benchmarks", *argv],
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -201,6 +202,7 @@ def test_openvino_contenders_match_onnxruntime(fake) -> None:
     ov = r["contenders"]["ours_dense_tracking_openvino"]
     assert ov["crop_input_size"] == 96 and "openvino" in ov["runtime"]
     assert ov["crop_input_widths"] == [32, 64]  # 96 is the square itself
+    assert ov["strip_margin"] == 1.3  # the node's strip_margin, as given
     assert r["contenders"]["ours_dense_tracking_openvino_square"]["crop_input_widths"] == []
     rows = r["results"]["real"]["contenders"]
     macs = [rows[n]["macs"]["all"]["backbone_fraction"]
@@ -293,5 +295,6 @@ def test_contender_selection_and_skips(fake, tmp_path) -> None:
     with pytest.raises(ValueError, match="NAME=PATH"):
         rf.select_contenders(None, ["ours_dense_ort"])
     assert main(["real-frames", "--contenders", "nobody", "--out-dir", str(tmp_path)]) == 2
+    assert main(["real-frames", "--strip-margin", "0.9", "--out-dir", str(tmp_path)]) == 2
     assert main(["real-frames", "--labels", "none", "--synthetic", "none",
                  "--out-dir", str(tmp_path)]) == 1
