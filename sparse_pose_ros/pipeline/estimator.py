@@ -177,13 +177,13 @@ class PoseEstimator:
             crops go through ``backend`` too). Why two sizes: finding a person in a whole frame
             needs the resolution (held-out real, dense checkpoint, whole frame at 224 instead
             of 256 px: PCK@0.1 0.58 instead of 0.70), while a crop that the person already
-            fills does about as well with fewer pixels (tracking crops at 192: PCK 0.900,
-            MPJPE 103 mm, against 0.917, 100 mm at 256, for 0.56 of the MACs;
+            fills does about as well with fewer pixels (tracking crops at 224: PCK 0.913,
+            MPJPE 64 mm, against 0.917, 65 mm at 256, for 0.77 of the MACs;
             ``docs/network.md`` §2c). Must be the same model (joints, normalisation, depth).
         strip_backends: the crop model again, reading only a central strip of the crop
             (``ModelInfo.input_width`` < its ``input_size``; dense models). Each tracking
-            frame uses the narrowest whose strip holds the previous skeleton with the crop's
-            margin (``pipeline.roi.strip_fits``), else the square crop: an upright person
+            frame uses the narrowest whose strip holds the previous skeleton with a margin
+            (``pipeline.roi.strip_fits``), else the square crop: an upright person
             leaves the square's sides to background, and a 192 × 128 strip costs 2/3 of
             the 192 × 192 square at the same resolution on the person.
         strip_margin: how much wider than the person's joint box a strip must be

@@ -27,20 +27,23 @@ DEFAULT_SIDE_FACTOR = 1.5
 MIN_SIDE_PX = 32
 #: Network input side for tracking crops that the node uses by default (``crop_input_size``):
 #: a person who fills the crop needs fewer pixels than one to be found in a whole frame (held-out
-#: real, shipped dense checkpoint: square crops at 192 within 2 % of its own 256 in 2D and
-#: 11 mm in 3D for 0.57 of the MACs, at 224 within 0.5 % and 0 mm for 0.77, at 160 the person
-#: is lost; whole frames at 224 lose a sixth of their PCK). ``docs/network.md`` §2c has the runs.
-CROP_INPUT_SIZE = 192
+#: real, shipped dense checkpoint: square crops at 224 within 0.5 % of its own 256 in 2D for
+#: 0.77 of the MACs, at 192 within 2 % for 0.57 but 13 mm more 3D error, at 160 the person is
+#: lost; whole frames at 224 lose a sixth of their PCK). Read as strips (below), 224 costs about
+#: what 192's strips did. ``docs/network.md`` §2c and §2d have the runs.
+CROP_INPUT_SIZE = 224
 #: Strips of that crop the node may read instead of its square (``crop_input_widths``): the
 #: narrowest that holds the person (``strip_fits``). An upright person leaves a square's sides
-#: to background; on the held-out real frames strips were read on 85 % of the frames, for 0.40
-#: of a whole-frame pass's MACs instead of 0.57 at the same 2D (``docs/network.md`` §2d).
-CROP_INPUT_WIDTHS: tuple[int, ...] = (96, 128, 160)
-#: A strip must hold the joint box's width × this (``strip_margin``): the square crop's own
-#: margin by default. Smaller reads more frames through narrower strips (1.3: 0.34 of a
-#: whole-frame pass instead of 0.40, the same 2D, but 81-82 mm instead of 78; 1.15 loses 2D:
+#: to background; on the held-out real frames strips were read on 98 % of the frames, for 0.41
+#: of a whole-frame pass's MACs instead of the square's 0.77 (``docs/network.md`` §2d).
+CROP_INPUT_WIDTHS: tuple[int, ...] = (64, 96, 128, 160, 192)
+#: A strip must hold the joint box's width × this (``strip_margin``): 10 % of the box's width
+#: on either side; with the widths 32 px apart a strip is usually wider still. A hand cut at a
+#: strip's edge is found at that edge, so the next frame's strip is 1.2× wider, until it holds
+#: the hand or the square is read. At 224 px the margin costs little (held-out: 1.2 → 0.41 of
+#: a pass, 70 mm; 1.3 → 0.45, 66 mm; the square → 0.77, 64 mm; at 192 px 1.3 cost 4 mm:
 #: ``docs/network.md`` §2d).
-STRIP_MARGIN = DEFAULT_SIDE_FACTOR
+STRIP_MARGIN = 1.2
 STRIP_MARGIN_RANGE = (1.0, 4.0)
 
 

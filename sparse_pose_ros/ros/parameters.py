@@ -230,9 +230,10 @@ PARAMS: tuple[ParamSpec, ...] = (
         "With track_person: network input side for the tracking crops (a second session of the "
         "same model); 0 = input_size. The whole frame, where a person must first be found, "
         "keeps input_size. Held-out real frames, tracking, square crops: the dense checkpoint "
-        "at 192 scored PCK@0.1 0.900 / MPJPE 77 mm against 0.917 / 66 mm at its own 256, for "
-        "0.57 of the MACs (224: 0.913 / 66 mm for 0.77; 160 loses the person); the sparse one "
-        "loses at 224 (0.899 / 75 mm against 0.906 / 68 mm): set 0 for it.",
+        "at 224 scored PCK@0.1 0.913 / MPJPE 64 mm against 0.917 / 66 mm at its own 256, for "
+        "0.77 of the MACs (192: 0.900 / 77 mm for 0.57; 160 loses the person; read as strips, "
+        "crop_input_widths, 224 costs 0.41); the sparse one loses at 224 (0.899 / 75 mm "
+        "against 0.906 / 68 mm): set 0 for it.",
         _INPUT_SIZE_RULE, int_range=(0, INPUT_SIZE_RANGE[1]), validate=_input_size,
         reload=True,
     ),
@@ -242,9 +243,9 @@ PARAMS: tuple[ParamSpec, ...] = (
         "network may read instead of its whole square, each a session of the same model "
         "crop_input_size tall. A frame uses the narrowest strip that holds the previous "
         "skeleton with the crop's margin (an upright person), else the square. [0] = squares "
-        "only. Held-out real frames, dense checkpoint, crops 192: strips 96/128/160 read 85 % "
-        "of the frames for 0.40 of a whole-frame pass's backbone MACs instead of 0.57, PCK@0.1 "
-        "0.899 vs 0.900, MPJPE 78 vs 77 mm (docs/network.md 2d). Widths not below "
+        "only. Held-out real frames, dense checkpoint, crops 224: strips 64-192 read 98 % "
+        "of the frames for 0.41 of a whole-frame pass's backbone MACs instead of 0.77, PCK@0.1 "
+        "0.908 vs 0.913, MPJPE 70 vs 64 mm (docs/network.md 2d). Widths not below "
         "crop_input_size, or for a gated model or tensorrt, are refused with a warning and "
         "the squares run.",
         "integers, each 0 or a multiple of 32 below crop_input_size", validate=_crop_input_widths,
@@ -253,10 +254,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "strip_margin", STRIP_MARGIN,
         "With crop_input_widths: a strip holds the person when their joint box's width times "
-        "this fits it (default: the square crop's own 1.5). Smaller reads more frames through "
-        "narrower strips: 1.3 ran 0.34 of a whole-frame pass instead of 0.40 at the same 2D "
-        "but 82 instead of 78 mm (81 with a lifter trained for that margin); 1.15 lost 2D "
-        "(docs/network.md 2d).",
+        "this fits it (10 % of the box's width on either side at 1.2). Held-out real frames, "
+        "crops 224: 1.2 ran 0.41 of a whole-frame pass at PCK@0.1 0.908 / 70 mm, 1.3 0.45 at "
+        "0.911 / 66 mm, 1.5 0.52 at 0.910 / 68 mm (docs/network.md 2d).",
         f"[{STRIP_MARGIN_RANGE[0]:g}, {STRIP_MARGIN_RANGE[1]:g}]",
         float_range=(float(STRIP_MARGIN_RANGE[0]), float(STRIP_MARGIN_RANGE[1])),
     ),

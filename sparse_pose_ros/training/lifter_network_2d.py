@@ -30,7 +30,7 @@ from ..data.label_cache import LabelSet, iter_images
 from ..data.lifter_poses import view_skeletons
 from ..model.network import PoseNetwork
 from ..pipeline.preprocess import crop_window, mean_fill, normalise
-from ..pipeline.roi import STRIP_MARGIN, RoiConfig, roi_window, strip_fits
+from ..pipeline.roi import CROP_INPUT_WIDTHS, STRIP_MARGIN, RoiConfig, roi_window, strip_fits
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class CropDraws:
     """How each triangulated person is cropped (``train_lifter --network-2d-*``).
 
     Attributes:
-        sizes: network input sides, px (the node's tracking crop is 192 by default; 224 and
+        sizes: network input sides, px (the node's tracking crop is 224 by default; 192 and
             256 are its other settings).
         per_size: jittered crops per person, view and size.
         scale_jitter: the crop's box scaled by a factor uniform in 1 ± this (the node's crop
@@ -59,7 +59,7 @@ class CropDraws:
     scale_jitter: float = 0.08
     shift_jitter: float = 0.03
     batch: int = 16
-    strip_widths: tuple[int, ...] = (96, 128, 160)
+    strip_widths: tuple[int, ...] = CROP_INPUT_WIDTHS
     #: the estimator's ``strip_margin`` the strips are chosen with
     strip_margin: float = STRIP_MARGIN
 

@@ -27,6 +27,7 @@ from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork, movenet_co
 from sparse_pose_ros.pipeline.estimator import PoseEstimator, execution_mask
 from sparse_pose_ros.pipeline.lift import Intrinsics
 from sparse_pose_ros.pipeline.preprocess import Letterbox
+from sparse_pose_ros.pipeline.roi import STRIP_MARGIN
 
 # ---------------------------------------------------------------------------------------------
 # helpers, hand-computed
@@ -427,4 +428,4 @@ def test_cli_crop_strips_read_part_of_the_crop_and_count_its_macs(fake, capsys,
         rh.parse_args(["--checkpoint", "x.safetensors", "--track", "--crop-input-widths", "32",
                        "--strip-margin", "0.5"])
     assert "strip_margin must be in" in capsys.readouterr().err
-    assert strips["estimator"]["strip_margin"] == 1.5
+    assert strips["estimator"]["strip_margin"] == STRIP_MARGIN  # the node's default

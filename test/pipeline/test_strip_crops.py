@@ -18,7 +18,7 @@ from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
 from sparse_pose_ros.pipeline.estimator import PoseEstimator, execution_mask
 from sparse_pose_ros.pipeline.lift import Intrinsics
 from sparse_pose_ros.pipeline.preprocess import Letterbox, crop_window, strip_side_multiple
-from sparse_pose_ros.pipeline.roi import RoiConfig, roi_window, strip_fits
+from sparse_pose_ros.pipeline.roi import STRIP_MARGIN, RoiConfig, roi_window, strip_fits
 
 
 def _net(gated: bool = False) -> PoseNetwork:
@@ -97,7 +97,7 @@ def _upright(h: float = 200.0, w: float = 60.0, cx: float = 200.0, cy: float = 1
 
 
 def test_strip_fits_only_a_person_narrow_enough_for_it():
-    roi = RoiConfig()
+    roi = RoiConfig(strip_margin=1.5)  # the square crop's own margin
     assert strip_fits(_upright(w=60), 192, 96, roi)  # 0.3 as wide as tall: the 1/2 strip
     assert not strip_fits(_upright(w=120), 192, 96, roi)  # 0.6: not the 1/2 strip ...
     assert strip_fits(_upright(w=120), 192, 128, roi)  # ... but the 2/3 one
@@ -108,6 +108,25 @@ def test_strip_fits_only_a_person_narrow_enough_for_it():
     assert strip_fits(_upright(w=120), 192, 96, RoiConfig(strip_margin=1.2))
     with pytest.raises(ValueError, match="strip_margin"):
         RoiConfig(strip_margin=0.9)
+    # the strip chosen for the next frame holds the joints with the margin on both sides, so a
+    # strip that cut a hand (the hand predicted at its edge) is followed by one at least the
+    # margin wider, until the hand is inside or the square is read
+    for margin in (1.05, STRIP_MARGIN, 1.5):
+        cfg = RoiConfig(strip_margin=margin)
+        for w in (20.0, 60.0, 120.0, 180.0):
+            person = _upright(h=200.0, w=w, cx=320.0, cy=240.0)
+            fits = [s for s in (64, 96, 128, 160, 192) if strip_fits(person, 224, s, cfg)]
+            if not fits:
+                continue
+            x0, _, width, _ = roi_window(person, 640, 480, 224, cfg, fits[0]).strip_rect()
+            assert width >= margin * w - 2, (margin, w, fits[0])
+            assert x0 <= 320.0 - margin * w / 2 + 1 and x0 + width >= 320.0 + margin * w / 2 - 1
+            # the hand reaches that strip's edges: the next strip is wider by the margin
+            reaching = _upright(h=200.0, w=width, cx=320.0, cy=240.0)
+            wider = [s for s in (64, 96, 128, 160, 192) if strip_fits(reaching, 224, s, cfg)]
+            if wider:
+                nxt = roi_window(reaching, 640, 480, 224, cfg, wider[0]).strip_rect()[2]
+                assert nxt >= margin * width - 2, (margin, w, width, nxt)
     box = roi_window(_upright(), 640, 480, 192, roi, input_width=128)
     _, _, side = box.window_rect()
     assert side % 6 == 0 and abs(side - 300) <= 3 and box.input_width == 128
@@ -118,8 +137,9 @@ def test_estimator_reads_the_narrowest_strip_that_holds_the_person(dense_path):
     crop = create_backend("torch", dense_path, "cpu", input_size=96)
     strips = [create_backend("torch", dense_path, "cpu", input_size=96, input_width=w)
               for w in (64, 32)]
+    assert PoseEstimator(whole, strip_backends=()).strip_margin == STRIP_MARGIN
     est = PoseEstimator(whole, confidence_threshold=0.0, track_person=True, crop_backend=crop,
-                        strip_backends=strips)
+                        strip_backends=strips, strip_margin=1.5)
     assert [b.info.input_width for b in est.strip_backends] == [32, 64]  # narrowest first
     assert est.strip_margin == 1.5
     with pytest.raises(ValueError, match="strip_margin"):

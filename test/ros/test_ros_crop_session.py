@@ -11,6 +11,7 @@ import rclpy
 from rclpy.parameter import Parameter
 
 from sparse_pose_ros.backends.base import BackendError
+from sparse_pose_ros.pipeline.roi import CROP_INPUT_SIZE
 from sparse_pose_ros.ros import pose_node as pose_node_module
 from sparse_pose_ros.ros.parameters import crop_engine_path
 from sparse_pose_ros.ros.pose_node import PoseNode
@@ -48,11 +49,12 @@ def make_node(tiny_model):
 
 
 def test_crops_get_their_own_session_at_crop_input_size(make_node):
-    node = make_node()  # defaults: crop_input_size 192, the tiny model's own size is 64
+    node = make_node()  # defaults: crop_input_size 224, the tiny model's own size is 64
     values = _ready(node)
-    assert (values["input_size"], values["crop_input_size"]) == (64, 192)
+    assert (values["input_size"], values["crop_input_size"]) == (64, CROP_INPUT_SIZE)
     est = node._estimator
-    assert est.backend.info.input_size == 64 and est.crop_backend.info.input_size == 192
+    assert est.backend.info.input_size == 64
+    assert est.crop_backend.info.input_size == CROP_INPUT_SIZE
     assert est.crop_backend is not est.backend
     assert est.backends == (est.backend, est.crop_backend)  # both warmed, thresholded, closed
     assert values["spin_wait"] is False  # off by default (README: ~2 ms for 2x the CPU)
@@ -79,8 +81,8 @@ def test_a_file_that_cannot_run_at_the_crop_size_keeps_one_session(make_node, mo
     real = pose_node_module.create_backend
 
     def one_size_only(name, path, options=None, **kw):
-        if options is not None and options.input_size == 192:
-            raise BackendError("model.onnx was exported at 64 px, not 192")
+        if options is not None and options.input_size == CROP_INPUT_SIZE:
+            raise BackendError(f"model.onnx was exported at 64 px, not {CROP_INPUT_SIZE}")
         return real(name, path, options=options, **kw)
 
     monkeypatch.setattr(pose_node_module, "create_backend", one_size_only)
@@ -111,14 +113,15 @@ def dense_tiny(tmp_path_factory):
 
 
 def test_strips_of_the_crop_get_their_own_sessions(make_node, dense_tiny):
-    """crop_input_widths: a dense model gets a session per strip of the 192-px crop (the
-    defaults 96 / 128 / 160), named in /diagnostics and warmed, thresholded and closed with
-    the others; [0] turns them off; bad widths are refused with a reason."""
+    """crop_input_widths: a dense model gets a session per strip of the 224-px crop (the
+    defaults 64 to 192), named in /diagnostics and warmed, thresholded and closed with the
+    others; [0] turns them off; bad widths are refused with a reason."""
     node = make_node(model_file_path=str(dense_tiny))
     values = _ready(node)
     est = node._estimator
-    assert values["crop_input_widths"] == "96,128,160"
-    assert [b.info.input_hw for b in est.strip_backends] == [(192, 96), (192, 128), (192, 160)]
+    assert values["crop_input_widths"] == "64,96,128,160,192"
+    assert [b.info.input_hw for b in est.strip_backends] == [
+        (224, w) for w in (64, 96, 128, 160, 192)]
     assert est.backends == (est.backend, est.crop_backend, *est.strip_backends)
     assert node.set_parameters([Parameter("crop_input_widths", value=[0])])[0].successful
     values = _ready(node)
@@ -127,7 +130,7 @@ def test_strips_of_the_crop_get_their_own_sessions(make_node, dense_tiny):
         result = node.set_parameters([Parameter("crop_input_widths", value=bad)])[0]
         assert not result.successful and why in result.reason
     # a width not below the crop's side is left out with a warning; the others load
-    assert node.set_parameters([Parameter("crop_input_widths", value=[128, 192])])[0].successful
+    assert node.set_parameters([Parameter("crop_input_widths", value=[128, 224])])[0].successful
     assert _ready(node)["crop_input_widths"] == "128"
 
 

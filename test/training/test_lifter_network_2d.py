@@ -200,7 +200,7 @@ def test_a_crop_whose_person_fits_a_strip_also_gives_the_strips_pair(tmp_path: P
     # half-width strip at 1.2, not at the square's 1.5
     person = np.c_[np.linspace(0, 60, J), np.linspace(0, 100, J)]
     roi = RoiConfig()
-    assert CropDraws(strip_widths=(32,)).strip_for(person, 64, roi) == 0
+    assert CropDraws(strip_widths=(32,), strip_margin=1.5).strip_for(person, 64, roi) == 0
     assert CropDraws(strip_widths=(32,), strip_margin=1.2).strip_for(person, 64, roi) == 32
 
 
