@@ -104,10 +104,9 @@ def roi_window(
 def strip_fits(joints_px: np.ndarray, input_size: int, input_width: int,
                cfg: RoiConfig | None = None) -> bool:
     """Whether the central ``input_width`` strip of the next frame's square window holds
-    this frame's joints with a margin: their box's width × ``strip_margin`` (by default the
-    window's own ``side_factor``) at most the strip's width. True for an upright person (a
-    standing one's box is 0.3-0.6 as wide as tall), False when the arms or a bend make them
-    wide."""
+    this frame's joints with a margin: their box's width × ``strip_margin`` at most the
+    strip's width. True for an upright person (a standing one's box is 0.3-0.6 as wide as
+    tall), False when the arms or a bend make them wide."""
     cfg = cfg or RoiConfig()
     pts = np.asarray(joints_px, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2 or not len(pts) or not np.isfinite(pts).all():

@@ -230,8 +230,8 @@ PARAMS: tuple[ParamSpec, ...] = (
         "With track_person: network input side for the tracking crops (a second session of the "
         "same model); 0 = input_size. The whole frame, where a person must first be found, "
         "keeps input_size. Held-out real frames, tracking, square crops: the dense checkpoint "
-        "at 224 scored PCK@0.1 0.913 / MPJPE 64 mm against 0.917 / 66 mm at its own 256, for "
-        "0.77 of the MACs (192: 0.900 / 77 mm for 0.57; 160 loses the person; read as strips, "
+        "at 224 scored PCK@0.1 0.913 / MPJPE 64 mm against 0.917 / 65 mm at its own 256, for "
+        "0.77 of the MACs (192: 0.900 / 75 mm for 0.57; 160 loses the person; read as strips, "
         "crop_input_widths, 224 costs 0.41); the sparse one loses at 224 (0.899 / 75 mm "
         "against 0.906 / 68 mm): set 0 for it.",
         _INPUT_SIZE_RULE, int_range=(0, INPUT_SIZE_RANGE[1]), validate=_input_size,
@@ -242,7 +242,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         "With track_person and a dense model: widths of strips of the tracking crop the "
         "network may read instead of its whole square, each a session of the same model "
         "crop_input_size tall. A frame uses the narrowest strip that holds the previous "
-        "skeleton with the crop's margin (an upright person), else the square. [0] = squares "
+        "skeleton with strip_margin (an upright person), else the square. [0] = squares "
         "only. Held-out real frames, dense checkpoint, crops 224: strips 64-192 read 98 % "
         "of the frames for 0.41 of a whole-frame pass's backbone MACs instead of 0.77, PCK@0.1 "
         "0.908 vs 0.913, MPJPE 70 vs 64 mm (docs/network.md 2d). Widths not below "
@@ -256,7 +256,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         "With crop_input_widths: a strip holds the person when their joint box's width times "
         "this fits it (10 % of the box's width on either side at 1.2). Held-out real frames, "
         "crops 224: 1.2 ran 0.41 of a whole-frame pass at PCK@0.1 0.908 / 70 mm, 1.3 0.45 at "
-        "0.911 / 66 mm, 1.5 0.52 at 0.910 / 68 mm (docs/network.md 2d).",
+        "0.911 / 66 mm, 1.5 0.51 at 0.909 / 67 mm (docs/network.md 2d).",
         f"[{STRIP_MARGIN_RANGE[0]:g}, {STRIP_MARGIN_RANGE[1]:g}]",
         float_range=(float(STRIP_MARGIN_RANGE[0]), float(STRIP_MARGIN_RANGE[1])),
     ),
@@ -281,8 +281,8 @@ PARAMS: tuple[ParamSpec, ...] = (
         "openvino_precision", "f32",
         "openvino backend (auto's CPU choice for a dense model): inference precision. f32 gives "
         "onnxruntime's numbers; bf16 (native on CPUs with AMX / AVX512-BF16) runs the crop "
-        "network in ~0.6x f32's time but scored PCK@0.1 0.865 / MPJPE 120 mm on the held-out "
-        "real frames against f32's 0.900 / 77 mm (square crops), so f32 by default; auto = "
+        "network in ~0.6x f32's time but scored PCK@0.1 0.865 / MPJPE 118 mm on the held-out "
+        "real frames against f32's 0.900 / 75 mm (square crops at 192), so f32 by default; auto = "
         "OpenVINO's choice "
         "(bf16 where native). Other backends ignore it.",
         "one of " + ", ".join(OPENVINO_PRECISIONS), validate=_choice(OPENVINO_PRECISIONS),
