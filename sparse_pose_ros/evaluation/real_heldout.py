@@ -79,6 +79,7 @@ from ..pipeline.estimator import PoseEstimator, PoseResult, execution_mask
 from ..pipeline.lift import Intrinsics
 from ..pipeline.preprocess import Letterbox, letterbox, mean_fill
 from ..pipeline.roi import (
+    CROP_INPUT_SIZE,
     REGION_EXPAND,
     REGION_MARGIN,
     STRIP_MARGIN,
@@ -924,7 +925,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="network input side in pixels (the node's input_size); 0 = the model's own")
     p.add_argument("--crop-input-size", type=int, default=0,
                    help="with --track: input side for the tracking crops (the node's "
-                        "crop_input_size, there 192 by default); 0 = --input-size")
+                        f"crop_input_size, there {CROP_INPUT_SIZE} by default); 0 = "
+                        "--input-size")
     p.add_argument("--crop-input-widths", type=int, nargs="*", default=[],
                    help="with --track: strips of the crop the network may read instead of "
                         "its square when the person fits (the node's crop_input_widths; "

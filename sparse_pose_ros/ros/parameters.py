@@ -232,8 +232,8 @@ PARAMS: tuple[ParamSpec, ...] = (
         "keeps input_size. Held-out real frames, tracking, square crops: the dense checkpoint "
         "at 224 scored PCK@0.1 0.913 / MPJPE 64 mm against 0.917 / 65 mm at its own 256, for "
         "0.77 of the MACs (192: 0.900 / 75 mm for 0.57; 160 loses the person; read as strips, "
-        "crop_input_widths, 224 costs 0.41); the sparse one loses at 224 (0.899 / 75 mm "
-        "against 0.906 / 68 mm): set 0 for it.",
+        "crop_input_widths, 224 costs 0.41); the sparse one loses at 224 (0.899 / 74 mm "
+        "against 0.906 / 67 mm): set 0 for it.",
         _INPUT_SIZE_RULE, int_range=(0, INPUT_SIZE_RANGE[1]), validate=_input_size,
         reload=True,
     ),

@@ -30,7 +30,14 @@ from ..data.label_cache import LabelSet, iter_images
 from ..data.lifter_poses import view_skeletons
 from ..model.network import PoseNetwork
 from ..pipeline.preprocess import crop_window, mean_fill, normalise
-from ..pipeline.roi import CROP_INPUT_WIDTHS, STRIP_MARGIN, RoiConfig, roi_window, strip_fits
+from ..pipeline.roi import (
+    CROP_INPUT_WIDTHS,
+    STRIP_MARGIN,
+    RoiConfig,
+    region_cells,
+    roi_window,
+    strip_fits,
+)
 
 
 @dataclass(frozen=True)
@@ -87,11 +94,14 @@ class CropDraws:
 
 def _person_crops(corpus: dict[str, LabelSet], draws: CropDraws, rng: np.random.Generator,
                   fill: tuple[int, int, int], counts: dict[str, int]
-                  ) -> Iterator[tuple[tuple[int, int], np.ndarray, np.ndarray]]:
-    """((size, strip width or 0), uint8 crop, (17,) root-relative depth mm) of every drawn
-    crop of every triangulated person of the training sources, frame by frame (a crop's
-    strip right after its square); ``counts`` gains the persons × views used per source;
-    ``fill`` pads a crop past the frame's edge."""
+                  ) -> Iterator[tuple[tuple[int, int], np.ndarray, np.ndarray, np.ndarray]]:
+    """((size, strip width or 0), uint8 crop, (17,) root-relative depth mm, (S/16, S/16)
+    execution region) of every drawn crop of every triangulated person of the training
+    sources, frame by frame (a crop's strip right after its square). The region is the one
+    the estimator hands a gated model on such a crop: the drawn joints' cells
+    (``pipeline.roi.region_cells``, the node's default expand and margin; every cell where
+    they give none, as ``dense_until_found`` runs). ``counts`` gains the persons × views used
+    per source; ``fill`` pads a crop past the frame's edge."""
     roi = RoiConfig(strip_margin=draws.strip_margin)
     for sid, ls in sorted(corpus.items()):
         if ls.split != "train":
@@ -117,13 +127,16 @@ def _person_crops(corpus: dict[str, LabelSet], draws: CropDraws, rng: np.random.
                         box = roi_window(seen, w, h, size, roi)
                         if box is None:  # the person fills the frame: no tracking crop
                             continue
-                        yield (size, 0), crop_window(rgb, box, fill), depth
+                        cells = region_cells(seen, box)
+                        if cells is None:
+                            cells = np.ones((size // 16, size // 16), np.float32)
+                        yield (size, 0), crop_window(rgb, box, fill), depth, cells
                         used = True
                         width = draws.strip_for(seen, size, roi)
                         if width:
                             box = roi_window(seen, w, h, size, roi, width)
                             if box is not None:
-                                yield (size, width), crop_window(rgb, box, fill), depth
+                                yield (size, width), crop_window(rgb, box, fill), depth, cells
                 counts[sid] = counts.get(sid, 0) + int(used)
 
 
@@ -138,7 +151,10 @@ def network_2d_pairs(net: PoseNetwork, corpus: dict[str, LabelSet], draws: CropD
     lifter of such a network reads (``PoseNetwork.refine_joints``; idempotent for a network
     that already outputs them). Empty tensors when the corpus has no training source with
     calibrated views. Crops go through the network ``draws.batch`` at a time as they are cut,
-    so only a batch per size and width is held."""
+    so only a batch per size and width is held. A gated network computes each crop's 2D on the
+    region the estimator would give it there (the drawn joints' cells, ``_person_crops``), not
+    on its locator's masks: in video the node's gated model runs on the previous pose's region,
+    and the pairs should carry the mistakes of that path."""
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(net).float().eval()
     cfg = model.cfg
@@ -148,20 +164,25 @@ def network_2d_pairs(net: PoseNetwork, corpus: dict[str, LabelSet], draws: CropD
                      else np.eye(skeleton.NUM_JOINTS).tolist(), dtype=torch.float32)
     keys = [(s, w) for s in draws.sizes for w in (0, *sorted(draws.strip_widths)) if w < s]
     pending: dict[tuple[int, int], list[np.ndarray]] = {k: [] for k in keys}
+    regions: dict[tuple[int, int], list[np.ndarray]] = {k: [] for k in keys}
+    gated = strips_refused(model)
     xy: dict[tuple[int, int], list[torch.Tensor]] = {k: [] for k in keys}
     depth: dict[tuple[int, int], list[np.ndarray]] = {k: [] for k in keys}
 
     def run(key: tuple[int, int]) -> None:
         x = np.concatenate([normalise(c, cfg.input_mean, cfg.input_std) for c in pending[key]])
-        joints = model(torch.from_numpy(x)).joints.float()  # a strip's in its square's frame
+        region = torch.from_numpy(np.stack(regions[key])[:, None]) if gated else None
+        joints = model(torch.from_numpy(x), region=region).joints.float()  # strip: square frame
         xy[key].append((m @ joints)[..., :2] * key[0])
         pending[key].clear()
+        regions[key].clear()
 
     counts: dict[str, int] = {}
     # padded where the crop leaves the frame with the input mean, as the estimator's crops are
-    for key, crop, z in _person_crops(corpus, draws, rng, mean_fill(tuple(cfg.input_mean)),
-                                      counts):  # fmt: skip
+    for key, crop, z, cells in _person_crops(corpus, draws, rng,
+                                             mean_fill(tuple(cfg.input_mean)), counts):
         pending[key].append(crop)
+        regions[key].append(cells)
         depth[key].append(z)
         if len(pending[key]) == draws.batch:
             run(key)

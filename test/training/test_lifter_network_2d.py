@@ -15,7 +15,7 @@ from sparse_pose_ros import skeleton
 from sparse_pose_ros.data.label_cache import iter_images, load_corpus
 from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
 from sparse_pose_ros.pipeline.preprocess import crop_window, mean_fill, normalise
-from sparse_pose_ros.pipeline.roi import RoiConfig, roi_window
+from sparse_pose_ros.pipeline.roi import RoiConfig, region_cells, roi_window
 from sparse_pose_ros.training.lifter_network_2d import (
     CropDraws,
     network_2d_pairs,
@@ -50,7 +50,7 @@ class _Probe(torch.nn.Module):
         super().__init__()
         self.cfg = NetworkConfig(input_size=64, width_mult=0.35, head_channels=16, gated=False)
 
-    def forward(self, x: torch.Tensor) -> SimpleNamespace:
+    def forward(self, x: torch.Tensor, region: torch.Tensor | None = None) -> SimpleNamespace:
         first = x[:, 0].flatten(1)[:, : J * 3]
         return SimpleNamespace(joints=torch.sigmoid(first.reshape(-1, J, 3)))
 
@@ -217,3 +217,55 @@ def test_a_gated_network_gets_square_crops_only(tmp_path: Path) -> None:
                       strip_widths=(32,))
     xy, _, _ = network_2d_pairs(gated, corpus, draws, seed=0)  # type: ignore[arg-type]
     assert xy.shape == (4, J, 2)
+
+
+def test_a_gated_network_reads_each_crop_on_the_region_the_estimator_gives_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In video the node's gated model runs on the previous pose's region, not its locator's
+    masks: each crop's pairs come from that region (the drawn joints' cells), and the 2D is
+    what the network gives on it."""
+    cam = _cam(4)
+    cam[..., 0] *= 0.2  # an upright person: the region leaves the crop's sides out
+    cam[..., 1] *= 2.0
+    corpus = load_corpus(_cache(tmp_path, cam))
+    torch.manual_seed(0)
+    gated = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.35, head_channels=16,
+                                      gated=True, mask_source="locator")).eval()
+    draws = CropDraws(sizes=(128,), per_size=1, scale_jitter=0.0, shift_jitter=0.0, batch=1)
+    seen: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+    forward = PoseNetwork.forward
+
+    def spy(self: PoseNetwork, x: torch.Tensor, with_movenet: bool = False,
+            region: torch.Tensor | None = None) -> object:
+        seen.append((x.clone(), None if region is None else region.clone()))
+        return forward(self, x, with_movenet, region)
+
+    monkeypatch.setattr(PoseNetwork, "forward", spy)
+    xy, _, _ = network_2d_pairs(gated, corpus, draws, seed=0)  # type: ignore[arg-type]
+    monkeypatch.setattr(PoseNetwork, "forward", forward)
+    assert len(seen) == len(xy) == 4
+    # the regions the estimator would hand it, crop by crop (no jitter: the true joints')
+    ls = corpus["trial"]
+    from sparse_pose_ros.data.lifter_poses import view_skeletons
+
+    skels = {row: (s, k) for row, s, k in view_skeletons(ls)}
+    expected = []
+    for row, rgb in iter_images(ls):
+        if row not in skels:
+            continue
+        for c in skels[row][0]:
+            uvw = c @ skels[row][1].T
+            uv = uvw[:, :2] / uvw[:, 2:]
+            box = roi_window(uv, rgb.shape[1], rgb.shape[0], 128, RoiConfig())
+            cells = region_cells(uv, box)
+            assert cells is not None and 0 < cells.mean() < 1
+            expected.append(cells)
+    for (x, region), cells, pair in zip(seen, expected, xy, strict=True):
+        assert region is not None and region.shape == (1, 1, 8, 8)
+        np.testing.assert_array_equal(region[0, 0].numpy(), cells)
+        with torch.no_grad():
+            out = gated(x, region=region)
+            locator = gated(x)
+        torch.testing.assert_close(pair, out.joints[0, :, :2] * 128)
+        # the region gates the network differently from its locator: it changes what it sees
+        assert not torch.allclose(out.heatmaps, locator.heatmaps)
