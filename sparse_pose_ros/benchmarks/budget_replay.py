@@ -155,14 +155,17 @@ def calibrate(
 
 def settled_share(
     trace: Sequence[dict[str, float]], bounds: Sequence[tuple[int, int]], target: float,
-    tolerance: float, settle: int, key: str = "latency_ms",
+    tolerance: float, settle: int, key: str = "latency_ms", below_ok: bool = False,
 ) -> dict[str, Any]:
-    """Share of frames within ±tolerance of ``target``, skipping ``settle`` frames per scene."""
+    """Share of frames within ±tolerance of ``target``, skipping ``settle`` frames per scene.
+    ``below_ok``: count every frame at most ``tolerance`` over the target instead (what a user
+    holding a deadline asks: a scene the masks cannot slow to the budget is not a miss)."""
     inside = total = 0
     per: list[float | None] = []
     for start, stop in bounds:
         vals = [trace[i][key] for i in range(start + settle, stop)]
-        ok = sum(abs(v - target) <= tolerance * target for v in vals)
+        ok = sum((v <= (1 + tolerance) * target) if below_ok
+                 else abs(v - target) <= tolerance * target for v in vals)
         inside += ok
         total += len(vals)
         per.append(ok / len(vals) if vals else None)
@@ -210,11 +213,15 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
                                                          args.settle_frames),
         "smoothed_within_tolerance_after_settling": settled_share(
             trace, bounds, target, tol, args.settle_frames, key="smoothed_ms"),
+        "at_most_tolerance_over_after_settling": settled_share(
+            trace, bounds, target, tol, args.settle_frames, below_ok=True),
         "segments": [],
     }
     if fixed is not None:
         summary["fixed_threshold_within_tolerance"] = settled_share(
             fixed, bounds, target, tol, args.settle_frames)
+        summary["fixed_threshold_at_most_tolerance_over"] = settled_share(
+            fixed, bounds, target, tol, args.settle_frames, below_ok=True)
     for name, (start, stop) in zip(scenes, bounds, strict=True):
         tail = trace[start + args.settle_frames: stop] or trace[start:stop]
         seg = {

@@ -221,6 +221,15 @@ def test_settled_share_skips_settling_frames() -> None:
     assert res["frames"] == 6
     assert res["per_segment"] == [1.0, pytest.approx(2 / 3)]
     assert res["fraction"] == pytest.approx(5 / 6)
+    # a deadline's view: frames under the target count, frames over it by more than 10 % not
+    res = budget.settled_share(trace, [(0, 5), (5, 10)], 11.0, 0.1, settle=2, below_ok=True)
+    assert res["per_segment"] == [1.0, 1.0]  # 12 <= 1.1 * 11
+    res = budget.settled_share(trace, [(0, 5), (5, 10)], 10.0, 0.1, settle=2, below_ok=True)
+    assert res["per_segment"] == [1.0, pytest.approx(2 / 3)]  # 12 > 1.1 * 10
+    low = [{"latency_ms": v} for v in (5.0, 5.0, 5.0)]
+    assert budget.settled_share(low, [(0, 3)], 10.0, 0.1, settle=0)["fraction"] == 0.0
+    assert budget.settled_share(low, [(0, 3)], 10.0, 0.1, settle=0,
+                                below_ok=True)["fraction"] == 1.0
 
 
 def test_replay_on_real_video_from_the_label_cache(setup: dict[str, Path]) -> None:
