@@ -85,9 +85,11 @@ def plot_replay(result: dict[str, Any], path: Path) -> None:
     fig, (ax_l, ax_t, ax_d) = plt.subplots(3, 1, figsize=(11, 8), sharex=True,
                                            gridspec_kw={"height_ratios": [2, 1, 1]})
     fixed = result.get("fixed_threshold_trace")
+    strips = bool(trace) and "strip_margin" in trace[0]  # the dense path's knob
+    fixed_label = "fixed strip margin 1.2" if strips else "fixed threshold 0.5"
     if fixed:
         ax_l.plot(x, [r["latency_ms"] for r in fixed], ".", ms=3, color="tab:gray", alpha=0.45,
-                  label="fixed threshold 0.5 (no control)")
+                  label=f"{fixed_label} (no control)")
     ax_l.plot(x, [r["latency_ms"] for r in trace], ".", ms=3, color="tab:blue",
               label="per-frame latency (controlled)")
     ax_l.plot(x, [r["smoothed_ms"] for r in trace], "-", color="tab:blue", lw=1.2,
@@ -103,25 +105,36 @@ def plot_replay(result: dict[str, Any], path: Path) -> None:
         f"({result['settle_frames']} frames per scene change)" if frac is not None
         else "budget replay")
     c = result["controller"]
-    ax_t.plot(x, [r["threshold"] for r in trace], "-", color="tab:purple")
-    for b in (c["min_threshold"], c["max_threshold"]):
-        ax_t.axhline(b, color="k", lw=0.7, ls="--")
-    ax_t.set_ylabel("mask threshold")
-    ax_t.set_ylim(0, 1)
+    if strips:
+        from ..pipeline.strip_budget import margin_for_level
+
+        ax_t.plot(x, [r["strip_margin"] for r in trace], "-", color="tab:purple")
+        for b in (c["min_threshold"], c["max_threshold"]):
+            ax_t.axhline(margin_for_level(b), color="k", lw=0.7, ls="--")
+        ax_t.set_ylabel("strip margin")
+    else:
+        ax_t.plot(x, [r["threshold"] for r in trace], "-", color="tab:purple")
+        for b in (c["min_threshold"], c["max_threshold"]):
+            ax_t.axhline(b, color="k", lw=0.7, ls="--")
+        ax_t.set_ylabel("mask threshold")
+        ax_t.set_ylim(0, 1)
+    # what the knob changes: the strip's width for a dense model, the density for a gated one
+    key, label, top = (("input_width", "input width (px)", result["input_size"] * 1.05)
+                       if strips else ("density", "backbone density", 1.05))
     if fixed:
-        ax_d.plot(x, [r["density"] for r in fixed], "-", color="tab:gray", alpha=0.6,
-                  label="fixed threshold 0.5")
-    ax_d.plot(x, [r["density"] for r in trace], "-", color="tab:orange", label="controlled")
-    ax_d.set_ylabel("backbone density")
-    ax_d.set_ylim(0, 1.05)
+        ax_d.plot(x, [r[key] for r in fixed], "-", color="tab:gray", alpha=0.6,
+                  label=fixed_label)
+    ax_d.plot(x, [r[key] for r in trace], "-", color="tab:orange", label="controlled")
+    ax_d.set_ylabel(label)
+    ax_d.set_ylim(0, top)
     ax_d.set_xlabel("frame")
     ax_d.legend(fontsize=8, loc="center right")
     for seg in result["summary"]["segments"]:
         start, stop = seg["frames"]
         for ax in (ax_l, ax_t, ax_d):
             ax.axvline(start, color="k", lw=0.5, alpha=0.5)
-        ax_d.text((start + stop) / 2, 1.0, f"{seg['scene']} person", ha="center", va="top",
-                  fontsize=8)
+        ax_d.text((start + stop) / 2, top * 0.95, f"{seg['scene']} person", ha="center",
+                  va="top", fontsize=8)
     for ax in (ax_l, ax_t, ax_d):
         ax.grid(alpha=0.3)
     fig.suptitle(f"{Path(result['checkpoint']).name}, {result['backend']['name']} "

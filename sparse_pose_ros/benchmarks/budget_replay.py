@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -107,31 +108,111 @@ def _paced(rate_hz: float, next_due: float) -> float:
     return max(next_due, now) + 1.0 / rate_hz
 
 
+@dataclass(frozen=True)
+class Knob:
+    """What the budget loop moves, as the node does for the model it runs.
+
+    Attributes:
+        name: "threshold" (a gated model's mask threshold) or "strip_margin" (a dense model's
+            strips, ``pipeline.strip_budget``).
+        apply: sets the controller's value (threshold, or level) on the estimator.
+        counts: whether a frame's latency depended on the knob (the node feeds only those to
+            the controller: a whole frame reads no strip).
+        report: the value a trace row records for the controller's value (the margin for a
+            level).
+    """
+
+    name: str
+    apply: Callable[[float], None]
+    counts: Callable[[Any], bool]
+    report: Callable[[float], float]
+
+
+def threshold_knob(estimator: Any) -> Knob:
+    """The mask threshold on every session of ``estimator``; every frame counts (the threshold
+    estimator runs the masks' own decision)."""
+    def apply(t: float) -> None:
+        for b in estimator.backends:
+            b.set_mask_threshold(t)
+
+    return Knob("threshold", apply, lambda res: True, lambda t: t)
+
+
+def strip_knob(estimator: Any) -> Knob:
+    """The strip margin of a dense model's tracking crops; tracked frames count."""
+    from ..pipeline.strip_budget import margin_for_level
+
+    def apply(level: float) -> None:
+        estimator.strip_margin = margin_for_level(level)
+
+    return Knob("strip_margin", apply, lambda res: res.roi is not None, margin_for_level)
+
+
 def run_loop(
-    estimator: Any, frames: Sequence[HeldOutFrame], config: BudgetConfig, rate_hz: float
+    estimator: Any, frames: Sequence[HeldOutFrame], config: BudgetConfig, rate_hz: float,
+    knob: Knob | None = None,
 ) -> list[dict[str, float]]:
-    """The node's per-frame loop; with ``config.target_latency_ms == 0`` a fixed threshold."""
-    backend = estimator.backend
+    """The node's per-frame loop; with ``config.target_latency_ms == 0`` a fixed threshold (or
+    level). Tracking starts over, so every run sees the clip as the node would."""
+    knob = knob or threshold_knob(estimator)
+    estimator.reset_tracking()
     ctrl = LatencyBudgetController(config)
     applied = ctrl.threshold
-    backend.set_mask_threshold(applied)
+    knob.apply(applied)
     trace = []
     due = time.perf_counter()
     for f in frames:
         due = _paced(rate_hz, due)
         used = applied
         ms, res = timed_estimate(estimator, f)
-        applied = control_step(ctrl, ms, applied, backend.set_mask_threshold)
-        trace.append({"index": f.index, "latency_ms": ms, "threshold": used,
-                      "density": float(res.density),
-                      "smoothed_ms": ctrl.smoothed_ms if ctrl.smoothed_ms is not None else ms})
+        if knob.counts(res):
+            applied = control_step(ctrl, ms, applied, knob.apply)
+        row = {"index": f.index, "latency_ms": ms, "threshold": used,
+               "density": float(res.density),
+               "smoothed_ms": ctrl.smoothed_ms if ctrl.smoothed_ms is not None else ms}
+        if knob.name != "threshold":
+            row[knob.name] = knob.report(used)
+            row["input_width"] = float(res.input_hw[1]) if res.input_hw else float("nan")
+        trace.append(row)
     return trace
+
+
+def strip_estimator(args: argparse.Namespace) -> Any:
+    """The node's default path for a dense model: the whole frame at the model's size, the
+    tracking crops at ``CROP_INPUT_SIZE`` and their strips ``CROP_INPUT_WIDTHS``, the person
+    tracked from frame to frame — every session on ``args.backend`` as the node builds them."""
+    import dataclasses
+
+    from ..backends import BackendOptions, create_backend
+    from ..pipeline.estimator import PoseEstimator
+    from ..pipeline.roi import CROP_INPUT_SIZE, CROP_INPUT_WIDTHS
+
+    options = BackendOptions(device="cpu", num_threads=args.threads,
+                             cache_dir=args.cache_dir or None)  # fmt: skip
+    own = {"graph": "portable"} if args.backend == "onnxruntime" else {}
+    made = [create_backend(args.backend, args.checkpoint, options=options, **own)]
+    try:
+        if made[0].info.gated:
+            raise ValueError(f"{args.checkpoint} is a gated model: its budget knob is the mask "
+                             "threshold (--knob threshold); strips are read by dense models")
+        crop_opts = dataclasses.replace(options, input_size=CROP_INPUT_SIZE)
+        made.append(create_backend(args.backend, args.checkpoint, options=crop_opts, **own))
+        for w in CROP_INPUT_WIDTHS:
+            made.append(create_backend(args.backend, args.checkpoint, options=dataclasses.replace(
+                crop_opts, input_width=w), **own))
+        return PoseEstimator(made[0], track_person=True, crop_backend=made[1],
+                             strip_backends=made[2:],
+                             confidence_threshold=args.confidence_threshold)
+    except Exception:
+        for b in made:
+            b.close()
+        raise
 
 
 def calibrate(
     estimator: Any, clip: Sequence[HeldOutFrame], bounds: Sequence[tuple[int, int]],
     thresholds: Sequence[float], args: argparse.Namespace,
-    scenes: Sequence[str] = SEGMENTS,
+    scenes: Sequence[str] = SEGMENTS, knob: Knob | None = None,
 ) -> dict[str, dict[str, float]]:
     """Median latency and density of each scene at each fixed threshold, paced like the loop.
 
@@ -146,8 +227,8 @@ def calibrate(
         for t in thresholds:
             cfg = BudgetConfig(initial_threshold=t, min_threshold=min(t, 0.5),
                                max_threshold=max(t, 0.5))
-            run_loop(estimator, sample[: args.warmup], cfg, args.rate_hz)
-            trace = run_loop(estimator, sample, cfg, args.rate_hz)
+            run_loop(estimator, sample[: args.warmup], cfg, args.rate_hz, knob)
+            trace = run_loop(estimator, sample, cfg, args.rate_hz, knob)
             out[name][f"{t:g}"] = float(np.median([r["latency_ms"] for r in trace]))
             out[name][f"density_{t:g}"] = float(np.mean([r["density"] for r in trace]))
     return out
@@ -176,9 +257,18 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(args.threads)
-    defaults = BudgetConfig()
-    lo_t, hi_t = args.bounds or (defaults.min_threshold, defaults.max_threshold)
-    start_t = min(max(REFERENCE_THRESHOLD, lo_t), hi_t)
+    strips = getattr(args, "knob", "threshold") == "strip-margin"
+    if strips:
+        from ..pipeline.roi import STRIP_MARGIN
+        from ..pipeline.strip_budget import LEVEL_BOUNDS, level_for_margin
+
+        lo_t, hi_t = args.bounds or LEVEL_BOUNDS
+        reference = level_for_margin(STRIP_MARGIN)  # the node's default margin
+    else:
+        defaults = BudgetConfig()
+        lo_t, hi_t = args.bounds or (defaults.min_threshold, defaults.max_threshold)
+        reference = REFERENCE_THRESHOLD
+    start_t = min(max(reference, lo_t), hi_t)
     if getattr(args, "real", None):
         scenes, clip, bounds = real_clip(args.real, args.real_sources, args.segment_frames)
     else:
@@ -191,21 +281,24 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
             clip += load_frames(dataset, picks[name])
             bounds.append((start, len(clip)))
     load_before = load_average()
-    backend = make_backend(args, args.checkpoint)
+    estimator = (strip_estimator(args) if strips
+                 else threshold_estimator(make_backend(args, args.checkpoint)))
+    knob = strip_knob(estimator) if strips else threshold_knob(estimator)
     try:
-        estimator = threshold_estimator(backend)
-        calibration = calibrate(estimator, clip, bounds, (lo_t, hi_t), args, scenes)
+        calibration = calibrate(estimator, clip, bounds, (lo_t, hi_t), args, scenes, knob)
         choice = choose_target(calibration, lo_t, hi_t)
         target = float(args.target_ms) if args.target_ms else choice["target_ms"]
         LOG.info("budget %.2f ms (calibration %s)", target, calibration)
         config = BudgetConfig(target_latency_ms=target, initial_threshold=start_t,
                               min_threshold=lo_t, max_threshold=hi_t)
-        trace = run_loop(estimator, clip, config, args.rate_hz)
-        fixed = (run_loop(estimator, clip, BudgetConfig(initial_threshold=REFERENCE_THRESHOLD),
-                          args.rate_hz) if args.baseline else None)
-        info = backend.info
+        trace = run_loop(estimator, clip, config, args.rate_hz, knob)
+        fixed = (run_loop(estimator, clip, BudgetConfig(
+            initial_threshold=reference, min_threshold=min(reference, lo_t),
+            max_threshold=max(reference, hi_t)), args.rate_hz, knob) if args.baseline else None)
+        info = estimator.backend.info
     finally:
-        backend.close()
+        for b in estimator.backends:
+            b.close()
     load_after = load_average()
     tol = config.tolerance
     summary: dict[str, Any] = {
@@ -231,6 +324,9 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
             if any(np.isfinite(f.mask_fraction) for f in clip[start:stop]) else None,
             "latency_median_ms": float(np.median([r["latency_ms"] for r in tail])),
             "threshold_mean": float(np.mean([r["threshold"] for r in tail])),
+            **({"strip_margin_mean": float(np.mean([r["strip_margin"] for r in tail])),
+                "strip_frames": int(sum(0 < r["input_width"] < info.input_size for r in tail))}
+               if strips else {}),
             "density_mean": float(np.mean([r["density"] for r in tail])),
             "threshold_at_bound": bool(
                 all(abs(r["threshold"] - hi_t) < 1e-6 for r in tail[-5:])
@@ -256,8 +352,14 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
                           "fraction, each scene in split order"),
             "rate_hz": args.rate_hz,
         },
+        "knob": ("strip_margin: the controller's level in [lo, hi] mapped onto the margin "
+                 "(pipeline.strip_budget), the node's default path (dense, tracking crops at "
+                 "CROP_INPUT_SIZE read as strips CROP_INPUT_WIDTHS); only tracked frames feed "
+                 "the controller; the fixed run holds the node's default margin"
+                 if strips else "mask threshold"),
         "controller": {**config.__dict__, "bounds_from": "--bounds" if args.bounds
-                       else "BudgetConfig defaults"},
+                       else ("pipeline.strip_budget.LEVEL_BOUNDS" if strips
+                             else "BudgetConfig defaults")},
         "calibration_median_ms": calibration,
         "calibration_frames_per_scene": args.calibration_frames,
         "budget": {**choice, "target_ms": target, "chosen_by": "--target-ms" if args.target_ms

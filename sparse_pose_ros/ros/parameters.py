@@ -29,6 +29,7 @@ from ..pipeline.roi import (
     STRIP_MARGIN_RANGE,
 )
 from ..pipeline.smoothing import BETA_RANGE, MIN_CUTOFF_RANGE_HZ, SmoothingConfig
+from ..pipeline.strip_budget import MARGIN_BOUNDS
 from ..runtime.options import (
     HEAD_GATING_NODE,
     INPUT_SIZE_MULTIPLE,
@@ -48,6 +49,8 @@ MODEL_HELP = (
 
 #: The controller's bounds, quoted in the target_latency_ms description.
 _BUDGET = BudgetConfig()
+#: The strip margin's bounds under a budget, quoted there too.
+_STRIP_MARGINS = MARGIN_BOUNDS
 #: input_size values besides 0 (= the model's own size): [min, max] pixels.
 INPUT_SIZE_RANGE = (64, 1024)
 _INPUT_SIZE_RULE = (f"0 or a multiple of {INPUT_SIZE_MULTIPLE} in [{INPUT_SIZE_RANGE[0]}, "
@@ -396,14 +399,18 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("enable_fp16", True, "Allow FP16 kernels in the TensorRT engine.", reload=True),
     ParamSpec(
         "target_latency_ms", 0.0,
-        "Latency budget (image receipt -> /pose3d) held by adapting the mask threshold within "
-        f"[{_BUDGET.min_threshold:g}, {_BUDGET.max_threshold:g}]; 0 = off (mask_threshold is "
-        "used as set). The current threshold and "
-        "density are reported on /diagnostics. The threshold acts on the masks' own decision "
-        "only: on frames that run the previous pose's region (region_from_pose) or every cell "
-        "until a person is found (dense_until_found) - with both on, every video frame - and "
-        "with a dense model the loop holds still and /diagnostics says 'inactive'; use it with "
-        "region_from_pose false.",
+        "Latency budget (image receipt -> /pose3d); 0 = off (mask_threshold and strip_margin "
+        "are used as set). A gated model: held by adapting the mask threshold within "
+        f"[{_BUDGET.min_threshold:g}, {_BUDGET.max_threshold:g}], which acts on the masks' own "
+        "decision only: on frames that run the previous pose's region (region_from_pose) or "
+        "every cell until a person is found (dense_until_found) - with both on, every video "
+        "frame - the loop holds still and /diagnostics says 'inactive'; use it with "
+        "region_from_pose false. A dense model reading strips (the default path): held by "
+        f"adapting strip_margin within [{_STRIP_MARGINS[0]:g}, {_STRIP_MARGINS[1]:g}] on "
+        "tracked frames, starting from strip_margin (spare time widens the strips towards "
+        "square crops, the most accurate; a tight budget narrows them); whole frames leave it "
+        "alone. The active threshold, strip_margin_active and the budget state are on "
+        "/diagnostics.",
         "[0, 10000] ms", float_range=(0.0, 10000.0),
     ),
 )

@@ -53,6 +53,7 @@ from ..pipeline.estimator import PoseEstimator, PoseResult
 from ..pipeline.lift import Intrinsics
 from ..pipeline.smoothing import PoseSmoother, SmoothingConfig
 from ..pipeline.stats import ArrivalRates, RollingStats
+from ..pipeline.strip_budget import margin_for_level, strip_budget_config
 from . import convert, middleware
 from .parameters import (
     ESTIMATOR_PARAMS,
@@ -157,6 +158,8 @@ class PoseNode(Node):
         self._last_intrinsics_source = "none"
         self._budget = self._make_budget()
         self._threshold = float(self._p("mask_threshold"))
+        #: the budget's knob on a dense model that reads strips (``pipeline.strip_budget``)
+        self._strip_budget = self._make_strip_budget()
         self._smoother = self._make_smoother()
         self._budget_idle: str | None = None  # why the last frame gave the budget nothing to do
 
@@ -237,6 +240,8 @@ class PoseNode(Node):
             if "mask_threshold" in names or "target_latency_ms" in names:
                 self._threshold_dirty = True
                 self._budget = self._make_budget()
+            if "strip_margin" in names or "target_latency_ms" in names:
+                self._strip_budget = self._make_strip_budget()
             if names & {"smoothing_min_cutoff_hz", "smoothing_beta", "track_person"}:
                 self._smoother = self._make_smoother()
         estimator = self._estimator
@@ -246,6 +251,8 @@ class PoseNode(Node):
                     setattr(estimator, name, self._p(name))
             if "track_person" in names:
                 estimator.reset_tracking()
+            if "strip_margin" in names or "target_latency_ms" in names:
+                estimator.strip_margin = self._budget_strip_margin()
         if "diagnostics_period_sec" in names:
             self._diag_timer.cancel()
             self.destroy_timer(self._diag_timer)
@@ -266,6 +273,19 @@ class PoseNode(Node):
             target_latency_ms=target,
             initial_threshold=start if target > 0 else base.initial_threshold,
         ))
+
+    def _make_strip_budget(self) -> LatencyBudgetController:
+        """A fresh strip-margin controller for the current target, starting from
+        ``strip_margin`` (moved into the budget's bounds, ``pipeline.strip_budget``)."""
+        return LatencyBudgetController(strip_budget_config(
+            float(self._p("target_latency_ms")), float(self._p("strip_margin"))))
+
+    def _budget_strip_margin(self) -> float:
+        """The strip margin the estimator reads with: the budget's while it is on, else the
+        parameter's."""
+        if self._strip_budget.enabled:
+            return margin_for_level(self._strip_budget.threshold)
+        return float(self._p("strip_margin"))
 
     def _make_smoother(self) -> PoseSmoother:
         """A fresh 3D smoother for the current parameters (a change starts the stream over)."""
@@ -417,6 +437,7 @@ class PoseNode(Node):
                 strip_backends=self._make_strip_backends(crop, path, options, own),
                 **{key: self._p(key) for key in ESTIMATOR_PARAMS},
             )
+            estimator.strip_margin = self._budget_strip_margin()
             for b in estimator.backends:
                 b.set_mask_threshold(self._current_threshold())
                 b.warmup(1)
@@ -453,6 +474,7 @@ class PoseNode(Node):
             threshold_dirty, self._threshold_dirty = self._threshold_dirty, False
             intr = self._intrinsics
             budget = self._budget
+            strip_budget = self._strip_budget
             smoother = self._smoother
         threshold = self._current_threshold()
         if threshold_dirty or threshold != self._threshold:
@@ -499,7 +521,15 @@ class PoseNode(Node):
         # winding the threshold to a bound that changes nothing.
         idle: str | None = None
         if not backend.info.gated:
-            idle = "dense model"
+            # a dense model's knob is the strip margin, which only a tracked crop reads
+            if not estimator.strip_backends:
+                idle = "dense model without strips (crop_input_widths, track_person)"
+            elif result.roi is None:
+                idle = "a whole frame (no strip to narrow or widen)"
+            elif strip_budget.enabled:
+                control_step(strip_budget, latency_ms, strip_budget.threshold,
+                             lambda level: setattr(estimator, "strip_margin",
+                                                   margin_for_level(level)))
         elif result.region_executed:
             idle = "the frame ran a region (region_from_pose / dense_until_found), not the masks"
         else:
@@ -560,7 +590,11 @@ class PoseNode(Node):
             "precision": getattr(backend, "precision", "f32" if backend else ""),
             "mask_threshold": self._p("mask_threshold"),
             "mask_threshold_active": round(self._threshold, 4),
-            "latency_budget": budget_status(self._budget, budget_idle),
+            "latency_budget": budget_status(
+                self._strip_budget if backend is not None and not backend.info.gated
+                else self._budget, budget_idle),
+            # the margin the strips are chosen with now (the budget's, when it is on)
+            "strip_margin_active": round(estimator.strip_margin, 3) if estimator else 0.0,
             "confidence_threshold": self._p("confidence_threshold"),
             "target_latency_ms": self._p("target_latency_ms"),
             "intrinsics": intr_source,

@@ -150,3 +150,65 @@ def test_a_gated_model_runs_its_crops_as_squares(make_node, monkeypatch):
     assert values["model_state"] == "ready" and values["crop_input_widths"] == "none"
     assert node._estimator.strip_backends == ()
     assert widths and all(w is None for w in widths)  # the frame's and the crop's sessions
+
+
+def _frames(node: PoseNode, count: int, timeout: float = 60.0) -> dict:
+    """Hand the node ``count`` camera frames one at a time (each once the previous one is
+    processed); its diagnostics after the last."""
+    import numpy as np
+    from sensor_msgs.msg import Image
+
+    rgb = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    for _ in range(count):
+        done = node.diagnostics_values()[2]["frames_processed"]
+        msg = Image(width=160, height=120, encoding="rgb8", step=160 * 3, data=rgb.tobytes())
+        msg.header.frame_id = "cam"
+        node._on_image(msg)
+        deadline = time.monotonic() + timeout
+        while node.diagnostics_values()[2]["frames_processed"] == done:
+            assert time.monotonic() < deadline, node.diagnostics_values()
+            time.sleep(0.01)
+    return node.diagnostics_values()[2]
+
+
+def test_a_budget_moves_a_dense_models_strip_margin(make_node, dense_tiny):
+    """A dense model has no mask threshold: on the default path the budget moves strip_margin
+    instead, on tracked frames only — an unreachable budget narrows the strips to the bound,
+    a generous one widens them towards square crops; off, strip_margin is used as set."""
+    from sparse_pose_ros.pipeline.strip_budget import MARGIN_BOUNDS
+
+    common = {"model_file_path": str(dense_tiny), "track_person": True,
+              "confidence_threshold": 0.0}  # every frame finds "a person": tracked after one
+    node = make_node(**common, target_latency_ms=0.0)
+    _ready(node)
+    values = _frames(node, 3)
+    assert values["latency_budget"] == "off"
+    assert values["strip_margin_active"] == values["strip_margin"] == 1.2
+
+    tight = make_node(**common, target_latency_ms=0.01)
+    _ready(tight)
+    values = _frames(tight, 1)  # the first frame is whole: nothing for the margin to do
+    assert values["latency_budget"].startswith("inactive: a whole frame"), values
+    assert values["strip_margin_active"] == 1.2
+    values = _frames(tight, 8)
+    assert values["strip_margin_active"] == pytest.approx(MARGIN_BOUNDS[0])
+    assert values["latency_budget"] == "adapting" and values["strip_margin"] == 1.2
+    assert tight._estimator.strip_margin == pytest.approx(MARGIN_BOUNDS[0])
+    # the budget turned off: the parameter's margin again
+    assert tight.set_parameters([Parameter("target_latency_ms", value=0.0)])[0].successful
+    assert tight._estimator.strip_margin == 1.2
+
+    generous = make_node(**common, target_latency_ms=10000.0)
+    _ready(generous)
+    values = _frames(generous, 6)
+    assert values["strip_margin_active"] > 1.5, values
+    assert generous._estimator.strip_margin == pytest.approx(values["strip_margin_active"],
+                                                             abs=1e-3)
+
+
+def test_a_dense_model_without_strips_leaves_the_budget_inactive(make_node, dense_tiny):
+    node = make_node(model_file_path=str(dense_tiny), track_person=True,
+                     confidence_threshold=0.0, crop_input_widths=[0], target_latency_ms=0.01)
+    _ready(node)
+    values = _frames(node, 3)
+    assert values["latency_budget"].startswith("inactive: dense model without strips"), values
