@@ -19,9 +19,9 @@ threshold) over a clip whose scene changes (held-out frames ordered small person
 person → medium), with a budget between the clip's latency at the upper and lower threshold
 bound (measured first, on the same frames). Reports the share of frames within ±tolerance of
 the budget after each scene change has settled, next to the same clip at a fixed threshold.
-``replay --knob strip-margin --backend openvino`` runs the same loop on the node's default path
-for a dense checkpoint (tracking crops read as strips; the controller moves the strip margin,
-``pipeline.strip_budget``; only tracked frames feed it).
+``replay --knob strip-floor --backend openvino`` runs the same loop on the node's default path
+for a dense checkpoint (tracking crops read as strips; the controller moves a floor under the
+strip width, ``pipeline.strip_budget``; only tracked frames feed it).
 
 Backend: latency only follows the threshold on a path that skips masked-out work. Among the
 runtimes ``create_backend`` offers on CPU that is ONNX Runtime with the ``portable_sparse``
@@ -135,12 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("replay", parents=[common], help="controller on a scene-changing clip")
     r.add_argument("--segment-frames", type=int, default=100, help="frames per scene")
     r.add_argument("--confidence-threshold", type=float, default=0.3,
-                   help="with --knob strip-margin: mean joint confidence that counts as a "
+                   help="with --knob strip-floor: mean joint confidence that counts as a "
                    "person found, so the next frame is a tracking crop (the node's default)")
-    r.add_argument("--knob", choices=("threshold", "strip-margin"), default="threshold",
+    r.add_argument("--knob", choices=("threshold", "strip-floor"), default="threshold",
                    help="what the loop moves: a gated model's mask threshold (whole frames, "
-                   "the masks' own decision), or a dense model's strip margin on the node's "
-                   "default path (tracking crops read as strips; pipeline.strip_budget)")
+                   "the masks' own decision), or the floor under a dense model's strip width "
+                   "on the node's default path (tracking crops read as strips; "
+                   "pipeline.strip_budget)")
     r.add_argument("--calibration-frames", type=int, default=30, help="per scene and bound")
     r.add_argument("--target-ms", type=float, default=0.0, help="budget (0 = from calibration)")
     r.add_argument("--rate-hz", type=float, default=30.0, help="camera rate (0 = back to back)")

@@ -85,8 +85,8 @@ def plot_replay(result: dict[str, Any], path: Path) -> None:
     fig, (ax_l, ax_t, ax_d) = plt.subplots(3, 1, figsize=(11, 8), sharex=True,
                                            gridspec_kw={"height_ratios": [2, 1, 1]})
     fixed = result.get("fixed_threshold_trace")
-    strips = bool(trace) and "strip_margin" in trace[0]  # the dense path's knob
-    fixed_label = "fixed strip margin 1.2" if strips else "fixed threshold 0.5"
+    strips = bool(trace) and "strip_floor" in trace[0]  # the dense path's knob
+    fixed_label = "no strip floor" if strips else "fixed threshold 0.5"
     if fixed:
         ax_l.plot(x, [r["latency_ms"] for r in fixed], ".", ms=3, color="tab:gray", alpha=0.45,
                   label=f"{fixed_label} (no control)")
@@ -106,12 +106,11 @@ def plot_replay(result: dict[str, Any], path: Path) -> None:
         else "budget replay")
     c = result["controller"]
     if strips:
-        from ..pipeline.strip_budget import margin_for_level
-
-        ax_t.plot(x, [r["strip_margin"] for r in trace], "-", color="tab:purple")
-        for b in (c["min_threshold"], c["max_threshold"]):
-            ax_t.axhline(margin_for_level(b), color="k", lw=0.7, ls="--")
-        ax_t.set_ylabel("strip margin")
+        side = result["crop_input_size"]
+        ax_t.plot(x, [r["strip_floor"] * side for r in trace], "-", color="tab:purple")
+        for b in (0.0, side):
+            ax_t.axhline(b, color="k", lw=0.7, ls="--")
+        ax_t.set_ylabel("strip floor (px)")
     else:
         ax_t.plot(x, [r["threshold"] for r in trace], "-", color="tab:purple")
         for b in (c["min_threshold"], c["max_threshold"]):

@@ -113,12 +113,12 @@ class Knob:
     """What the budget loop moves, as the node does for the model it runs.
 
     Attributes:
-        name: "threshold" (a gated model's mask threshold) or "strip_margin" (a dense model's
-            strips, ``pipeline.strip_budget``).
+        name: "threshold" (a gated model's mask threshold) or "strip_floor" (the floor under
+            a dense model's strip width, ``pipeline.strip_budget``).
         apply: sets the controller's value (threshold, or level) on the estimator.
         counts: whether a frame's latency depended on the knob (the node feeds only those to
             the controller: a whole frame reads no strip).
-        report: the value a trace row records for the controller's value (the margin for a
+        report: the value a trace row records for the controller's value (the floor for a
             level).
     """
 
@@ -139,13 +139,13 @@ def threshold_knob(estimator: Any) -> Knob:
 
 
 def strip_knob(estimator: Any) -> Knob:
-    """The strip margin of a dense model's tracking crops; tracked frames count."""
-    from ..pipeline.strip_budget import margin_for_level
+    """The floor under a dense model's strip width; tracked frames count."""
+    from ..pipeline.strip_budget import floor_for_level
 
     def apply(level: float) -> None:
-        estimator.strip_margin = margin_for_level(level)
+        estimator.strip_floor = floor_for_level(level)
 
-    return Knob("strip_margin", apply, lambda res: res.roi is not None, margin_for_level)
+    return Knob("strip_floor", apply, lambda res: res.roi is not None, floor_for_level)
 
 
 def run_loop(
@@ -257,13 +257,12 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(args.threads)
-    strips = getattr(args, "knob", "threshold") == "strip-margin"
+    strips = getattr(args, "knob", "threshold") == "strip-floor"
     if strips:
-        from ..pipeline.roi import STRIP_MARGIN
-        from ..pipeline.strip_budget import LEVEL_BOUNDS, level_for_margin
+        from ..pipeline.strip_budget import LEVEL_BOUNDS
 
         lo_t, hi_t = args.bounds or LEVEL_BOUNDS
-        reference = level_for_margin(STRIP_MARGIN)  # the node's default margin
+        reference = LEVEL_BOUNDS[1]  # no floor: the node's default path
     else:
         defaults = BudgetConfig()
         lo_t, hi_t = args.bounds or (defaults.min_threshold, defaults.max_threshold)
@@ -296,6 +295,7 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
             initial_threshold=reference, min_threshold=min(reference, lo_t),
             max_threshold=max(reference, hi_t)), args.rate_hz, knob) if args.baseline else None)
         info = estimator.backend.info
+        crop_size = estimator.crop_backend.info.input_size
     finally:
         for b in estimator.backends:
             b.close()
@@ -324,8 +324,8 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
             if any(np.isfinite(f.mask_fraction) for f in clip[start:stop]) else None,
             "latency_median_ms": float(np.median([r["latency_ms"] for r in tail])),
             "threshold_mean": float(np.mean([r["threshold"] for r in tail])),
-            **({"strip_margin_mean": float(np.mean([r["strip_margin"] for r in tail])),
-                "strip_frames": int(sum(0 < r["input_width"] < info.input_size for r in tail))}
+            **({"strip_floor_mean": float(np.mean([r["strip_floor"] for r in tail])),
+                "strip_frames": int(sum(0 < r["input_width"] < crop_size for r in tail))}
                if strips else {}),
             "density_mean": float(np.mean([r["density"] for r in tail])),
             "threshold_at_bound": bool(
@@ -339,6 +339,7 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
         summary["segments"].append(seg)
     return {
         **result_header("budget_replay", args, info, load_before, load_after),
+        "crop_input_size": crop_size,
         "clip": {
             "data": str(args.real or args.data),
             "scenes": list(scenes),
@@ -352,10 +353,12 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
                           "fraction, each scene in split order"),
             "rate_hz": args.rate_hz,
         },
-        "knob": ("strip_margin: the controller's level in [lo, hi] mapped onto the margin "
-                 "(pipeline.strip_budget), the node's default path (dense, tracking crops at "
-                 "CROP_INPUT_SIZE read as strips CROP_INPUT_WIDTHS); only tracked frames feed "
-                 "the controller; the fixed run holds the node's default margin"
+        "knob": ("strip_floor: the controller's level in [lo, hi] mapped onto a floor under "
+                 "the strip width (a share of the crop's side, 1 at lo, 0 at hi; "
+                 "pipeline.strip_budget), the node's default path (dense, tracking crops at "
+                 "CROP_INPUT_SIZE read as strips CROP_INPUT_WIDTHS, strip_margin STRIP_MARGIN); "
+                 "only tracked frames feed the controller; the fixed run has no floor (the "
+                 "node's default)"
                  if strips else "mask threshold"),
         "controller": {**config.__dict__, "bounds_from": "--bounds" if args.bounds
                        else ("pipeline.strip_budget.LEVEL_BOUNDS" if strips

@@ -183,7 +183,8 @@ class PoseEstimator:
         strip_backends: the crop model again, reading only a central strip of the crop
             (``ModelInfo.input_width`` < its ``input_size``; dense models). Each tracking
             frame uses the narrowest whose strip holds the previous skeleton with a margin
-            (``pipeline.roi.strip_fits``), else the square crop: an upright person
+            (``pipeline.roi.strip_fits``) and is not below :attr:`strip_floor` (the latency
+            budget's knob), else the square crop: an upright person
             leaves the square's sides to background, and a 192 × 128 strip costs 2/3 of
             the 192 × 192 square at the same resolution on the person.
         strip_margin: how much wider than the person's joint box a strip must be
@@ -226,6 +227,7 @@ class PoseEstimator:
         self.roi = roi or RoiConfig()
         if strip_margin is not None:
             self.strip_margin = strip_margin
+        self.strip_floor = 0.0
         self._previous: tuple[np.ndarray, tuple[int, int]] | None = None
         self.region_from_pose = bool(region_from_pose)
         self.dense_until_found = bool(dense_until_found)
@@ -266,6 +268,20 @@ class PoseEstimator:
     def strip_margin(self, value: float) -> None:
         self.roi = dataclasses.replace(self.roi, strip_margin=float(value))  # validates
 
+    @property
+    def strip_floor(self) -> float:
+        """Strips narrower than this share of the crop's side are skipped (0: none; 1: the
+        square crop only) — the latency budget's knob on a dense model
+        (``pipeline.strip_budget``): a frame reads the narrowest strip above the floor that
+        still holds the person at :attr:`strip_margin`."""
+        return self._strip_floor
+
+    @strip_floor.setter
+    def strip_floor(self, value: float) -> None:
+        if not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"strip_floor must be in [0, 1], got {value}")
+        self._strip_floor = float(value)
+
     def reset_tracking(self) -> None:
         """Forget the tracked person: the next frame is read whole."""
         self._previous = None
@@ -279,6 +295,8 @@ class PoseEstimator:
             net = self.crop_backend
             size = net.info.input_size
             for strip in self.strip_backends:
+                if strip.info.input_width < self._strip_floor * size:
+                    continue
                 if strip_fits(joints, size, strip.info.input_width, self.roi):
                     net = strip
                     break

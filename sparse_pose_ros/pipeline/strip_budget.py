@@ -1,61 +1,57 @@
-"""The latency budget's knob on a dense model that reads strips: the strip margin.
+"""The latency budget's knob on a dense model that reads strips: a floor under the strip width.
 
 Why a second knob: a dense model has no mask threshold, so on the node's default path (the
 dense checkpoint, tracking crops read through strips, ``pipeline.roi.strip_fits``) the
-threshold loop has nothing to move. What sets that path's cost per tracked frame is the strip's
-width — the narrowest of ``crop_input_widths`` that holds the person's joint box × the margin,
-else the square crop. Measured on the held-out real frames (crops 224, strips 64–192,
-``results/real_eval_strip_margin/``, ``docs/network.md`` §2d): margin 1.15 runs 0.38 of a
-whole-frame pass (MPJPE 73 mm), 1.2 0.41 (70), 1.3 0.45 (66), 1.5 0.51 (67), square crops 0.77
-(64) — about a 2× range of the network's cost, where spare time buys accuracy and a tight
-budget takes it back.
+threshold loop has nothing to move. What sets that path's cost per tracked frame is the input's
+width: the narrowest of ``crop_input_widths`` that holds the person's joint box ×
+``strip_margin``, else the square crop. Measured on held-out real video (crops 224, strips
+64–192; ``docs/benchmarks.md``, latency budget): 96 px 10.0 ms, 128 px 11.8, 160 px 13.4,
+192 px 15.7, the 224 square 17.5 — about 2× from the narrowest strips to the square, where
+spare time buys accuracy (square crops at 224: MPJPE 64 mm against the default strips' 70).
+
+The knob is a *floor*: strips narrower than ``floor × crop side`` are skipped
+(``PoseEstimator.strip_floor``), so a frame reads the narrowest strip that is both above the
+floor and holds the person at the user's ``strip_margin``. Why a floor and not the margin
+itself (tried first, git history): the margin scales the person's width, which changes with
+their arms from frame to frame, so each frame's strip — and latency — jumped between widths
+(21–24 % of frames within ±10 % of the budget); a floor above the person's width pins the
+width, and so the latency, while the person is narrower than it. And the budget never reads a
+strip narrower than the margin allows: a tight budget cannot cut the person.
 
 The same integral controller (``control.latency_budget``) drives it: its "threshold" becomes a
-*level* in [:data:`LEVEL_BOUNDS`], mapped linearly onto the margin, the highest level to the
-narrowest margin (as a higher threshold runs less). Bounds:
-
-* narrowest :data:`MARGIN_BOUNDS` [0] = 1.15, the lowest margin measured that kept the person
-  (found 99.2 %); below it strips start to cut arms (Sports2D PCK@0.1 0.775 at 1.15 against
-  0.809 at 1.2 already).
-* widest :data:`MARGIN_BOUNDS` [1] = 4.0, the parameter's maximum: almost every person then
-  takes the square crop, the most accurate setting measured.
-
-Only tracked frames say anything about the margin: a whole frame (the first, and after a lost
-person) reads no strip, so the node and the replay benchmark leave the controller alone there.
+*level* in [:data:`LEVEL_BOUNDS`], mapped linearly onto the floor, the highest level to no
+floor (the default path's own choice, least work) and the lowest to the square crop (most
+work), as a higher threshold runs less. Only tracked frames say anything about the floor: a
+whole frame (the first, and after a lost person) reads no strip, so the node and the replay
+benchmark leave the controller alone there.
 """
 
 from __future__ import annotations
 
 from ..control.latency_budget import BudgetConfig
-from .roi import STRIP_MARGIN_RANGE
 
-#: (narrowest, widest) strip margin the budget may set.
-MARGIN_BOUNDS: tuple[float, float] = (1.15, float(STRIP_MARGIN_RANGE[1]))
 #: the controller's level range (a probability-like value, as its threshold): lowest level =
-#: widest margin (most work), highest = narrowest.
+#: floor 1 (the square crop, most work), highest = no floor (least).
 LEVEL_BOUNDS: tuple[float, float] = (0.05, 0.95)
 
 
-def margin_for_level(level: float) -> float:
-    """The strip margin for a controller level (clamped into :data:`LEVEL_BOUNDS`)."""
+def floor_for_level(level: float) -> float:
+    """The strip floor, as a fraction of the crop's side in [0, 1], for a controller level
+    (clamped into :data:`LEVEL_BOUNDS`)."""
     lo, hi = LEVEL_BOUNDS
-    t = (min(max(float(level), lo), hi) - lo) / (hi - lo)
-    narrow, wide = MARGIN_BOUNDS
-    return wide + t * (narrow - wide)
+    floor = (hi - min(max(float(level), lo), hi)) / (hi - lo)
+    return 0.0 if floor < 1e-9 else min(floor, 1.0)  # the controller's logit round trip
 
 
-def level_for_margin(margin: float) -> float:
-    """The controller level that gives ``margin`` (clamped into :data:`MARGIN_BOUNDS`)."""
-    narrow, wide = MARGIN_BOUNDS
-    t = (wide - min(max(float(margin), narrow), wide)) / (wide - narrow)
+def level_for_floor(floor: float) -> float:
+    """The controller level that gives ``floor`` (clamped into [0, 1])."""
     lo, hi = LEVEL_BOUNDS
-    return lo + t * (hi - lo)
+    return hi - min(max(float(floor), 0.0), 1.0) * (hi - lo)
 
 
-def strip_budget_config(target_latency_ms: float, start_margin: float) -> BudgetConfig:
-    """The controller's config for a budget on the strip margin, starting at ``start_margin``
-    (the node's ``strip_margin``); the gain, tolerance and smoothing are the threshold loop's."""
+def strip_budget_config(target_latency_ms: float) -> BudgetConfig:
+    """The controller's config for a budget on the strip floor, starting with no floor (the
+    default path); the gain, tolerance and smoothing are the threshold loop's."""
     lo, hi = LEVEL_BOUNDS
-    return BudgetConfig(target_latency_ms=float(target_latency_ms),
-                        initial_threshold=level_for_margin(start_margin),
+    return BudgetConfig(target_latency_ms=float(target_latency_ms), initial_threshold=hi,
                         min_threshold=lo, max_threshold=hi)

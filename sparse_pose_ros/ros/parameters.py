@@ -29,7 +29,6 @@ from ..pipeline.roi import (
     STRIP_MARGIN_RANGE,
 )
 from ..pipeline.smoothing import BETA_RANGE, MIN_CUTOFF_RANGE_HZ, SmoothingConfig
-from ..pipeline.strip_budget import MARGIN_BOUNDS
 from ..runtime.options import (
     HEAD_GATING_NODE,
     INPUT_SIZE_MULTIPLE,
@@ -49,8 +48,6 @@ MODEL_HELP = (
 
 #: The controller's bounds, quoted in the target_latency_ms description.
 _BUDGET = BudgetConfig()
-#: The strip margin's bounds under a budget, quoted there too.
-_STRIP_MARGINS = MARGIN_BOUNDS
 #: input_size values besides 0 (= the model's own size): [min, max] pixels.
 INPUT_SIZE_RANGE = (64, 1024)
 _INPUT_SIZE_RULE = (f"0 or a multiple of {INPUT_SIZE_MULTIPLE} in [{INPUT_SIZE_RANGE[0]}, "
@@ -406,11 +403,11 @@ PARAMS: tuple[ParamSpec, ...] = (
         "every cell until a person is found (dense_until_found) - with both on, every video "
         "frame - the loop holds still and /diagnostics says 'inactive'; use it with "
         "region_from_pose false. A dense model reading strips (the default path): held by "
-        f"adapting strip_margin within [{_STRIP_MARGINS[0]:g}, {_STRIP_MARGINS[1]:g}] on "
-        "tracked frames, starting from strip_margin (spare time widens the strips towards "
-        "square crops, the most accurate; a tight budget narrows them); whole frames leave it "
-        "alone. The active threshold, strip_margin_active and the budget state are on "
-        "/diagnostics.",
+        "adapting a floor under the strip width on tracked frames (strips narrower than it are "
+        "skipped; spare time widens the input towards the square crop, the most accurate), "
+        "starting with none; it never reads a strip narrower than strip_margin allows, so a "
+        "budget below that is not met. Whole frames leave it alone. The active threshold, "
+        "strip_floor_px and the budget state are on /diagnostics.",
         "[0, 10000] ms", float_range=(0.0, 10000.0),
     ),
 )

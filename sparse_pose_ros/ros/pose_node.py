@@ -53,7 +53,7 @@ from ..pipeline.estimator import PoseEstimator, PoseResult
 from ..pipeline.lift import Intrinsics
 from ..pipeline.smoothing import PoseSmoother, SmoothingConfig
 from ..pipeline.stats import ArrivalRates, RollingStats
-from ..pipeline.strip_budget import margin_for_level, strip_budget_config
+from ..pipeline.strip_budget import floor_for_level, strip_budget_config
 from . import convert, middleware
 from .parameters import (
     ESTIMATOR_PARAMS,
@@ -240,7 +240,7 @@ class PoseNode(Node):
             if "mask_threshold" in names or "target_latency_ms" in names:
                 self._threshold_dirty = True
                 self._budget = self._make_budget()
-            if "strip_margin" in names or "target_latency_ms" in names:
+            if "target_latency_ms" in names:
                 self._strip_budget = self._make_strip_budget()
             if names & {"smoothing_min_cutoff_hz", "smoothing_beta", "track_person"}:
                 self._smoother = self._make_smoother()
@@ -251,8 +251,8 @@ class PoseNode(Node):
                     setattr(estimator, name, self._p(name))
             if "track_person" in names:
                 estimator.reset_tracking()
-            if "strip_margin" in names or "target_latency_ms" in names:
-                estimator.strip_margin = self._budget_strip_margin()
+            if "target_latency_ms" in names:
+                estimator.strip_floor = self._budget_strip_floor()
         if "diagnostics_period_sec" in names:
             self._diag_timer.cancel()
             self.destroy_timer(self._diag_timer)
@@ -275,17 +275,14 @@ class PoseNode(Node):
         ))
 
     def _make_strip_budget(self) -> LatencyBudgetController:
-        """A fresh strip-margin controller for the current target, starting from
-        ``strip_margin`` (moved into the budget's bounds, ``pipeline.strip_budget``)."""
-        return LatencyBudgetController(strip_budget_config(
-            float(self._p("target_latency_ms")), float(self._p("strip_margin"))))
+        """A fresh strip-floor controller for the current target, starting with no floor
+        (``pipeline.strip_budget``)."""
+        return LatencyBudgetController(strip_budget_config(float(self._p("target_latency_ms"))))
 
-    def _budget_strip_margin(self) -> float:
-        """The strip margin the estimator reads with: the budget's while it is on, else the
-        parameter's."""
-        if self._strip_budget.enabled:
-            return margin_for_level(self._strip_budget.threshold)
-        return float(self._p("strip_margin"))
+    def _budget_strip_floor(self) -> float:
+        """The floor under the strip width: the budget's while it is on, else none."""
+        return floor_for_level(self._strip_budget.threshold) if self._strip_budget.enabled \
+            else 0.0
 
     def _make_smoother(self) -> PoseSmoother:
         """A fresh 3D smoother for the current parameters (a change starts the stream over)."""
@@ -437,7 +434,7 @@ class PoseNode(Node):
                 strip_backends=self._make_strip_backends(crop, path, options, own),
                 **{key: self._p(key) for key in ESTIMATOR_PARAMS},
             )
-            estimator.strip_margin = self._budget_strip_margin()
+            estimator.strip_floor = self._budget_strip_floor()
             for b in estimator.backends:
                 b.set_mask_threshold(self._current_threshold())
                 b.warmup(1)
@@ -528,8 +525,8 @@ class PoseNode(Node):
                 idle = "a whole frame (no strip to narrow or widen)"
             elif strip_budget.enabled:
                 control_step(strip_budget, latency_ms, strip_budget.threshold,
-                             lambda level: setattr(estimator, "strip_margin",
-                                                   margin_for_level(level)))
+                             lambda level: setattr(estimator, "strip_floor",
+                                                   floor_for_level(level)))
         elif result.region_executed:
             idle = "the frame ran a region (region_from_pose / dense_until_found), not the masks"
         else:
@@ -593,8 +590,10 @@ class PoseNode(Node):
             "latency_budget": budget_status(
                 self._strip_budget if backend is not None and not backend.info.gated
                 else self._budget, budget_idle),
-            # the margin the strips are chosen with now (the budget's, when it is on)
-            "strip_margin_active": round(estimator.strip_margin, 3) if estimator else 0.0,
+            # the budget's floor under the strip width, px of the crop (0: none)
+            "strip_floor_px": round(estimator.strip_floor
+                                    * estimator.crop_backend.info.input_size, 1)
+            if estimator else 0.0,
             "confidence_threshold": self._p("confidence_threshold"),
             "target_latency_ms": self._p("target_latency_ms"),
             "intrinsics": intr_source,

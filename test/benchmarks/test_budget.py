@@ -260,17 +260,18 @@ def test_replay_on_real_video_from_the_label_cache(setup: dict[str, Path]) -> No
     assert not (setup["root"] / "x.json").exists()
 
 
-def test_replay_moves_a_dense_models_strip_margin(setup: dict[str, Path]) -> None:
-    """--knob strip-margin: the node's default path for a dense model (tracking crops read as
-    strips), the controller's level mapped onto the strip margin; an unreachable budget narrows
-    the strips to the bound on tracked frames, whole frames leave it alone; a gated model is
-    refused (its knob is the threshold)."""
+def test_replay_moves_a_dense_models_strip_floor(setup: dict[str, Path]) -> None:
+    """--knob strip-floor: the node's default path for a dense model (tracking crops read as
+    strips), the controller's level mapped onto a floor under the strip width; a generous
+    budget raises the floor on tracked frames (whole frames leave it alone) and the strips
+    widen with it; the fixed run has no floor; a gated model is refused (its knob is the
+    threshold)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from fake_label_cache import write_sources
 
-    from sparse_pose_ros.pipeline.strip_budget import LEVEL_BOUNDS, MARGIN_BOUNDS
+    from sparse_pose_ros.pipeline.strip_budget import LEVEL_BOUNDS
 
     torch.manual_seed(0)
     dense = setup["root"] / "dense.safetensors"
@@ -282,24 +283,23 @@ def test_replay_moves_a_dense_models_strip_margin(setup: dict[str, Path]) -> Non
     out = setup["root"] / "replay_strips.json"
     args = ["replay", "--quick", "--checkpoint", str(dense), "--cache-dir",
             str(setup["cache"]), "--out", str(out), "--backend", "torch", "--knob",
-            "strip-margin", "--real", str(labels), "--real-sources", "views", "--no-plot",
-            "--segment-frames", "5", "--confidence-threshold", "0", "--target-ms", "0.001"]
+            "strip-floor", "--real", str(labels), "--real-sources", "views", "--no-plot",
+            "--segment-frames", "5", "--confidence-threshold", "0", "--target-ms", "10000"]
     assert budget.main(args) == 0
     res = json.loads(out.read_text())
-    assert res["knob"].startswith("strip_margin")
+    assert res["knob"].startswith("strip_floor") and res["crop_input_size"] == 224
     lo, hi = LEVEL_BOUNDS
     assert set(res["calibration_median_ms"]["views"]) >= {f"{lo:g}", f"{hi:g}"}
     trace = res["trace"]
-    assert len(trace) == 4 and all("strip_margin" in r for r in trace)
-    assert trace[0]["strip_margin"] == pytest.approx(1.2)  # the node's default margin
-    # over budget on every tracked frame: the margin only narrows, towards the bound
-    margins = [r["strip_margin"] for r in trace]
-    assert all(b <= a + 1e-9 for a, b in zip(margins, margins[1:], strict=False))
-    assert margins[-1] < 1.2 and margins[-1] >= MARGIN_BOUNDS[0] - 1e-9
-    assert all(r["input_width"] in (64, 96, 128, 160, 192, 224) for r in trace[1:])
-    assert "strip_margin_mean" in res["summary"]["segments"][0]
-    # the fixed run holds the default margin
-    assert all(r["strip_margin"] == pytest.approx(1.2) for r in res["fixed_threshold_trace"])
+    assert len(trace) == 4 and trace[0]["strip_floor"] == 0.0  # the default path at first
+    floors = [r["strip_floor"] for r in trace]
+    assert all(b >= a - 1e-9 for a, b in zip(floors, floors[1:], strict=False))
+    assert floors[-1] > 0.0
+    # every tracked frame reads a strip at or above the floor it was given (or the square)
+    for r in trace[1:]:
+        assert r["input_width"] >= r["strip_floor"] * 224 - 1e-6
+    assert "strip_floor_mean" in res["summary"]["segments"][0]
+    assert all(r["strip_floor"] == 0.0 for r in res["fixed_threshold_trace"])
     # a gated checkpoint has no strips to move
     gated = [*args[:3], str(setup["ckpt"]), *args[4:]]
     assert budget.main(gated) == 2

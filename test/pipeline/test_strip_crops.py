@@ -174,6 +174,21 @@ def test_estimator_reads_the_narrowest_strip_that_holds_the_person(dense_path):
     est.strip_margin = 1.5
     est._previous = (_upright(100, 80, 160, 120), (320, 240))
     assert est.estimate(rgb, intr).input_hw == (96, 96)
+    # the budget's floor (pipeline.strip_budget): strips narrower than floor x side are
+    # skipped, so a thin person reads the next strip above it, or the square; never a strip
+    # narrower than the margin allows
+    assert est.strip_floor == 0.0
+    thin = _upright(100, 20, 160, 120)
+    for floor, want in ((0.0, 32), (0.34, 64), (0.5, 64), (0.7, 96), (1.0, 96)):
+        est.strip_floor = floor
+        est._previous = (thin, (320, 240))
+        assert est.estimate(rgb, intr).input_hw == (96, want), floor
+    est.strip_floor = 0.34
+    est._previous = (_upright(100, 95, 160, 120), (320, 240))  # too wide for any strip
+    assert est.estimate(rgb, intr).input_hw == (96, 96)
+    with pytest.raises(ValueError, match="strip_floor"):
+        est.strip_floor = 1.5
+    assert est.strip_floor == 0.34
 
 
 def test_strips_must_be_the_crop_models_and_narrower(dense_path, tmp_path):

@@ -171,39 +171,37 @@ def _frames(node: PoseNode, count: int, timeout: float = 60.0) -> dict:
     return node.diagnostics_values()[2]
 
 
-def test_a_budget_moves_a_dense_models_strip_margin(make_node, dense_tiny):
-    """A dense model has no mask threshold: on the default path the budget moves strip_margin
-    instead, on tracked frames only — an unreachable budget narrows the strips to the bound,
-    a generous one widens them towards square crops; off, strip_margin is used as set."""
-    from sparse_pose_ros.pipeline.strip_budget import MARGIN_BOUNDS
-
+def test_a_budget_moves_a_dense_models_strip_floor(make_node, dense_tiny):
+    """A dense model has no mask threshold: on the default path the budget moves a floor under
+    the strip width instead, on tracked frames only — a generous budget raises it towards the
+    square crop, an unreachable one drops it to none (the margin's own choice); off, no
+    floor."""
     common = {"model_file_path": str(dense_tiny), "track_person": True,
               "confidence_threshold": 0.0}  # every frame finds "a person": tracked after one
     node = make_node(**common, target_latency_ms=0.0)
     _ready(node)
     values = _frames(node, 3)
-    assert values["latency_budget"] == "off"
-    assert values["strip_margin_active"] == values["strip_margin"] == 1.2
-
-    tight = make_node(**common, target_latency_ms=0.01)
-    _ready(tight)
-    values = _frames(tight, 1)  # the first frame is whole: nothing for the margin to do
-    assert values["latency_budget"].startswith("inactive: a whole frame"), values
-    assert values["strip_margin_active"] == 1.2
-    values = _frames(tight, 8)
-    assert values["strip_margin_active"] == pytest.approx(MARGIN_BOUNDS[0])
-    assert values["latency_budget"] == "adapting" and values["strip_margin"] == 1.2
-    assert tight._estimator.strip_margin == pytest.approx(MARGIN_BOUNDS[0])
-    # the budget turned off: the parameter's margin again
-    assert tight.set_parameters([Parameter("target_latency_ms", value=0.0)])[0].successful
-    assert tight._estimator.strip_margin == 1.2
+    assert values["latency_budget"] == "off" and values["strip_floor_px"] == 0.0
 
     generous = make_node(**common, target_latency_ms=10000.0)
     _ready(generous)
-    values = _frames(generous, 6)
-    assert values["strip_margin_active"] > 1.5, values
-    assert generous._estimator.strip_margin == pytest.approx(values["strip_margin_active"],
-                                                             abs=1e-3)
+    values = _frames(generous, 1)  # the first frame is whole: nothing for the floor to do
+    assert values["latency_budget"].startswith("inactive: a whole frame"), values
+    assert values["strip_floor_px"] == 0.0
+    values = _frames(generous, 8)
+    assert values["latency_budget"] == "adapting"
+    assert values["strip_floor_px"] > 64, values  # above the narrowest strip
+    assert generous._estimator.strip_floor * CROP_INPUT_SIZE == pytest.approx(
+        values["strip_floor_px"], abs=0.1)
+    assert values["strip_margin"] == 1.2  # the margin is the user's, untouched
+    # the budget turned off: no floor again
+    assert generous.set_parameters([Parameter("target_latency_ms", value=0.0)])[0].successful
+    assert generous._estimator.strip_floor == 0.0
+
+    tight = make_node(**common, target_latency_ms=0.01)
+    _ready(tight)
+    values = _frames(tight, 6)
+    assert values["strip_floor_px"] == 0.0 and values["latency_budget"] == "adapting"
 
 
 def test_a_dense_model_without_strips_leaves_the_budget_inactive(make_node, dense_tiny):
