@@ -518,7 +518,7 @@ class PoseNode(Node):
         # winding the threshold to a bound that changes nothing.
         idle: str | None = None
         if not backend.info.gated:
-            # a dense model's knob is the strip margin, which only a tracked crop reads
+            # a dense model's knob is a floor under the strip width, which only a tracked crop reads
             if not estimator.strip_backends:
                 idle = "dense model without strips (crop_input_widths, track_person)"
             elif result.roi is None:
