@@ -181,32 +181,27 @@ def strip_estimator(args: argparse.Namespace) -> Any:
     """The node's default path for a dense model: the whole frame at the model's size, the
     tracking crops at ``CROP_INPUT_SIZE`` and their strips ``CROP_INPUT_WIDTHS``, the person
     tracked from frame to frame — every session on ``args.backend`` as the node builds them."""
-    import dataclasses
-
-    from ..backends import BackendOptions, create_backend
-    from ..pipeline.estimator import PoseEstimator
+    from ..backends import create_backend
+    from ..pipeline.estimator import PoseEstimator, open_tracking_sessions
     from ..pipeline.roi import CROP_INPUT_SIZE, CROP_INPUT_WIDTHS
 
-    options = BackendOptions(device="cpu", num_threads=args.threads,
-                             cache_dir=args.cache_dir or None)  # fmt: skip
     own = {"graph": "portable"} if args.backend == "onnxruntime" else {}
-    made = [create_backend(args.backend, args.checkpoint, options=options, **own)]
-    try:
-        if made[0].info.gated:
-            raise ValueError(f"{args.checkpoint} is a gated model: its budget knob is the mask "
-                             "threshold (--knob threshold); strips are read by dense models")
-        crop_opts = dataclasses.replace(options, input_size=CROP_INPUT_SIZE)
-        made.append(create_backend(args.backend, args.checkpoint, options=crop_opts, **own))
-        for w in CROP_INPUT_WIDTHS:
-            made.append(create_backend(args.backend, args.checkpoint, options=dataclasses.replace(
-                crop_opts, input_width=w), **own))
-        return PoseEstimator(made[0], track_person=True, crop_backend=made[1],
-                             strip_backends=made[2:],
-                             confidence_threshold=args.confidence_threshold)
-    except Exception:
-        for b in made:
-            b.close()
-        raise
+
+    def open_at(size: int | None, width: int | None) -> Any:
+        return create_backend(args.backend, args.checkpoint, device="cpu",
+                              num_threads=args.threads, cache_dir=args.cache_dir or None,
+                              input_size=size, input_width=width, **own)
+
+    backend, crop, strips = open_tracking_sessions(open_at, None, CROP_INPUT_SIZE,
+                                                   CROP_INPUT_WIDTHS)
+    if backend.info.gated:  # its crops stay square: no strip was opened
+        for b in (backend, crop):
+            if b is not None:
+                b.close()
+        raise ValueError(f"{args.checkpoint} is a gated model: its budget knob is the mask "
+                         "threshold (--knob threshold); strips are read by dense models")
+    return PoseEstimator(backend, track_person=True, crop_backend=crop, strip_backends=strips,
+                         confidence_threshold=args.confidence_threshold)
 
 
 def calibrate(

@@ -548,6 +548,7 @@ def make_runner(spec: ContenderSpec, threads: int, options: Options,
     """An in-process runner of ``spec`` with ``threads`` threads (``exports`` caches MoveNet's
     ONNX bytes across thread counts)."""
     from ..backends import create_backend
+    from ..pipeline.estimator import open_tracking_sessions
 
     path = str(spec.checkpoint)
     if spec.kind in ("sparse", "dense"):
@@ -563,11 +564,9 @@ def make_runner(spec: ContenderSpec, threads: int, options: Options,
                                   cache_dir=options.cache_dir, input_size=size,
                                   input_width=width, **own)
 
-        backend = open_at(spec.input_size)
-        crop = spec.crop_input_size if spec.track else None
-        crop_backend = open_at(crop) if crop and crop != backend.info.input_size else None
-        size = (crop_backend or backend).info.input_size
-        strips = [open_at(size, w) for w in spec.crop_input_widths if spec.track and w < size]
+        backend, crop_backend, strips = open_tracking_sessions(
+            open_at, spec.input_size, spec.crop_input_size if spec.track else None,
+            spec.crop_input_widths if spec.track else ())
         return EstimatorRunner(backend, spec.track, options.confidence_threshold,
                                spec.region if spec.kind == "sparse" else True, crop_backend,
                                strips, spec.strip_margin)

@@ -75,7 +75,12 @@ from ..data.label_cache import (
 from ..model.checkpoint import CheckpointError, load_checkpoint, read_metadata
 from ..model.network import PoseNetwork
 from ..pipeline.draw import draw_skeleton, mask_overlay
-from ..pipeline.estimator import PoseEstimator, PoseResult, execution_mask
+from ..pipeline.estimator import (
+    PoseEstimator,
+    PoseResult,
+    execution_mask,
+    open_tracking_sessions,
+)
 from ..pipeline.lift import Intrinsics
 from ..pipeline.preprocess import Letterbox, letterbox, mean_fill
 from ..pipeline.roi import (
@@ -401,15 +406,13 @@ def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
                               num_threads=None if args.backend == "torch" else args.threads,
                               **own)  # fmt: skip
 
-    backend = open_at(args.input_size or None)
-    rec = _Recorder(backend)
-    crop = None
-    if args.crop_input_size and args.crop_input_size != backend.info.input_size:
-        crop = _Recorder(open_at(args.crop_input_size), sink=rec)
-    crop_size = (crop or rec).info.input_size
     # as in the node: a gated model's crops stay square (its masks are), a dense one's strips
-    widths = [] if backend.info.gated else [w for w in args.crop_input_widths if w < crop_size]
-    strips = [_Recorder(open_at(crop_size, width), sink=rec) for width in widths]
+    backend, crop_session, strip_sessions = open_tracking_sessions(
+        open_at, args.input_size or None, args.crop_input_size or None, args.crop_input_widths)
+    rec = _Recorder(backend)
+    crop = None if crop_session is None else _Recorder(crop_session, sink=rec)
+    crop_size = (crop or rec).info.input_size
+    strips = [_Recorder(s, sink=rec) for s in strip_sessions]
     # --track is the node's video path (crop, region from the previous pose, dense until a
     # person is found); without it every frame is a still read whole by the masks' own decision
     est = PoseEstimator(rec, confidence_threshold=args.confidence_threshold,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -134,6 +134,37 @@ def checked_strips(crop: Backend, strips: Sequence[Backend]) -> tuple[Backend, .
             raise ValueError(f"a strip backend must read {size} px tall and narrower, got "
                              f"{strip.info.input_size}x{width or strip.info.input_size}")
     return tuple(sorted(strips, key=lambda b: b.info.input_width))
+
+
+def open_tracking_sessions(
+    open_at: Callable[[int | None, int | None], Backend], input_size: int | None,
+    crop_input_size: int | None, crop_input_widths: Sequence[int],
+) -> tuple[Backend, Backend | None, list[Backend]]:
+    """The sessions a :class:`PoseEstimator` on the node's video path reads, for the tools that
+    build it outside the node (evaluation, benchmarks): the whole frame at ``input_size`` (None:
+    the model's own); the tracking crops at ``crop_input_size`` (None — the crops then go through
+    the first session — when none is asked or it is the whole frame's size); a strip per width
+    in ``crop_input_widths`` below the crop's side, in their order (the estimator sorts them),
+    none for a gated model, whose masks are square (the node's rule). ``open_at(size, width)``
+    opens one session; when one fails, those already open are closed before the error goes
+    on."""
+    made: list[Backend] = []
+
+    def opened(size: int | None, width: int | None) -> Backend:
+        made.append(open_at(size, width))
+        return made[-1]
+
+    try:
+        backend = opened(input_size, None)
+        crop = (opened(crop_input_size, None)
+                if crop_input_size and crop_input_size != backend.info.input_size else None)
+        size = (crop or backend).info.input_size
+        widths = [] if backend.info.gated else [w for w in crop_input_widths if w < size]
+        return backend, crop, [opened(size, w) for w in widths]
+    except BaseException:
+        for b in made:
+            b.close()
+        raise
 
 
 def same_model(a: ModelInfo, b: ModelInfo) -> bool:

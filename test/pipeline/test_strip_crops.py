@@ -227,3 +227,42 @@ def test_backends_take_a_strip_only_for_dense_models(dense_path, tmp_path):
     # the same width as the size is a square
     assert create_backend("torch", dense_path, "cpu", input_size=64,
                           input_width=64).info.input_width == 0
+
+
+def test_tracking_sessions_are_opened_as_the_node_opens_them(dense_path, tmp_path):
+    """open_tracking_sessions (evaluation and benchmarks): a crop session only at another size,
+    strips below the crop's side, narrowest first, none for a gated model; when one session
+    cannot be opened, those already open are closed."""
+    from sparse_pose_ros.pipeline.estimator import open_tracking_sessions
+
+    opened = []
+
+    def open_at(path):
+        def at(size, width):
+            b = create_backend("torch", path, "cpu", input_size=size, input_width=width)
+            opened.append(b)
+            return b
+        return at
+
+    whole, crop, strips = open_tracking_sessions(open_at(dense_path), None, 96, (64, 32, 96, 128))
+    assert whole.info.input_size == 64 and crop.info.input_size == 96
+    assert [b.info.input_hw for b in strips] == [(96, 64), (96, 32)]
+    whole, crop, strips = open_tracking_sessions(open_at(dense_path), None, 64, (32,))
+    assert crop is None and [b.info.input_hw for b in strips] == [(64, 32)]
+    gated_path = tmp_path / "gated.safetensors"
+    save_checkpoint(gated_path, _net(gated=True), {"untrained": True})
+    whole, crop, strips = open_tracking_sessions(open_at(gated_path), None, 96, (32, 64))
+    assert whole.info.gated and crop is not None and strips == []
+
+    closed = []
+
+    def failing(size, width):
+        if width == 64:
+            raise BackendError("no such strip")
+        b = create_backend("torch", dense_path, "cpu", input_size=size, input_width=width)
+        b.close = lambda b=b: closed.append(b)  # type: ignore[method-assign]
+        return b
+
+    with pytest.raises(BackendError, match="no such strip"):
+        open_tracking_sessions(failing, None, 96, (32, 64))
+    assert [b.info.input_hw for b in closed] == [(64, 64), (96, 96), (96, 32)]
