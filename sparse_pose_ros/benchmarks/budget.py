@@ -21,7 +21,10 @@ bound (measured first, on the same frames). Reports the share of frames within Â
 the budget after each scene change has settled, next to the same clip at a fixed threshold.
 ``replay --knob strip-floor --backend openvino`` runs the same loop on the node's default path
 for a dense checkpoint (tracking crops read as strips; the controller moves a floor under the
-strip width, ``pipeline.strip_budget``; only tracked frames feed it).
+strip width, ``pipeline.strip_budget``; only tracked frames feed it), and a second controller,
+fed by whole frames only, the size a whole frame is read at (``pipeline.whole_budget``,
+``--whole-frame-sizes``). On real video (``--real``) each source plays its first frames,
+consecutive, as a camera node sees them (``--frames-from spread`` for frames spread over it).
 
 Backend: latency only follows the threshold on a path that skips masked-out work. Among the
 runtimes ``create_backend`` offers on CPU that is ONNX Runtime with the ``portable_sparse``
@@ -44,6 +47,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..pipeline.whole_budget import WHOLE_FRAME_SIZES
 from .budget_common import (
     LOG,
     REFERENCE_THRESHOLD,
@@ -99,6 +103,14 @@ def _thresholds(text: str) -> list[float]:
     return values
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"sizes must be comma-separated integers, got "
+                                         f"{text!r}") from exc
+
+
 def _bounds(text: str) -> tuple[float, float]:
     values = _thresholds(text)
     if len(values) != 2 or values[0] >= values[1]:
@@ -142,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "the masks' own decision), or the floor under a dense model's strip width "
                    "on the node's default path (tracking crops read as strips; "
                    "pipeline.strip_budget)")
+    r.add_argument("--whole-frame-sizes", type=_sizes, default=list(WHOLE_FRAME_SIZES),
+                   help="with --knob strip-floor: the smaller squares a whole frame may be "
+                   "read at (the budget's whole-frame knob, pipeline.whole_budget; the node's "
+                   "whole_frame_sizes); '' = none, the whole frame stays at the model's size")
+    r.add_argument("--frames-from", choices=("contiguous", "spread"), default="contiguous",
+                   help="with --real: each source's first --segment-frames labelled frames, "
+                   "consecutive (what a camera node sees), or evenly spread over the source "
+                   "(4-8 video frames apart: the tracker loses people no node would)")
     r.add_argument("--calibration-frames", type=int, default=30, help="per scene and bound")
     r.add_argument("--target-ms", type=float, default=0.0, help="budget (0 = from calibration)")
     r.add_argument("--rate-hz", type=float, default=30.0, help="camera rate (0 = back to back)")

@@ -86,7 +86,7 @@ def plot_replay(result: dict[str, Any], path: Path) -> None:
                                            gridspec_kw={"height_ratios": [2, 1, 1]})
     fixed = result.get("fixed_threshold_trace")
     strips = bool(trace) and "strip_floor" in trace[0]  # the dense path's knob
-    fixed_label = "no strip floor" if strips else "fixed threshold 0.5"
+    fixed_label = "no budget (node default)" if strips else "fixed threshold 0.5"
     if fixed:
         ax_l.plot(x, [r["latency_ms"] for r in fixed], ".", ms=3, color="tab:gray", alpha=0.45,
                   label=f"{fixed_label} (no control)")
@@ -107,10 +107,15 @@ def plot_replay(result: dict[str, Any], path: Path) -> None:
     c = result["controller"]
     if strips:
         side = result["crop_input_size"]
-        ax_t.plot(x, [r["strip_floor"] * side for r in trace], "-", color="tab:purple")
+        ax_t.plot(x, [r["strip_floor"] * side for r in trace], "-", color="tab:purple",
+                  label="strip floor (tracked frames)")
+        if "whole_size" in trace[0]:  # the second knob: the whole frame's side
+            ax_t.plot(x, [r["whole_size"] for r in trace], "-", color="tab:green",
+                      label="whole-frame side (whole frames)")
+            ax_t.legend(fontsize=8, loc="lower right")
         for b in (0.0, side):
             ax_t.axhline(b, color="k", lw=0.7, ls="--")
-        ax_t.set_ylabel("strip floor (px)")
+        ax_t.set_ylabel("knob (px)")
     else:
         ax_t.plot(x, [r["threshold"] for r in trace], "-", color="tab:purple")
         for b in (c["min_threshold"], c["max_threshold"]):

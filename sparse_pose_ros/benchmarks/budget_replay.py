@@ -7,6 +7,7 @@ latency at the two threshold bounds, next to the same clip at a fixed threshold.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,11 +51,16 @@ def select_clip(mask_fraction: np.ndarray, per_segment: int) -> dict[str, list[i
     return {k: sorted(int(i) for i in v) for k, v in picks.items()}
 
 
-def real_clip(labels: str, sources: Sequence[str], per_source: int
+def real_clip(labels: str, sources: Sequence[str], per_source: int, contiguous: bool = True
               ) -> tuple[list[str], list[HeldOutFrame], list[tuple[int, int]]]:  # fmt: skip
     """A clip of real video: ``per_source`` frames of each label-cache source, in video order,
     the sources one after the other (scene changes where the person's size and the image
-    change), decoded up front. Returns (scene names, frames, each scene's [start, stop))."""
+    change), decoded up front. Returns (scene names, frames, each scene's [start, stop)).
+
+    ``contiguous`` (default): each source's first ``per_source`` labelled frames, consecutive
+    at the label cache's step (2 for vtest and Sports2D, 1 for Pose2Sim: what a camera node
+    sees); else evenly spread over the source, which skips 4–8 video frames between frames
+    (vtest: 0.8 s at its 10 Hz) and loses the tracked person no node would lose."""
     from pathlib import Path
 
     from ..evaluation.real_heldout import NoLabels
@@ -65,7 +71,7 @@ def real_clip(labels: str, sources: Sequence[str], per_source: int
     scenes: list[str] = []
     for sid in sources:
         try:
-            fs = load_real(Path(labels), [sid], per_source)
+            fs = load_real(Path(labels), [sid], per_source, contiguous=contiguous)
         except NoLabels as exc:  # no cache, or not this source: say how to make it
             raise ValueError(str(exc)) from exc
         if not fs.frames:
@@ -113,19 +119,22 @@ class Knob:
     """What the budget loop moves, as the node does for the model it runs.
 
     Attributes:
-        name: "threshold" (a gated model's mask threshold) or "strip_floor" (the floor under
-            a dense model's strip width, ``pipeline.strip_budget``).
+        name: "threshold" (a gated model's mask threshold), "strip_floor" (the floor under
+            a dense model's strip width, ``pipeline.strip_budget``) or "whole_size" (the
+            whole frame's input side, ``pipeline.whole_budget``).
         apply: sets the controller's value (threshold, or level) on the estimator.
-        counts: whether a frame's latency depended on the knob (the node feeds only those to
-            the controller: a whole frame reads no strip).
-        report: the value a trace row records for the controller's value (the floor for a
-            level).
+        counts: whether a frame's latency depended on the knob (the node feeds a controller
+            only those: a whole frame reads no strip, a tracked frame no whole-frame size).
+        report: the value a trace row records for the controller's value (the floor or the
+            size for a level).
+        default: the controller's value on the node's path without a budget (the fixed run).
     """
 
     name: str
     apply: Callable[[float], None]
     counts: Callable[[Any], bool]
     report: Callable[[float], float]
+    default: float = REFERENCE_THRESHOLD
 
 
 def threshold_knob(estimator: Any) -> Knob:
@@ -140,49 +149,92 @@ def threshold_knob(estimator: Any) -> Knob:
 
 def strip_knob(estimator: Any) -> Knob:
     """The floor under a dense model's strip width; tracked frames count."""
-    from ..pipeline.strip_budget import floor_for_level
+    from ..pipeline.strip_budget import LEVEL_BOUNDS, floor_for_level
 
     def apply(level: float) -> None:
         estimator.strip_floor = floor_for_level(level)
 
-    return Knob("strip_floor", apply, lambda res: res.roi is not None, floor_for_level)
+    return Knob("strip_floor", apply, lambda res: res.roi is not None, floor_for_level,
+                LEVEL_BOUNDS[1])
+
+
+def whole_knob(estimator: Any) -> Knob:
+    """The whole frame's input side on a dense model (``estimator.whole_cap``); whole frames
+    count."""
+    from ..pipeline.strip_budget import LEVEL_BOUNDS
+    from ..pipeline.whole_budget import size_for_level
+
+    def size(level: float) -> float:
+        return float(size_for_level(level, estimator.whole_sizes))
+
+    def apply(level: float) -> None:
+        estimator.whole_cap = int(size(level))
+
+    return Knob("whole_size", apply, lambda res: res.roi is None, size, LEVEL_BOUNDS[0])
+
+
+def knob_config(knob: Knob, config: BudgetConfig, start: float | None = None) -> BudgetConfig:
+    """``config`` for one knob's controller: started at ``start`` (None: the knob's default,
+    the node's path without a budget), clamped into the config's bounds."""
+    value = knob.default if start is None else start
+    return BudgetConfig(**{**config.__dict__, "initial_threshold": min(max(
+        value, config.min_threshold), config.max_threshold)})
+
+
+def fixed_config(value: float) -> BudgetConfig:
+    """A controller that holds ``value`` (no budget)."""
+    return BudgetConfig(initial_threshold=value, min_threshold=min(value, 0.5),
+                        max_threshold=max(value, 0.5))
 
 
 def run_loop(
     estimator: Any, frames: Sequence[HeldOutFrame], config: BudgetConfig, rate_hz: float,
-    knob: Knob | None = None,
+    knob: Knob | Sequence[tuple[Knob, BudgetConfig]] | None = None,
 ) -> list[dict[str, float]]:
     """The node's per-frame loop; with ``config.target_latency_ms == 0`` a fixed threshold (or
-    level). Tracking starts over, so every run sees the clip as the node would."""
-    knob = knob or threshold_knob(estimator)
+    level). ``knob``: one knob driven by ``config``, or several, each with its own controller
+    config (the dense path: the strip floor on tracked frames, the whole frame's size on whole
+    frames); a frame feeds the controllers whose knob it ``counts`` for. Tracking starts over,
+    so every run sees the clip as the node would."""
+    pairs = (list(knob) if isinstance(knob, Sequence)
+             else [(knob or threshold_knob(estimator), config)])
     estimator.reset_tracking()
-    ctrl = LatencyBudgetController(config)
-    applied = ctrl.threshold
-    knob.apply(applied)
+    loops = []
+    for k, cfg in pairs:
+        ctrl = LatencyBudgetController(cfg)
+        k.apply(ctrl.threshold)
+        loops.append([k, ctrl, ctrl.threshold])
     trace = []
     due = time.perf_counter()
     for f in frames:
         due = _paced(rate_hz, due)
-        used = applied
+        used = [loop[2] for loop in loops]
         ms, res = timed_estimate(estimator, f)
-        if knob.counts(res):
-            applied = control_step(ctrl, ms, applied, knob.apply)
-        row = {"index": f.index, "latency_ms": ms, "threshold": used,
+        for loop in loops:
+            k, ctrl = loop[0], loop[1]
+            if k.counts(res):
+                loop[2] = control_step(ctrl, ms, loop[2], k.apply)
+        first = loops[0][1]
+        row = {"index": f.index, "latency_ms": ms, "threshold": used[0],
                "density": float(res.density),
-               "smoothed_ms": ctrl.smoothed_ms if ctrl.smoothed_ms is not None else ms}
-        if knob.name != "threshold":
-            row[knob.name] = knob.report(used)
+               "smoothed_ms": first.smoothed_ms if first.smoothed_ms is not None else ms}
+        if loops[0][0].name != "threshold":
+            for (k, _, _), value in zip(loops, used, strict=True):
+                row[k.name] = k.report(value)
+            row["tracked"] = res.roi is not None
+            row["input_height"] = float(res.input_hw[0]) if res.input_hw else float("nan")
             row["input_width"] = float(res.input_hw[1]) if res.input_hw else float("nan")
         trace.append(row)
     return trace
 
 
 def strip_estimator(args: argparse.Namespace) -> Any:
-    """The node's default path for a dense model: the whole frame at the model's size, the
+    """The node's default path for a dense model: the whole frame at the model's size (and the
+    smaller whole-frame sessions ``--whole-frame-sizes`` of the budget's whole-frame knob), the
     tracking crops at ``CROP_INPUT_SIZE`` and their strips ``CROP_INPUT_WIDTHS``, the person
     tracked from frame to frame — every session on ``args.backend`` as the node builds them."""
     from ..backends import create_backend
-    from ..pipeline.estimator import PoseEstimator, open_tracking_sessions
+    from ..pipeline.estimator import PoseEstimator, open_tracking_sessions, open_whole_sessions
     from ..pipeline.roi import CROP_INPUT_SIZE, CROP_INPUT_WIDTHS
 
     own = {"graph": "portable"} if args.backend == "onnxruntime" else {}
@@ -200,16 +252,31 @@ def strip_estimator(args: argparse.Namespace) -> Any:
                 b.close()
         raise ValueError(f"{args.checkpoint} is a gated model: its budget knob is the mask "
                          "threshold (--knob threshold); strips are read by dense models")
+    try:
+        wholes = open_whole_sessions(open_at, backend, crop,
+                                     getattr(args, "whole_frame_sizes", ()))
+    except BaseException:
+        for b in (backend, crop, *strips):
+            if b is not None:
+                b.close()
+        raise
     return PoseEstimator(backend, track_person=True, crop_backend=crop, strip_backends=strips,
-                         confidence_threshold=args.confidence_threshold)
+                         whole_backends=wholes, confidence_threshold=args.confidence_threshold)
+
+
+def dense_knobs(estimator: Any) -> list[Knob]:
+    """The dense path's knobs: the strip floor, and the whole frame's size when the estimator
+    has smaller whole-frame sessions."""
+    return [strip_knob(estimator), *([whole_knob(estimator)] if estimator.whole_backends else [])]
 
 
 def calibrate(
     estimator: Any, clip: Sequence[HeldOutFrame], bounds: Sequence[tuple[int, int]],
     thresholds: Sequence[float], args: argparse.Namespace,
-    scenes: Sequence[str] = SEGMENTS, knob: Knob | None = None,
+    scenes: Sequence[str] = SEGMENTS, knob: Knob | Sequence[Knob] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Median latency and density of each scene at each fixed threshold, paced like the loop.
+    """Median latency and density of each scene at each fixed threshold (every knob at that
+    level), paced like the loop.
 
     Pacing matters: between camera frames ORT's pool threads sleep (no spin-wait) and caches
     cool, so a paced frame is slower than a back-to-back one; a budget chosen from back-to-back
@@ -220,13 +287,18 @@ def calibrate(
         sample = list(clip[start:stop][: args.calibration_frames])
         out[name] = {}
         for t in thresholds:
-            cfg = BudgetConfig(initial_threshold=t, min_threshold=min(t, 0.5),
-                               max_threshold=max(t, 0.5))
-            run_loop(estimator, sample[: args.warmup], cfg, args.rate_hz, knob)
-            trace = run_loop(estimator, sample, cfg, args.rate_hz, knob)
+            cfg = fixed_config(t)
+            held = ([(k, cfg) for k in knob] if isinstance(knob, Sequence)
+                    else knob)  # fmt: skip
+            run_loop(estimator, sample[: args.warmup], cfg, args.rate_hz, held)
+            trace = run_loop(estimator, sample, cfg, args.rate_hz, held)
             out[name][f"{t:g}"] = float(np.median([r["latency_ms"] for r in trace]))
             out[name][f"density_{t:g}"] = float(np.mean([r["density"] for r in trace]))
     return out
+
+
+def _median_or_none(values: Sequence[float]) -> float | None:
+    return float(np.median(values)) if len(values) else None
 
 
 def settled_share(
@@ -254,7 +326,8 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     strips = getattr(args, "knob", "threshold") == "strip-floor"
     if strips:
-        from ..pipeline.strip_budget import LEVEL_BOUNDS
+        from ..pipeline.strip_budget import LEVEL_BOUNDS, strip_budget_config
+        from ..pipeline.whole_budget import whole_budget_config
 
         lo_t, hi_t = args.bounds or LEVEL_BOUNDS
         reference = LEVEL_BOUNDS[1]  # no floor: the node's default path
@@ -264,7 +337,8 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
         reference = REFERENCE_THRESHOLD
     start_t = min(max(reference, lo_t), hi_t)
     if getattr(args, "real", None):
-        scenes, clip, bounds = real_clip(args.real, args.real_sources, args.segment_frames)
+        scenes, clip, bounds = real_clip(args.real, args.real_sources, args.segment_frames,
+                                         getattr(args, "frames_from", "contiguous") == "contiguous")
     else:
         scenes = SEGMENTS
         dataset = open_heldout(args.data)
@@ -277,18 +351,26 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     load_before = load_average()
     estimator = (strip_estimator(args) if strips
                  else threshold_estimator(make_backend(args, args.checkpoint)))
-    knob = strip_knob(estimator) if strips else threshold_knob(estimator)
+    knobs = dense_knobs(estimator) if strips else [threshold_knob(estimator)]
     try:
-        calibration = calibrate(estimator, clip, bounds, (lo_t, hi_t), args, scenes, knob)
+        calibration = calibrate(estimator, clip, bounds, (lo_t, hi_t), args, scenes, knobs)
         choice = choose_target(calibration, lo_t, hi_t)
         target = float(args.target_ms) if args.target_ms else choice["target_ms"]
         LOG.info("budget %.2f ms (calibration %s)", target, calibration)
-        config = BudgetConfig(target_latency_ms=target, initial_threshold=start_t,
-                              min_threshold=lo_t, max_threshold=hi_t)
-        trace = run_loop(estimator, clip, config, args.rate_hz, knob)
-        fixed = (run_loop(estimator, clip, BudgetConfig(
-            initial_threshold=reference, min_threshold=min(reference, lo_t),
-            max_threshold=max(reference, hi_t)), args.rate_hz, knob) if args.baseline else None)
+        # the node's configs: the threshold loop's defaults, or the dense path's knobs' own
+        # (pipeline.strip_budget / whole_budget: steps, so the whole tolerance as dead band)
+        node_configs = ([strip_budget_config(target), whole_budget_config(target)] if strips
+                        else [BudgetConfig(target_latency_ms=target)])
+        config = dataclasses.replace(node_configs[0], initial_threshold=start_t,
+                                     min_threshold=lo_t, max_threshold=hi_t)
+        trace = run_loop(estimator, clip, config, args.rate_hz,
+                         [(k, config if i == 0 else knob_config(k, node_configs[i]))
+                          for i, k in enumerate(knobs)])
+        fixed = (run_loop(estimator, clip, fixed_config(reference), args.rate_hz,
+                          [(k, fixed_config(reference if i == 0 else k.default))
+                           for i, k in enumerate(knobs)])
+                 if args.baseline else None)
+        whole_sizes = list(estimator.whole_sizes)
         info = estimator.backend.info
         crop_size = estimator.crop_backend.info.input_size
     finally:
@@ -320,7 +402,13 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
             "latency_median_ms": float(np.median([r["latency_ms"] for r in tail])),
             "threshold_mean": float(np.mean([r["threshold"] for r in tail])),
             **({"strip_floor_mean": float(np.mean([r["strip_floor"] for r in tail])),
-                "strip_frames": int(sum(0 < r["input_width"] < crop_size for r in tail))}
+                "strip_frames": int(sum(r["tracked"] and 0 < r["input_width"] < crop_size
+                                        for r in tail)),
+                "whole_frames": int(sum(not r["tracked"] for r in tail)),
+                "whole_latency_median_ms": _median_or_none(
+                    [r["latency_ms"] for r in tail if not r["tracked"]]),
+                "tracked_latency_median_ms": _median_or_none(
+                    [r["latency_ms"] for r in tail if r["tracked"]])}
                if strips else {}),
             "density_mean": float(np.mean([r["density"] for r in tail])),
             "threshold_at_bound": bool(
@@ -339,8 +427,11 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
             "data": str(args.real or args.data),
             "scenes": list(scenes),
             "frames_per_scene": [stop - start for start, stop in bounds],
-            "selection": ("real video frames of each label-cache source, evenly spread over "
-                          "the source and in video order, the sources one after the other; "
+            "selection": ("real video frames of each label-cache source, "
+                           + ("its first frames, consecutive at the cache's label step"
+                              if getattr(args, "frames_from", "contiguous") == "contiguous"
+                              else "evenly spread over the source and in video order")
+                           + ", the sources one after the other; "
                           "mask_fraction = BlazePose's person mask share of the image (NaN: "
                           "none); the node's nominal field of view where a source has no "
                           "calibration") if args.real else
@@ -353,8 +444,13 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
                  "pipeline.strip_budget), the node's default path (dense, tracking crops at "
                  "CROP_INPUT_SIZE read as strips CROP_INPUT_WIDTHS, strip_margin STRIP_MARGIN); "
                  "only tracked frames feed the controller; the fixed run has no floor (the "
-                 "node's default)"
+                 "node's default)" + (
+                     "; whole_size: a second controller, fed by whole frames only, its level "
+                     f"mapped onto the whole frame's input side {whole_sizes} "
+                     "(pipeline.whole_budget; the model's own at lo), which the fixed run "
+                     "holds at the model's own" if len(whole_sizes) > 1 else "")
                  if strips else "mask threshold"),
+        "whole_frame_sizes": whole_sizes if strips else None,
         "controller": {**config.__dict__, "bounds_from": "--bounds" if args.bounds
                        else ("pipeline.strip_budget.LEVEL_BOUNDS" if strips
                              else "BudgetConfig defaults")},

@@ -289,15 +289,20 @@ class FrameSet:
         }  # fmt: skip
 
 
-def load_real(labels: Path, sources: Sequence[str] | None, max_frames: int) -> FrameSet:
+def load_real(labels: Path, sources: Sequence[str] | None, max_frames: int,
+              contiguous: bool = False) -> FrameSet:
     """The labelled frames of the held-out (or ``sources``) label sets, in video order, at most
-    ``max_frames`` per source, evenly spread (``real_heldout.select_rows``)."""
+    ``max_frames`` per source, evenly spread (``real_heldout.select_rows``), or with
+    ``contiguous`` the source's first ``max_frames`` labelled frames (what a camera node sees:
+    consecutive frames, at the label cache's step)."""
     frames: list[Frame] = []
     refs: list[dict[str, np.ndarray]] = []
     info: dict[str, Any] = {}
     for sid, ls in heldout_sources(labels, sources).items():
         paths = {f["member"]: f["path"] for f in ls.manifest["files"]}
-        rows = select_rows(len(ls.manifest["frames"]), max_frames)
+        n = len(ls.manifest["frames"])
+        rows = (list(range(min(n, max_frames) if max_frames > 0 else n)) if contiguous
+                else select_rows(n, max_frames))
         pos = {r: k for k, r in enumerate(rows)}
         ref = source_reference(ls, rows)
         order: list[int] = []

@@ -9,8 +9,12 @@ Controller: integral action on the *relative* latency error, in logit space of t
     logit(p) += gain * clip((latency - target) / target, -max_step_error, max_step_error)
 with a dead band of ``tolerance / 2`` around the target (no hunting when inside it) and the
 threshold clamped to [min_threshold, max_threshold] (anti-windup: the integrator is the clamped
-threshold itself). Latency is smoothed with an EMA so one slow frame (GC, scheduler) does not
-move the threshold much. Relative error makes the gain independent of the budget's magnitude.
+threshold itself). Latency goes through a running median of the last ``median_frames`` frames,
+then an EMA, so one slow frame (GC, scheduler) does not move the threshold at all: on real video
+a single 46 ms frame among 12 ms ones had driven the dense path's strip floor from 150 to 21 px
+through the EMA alone, and the loop took ~40 frames to come back (``docs/benchmarks.md``, latency
+budget); a lasting change passes the median after ``median_frames // 2 + 1`` frames. Relative
+error makes the gain independent of the budget's magnitude.
 
 Bounds (why accuracy never collapses, and why the budget never buys compute for nothing): from
 the MPJPE-vs-threshold sweep ``python -m sparse_pose_ros.benchmarks.budget sweep``
@@ -38,6 +42,7 @@ boundary 0.5 with 95 % intervals):
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,6 +61,8 @@ class BudgetConfig:
         tolerance: ±fraction of the target counted as "on budget" (the issue's ±10 %).
         ema: smoothing factor of the latency EMA (weight of the newest frame).
         max_step_error: clip of the relative error per frame (robust to outliers).
+        median_frames: the latency the EMA takes is the (lower) median of this many last
+            frames (1: each frame's own), so a single outlier never reaches it.
     """
 
     target_latency_ms: float = 0.0
@@ -66,6 +73,7 @@ class BudgetConfig:
     tolerance: float = 0.10
     ema: float = 0.3
     max_step_error: float = 1.0
+    median_frames: int = 3
 
     def __post_init__(self) -> None:
         if self.target_latency_ms < 0 or not math.isfinite(self.target_latency_ms):
@@ -77,6 +85,8 @@ class BudgetConfig:
             )
         if self.gain <= 0 or not 0 < self.ema <= 1 or not 0 < self.tolerance < 1:
             raise ValueError("gain must be > 0, ema in (0, 1], tolerance in (0, 1)")
+        if int(self.median_frames) < 1:
+            raise ValueError(f"median_frames must be >= 1, got {self.median_frames}")
 
 
 class LatencyBudgetController:
@@ -88,6 +98,7 @@ class LatencyBudgetController:
         self._lo = logit(config.min_threshold)
         self._hi = logit(config.max_threshold)
         self.smoothed_ms: float | None = None
+        self._recent: deque[float] = deque(maxlen=int(config.median_frames))
 
     @property
     def enabled(self) -> bool:
@@ -117,9 +128,12 @@ class LatencyBudgetController:
         if not self.enabled or not math.isfinite(latency_ms) or latency_ms < 0:
             return self.threshold
         c = self.config
+        self._recent.append(float(latency_ms))
+        recent = sorted(self._recent)
+        typical = recent[(len(recent) - 1) // 2]  # the lower median: an outlier never counts
         self.smoothed_ms = (
-            latency_ms if self.smoothed_ms is None
-            else (1 - c.ema) * self.smoothed_ms + c.ema * latency_ms
+            typical if self.smoothed_ms is None
+            else (1 - c.ema) * self.smoothed_ms + c.ema * typical
         )
         err = (self.smoothed_ms - c.target_latency_ms) / c.target_latency_ms
         if abs(err) > c.tolerance / 2:

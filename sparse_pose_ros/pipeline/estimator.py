@@ -136,6 +136,20 @@ def checked_strips(crop: Backend, strips: Sequence[Backend]) -> tuple[Backend, .
     return tuple(sorted(strips, key=lambda b: b.info.input_width))
 
 
+def checked_wholes(backend: Backend, wholes: Sequence[Backend]) -> tuple[Backend, ...]:
+    """``wholes`` smallest first, each checked to be ``backend``'s model at a smaller square
+    (ValueError otherwise: another model's joints, or a strip, would be read as this one's)."""
+    size = backend.info.input_size
+    for whole in wholes:
+        if not same_model(backend.info, whole.info):
+            raise ValueError(f"whole-frame backend runs {whole.info.source}, not the model "
+                             f"{backend.info.source}")  # fmt: skip
+        if whole.info.input_width or not whole.info.input_size < size:
+            raise ValueError(f"a whole-frame backend must read a square smaller than {size}, "
+                             f"got {whole.info.input_hw[0]}x{whole.info.input_hw[1]}")
+    return tuple(sorted(wholes, key=lambda b: b.info.input_size))
+
+
 def open_tracking_sessions(
     open_at: Callable[[int | None, int | None], Backend], input_size: int | None,
     crop_input_size: int | None, crop_input_widths: Sequence[int],
@@ -165,6 +179,35 @@ def open_tracking_sessions(
         for b in made:
             b.close()
         raise
+
+
+def open_whole_sessions(
+    open_at: Callable[[int | None, int | None], Backend], backend: Backend,
+    crop: Backend | None, sizes: Sequence[int],
+) -> list[Backend]:
+    """The whole-frame sessions of the latency budget's whole-frame knob (``whole_backends``):
+    one per size in ``sizes`` below ``backend``'s, the crop session itself where its square
+    has that size (no second session of one shape), none for a gated model (its knob is the
+    mask threshold). When one fails, the sessions this call opened are closed before the error
+    goes on."""
+    if backend.info.gated:
+        return []
+    own = backend.info.input_size
+    reuse = crop if crop is not None and not crop.info.input_width else None
+    out: list[Backend] = []
+    made: list[Backend] = []
+    try:
+        for size in sorted({int(s) for s in sizes if s and int(s) < own}):
+            if reuse is not None and reuse.info.input_size == size:
+                out.append(reuse)
+            else:
+                made.append(open_at(size, None))
+                out.append(made[-1])
+    except BaseException:
+        for b in made:
+            b.close()
+        raise
+    return out
 
 
 def same_model(a: ModelInfo, b: ModelInfo) -> bool:
@@ -220,6 +263,11 @@ class PoseEstimator:
             the 192 × 192 square at the same resolution on the person.
         strip_margin: how much wider than the person's joint box a strip must be
             (``RoiConfig.strip_margin``); None keeps ``roi``'s.
+        whole_backends: the same model at smaller square sizes for whole frames (the first
+            frame, and every frame after one that found nobody), read instead of ``backend``
+            when :attr:`whole_cap` asks for less — the latency budget's knob on whole frames
+            (``pipeline.whole_budget``), where no strip is read. ``crop_backend`` may be one of
+            them (one session, two uses).
     """
 
     def __init__(
@@ -236,6 +284,7 @@ class PoseEstimator:
         crop_backend: Backend | None = None,
         strip_backends: Sequence[Backend] = (),
         strip_margin: float | None = None,
+        whole_backends: Sequence[Backend] = (),
     ) -> None:
         if tuple(backend.info.joint_names) != tuple(skeleton.JOINT_NAMES):
             raise ValueError(
@@ -251,6 +300,8 @@ class PoseEstimator:
         self.backend = backend
         self.crop_backend = crop_backend if crop_backend is not None else backend
         self.strip_backends = checked_strips(self.crop_backend, strip_backends)
+        self.whole_backends = checked_wholes(backend, whole_backends)
+        self.whole_cap = 0
         self.confidence_threshold = confidence_threshold
         self.nominal_hfov_deg = nominal_hfov_deg
         self._fill = mean_fill(backend.info.mean)
@@ -271,9 +322,8 @@ class PoseEstimator:
     def backends(self) -> tuple[Backend, ...]:
         """Every session the estimator runs — the whole frame's, and the crops' when that is
         another one — for the caller that warms them up, sets their threshold or closes them."""
-        if self.crop_backend is self.backend:
-            return (self.backend, *self.strip_backends)
-        return (self.backend, self.crop_backend, *self.strip_backends)
+        found = (self.backend, self.crop_backend, *self.strip_backends, *self.whole_backends)
+        return tuple({id(b): b for b in found}.values())
 
     @property
     def region_expand(self) -> float:
@@ -313,6 +363,33 @@ class PoseEstimator:
             raise ValueError(f"strip_floor must be in [0, 1], got {value}")
         self._strip_floor = float(value)
 
+    @property
+    def whole_cap(self) -> int:
+        """The largest whole-frame input side the next whole frame may read (0: the model's
+        own, ``backend``): the largest of :attr:`whole_backends` not above it, else the
+        smallest — the latency budget's knob on whole frames (``pipeline.whole_budget``)."""
+        return self._whole_cap
+
+    @whole_cap.setter
+    def whole_cap(self, value: int) -> None:
+        if int(value) < 0:
+            raise ValueError(f"whole_cap must be >= 0 (0: the model's own size), got {value}")
+        self._whole_cap = int(value)
+
+    @property
+    def whole_sizes(self) -> tuple[int, ...]:
+        """Every side a whole frame can be read at: the model's own and :attr:`whole_backends`'
+        (the ladder ``pipeline.whole_budget`` maps the budget's level onto)."""
+        return (*(b.info.input_size for b in self.whole_backends), self.backend.info.input_size)
+
+    def whole_backend(self) -> Backend:
+        """The session a whole frame goes through under :attr:`whole_cap`."""
+        cap = self._whole_cap
+        if not cap or not self.whole_backends or cap >= self.backend.info.input_size:
+            return self.backend
+        fits = [b for b in self.whole_backends if b.info.input_size <= cap]
+        return fits[-1] if fits else self.whole_backends[0]
+
     def reset_tracking(self) -> None:
         """Forget the tracked person: the next frame is read whole."""
         self._previous = None
@@ -334,8 +411,9 @@ class PoseEstimator:
             box = roi_window(joints, w, h, size, self.roi, net.info.input_width)
             if box is not None:
                 return crop_window(rgb, box, self._fill), box, net, True
-        canvas, box = letterbox(rgb, self.backend.info.input_size, self._fill)
-        return canvas, box, self.backend, False
+        net = self.whole_backend()
+        canvas, box = letterbox(rgb, net.info.input_size, self._fill)
+        return canvas, box, net, False
 
     @property
     def confidence_threshold(self) -> float:

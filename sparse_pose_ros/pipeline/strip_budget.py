@@ -23,7 +23,8 @@ The same integral controller (``control.latency_budget``) drives it: its "thresh
 floor (the default path's own choice, least work) and the lowest to the square crop (most
 work), as a higher threshold runs less. Only tracked frames say anything about the floor: a
 whole frame (the first, and after a lost person) reads no strip, so the node and the replay
-benchmark leave the controller alone there.
+benchmark leave this controller alone there; whole frames have their own knob and controller
+(``pipeline.whole_budget``).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from ..pipeline.roi import (
     STRIP_MARGIN_RANGE,
 )
 from ..pipeline.smoothing import BETA_RANGE, MIN_CUTOFF_RANGE_HZ, SmoothingConfig
+from ..pipeline.whole_budget import WHOLE_FRAME_SIZES
 from ..runtime.options import (
     HEAD_GATING_NODE,
     INPUT_SIZE_MULTIPLE,
@@ -152,17 +153,24 @@ def _input_size(v: Any) -> str | None:
             f"{hi}] (of 32 for a stride-32 MoveNet-architecture model); got {v}")
 
 
-def _crop_input_widths(v: Any) -> str | None:
-    """Strip widths: each 0 (ignored, so ``[0]`` turns strips off where an empty array cannot
-    be written) or what :func:`_input_size` accepts, at most 8 of them."""
-    if len(v) > 8:
-        return f"must hold at most 8 widths; got {len(v)}"
-    bad = [w for w in v if w and _input_size(w)]
-    if bad:
-        return (f"must be 0 or multiples of {INPUT_SIZE_MULTIPLE} in [{INPUT_SIZE_RANGE[0]}, "
-                f"{INPUT_SIZE_RANGE[1]}] (below crop_input_size; of 32 for a MoveNet-"
-                f"architecture model); got {bad}")
-    return None
+def _size_list(below: str) -> Validator:
+    """A list of extra sessions' sizes (strip widths, whole-frame sides): each 0 (ignored, so
+    ``[0]`` turns them off where an empty array cannot be written) or what :func:`_input_size`
+    accepts, at most 8 of them; ``below`` names the parameter they must stay under."""
+    def validate(v: Any) -> str | None:
+        if len(v) > 8:
+            return f"must hold at most 8 sizes; got {len(v)}"
+        bad = [w for w in v if w and _input_size(w)]
+        if bad:
+            return (f"must be 0 or multiples of {INPUT_SIZE_MULTIPLE} in [{INPUT_SIZE_RANGE[0]},"
+                    f" {INPUT_SIZE_RANGE[1]}] (below {below}; of 32 for a MoveNet-architecture "
+                    f"model); got {bad}")
+        return None
+
+    return validate
+
+
+_crop_input_widths = _size_list("crop_input_size")
 
 
 def input_size_for_model(v: int, output_stride: int) -> str | None:
@@ -249,6 +257,20 @@ PARAMS: tuple[ParamSpec, ...] = (
         "crop_input_size, or for a gated model or tensorrt, are refused with a warning and "
         "the squares run.",
         "integers, each 0 or a multiple of 32 below crop_input_size", validate=_crop_input_widths,
+        reload=True,
+    ),
+    ParamSpec(
+        "whole_frame_sizes", list(WHOLE_FRAME_SIZES),
+        "With target_latency_ms and a dense model: smaller squares a whole frame (the first, "
+        "and every frame after one that found nobody) may be read at when whole frames are "
+        "over the budget, each a session of the same model (one of crop_input_size's square "
+        "reuses the crop's); the budget starts at input_size and only ever shrinks it. Costs "
+        "the person's resolution: held-out real whole frames at 224 instead of 256 px scored "
+        "PCK@0.1 0.58 instead of 0.70. Without a budget whole frames read input_size. [0] = "
+        "none (whole frames stay at input_size and leave the budget alone). Sizes not below "
+        "input_size, or for a gated model (whose knob is the mask threshold), are left out.",
+        "integers, each 0 or a multiple of 32 below input_size",
+        validate=_size_list("input_size"),
         reload=True,
     ),
     ParamSpec(
@@ -406,8 +428,9 @@ PARAMS: tuple[ParamSpec, ...] = (
         "adapting a floor under the strip width on tracked frames (strips narrower than it are "
         "skipped; spare time widens the input towards the square crop, the most accurate), "
         "starting with none; it never reads a strip narrower than strip_margin allows, so a "
-        "budget below that is not met. Whole frames leave it alone. The active threshold, "
-        "strip_floor_px and the budget state are on /diagnostics.",
+        "budget below that is not met. Whole frames feed a second controller that reads them "
+        "at one of whole_frame_sizes, starting at input_size. The active threshold, "
+        "strip_floor_px, whole_input_size and the budget state are on /diagnostics.",
         "[0, 10000] ms", float_range=(0.0, 10000.0),
     ),
 )

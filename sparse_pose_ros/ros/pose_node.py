@@ -49,11 +49,12 @@ from ..control.latency_budget import (
 from ..image_codec import ImageDecodeError
 from ..model.checkpoint import CheckpointError
 from ..pipeline.draw import mask_overlay
-from ..pipeline.estimator import PoseEstimator, PoseResult
+from ..pipeline.estimator import PoseEstimator, PoseResult, open_whole_sessions
 from ..pipeline.lift import Intrinsics
 from ..pipeline.smoothing import PoseSmoother, SmoothingConfig
 from ..pipeline.stats import ArrivalRates, RollingStats
 from ..pipeline.strip_budget import floor_for_level, strip_budget_config
+from ..pipeline.whole_budget import size_for_level, whole_budget_config
 from . import convert, middleware
 from .parameters import (
     ESTIMATOR_PARAMS,
@@ -160,8 +161,12 @@ class PoseNode(Node):
         self._threshold = float(self._p("mask_threshold"))
         #: the budget's knob on a dense model that reads strips (``pipeline.strip_budget``)
         self._strip_budget = self._make_strip_budget()
+        #: its knob on whole frames: the size they are read at (``pipeline.whole_budget``)
+        self._whole_budget = self._make_whole_budget()
         self._smoother = self._make_smoother()
         self._budget_idle: str | None = None  # why the last frame gave the budget nothing to do
+        #: the controller the last frame's latency belonged to (threshold, strip floor, whole size)
+        self._budget_acting: LatencyBudgetController | None = None
 
         model = resolve_model_path(self._p("model_file_path"))
         if not model.is_file():
@@ -242,6 +247,7 @@ class PoseNode(Node):
                 self._budget = self._make_budget()
             if "target_latency_ms" in names:
                 self._strip_budget = self._make_strip_budget()
+                self._whole_budget = self._make_whole_budget()
             if names & {"smoothing_min_cutoff_hz", "smoothing_beta", "track_person"}:
                 self._smoother = self._make_smoother()
         estimator = self._estimator
@@ -253,6 +259,7 @@ class PoseNode(Node):
                 estimator.reset_tracking()
             if "target_latency_ms" in names:
                 estimator.strip_floor = self._budget_strip_floor()
+                estimator.whole_cap = self._budget_whole_cap(estimator)
         if "diagnostics_period_sec" in names:
             self._diag_timer.cancel()
             self.destroy_timer(self._diag_timer)
@@ -283,6 +290,18 @@ class PoseNode(Node):
         """The floor under the strip width: the budget's while it is on, else none."""
         return floor_for_level(self._strip_budget.threshold) if self._strip_budget.enabled \
             else 0.0
+
+    def _make_whole_budget(self) -> LatencyBudgetController:
+        """A fresh whole-frame-size controller for the current target, starting at the model's
+        own size (``pipeline.whole_budget``)."""
+        return LatencyBudgetController(whole_budget_config(float(self._p("target_latency_ms"))))
+
+    def _budget_whole_cap(self, estimator: PoseEstimator) -> int:
+        """The whole frame's input side: the budget's while it is on, else the model's own
+        (0)."""
+        if not self._whole_budget.enabled or not estimator.whole_backends:
+            return 0
+        return size_for_level(self._whole_budget.threshold, estimator.whole_sizes)
 
     def _make_smoother(self) -> PoseSmoother:
         """A fresh 3D smoother for the current parameters (a change starts the stream over)."""
@@ -409,6 +428,35 @@ class PoseNode(Node):
                     f"({exc}); tracking crops use the other widths and the square")
         return strips
 
+    def _make_whole_backends(self, backend: Backend, crop: Backend, path: str,
+                             options: BackendOptions, own: dict[str, Any]) -> list[Backend]:
+        """A session per ``whole_frame_sizes`` side below the whole frame's (0 entries skipped;
+        the crop's square session where it has that side); one that cannot be made (a gated
+        model, an exported file of one size) is left out with a warning, and whole frames keep
+        the model's own size."""
+        sizes = sorted({int(s) for s in self._p("whole_frame_sizes") if s})
+        if not sizes:
+            return []
+        if backend.info.gated:  # one line: its budget's knob is the mask threshold
+            self.get_logger().warning(
+                f"whole_frame_sizes {sizes}: {path} is a gated model, whose budget moves the "
+                "mask threshold: its whole frames stay at input_size")
+            return []
+        wholes: list[Backend] = []
+        for size in sizes:
+            try:
+                if size >= backend.info.input_size:
+                    raise ValueError(f"not below input_size {backend.info.input_size}")
+                wholes += open_whole_sessions(
+                    lambda s, _w: create_backend(backend.name, path, options=dataclasses.replace(
+                        options, input_size=s), **own), backend,
+                    crop if crop is not backend else None, [size])
+            except (BackendError, ValueError, OSError, RuntimeError) as exc:
+                self.get_logger().warning(
+                    f"whole_frame_sizes {size}: cannot run {path} at that size ({exc}); the "
+                    "budget reads whole frames at the other sizes")
+        return wholes
+
     def _load_backend(self) -> None:
         self._close_backends()
         path = str(resolve_model_path(self._p("model_file_path")))
@@ -432,9 +480,11 @@ class PoseNode(Node):
             estimator = PoseEstimator(
                 backend, nominal_hfov_deg=self._p("nominal_hfov_deg"), crop_backend=crop,
                 strip_backends=self._make_strip_backends(crop, path, options, own),
+                whole_backends=self._make_whole_backends(backend, crop, path, options, own),
                 **{key: self._p(key) for key in ESTIMATOR_PARAMS},
             )
             estimator.strip_floor = self._budget_strip_floor()
+            estimator.whole_cap = self._budget_whole_cap(estimator)
             for b in estimator.backends:
                 b.set_mask_threshold(self._current_threshold())
                 b.warmup(1)
@@ -450,7 +500,9 @@ class PoseNode(Node):
             f"backend {backend.name} ready: {backend.info.source} (hash "
             f"{backend.info.model_hash[:12]}), input {backend.info.input_size} (tracking crops "
             f"{estimator.crop_backend.info.input_size}, strips "
-            f"{[b.info.input_width for b in estimator.strip_backends] or 'none'}), "
+            f"{[b.info.input_width for b in estimator.strip_backends] or 'none'}, whole frames "
+            f"under a budget {[b.info.input_size for b in estimator.whole_backends] or 'none'}"
+            "), "
             f"{'gated' if backend.info.gated else 'dense'}, mask_threshold "
             f"{self._p('mask_threshold')}"
         )
@@ -472,6 +524,7 @@ class PoseNode(Node):
             intr = self._intrinsics
             budget = self._budget
             strip_budget = self._strip_budget
+            whole_budget = self._whole_budget
             smoother = self._smoother
         threshold = self._current_threshold()
         if threshold_dirty or threshold != self._threshold:
@@ -517,12 +570,20 @@ class PoseNode(Node):
         # previous pose, or every cell until a person is found) the loop holds still instead of
         # winding the threshold to a bound that changes nothing.
         idle: str | None = None
+        acting = budget  # the controller this frame's latency belongs to (for /diagnostics)
         if not backend.info.gated:
-            # a dense model's knob is a floor under the strip width, which only a tracked crop reads
-            if not estimator.strip_backends:
+            acting = whole_budget if result.roi is None else strip_budget
+            # a dense model's knobs: a floor under the strip width, which only a tracked crop
+            # reads, and the whole frame's size, which only a whole frame reads
+            if result.roi is None:
+                if not estimator.whole_backends:
+                    idle = "a whole frame (no whole_frame_sizes to read it smaller)"
+                elif whole_budget.enabled:
+                    control_step(whole_budget, latency_ms, whole_budget.threshold,
+                                 lambda level: setattr(estimator, "whole_cap", size_for_level(
+                                     level, estimator.whole_sizes)))
+            elif not estimator.strip_backends:
                 idle = "dense model without strips (crop_input_widths, track_person)"
-            elif result.roi is None:
-                idle = "a whole frame (no strip to narrow or widen)"
             elif strip_budget.enabled:
                 control_step(strip_budget, latency_ms, strip_budget.threshold,
                              lambda level: setattr(estimator, "strip_floor",
@@ -534,6 +595,7 @@ class PoseNode(Node):
                                            self._set_threshold)
         with self._lock:
             self._budget_idle = idle
+            self._budget_acting = acting
             self._counts["processed"] += 1
             self._counts["persons"] += int(result.person_found)
             self._counts["tracked"] += int(result.roi is not None)
@@ -558,6 +620,7 @@ class PoseNode(Node):
             backend, estimator = self._backend, self._estimator
             intr_source = self._last_intrinsics_source
             budget_idle = self._budget_idle
+            acting = self._budget_acting
         invalid = sum(v for k, v in counts.items() if k.startswith("invalid_"))
         now = time.monotonic()
         arrivals = self._arrivals.summary(now)
@@ -587,13 +650,18 @@ class PoseNode(Node):
             "precision": getattr(backend, "precision", "f32" if backend else ""),
             "mask_threshold": self._p("mask_threshold"),
             "mask_threshold_active": round(self._threshold, 4),
-            "latency_budget": budget_status(
+            "latency_budget": budget_status(acting or (
                 self._strip_budget if backend is not None and not backend.info.gated
-                else self._budget, budget_idle),
+                else self._budget), budget_idle),
             # the budget's floor under the strip width, px of the crop (0: none)
             "strip_floor_px": round(estimator.strip_floor
                                     * estimator.crop_backend.info.input_size, 1)
             if estimator else 0.0,
+            # the side whole frames are read at: the budget's whole-frame knob (input_size: none)
+            "whole_input_size": estimator.whole_backend().info.input_size if estimator else 0,
+            "whole_frame_sizes": (",".join(str(b.info.input_size)
+                                           for b in estimator.whole_backends) or "none"
+                                  if estimator else ""),
             "confidence_threshold": self._p("confidence_threshold"),
             "target_latency_ms": self._p("target_latency_ms"),
             "intrinsics": intr_source,

@@ -303,3 +303,60 @@ def test_replay_moves_a_dense_models_strip_floor(setup: dict[str, Path]) -> None
     # a gated checkpoint has no strips to move
     gated = [*args[:3], str(setup["ckpt"]), *args[4:]]
     assert budget.main(gated) == 2
+
+
+def test_replay_shrinks_a_dense_models_whole_frames(setup: dict[str, Path]) -> None:
+    """--whole-frame-sizes: whole frames (here every frame: nobody is found) feed a second
+    controller that reads them at a smaller square when over the budget; the fixed run keeps
+    the model's own size; the trace says which frames were whole."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fake_label_cache import write_sources
+
+    torch.manual_seed(0)
+    dense = setup["root"] / "dense_whole.safetensors"
+    save_checkpoint(dense, PoseNetwork(NetworkConfig(input_size=64, width_mult=0.25,
+                                                     head_channels=16, depth_bins=16,
+                                                     gated=False)).eval(), {"note": "test"})
+    labels = setup["root"] / "labels_whole"
+    write_sources(labels, "", still_detected=(True, False), view_detected=lambda v, i: True)
+    out = setup["root"] / "replay_whole.json"
+    args = ["replay", "--quick", "--checkpoint", str(dense), "--cache-dir",
+            str(setup["cache"]), "--out", str(out), "--backend", "torch", "--knob",
+            "strip-floor", "--real", str(labels), "--real-sources", "views,views,views",
+            "--segment-frames", "5", "--confidence-threshold", "1",
+            "--target-ms", "0.01", "--whole-frame-sizes", "32,48"]
+    assert budget.main(args) == 0
+    res = json.loads(out.read_text())
+    assert res["whole_frame_sizes"] == [32, 48, 64] and "whole_size" in res["knob"]
+    assert out.with_suffix(".png").stat().st_size > 0  # the plot draws both knobs
+    assert "consecutive" in res["clip"]["selection"]
+    trace = res["trace"]
+    assert all(not r["tracked"] for r in trace)
+    assert trace[0]["whole_size"] == 64 and trace[0]["input_height"] == 64  # starts at its own
+    sizes = [r["whole_size"] for r in trace]
+    assert all(b <= a for a, b in zip(sizes, sizes[1:], strict=False)) and sizes[-1] < 64
+    assert all(r["input_height"] == r["input_width"] == r["whole_size"] for r in trace)
+    assert all(r["whole_size"] == 64 for r in res["fixed_threshold_trace"])
+    for seg in res["summary"]["segments"]:  # three plays of the 4-frame source
+        assert seg["whole_frames"] == 4 - res["settle_frames"] and seg["strip_frames"] == 0
+
+
+def test_real_clips_play_consecutive_frames_unless_spread(setup: dict[str, Path]) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fake_label_cache import write_sources
+
+    from sparse_pose_ros.benchmarks.budget_replay import real_clip
+
+    labels = setup["root"] / "labels_order"
+    write_sources(labels, "", still_detected=(True, False), view_detected=lambda v, i: True)
+    _, every, _ = real_clip(str(labels), ["views"], 0)
+    _, first, _ = real_clip(str(labels), ["views"], 3)
+    _, spread, _ = real_clip(str(labels), ["views"], 3, contiguous=False)
+    assert len(every) > 3
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(first, every[:3], strict=True))
+    assert np.array_equal(spread[-1].image, every[-1].image)  # spread reaches the end
+    assert not np.array_equal(first[-1].image, every[-1].image)

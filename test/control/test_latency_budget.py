@@ -90,6 +90,30 @@ def test_outliers_and_bad_values_are_ignored_or_clipped() -> None:
     assert math.log(ctrl.threshold / (1 - ctrl.threshold)) <= 0.6 + 1e-9
 
 
+def test_a_single_slow_frame_never_moves_the_threshold() -> None:
+    """The running median keeps one outlier (GC, scheduler) out of the EMA entirely; a lasting
+    change still moves the threshold once it fills half the window."""
+    ctrl = LatencyBudgetController(BudgetConfig(target_latency_ms=20.0))
+    for _ in range(5):
+        ctrl.update(20.0)
+    before = ctrl.threshold
+    ctrl.update(80.0)  # one frame 4x the budget
+    for _ in range(10):
+        ctrl.update(20.0)
+    assert ctrl.threshold == before and ctrl.on_budget()
+    ctrl.update(40.0)
+    assert ctrl.threshold == before  # one slow frame: still nothing
+    ctrl.update(40.0)
+    assert ctrl.threshold > before  # two in a row: the scene changed
+    # without the median (1 frame) the same single outlier moves it
+    raw = LatencyBudgetController(BudgetConfig(target_latency_ms=20.0, median_frames=1))
+    for _ in range(5):
+        raw.update(20.0)
+    start = raw.threshold
+    raw.update(80.0)
+    assert raw.threshold > start
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -100,6 +124,7 @@ def test_outliers_and_bad_values_are_ignored_or_clipped() -> None:
         {"initial_threshold": 0.95},
         {"initial_threshold": 0.3, "min_threshold": 0.4},
         {"gain": 0.0},
+        {"median_frames": 0},
     ],
 )
 def test_bad_parameters_are_rejected(kwargs: dict) -> None:

@@ -210,3 +210,39 @@ def test_a_dense_model_without_strips_leaves_the_budget_inactive(make_node, dens
     _ready(node)
     values = _frames(node, 3)
     assert values["latency_budget"].startswith("inactive: dense model without strips"), values
+
+
+def test_a_budget_shrinks_a_dense_models_whole_frames(make_node, dense_tiny):
+    """Whole frames read no strip: a second controller, fed by them only, reads them at one of
+    whole_frame_sizes — an unreachable budget shrinks them to the smallest, a generous one
+    keeps the model's own size, off restores it; /diagnostics names the sizes and the one in
+    use; sizes not below input_size are left out."""
+    common = {"model_file_path": str(dense_tiny), "track_person": True, "input_size": 128,
+              "confidence_threshold": 1.0,  # nobody is ever found: every frame is whole
+              "whole_frame_sizes": [64, 96, 128, 160]}
+    node = make_node(**common, target_latency_ms=0.0)
+    values = _ready(node)
+    assert values["whole_frame_sizes"] == "64,96" and values["whole_input_size"] == 128
+    values = _frames(node, 2)
+    assert values["latency_budget"] == "off" and values["whole_input_size"] == 128
+
+    tight = make_node(**common, target_latency_ms=0.01)
+    _ready(tight)
+    values = _frames(tight, 12)
+    assert values["latency_budget"] == "adapting", values
+    assert values["whole_input_size"] == 64, values
+    assert values["frames_tracked"] == 0
+    # the budget turned off: the model's own size again
+    assert tight.set_parameters([Parameter("target_latency_ms", value=0.0)])[0].successful
+    assert tight.diagnostics_values()[2]["whole_input_size"] == 128
+
+    generous = make_node(**common, target_latency_ms=10000.0)
+    _ready(generous)
+    values = _frames(generous, 4)
+    assert values["whole_input_size"] == 128 and values["latency_budget"] == "adapting"
+
+    none = make_node(**{**common, "whole_frame_sizes": [0]}, target_latency_ms=0.01)
+    values = _ready(none)
+    assert values["whole_frame_sizes"] == "none"
+    values = _frames(none, 2)
+    assert values["latency_budget"].startswith("inactive: a whole frame"), values
