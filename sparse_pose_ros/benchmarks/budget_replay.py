@@ -320,6 +320,29 @@ def settled_share(
     return {"fraction": inside / total if total else None, "frames": total, "per_segment": per}
 
 
+def setting_jitter_share(
+    trace: Sequence[dict[str, float]], bounds: Sequence[tuple[int, int]], tolerance: float,
+    settle: int,
+) -> dict[str, Any]:
+    """Share of settled frames within ±tolerance of the median latency of their own setting
+    (whole or tracked, and the input the network read): the frame-to-frame jitter alone, what
+    a perfect controller would reach if every setting's median sat on the budget — the ceiling
+    of the ±tolerance figure on this machine."""
+    groups: dict[tuple[Any, ...], list[float]] = {}
+    for start, stop in bounds:
+        for r in trace[start + settle: stop]:
+            key = (r["tracked"], r["input_height"], r["input_width"])
+            groups.setdefault(key, []).append(r["latency_ms"])
+    inside = total = 0
+    for values in groups.values():
+        v = np.asarray(values)
+        med = float(np.median(v))
+        inside += int(np.sum(np.abs(v - med) <= tolerance * med))
+        total += len(v)
+    return {"fraction": inside / total if total else None, "frames": total,
+            "settings": len(groups)}
+
+
 def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -387,6 +410,9 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
             trace, bounds, target, tol, args.settle_frames, below_ok=True),
         "segments": [],
     }
+    if strips:  # the jitter ceiling: settings are discrete (strip widths, whole-frame sides)
+        summary["same_setting_within_tolerance_of_its_median"] = setting_jitter_share(
+            trace, bounds, tol, args.settle_frames)
     if fixed is not None:
         summary["fixed_threshold_within_tolerance"] = settled_share(
             fixed, bounds, target, tol, args.settle_frames)

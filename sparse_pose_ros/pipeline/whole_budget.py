@@ -6,10 +6,11 @@ losing) reads no strip, so the floor cannot move its cost, and a budget between 
 frames' costs then misses every whole frame. Measured on real video (OpenVINO f32, 2 threads,
 ``docs/benchmarks.md``, latency budget; ``results/budget_replay_real_dense_strip_floor_
 contiguous.json``): vtest's small pedestrians, lost and found again, were read whole in 37 of
-75 settled frames, at a median 15.6 ms against a 12.1 ms budget, and only 41 % of vtest's
-frames were within ±10 % of it. The whole frame's cost is its input's area: the same model
-read at a smaller square (a session per size, ``whole_frame_sizes``; the tracking crop's 224-px
-session serves as one) is about (size / 256)² of it.
+75 settled frames, at a median 18.7 ms against a 13.4 ms budget, and only 43 % of vtest's
+frames were within ±10 % of it (56–89 % with this knob). The whole frame's cost is its
+input's area: the same model read at a smaller square (a session per size,
+``whole_frame_sizes``; the tracking crop's 224-px session serves as one) is about
+(size / 256)² of it.
 
 What it costs: finding a person in a whole frame needs the resolution (held-out real, dense
 checkpoint, whole frames at 224 instead of 256: PCK@0.1 0.58 instead of 0.70,

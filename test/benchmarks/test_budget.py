@@ -339,8 +339,21 @@ def test_replay_shrinks_a_dense_models_whole_frames(setup: dict[str, Path]) -> N
     assert all(b <= a for a, b in zip(sizes, sizes[1:], strict=False)) and sizes[-1] < 64
     assert all(r["input_height"] == r["input_width"] == r["whole_size"] for r in trace)
     assert all(r["whole_size"] == 64 for r in res["fixed_threshold_trace"])
+    ceiling = res["summary"]["same_setting_within_tolerance_of_its_median"]
+    assert ceiling["frames"] == 6 and ceiling["settings"] >= 1 and 0 < ceiling["fraction"] <= 1
     for seg in res["summary"]["segments"]:  # three plays of the 4-frame source
         assert seg["whole_frames"] == 4 - res["settle_frames"] and seg["strip_frames"] == 0
+
+
+def test_the_jitter_ceiling_groups_frames_by_the_setting_they_ran() -> None:
+    from sparse_pose_ros.benchmarks.budget_replay import setting_jitter_share
+
+    row = {"tracked": True, "input_height": 224.0, "input_width": 128.0}
+    trace = [{**row, "latency_ms": v} for v in (99.0, 10.0, 10.5, 9.6, 13.0)]
+    trace += [{**row, "input_width": 192.0, "latency_ms": v} for v in (20.0, 20.0, 30.0)]
+    out = setting_jitter_share(trace, [(0, 8)], 0.1, 1)  # the first frame settles
+    # 128 px: median 10.25, 13.0 is out; 192 px: median 20, 30 is out
+    assert out == {"fraction": 5 / 7, "frames": 7, "settings": 2}
 
 
 def test_real_clips_play_consecutive_frames_unless_spread(setup: dict[str, Path]) -> None:
