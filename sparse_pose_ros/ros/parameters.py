@@ -440,9 +440,12 @@ PARAMS_BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 def crop_engine_path(engine_file_path: str, crop_input_size: int) -> str:
     """Where the TensorRT engine of the tracking crops goes when ``engine_file_path`` names the
     whole frame's: beside it, the size in the name (``pose.engine`` -> ``pose_crop224.engine``),
-    so neither overwrites the other."""
+    so neither overwrites the other. A whole frame read smaller under the budget
+    (``whole_frame_sizes``) runs the same model at that size, so its engine goes there too."""
     p = Path(engine_file_path)
     return str(p.with_name(f"{p.stem}_crop{int(crop_input_size)}{p.suffix}"))
+
+
 TENSORRT_OPTIONS = ("engine_file_path", "custom_plugin_lib", "force_engine_update", "enable_fp16")
 #: Parameters that are PoseEstimator arguments and attributes of the same name: the node builds
 #: the estimator with them and sets them on the running one when they change (no reload).

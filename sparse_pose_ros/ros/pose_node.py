@@ -442,15 +442,20 @@ class PoseNode(Node):
                 f"whole_frame_sizes {sizes}: {path} is a gated model, whose budget moves the "
                 "mask threshold: its whole frames stay at input_size")
             return []
+        def open_at(size: int, _width: int | None) -> Backend:
+            at = own
+            if own.get("engine_file_path"):  # an engine per size, beside the frame's
+                at = {**own, "engine_file_path": crop_engine_path(own["engine_file_path"], size)}
+            return create_backend(backend.name, path, options=dataclasses.replace(
+                options, input_size=size), **at)
+
         wholes: list[Backend] = []
         for size in sizes:
             try:
                 if size >= backend.info.input_size:
                     raise ValueError(f"not below input_size {backend.info.input_size}")
-                wholes += open_whole_sessions(
-                    lambda s, _w: create_backend(backend.name, path, options=dataclasses.replace(
-                        options, input_size=s), **own), backend,
-                    crop if crop is not backend else None, [size])
+                wholes += open_whole_sessions(open_at, backend,
+                                              crop if crop is not backend else None, [size])
             except (BackendError, ValueError, OSError, RuntimeError) as exc:
                 self.get_logger().warning(
                     f"whole_frame_sizes {size}: cannot run {path} at that size ({exc}); the "

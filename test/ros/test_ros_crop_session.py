@@ -246,3 +246,26 @@ def test_a_budget_shrinks_a_dense_models_whole_frames(make_node, dense_tiny):
     assert values["whole_frame_sizes"] == "none"
     values = _frames(none, 2)
     assert values["latency_budget"].startswith("inactive: a whole frame"), values
+
+
+def test_whole_frame_engines_go_beside_the_frames_engine(make_node, dense_tiny, monkeypatch,
+                                                         tmp_path):
+    """With tensorrt and engine_file_path, each whole-frame size gets an engine of its own
+    beside the frame's (as the crops do), never the frame's file."""
+    real = pose_node_module.create_backend
+    calls: list[tuple] = []
+
+    def recording(name, path, options=None, **kw):  # records what the node asks; runs torch
+        calls.append((options.input_size, options.input_width, kw.get("engine_file_path")))
+        return real("torch", path, options=options)
+
+    monkeypatch.setattr(pose_node_module, "create_backend", recording)
+    engine = tmp_path / "pose.engine"
+    node = make_node(model_file_path=str(dense_tiny), backend="tensorrt", input_size=128,
+                     engine_file_path=str(engine), crop_input_widths=[0],
+                     whole_frame_sizes=[64, 96])
+    assert _ready(node)["whole_frame_sizes"] == "64,96"
+    asked = {(size, path) for size, width, path in calls if not width}
+    assert (128, str(engine)) in asked
+    assert {(64, str(tmp_path / "pose_crop64.engine")),
+            (96, str(tmp_path / "pose_crop96.engine"))} <= asked
