@@ -346,7 +346,10 @@ def setting_jitter_share(
 def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from ..pipeline.preprocess import limit_opencv_threads
+
     torch.set_num_threads(args.threads)
+    limit_opencv_threads()  # as the node does
     strips = getattr(args, "knob", "threshold") == "strip-floor"
     if strips:
         from ..pipeline.strip_budget import LEVEL_BOUNDS, strip_budget_config

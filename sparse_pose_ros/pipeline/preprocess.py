@@ -15,6 +15,19 @@ import numpy as np
 
 from ..runtime.options import strip_width
 
+#: OpenCV worker threads in a process that runs the estimator per camera frame (the node, the
+#: budget replay): one. Why: the inference runtime owns the cores (OpenVINO pins its threads);
+#: OpenCV's own pool, woken for each frame's resize, only adds scheduling jitter. Measured on
+#: real video (budget replay, dense path, 5 interleaved pairs, ``docs/benchmarks.md``, latency
+#: budget): frames within ±10 % of the budget 79.8 % with one thread against 77.1 % with
+#: OpenCV's default two (never fewer in a pair), the calibration latencies no higher.
+OPENCV_THREADS = 1
+
+
+def limit_opencv_threads() -> None:
+    """Set OpenCV's thread pool to :data:`OPENCV_THREADS` for this process (it is global)."""
+    cv2.setNumThreads(OPENCV_THREADS)
+
 
 @dataclass(frozen=True)
 class Letterbox:

@@ -6,8 +6,8 @@ losing) reads no strip, so the floor cannot move its cost, and a budget between 
 frames' costs then misses every whole frame. Measured on real video (OpenVINO f32, 2 threads,
 ``docs/benchmarks.md``, latency budget; ``results/budget_replay_real_dense_strip_floor_
 contiguous.json``): vtest's small pedestrians, lost and found again, were read whole in 37 of
-75 settled frames, at a median 18.7 ms against a 13.4 ms budget, and only 43 % of vtest's
-frames were within ±10 % of it (56–89 % with this knob). The whole frame's cost is its
+75 settled frames, at a median 21.2 ms against a 15.5 ms budget, and only 43 % of vtest's
+frames were within ±10 % of it (65–79 % with this knob). The whole frame's cost is its
 input's area: the same model read at a smaller square (a session per size,
 ``whole_frame_sizes``; the tracking crop's 224-px session serves as one) is about
 (size / 256)² of it.

@@ -51,6 +51,7 @@ from ..model.checkpoint import CheckpointError
 from ..pipeline.draw import mask_overlay
 from ..pipeline.estimator import PoseEstimator, PoseResult, open_whole_sessions
 from ..pipeline.lift import Intrinsics
+from ..pipeline.preprocess import limit_opencv_threads
 from ..pipeline.smoothing import PoseSmoother, SmoothingConfig
 from ..pipeline.stats import ArrivalRates, RollingStats
 from ..pipeline.strip_budget import floor_for_level, strip_budget_config
@@ -132,6 +133,7 @@ class PoseNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("pose_node", **kwargs)
+        limit_opencv_threads()  # the runtime owns the cores (pipeline.preprocess says why)
         # State that destroy_node() needs comes first: rclpy destroys a half-built node at
         # context shutdown, e.g. after a bad start-up parameter.
         self._lock = threading.Lock()

@@ -327,8 +327,12 @@ def test_replay_shrinks_a_dense_models_whole_frames(setup: dict[str, Path]) -> N
             "strip-floor", "--real", str(labels), "--real-sources", "views,views,views",
             "--segment-frames", "5", "--confidence-threshold", "1",
             "--target-ms", "0.01", "--whole-frame-sizes", "32,48"]
+    import cv2
+
+    cv2.setNumThreads(2)
     assert budget.main(args) == 0
     res = json.loads(out.read_text())
+    assert cv2.getNumThreads() == 1  # the replay's process is set up as the node's
     assert res["whole_frame_sizes"] == [32, 48, 64] and "whole_size" in res["knob"]
     assert out.with_suffix(".png").stat().st_size > 0  # the plot draws both knobs
     assert "consecutive" in res["clip"]["selection"]

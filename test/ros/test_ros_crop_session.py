@@ -269,3 +269,15 @@ def test_whole_frame_engines_go_beside_the_frames_engine(make_node, dense_tiny, 
     assert (128, str(engine)) in asked
     assert {(64, str(tmp_path / "pose_crop64.engine")),
             (96, str(tmp_path / "pose_crop96.engine"))} <= asked
+
+
+def test_the_node_leaves_the_cores_to_its_runtime(make_node):
+    """OpenCV's pool is one thread in the node's process (pipeline.preprocess.OPENCV_THREADS:
+    measured less latency jitter with the runtime's pinned threads)."""
+    import cv2
+
+    from sparse_pose_ros.pipeline.preprocess import OPENCV_THREADS
+
+    cv2.setNumThreads(2)
+    make_node()
+    assert cv2.getNumThreads() == OPENCV_THREADS == 1
