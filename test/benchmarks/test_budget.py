@@ -260,31 +260,39 @@ def test_replay_on_real_video_from_the_label_cache(setup: dict[str, Path]) -> No
     assert not (setup["root"] / "x.json").exists()
 
 
+def _dense_replay(setup: dict[str, Path], name: str, sources: str, *extra: str
+                  ) -> tuple[list[str], Path]:  # fmt: skip
+    """The argv of a quick ``replay --knob strip-floor`` of a tiny dense checkpoint on the
+    fake label cache's views (``sources``, comma-separated), and its output path."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fake_label_cache import write_sources
+
+    torch.manual_seed(0)
+    dense = setup["root"] / f"{name}.safetensors"
+    save_checkpoint(dense, PoseNetwork(NetworkConfig(input_size=64, width_mult=0.25,
+                                                     head_channels=16, depth_bins=16,
+                                                     gated=False)).eval(), {"note": "test"})
+    labels = setup["root"] / f"labels_{name}"
+    write_sources(labels, "", still_detected=(True, False), view_detected=lambda v, i: True)
+    out = setup["root"] / f"replay_{name}.json"
+    return ["replay", "--quick", "--checkpoint", str(dense), "--cache-dir",
+            str(setup["cache"]), "--out", str(out), "--backend", "torch", "--knob",
+            "strip-floor", "--real", str(labels), "--real-sources", sources,
+            "--segment-frames", "5", *extra], out
+
+
 def test_replay_moves_a_dense_models_strip_floor(setup: dict[str, Path]) -> None:
     """--knob strip-floor: the node's default path for a dense model (tracking crops read as
     strips), the controller's level mapped onto a floor under the strip width; a generous
     budget raises the floor on tracked frames (whole frames leave it alone) and the strips
     widen with it; the fixed run has no floor; a gated model is refused (its knob is the
     threshold)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from fake_label_cache import write_sources
-
     from sparse_pose_ros.pipeline.strip_budget import LEVEL_BOUNDS
 
-    torch.manual_seed(0)
-    dense = setup["root"] / "dense.safetensors"
-    save_checkpoint(dense, PoseNetwork(NetworkConfig(input_size=64, width_mult=0.25,
-                                                     head_channels=16, depth_bins=16,
-                                                     gated=False)).eval(), {"note": "test"})
-    labels = setup["root"] / "labels_strips"
-    write_sources(labels, "", still_detected=(True, False), view_detected=lambda v, i: True)
-    out = setup["root"] / "replay_strips.json"
-    args = ["replay", "--quick", "--checkpoint", str(dense), "--cache-dir",
-            str(setup["cache"]), "--out", str(out), "--backend", "torch", "--knob",
-            "strip-floor", "--real", str(labels), "--real-sources", "views", "--no-plot",
-            "--segment-frames", "5", "--confidence-threshold", "0", "--target-ms", "10000"]
+    args, out = _dense_replay(setup, "strips", "views", "--no-plot", "--confidence-threshold",
+                              "0", "--target-ms", "10000")
     assert budget.main(args) == 0
     res = json.loads(out.read_text())
     assert res["knob"].startswith("strip_floor") and res["crop_input_size"] == 224
@@ -309,25 +317,10 @@ def test_replay_shrinks_a_dense_models_whole_frames(setup: dict[str, Path]) -> N
     """--whole-frame-sizes: whole frames (here every frame: nobody is found) feed a second
     controller that reads them at a smaller square when over the budget; the fixed run keeps
     the model's own size; the trace says which frames were whole."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from fake_label_cache import write_sources
-
-    torch.manual_seed(0)
-    dense = setup["root"] / "dense_whole.safetensors"
-    save_checkpoint(dense, PoseNetwork(NetworkConfig(input_size=64, width_mult=0.25,
-                                                     head_channels=16, depth_bins=16,
-                                                     gated=False)).eval(), {"note": "test"})
-    labels = setup["root"] / "labels_whole"
-    write_sources(labels, "", still_detected=(True, False), view_detected=lambda v, i: True)
-    out = setup["root"] / "replay_whole.json"
-    args = ["replay", "--quick", "--checkpoint", str(dense), "--cache-dir",
-            str(setup["cache"]), "--out", str(out), "--backend", "torch", "--knob",
-            "strip-floor", "--real", str(labels), "--real-sources", "views,views,views",
-            "--segment-frames", "5", "--confidence-threshold", "1",
-            "--target-ms", "0.01", "--whole-frame-sizes", "32,48"]
     import cv2
+
+    args, out = _dense_replay(setup, "whole", "views,views,views", "--confidence-threshold",
+                              "1", "--target-ms", "0.01", "--whole-frame-sizes", "32,48")
 
     cv2.setNumThreads(2)
     assert budget.main(args) == 0
