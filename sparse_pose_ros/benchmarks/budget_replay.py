@@ -384,7 +384,7 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
         target = float(args.target_ms) if args.target_ms else choice["target_ms"]
         LOG.info("budget %.2f ms (calibration %s)", target, calibration)
         # the node's configs: the threshold loop's defaults, or the dense path's knobs' own
-        # (pipeline.strip_budget / whole_budget: steps, so the whole tolerance as dead band)
+        # (pipeline.strip_budget / whole_budget: their level bounds and starting points)
         node_configs = ([strip_budget_config(target), whole_budget_config(target)] if strips
                         else [BudgetConfig(target_latency_ms=target)])
         config = dataclasses.replace(node_configs[0], initial_threshold=start_t,
