@@ -266,9 +266,10 @@ PARAMS: tuple[ParamSpec, ...] = (
         "over the budget, each a session of the same model (one of crop_input_size's square "
         "reuses the crop's); the budget starts at input_size and only ever shrinks it. Costs "
         "the person's resolution: held-out real whole frames scored PCK@0.1 0.70 / person found "
-        "93 % at 256 px, 0.58 / 87 % at 224, 0.53 / 82 % at 192. Without a budget whole "
-        "frames read input_size. [0] = none (whole frames stay at input_size and leave the "
-        "budget alone). Sizes not below "
+        "93 % at 256 px, 0.58 / 87 % at 224, 0.53 / 82 % at 192. Opened only while "
+        "target_latency_ms > 0 (turning a budget on reloads the model's sessions); without a "
+        "budget whole frames read input_size. [0] = none (whole frames stay at input_size and "
+        "leave the budget alone). Sizes not below "
         "input_size, or for a gated model (whose knob is the mask threshold), are left out.",
         "integers, each 0 or a multiple of 32 below input_size",
         validate=_size_list("input_size"),

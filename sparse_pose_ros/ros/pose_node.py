@@ -250,6 +250,9 @@ class PoseNode(Node):
             if "target_latency_ms" in names:
                 self._strip_budget = self._make_strip_budget()
                 self._whole_budget = self._make_whole_budget()
+                if self._whole_sessions_missing():  # a budget turned on: open them
+                    self._reload = True
+                    self._model_state = "loading"
             if names & {"smoothing_min_cutoff_hz", "smoothing_beta", "track_person"}:
                 self._smoother = self._make_smoother()
         estimator = self._estimator
@@ -297,6 +300,14 @@ class PoseNode(Node):
         """A fresh whole-frame-size controller for the current target, starting at the model's
         own size (``pipeline.whole_budget``)."""
         return LatencyBudgetController(whole_budget_config(float(self._p("target_latency_ms"))))
+
+    def _whole_sessions_missing(self) -> bool:
+        """Whether a budget is on for a dense model whose whole-frame sessions were not opened
+        (they are opened only while a budget is on: ``_make_whole_backends``)."""
+        estimator, backend = self._estimator, self._backend
+        return (estimator is not None and backend is not None and not backend.info.gated
+                and self._whole_budget.enabled and not estimator.whole_backends
+                and any(int(s) for s in self._p("whole_frame_sizes")))
 
     def _budget_whole_cap(self, estimator: PoseEstimator) -> int:
         """The whole frame's input side: the budget's while it is on, else the model's own
@@ -435,9 +446,10 @@ class PoseNode(Node):
         """A session per ``whole_frame_sizes`` side below the whole frame's (0 entries skipped;
         the crop's square session where it has that side); one that cannot be made (a gated
         model, an exported file of one size) is left out with a warning, and whole frames keep
-        the model's own size."""
+        the model's own size. None while no budget is on: only the budget reads them, and on a
+        GPU each is one more TensorRT engine to build (turning a budget on reloads)."""
         sizes = sorted({int(s) for s in self._p("whole_frame_sizes") if s})
-        if not sizes:
+        if not sizes or float(self._p("target_latency_ms")) <= 0:
             return []
         if backend.info.gated:  # one line: its budget's knob is the mask threshold
             self.get_logger().warning(

@@ -215,16 +215,23 @@ def test_a_dense_model_without_strips_leaves_the_budget_inactive(make_node, dens
 def test_a_budget_shrinks_a_dense_models_whole_frames(make_node, dense_tiny):
     """Whole frames read no strip: a second controller, fed by them only, reads them at one of
     whole_frame_sizes — an unreachable budget shrinks them to the smallest, a generous one
-    keeps the model's own size, off restores it; /diagnostics names the sizes and the one in
-    use; sizes not below input_size are left out."""
+    keeps the model's own size, off restores it; the sessions are opened only while a budget
+    is on; /diagnostics names the sizes and the one in use; sizes not below input_size are
+    left out."""
     common = {"model_file_path": str(dense_tiny), "track_person": True, "input_size": 128,
               "confidence_threshold": 1.0,  # nobody is ever found: every frame is whole
               "whole_frame_sizes": [64, 96, 128, 160]}
     node = make_node(**common, target_latency_ms=0.0)
-    values = _ready(node)
-    assert values["whole_frame_sizes"] == "64,96" and values["whole_input_size"] == 128
+    values = _ready(node)  # no budget: no session is opened for it
+    assert values["whole_frame_sizes"] == "none" and values["whole_input_size"] == 128
     values = _frames(node, 2)
     assert values["latency_budget"] == "off" and values["whole_input_size"] == 128
+    # a budget turned on at run time opens them (a reload), and shrinks whole frames
+    assert node.set_parameters([Parameter("target_latency_ms", value=0.01)])[0].successful
+    values = _ready(node)
+    assert values["whole_frame_sizes"] == "64,96", values
+    values = _frames(node, 12)
+    assert values["whole_input_size"] == 64, values
 
     tight = make_node(**common, target_latency_ms=0.01)
     _ready(tight)
@@ -263,7 +270,7 @@ def test_whole_frame_engines_go_beside_the_frames_engine(make_node, dense_tiny, 
     engine = tmp_path / "pose.engine"
     node = make_node(model_file_path=str(dense_tiny), backend="tensorrt", input_size=128,
                      engine_file_path=str(engine), crop_input_widths=[0],
-                     whole_frame_sizes=[64, 96])
+                     whole_frame_sizes=[64, 96], target_latency_ms=10.0)
     assert _ready(node)["whole_frame_sizes"] == "64,96"
     asked = {(size, path) for size, width, path in calls if not width}
     assert (128, str(engine)) in asked
