@@ -22,6 +22,7 @@ from .roi import (
     REGION_EXPAND,
     REGION_MARGIN,
     RoiConfig,
+    every_cell,
     region_cells,
     region_expand_value,
     region_margin_value,
@@ -484,8 +485,7 @@ class PoseEstimator:
             cells = region_cells(self._previous[0], box, self.region_expand, self.region_margin)
         from_pose = cells is not None
         if cells is None and self.region_from_pose and self.dense_until_found:
-            n = box.input_size // 16
-            cells = np.ones((n, n), np.float32)
+            cells = every_cell(box.input_size)
         if cells is None and not self._region_set.get(id(net), True):
             return False, False
         held = net.set_region(cells) and cells is not None

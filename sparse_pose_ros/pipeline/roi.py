@@ -144,6 +144,13 @@ def region_margin_value(value: int) -> int:
     return int(value)
 
 
+def every_cell(input_size: int) -> np.ndarray:
+    """The region of every (S/16, S/16) cell of an ``input_size`` input: what a gated model is
+    handed where no pose gives one and ``dense_until_found`` runs it whole."""
+    n = int(input_size) // 16
+    return np.ones((n, n), np.float32)
+
+
 def region_cells(joints_px: np.ndarray, box: Letterbox, expand: float = REGION_EXPAND,
                  margin: int = REGION_MARGIN) -> np.ndarray | None:
     """The next frame's execution region from this frame's (J, 2) joints in image pixels:

@@ -34,6 +34,7 @@ from ..pipeline.roi import (
     CROP_INPUT_WIDTHS,
     STRIP_MARGIN,
     RoiConfig,
+    every_cell,
     region_cells,
     roi_window,
     strip_fits,
@@ -128,8 +129,8 @@ def _person_crops(corpus: dict[str, LabelSet], draws: CropDraws, rng: np.random.
                         if box is None:  # the person fills the frame: no tracking crop
                             continue
                         cells = region_cells(seen, box)
-                        if cells is None:
-                            cells = np.ones((size // 16, size // 16), np.float32)
+                        if cells is None:  # as dense_until_found runs it
+                            cells = every_cell(size)
                         yield (size, 0), crop_window(rgb, box, fill), depth, cells
                         used = True
                         width = draws.strip_for(seen, size, roi)
