@@ -234,7 +234,12 @@ def strip_estimator(args: argparse.Namespace) -> Any:
     tracking crops at ``CROP_INPUT_SIZE`` and their strips ``CROP_INPUT_WIDTHS``, the person
     tracked from frame to frame — every session on ``args.backend`` as the node builds them."""
     from ..backends import create_backend
-    from ..pipeline.estimator import PoseEstimator, open_tracking_sessions, open_whole_sessions
+    from ..pipeline.estimator import (
+        PoseEstimator,
+        closed_on_failure,
+        open_tracking_sessions,
+        open_whole_sessions,
+    )
     from ..pipeline.roi import CROP_INPUT_SIZE, CROP_INPUT_WIDTHS
 
     own = {"graph": "portable"} if args.backend == "onnxruntime" else {}
@@ -246,20 +251,12 @@ def strip_estimator(args: argparse.Namespace) -> Any:
 
     backend, crop, strips = open_tracking_sessions(open_at, None, CROP_INPUT_SIZE,
                                                    CROP_INPUT_WIDTHS)
-    if backend.info.gated:  # its crops stay square: no strip was opened
-        for b in (backend, crop):
-            if b is not None:
-                b.close()
-        raise ValueError(f"{args.checkpoint} is a gated model: its budget knob is the mask "
-                         "threshold (--knob threshold); strips are read by dense models")
-    try:
+    with closed_on_failure([b for b in (backend, crop, *strips) if b is not None]):
+        if backend.info.gated:  # its crops stay square: no strip was opened
+            raise ValueError(f"{args.checkpoint} is a gated model: its budget knob is the mask "
+                             "threshold (--knob threshold); strips are read by dense models")
         wholes = open_whole_sessions(open_at, backend, crop,
                                      getattr(args, "whole_frame_sizes", ()))
-    except BaseException:
-        for b in (backend, crop, *strips):
-            if b is not None:
-                b.close()
-        raise
     return PoseEstimator(backend, track_person=True, crop_backend=crop, strip_backends=strips,
                          whole_backends=wholes, confidence_threshold=args.confidence_threshold)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import cv2
@@ -151,6 +152,19 @@ def checked_wholes(backend: Backend, wholes: Sequence[Backend]) -> tuple[Backend
     return tuple(sorted(wholes, key=lambda b: b.info.input_size))
 
 
+@contextmanager
+def closed_on_failure(sessions: list[Backend]) -> Iterator[list[Backend]]:
+    """The sessions in ``sessions`` (a list the block may add to) are closed when the block
+    fails, before the error goes on: a tool that opens several sessions leaks none when one of
+    them cannot be opened or the whole turns out unusable."""
+    try:
+        yield sessions
+    except BaseException:
+        for b in sessions:
+            b.close()
+        raise
+
+
 def open_tracking_sessions(
     open_at: Callable[[int | None, int | None], Backend], input_size: int | None,
     crop_input_size: int | None, crop_input_widths: Sequence[int],
@@ -169,17 +183,13 @@ def open_tracking_sessions(
         made.append(open_at(size, width))
         return made[-1]
 
-    try:
+    with closed_on_failure(made):
         backend = opened(input_size, None)
         crop = (opened(crop_input_size, None)
                 if crop_input_size and crop_input_size != backend.info.input_size else None)
         size = (crop or backend).info.input_size
         widths = [] if backend.info.gated else [w for w in crop_input_widths if w < size]
         return backend, crop, [opened(size, w) for w in widths]
-    except BaseException:
-        for b in made:
-            b.close()
-        raise
 
 
 def open_whole_sessions(
@@ -196,18 +206,13 @@ def open_whole_sessions(
     own = backend.info.input_size
     reuse = crop if crop is not None and not crop.info.input_width else None
     out: list[Backend] = []
-    made: list[Backend] = []
-    try:
+    with closed_on_failure([]) as made:
         for size in sorted({int(s) for s in sizes if s and int(s) < own}):
             if reuse is not None and reuse.info.input_size == size:
                 out.append(reuse)
             else:
                 made.append(open_at(size, None))
                 out.append(made[-1])
-    except BaseException:
-        for b in made:
-            b.close()
-        raise
     return out
 
 
