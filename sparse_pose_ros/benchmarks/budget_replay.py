@@ -173,14 +173,6 @@ def whole_knob(estimator: Any) -> Knob:
     return Knob("whole_size", apply, lambda res: res.roi is None, size, LEVEL_BOUNDS[0])
 
 
-def knob_config(knob: Knob, config: BudgetConfig, start: float | None = None) -> BudgetConfig:
-    """``config`` for one knob's controller: started at ``start`` (None: the knob's default,
-    the node's path without a budget), clamped into the config's bounds."""
-    value = knob.default if start is None else start
-    return BudgetConfig(**{**config.__dict__, "initial_threshold": min(max(
-        value, config.min_threshold), config.max_threshold)})
-
-
 def fixed_config(value: float) -> BudgetConfig:
     """A controller that holds ``value`` (no budget)."""
     return BudgetConfig(initial_threshold=value, min_threshold=min(value, 0.5),
@@ -188,19 +180,18 @@ def fixed_config(value: float) -> BudgetConfig:
 
 
 def run_loop(
-    estimator: Any, frames: Sequence[HeldOutFrame], config: BudgetConfig, rate_hz: float,
-    knob: Knob | Sequence[tuple[Knob, BudgetConfig]] | None = None,
+    estimator: Any, frames: Sequence[HeldOutFrame], rate_hz: float,
+    knobs: Sequence[tuple[Knob, BudgetConfig]],
 ) -> list[dict[str, float]]:
-    """The node's per-frame loop; with ``config.target_latency_ms == 0`` a fixed threshold (or
-    level). ``knob``: one knob driven by ``config``, or several, each with its own controller
-    config (the dense path: the strip floor on tracked frames, the whole frame's size on whole
-    frames); a frame feeds the controllers whose knob it ``counts`` for. Tracking starts over,
-    so every run sees the clip as the node would."""
-    pairs = (list(knob) if isinstance(knob, Sequence)
-             else [(knob or threshold_knob(estimator), config)])
+    """The node's per-frame loop: each knob with its own controller (a gated model: the
+    threshold; the dense path: the strip floor on tracked frames, the whole frame's size on
+    whole frames), a config with ``target_latency_ms == 0`` holding its value fixed; a frame
+    feeds the controllers whose knob it ``counts`` for, and the trace's ``threshold`` and
+    ``smoothed_ms`` are the first knob's. Tracking starts over, so every run sees the clip as
+    the node would."""
     estimator.reset_tracking()
     loops = []
-    for k, cfg in pairs:
+    for k, cfg in knobs:
         ctrl = LatencyBudgetController(cfg)
         k.apply(ctrl.threshold)
         loops.append([k, ctrl, ctrl.threshold])
@@ -270,7 +261,7 @@ def dense_knobs(estimator: Any) -> list[Knob]:
 def calibrate(
     estimator: Any, clip: Sequence[HeldOutFrame], bounds: Sequence[tuple[int, int]],
     thresholds: Sequence[float], args: argparse.Namespace,
-    scenes: Sequence[str] = SEGMENTS, knob: Knob | Sequence[Knob] | None = None,
+    scenes: Sequence[str], knobs: Sequence[Knob],
 ) -> dict[str, dict[str, float]]:
     """Median latency and density of each scene at each fixed threshold (every knob at that
     level), paced like the loop.
@@ -284,11 +275,9 @@ def calibrate(
         sample = list(clip[start:stop][: args.calibration_frames])
         out[name] = {}
         for t in thresholds:
-            cfg = fixed_config(t)
-            held = ([(k, cfg) for k in knob] if isinstance(knob, Sequence)
-                    else knob)  # fmt: skip
-            run_loop(estimator, sample[: args.warmup], cfg, args.rate_hz, held)
-            trace = run_loop(estimator, sample, cfg, args.rate_hz, held)
+            held = [(k, fixed_config(t)) for k in knobs]
+            run_loop(estimator, sample[: args.warmup], args.rate_hz, held)
+            trace = run_loop(estimator, sample, args.rate_hz, held)
             out[name][f"{t:g}"] = float(np.median([r["latency_ms"] for r in trace]))
             out[name][f"density_{t:g}"] = float(np.mean([r["density"] for r in trace]))
     return out
@@ -380,16 +369,18 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
         choice = choose_target(calibration, lo_t, hi_t)
         target = float(args.target_ms) if args.target_ms else choice["target_ms"]
         LOG.info("budget %.2f ms (calibration %s)", target, calibration)
-        # the node's configs: the threshold loop's defaults, or the dense path's knobs' own
-        # (pipeline.strip_budget / whole_budget: their level bounds and starting points)
-        node_configs = ([strip_budget_config(target), whole_budget_config(target)] if strips
-                        else [BudgetConfig(target_latency_ms=target)])
-        config = dataclasses.replace(node_configs[0], initial_threshold=start_t,
+        # the node's config per knob: the threshold loop's defaults, or the dense path's
+        # knobs' own (pipeline.strip_budget / whole_budget: their level bounds and starts);
+        # the first knob's with this run's start and bounds
+        node_configs = ({"strip_floor": strip_budget_config(target),
+                         "whole_size": whole_budget_config(target)} if strips
+                        else {"threshold": BudgetConfig(target_latency_ms=target)})
+        config = dataclasses.replace(node_configs[knobs[0].name], initial_threshold=start_t,
                                      min_threshold=lo_t, max_threshold=hi_t)
-        trace = run_loop(estimator, clip, config, args.rate_hz,
-                         [(k, config if i == 0 else knob_config(k, node_configs[i]))
+        trace = run_loop(estimator, clip, args.rate_hz,
+                         [(k, config if i == 0 else node_configs[k.name])
                           for i, k in enumerate(knobs)])
-        fixed = (run_loop(estimator, clip, fixed_config(reference), args.rate_hz,
+        fixed = (run_loop(estimator, clip, args.rate_hz,
                           [(k, fixed_config(reference if i == 0 else k.default))
                            for i, k in enumerate(knobs)])
                  if args.baseline else None)
