@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -149,28 +150,23 @@ def threshold_knob(estimator: Any) -> Knob:
 
 def strip_knob(estimator: Any) -> Knob:
     """The floor under a dense model's strip width; tracked frames count."""
-    from ..pipeline.strip_budget import LEVEL_BOUNDS, floor_for_level
+    from ..pipeline.strip_budget import LEVEL_BOUNDS, apply_strip_level, floor_for_level
 
-    def apply(level: float) -> None:
-        estimator.strip_floor = floor_for_level(level)
-
-    return Knob("strip_floor", apply, lambda res: res.roi is not None, floor_for_level,
-                LEVEL_BOUNDS[1])
+    return Knob("strip_floor", functools.partial(apply_strip_level, estimator),
+                lambda res: res.roi is not None, floor_for_level, LEVEL_BOUNDS[1])
 
 
 def whole_knob(estimator: Any) -> Knob:
     """The whole frame's input side on a dense model (``estimator.whole_cap``); whole frames
     count."""
     from ..pipeline.strip_budget import LEVEL_BOUNDS
-    from ..pipeline.whole_budget import size_for_level
+    from ..pipeline.whole_budget import apply_whole_level, size_for_level
 
     def size(level: float) -> float:
         return float(size_for_level(level, estimator.whole_sizes))
 
-    def apply(level: float) -> None:
-        estimator.whole_cap = int(size(level))
-
-    return Knob("whole_size", apply, lambda res: res.roi is None, size, LEVEL_BOUNDS[0])
+    return Knob("whole_size", functools.partial(apply_whole_level, estimator),
+                lambda res: res.roi is None, size, LEVEL_BOUNDS[0])
 
 
 def fixed_config(value: float) -> BudgetConfig:

@@ -29,7 +29,12 @@ benchmark leave this controller alone there; whole frames have their own knob an
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..control.latency_budget import BudgetConfig
+
+if TYPE_CHECKING:
+    from .estimator import PoseEstimator
 
 #: the controller's level range (a probability-like value, as its threshold): lowest level =
 #: floor 1 (the square crop, most work), highest = no floor (least).
@@ -42,6 +47,12 @@ def floor_for_level(level: float) -> float:
     lo, hi = LEVEL_BOUNDS
     floor = (hi - min(max(float(level), lo), hi)) / (hi - lo)
     return 0.0 if floor < 1e-9 else min(floor, 1.0)  # the controller's logit round trip
+
+
+def apply_strip_level(estimator: PoseEstimator, level: float) -> None:
+    """Set the floor a controller level gives on ``estimator`` (the node's and the budget
+    replay's one step from level to estimator)."""
+    estimator.strip_floor = floor_for_level(level)
 
 
 def level_for_floor(floor: float) -> float:

@@ -28,9 +28,13 @@ smallest (least), as a higher threshold runs less.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..control.latency_budget import BudgetConfig
 from .strip_budget import LEVEL_BOUNDS
+
+if TYPE_CHECKING:
+    from .estimator import PoseEstimator
 
 #: the node's default ``whole_frame_sizes``: the smaller squares a whole frame may be read at
 #: under a budget, beside the model's own size (224 is the tracking crop's session).
@@ -48,6 +52,12 @@ def size_for_level(level: float, sizes: Sequence[int]) -> int:
     lo, hi = LEVEL_BOUNDS
     work = (hi - min(max(float(level), lo), hi)) / (hi - lo)  # 1 at lo: the most work
     return ladder[int(round(work * (len(ladder) - 1)))]
+
+
+def apply_whole_level(estimator: PoseEstimator, level: float) -> None:
+    """Set the whole-frame side a controller level gives on ``estimator``, on the ladder of the
+    sizes it can read (the node's and the budget replay's one step from level to estimator)."""
+    estimator.whole_cap = size_for_level(level, estimator.whole_sizes)
 
 
 def level_for_size(size: int, sizes: Sequence[int]) -> float:

@@ -17,6 +17,7 @@ loads the model as soon as ``model_file_path`` is set to a usable file.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -54,8 +55,8 @@ from ..pipeline.lift import Intrinsics
 from ..pipeline.preprocess import limit_opencv_threads
 from ..pipeline.smoothing import PoseSmoother, SmoothingConfig
 from ..pipeline.stats import ArrivalRates, RollingStats
-from ..pipeline.strip_budget import floor_for_level, strip_budget_config
-from ..pipeline.whole_budget import size_for_level, whole_budget_config
+from ..pipeline.strip_budget import apply_strip_level, strip_budget_config
+from ..pipeline.whole_budget import apply_whole_level, whole_budget_config
 from . import convert, middleware
 from .parameters import (
     ESTIMATOR_PARAMS,
@@ -263,8 +264,7 @@ class PoseNode(Node):
             if "track_person" in names:
                 estimator.reset_tracking()
             if "target_latency_ms" in names:
-                estimator.strip_floor = self._budget_strip_floor()
-                estimator.whole_cap = self._budget_whole_cap(estimator)
+                self._apply_budget_knobs(estimator)
         if "diagnostics_period_sec" in names:
             self._diag_timer.cancel()
             self.destroy_timer(self._diag_timer)
@@ -291,10 +291,17 @@ class PoseNode(Node):
         (``pipeline.strip_budget``)."""
         return LatencyBudgetController(strip_budget_config(float(self._p("target_latency_ms"))))
 
-    def _budget_strip_floor(self) -> float:
-        """The floor under the strip width: the budget's while it is on, else none."""
-        return floor_for_level(self._strip_budget.threshold) if self._strip_budget.enabled \
-            else 0.0
+    def _apply_budget_knobs(self, estimator: PoseEstimator) -> None:
+        """The dense path's knobs as the budget's controllers have them while it is on, else
+        none: no floor under the strip width, whole frames at the model's own size."""
+        if self._strip_budget.enabled:
+            apply_strip_level(estimator, self._strip_budget.threshold)
+        else:
+            estimator.strip_floor = 0.0
+        if self._whole_budget.enabled:
+            apply_whole_level(estimator, self._whole_budget.threshold)
+        else:
+            estimator.whole_cap = 0
 
     def _make_whole_budget(self) -> LatencyBudgetController:
         """A fresh whole-frame-size controller for the current target, starting at the model's
@@ -308,13 +315,6 @@ class PoseNode(Node):
         return (estimator is not None and backend is not None and not backend.info.gated
                 and self._whole_budget.enabled and not estimator.whole_backends
                 and any(int(s) for s in self._p("whole_frame_sizes")))
-
-    def _budget_whole_cap(self, estimator: PoseEstimator) -> int:
-        """The whole frame's input side: the budget's while it is on, else the model's own
-        (0)."""
-        if not self._whole_budget.enabled or not estimator.whole_backends:
-            return 0
-        return size_for_level(self._whole_budget.threshold, estimator.whole_sizes)
 
     def _make_smoother(self) -> PoseSmoother:
         """A fresh 3D smoother for the current parameters (a change starts the stream over)."""
@@ -502,8 +502,7 @@ class PoseNode(Node):
                 whole_backends=self._make_whole_backends(backend, crop, path, options, own),
                 **{key: self._p(key) for key in ESTIMATOR_PARAMS},
             )
-            estimator.strip_floor = self._budget_strip_floor()
-            estimator.whole_cap = self._budget_whole_cap(estimator)
+            self._apply_budget_knobs(estimator)
             for b in estimator.backends:
                 b.set_mask_threshold(self._current_threshold())
                 b.warmup(1)
@@ -599,14 +598,12 @@ class PoseNode(Node):
                     idle = "a whole frame (no whole_frame_sizes to read it smaller)"
                 elif whole_budget.enabled:
                     control_step(whole_budget, latency_ms, whole_budget.threshold,
-                                 lambda level: setattr(estimator, "whole_cap", size_for_level(
-                                     level, estimator.whole_sizes)))
+                                 functools.partial(apply_whole_level, estimator))
             elif not estimator.strip_backends:
                 idle = "dense model without strips (crop_input_widths, track_person)"
             elif strip_budget.enabled:
                 control_step(strip_budget, latency_ms, strip_budget.threshold,
-                             lambda level: setattr(estimator, "strip_floor",
-                                                   floor_for_level(level)))
+                             functools.partial(apply_strip_level, estimator))
         elif result.region_executed:
             idle = "the frame ran a region (region_from_pose / dense_until_found), not the masks"
         else:
