@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the loop moves: a gated model's mask threshold (whole frames, "
                    "the masks' own decision), or the floor under a dense model's strip width "
                    "on the node's default path (tracking crops read as strips; "
-                   "pipeline.strip_budget)")
+                   "pipeline.strip_budget) together with the side its whole frames are read "
+                   "at (--whole-frame-sizes; pipeline.whole_budget)")
     r.add_argument("--whole-frame-sizes", type=_sizes, default=list(WHOLE_FRAME_SIZES),
                    help="with --knob strip-floor: the smaller squares a whole frame may be "
                    "read at (the budget's whole-frame knob, pipeline.whole_budget; the node's "
