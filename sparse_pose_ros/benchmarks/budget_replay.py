@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..control.latency_budget import BudgetConfig, LatencyBudgetController, control_step
+from ..control.stepped_budget import FORGET_FRAMES, SteppedBudgetController
 from ..provenance import load_average
 from .budget_common import (
     LOG,
@@ -124,18 +125,35 @@ class Knob:
             a dense model's strip width, ``pipeline.strip_budget``) or "whole_size" (the
             whole frame's input side, ``pipeline.whole_budget``).
         apply: sets the controller's value (threshold, or level) on the estimator.
-        counts: whether a frame's latency depended on the knob (the node feeds a controller
-            only those: a whole frame reads no strip, a tracked frame no whole-frame size).
+        counts: whether a frame's latency (given with the budget) may move the knob (the node
+            feeds a controller only those: a whole frame reads no strip, a tracked frame no
+            whole-frame size, and a tracked frame over budget whose width the person set says
+            nothing about the floor, ``pipeline.strip_budget.floor_decides``).
         report: the value a trace row records for the controller's value (the floor or the
             size for a level).
         default: the controller's value on the node's path without a budget (the fixed run).
+        levels: the knob's discrete settings as controller levels, if it has them (the strip
+            floor, the whole frame's size): the node steps between them
+            (``control.stepped_budget``); None for the threshold, which is continuous.
     """
 
     name: str
     apply: Callable[[float], None]
-    counts: Callable[[Any], bool]
+    counts: Callable[[Any, float, float], bool]
     report: Callable[[float], float]
     default: float = REFERENCE_THRESHOLD
+    levels: Callable[[], Sequence[float]] | None = None
+
+
+def make_controller(knob: Knob, config: BudgetConfig, stepped: bool = True
+                    ) -> LatencyBudgetController:  # fmt: skip
+    """The node's controller for ``knob``: the stepped one over its settings while a budget is
+    on and the knob has settings (``stepped``: False runs the integral loop on them instead,
+    the comparison ``--controller integral`` makes); else the integral one, which also holds a
+    fixed value exactly."""
+    if stepped and knob.levels is not None and config.target_latency_ms > 0:
+        return SteppedBudgetController(config, knob.levels())
+    return LatencyBudgetController(config)
 
 
 def threshold_knob(estimator: Any) -> Knob:
@@ -145,28 +163,36 @@ def threshold_knob(estimator: Any) -> Knob:
         for b in estimator.backends:
             b.set_mask_threshold(t)
 
-    return Knob("threshold", apply, lambda res: True, lambda t: t)
+    return Knob("threshold", apply, lambda res, ms, target: True, lambda t: t)
 
 
 def strip_knob(estimator: Any) -> Knob:
     """The floor under a dense model's strip width; tracked frames count."""
-    from ..pipeline.strip_budget import LEVEL_BOUNDS, apply_strip_level, floor_for_level
+    from ..pipeline.strip_budget import (
+        LEVEL_BOUNDS,
+        apply_strip_level,
+        floor_decides,
+        floor_for_level,
+        strip_levels,
+    )
 
     return Knob("strip_floor", functools.partial(apply_strip_level, estimator),
-                lambda res: res.roi is not None, floor_for_level, LEVEL_BOUNDS[1])
+                floor_decides, floor_for_level, LEVEL_BOUNDS[1],
+                functools.partial(strip_levels, estimator))
 
 
 def whole_knob(estimator: Any) -> Knob:
     """The whole frame's input side on a dense model (``estimator.whole_cap``); whole frames
     count."""
     from ..pipeline.strip_budget import LEVEL_BOUNDS
-    from ..pipeline.whole_budget import apply_whole_level, size_for_level
+    from ..pipeline.whole_budget import apply_whole_level, size_for_level, whole_levels
 
     def size(level: float) -> float:
         return float(size_for_level(level, estimator.whole_sizes))
 
     return Knob("whole_size", functools.partial(apply_whole_level, estimator),
-                lambda res: res.roi is None, size, LEVEL_BOUNDS[0])
+                lambda res, ms, target: res.roi is None, size, LEVEL_BOUNDS[0],
+                functools.partial(whole_levels, estimator))
 
 
 def fixed_config(value: float) -> BudgetConfig:
@@ -177,18 +203,19 @@ def fixed_config(value: float) -> BudgetConfig:
 
 def run_loop(
     estimator: Any, frames: Sequence[HeldOutFrame], rate_hz: float,
-    knobs: Sequence[tuple[Knob, BudgetConfig]],
+    knobs: Sequence[tuple[Knob, BudgetConfig]], stepped: bool = True,
 ) -> list[dict[str, float]]:
     """The node's per-frame loop: each knob with its own controller (a gated model: the
     threshold; the dense path: the strip floor on tracked frames, the whole frame's size on
     whole frames), a config with ``target_latency_ms == 0`` holding its value fixed; a frame
     feeds the controllers whose knob it ``counts`` for, and the trace's ``threshold`` and
     ``smoothed_ms`` are the first knob's. Tracking starts over, so every run sees the clip as
-    the node would."""
+    the node would. ``stepped``: the node's stepped controller on knobs with settings
+    (:func:`make_controller`)."""
     estimator.reset_tracking()
     loops = []
     for k, cfg in knobs:
-        ctrl = LatencyBudgetController(cfg)
+        ctrl = make_controller(k, cfg, stepped)
         k.apply(ctrl.threshold)
         loops.append([k, ctrl, ctrl.threshold])
     trace = []
@@ -199,8 +226,8 @@ def run_loop(
         ms, res = timed_estimate(estimator, f)
         for loop in loops:
             k, ctrl = loop[0], loop[1]
-            if k.counts(res):
-                loop[2] = control_step(ctrl, ms, loop[2], k.apply)
+            if k.counts(res, ms, ctrl.config.target_latency_ms):
+                loop[2] = control_step(ctrl, ms, loop[2], k.apply, res.input_hw)
         first = loops[0][1]
         row = {"index": f.index, "latency_ms": ms, "threshold": used[0],
                "density": float(res.density),
@@ -373,9 +400,10 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
                         else {"threshold": BudgetConfig(target_latency_ms=target)})
         config = dataclasses.replace(node_configs[knobs[0].name], initial_threshold=start_t,
                                      min_threshold=lo_t, max_threshold=hi_t)
+        stepped = getattr(args, "controller", "stepped") == "stepped"
         trace = run_loop(estimator, clip, args.rate_hz,
                          [(k, config if i == 0 else node_configs[k.name])
-                          for i, k in enumerate(knobs)])
+                          for i, k in enumerate(knobs)], stepped=stepped)
         fixed = (run_loop(estimator, clip, args.rate_hz,
                           [(k, fixed_config(reference if i == 0 else k.default))
                            for i, k in enumerate(knobs)])
@@ -466,7 +494,10 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
         "whole_frame_sizes": whole_sizes if strips else None,
         "controller": {**config.__dict__, "bounds_from": "--bounds" if args.bounds
                        else ("pipeline.strip_budget.LEVEL_BOUNDS" if strips
-                             else "BudgetConfig defaults")},
+                             else "BudgetConfig defaults"),
+                       "kind": ("stepped (control.stepped_budget: between the knob's settings, "
+                                f"forget_frames {FORGET_FRAMES})" if strips and stepped
+                                else "integral (control.latency_budget)")},
         "calibration_median_ms": calibration,
         "calibration_frames_per_scene": args.calibration_frames,
         "budget": {**choice, "target_ms": target, "chosen_by": "--target-ms" if args.target_ms

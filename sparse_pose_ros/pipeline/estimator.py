@@ -58,6 +58,9 @@ class PoseResult:
             so their masks' own decision, and the mask threshold, played no part.
         input_hw: (height, width) of the input the network read (a strip is narrower than
             its crop's square): with ``density``, what this frame's network computed.
+        strip_floor_bound: a narrower strip would have held the person but was below
+            :attr:`PoseEstimator.strip_floor`: the floor, not the person's width, set this
+            frame's input (what tells the budget whether lowering the floor would help).
     """
 
     joints_px: np.ndarray
@@ -75,6 +78,7 @@ class PoseResult:
     region_from_pose: bool = False
     region_executed: bool = False
     input_hw: tuple[int, int] = (0, 0)
+    strip_floor_bound: bool = False
 
     def input_area(self, whole_size: int) -> float:
         """The input this frame's network read over one ``whole_size`` square (the whole
@@ -400,26 +404,30 @@ class PoseEstimator:
         """Forget the tracked person: the next frame is read whole."""
         self._previous = None
 
-    def _input_box(self, rgb: np.ndarray) -> tuple[np.ndarray, Letterbox, Backend, bool]:
-        """The network's (S, W, 3) canvas, its transform, the session that reads it, and
-        whether it is a tracking crop."""
+    def _input_box(self, rgb: np.ndarray
+                   ) -> tuple[np.ndarray, Letterbox, Backend, bool, bool]:  # fmt: skip
+        """The network's (S, W, 3) canvas, its transform, the session that reads it, whether
+        it is a tracking crop, and whether the strip floor (not the person) set its width."""
         h, w = rgb.shape[:2]
         if self.track_person and self._previous is not None and self._previous[1] == (w, h):
             joints = self._previous[0]
             net = self.crop_backend
             size = net.info.input_size
+            bound = False
             for strip in self.strip_backends:
+                fits = strip_fits(joints, size, strip.info.input_width, self.roi)
                 if strip.info.input_width < self._strip_floor * size:
+                    bound = bound or fits
                     continue
-                if strip_fits(joints, size, strip.info.input_width, self.roi):
+                if fits:
                     net = strip
                     break
             box = roi_window(joints, w, h, size, self.roi, net.info.input_width)
             if box is not None:
-                return crop_window(rgb, box, self._fill), box, net, True
+                return crop_window(rgb, box, self._fill), box, net, True, bound
         net = self.whole_backend()
         canvas, box = letterbox(rgb, net.info.input_size, self._fill)
-        return canvas, box, net, False
+        return canvas, box, net, False, False
 
     @property
     def confidence_threshold(self) -> float:
@@ -444,7 +452,7 @@ class PoseEstimator:
             raise ValueError(
                 f"intrinsics are for {intrinsics.width}x{intrinsics.height}, image is {w}x{h}"
             )
-        canvas, box, net, cropped = self._input_box(rgb)
+        canvas, box, net, cropped, floor_bound = self._input_box(rgb)
         info = net.info
         region, region_executed = self._region(net, box, (w, h))
         tensor = normalise(canvas, info.mean, info.std)
@@ -479,6 +487,7 @@ class PoseEstimator:
             region_from_pose=region,
             region_executed=region_executed,
             input_hw=info.input_hw,
+            strip_floor_bound=floor_bound,
         )
 
     def _region(self, net: Backend, box: Letterbox, size: tuple[int, int]) -> tuple[bool, bool]:

@@ -18,23 +18,26 @@ their arms from frame to frame, so each frame's strip — and latency — jumped
 width, and so the latency, while the person is narrower than it. And the budget never reads a
 strip narrower than the margin allows: a tight budget cannot cut the person.
 
-The same integral controller (``control.latency_budget``) drives it: its "threshold" becomes a
-*level* in [:data:`LEVEL_BOUNDS`], mapped linearly onto the floor, the highest level to no
-floor (the default path's own choice, least work) and the lowest to the square crop (most
-work), as a higher threshold runs less. Only tracked frames say anything about the floor: a
-whole frame (the first, and after a lost person) reads no strip, so the node and the replay
-benchmark leave this controller alone there; whole frames have their own knob and controller
-(``pipeline.whole_budget``).
+The controller's "threshold" becomes a *level* in [:data:`LEVEL_BOUNDS`], mapped linearly
+onto the floor, the highest level to no floor (the default path's own choice, least work) and
+the lowest to the square crop (most work), as a higher threshold runs less. The floor has only
+a few distinct settings — none, just under each strip width, the square (:func:`floor_levels`)
+— so the node steps between them (``control.stepped_budget``), told which input each frame
+read. Only frames whose cost the floor decides move it (:func:`floor_decides`): a whole frame
+(the first, and after a lost person) reads no strip, and whole frames have their own knob and
+controller (``pipeline.whole_budget``); and a tracked frame over the budget whose person needs
+a wider strip than the floor reads that strip whatever the floor is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..control.latency_budget import BudgetConfig
 
 if TYPE_CHECKING:
-    from .estimator import PoseEstimator
+    from .estimator import PoseEstimator, PoseResult
 
 #: the controller's level range (a probability-like value, as its threshold): lowest level =
 #: floor 1 (the square crop, most work), highest = no floor (least).
@@ -59,6 +62,34 @@ def level_for_floor(floor: float) -> float:
     """The controller level that gives ``floor`` (clamped into [0, 1])."""
     lo, hi = LEVEL_BOUNDS
     return hi - min(max(float(floor), 0.0), 1.0) * (hi - lo)
+
+
+def floor_decides(result: PoseResult, latency_ms: float, target_ms: float) -> bool:
+    """Whether a tracked frame's latency may move the floor: when the floor set the frame's
+    width (``PoseResult.strip_floor_bound``: a narrower strip held the person), or when the
+    frame is under the budget (a higher floor adds work). Not a frame over the budget whose
+    person is wider than the floor: a lower floor would read the same strip, and on real video
+    the loop wound the floor down through such a stretch (arms out: the 192-px strip at 1.2× the
+    budget whatever the floor), then read 96-128-px strips at 0.7-0.9× once the arms came down
+    (``docs/benchmarks.md``, latency budget)."""
+    return result.roi is not None and (result.strip_floor_bound or latency_ms < target_ms)
+
+
+def floor_levels(widths: Sequence[int], side: int) -> list[float]:
+    """The levels of the floor's distinct settings for strips ``widths`` of a ``side``-px
+    crop, for the stepped controller (``control.stepped_budget``): no floor, then a floor just
+    under each strip width but the narrowest (so that strip is the narrowest allowed), then 1
+    (the square crop). Half a pixel under the width, so a level's round trip through the
+    controller's float never skips the strip it is meant to allow."""
+    inside = sorted({int(w) for w in widths if 0 < int(w) < int(side)})
+    floors = [0.0, *((w - 0.5) / side for w in inside[1:]), 1.0]
+    return sorted(level_for_floor(f) for f in floors)
+
+
+def strip_levels(estimator: PoseEstimator) -> list[float]:
+    """:func:`floor_levels` of ``estimator``'s strips and tracking crop."""
+    return floor_levels([s.info.input_width for s in estimator.strip_backends],
+                        estimator.crop_backend.info.input_size)
 
 
 def strip_budget_config(target_latency_ms: float) -> BudgetConfig:

@@ -427,10 +427,11 @@ PARAMS: tuple[ParamSpec, ...] = (
         "every cell until a person is found (dense_until_found) - with both on, every video "
         "frame - the loop holds still and /diagnostics says 'inactive'; use it with "
         "region_from_pose false. A dense model reading strips (the default path): held by "
-        "adapting a floor under the strip width on tracked frames (strips narrower than it are "
+        "stepping a floor under the strip width on tracked frames (strips narrower than it are "
         "skipped; spare time widens the input towards the square crop, the most accurate), "
         "starting with none; it never reads a strip narrower than strip_margin allows, so a "
-        "budget below that is not met. Whole frames feed a second controller that reads them "
+        "budget below that is not met, and a frame whose person needs a wider strip than the "
+        "floor does not lower it. Whole frames feed a second controller that reads them "
         "at one of whole_frame_sizes, starting at input_size. The active threshold, "
         "strip_floor_px, whole_input_size and the budget state are on /diagnostics.",
         "[0, 10000] ms", float_range=(0.0, 10000.0),

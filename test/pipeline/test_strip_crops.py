@@ -182,10 +182,17 @@ def test_estimator_reads_the_narrowest_strip_that_holds_the_person(dense_path):
     for floor, want in ((0.0, 32), (0.34, 64), (0.5, 64), (0.7, 96), (1.0, 96)):
         est.strip_floor = floor
         est._previous = (thin, (320, 240))
-        assert est.estimate(rgb, intr).input_hw == (96, want), floor
+        r = est.estimate(rgb, intr)
+        assert r.input_hw == (96, want), floor
+        # whether the floor, not the person, set the width (what the budget is fed on)
+        assert r.strip_floor_bound == (floor > 0), floor
     est.strip_floor = 0.34
     est._previous = (_upright(100, 95, 160, 120), (320, 240))  # too wide for any strip
-    assert est.estimate(rgb, intr).input_hw == (96, 96)
+    r = est.estimate(rgb, intr)
+    assert r.input_hw == (96, 96) and not r.strip_floor_bound  # the skipped strip held nobody
+    est.reset_tracking()
+    r = est.estimate(rgb, intr)
+    assert r.roi is None and not r.strip_floor_bound  # a whole frame reads no strip
     with pytest.raises(ValueError, match="strip_floor"):
         est.strip_floor = 1.5
     assert est.strip_floor == 0.34

@@ -201,7 +201,9 @@ def test_a_budget_moves_a_dense_models_strip_floor(make_node, dense_tiny):
     tight = make_node(**common, target_latency_ms=0.01)
     _ready(tight)
     values = _frames(tight, 6)
-    assert values["strip_floor_px"] == 0.0 and values["latency_budget"] == "adapting"
+    # no floor: the person's width set each strip, and a lower floor cannot help
+    assert values["strip_floor_px"] == 0.0
+    assert values["latency_budget"].startswith("inactive: the person's width"), values
 
 
 def test_a_dense_model_without_strips_leaves_the_budget_inactive(make_node, dense_tiny):
