@@ -159,10 +159,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --knob strip-floor: the smaller squares a whole frame may be "
                    "read at (the budget's whole-frame knob, pipeline.whole_budget; the node's "
                    "whole_frame_sizes); '' = none, the whole frame stays at the model's size")
-    r.add_argument("--controller", choices=("stepped", "integral"), default="stepped",
-                   help="with --knob strip-floor: the node's controller, stepping between the "
-                   "knobs' settings (control.stepped_budget), or the integral loop on a "
-                   "continuous level (control.latency_budget; the comparison)")
     r.add_argument("--frames-from", choices=("contiguous", "spread"), default="contiguous",
                    help="with --real: each source's first --segment-frames labelled frames, "
                    "consecutive (what a camera node sees), or evenly spread over the source "

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from ..control.latency_budget import BudgetConfig, LatencyBudgetController, control_step
-from ..control.stepped_budget import FORGET_FRAMES, SteppedBudgetController
 from ..provenance import load_average
 from .budget_common import (
     LOG,
@@ -132,9 +131,6 @@ class Knob:
         report: the value a trace row records for the controller's value (the floor or the
             size for a level).
         default: the controller's value on the node's path without a budget (the fixed run).
-        levels: the knob's discrete settings as controller levels, if it has them (the strip
-            floor, the whole frame's size): the node steps between them
-            (``control.stepped_budget``); None for the threshold, which is continuous.
     """
 
     name: str
@@ -142,18 +138,6 @@ class Knob:
     counts: Callable[[Any, float, float], bool]
     report: Callable[[float], float]
     default: float = REFERENCE_THRESHOLD
-    levels: Callable[[], Sequence[float]] | None = None
-
-
-def make_controller(knob: Knob, config: BudgetConfig, stepped: bool = True
-                    ) -> LatencyBudgetController:  # fmt: skip
-    """The node's controller for ``knob``: the stepped one over its settings while a budget is
-    on and the knob has settings (``stepped``: False runs the integral loop on them instead,
-    the comparison ``--controller integral`` makes); else the integral one, which also holds a
-    fixed value exactly."""
-    if stepped and knob.levels is not None and config.target_latency_ms > 0:
-        return SteppedBudgetController(config, knob.levels())
-    return LatencyBudgetController(config)
 
 
 def threshold_knob(estimator: Any) -> Knob:
@@ -173,26 +157,23 @@ def strip_knob(estimator: Any) -> Knob:
         apply_strip_level,
         floor_decides,
         floor_for_level,
-        strip_levels,
     )
 
     return Knob("strip_floor", functools.partial(apply_strip_level, estimator),
-                floor_decides, floor_for_level, LEVEL_BOUNDS[1],
-                functools.partial(strip_levels, estimator))
+                floor_decides, floor_for_level, LEVEL_BOUNDS[1])
 
 
 def whole_knob(estimator: Any) -> Knob:
     """The whole frame's input side on a dense model (``estimator.whole_cap``); whole frames
     count."""
     from ..pipeline.strip_budget import LEVEL_BOUNDS
-    from ..pipeline.whole_budget import apply_whole_level, size_for_level, whole_levels
+    from ..pipeline.whole_budget import apply_whole_level, size_for_level
 
     def size(level: float) -> float:
         return float(size_for_level(level, estimator.whole_sizes))
 
     return Knob("whole_size", functools.partial(apply_whole_level, estimator),
-                lambda res, ms, target: res.roi is None, size, LEVEL_BOUNDS[0],
-                functools.partial(whole_levels, estimator))
+                lambda res, ms, target: res.roi is None, size, LEVEL_BOUNDS[0])
 
 
 def fixed_config(value: float) -> BudgetConfig:
@@ -203,19 +184,18 @@ def fixed_config(value: float) -> BudgetConfig:
 
 def run_loop(
     estimator: Any, frames: Sequence[HeldOutFrame], rate_hz: float,
-    knobs: Sequence[tuple[Knob, BudgetConfig]], stepped: bool = True,
+    knobs: Sequence[tuple[Knob, BudgetConfig]],
 ) -> list[dict[str, float]]:
     """The node's per-frame loop: each knob with its own controller (a gated model: the
     threshold; the dense path: the strip floor on tracked frames, the whole frame's size on
     whole frames), a config with ``target_latency_ms == 0`` holding its value fixed; a frame
     feeds the controllers whose knob it ``counts`` for, and the trace's ``threshold`` and
     ``smoothed_ms`` are the first knob's. Tracking starts over, so every run sees the clip as
-    the node would. ``stepped``: the node's stepped controller on knobs with settings
-    (:func:`make_controller`)."""
+    the node would."""
     estimator.reset_tracking()
     loops = []
     for k, cfg in knobs:
-        ctrl = make_controller(k, cfg, stepped)
+        ctrl = LatencyBudgetController(cfg)
         k.apply(ctrl.threshold)
         loops.append([k, ctrl, ctrl.threshold])
     trace = []
@@ -227,7 +207,7 @@ def run_loop(
         for loop in loops:
             k, ctrl = loop[0], loop[1]
             if k.counts(res, ms, ctrl.config.target_latency_ms):
-                loop[2] = control_step(ctrl, ms, loop[2], k.apply, res.input_hw)
+                loop[2] = control_step(ctrl, ms, loop[2], k.apply)
         first = loops[0][1]
         row = {"index": f.index, "latency_ms": ms, "threshold": used[0],
                "density": float(res.density),
@@ -400,10 +380,9 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
                         else {"threshold": BudgetConfig(target_latency_ms=target)})
         config = dataclasses.replace(node_configs[knobs[0].name], initial_threshold=start_t,
                                      min_threshold=lo_t, max_threshold=hi_t)
-        stepped = getattr(args, "controller", "stepped") == "stepped"
         trace = run_loop(estimator, clip, args.rate_hz,
                          [(k, config if i == 0 else node_configs[k.name])
-                          for i, k in enumerate(knobs)], stepped=stepped)
+                          for i, k in enumerate(knobs)])
         fixed = (run_loop(estimator, clip, args.rate_hz,
                           [(k, fixed_config(reference if i == 0 else k.default))
                            for i, k in enumerate(knobs)])
@@ -494,10 +473,7 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
         "whole_frame_sizes": whole_sizes if strips else None,
         "controller": {**config.__dict__, "bounds_from": "--bounds" if args.bounds
                        else ("pipeline.strip_budget.LEVEL_BOUNDS" if strips
-                             else "BudgetConfig defaults"),
-                       "kind": ("stepped (control.stepped_budget: between the knob's settings, "
-                                f"forget_frames {FORGET_FRAMES})" if strips and stepped
-                                else "integral (control.latency_budget)")},
+                             else "BudgetConfig defaults")},
         "calibration_median_ms": calibration,
         "calibration_frames_per_scene": args.calibration_frames,
         "budget": {**choice, "target_ms": target, "chosen_by": "--target-ms" if args.target_ms

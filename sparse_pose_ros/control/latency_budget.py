@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..model.masks import logit
@@ -123,9 +123,8 @@ class LatencyBudgetController:
         t = self.config.target_latency_ms
         return abs(self.smoothed_ms - t) <= self.config.tolerance * t
 
-    def update(self, latency_ms: float, ran: Hashable = None) -> float:
-        """Account one frame's latency and return the threshold to use next (``ran``, what
-        the frame's network read, is for knobs with settings: ``control.stepped_budget``)."""
+    def update(self, latency_ms: float) -> float:
+        """Account one frame's latency and return the threshold to use next."""
         if not self.enabled or not math.isfinite(latency_ms) or latency_ms < 0:
             return self.threshold
         c = self.config
@@ -148,7 +147,6 @@ def control_step(
     latency_ms: float,
     applied_threshold: float,
     apply_threshold: Callable[[float], None],
-    ran: Hashable = None,
 ) -> float:
     """One frame of the budget loop: account the frame's latency, apply the next threshold.
 
@@ -156,14 +154,13 @@ def control_step(
     frame, so what the benchmark shows is what the node does. ``apply_threshold`` (e.g.
     ``backend.set_mask_threshold``) is called only when the threshold changes; with the budget
     off nothing is touched and ``applied_threshold`` (the user's fixed threshold) is returned.
-    ``ran``: what the frame's network read, handed to the controller (``update``).
 
     Returns:
         The threshold now applied to the backend.
     """
     if not controller.enabled:
         return applied_threshold
-    threshold = controller.update(latency_ms, ran)
+    threshold = controller.update(latency_ms)
     if threshold != applied_threshold:
         apply_threshold(threshold)
     return threshold

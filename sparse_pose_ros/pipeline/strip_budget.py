@@ -18,12 +18,11 @@ their arms from frame to frame, so each frame's strip — and latency — jumped
 width, and so the latency, while the person is narrower than it. And the budget never reads a
 strip narrower than the margin allows: a tight budget cannot cut the person.
 
-The controller's "threshold" becomes a *level* in [:data:`LEVEL_BOUNDS`], mapped linearly
-onto the floor, the highest level to no floor (the default path's own choice, least work) and
-the lowest to the square crop (most work), as a higher threshold runs less. The floor has only
-a few distinct settings — none, just under each strip width, the square (:func:`floor_levels`)
-— so the node steps between them (``control.stepped_budget``), told which input each frame
-read. Only frames whose cost the floor decides move it (:func:`floor_decides`): a whole frame
+The same integral controller (``control.latency_budget``) drives it: its "threshold" becomes a
+*level* in [:data:`LEVEL_BOUNDS`], mapped linearly onto the floor, the highest level to no
+floor (the default path's own choice, least work) and the lowest to the square crop (most
+work), as a higher threshold runs less. Only frames whose cost the floor decides move it
+(:func:`floor_decides`): a whole frame
 (the first, and after a lost person) reads no strip, and whole frames have their own knob and
 controller (``pipeline.whole_budget``); and a tracked frame over the budget whose person needs
 a wider strip than the floor reads that strip whatever the floor is.
@@ -31,7 +30,6 @@ a wider strip than the floor reads that strip whatever the floor is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..control.latency_budget import BudgetConfig
@@ -73,23 +71,6 @@ def floor_decides(result: PoseResult, latency_ms: float, target_ms: float) -> bo
     budget whatever the floor), then read 96-128-px strips at 0.7-0.9× once the arms came down
     (``docs/benchmarks.md``, latency budget)."""
     return result.roi is not None and (result.strip_floor_bound or latency_ms < target_ms)
-
-
-def floor_levels(widths: Sequence[int], side: int) -> list[float]:
-    """The levels of the floor's distinct settings for strips ``widths`` of a ``side``-px
-    crop, for the stepped controller (``control.stepped_budget``): no floor, then a floor just
-    under each strip width but the narrowest (so that strip is the narrowest allowed), then 1
-    (the square crop). Half a pixel under the width, so a level's round trip through the
-    controller's float never skips the strip it is meant to allow."""
-    inside = sorted({int(w) for w in widths if 0 < int(w) < int(side)})
-    floors = [0.0, *((w - 0.5) / side for w in inside[1:]), 1.0]
-    return sorted(level_for_floor(f) for f in floors)
-
-
-def strip_levels(estimator: PoseEstimator) -> list[float]:
-    """:func:`floor_levels` of ``estimator``'s strips and tracking crop."""
-    return floor_levels([s.info.input_width for s in estimator.strip_backends],
-                        estimator.crop_backend.info.input_size)
 
 
 def strip_budget_config(target_latency_ms: float) -> BudgetConfig:

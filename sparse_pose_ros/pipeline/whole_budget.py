@@ -18,11 +18,11 @@ checkpoint, whole frames, PCK@0.1 against BlazePose / person found: 256 px 0.70 
 budget only ever *shrinks* whole frames from the model's own size, and only while they are over
 it: the controller starts at the model's own size.
 
-A second controller drives it, fed only by whole frames (their cost curve is not the tracked
-frames'): its level in :data:`~sparse_pose_ros.pipeline.strip_budget.LEVEL_BOUNDS` is mapped
-linearly onto the ladder of sizes, the lowest level to the model's own size (most work) and
-the highest to the smallest (least), as a higher threshold runs less; the node steps between
-the sizes' levels (:func:`size_levels`, ``control.stepped_budget``).
+The same integral controller (``control.latency_budget``) drives it, a second instance fed only
+by whole frames (their cost curve is not the tracked frames'): its level in
+:data:`~sparse_pose_ros.pipeline.strip_budget.LEVEL_BOUNDS` is mapped linearly onto the
+ladder of sizes, the lowest level to the model's own size (most work) and the highest to the
+smallest (least), as a higher threshold runs less.
 """
 
 from __future__ import annotations
@@ -68,17 +68,6 @@ def level_for_size(size: int, sizes: Sequence[int]) -> float:
     lo, hi = LEVEL_BOUNDS
     steps = max(1, len(ladder) - 1)
     return hi - ladder.index(int(size)) / steps * (hi - lo)
-
-
-def size_levels(sizes: Sequence[int]) -> list[float]:
-    """The level of every size on the ladder (ascending: the largest size first), for the
-    stepped controller (``control.stepped_budget``)."""
-    return sorted(level_for_size(s, sizes) for s in {int(v) for v in sizes})
-
-
-def whole_levels(estimator: PoseEstimator) -> list[float]:
-    """:func:`size_levels` of the sizes ``estimator`` can read a whole frame at."""
-    return size_levels(estimator.whole_sizes)
 
 
 def whole_budget_config(target_latency_ms: float) -> BudgetConfig:

@@ -427,7 +427,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         "every cell until a person is found (dense_until_found) - with both on, every video "
         "frame - the loop holds still and /diagnostics says 'inactive'; use it with "
         "region_from_pose false. A dense model reading strips (the default path): held by "
-        "stepping a floor under the strip width on tracked frames (strips narrower than it are "
+        "adapting a floor under the strip width on tracked frames (strips narrower than it are "
         "skipped; spare time widens the input towards the square crop, the most accurate), "
         "starting with none; it never reads a strip narrower than strip_margin allows, so a "
         "budget below that is not met, and a frame whose person needs a wider strip than the "

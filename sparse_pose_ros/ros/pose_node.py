@@ -47,7 +47,6 @@ from ..control.latency_budget import (
     budget_status,
     control_step,
 )
-from ..control.stepped_budget import SteppedBudgetController
 from ..image_codec import ImageDecodeError
 from ..model.checkpoint import CheckpointError
 from ..pipeline.draw import mask_overlay
@@ -60,9 +59,8 @@ from ..pipeline.strip_budget import (
     apply_strip_level,
     floor_decides,
     strip_budget_config,
-    strip_levels,
 )
-from ..pipeline.whole_budget import apply_whole_level, whole_budget_config, whole_levels
+from ..pipeline.whole_budget import apply_whole_level, whole_budget_config
 from . import convert, middleware
 from .parameters import (
     ESTIMATOR_PARAMS,
@@ -292,18 +290,14 @@ class PoseNode(Node):
             initial_threshold=start if target > 0 else base.initial_threshold,
         ))
 
-    def _make_strip_budget(self) -> SteppedBudgetController:
+    def _make_strip_budget(self) -> LatencyBudgetController:
         """A fresh strip-floor controller for the current target, starting with no floor
-        (``pipeline.strip_budget``); it steps between the floors the strips give
-        (``control.stepped_budget``), set from the estimator by :meth:`_apply_budget_knobs`."""
-        return SteppedBudgetController(strip_budget_config(float(self._p("target_latency_ms"))))
+        (``pipeline.strip_budget``)."""
+        return LatencyBudgetController(strip_budget_config(float(self._p("target_latency_ms"))))
 
     def _apply_budget_knobs(self, estimator: PoseEstimator) -> None:
         """The dense path's knobs as the budget's controllers have them while it is on, else
-        none: no floor under the strip width, whole frames at the model's own size. The
-        controllers learn the estimator's settings (its strips, its whole-frame sizes)."""
-        self._strip_budget.set_levels(strip_levels(estimator))
-        self._whole_budget.set_levels(whole_levels(estimator))
+        none: no floor under the strip width, whole frames at the model's own size."""
         if self._strip_budget.enabled:
             apply_strip_level(estimator, self._strip_budget.threshold)
         else:
@@ -313,11 +307,10 @@ class PoseNode(Node):
         else:
             estimator.whole_cap = 0
 
-    def _make_whole_budget(self) -> SteppedBudgetController:
+    def _make_whole_budget(self) -> LatencyBudgetController:
         """A fresh whole-frame-size controller for the current target, starting at the model's
-        own size (``pipeline.whole_budget``); it steps between the sizes, set from the
-        estimator by :meth:`_apply_budget_knobs`."""
-        return SteppedBudgetController(whole_budget_config(float(self._p("target_latency_ms"))))
+        own size (``pipeline.whole_budget``)."""
+        return LatencyBudgetController(whole_budget_config(float(self._p("target_latency_ms"))))
 
     def _whole_sessions_missing(self) -> bool:
         """Whether a budget is on for a dense model whose whole-frame sessions were not opened
@@ -609,15 +602,14 @@ class PoseNode(Node):
                     idle = "a whole frame (no whole_frame_sizes to read it smaller)"
                 elif whole_budget.enabled:
                     control_step(whole_budget, latency_ms, whole_budget.threshold,
-                                 functools.partial(apply_whole_level, estimator),
-                                 result.input_hw)
+                                 functools.partial(apply_whole_level, estimator))
             elif not estimator.strip_backends:
                 idle = "dense model without strips (crop_input_widths, track_person)"
             elif not strip_budget.enabled:
                 pass
             elif floor_decides(result, latency_ms, strip_budget.config.target_latency_ms):
                 control_step(strip_budget, latency_ms, strip_budget.threshold,
-                             functools.partial(apply_strip_level, estimator), result.input_hw)
+                             functools.partial(apply_strip_level, estimator))
             else:
                 idle = "the person's width, not the floor, set the strip (over budget)"
         elif result.region_executed:

@@ -12,7 +12,6 @@ from sparse_pose_ros.pipeline.strip_budget import (
     LEVEL_BOUNDS,
     floor_decides,
     floor_for_level,
-    floor_levels,
     level_for_floor,
     strip_budget_config,
 )
@@ -42,20 +41,6 @@ def test_spare_time_raises_the_floor_and_over_budget_lowers_it() -> None:
         ctrl.update(20.0)
     assert floor_for_level(ctrl.threshold) == 0.0
     assert not strip_budget_config(0.0).target_latency_ms  # off
-
-
-def test_floor_levels_are_the_settings_the_strips_give() -> None:
-    """One level per distinct floor: none, just under each strip but the narrowest, the square;
-    each level, through the controller's float, allows exactly its strip."""
-    widths, side = (64, 96, 128, 160, 192), 224
-    levels = floor_levels(widths, side)
-    assert len(levels) == 6 and levels == sorted(levels)
-    floors = [floor_for_level(v) for v in levels]
-    assert floors[0] == 1.0 and floors[-1] == 0.0  # the square, most work; no floor
-    for floor, narrowest in zip(floors[1:-1], (192, 160, 128, 96), strict=True):
-        allowed = [w for w in widths if w >= floor * side]
-        assert min(allowed) == narrowest, (floor, allowed)
-    assert floor_levels((224, 300), 224) == pytest.approx(list(LEVEL_BOUNDS))  # no strip
 
 
 def test_only_floor_bound_or_cheap_frames_move_the_floor() -> None:

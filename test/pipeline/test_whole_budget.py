@@ -12,7 +12,6 @@ import torch
 from sparse_pose_ros.backends import create_backend
 from sparse_pose_ros.backends.base import BackendError
 from sparse_pose_ros.control.latency_budget import LatencyBudgetController
-from sparse_pose_ros.control.stepped_budget import SteppedBudgetController
 from sparse_pose_ros.model.checkpoint import save_checkpoint
 from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
 from sparse_pose_ros.pipeline.estimator import (
@@ -24,7 +23,6 @@ from sparse_pose_ros.pipeline.strip_budget import LEVEL_BOUNDS
 from sparse_pose_ros.pipeline.whole_budget import (
     level_for_size,
     size_for_level,
-    size_levels,
     whole_budget_config,
 )
 
@@ -64,14 +62,9 @@ def test_levels_map_onto_the_ladder_of_sizes() -> None:
         level_for_size(160, ladder)
 
 
-@pytest.mark.parametrize("stepped", [False, True])
-def test_over_budget_shrinks_whole_frames_and_spare_time_restores_them(stepped: bool) -> None:
-    """The integral loop on the level, and the node's stepped one over the ladder's levels."""
+def test_over_budget_shrinks_whole_frames_and_spare_time_restores_them() -> None:
     ladder = (192, 224, 256)
-    levels = size_levels(ladder)
-    assert [size_for_level(v, ladder) for v in levels] == [256, 224, 192]  # one level a size
-    ctrl = (SteppedBudgetController(whole_budget_config(10.0), levels) if stepped
-            else LatencyBudgetController(whole_budget_config(10.0)))
+    ctrl = LatencyBudgetController(whole_budget_config(10.0))
     assert size_for_level(ctrl.threshold, ladder) == 256  # starts at the model's own size
     sizes = []
     for _ in range(40):
