@@ -21,7 +21,7 @@ the MPJPE-vs-threshold sweep ``python -m sparse_pose_ros.benchmarks.budget sweep
 (results/budget_sweep.json + .png: 200 held-out synthetic frames, checkpoint
 models/pose_sparse.safetensors ce26fdb5cb7a, the stride-16 checkpoint shipped then (width 1.0,
 7-epoch recipe, silhouette-supervised masks; on the MoveNet-based locator checkpoint the same
-rule recommends [0.1, 0.5], results/budget_sweep_sparse_cpu.json, docs/benchmarks.md),
+rule recommends [0.5, 0.5], results/budget_sweep_sparse_cpu.json, docs/benchmarks.md),
 thresholds 0.1 … 0.9), turned into bounds by a stated rule
 (``benchmarks.budget.recommend_bounds``: paired per-frame MPJPE differences to the training
 boundary 0.5 with 95 % intervals):

@@ -22,10 +22,10 @@ The same integral controller (``control.latency_budget``) drives it: its "thresh
 *level* in [:data:`LEVEL_BOUNDS`], mapped linearly onto the floor, the highest level to no
 floor (the default path's own choice, least work) and the lowest to the square crop (most
 work), as a higher threshold runs less. Only frames whose cost the floor decides move it
-(:func:`floor_decides`): a whole frame
-(the first, and after a lost person) reads no strip, and whole frames have their own knob and
-controller (``pipeline.whole_budget``); and a tracked frame over the budget whose person needs
-a wider strip than the floor reads that strip whatever the floor is.
+(:func:`floor_decides`): a whole frame (the first, and after a lost person) reads no strip, and
+whole frames have their own knob and controller (``pipeline.whole_budget``); and a tracked frame
+over the budget whose person needs a wider strip than the floor reads that strip whatever the
+floor is.
 """
 
 from __future__ import annotations

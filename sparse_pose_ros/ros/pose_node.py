@@ -55,11 +55,7 @@ from ..pipeline.lift import Intrinsics
 from ..pipeline.preprocess import limit_opencv_threads
 from ..pipeline.smoothing import PoseSmoother, SmoothingConfig
 from ..pipeline.stats import ArrivalRates, RollingStats
-from ..pipeline.strip_budget import (
-    apply_strip_level,
-    floor_decides,
-    strip_budget_config,
-)
+from ..pipeline.strip_budget import apply_strip_level, floor_decides, strip_budget_config
 from ..pipeline.whole_budget import apply_whole_level, whole_budget_config
 from . import convert, middleware
 from .parameters import (
@@ -605,13 +601,12 @@ class PoseNode(Node):
                                  functools.partial(apply_whole_level, estimator))
             elif not estimator.strip_backends:
                 idle = "dense model without strips (crop_input_widths, track_person)"
-            elif not strip_budget.enabled:
-                pass
-            elif floor_decides(result, latency_ms, strip_budget.config.target_latency_ms):
-                control_step(strip_budget, latency_ms, strip_budget.threshold,
-                             functools.partial(apply_strip_level, estimator))
-            else:
-                idle = "the person's width, not the floor, set the strip (over budget)"
+            elif strip_budget.enabled:
+                if floor_decides(result, latency_ms, strip_budget.config.target_latency_ms):
+                    control_step(strip_budget, latency_ms, strip_budget.threshold,
+                                 functools.partial(apply_strip_level, estimator))
+                else:
+                    idle = "the person's width, not the floor, set the strip (over budget)"
         elif result.region_executed:
             idle = "the frame ran a region (region_from_pose / dense_until_found), not the masks"
         else:
