@@ -264,7 +264,9 @@ class PoseAccumulator:
         p3, g3 = np.concatenate(self.pred_3d), np.concatenate(self.gt_3d)
         p2, g2 = np.concatenate(self.pred_2d), np.concatenate(self.gt_2d)
         vis = np.concatenate(self.visible)
-        per_joint_err = joint_errors_3d(p3, g3).mean(axis=0)
+        errors = joint_errors_3d(p3, g3)
+        per_joint_err = errors.mean(axis=0)
+        per_frame = errors.mean(axis=1)
         pck, pck_joint = pck_2d(p2, g2, pck_alpha, visible=vis)
         names = skeleton.JOINT_NAMES if p3.shape[1] == skeleton.NUM_JOINTS else None
         keys = names or tuple(str(i) for i in range(p3.shape[1]))
@@ -272,6 +274,9 @@ class PoseAccumulator:
             "samples": int(len(p3)),
             "mpjpe_mm": mpjpe(p3, g3),
             "pa_mpjpe_mm": pa_mpjpe(p3, g3),
+            # the spread over frames: whether a mean comes from a few lost frames or from all
+            "mpjpe_frame_median_mm": float(np.median(per_frame)),
+            "mpjpe_frame_p90_mm": float(np.percentile(per_frame, 90)),
             f"pck@{pck_alpha:g}": pck,
             "diag_mirror_tolerant_mpjpe_mm": mirror_tolerant_mpjpe(p3, g3),
             "diag_left_right_separation": left_right_separation_ratio(p2, g2),

@@ -108,6 +108,21 @@ def test_accumulator_summary_names_joints() -> None:
     assert set(out["per_joint_mpjpe_mm"]) == set(skeleton.JOINT_NAMES)
 
 
+def test_accumulator_reports_the_spread_of_per_frame_errors() -> None:
+    """Nine exact frames and one 100 mm off at every non-root joint: the mean moves by a
+    tenth of it, the median not at all, the 90th percentile part of the way."""
+    gt = _skeletons(n=10)
+    pred = gt.copy()
+    pred[9, 1:] += np.array([100.0, 0.0, 0.0])
+    acc = metrics.PoseAccumulator()
+    acc.update(pred, gt, gt[..., :2], gt[..., :2])
+    out = acc.summary()
+    off = 100.0 * (skeleton.NUM_JOINTS - 1) / skeleton.NUM_JOINTS  # the root's error is 0
+    assert out["mpjpe_mm"] == pytest.approx(off / 10)
+    assert out["mpjpe_frame_median_mm"] == pytest.approx(0.0)
+    assert out["mpjpe_frame_p90_mm"] == pytest.approx(np.percentile([0.0] * 9 + [off], 90))
+
+
 def test_shape_mismatch_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         metrics.mpjpe(np.zeros((2, 17, 3)), np.zeros((2, 16, 3)))
