@@ -41,6 +41,15 @@ def cpu_supports_bf16() -> bool:
     return "BF16" in caps
 
 
+def session_precision(precision: str, strip: bool, native_bf16: bool) -> str:
+    """The precision one session compiles to: ``precision`` itself, except "bf16_strips", which
+    is "bf16" for a strip session on a CPU with native bf16 and "f32" otherwise (emulated bf16
+    is slower than f32, and bf16 square inputs lose accuracy: ``runtime.options``)."""
+    if precision != "bf16_strips":
+        return precision
+    return "bf16" if strip and native_bf16 else "f32"
+
+
 class OpenVinoBackend(PortableGraphBackend):
     """A portable ONNX graph compiled by OpenVINO's CPU plugin, latency mode, one stream.
 
@@ -50,7 +59,9 @@ class OpenVinoBackend(PortableGraphBackend):
         options: :class:`~sparse_pose_ros.runtime.options.BackendOptions`; here ``device``
             must resolve to "cpu" (OpenVINO's GPU plugin is Intel graphics, not CUDA);
             ``num_threads`` its ``INFERENCE_NUM_THREADS`` (default: OpenVINO's choice).
-        precision: "f32" (default; onnxruntime's numbers), "bf16", "f16" or "auto".
+        precision: "f32" (default; onnxruntime's numbers), "bf16", "f16", "auto" or
+            "bf16_strips" (bf16 if this session is a strip and the CPU has native bf16, else
+            f32: :func:`session_precision`).
         graph: "portable" or "portable_sparse", as for onnxruntime.
     """
 
@@ -74,6 +85,10 @@ class OpenVinoBackend(PortableGraphBackend):
         graph_file = resolve_portable_graph(model_file_path, opts, graph, self.name)
         threads = check_threads(opts.num_threads, "num_threads")
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        width = graph_file.info.input_width  # 0: a square input
+        strip = bool(width) and width < graph_file.info.input_size
+        precision = session_precision(precision, strip,
+                                      precision == "bf16_strips" and cpu_supports_bf16())
         if precision != "auto":
             config["INFERENCE_PRECISION_HINT"] = precision
         if threads is not None:

@@ -206,7 +206,8 @@ def run_loop(
         ms, res = timed_estimate(estimator, f)
         for loop in loops:
             k, ctrl = loop[0], loop[1]
-            if k.counts(res, ms, ctrl.config.target_latency_ms):
+            # a frame read twice (``recheck_ratio``) moves no knob, as in the node
+            if not res.rechecked and k.counts(res, ms, ctrl.config.target_latency_ms):
                 loop[2] = control_step(ctrl, ms, loop[2], k.apply)
         first = loops[0][1]
         row = {"index": f.index, "latency_ms": ms, "threshold": used[0],

@@ -42,6 +42,8 @@ in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one 
   ``--crop-input-widths``) with the node's ``strip_margin`` (``--strip-margin``), whole
   frames at 256; ``_openvino_square``: the same without strips; ``_openvino_192``: the
   previous default, crops at 192 read as strips 96 / 128 / 160 with margin 1.5;
+  ``_openvino_bf16_strips``: the node's path with ``openvino_precision: bf16_strips`` (the
+  strips in bf16 where the CPU has it natively; squares and whole frames f32);
   ``ours_dense_tracking_ort`` / ``_openvino_bf16``: the square crops in onnxruntime / in bf16;
   ``ours_dense_tracking_ort_192`` / ``_own_size``: onnxruntime with crops at 192 / 256;
   ``ours_sparse_tracking``: crop *and* masks;
@@ -191,6 +193,12 @@ def default_contenders() -> list[ContenderSpec]:
                       crop_input_widths=NODE_CROP_INPUT_WIDTHS,
                       label=f"ours dense OpenVINO f32, tracking crop @{NODE_CROP_INPUT_SIZE}, "
                             "strips (the node's: backend auto)"),
+        ContenderSpec("ours_dense_tracking_openvino_bf16_strips", "dense", dense, track=True,
+                      runtime="openvino", precision="bf16_strips",
+                      crop_input_size=NODE_CROP_INPUT_SIZE,
+                      crop_input_widths=NODE_CROP_INPUT_WIDTHS,
+                      label=f"ours dense OpenVINO, tracking crop @{NODE_CROP_INPUT_SIZE}, "
+                            "strips in bf16 (squares and whole frames f32)"),
         ContenderSpec("ours_dense_tracking_openvino_192", "dense", dense, track=True,
                       runtime="openvino", crop_input_size=192, crop_input_widths=(96, 128, 160),
                       strip_margin=1.5,
@@ -215,7 +223,11 @@ def default_contenders() -> list[ContenderSpec]:
 NODE_TRACKING = "ours_dense_tracking_openvino"
 #: Contenders whose crop size follows ``--crop-input-size`` with it (same path, other runtimes).
 CROP_FOLLOWERS = ("ours_dense_tracking_ort", "ours_dense_tracking_openvino_bf16",
-                  "ours_dense_tracking_openvino_square")
+                  "ours_dense_tracking_openvino_square",
+                  "ours_dense_tracking_openvino_bf16_strips")
+#: Contenders whose strips follow ``--crop-input-widths`` / ``--strip-margin`` (the node's path
+#: in another precision).
+STRIP_FOLLOWERS = (NODE_TRACKING, "ours_dense_tracking_openvino_bf16_strips")
 
 
 class Skip(Exception):
@@ -1064,7 +1076,7 @@ def main(args: argparse.Namespace, command: str) -> int:
                  for s in select_contenders(args.contenders, args.checkpoint)]  # fmt: skip
         specs = [dataclasses.replace(s, crop_input_widths=tuple(args.crop_input_widths),
                                      strip_margin=args.strip_margin)
-                 if s.name == NODE_TRACKING else s for s in specs]  # fmt: skip
+                 if s.name in STRIP_FOLLOWERS else s for s in specs]  # fmt: skip
     except ValueError as exc:
         problem = problem or str(exc)
     if problem:

@@ -83,6 +83,7 @@ from ..pipeline.estimator import (
 )
 from ..pipeline.lift import Intrinsics
 from ..pipeline.preprocess import Letterbox, letterbox, mean_fill
+from ..pipeline.recheck import RECHECK_RATIO, recheck_ratio_value
 from ..pipeline.roi import (
     CROP_INPUT_SIZE,
     REGION_EXPAND,
@@ -419,7 +420,7 @@ def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
                         track_person=args.track, region_from_pose=args.track,
                         region_expand=args.region_expand, region_margin=args.region_margin,
                         crop_backend=crop, strip_backends=strips,
-                        strip_margin=args.strip_margin)
+                        strip_margin=args.strip_margin, recheck_ratio=args.recheck_ratio)
     gated = [int(i) for i in backend.geometry.gated_indices] if backend.info.gated else []
     meta = read_metadata(path)
     smoothing = SmoothingConfig(args.smooth_min_cutoff, args.smooth_beta)
@@ -506,6 +507,7 @@ def _empty_model_arrays(n: int, blocks: int) -> dict[str, np.ndarray]:
         "density": np.full(n, np.nan),
         "macs_vs_whole": np.full(n, np.nan),
         "strip": np.zeros(n, bool),
+        "rechecked": np.zeros(n, bool),
         "mask_counts": np.zeros((n, blocks, 4), np.int64),
         "ms_total": np.full(n, np.nan),
         "ms_inference": np.full(n, np.nan),
@@ -603,6 +605,8 @@ def model_metrics(ref: dict[str, np.ndarray], ours: dict[str, np.ndarray],
     }  # fmt: skip
     out["strip_share"] = float(ours["strip"].mean()) if len(det) else float("nan")
     out["tracking_crop_share"] = float(ours["cropped"].mean()) if len(det) else float("nan")
+    # frames read whole as well after the crop's confidence fell (recheck_ratio)
+    out["recheck_share"] = float(ours["rechecked"].mean()) if len(det) else float("nan")
     # frames whose gated blocks ran the previous pose's region (not the masks' own decision)
     out["region_from_pose_share"] = (float(ours["region"].mean()) if len(det)
                                      else float("nan"))  # fmt: skip
@@ -689,6 +693,7 @@ def run_source(sid: str, ls: LabelSet, models: list[Model], movenet: MoveNetRefe
             # the backbone's work against one whole-frame pass of the model's own input size
             a["macs_vs_whole"][k] = r.density * r.input_area(m.estimator.backend.info.input_size)
             a["strip"][k] = r.input_hw[0] != r.input_hw[1]
+            a["rechecked"][k] = r.rechecked
             a["region"][k] = r.region_from_pose
             a["ms_total"][k] = r.timings_ms["total"]
             a["ms_inference"][k] = r.timings_ms["inference"]
@@ -781,6 +786,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                       "region_margin": args.region_margin,
                       "crop_input_widths": list(args.crop_input_widths),
                       "strip_margin": args.strip_margin,
+                      "recheck_ratio": args.recheck_ratio if args.track else None,
                       "smoothing": ({"min_cutoff_hz": args.smooth_min_cutoff,
                                      "beta": args.smooth_beta,
                                      "clock": "frame index / the clip's fps"}
@@ -941,6 +947,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="with --track: growth of the previous joint box into the region")
     p.add_argument("--region-margin", type=int, default=REGION_MARGIN,
                    help="with --track: 16-px cells added around the grown box")
+    p.add_argument("--recheck-ratio", type=float, default=RECHECK_RATIO,
+                   help="with --track: a tracked frame below this x the track's running "
+                        "confidence is read whole as well (the node's recheck_ratio; 0 = off)")
     p.add_argument("--smooth-min-cutoff", type=float, default=0.0,
                    help="One Euro smoothing of each clip's 3D joints, cutoff at rest in Hz "
                         "(the node's smoothing_min_cutoff_hz; 0 = off)")
@@ -963,6 +972,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     try:  # the estimator's own rule, so the run fails here and not after loading models
         region_expand_value(args.region_expand)
         region_margin_value(args.region_margin)
+        recheck_ratio_value(args.recheck_ratio)
         SmoothingConfig(args.smooth_min_cutoff, args.smooth_beta)
         for size in (args.input_size, args.crop_input_size):
             if size:
@@ -973,7 +983,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if args.crop_input_widths and not args.track:
             raise ValueError("--crop-input-widths needs --track")
     except ValueError as exc:
-        p.error(f"--region-expand / --region-margin / --smooth-* / --input-size / "
+        p.error(f"--region-expand / --region-margin / --recheck-ratio / --smooth-* / "
+                f"--input-size / "
                 f"--crop-input-widths / --strip-margin: {exc}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args

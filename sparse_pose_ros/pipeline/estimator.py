@@ -19,6 +19,13 @@ from .. import skeleton
 from ..backends.base import Backend, InferenceResult, ModelInfo
 from .lift import Intrinsics, lift
 from .preprocess import Letterbox, crop_window, letterbox, mean_fill, normalise
+from .recheck import (
+    RECHECK_MIN_IOU,
+    RECHECK_RATIO,
+    TrackConfidence,
+    joint_box_iou,
+    recheck_ratio_value,
+)
 from .roi import (
     REGION_EXPAND,
     REGION_MARGIN,
@@ -61,6 +68,10 @@ class PoseResult:
         strip_floor_bound: a narrower strip would have held the person but was below
             :attr:`PoseEstimator.strip_floor`: the floor, not the person's width, set this
             frame's input (what tells the budget whether lowering the floor would help).
+        rechecked: the tracking crop's answer fell below ``recheck_ratio`` × the track's
+            running confidence, so the frame was also read whole (``pipeline.recheck``);
+            ``roi`` is None when the whole frame's answer was taken. ``timings_ms`` then add
+            up both reads.
     """
 
     joints_px: np.ndarray
@@ -79,6 +90,7 @@ class PoseResult:
     region_executed: bool = False
     input_hw: tuple[int, int] = (0, 0)
     strip_floor_bound: bool = False
+    rechecked: bool = False
 
     def input_area(self, whole_size: int) -> float:
         """The input this frame's network read over one ``whole_size`` square (the whole
@@ -273,6 +285,11 @@ class PoseEstimator:
             the 192 × 192 square at the same resolution on the person.
         strip_margin: how much wider than the person's joint box a strip must be
             (``RoiConfig.strip_margin``); None keeps ``roi``'s.
+        recheck_ratio: with ``track_person``, a tracked frame whose mean confidence falls
+            below this × the track's running confidence is read whole as well, and the whole
+            frame's answer is kept when it is more confident and the same person
+            (``pipeline.recheck``: a skeleton gone wrong cuts a wrong crop, which can hold the
+            loop for many frames); 0 = never.
         whole_backends: the same model at smaller square sizes for whole frames (the first
             frame, and every frame after one that found nobody), read instead of ``backend``
             when :attr:`whole_cap` asks for less — the latency budget's knob on whole frames
@@ -295,6 +312,7 @@ class PoseEstimator:
         strip_backends: Sequence[Backend] = (),
         strip_margin: float | None = None,
         whole_backends: Sequence[Backend] = (),
+        recheck_ratio: float = RECHECK_RATIO,
     ) -> None:
         if tuple(backend.info.joint_names) != tuple(skeleton.JOINT_NAMES):
             raise ValueError(
@@ -327,6 +345,7 @@ class PoseEstimator:
         self.region_margin = region_margin
         # unknown: a backend may hold another user's region; its first frame clears it
         self._region_set: dict[int, bool] = {}
+        self._track = TrackConfidence(recheck_ratio)
 
     @property
     def backends(self) -> tuple[Backend, ...]:
@@ -400,9 +419,18 @@ class PoseEstimator:
         fits = [b for b in self.whole_backends if b.info.input_size <= cap]
         return fits[-1] if fits else self.whole_backends[0]
 
+    @property
+    def recheck_ratio(self) -> float:
+        return self._track.ratio
+
+    @recheck_ratio.setter
+    def recheck_ratio(self, value: float) -> None:
+        self._track.ratio = recheck_ratio_value(value)
+
     def reset_tracking(self) -> None:
         """Forget the tracked person: the next frame is read whole."""
         self._previous = None
+        self._track.reset()
 
     def _input_box(self, rgb: np.ndarray
                    ) -> tuple[np.ndarray, Letterbox, Backend, bool, bool]:  # fmt: skip
@@ -444,7 +472,6 @@ class PoseEstimator:
 
         ``intrinsics`` must describe this image's size; ``None`` uses the nominal field of view.
         """
-        t0 = time.perf_counter()
         h, w = rgb.shape[:2]
         if intrinsics is None:
             intrinsics = Intrinsics.nominal(w, h, self.nominal_hfov_deg)
@@ -452,6 +479,33 @@ class PoseEstimator:
             raise ValueError(
                 f"intrinsics are for {intrinsics.width}x{intrinsics.height}, image is {w}x{h}"
             )
+        result = self._read(rgb, intrinsics)
+        tracked = result.roi is not None
+        if self._track.due(result.mean_confidence, tracked):
+            result = self._recheck(rgb, intrinsics, result)
+        self._track.update(result.mean_confidence, result.person_found, result.roi is not None)
+        return result
+
+    def _recheck(self, rgb: np.ndarray, intrinsics: Intrinsics,
+                 tracked: PoseResult) -> PoseResult:
+        """Read the frame whole as well; keep the whole frame's answer when it is more
+        confident and the same person, else the crop's (and its track)."""
+        kept = self._previous
+        self._previous = None
+        whole = self._read(rgb, intrinsics)
+        take = (whole.person_found and whole.mean_confidence > tracked.mean_confidence
+                and joint_box_iou(tracked.joints_px, whole.joints_px) >= RECHECK_MIN_IOU)
+        if not take:
+            self._previous = kept
+        chosen = whole if take else tracked
+        timings = {k: tracked.timings_ms.get(k, 0.0) + whole.timings_ms.get(k, 0.0)
+                   for k in tracked.timings_ms}  # fmt: skip
+        return dataclasses.replace(chosen, rechecked=True, timings_ms=timings)
+
+    def _read(self, rgb: np.ndarray, intrinsics: Intrinsics) -> PoseResult:
+        """One pass: the crop or the whole frame, as :meth:`_input_box` decides."""
+        t0 = time.perf_counter()
+        h, w = rgb.shape[:2]
         canvas, box, net, cropped, floor_bound = self._input_box(rgb)
         info = net.info
         region, region_executed = self._region(net, box, (w, h))

@@ -18,6 +18,7 @@ from rcl_interfaces.msg import ParameterType as PT
 
 from ..backends.base import BACKEND_NAMES
 from ..control.latency_budget import BudgetConfig
+from ..pipeline.recheck import RECHECK_RATIO, RECHECK_RATIO_RANGE
 from ..pipeline.roi import (
     CROP_INPUT_SIZE,
     CROP_INPUT_WIDTHS,
@@ -285,6 +286,18 @@ PARAMS: tuple[ParamSpec, ...] = (
         float_range=(float(STRIP_MARGIN_RANGE[0]), float(STRIP_MARGIN_RANGE[1])),
     ),
     ParamSpec(
+        "recheck_ratio", RECHECK_RATIO,
+        "With track_person: a tracked frame whose mean joint confidence falls below this times "
+        "the track's running confidence is read whole as well, and the whole frame's answer is "
+        "kept when it is more confident and the same person (joint boxes overlapping). Why: a "
+        "skeleton gone wrong cuts a wrong crop, which held the held-out Pose2Sim trial's loop "
+        "on a wrong pose for 20 frames. It re-read 1-2 % of the frames there and on the "
+        "training videos (each re-read costs a whole-frame pass; diagnostics key rechecks). "
+        "0 = never.",
+        f"[{RECHECK_RATIO_RANGE[0]:g}, {RECHECK_RATIO_RANGE[1]:g}]",
+        float_range=(float(RECHECK_RATIO_RANGE[0]), float(RECHECK_RATIO_RANGE[1])),
+    ),
+    ParamSpec(
         "num_threads", 0,
         "CPU threads of the inference backend (sparse-cpu worker pool, ONNX Runtime intra-op, "
         "torch intra-op); 0 = the backend's default (sparse-cpu: 1, which was faster on cores "
@@ -453,7 +466,7 @@ TENSORRT_OPTIONS = ("engine_file_path", "custom_plugin_lib", "force_engine_updat
 #: Parameters that are PoseEstimator arguments and attributes of the same name: the node builds
 #: the estimator with them and sets them on the running one when they change (no reload).
 ESTIMATOR_PARAMS = ("confidence_threshold", "track_person", "region_from_pose", "dense_until_found",
-                    "region_expand", "region_margin", "strip_margin")
+                    "region_expand", "region_margin", "strip_margin", "recheck_ratio")
 
 
 def check(name: str, value: Any) -> str | None:

@@ -589,7 +589,10 @@ class PoseNode(Node):
         # winding the threshold to a bound that changes nothing.
         idle: str | None = None
         acting = budget  # the controller this frame's latency belongs to (for /diagnostics)
-        if not backend.info.gated:
+        if result.rechecked:
+            # two reads of one frame: its latency is no knob's doing, so no controller moves
+            idle = "the frame was read twice (recheck_ratio)"
+        elif not backend.info.gated:
             acting = whole_budget if result.roi is None else strip_budget
             # a dense model's knobs: a floor under the strip width, which only a tracked crop
             # reads, and the whole frame's size, which only a whole frame reads
@@ -618,6 +621,7 @@ class PoseNode(Node):
             self._counts["processed"] += 1
             self._counts["persons"] += int(result.person_found)
             self._counts["tracked"] += int(result.roi is not None)
+            self._counts["rechecks"] += int(result.rechecked)
             self._last_intrinsics_source = result.intrinsics_source
 
     def _publish(self, header: Header, rgb: np.ndarray, result: PoseResult) -> None:
@@ -706,6 +710,9 @@ class PoseNode(Node):
                           if self._p("smoothing_min_cutoff_hz") > 0 else "off"),
             "head_gating": self._p("head_gating"),
             "frames_tracked": counts.get("tracked", 0),
+            # tracked frames read whole as well after a fall in confidence (recheck_ratio)
+            "rechecks": counts.get("rechecks", 0),
+            "recheck_ratio": self._p("recheck_ratio"),
             "camera_info_invalid": counts.get("camera_info_invalid", 0),
             "camera_info_mismatch": counts.get("camera_info_mismatch", 0),
             "inference_errors": counts.get("inference_error", 0),

@@ -14,6 +14,7 @@ ov = pytest.importorskip("openvino", reason="openvino is not installed (./run in
 from sparse_pose_ros.backends.openvino_backend import (  # noqa: E402
     OpenVinoBackend,
     cpu_supports_bf16,
+    session_precision,
 )
 
 
@@ -106,6 +107,49 @@ def test_bf16_is_what_it_says(dense_checkpoint: Path, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", _BF16_CHILD, str(dense_checkpoint),
                            str(tmp_path)], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0 and "BF16_OK" in done.stdout, done.stderr[-2000:]
+
+
+def test_bf16_strips_names_bf16_only_for_a_strip_on_native_bf16() -> None:
+    """The rule of ``bf16_strips``: bf16 needs a strip *and* native bf16; every other
+    precision is passed through unchanged."""
+    assert session_precision("bf16_strips", strip=True, native_bf16=True) == "bf16"
+    assert session_precision("bf16_strips", strip=False, native_bf16=True) == "f32"
+    assert session_precision("bf16_strips", strip=True, native_bf16=False) == "f32"
+    for other in ("f32", "bf16", "f16", "auto"):
+        assert session_precision(other, strip=True, native_bf16=False) == other
+        assert session_precision(other, strip=False, native_bf16=True) == other
+
+
+#: Child process, as above: a strip and a square session of one model under "bf16_strips".
+_BF16_STRIPS_CHILD = """
+import sys, numpy as np
+from sparse_pose_ros.backends.openvino_backend import OpenVinoBackend
+path, cache = sys.argv[1], sys.argv[2]
+kw = dict(device="cpu", cache_dir=cache, input_size=64)
+square = OpenVinoBackend(path, precision="bf16_strips", **kw)
+strip = OpenVinoBackend(path, precision="bf16_strips", input_width=32, **kw)
+strip_f32 = OpenVinoBackend(path, input_width=32, **kw)
+assert square.precision == "f32", square.precision
+assert strip.precision == "bf16", strip.precision
+x = np.random.default_rng(3).standard_normal((1, 3, 64, 32)).astype(np.float32)
+a, b = strip_f32.infer(x), strip.infer(x)
+assert np.all(np.isfinite(b.joints))
+assert not np.array_equal(a.heatmaps, b.heatmaps), "the bf16 strip gave f32's numbers"
+print("BF16_STRIPS_OK")
+"""
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bf16 (AMX / "
+                    "AVX512-BF16): bf16_strips compiles every session to f32 here")  # fmt: skip
+def test_bf16_strips_compiles_strips_to_bf16_and_squares_to_f32(
+    dense_checkpoint: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _BF16_STRIPS_CHILD, str(dense_checkpoint),
+                           str(tmp_path)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0 and "BF16_STRIPS_OK" in done.stdout, done.stderr[-2000:]
 
 
 def test_auto_prefers_openvino_on_the_cpu_and_passes_precision_only_to_it(

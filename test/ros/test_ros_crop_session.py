@@ -208,10 +208,30 @@ def test_a_budget_moves_a_dense_models_strip_floor(make_node, dense_tiny):
 
 def test_a_dense_model_without_strips_leaves_the_budget_inactive(make_node, dense_tiny):
     node = make_node(model_file_path=str(dense_tiny), track_person=True,
-                     confidence_threshold=0.0, crop_input_widths=[0], target_latency_ms=0.01)
+                     confidence_threshold=0.0, crop_input_widths=[0], target_latency_ms=0.01,
+                     recheck_ratio=0.0)  # an untrained crop's confidence may fall: no re-read
     _ready(node)
     values = _frames(node, 3)
     assert values["latency_budget"].startswith("inactive: dense model without strips"), values
+
+
+def test_a_fall_in_confidence_is_read_twice_counted_and_left_out_of_the_budget(
+    make_node, dense_tiny
+):
+    """recheck_ratio: a tracked frame below the track's level is read whole as well; the node
+    counts it and no budget controller moves on its (two reads') latency."""
+    node = make_node(model_file_path=str(dense_tiny), track_person=True,
+                     confidence_threshold=0.0, crop_input_widths=[0], target_latency_ms=0.01)
+    _ready(node)
+    values = _frames(node, 1)  # a whole frame: the track starts
+    assert values["rechecks"] == 0 and values["recheck_ratio"] == 0.75
+    node._estimator._track.level = 1e9  # any tracked confidence is now a fall
+    values = _frames(node, 1)
+    assert values["rechecks"] == 1, values
+    assert values["latency_budget"] == "inactive: the frame was read twice (recheck_ratio)"
+    node._estimator.recheck_ratio = 0.0
+    node._estimator._track.level = 1e9
+    assert _frames(node, 1)["rechecks"] == 1  # off: not read again
 
 
 def test_a_budget_shrinks_a_dense_models_whole_frames(make_node, dense_tiny):

@@ -49,6 +49,8 @@ REJECTED = [
     ("region_expand", 3.5, "out of range"),
     ("region_margin", 5, "out of range"),
     ("strip_margin", 0.9, "out of range"),
+    ("recheck_ratio", -0.1, "out of range"),
+    ("recheck_ratio", 1.0, "out of range"),
     ("smoothing_min_cutoff_hz", -1.0, "out of range"),
     ("smoothing_beta", 101.0, "out of range"),
     ("custom_plugin_lib", "/nonexistent/libplugin.so", "file not found"),
@@ -79,6 +81,7 @@ def test_valid_values_are_applied(pose_node):
         Parameter("region_expand", value=1.6),
         Parameter("region_margin", value=2),
         Parameter("strip_margin", value=1.3),
+        Parameter("recheck_ratio", value=0.5),
         Parameter("smoothing_min_cutoff_hz", value=5.0),
         Parameter("smoothing_beta", value=0.5),
     ])
@@ -89,6 +92,7 @@ def test_valid_values_are_applied(pose_node):
     assert values["target_latency_ms"] == 20.0
     assert (values["region_expand"], values["region_margin"]) == (1.6, 2)
     assert values["strip_margin"] == 1.3
+    assert values["recheck_ratio"] == 0.5 and values["rechecks"] == 0
     assert values["smoothing"] == "5 Hz, beta 0.5"
     cfg = pose_node._smoother.config  # the worker's next frame uses a filter with these
     assert (cfg.min_cutoff_hz, cfg.beta) == (5.0, 0.5)
@@ -100,6 +104,7 @@ def test_valid_values_are_applied(pose_node):
         assert pose_node._estimator.region_margin == 2
         assert pose_node._estimator.strip_margin == 1.3
         assert pose_node._estimator.roi.strip_margin == 1.3  # the rule strip_fits reads
+        assert pose_node._estimator.recheck_ratio == 0.5
 
 
 def test_every_parameter_has_a_description(pose_node):
