@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from ..pipeline.whole_budget import WHOLE_FRAME_SIZES
+from ..runtime.options import OPENVINO_PRECISION_DEFAULT, OPENVINO_PRECISIONS
 from .budget_common import (
     LOG,
     REFERENCE_THRESHOLD,
@@ -132,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "openvino (f32; the node's CPU default for a dense checkpoint)")
     common.add_argument("--graph", default="portable_sparse",
                         help="ONNX graph kind for onnxruntime (portable_sparse | portable)")
+    common.add_argument("--precision", choices=OPENVINO_PRECISIONS,
+                        default=OPENVINO_PRECISION_DEFAULT,
+                        help="with --backend openvino: its precision (default: the node's)")
     common.add_argument("--threads", type=int, default=2)
     common.add_argument("--warmup", type=int, default=5, help="warm-up frames per threshold")
     common.add_argument("--cache-dir", default=None, help="ONNX export cache (backend default)")

@@ -51,7 +51,8 @@ def result_header(
         "model_hash": info.model_hash,
         "input_size": info.input_size,
         "backend": {"name": args.backend, "graph": args.graph if args.backend == "onnxruntime"
-                    else None, "device": "cpu"},
+                    else None, "device": "cpu", **({"precision": runtime_options(args)["precision"]}
+                                                   if args.backend == "openvino" else {})},
     }
 
 
@@ -79,8 +80,19 @@ def make_backend(args: argparse.Namespace, checkpoint: str) -> Any:
 
     options = BackendOptions(device="cpu", num_threads=args.threads,
                              cache_dir=args.cache_dir or None)  # fmt: skip
-    own = {"graph": args.graph} if args.backend == "onnxruntime" else {}
-    return create_backend(args.backend, checkpoint, options=options, **own)
+    return create_backend(args.backend, checkpoint, options=options, **runtime_options(args))
+
+
+def runtime_options(args: argparse.Namespace, graph: str | None = None) -> dict[str, Any]:
+    """The backend's own options: ONNX Runtime's graph (``graph`` or ``args.graph``),
+    OpenVINO's precision (``args.precision``, the node's default when the namespace has none)."""
+    if args.backend == "onnxruntime":
+        return {"graph": graph or args.graph}
+    if args.backend == "openvino":
+        from ..runtime.options import OPENVINO_PRECISION_DEFAULT
+
+        return {"precision": getattr(args, "precision", OPENVINO_PRECISION_DEFAULT)}
+    return {}
 
 
 def threshold_estimator(backend: Any) -> Any:

@@ -26,6 +26,7 @@ from .budget_common import (
     make_backend,
     open_heldout,
     result_header,
+    runtime_options,
     threshold_estimator,
     timed_estimate,
 )
@@ -237,7 +238,7 @@ def strip_estimator(args: argparse.Namespace) -> Any:
     )
     from ..pipeline.roi import CROP_INPUT_SIZE, CROP_INPUT_WIDTHS
 
-    own = {"graph": "portable"} if args.backend == "onnxruntime" else {}
+    own = runtime_options(args, graph="portable")
 
     def open_at(size: int | None, width: int | None) -> Any:
         return create_backend(args.backend, args.checkpoint, device="cpu",

@@ -34,19 +34,18 @@ in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one 
   torch path ``evaluation.real_heldout`` scores MoveNet with), mapped to our joints;
 * ``ours_dense_openvino`` / ``_bf16``: the dense checkpoint's same portable graph in the
   ``openvino`` backend at f32 (onnxruntime's numbers) and bf16 (AMX; other numbers);
-* ``ours_dense_tracking_openvino``: the node's default path (``backend: auto`` on the CPU picks
-  openvino for the dense model) and tracking crop (``PoseEstimator(track_person=True)``): the
-  dense network on the person's crop once a frame found someone, the crops read at the node's
-  ``crop_input_size`` (224; ``--crop-input-size``) by a second session, or through the
-  narrowest of its ``crop_input_widths`` strips that holds the person (64 to 192;
-  ``--crop-input-widths``) with the node's ``strip_margin`` (``--strip-margin``), whole
-  frames at 256; ``_openvino_square``: the same without strips; ``_openvino_192``: the
-  previous default, crops at 192 read as strips 96 / 128 / 160 with margin 1.5;
-  ``_openvino_bf16_strips``: the node's path with ``openvino_precision: bf16_strips`` (the
-  strips in bf16 where the CPU has it natively; squares and whole frames f32);
-  ``ours_dense_tracking_ort`` / ``_openvino_bf16``: the square crops in onnxruntime / in bf16;
-  ``ours_dense_tracking_ort_192`` / ``_own_size``: onnxruntime with crops at 192 / 256;
-  ``ours_sparse_tracking``: crop *and* masks;
+* ``ours_dense_tracking_openvino``: the node's default path in f32 (``backend: auto`` on the CPU
+  picks openvino for the dense model) and tracking crop (``PoseEstimator(track_person=True)``):
+  the dense network on the person's crop once a frame found someone, the crops read at the node's
+  ``crop_input_size`` (224; ``--crop-input-size``) by a second session, or through the narrowest
+  of its ``crop_input_widths`` strips that holds the person (64 to 192; ``--crop-input-widths``)
+  with the node's ``strip_margin`` (``--strip-margin``), whole frames at 256;
+  ``_openvino_square``: the same without strips; ``_openvino_192``: the previous default, crops at
+  192 read as strips 96 / 128 / 160 with margin 1.5; ``_openvino_bf16_strips``: the same with the
+  node's ``openvino_precision`` default, ``bf16_strips`` (the strips in bf16 where the CPU has it
+  natively; squares and whole frames f32); ``ours_dense_tracking_ort`` / ``_openvino_bf16``: the
+  square crops in onnxruntime / in bf16; ``ours_dense_tracking_ort_192`` / ``_own_size``:
+  onnxruntime with crops at 192 / 256; ``ours_sparse_tracking``: crop *and* masks;
 * ``blazepose_full``: MediaPipe BlazePose Full in its own venv (``teachers.peer``), static-image
   mode (detector + landmarks every frame) on lossless PNGs of the same pixels, pinned to as many
   cores as the thread count (CPU affinity: mediapipe picks its own thread count);
@@ -192,13 +191,14 @@ def default_contenders() -> list[ContenderSpec]:
                       runtime="openvino", crop_input_size=NODE_CROP_INPUT_SIZE,
                       crop_input_widths=NODE_CROP_INPUT_WIDTHS,
                       label=f"ours dense OpenVINO f32, tracking crop @{NODE_CROP_INPUT_SIZE}, "
-                            "strips (the node's: backend auto)"),
+                            "strips (the node's path in f32)"),
         ContenderSpec("ours_dense_tracking_openvino_bf16_strips", "dense", dense, track=True,
                       runtime="openvino", precision="bf16_strips",
                       crop_input_size=NODE_CROP_INPUT_SIZE,
                       crop_input_widths=NODE_CROP_INPUT_WIDTHS,
                       label=f"ours dense OpenVINO, tracking crop @{NODE_CROP_INPUT_SIZE}, "
-                            "strips in bf16 (squares and whole frames f32)"),
+                            "strips in bf16, squares and whole frames f32 (the node's default: "
+                            "backend auto, openvino_precision bf16_strips)"),
         ContenderSpec("ours_dense_tracking_openvino_192", "dense", dense, track=True,
                       runtime="openvino", crop_input_size=192, crop_input_widths=(96, 128, 160),
                       strip_margin=1.5,
@@ -219,7 +219,8 @@ def default_contenders() -> list[ContenderSpec]:
     ]  # fmt: skip
 
 
-#: The contender that runs the node's default path (its crop size follows ``--crop-input-size``).
+#: The contender that runs the node's default path in f32 (its crop size follows
+#: ``--crop-input-size``); the node's precision (``bf16_strips``) is its ``_bf16_strips`` twin.
 NODE_TRACKING = "ours_dense_tracking_openvino"
 #: Contenders whose crop size follows ``--crop-input-size`` with it (same path, other runtimes).
 CROP_FOLLOWERS = ("ours_dense_tracking_ort", "ours_dense_tracking_openvino_bf16",

@@ -34,6 +34,7 @@ from ..pipeline.whole_budget import WHOLE_FRAME_SIZES
 from ..runtime.options import (
     HEAD_GATING_NODE,
     INPUT_SIZE_MULTIPLE,
+    OPENVINO_PRECISION_DEFAULT,
     OPENVINO_PRECISIONS,
     check_device,
     check_probability,
@@ -315,13 +316,16 @@ PARAMS: tuple[ParamSpec, ...] = (
         reload=True,
     ),
     ParamSpec(
-        "openvino_precision", "f32",
-        "openvino backend (auto's CPU choice for a dense model): inference precision. f32 gives "
-        "onnxruntime's numbers; bf16 (native on CPUs with AMX / AVX512-BF16) runs the crop "
-        "network in ~0.6x f32's time but scored PCK@0.1 0.865 / MPJPE 118 mm on the held-out "
-        "real frames against f32's 0.900 / 75 mm (square crops at 192), so f32 by default; auto = "
-        "OpenVINO's choice "
-        "(bf16 where native). Other backends ignore it.",
+        "openvino_precision", OPENVINO_PRECISION_DEFAULT,
+        "openvino backend (auto's CPU choice for a dense model): inference precision. "
+        "bf16_strips (default): the tracking strips in bf16 where the CPU has it natively (AMX / "
+        "AVX512-BF16), square crops and whole frames in f32, everything f32 elsewhere; on the "
+        "held-out real frames it matched f32 (PCK@0.1 0.902 vs 0.905, MPJPE 70.0 vs 69.8 mm) "
+        "with the network at 0.55-0.72x f32's time, as long as recheck_ratio is on (without it "
+        "the bf16 strips locked onto a wrong pose in 4 of 8 clip starts). f32 gives "
+        "onnxruntime's numbers; bf16 everywhere is faster on whole frames but bf16 square crops "
+        "lost accuracy (0.890 / 103 mm vs 0.911 / 64 mm); auto = OpenVINO's choice (bf16 where "
+        "native). Other backends ignore it.",
         "one of " + ", ".join(OPENVINO_PRECISIONS), validate=_choice(OPENVINO_PRECISIONS),
         reload=True,
     ),

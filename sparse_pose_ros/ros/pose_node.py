@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,16 @@ def training_note(info: ModelInfo) -> str:
              if isinstance(v, int | float | bool) or (isinstance(v, str) and len(v) <= 60)]
     return f"checkpoint {path} has a training record: {', '.join(short)[:300]}"
 
+
+
+def _precision(backend: Backend | None, strips: Sequence[Backend]) -> str:
+    """What the whole-frame session compiled to (OpenVINO) or was built for (TensorRT), f32 for
+    the others; with ``bf16_strips`` the strips' too, where they differ ("f32, strips bf16")."""
+    if backend is None:
+        return ""
+    own = getattr(backend, "precision", "f32")
+    other = sorted({getattr(s, "precision", "f32") for s in strips} - {own})
+    return f"{own}, strips {'/'.join(other)}" if other else own
 
 class PoseNode(Node):
     """See the module docstring. Parameters: ``ros.parameters.PARAMS``."""
@@ -670,7 +681,7 @@ class PoseNode(Node):
             "num_threads": self._p("num_threads"),
             "spin_wait": self._p("spin_wait"),
             # the precision OpenVINO compiled to or TensorRT built for (README: openvino_precision)
-            "precision": getattr(backend, "precision", "f32" if backend else ""),
+            "precision": _precision(backend, estimator.strip_backends if estimator else ()),
             "mask_threshold": self._p("mask_threshold"),
             "mask_threshold_active": round(self._threshold, 4),
             "latency_budget": budget_status(acting or (
