@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ONNX graph kind for onnxruntime (portable_sparse | portable)")
     common.add_argument("--precision", choices=OPENVINO_PRECISIONS,
                         default=OPENVINO_PRECISION_DEFAULT,
-                        help="with --backend openvino: its precision (default: the node's)")
+                        help="with --backend openvino: its precision (default: the node's; "
+                             "bf16_strips runs f32 under a budget, as in the node)")
     common.add_argument("--threads", type=int, default=2)
     common.add_argument("--warmup", type=int, default=5, help="warm-up frames per threshold")
     common.add_argument("--cache-dir", default=None, help="ONNX export cache (backend default)")

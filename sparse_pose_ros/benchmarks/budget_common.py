@@ -88,10 +88,11 @@ def runtime_options(args: argparse.Namespace, graph: str | None = None) -> dict[
     OpenVINO's precision (``args.precision``, the node's default when the namespace has none)."""
     if args.backend == "onnxruntime":
         return {"graph": graph or args.graph}
-    if args.backend == "openvino":
-        from ..runtime.options import OPENVINO_PRECISION_DEFAULT
+    if args.backend == "openvino":  # as the node sets it while its budget is on
+        from ..runtime.options import OPENVINO_PRECISION_DEFAULT, precision_under_budget
 
-        return {"precision": getattr(args, "precision", OPENVINO_PRECISION_DEFAULT)}
+        asked = getattr(args, "precision", OPENVINO_PRECISION_DEFAULT)
+        return {"precision": precision_under_budget(asked, budget_on=True)}
     return {}
 
 

@@ -325,7 +325,8 @@ PARAMS: tuple[ParamSpec, ...] = (
         "the bf16 strips locked onto a wrong pose in 4 of 8 clip starts). f32 gives "
         "onnxruntime's numbers; bf16 everywhere is faster on whole frames but bf16 square crops "
         "lost accuracy (0.890 / 103 mm vs 0.911 / 64 mm); auto = OpenVINO's choice (bf16 where "
-        "native). Other backends ignore it.",
+        "native). While target_latency_ms > 0, bf16_strips runs f32 (the budget's ladder needs "
+        "evenly spaced costs). Other backends ignore it.",
         "one of " + ", ".join(OPENVINO_PRECISIONS), validate=_choice(OPENVINO_PRECISIONS),
         reload=True,
     ),

@@ -58,6 +58,7 @@ from ..pipeline.smoothing import PoseSmoother, SmoothingConfig
 from ..pipeline.stats import ArrivalRates, RollingStats
 from ..pipeline.strip_budget import apply_strip_level, floor_decides, strip_budget_config
 from ..pipeline.whole_budget import apply_whole_level, whole_budget_config
+from ..runtime.options import precision_under_budget
 from . import convert, middleware
 from .parameters import (
     ESTIMATOR_PARAMS,
@@ -170,6 +171,8 @@ class PoseNode(Node):
         self._model_state = "loading"
         self._model_error = ""
         self._trained = False
+        # the OpenVINO precision the loaded sessions were given (None: a backend without one)
+        self._loaded_precision: str | None = None
         self._last_intrinsics_source = "none"
         self._budget = self._make_budget()
         self._threshold = float(self._p("mask_threshold"))
@@ -265,6 +268,9 @@ class PoseNode(Node):
                 if self._whole_sessions_missing():  # a budget turned on: open them
                     self._reload = True
                     self._model_state = "loading"
+                if self._loaded_precision not in (None, self._openvino_precision()):
+                    self._reload = True  # bf16_strips runs f32 under a budget: reopen
+                    self._model_state = "loading"
             if names & {"smoothing_min_cutoff_hz", "smoothing_beta", "track_person"}:
                 self._smoother = self._make_smoother()
         estimator = self._estimator
@@ -282,6 +288,12 @@ class PoseNode(Node):
             self._diag_timer = self.create_timer(
                 self._p("diagnostics_period_sec"), self._publish_diagnostics
             )
+
+    def _openvino_precision(self) -> str:
+        """``openvino_precision`` as the sessions get it: bf16_strips runs f32 while a latency
+        budget is on (``runtime.options.precision_under_budget``)."""
+        return precision_under_budget(self._p("openvino_precision"),
+                                      float(self._p("target_latency_ms")) > 0)
 
     def _make_budget(self) -> LatencyBudgetController:
         """A fresh controller for the current target, starting from ``mask_threshold``.
@@ -495,7 +507,7 @@ class PoseNode(Node):
         if name == "tensorrt":  # empty path parameters mean "backend default" (None)
             own = {k: (self._p(k) if self._p(k) != "" else None) for k in TENSORRT_OPTIONS}
         elif name in ("openvino", "auto"):  # auto hands it only to a backend that takes it
-            own = {"precision": self._p("openvino_precision")}
+            own = {"precision": self._openvino_precision()}
         try:
             options = BackendOptions(  # 0 = the model's / the backend's own choice
                 device=self._p("device"),
@@ -539,6 +551,7 @@ class PoseNode(Node):
             self._backend, self._estimator = backend, estimator
             self._smoother = self._make_smoother()  # a new model: nothing to smooth from
             self._model_state, self._model_error, self._trained = "ready", "", trained
+            self._loaded_precision = own.get("precision")
             self._threshold_dirty = False
 
     def _process(self, frame: _Frame) -> None:

@@ -67,6 +67,16 @@ OPENVINO_PRECISIONS: tuple[str, ...] = ("f32", "bf16", "f16", "auto", "bf16_stri
 #: 0.902 vs 0.905, 70.0 vs 69.8 mm; over eight start offsets 75.1 vs 75.1 mm) at 0.55-0.72x
 #: the network's time; without the re-check they locked onto a wrong pose in 4 of 8 starts.
 OPENVINO_PRECISION_DEFAULT = "bf16_strips"
+
+
+def precision_under_budget(precision: str, budget_on: bool) -> str:
+    """The OpenVINO precision the node's sessions get: ``precision``, except "bf16_strips"
+    while a latency budget is on, which runs everything in f32. Why: the budget steps through
+    the strips' widths up to the square, and needs those costs evenly spaced; bf16 strips
+    (6-9 ms of network) next to an f32 square (14 ms) leave a gap no setting fills, and a
+    budget in it swings between the two (34-42 % of real-video frames within ±10 % in three
+    replays, against 79-82 % with f32 strips; ``docs/benchmarks.md``)."""
+    return "f32" if budget_on and precision == "bf16_strips" else precision
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 

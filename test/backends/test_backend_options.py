@@ -105,3 +105,17 @@ def test_node_checks_input_size_against_the_loaded_models_stride() -> None:
     assert "multiple of 32" in (input_size_for_model(80, 32) or "")
     assert input_size_for_model(0, 32) is None and input_size_for_model(96, 32) is None
     assert "multiple of 16" in (check("input_size", 72) or "")
+
+
+def test_bf16_strips_is_f32_under_a_latency_budget() -> None:
+    from sparse_pose_ros.runtime.options import (
+        OPENVINO_PRECISION_DEFAULT,
+        OPENVINO_PRECISIONS,
+        precision_under_budget,
+    )
+
+    assert OPENVINO_PRECISION_DEFAULT in OPENVINO_PRECISIONS
+    assert precision_under_budget("bf16_strips", budget_on=True) == "f32"
+    assert precision_under_budget("bf16_strips", budget_on=False) == "bf16_strips"
+    for other in ("f32", "bf16", "f16", "auto"):  # a precision the user forced stays
+        assert precision_under_budget(other, budget_on=True) == other

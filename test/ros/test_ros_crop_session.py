@@ -234,6 +234,24 @@ def test_a_fall_in_confidence_is_read_twice_counted_and_left_out_of_the_budget(
     assert _frames(node, 1)["rechecks"] == 1  # off: not read again
 
 
+def test_bf16_strips_run_f32_while_a_budget_is_on(make_node):
+    """openvino_precision bf16_strips gives the sessions f32 while target_latency_ms > 0 (the
+    budget's ladder needs the strips' and the square's costs evenly spaced), and turning the
+    budget on or off reopens sessions that were given the other precision; a backend without
+    a precision (torch here) is not reopened for it."""
+    node = make_node(openvino_precision="bf16_strips", whole_frame_sizes=[0])
+    _ready(node)
+    assert node._openvino_precision() == "bf16_strips" and node._loaded_precision is None
+    assert node.set_parameters([Parameter("target_latency_ms", value=10.0)])[0].successful
+    assert node._openvino_precision() == "f32" and not node._reload  # torch: nothing to reopen
+    node._loaded_precision = "f32"  # as an OpenVINO load under this budget leaves it
+    assert node.set_parameters([Parameter("target_latency_ms", value=12.0)])[0].successful
+    assert not node._reload  # still under a budget: still f32
+    assert node.set_parameters([Parameter("target_latency_ms", value=0.0)])[0].successful
+    assert node._reload and node._openvino_precision() == "bf16_strips"
+    _ready(node)
+
+
 def test_a_budget_shrinks_a_dense_models_whole_frames(make_node, dense_tiny):
     """Whole frames read no strip: a second controller, fed by them only, reads them at one of
     whole_frame_sizes — an unreachable budget shrinks them to the smallest, a generous one
