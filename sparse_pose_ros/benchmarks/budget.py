@@ -47,6 +47,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..pipeline.recheck import RECHECK_RATIO
 from ..pipeline.whole_budget import WHOLE_FRAME_SIZES
 from ..runtime.options import OPENVINO_PRECISION_DEFAULT, OPENVINO_PRECISIONS
 from .budget_common import (
@@ -154,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--confidence-threshold", type=float, default=0.3,
                    help="with --knob strip-floor: mean joint confidence that counts as a "
                    "person found, so the next frame is a tracking crop (the node's default)")
+    r.add_argument("--recheck-ratio", type=float, default=RECHECK_RATIO,
+                   help="with --knob strip-floor: the tracking re-check (the node's "
+                        "recheck_ratio; 0 = off)")
     r.add_argument("--knob", choices=("threshold", "strip-floor"), default="threshold",
                    help="what the loop moves: a gated model's mask threshold (whole frames, "
                    "the masks' own decision), or the floor under a dense model's strip width "

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..control.latency_budget import BudgetConfig, LatencyBudgetController, control_step
+from ..pipeline.recheck import RECHECK_RATIO
 from ..provenance import load_average
 from .budget_common import (
     LOG,
@@ -254,7 +255,8 @@ def strip_estimator(args: argparse.Namespace) -> Any:
         wholes = open_whole_sessions(open_at, backend, crop,
                                      getattr(args, "whole_frame_sizes", ()))
     return PoseEstimator(backend, track_person=True, crop_backend=crop, strip_backends=strips,
-                         whole_backends=wholes, confidence_threshold=args.confidence_threshold)
+                         whole_backends=wholes, confidence_threshold=args.confidence_threshold,
+                         recheck_ratio=getattr(args, "recheck_ratio", RECHECK_RATIO))
 
 
 def dense_knobs(estimator: Any) -> list[Knob]:
@@ -445,6 +447,7 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     return {
         **result_header("budget_replay", args, info, load_before, load_after),
         "crop_input_size": crop_size,
+        "recheck_ratio": getattr(estimator, "recheck_ratio", None),
         "clip": {
             "data": str(args.real or args.data),
             "scenes": list(scenes),
