@@ -285,8 +285,9 @@ class PoseEstimator:
             the 192 × 192 square at the same resolution on the person.
         strip_margin: how much wider than the person's joint box a strip must be
             (``RoiConfig.strip_margin``); None keeps ``roi``'s.
-        recheck_ratio: with ``track_person``, a tracked frame whose mean confidence falls
-            below this × the track's running confidence is read whole as well, and the whole
+        recheck_ratio: with ``track_person``, a tracked frame that still found the person
+            but whose mean confidence falls below this × the track's running confidence is read
+            whole as well, and the whole
             frame's answer is kept when it is more confident and the same person
             (``pipeline.recheck``: a skeleton gone wrong cuts a wrong crop, which can hold the
             loop for many frames); 0 = never.
@@ -481,7 +482,7 @@ class PoseEstimator:
             )
         result = self._read(rgb, intrinsics)
         tracked = result.roi is not None
-        if self._track.due(result.mean_confidence, tracked):
+        if self._track.due(result.mean_confidence, tracked, result.person_found):
             result = self._recheck(rgb, intrinsics, result)
         self._track.update(result.mean_confidence, result.person_found, result.roi is not None)
         return result

@@ -288,8 +288,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "recheck_ratio", RECHECK_RATIO,
-        "With track_person: a tracked frame whose mean joint confidence falls below this times "
-        "the track's running confidence is read whole as well, and the whole frame's answer is "
+        "With track_person: a tracked frame that still finds the person but whose mean joint "
+        "confidence falls below this times the track's running confidence is read whole as "
+        "well (a lost person's next frame is read whole anyway), and the whole frame's answer is "
         "kept when it is more confident and the same person (joint boxes overlapping). Why: a "
         "skeleton gone wrong cuts a wrong crop, which held the held-out Pose2Sim trial's loop "
         "on a wrong pose for 20 frames. It re-read 1-2 % of the frames there and on the "

@@ -42,11 +42,12 @@ def test_joint_box_iou():
 
 def test_track_confidence_rule():
     t = TrackConfidence(0.75)
-    assert not t.due(0.1, tracked=True)  # no level yet
+    assert not t.due(0.1, tracked=True, found=True)  # no level yet
     t.update(0.6, found=True, tracked=False)  # a whole frame starts the level
     assert t.level == pytest.approx(0.6)
-    assert not t.due(0.46, tracked=True) and t.due(0.44, tracked=True)
-    assert not t.due(0.1, tracked=False)  # a whole frame is never re-read
+    assert not t.due(0.46, tracked=True, found=True) and t.due(0.44, tracked=True, found=True)
+    assert not t.due(0.1, tracked=False, found=True)  # a whole frame is never re-read
+    assert not t.due(0.1, tracked=True, found=False)  # lost: the next frame is read whole
     t.update(0.5, found=True, tracked=True)  # a tracked frame moves it by a fifth
     assert t.level == pytest.approx(0.8 * 0.6 + 0.2 * 0.5)
     t.update(0.9, found=True, tracked=False)
@@ -58,7 +59,7 @@ def test_track_confidence_rule():
     assert t.level is None
     off = TrackConfidence(0.0)
     off.update(0.6, found=True, tracked=False)
-    assert not off.due(0.0, tracked=True)
+    assert not off.due(0.0, tracked=True, found=True)
 
 
 def test_ratio_range():
@@ -173,3 +174,17 @@ def test_the_real_pass_runs_twice_on_a_recheck(backend):
     assert second.rechecked
     assert dataclasses.asdict(second).keys() == dataclasses.asdict(first).keys()
     assert second.timings_ms["total"] >= second.timings_ms["inference"] > 0
+
+
+def test_a_crop_that_lost_the_person_is_not_read_twice(backend):
+    """Below confidence_threshold the person is lost: the next frame is read whole anyway, so
+    this one is not re-read (two passes on every lost frame)."""
+    here = _skeleton(100, 50)
+    est, script = _scripted(backend, crops=[(0.6, here), (0.2, here)],
+                            wholes=[(0.6, here), (0.6, here)])
+    est.estimate(RGB)
+    est.estimate(RGB)
+    lost = est.estimate(RGB)
+    assert not lost.rechecked and not lost.person_found
+    assert est.estimate(RGB).roi is None  # the next frame: whole
+    assert script.reads == ["whole", "crop", "crop", "whole"]
