@@ -64,7 +64,7 @@ HEAD_GATING_NODE: bool = True
 OPENVINO_PRECISIONS: tuple[str, ...] = ("f32", "bf16", "f16", "auto", "bf16_strips")
 #: The node's ``openvino_precision`` (and the CLIs' that replay its path). With the tracking
 #: re-check (``pipeline.recheck``) the bf16 strips matched f32 on the held-out real frames (PCK
-#: 0.902 vs 0.905, 70.0 vs 69.8 mm; over eight start offsets 75.1 vs 75.1 mm) at 0.55-0.72x
+#: 0.902 vs 0.905, 70.0 vs 69.8 mm; over eight start offsets 75.1 vs 75.1 mm) at 0.50-0.72x
 #: the network's time; without the re-check they locked onto a wrong pose in 4 of 8 starts.
 OPENVINO_PRECISION_DEFAULT = "bf16_strips"
 
