@@ -75,7 +75,7 @@ def precision_under_budget(precision: str, budget_on: bool) -> str:
     the strips' widths up to the square, and needs those costs evenly spaced; bf16 strips
     (6-9 ms of network) next to an f32 square (14 ms) leave a gap no setting fills, and a
     budget in it swings between the two (34-42 % of real-video frames within ±10 % in three
-    replays, against 79-82 % with f32 strips; ``docs/benchmarks.md``)."""
+    replays, against 68-85 % with f32 strips; ``docs/benchmarks.md``)."""
     return "f32" if budget_on and precision == "bf16_strips" else precision
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
