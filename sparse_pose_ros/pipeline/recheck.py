@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Default ``recheck_ratio``. Chosen on one held-out episode (the lock-on above), not swept:
-#: 0.75 caught it on 8 of 8 start offsets where, without it, 4 of 8 f32 / bf16 runs locked on.
-#: On the training sources' videos it re-read 1-2 % of frames and left PCK unchanged
-#: (``docs/benchmarks.md``).
+#: Default ``recheck_ratio``. Chosen on one held-out episode (the lock-on above): with bf16
+#: strips 0.75 and 0.8 caught it on 8 of 8 start offsets, 0.6 and 0.7 on 4 (the onset was a
+#: fall to 0.72 of the level), 0.9 too but with 5x the re-reads and a worse mean; so it sits near
+#: the low edge of a narrow window (``docs/network.md`` §2e). On the training sources' videos it
+#: re-read 1-2 % of frames and left PCK unchanged.
 RECHECK_RATIO = 0.75
 #: Accepted ``recheck_ratio`` (0 = never re-read; 1 would re-read on any dip).
 RECHECK_RATIO_RANGE = (0.0, 0.95)
