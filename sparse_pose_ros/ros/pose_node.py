@@ -131,7 +131,6 @@ def training_note(info: ModelInfo) -> str:
     return f"checkpoint {path} has a training record: {', '.join(short)[:300]}"
 
 
-
 def _precision(backend: Backend | None, strips: Sequence[Backend]) -> str:
     """What the whole-frame session compiled to (OpenVINO) or was built for (TensorRT), f32 for
     the others; with ``bf16_strips`` the strips' too, where they differ ("f32, strips bf16")."""
@@ -140,6 +139,7 @@ def _precision(backend: Backend | None, strips: Sequence[Backend]) -> str:
     own = getattr(backend, "precision", "f32")
     other = sorted({getattr(s, "precision", "f32") for s in strips} - {own})
     return f"{own}, strips {'/'.join(other)}" if other else own
+
 
 class PoseNode(Node):
     """See the module docstring. Parameters: ``ros.parameters.PARAMS``."""
