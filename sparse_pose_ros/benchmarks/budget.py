@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                         default="onnxruntime",
                         help="onnxruntime (with --graph), sparse-cpu (compiled kernel; the "
                         "node's CPU default for a gated checkpoint), torch (masked dense) or "
-                        "openvino (f32; the node's CPU default for a dense checkpoint)")
+                        "openvino (--precision; the node's CPU default for a dense checkpoint)")
     common.add_argument("--graph", default="portable_sparse",
                         help="ONNX graph kind for onnxruntime (portable_sparse | portable)")
     common.add_argument("--precision", choices=OPENVINO_PRECISIONS,

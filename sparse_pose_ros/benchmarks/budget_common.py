@@ -50,9 +50,8 @@ def result_header(
         "checkpoint": str(args.checkpoint),
         "model_hash": info.model_hash,
         "input_size": info.input_size,
-        "backend": {"name": args.backend, "graph": args.graph if args.backend == "onnxruntime"
-                    else None, "device": "cpu", **({"precision": runtime_options(args)["precision"]}
-                                                   if args.backend == "openvino" else {})},
+        # graph (onnxruntime) or precision (openvino): the backend's own options
+        "backend": {"name": args.backend, "graph": None, "device": "cpu", **runtime_options(args)},
     }
 
 

@@ -984,8 +984,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             raise ValueError("--crop-input-widths needs --track")
     except ValueError as exc:
         p.error(f"--region-expand / --region-margin / --recheck-ratio / --smooth-* / "
-                f"--input-size / "
-                f"--crop-input-widths / --strip-margin: {exc}")
+                f"--input-size / --crop-input-widths / --strip-margin: {exc}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
 

@@ -58,7 +58,7 @@ HEAD_GATING_NODE: bool = True
 #: where the CPU has AMX / AVX512-BF16, f32 elsewhere), or "bf16_strips": bf16 for a strip
 #: session (an input narrower than it is tall) where the CPU has native bf16, f32 for every
 #: square input and wherever bf16 would be emulated. Why that split: on the held-out real frames
-#: bf16 strips kept f32's accuracy (PCK@0.1 0.900 vs 0.908, 3D 70 vs 70 mm) while bf16 square
+#: bf16 strips kept f32's accuracy (PCK@0.1 0.904 vs 0.908, 3D 70 vs 70 mm) while bf16 square
 #: crops did not (0.890 vs 0.911, 103 vs 64 mm; README, docs/benchmarks.md). Here, not in the
 #: backend module, so the node and the CLIs can validate it where openvino is not installed.
 OPENVINO_PRECISIONS: tuple[str, ...] = ("f32", "bf16", "f16", "auto", "bf16_strips")
@@ -77,6 +77,8 @@ def precision_under_budget(precision: str, budget_on: bool) -> str:
     budget in it swings between the two (34-42 % of real-video frames within ±10 % in three
     replays, against 68-85 % with f32 strips; ``docs/benchmarks.md``)."""
     return "f32" if budget_on and precision == "bf16_strips" else precision
+
+
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
