@@ -34,7 +34,7 @@ from .heads import HemletsHead, Neck, head_region, strip_to_square
 from .lifter import PoseLifter
 from .locator import PersonLocator, cells_to_grid
 from .masks import BlockMask
-from .movenet_head import MoveNetHeads, MoveNetOutput
+from .movenet_head import MoveNetHeads, MoveNetOutput, person_region
 
 # t, c, n, s — MobileNetV2 up to stride 16 (the 160/320-channel stride-32 stages are dropped:
 # pose needs resolution more than depth, and they would be upsampled away by the neck anyway).
@@ -117,7 +117,11 @@ class NetworkConfig:
         readout_window: joints from a soft-argmax within this many cells of each heatmap's peak
             (``model.heads.peak_window``); 0 = over the whole map (HEMlets' readout).
         movenet_heads: keep MoveNet's four heads (``model.movenet_head``) on the neck output: the
-            2D teacher and evaluation reference. Runtimes ignore them.
+            2D teacher and evaluation reference. Runtimes ignore them, except with
+            ``person_prior``.
+        person_prior: read the joints only inside the box around the one person MoveNet's
+            centre and regression heads pick (``model.movenet_head.person_region``), so two
+            people in view give one skeleton, not a chimera; needs ``movenet_heads``.
         mask_source: where gated blocks get their masks: "units" (each block's own 1×1 mask
             unit, dynconv) or "locator" (one :class:`~.locator.PersonLocator` look at the image
             decides for every block; its mask units are then not run, see ``model.locator``).
@@ -149,6 +153,7 @@ class NetworkConfig:
     head_hidden: int = 0
     readout_window: int = 0
     movenet_heads: bool = False
+    person_prior: bool = False
     mask_source: str = "units"
     locator_width: int = 48
     locator_margin: int = 1
@@ -194,6 +199,8 @@ class NetworkConfig:
             raise ValueError("neck 'light' reads stride-16 features; use neck 'fpn' at stride 32")
         if self.movenet_heads and self.neck != "fpn":
             raise ValueError("movenet_heads sit on MoveNet's FPN (neck: fpn)")
+        if self.person_prior and not self.movenet_heads:
+            raise ValueError("person_prior reads MoveNet's centre heads (movenet_heads: true)")
         if self.last_channels < 0 or self.head_hidden < 0:
             raise ValueError("last_channels and head_hidden must be >= 0")
         if self.mask_source not in MASK_SOURCES:
@@ -437,11 +444,16 @@ class PoseNetwork(nn.Module):
 
     def head_from_neck(self, y: Tensor, masks: Sequence[BlockMask | Tensor | None]
                        ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """The HEMlets head (with its optional separable pre-conv) on the neck's output."""
+        """The HEMlets head (with its optional separable pre-conv) on the neck's output; with
+        ``person_prior`` only inside the chosen person's box (and the gated region, if any)."""
+        person = (person_region(self.movenet.branches, y)
+                  if self.cfg.person_prior and self.movenet is not None else None)
         if self.head_pre is not None:
             y = self.head_pre(y)
         gate = self.head_gate(masks)
         region = None if gate is None else head_region(gate, (y.shape[-2], y.shape[-1]))
+        if person is not None:
+            region = person if region is None else region * person
         heatmaps, triplets, joints, depth = self.head(y, region)
         joints = strip_to_square(joints, int(y.shape[-2]), int(y.shape[-1]))
         return heatmaps, triplets, self.refine_joints(joints), depth

@@ -120,6 +120,9 @@ class RecipeConfig:
         max_per_source: keep at most this many real crops per source (0 = all; smoke tests).
         readout_window: the head's joints from a soft-argmax within this many cells of each
             heatmap's peak (``model.heads.peak_window``; 0 = whole map).
+        person_prior: the saved checkpoints read the joints only inside the box of the person
+            MoveNet's centre heads pick (``NetworkConfig.person_prior``); a readout setting,
+            set on the saved networks only, so training and the lifter's 2D are unchanged.
         mask_margin: dilation of the person cells (grid cells) that the masks must cover.
         mask_recall: share of those cells each mask executes on the training samples.
         mask_cells: person and background cells sampled per image and block for the fit.
@@ -166,6 +169,7 @@ class RecipeConfig:
     pastes: int = 1200
     synthetic_count: int = 2500
     readout_window: int = 2
+    person_prior: bool = True
     mask_margin: int = 1
     mask_recall: float = 0.97
     mask_cells: int = 24
@@ -580,16 +584,17 @@ def train_head(net: PoseNetwork, feats: np.ndarray, distill: np.ndarray, lab: La
 
 
 # -- orchestration ------------------------------------------------------------------------------
-def _save(net: PoseNetwork, path: Path, meta: dict[str, Any], dense: bool) -> None:
-    """fp16 weights; the dense checkpoint is the same network without mask units."""
-    out = net
+def _save(net: PoseNetwork, path: Path, meta: dict[str, Any], dense: bool,
+          person_prior: bool = False) -> None:
+    """fp16 weights; the dense checkpoint is the same network without mask units; both with
+    the recipe's ``person_prior`` readout."""
+    cfg = replace(net.cfg, person_prior=person_prior)
     if dense:
-        out = PoseNetwork(replace(net.cfg, gated=False, gate_strided=False,
-                                  mask_source="units"))
+        out = PoseNetwork(replace(cfg, gated=False, gate_strided=False, mask_source="units"))
         out.load_state_dict({k: v for k, v in net.state_dict().items()
                              if ".mask_unit." not in k and ".locator." not in k}, strict=True)
     else:
-        out = PoseNetwork(net.cfg)
+        out = PoseNetwork(cfg)
         out.load_state_dict(net.state_dict())
     save_checkpoint(path, out.half(), meta=meta)
 
@@ -741,7 +746,7 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
     lifter = lifter_stage(cfg, report, net.cfg.depth_range_mm, net, "dense")
     save_report()
     _save(_with_lifter(net, lifter, cfg), Path(cfg.dense_out),
-          {**meta_base, "variant": "dense"}, dense=True)
+          {**meta_base, "variant": "dense"}, dense=True, person_prior=cfg.person_prior)
 
     net.load_state_dict(masks_state, strict=False)
     if cfg.mask_source == "locator":
@@ -798,7 +803,7 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
     masks_meta = report.get("locator") if cfg.mask_source == "locator" else report["masks"]
     _save(_with_lifter(net, lifter, cfg), Path(cfg.sparse_out),
           {**meta_base, "variant": "sparse", "mask_source": cfg.mask_source,
-           "masks": json.dumps(masks_meta)}, dense=False)
+           "masks": json.dumps(masks_meta)}, dense=False, person_prior=cfg.person_prior)
     report["outputs"] = {"dense": cfg.dense_out, "sparse": cfg.sparse_out}
     report["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     save_report()

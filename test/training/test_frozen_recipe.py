@@ -84,6 +84,8 @@ def test_recipe_trains_heads_and_masks_on_frozen_features(tmp_path: Path, import
     assert not dense.cfg.gated and sparse.cfg.gated and sparse.cfg.gate_strided
     assert len(sparse.gated_blocks()) == len(sparse.backbone.blocks)
     assert dinfo["meta"]["recipe"] == "frozen_backbone" and sinfo["meta"]["variant"] == "sparse"
+    # both saved with the person prior (the recipe's default), the source network without it
+    assert dense.cfg.person_prior and sparse.cfg.person_prior and not src.cfg.person_prior
     # fp16 storage: the frozen backbone is the imported one to fp16 precision, the head moved.
     s0, s1 = src.state_dict(), dense.state_dict()
     frozen = [k for k in s0 if k.startswith(("backbone.", "neck.", "movenet."))
