@@ -71,6 +71,7 @@ def model_info_from_network(
         midpoint_torso=bool(cfg.midpoint_torso),
         bone_lengths_m=tuple(v / 1000.0 for v in cfg.bone_lengths_mm),
         input_width=strip_width(input_size, input_width),
+        person_prior=bool(cfg.person_prior),
     )
 
 

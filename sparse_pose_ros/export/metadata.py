@@ -196,6 +196,7 @@ def parse_metadata(props: dict[str, str], source: str) -> OnnxMetadata:
             midpoint_torso=bool(config.get("midpoint_torso", False)),
             bone_lengths_m=bone_lengths_m(config),
             input_width=int(props.get("input_width", "0")),
+            person_prior=bool(config.get("person_prior", False)),
         )
         geometry = NetworkGeometry.from_json(props["block_geometry"])
         mask_outputs = tuple(str(n) for n in json.loads(props["mask_outputs"]))

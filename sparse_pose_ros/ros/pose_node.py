@@ -684,6 +684,9 @@ class PoseNode(Node):
             # what pelvis / thorax / spine mean in /pose3d (README: joint order and definitions)
             "torso": ("midpoints" if backend.info.midpoint_torso else "as trained")
             if backend else "",
+            # whose skeleton /pose3d carries when several people are in view (README)
+            "person_choice": ("movenet_centre" if backend.info.person_prior else "heatmaps")
+            if backend else "",
             # the body-size prior the metric depth is fitted to (README: 3D and scale)
             "bone_lengths": ("model" if backend.info.bone_lengths_m else "Human3.6M means")
             if backend else "",

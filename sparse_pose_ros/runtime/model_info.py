@@ -34,6 +34,9 @@ class ModelInfo:
         bone_lengths_m: the reference bone lengths (m, ``skeleton.BONES`` order) of the
             skeleton the model outputs, which the root-depth fit scales it to
             (``NetworkConfig.bone_lengths_mm``); empty = the fit's Human3.6M default.
+        person_prior: with several people in view the model reads one person's joints, the one
+            MoveNet's centre heads choose (``NetworkConfig.person_prior``): reported in the
+            node's diagnostics, because it decides whose skeleton ``/pose3d`` carries.
         input_width: the input's width when it is not square (a tracking crop's central
             strip, ``pipeline.preprocess.Letterbox.input_width``); 0 = square, ``input_size``
             wide. The joints such a model returns are in the frame of the ``input_size``
@@ -53,6 +56,7 @@ class ModelInfo:
     midpoint_torso: bool = False
     bone_lengths_m: tuple[float, ...] = ()
     input_width: int = 0
+    person_prior: bool = False
 
     @property
     def input_hw(self) -> tuple[int, int]:

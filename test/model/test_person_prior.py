@@ -175,6 +175,8 @@ def test_exported_graph_keeps_the_prior(tmp_path):
     backend = create_backend("onnxruntime", str(path), "cpu", cache_dir=str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
     image = rng.uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
+    assert backend.info.person_prior  # read back from the export's metadata (diagnostics)
+    assert create_backend("torch", str(path), "cpu").info.person_prior
     got = backend.infer(image)
     with torch.no_grad():
         want = net.float()(torch.from_numpy(image))

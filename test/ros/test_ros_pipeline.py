@@ -55,6 +55,7 @@ def test_replay_to_pose_node_outputs_are_consistent(
     assert diag["num_threads"] == "1"  # passed to the backend (torch intra-op threads)
     assert diag["intrinsics"] == "camera_info"
     assert diag["torso"] == "as trained"  # this checkpoint has no midpoint_torso
+    assert diag["person_choice"] == "heatmaps"  # nor MoveNet's heads (person_prior)
     assert diag["smoothing"] == "3 Hz, beta 1"  # the published joints went through it
     assert int(diag["frames_invalid"]) == 0
     assert float(diag["latency_p50_ms"]) > 0.0
