@@ -90,6 +90,25 @@ def centre_weight(h: int, w: int, like: Tensor) -> Tensor:
     return 1.0 / (torch.sqrt((ys - h / 2.0) ** 2 + (xs - w / 2.0) ** 2) + DISTANCE_OFFSET)
 
 
+def chosen_person(center: Tensor, regress: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """MoveNet's person choice: ``center`` (B, h, w) scores (after the sigmoid), ``regress``
+    (B, 2K, h, w) -> the chosen centre cell (cy, cx), each (B,), and the rough keypoints
+    regressed from it (rough_y, rough_x), each (B, K), in grid cells.
+
+    The centre is the argmax of the score / (distance to the frame centre + 1.8), so the
+    person nearest the image centre wins. One rule for :func:`decode` and
+    :func:`person_region`; ArgMax and Gather in ONNX."""
+    b, h, w = center.shape
+    idx = (center * centre_weight(h, w, center)).flatten(1).argmax(dim=1)  # (B,)
+    cy = torch.div(idx, w, rounding_mode="floor")
+    cx = idx - cy * w
+    batch = torch.arange(b, device=center.device)
+    reg = regress[batch, :, cy, cx].view(b, -1, 2)  # (B, K, 2) y, x in cells
+    rough_y = cy.to(center.dtype).view(b, 1) + reg[..., 0]
+    rough_x = cx.to(center.dtype).view(b, 1) + reg[..., 1]
+    return cy, cx, rough_y, rough_x
+
+
 def decode(out: MoveNetOutput) -> Tensor:
     """MoveNet's single-pose decoding -> (B, 17, 3) = (y, x, score), y and x in [0, 1].
 
@@ -100,15 +119,10 @@ def decode(out: MoveNetOutput) -> Tensor:
     grid size (cells, not cell centres: that is what the graph does).
     """
     heat = torch.sigmoid(out.heatmap)
-    center = torch.sigmoid(out.center)[:, 0]
     b, k, h, w = heat.shape
     ys, xs = _grid(h, w, heat)
-    idx = (center * centre_weight(h, w, heat)).flatten(1).argmax(dim=1)  # (B,)
-    cy, cx = idx // w, idx % w
+    _cy, _cx, rough_y, rough_x = chosen_person(torch.sigmoid(out.center)[:, 0], out.regress)
     batch = torch.arange(b, device=heat.device)
-    reg = out.regress[batch, :, cy, cx].view(b, k, 2)  # (B, K, 2) y, x in cells
-    rough_y = cy.to(heat.dtype).view(b, 1) + reg[..., 0]
-    rough_x = cx.to(heat.dtype).view(b, 1) + reg[..., 1]
     dist = torch.sqrt((ys.view(1, 1, h, w) - rough_y.view(b, k, 1, 1)) ** 2
                       + (xs.view(1, 1, h, w) - rough_x.view(b, k, 1, 1)) ** 2)
     kidx = (heat / (dist + DISTANCE_OFFSET)).flatten(2).argmax(dim=2)  # (B, K)
@@ -162,16 +176,9 @@ def person_region(branches: nn.ModuleDict, feats: Tensor, margin: float = PERSON
     and comparisons, so it exports to ONNX.
     """
     center = torch.sigmoid(branches["center"](feats))[:, 0]
-    regress = branches["regress"](feats)
     b, h, w = center.shape
-    idx = (center * centre_weight(h, w, center)).flatten(1).argmax(dim=1)  # (B,)
-    cy = torch.div(idx, w, rounding_mode="floor")
-    cx = idx - cy * w
-    batch = torch.arange(b, device=feats.device)
-    faint = center[batch, cy, cx] < min_score  # (B,): nobody clear enough to choose
-    reg = regress[batch, :, cy, cx].view(b, NUM_KEYPOINTS, 2)  # (B, K, 2) y, x in cells
-    rough_y = cy.to(feats.dtype).view(b, 1) + reg[..., 0]
-    rough_x = cx.to(feats.dtype).view(b, 1) + reg[..., 1]
+    cy, cx, rough_y, rough_x = chosen_person(center, branches["regress"](feats))
+    faint = center[torch.arange(b, device=feats.device), cy, cx] < min_score  # nobody clear
     y0, y1 = rough_y.min(dim=1).values, rough_y.max(dim=1).values
     x0, x1 = rough_x.min(dim=1).values, rough_x.max(dim=1).values
     pad = torch.clamp(margin * torch.maximum(y1 - y0, x1 - x0), min=min_cells)

@@ -584,8 +584,8 @@ def train_head(net: PoseNetwork, feats: np.ndarray, distill: np.ndarray, lab: La
 
 
 # -- orchestration ------------------------------------------------------------------------------
-def _save(net: PoseNetwork, path: Path, meta: dict[str, Any], dense: bool,
-          person_prior: bool = False) -> None:
+def _save(net: PoseNetwork, path: Path, meta: dict[str, Any], dense: bool, *,
+          person_prior: bool) -> None:
     """fp16 weights; the dense checkpoint is the same network without mask units; both with
     the recipe's ``person_prior`` readout."""
     cfg = replace(net.cfg, person_prior=person_prior)
