@@ -420,6 +420,17 @@ class PoseNetwork(nn.Module):
             assert b.mask_unit is not None
             b.mask_unit.set_threshold(probability)
 
+    def set_masks_all_on(self) -> None:
+        """Mask units that execute everywhere (weights 0, logit 30): the gated network then
+        computes exactly its dense function. Fresh units (weights ~N(0, 0.01), logit 2) switch
+        off a few cells where features are large, by chance of the random draw, so a network
+        given pretrained weights but untrained masks must be set so."""
+        with torch.no_grad():
+            for b in self.gated_blocks():
+                assert b.mask_unit is not None
+                b.mask_unit.conv.weight.zero_()
+                b.mask_unit.conv.bias.fill_(30.0)
+
     def set_head_gating(self, on: bool) -> None:
         """Read the heads only inside the last execution mask's region (or everywhere).
 

@@ -194,6 +194,9 @@ def import_graph(graph: TfjsGraph, gated: bool = True, **overrides: Any
     cfg: NetworkConfig = movenet_config(variant, gated=gated, input_mean=mean, input_std=std,
                                         **overrides)
     net = PoseNetwork(cfg)
+    # the graph has no masks: ours execute everywhere until trained, so the imported network
+    # computes the graph exactly whatever the random draw of its fresh units
+    net.set_masks_all_on()
     state = net.state_dict()
     report = ImportReport(input_mean=mean, input_std=std)  # type: ignore[arg-type]
     params = conv_weight_names(graph)

@@ -235,7 +235,7 @@ def build_network(cfg: RecipeConfig) -> tuple[PoseNetwork, dict[str, Any]]:
     if any(".mask_unit." not in k for k in missing):
         raise ValueError(f"{cfg.init_from}: tensors missing beyond the mask units")
     net.load_state_dict(src.state_dict(), strict=False)
-    set_masks_all_on(net)
+    net.set_masks_all_on()
     net.eval()
     freeze_batchnorm(net)
     for p in net.parameters():
@@ -255,14 +255,6 @@ def with_locator(net: PoseNetwork, cfg: RecipeConfig) -> PoseNetwork:
     for name, p in out.named_parameters():
         p.requires_grad_(".locator." in name)
     return out
-
-
-def set_masks_all_on(net: PoseNetwork) -> None:
-    """Mask units that execute everywhere: the network computes exactly its dense function."""
-    with torch.no_grad():
-        for b in net.gated_blocks():
-            b.mask_unit.conv.weight.zero_()
-            b.mask_unit.conv.bias.fill_(30.0)
 
 
 def init_head_from_movenet(net: PoseNetwork) -> None:
