@@ -31,7 +31,8 @@ exactly, every image costs one forward, and what we train is small enough to fit
    ``midpoint_torso`` it learns, and the checkpoints output, the real labels' torso joints
    (pelvis, thorax, spine as mid-points; ``skeleton.MIDPOINT_JOINTS``). With
    ``lifter_network_2d_share`` each checkpoint gets its own lifter, which also learns from that
-   network's 2D on crops of the calibrated training trial (``training.lifter_network_2d``).
+   network's 2D on crops of the calibrated training trial (``training.lifter_network_2d``),
+   read as the checkpoint reads it (with ``person_prior``).
 
 Each stage writes its result into the run folder and is skipped when it is already there, so an
 interrupted run continues with ``--resume``. Outputs: the dense and the sparse checkpoint
@@ -41,6 +42,7 @@ interrupted run continues with ``--resume``. Outputs: the dense and the sparse c
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import logging
@@ -121,8 +123,9 @@ class RecipeConfig:
         readout_window: the head's joints from a soft-argmax within this many cells of each
             heatmap's peak (``model.heads.peak_window``; 0 = whole map).
         person_prior: the saved checkpoints read the joints only inside the box of the person
-            MoveNet's centre heads pick (``NetworkConfig.person_prior``); a readout setting,
-            set on the saved networks only, so training and the lifter's 2D are unchanged.
+            MoveNet's centre heads pick (``NetworkConfig.person_prior``); a readout setting:
+            the heads train without it, the lifter learns the 2D read with it (the 2D the
+            node will give it) and the saved networks carry it.
         mask_margin: dilation of the person cells (grid cells) that the masks must cover.
         mask_recall: share of those cells each mask executes on the training samples.
         mask_cells: person and background cells sampled per image and block for the fit.
@@ -576,19 +579,25 @@ def train_head(net: PoseNetwork, feats: np.ndarray, distill: np.ndarray, lab: La
 
 
 # -- orchestration ------------------------------------------------------------------------------
-def _save(net: PoseNetwork, path: Path, meta: dict[str, Any], dense: bool, *,
-          person_prior: bool) -> None:
-    """fp16 weights; the dense checkpoint is the same network without mask units; both with
-    the recipe's ``person_prior`` readout."""
-    cfg = replace(net.cfg, person_prior=person_prior)
+def _as_saved(net: PoseNetwork, cfg: RecipeConfig, dense: bool) -> PoseNetwork:
+    """The network a checkpoint holds: the dense one is ``net`` without mask units (so the
+    node reads its crops whole and as strips), the sparse one ``net`` itself; both read their
+    joints with the recipe's ``person_prior``. The lifter stage learns the 2D of this network,
+    the 2D the node will give its lifter, not of the gated one the heads trained in."""
+    read = replace(net.cfg, person_prior=cfg.person_prior)
     if dense:
-        out = PoseNetwork(replace(cfg, gated=False, gate_strided=False, mask_source="units"))
+        out = PoseNetwork(replace(read, gated=False, gate_strided=False, mask_source="units"))
         out.load_state_dict({k: v for k, v in net.state_dict().items()
                              if ".mask_unit." not in k and ".locator." not in k}, strict=True)
     else:
-        out = PoseNetwork(cfg)
+        out = PoseNetwork(read)
         out.load_state_dict(net.state_dict())
-    save_checkpoint(path, out.half(), meta=meta)
+    return out.eval()
+
+
+def _save(net: PoseNetwork, path: Path, meta: dict[str, Any]) -> None:
+    """fp16 weights (``_as_saved``'s network with its lifter)."""
+    save_checkpoint(path, copy.deepcopy(net).half(), meta=meta)
 
 
 def _state_digest(net: PoseNetwork) -> str:
@@ -638,7 +647,8 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
     if own:
         key.update(network_2d_share=cfg.lifter_network_2d_share,
                    network_2d_draws=json.loads(json.dumps(asdict(CropDraws()))),
-                   network=_state_digest(net))  # type: ignore[arg-type]
+                   network=_state_digest(net),  # type: ignore[arg-type]
+                   person_prior=net.cfg.person_prior)  # type: ignore[union-attr]
     if weights.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
         cached = PoseLifter(spec.hidden)
         cached.load_state_dict(torch.load(weights, weights_only=True))
@@ -735,10 +745,10 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
         report["dense_head_seconds"] = round(time.perf_counter() - t1, 1)
         torch.save(_head_state(net), head_file)
         save_report()
-    lifter = lifter_stage(cfg, report, net.cfg.depth_range_mm, net, "dense")
+    dense = _as_saved(net, cfg, dense=True)
+    lifter = lifter_stage(cfg, report, net.cfg.depth_range_mm, dense, "dense")
     save_report()
-    _save(_with_lifter(net, lifter, cfg), Path(cfg.dense_out),
-          {**meta_base, "variant": "dense"}, dense=True, person_prior=cfg.person_prior)
+    _save(_with_lifter(dense, lifter, cfg), Path(cfg.dense_out), {**meta_base, "variant": "dense"})
 
     net.load_state_dict(masks_state, strict=False)
     if cfg.mask_source == "locator":
@@ -789,13 +799,14 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
             report["sparse_head_seconds"] = round(time.perf_counter() - t1, 1)
             torch.save(_head_state(net), sparse_head)
             head_key.write_text(json.dumps(key) + "\n")
+    sparse = _as_saved(net, cfg, dense=False)
     if cfg.lifter_network_2d_share > 0:  # a lifter of the sparse network's own 2D
-        lifter = lifter_stage(cfg, report, net.cfg.depth_range_mm, net, "sparse")
+        lifter = lifter_stage(cfg, report, net.cfg.depth_range_mm, sparse, "sparse")
         save_report()
     masks_meta = report.get("locator") if cfg.mask_source == "locator" else report["masks"]
-    _save(_with_lifter(net, lifter, cfg), Path(cfg.sparse_out),
+    _save(_with_lifter(sparse, lifter, cfg), Path(cfg.sparse_out),
           {**meta_base, "variant": "sparse", "mask_source": cfg.mask_source,
-           "masks": json.dumps(masks_meta)}, dense=False, person_prior=cfg.person_prior)
+           "masks": json.dumps(masks_meta)})
     report["outputs"] = {"dense": cfg.dense_out, "sparse": cfg.sparse_out}
     report["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     save_report()

@@ -136,7 +136,8 @@ def test_recipe_refuses_a_checkpoint_that_is_not_imported(tmp_path: Path) -> Non
         frozen_recipe.RecipeConfig.from_yaml(tmp_path / "bad.yaml")
 
 
-def test_recipe_with_a_person_locator(tmp_path: Path, imported: Path) -> None:
+def test_recipe_with_a_person_locator(tmp_path: Path, imported: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """``mask_source: locator``: the sparse checkpoint's masks come from a trained, calibrated
     locator; the dense checkpoint is the same as with mask units."""
     from sparse_pose_ros.model.checkpoint import load_checkpoint
@@ -192,10 +193,26 @@ def test_recipe_with_a_person_locator(tmp_path: Path, imported: Path) -> None:
     moved = torch.load(tmp_path / "runs" / "r" / "sparse_head.pt", weights_only=True)
     assert any(not torch.equal(head[k], moved[k]) for k in head)
     # with the network's own 2D each checkpoint gets its own lifter (this cache has no
-    # calibrated views, so no such pairs; test_lifter_network_2d.py has a cache with them)
+    # calibrated views, so no such pairs; test_lifter_network_2d.py has a cache with them),
+    # read as the saved checkpoint reads it: with the person prior
+    from sparse_pose_ros.training import frozen_recipe
+
+    read_with: list[tuple[bool, bool]] = []
+    own_2d = frozen_recipe.with_network_2d
+
+    def recorded(net, *args, **kwargs):  # type: ignore[no-untyped-def]
+        read_with.append((net.cfg.person_prior, net.cfg.gated))
+        return own_2d(net, *args, **kwargs)
+
+    monkeypatch.setattr(frozen_recipe, "with_network_2d", recorded)
     cfg["lifter_network_2d_share"] = 0.3
     path.write_text(yaml.safe_dump(cfg))
     assert train.main(["--config", str(path)]) == 0
+    # the dense stage reads as the dense checkpoint (ungated: whole crops and strips), then
+    # the sparse one as the gated checkpoint
+    assert read_with == [(True, False), (True, True)]
+    key = json.loads((tmp_path / "runs" / "r" / "lifter_dense.json").read_text())
+    assert key["person_prior"] is True  # a lifter of the 2D read without it is not reused
     own = json.loads((tmp_path / "runs" / "r" / "recipe.json").read_text())
     assert "lifter" not in own and own["sparse_features_seconds"] == seconds
     for variant in ("dense", "sparse"):
