@@ -78,7 +78,7 @@ from ..model.targets import build_targets
 from ..pipeline.roi import REGION_MARGIN
 from ..provenance import machine_info
 from ..teachers.movenet_map import DIRECT
-from .lifter_network_2d import CropDraws
+from .lifter_network_2d import CropDraws, draws_for
 from .locator_fit import cell_targets, fit_locator
 from .train_lifter import WEIGHTINGS as LIFTER_WEIGHTINGS
 from .train_lifter import (
@@ -646,7 +646,7 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
            "synthetic": cfg.synthetic, "labels": cfg.labels, "real_poses": real_counts}
     if own:
         key.update(network_2d_share=cfg.lifter_network_2d_share,
-                   network_2d_draws=json.loads(json.dumps(asdict(CropDraws()))),
+                   network_2d_draws=json.loads(json.dumps(asdict(draws_for(net, CropDraws())))),  # type: ignore[arg-type]
                    network=_state_digest(net),  # type: ignore[arg-type]
                    person_prior=net.cfg.person_prior)  # type: ignore[union-attr]
     if weights.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:

@@ -51,7 +51,7 @@ from ..model.network import NetworkConfig, PoseNetwork
 from ..pipeline.roi import DEFAULT_SIDE_FACTOR
 from .batches import Collator
 from .evaluation import lift_to_camera
-from .lifter_network_2d import CropDraws, network_2d_pairs, share_weights
+from .lifter_network_2d import CropDraws, draws_for, network_2d_pairs, share_weights
 from .metrics import mpjpe, pa_mpjpe
 from .transforms import PersonCrop, Pipeline
 
@@ -210,6 +210,7 @@ def with_network_2d(net: PoseNetwork, labels_root: Path, xy: torch.Tensor, z_mm:
     (``training.lifter_network_2d``) appended as ``share`` of the draws; ``record`` gains
     what was added. Unchanged when the label cache has no calibrated training views."""
     t0 = time.perf_counter()
+    draws = draws_for(net, draws)  # the crops the node reads this network through
     oxy, oz, counts = network_2d_pairs(net, load_corpus(labels_root), draws, seed,
                                        midpoint_torso)
     record["network_2d"] = {"pairs": len(oxy), "persons_x_views": counts, "share": share,
@@ -352,7 +353,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="with --real-labels: share of the draws that are the network's own 2D "
                         "on crops of the real training frames with triangulated 3D (0 = none)")
     p.add_argument("--network-2d-sizes", type=int, nargs="+", default=list(CropDraws().sizes),
-                   help="crop sizes (px) the network's own 2D is taken at")
+                   help="crop sizes (px) the network's own 2D is taken at (a gated network: "
+                        "its own input size only, with as many crops per person in all; "
+                        "lifter_network_2d.draws_for)")
     p.add_argument("--network-2d-crops", type=int, default=CropDraws().per_size,
                    help="jittered crops per person, view and size")
     p.add_argument("--network-2d-strips", type=int, nargs="*",

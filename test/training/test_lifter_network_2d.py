@@ -18,6 +18,7 @@ from sparse_pose_ros.pipeline.preprocess import crop_window, mean_fill, normalis
 from sparse_pose_ros.pipeline.roi import RoiConfig, region_cells, roi_window
 from sparse_pose_ros.training.lifter_network_2d import (
     CropDraws,
+    draws_for,
     network_2d_pairs,
     share_weights,
 )
@@ -219,6 +220,32 @@ def test_a_gated_network_gets_square_crops_only(tmp_path: Path) -> None:
     assert xy.shape == (4, J, 2)
 
 
+def test_a_gated_network_is_read_at_its_own_size_only(tmp_path: Path) -> None:
+    """The sparse model runs its tracking crops at its own input size (at 224 it loses), so its
+    pairs are drawn there only, as many per person as the draws take over all their sizes;
+    a dense network's draws stay as given."""
+    gated = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.35, head_channels=16,
+                                      gated=True)).eval()
+    draws = CropDraws(sizes=(64, 96, 128), per_size=2, strip_widths=(32,))
+    own = draws_for(gated, draws)
+    assert (own.sizes, own.per_size, own.strip_widths) == ((64,), 6, ())
+    assert draws_for(gated, own) == own  # already resolved: unchanged
+    assert draws_for(_tiny_net(0), draws) == draws
+    corpus = load_corpus(_cache(tmp_path, _cam(5)))
+    sizes: list[int] = []
+    forward = PoseNetwork.forward
+
+    def spy(self: PoseNetwork, x: torch.Tensor, with_movenet: bool = False,
+            region: torch.Tensor | None = None) -> object:
+        sizes.append(int(x.shape[-1]))
+        return forward(self, x, with_movenet, region)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(PoseNetwork, "forward", spy)
+        xy, _, _ = network_2d_pairs(gated, corpus, draws, seed=0)
+    assert set(sizes) == {64} and len(xy) == 4 * 6  # 2 frames x 2 views x 1 person
+
+
 def test_a_gated_network_reads_each_crop_on_the_region_the_estimator_gives_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In video the node's gated model runs on the previous pose's region, not its locator's
@@ -229,7 +256,7 @@ def test_a_gated_network_reads_each_crop_on_the_region_the_estimator_gives_it(
     cam[..., 1] *= 2.0
     corpus = load_corpus(_cache(tmp_path, cam))
     torch.manual_seed(0)
-    gated = PoseNetwork(NetworkConfig(input_size=64, width_mult=0.35, head_channels=16,
+    gated = PoseNetwork(NetworkConfig(input_size=128, width_mult=0.35, head_channels=16,
                                       gated=True, mask_source="locator")).eval()
     draws = CropDraws(sizes=(128,), per_size=1, scale_jitter=0.0, shift_jitter=0.0, batch=1)
     seen: list[tuple[torch.Tensor, torch.Tensor | None]] = []
