@@ -645,8 +645,9 @@ def lifter_stage(cfg: RecipeConfig, report: dict[str, Any], depth_range_mm: floa
            "weighting": cfg.lifter_weighting, "midpoint_torso": cfg.midpoint_torso,
            "synthetic": cfg.synthetic, "labels": cfg.labels, "real_poses": real_counts}
     if own:
+        draws = draws_for(net, CropDraws())  # type: ignore[arg-type]
         key.update(network_2d_share=cfg.lifter_network_2d_share,
-                   network_2d_draws=json.loads(json.dumps(asdict(draws_for(net, CropDraws())))),  # type: ignore[arg-type]
+                   network_2d_draws=json.loads(json.dumps(asdict(draws))),
                    network=_state_digest(net),  # type: ignore[arg-type]
                    person_prior=net.cfg.person_prior)  # type: ignore[union-attr]
     if weights.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
