@@ -58,14 +58,12 @@ def test_fresh_mask_units_execute_everywhere_whatever_the_random_draw(lightning)
     """The graph has no masks: the imported gated network must run every cell until its masks
     are trained. Fresh random units switched a few cells off by chance (the seed 2 draw did,
     2 % off the graph's heatmap), which made the graph-equality test depend on test order."""
-    x = None
     heatmaps = []
     for seed in (0, 2):
         torch.manual_seed(seed)
         net, _ = import_graph(lightning)
-        x = normalise(photo(192), net) if x is None else x
         with torch.no_grad():
-            out = net(x, with_movenet=True)
+            out = net(normalise(photo(192), net), with_movenet=True)
         gated = [m for m in out.masks if m is not None]
         assert gated and all(bool(m.hard.all()) and bool(m.dilated.all()) for m in gated)
         heatmaps.append(out.movenet.heatmap)
