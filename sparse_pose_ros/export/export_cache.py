@@ -19,7 +19,12 @@ from ..runtime.options import effective_head_gating, strip_width
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ["apply_head_gating", "cached_onnx_path", "checkpoint_training",
+#: Bumped whenever the exporter writes a different graph for the same checkpoint, so a cache
+#: filled by an older exporter is not reused (the model hash alone cannot tell). 2: the peak
+#: window's index from ReduceMax/ReduceMin instead of ArgMax (``model.heads.first_max_index``).
+GRAPH_REVISION = 2
+
+__all__ = ["GRAPH_REVISION", "apply_head_gating", "cached_onnx_path", "checkpoint_training",
            "effective_head_gating", "ensure_onnx_export", "warn_if_baked"]
 
 
@@ -36,13 +41,14 @@ def cached_onnx_path(
     head_gating: bool = False, input_width: int | None = None,
 ) -> Path:  # fmt: skip
     """Cache file of a checkpoint's export (hash + size (× strip width) + graph kind + head
-    gating + metadata format key)."""
+    gating + metadata format + graph revision key)."""
     from .metadata import FORMAT_VERSION
 
     hg = "_hg" if head_gating else ""
     strip = strip_width(input_size, input_width)
     size = f"{input_size}x{strip}" if strip else f"{input_size}"
-    return cache_dir / "onnx" / f"{digest[:24]}_{size}_{graph}{hg}_f{FORMAT_VERSION}.onnx"
+    name = f"{digest[:24]}_{size}_{graph}{hg}_f{FORMAT_VERSION}g{GRAPH_REVISION}.onnx"
+    return cache_dir / "onnx" / name
 
 
 def ensure_onnx_export(

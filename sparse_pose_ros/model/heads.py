@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from .. import skeleton
 from .blocks import ConvBN
+from .index_ops import first_max_index
 
 #: Heatmap logit outside the head region: exp(REGION_OFF_LOGIT - max) underflows to 0 in float32
 #: for any logit the head produces, and it is finite (no inf - inf = nan in a softmax).
@@ -110,9 +111,10 @@ def peak_window(heatmaps: Tensor, radius: int) -> Tensor:
     MoveNet's features a small person in a whole camera frame keeps such modes, and the global
     readout missed joints the argmax found (PCK@0.1 vs BlazePose on 30 held-out Pose2Sim frames:
     0.52 global, 0.80 argmax, 0.82 soft-argmax within 2 cells of it; ``models/MODEL_CARD.md``).
-    Ties break to the first maximum; built from ArgMax/Where so it exports to ONNX."""
+    Ties break to the first maximum; the index comes from :func:`first_max_index` (not an
+    ArgMax, which OpenVINO runs slowly) and the window from Where, so it exports to ONNX."""
     b, j, h, w = heatmaps.shape
-    idx = heatmaps.reshape(b, j, h * w).argmax(dim=-1)
+    idx = first_max_index(heatmaps.reshape(b, j, h * w))
     cy = torch.div(idx, w, rounding_mode="floor").view(b, j, 1, 1)
     cx = (idx - cy.view(b, j) * w).view(b, j, 1, 1)
     ys = torch.arange(h, device=heatmaps.device).view(1, 1, h, 1)

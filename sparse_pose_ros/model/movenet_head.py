@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .fpn import SeparableConv
+from .index_ops import first_max_index
 
 COCO_KEYPOINTS: tuple[str, ...] = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
@@ -97,9 +98,9 @@ def chosen_person(center: Tensor, regress: Tensor) -> tuple[Tensor, Tensor, Tens
 
     The centre is the argmax of the score / (distance to the frame centre + 1.8), so the
     person nearest the image centre wins. One rule for :func:`decode` and
-    :func:`person_region`; ArgMax and Gather in ONNX."""
+    :func:`person_region`; :func:`~.index_ops.first_max_index` and Gather in ONNX."""
     b, h, w = center.shape
-    idx = (center * centre_weight(h, w, center)).flatten(1).argmax(dim=1)  # (B,)
+    idx = first_max_index((center * centre_weight(h, w, center)).flatten(1))  # (B,)
     cy = torch.div(idx, w, rounding_mode="floor")
     cx = idx - cy * w
     batch = torch.arange(b, device=center.device)
@@ -125,7 +126,7 @@ def decode(out: MoveNetOutput) -> Tensor:
     batch = torch.arange(b, device=heat.device)
     dist = torch.sqrt((ys.view(1, 1, h, w) - rough_y.view(b, k, 1, 1)) ** 2
                       + (xs.view(1, 1, h, w) - rough_x.view(b, k, 1, 1)) ** 2)
-    kidx = (heat / (dist + DISTANCE_OFFSET)).flatten(2).argmax(dim=2)  # (B, K)
+    kidx = first_max_index((heat / (dist + DISTANCE_OFFSET)).flatten(2))  # (B, K)
     ky, kx = kidx // w, kidx % w
     kk = torch.arange(k, device=heat.device).view(1, k)
     bb = batch.view(b, 1)
@@ -172,7 +173,7 @@ def person_region(branches: nn.ModuleDict, feats: Tensor, margin: float = PERSON
     features and no training. Outside the box the heatmaps are switched off
     (``HemletsHead.forward``'s ``region``), so the readout and the confidence see one person.
     Where the chosen centre scores below ``min_score`` the map is all ones (nobody chosen).
-    The same person choice and rough keypoints as :func:`decode`; built from ArgMax, Gather
+    The same person choice and rough keypoints as :func:`decode`; built from reductions, Gather
     and comparisons, so it exports to ONNX.
     """
     center = torch.sigmoid(branches["center"](feats))[:, 0]

@@ -118,6 +118,20 @@ def test_peak_readout_ignores_a_second_mode() -> None:
     assert float(masked[0, 0, 12, 12]) < -1e3 and float(masked[0, 0, 3, 5]) == 5.0
 
 
+def test_first_max_index_is_argmax_ties_included() -> None:
+    """The exported readout's index equals ``argmax`` (first maximum), ties and all."""
+    from sparse_pose_ros.model.index_ops import first_max_index
+
+    gen = torch.Generator().manual_seed(0)
+    coarse = torch.randint(0, 4, (64, 17, 40), generator=gen).float()  # many ties
+    fine = torch.randn(3, 17, 1344, generator=gen)
+    for values in (coarse, fine, coarse.half(), fine.bfloat16()):
+        got = first_max_index(values)
+        assert got.dtype == torch.int64
+        assert torch.equal(got, values.float().argmax(dim=-1))
+    assert int(first_max_index(torch.tensor([2.0, 5.0, 5.0, 1.0]))) == 1
+
+
 def test_peak_readout_is_a_network_option() -> None:
     from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
 

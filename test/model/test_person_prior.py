@@ -186,6 +186,22 @@ def test_exported_graph_keeps_the_prior(tmp_path):
     np.testing.assert_array_equal(got.heatmaps == REGION_OFF_LOGIT, off)
 
 
+def test_exported_graph_has_no_argmax(tmp_path):
+    """The readout's and the prior's argmaxes export as reductions, not ArgMax: OpenVINO runs an
+    ArgMax as a stable TopK that cost up to 17 % of a strip's network (model/index_ops.py)."""
+    onnx = pytest.importorskip("onnx")
+    from sparse_pose_ros.export.onnx_export import export_network
+
+    torch.manual_seed(1)
+    net = PoseNetwork(movenet_config("lightning", input_size=64, width_mult=0.35, gated=False,
+                                     person_prior=True, readout_window=2)).eval()
+    for graph in ("portable", "plugin"):
+        path = export_network(net, tmp_path / f"{graph}.onnx", graph)
+        ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+        assert "ReduceMin" in ops, graph  # the readout's and the prior's index
+        assert not ops & {"ArgMax", "TopK"}, (graph, ops & {"ArgMax", "TopK"})
+
+
 def test_no_box_where_nobody_is_clear_enough():
     # the best centre scores sigmoid(-2) = 0.12 < PERSON_MIN_SCORE: the whole map stays on
     branches = _branches(_centres((8, 8, -2.0)), _regress(1.0, 1.0))
