@@ -243,7 +243,8 @@ PARAMS: tuple[ParamSpec, ...] = (
         "at 224 scored PCK@0.1 0.924 / MPJPE 62 mm against 0.921 / 63 mm at its own 256, for "
         "0.77 of the MACs (192: 0.906 / 71 mm for 0.57; 160 loses the person; read as strips, "
         "crop_input_widths, 224 costs 0.41); the sparse one loses at 224 (0.900 / 72 mm "
-        "against 0.903 / 65 mm): set 0 for it.",
+        "against 0.903 / 65 mm): set 0 for it (a gated model at another size gets a warning "
+        "at load).",
         _INPUT_SIZE_RULE, int_range=(0, INPUT_SIZE_RANGE[1]), validate=_input_size,
         reload=True,
     ),

@@ -152,6 +152,40 @@ def test_a_gated_model_runs_its_crops_as_squares(make_node, monkeypatch):
     assert widths and all(w is None for w in widths)  # the frame's and the crop's sessions
 
 
+class _WarningsOf:
+    """A node's logger that also keeps the text of every warning."""
+
+    def __init__(self, inner, seen: list[str]) -> None:
+        self._inner, self._seen = inner, seen
+
+    def warning(self, message: str, **kw: object) -> object:
+        self._seen.append(message)
+        return self._inner.warning(message, **kw)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+def test_a_gated_model_at_another_crop_size_is_warned_about(make_node, dense_tiny, monkeypatch):
+    """The default crop_input_size (224) is the dense model's choice; a gated model's head
+    learned its own size and loses at 224 on real frames: the crops still run where asked,
+    and one warning says how to read them at the model's own size. A dense model: none."""
+    seen: list[str] = []
+    real = PoseNode.get_logger
+    monkeypatch.setattr(PoseNode, "get_logger", lambda self: _WarningsOf(real(self), seen))
+    node = make_node()  # the tiny gated model (64 px), crop_input_size 224
+    _ready(node)
+    assert node._estimator.crop_backend.info.input_size == CROP_INPUT_SIZE
+    about = [m for m in seen if m.startswith(f"crop_input_size {CROP_INPUT_SIZE}")]
+    assert len(about) == 1 and "gated model" in about[0] and "crop_input_size: 0" in about[0]
+    seen.clear()
+    assert node.set_parameters([Parameter("crop_input_size", value=0)])[0].successful
+    _ready(node)
+    assert not [m for m in seen if m.startswith("crop_input_size")]
+    _ready(make_node(model_file_path=str(dense_tiny)))
+    assert not [m for m in seen if m.startswith("crop_input_size")]
+
+
 def _frames(node: PoseNode, count: int, timeout: float = 60.0) -> dict:
     """Hand the node ``count`` camera frames one at a time (each once the previous one is
     processed); its diagnostics after the last."""
