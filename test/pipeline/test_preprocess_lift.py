@@ -202,10 +202,9 @@ def test_window_crop_equals_the_padded_copy_and_the_mask_stays_in_the_window():
     """The crop is read from a view of the image (OpenCV pads only where the window leaves it):
     the same pixels as padding a copy of the window first, for windows inside, across the edge
     and off the image; the execution-mask picture is the window's, zero elsewhere."""
-    import cv2
 
     from sparse_pose_ros.pipeline.estimator import execution_mask
-    from sparse_pose_ros.pipeline.preprocess import crop_window
+    from sparse_pose_ros.pipeline.preprocess import crop_window, shrink
 
     rgb = np.random.default_rng(4).integers(0, 256, (120, 90, 3), dtype=np.uint8)
     fill = (7, 8, 9)
@@ -216,9 +215,7 @@ def test_window_crop_equals_the_padded_copy_and_the_mask_stays_in_the_window():
         sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(90, x0 + side), min(120, y0 + side)
         if sx1 > sx0 and sy1 > sy0:
             region[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
-        ref = cv2.resize(region, (32, 32), interpolation=cv2.INTER_AREA if side > 32
-                         else cv2.INTER_LINEAR)  # fmt: skip
-        np.testing.assert_array_equal(crop_window(rgb, box, fill), ref)
+        np.testing.assert_array_equal(crop_window(rgb, box, fill), shrink(region, 32, 32))
         for masks in ([], [np.ones((2, 2), np.uint8), np.eye(2, dtype=np.uint8)]):
             img = execution_mask(masks, box, (120, 90))
             inside = np.zeros((120, 90), bool)
@@ -227,3 +224,44 @@ def test_window_crop_equals_the_padded_copy_and_the_mask_stays_in_the_window():
             assert (img[~inside] == 0).all()
             if inside.any():
                 assert (img[inside] == 255).all() if not masks else img[inside].max() == 255
+
+
+def test_shrink_halves_first_without_moving_the_picture(monkeypatch):
+    """``shrink`` (crops and letterboxes): an even-sided source at least twice the output is
+    halved exactly first, so the picture stays where it was — a ramp of one level per source
+    pixel reads each output pixel's own source interval — and the values stay within a few
+    levels of OpenCV's single area resize; an odd side falls back to that resize exactly."""
+    import cv2
+
+    from sparse_pose_ros.pipeline.preprocess import shrink
+
+    ramp = np.zeros((256, 256, 3), np.uint8)
+    ramp[:, :, 0] = np.arange(256)[None, :]  # red = x
+    ramp[:, :, 1] = np.arange(256)[:, None]  # green = y
+    out = shrink(ramp, 32, 16).astype(float)
+    want_x = 8 * np.arange(32) + 3.5  # the mean of x over output pixel i's 8 source columns
+    want_y = 16 * np.arange(16) + 7.5
+    assert np.abs(out[:, :, 0] - want_x[None, :]).max() <= 1.0
+    assert np.abs(out[:, :, 1] - want_y[:, None]).max() <= 1.0
+    assert abs(float((out[:, :, 0] - want_x[None, :]).mean())) < 0.6
+    smooth = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (1000, 560, 3),
+                                                                dtype=np.uint8), (9, 9), 3)
+    for size in ((128, 224), (96, 224), (256, 144)):
+        one = cv2.resize(smooth, size, interpolation=cv2.INTER_AREA).astype(int)
+        diff = np.abs(shrink(smooth, *size).astype(int) - one)
+        assert diff.max() <= 4 and diff.mean() < 0.6, (size, diff.max(), diff.mean())
+    odd = smooth[:999]
+    np.testing.assert_array_equal(shrink(odd, 96, 224),
+                                  cv2.resize(odd, (96, 224), interpolation=cv2.INTER_AREA))
+    import sparse_pose_ros.pipeline.preprocess as preprocess
+
+    steps: list[tuple[int, int]] = []
+    real = cv2.resize
+    monkeypatch.setattr(preprocess.cv2, "resize", lambda src, size, interpolation: (
+        steps.append(src.shape[:2]), real(src, size, interpolation=interpolation))[1])
+    shrink(np.zeros((1080, 1920, 3), np.uint8), 256, 144)  # an HD frame's letterbox
+    assert steps == [(1080, 1920), (540, 960)]  # halved once, then the area resize
+    monkeypatch.undo()
+    small = smooth[:100, :60]  # enlarged: bilinear, as before
+    np.testing.assert_array_equal(shrink(small, 120, 200),
+                                  cv2.resize(small, (120, 200), interpolation=cv2.INTER_LINEAR))
