@@ -157,13 +157,11 @@ def shrink(src: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
     9 ms. Halving an even-sided image is exact in geometry (each output pixel averages the same
     2 × 2 input pixels, so the window still maps to the whole output), about halves the time,
     and moves pixel values by 0.3 levels on average (at most a few) against the single area
-    resize (``test/pipeline/test_preprocess.py``)."""
+    resize (``test/pipeline/test_preprocess_lift.py``)."""
     h, w = src.shape[:2]
     while h >= 4 * out_h and w >= 4 * out_w and h % 2 == 0 and w % 2 == 0:
         h, w = h // 2, w // 2
         src = cv2.resize(src, (w, h), interpolation=cv2.INTER_AREA)
-    if (h, w) == (out_h, out_w):
-        return src
     interp = cv2.INTER_AREA if h > out_h else cv2.INTER_LINEAR
     return cv2.resize(src, (out_w, out_h), interpolation=interp)
 
