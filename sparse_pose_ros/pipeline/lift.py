@@ -190,17 +190,37 @@ def viewing_rays(pixels: np.ndarray, fx: Any, fy: Any, cx: Any, cy: Any) -> np.n
     return np.stack([(p[..., 0] - cx) / fx, (p[..., 1] - cy) / fy, np.ones(p.shape[:-1])], -1)
 
 
-def _bone_errors(
-    depths: np.ndarray, rays: np.ndarray, dz: np.ndarray, ref: np.ndarray, w: np.ndarray
-) -> np.ndarray:
-    """Weighted squared bone-length error for each candidate root depth in ``depths`` (G,)."""
-    a = rays[_CHILDREN] - rays[_PARENTS]  # (B, 3): d(bone)/dZ
-    b = dz[_CHILDREN, None] * rays[_CHILDREN] - dz[_PARENTS, None] * rays[_PARENTS]
-    vec = depths[:, None, None] * a[None] + b[None]  # (G, B, 3)
-    lengths = np.sqrt((vec * vec).sum(-1))
-    err = (w[None] * (lengths - ref[None]) ** 2).sum(-1)
-    infeasible = (depths[:, None] + dz[None]).min(-1) < _MIN_JOINT_DEPTH_M
-    return np.where(infeasible, np.inf, err)
+class _BoneFit:
+    """The weighted bone-length error as a function of the root depth Z, set up once a frame.
+
+    Each bone vector is affine in Z, ``v(Z) = Z a + b``, so its squared length is the quadratic
+    ``Z² (a·a) + 2 Z (a·b) + b·b``: the three dot products per bone are taken once, and each
+    candidate depth then costs a few (G, B) operations instead of a (G, B, 3) array (the fit
+    evaluates ~450 candidates a frame; ~0.5 ms less on the node's 2-core CPU).
+    """
+
+    def __init__(self, rays: np.ndarray, dz: np.ndarray, ref: np.ndarray, w: np.ndarray) -> None:
+        a = rays[_CHILDREN] - rays[_PARENTS]  # (B, 3): d(bone)/dZ
+        b = dz[_CHILDREN, None] * rays[_CHILDREN] - dz[_PARENTS, None] * rays[_PARENTS]
+        self.aa = (a * a).sum(-1)
+        self.ab2 = 2.0 * (a * b).sum(-1)
+        self.bb = (b * b).sum(-1)
+        self.ref = ref
+        self.w = w
+        #: the shallowest depth at which every joint is in front of the camera
+        self.z_min = _MIN_JOINT_DEPTH_M - float(dz.min())
+
+    def errors(self, depths: np.ndarray) -> np.ndarray:
+        """Weighted squared bone-length error for each candidate root depth in ``depths``
+        (G,); inf where a joint would be behind the camera."""
+        z = depths[:, None]
+        sq = np.maximum((z * self.aa + self.ab2) * z + self.bb, 0.0)  # rounding can dip < 0
+        err = ((np.sqrt(sq) - self.ref) ** 2 * self.w).sum(-1)
+        return np.where(depths < self.z_min, np.inf, err)
+
+
+#: the first, log-spaced pass of the root-depth search (the same every frame)
+_GRID = np.geomspace(MIN_DEPTH_M, MAX_DEPTH_M, _GRID_POINTS)
 
 
 def fit_root_depth(
@@ -218,16 +238,17 @@ def fit_root_depth(
     if w.sum() <= 1e-12:  # no confident bone: let every bone vote equally rather than fail
         w = np.ones_like(w)
     w = w / w.sum()
-    grid = np.geomspace(MIN_DEPTH_M, MAX_DEPTH_M, _GRID_POINTS)
-    err = _bone_errors(grid, rays, dz, reference, w)
+    fit = _BoneFit(rays, dz, reference, w)
+    grid = _GRID
+    err = fit.errors(grid)
     if not np.isfinite(err).any():  # relative depths so extreme no grid point is feasible
         z = float(MAX_DEPTH_M)
-        return z, float(np.sqrt(_bone_errors(np.array([z]), rays, dz, reference, w)[0]))
+        return z, float(np.sqrt(fit.errors(np.array([z]))[0]))
     for _ in range(_REFINE_ROUNDS):
         i = int(np.argmin(err))
         lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
         grid = np.linspace(lo, hi, _REFINE_POINTS)
-        err = _bone_errors(grid, rays, dz, reference, w)
+        err = fit.errors(grid)
     i = int(np.argmin(err))  # the bracket holds the previous best point: never worse
     return float(grid[i]), float(np.sqrt(err[i]))
 
@@ -264,7 +285,7 @@ def lift(
     dz = joints[:, 2] * depth_range_m
     dz = dz - dz[skeleton.ROOT]  # the root is the origin of relative depth by definition
     conf = np.asarray(confidence, dtype=np.float64)
-    weights = np.array([min(conf[p], conf[c]) for p, c in skeleton.BONES])
+    weights = np.minimum(conf[_PARENTS], conf[_CHILDREN])
     own = check_bone_lengths(reference, "reference")
     z_root, residual = fit_root_depth(rays, dz, weights, np.asarray(own) if own else None)
     points = rays * (z_root + dz)[:, None]

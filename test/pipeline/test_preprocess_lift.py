@@ -123,6 +123,35 @@ def test_fit_stays_in_front_of_the_camera_and_in_bounds():
     assert (z + dz).min() > 0.0
 
 
+def test_fit_finds_the_minimum_of_the_explicit_bone_error():
+    """The fit's closed-form bone lengths (a quadratic in Z per bone) agree with bones measured
+    between the back-projected joints: its answer is the minimum a brute-force search of that
+    explicit error finds, on noisy skeletons whose bones match no reference."""
+    rng = np.random.default_rng(3)
+    parents = np.array([p for p, _ in skeleton.BONES])
+    children = np.array([c for _, c in skeleton.BONES])
+    ref = np.asarray(REFERENCE_BONE_LENGTHS_M)
+    for depth in np.linspace(1.0, 9.0, 12):
+        truth = _reference_skeleton(ref * rng.uniform(0.8, 1.2, skeleton.NUM_BONES))
+        truth = truth + rng.normal(0.0, 0.03, truth.shape) + np.array([0.3, 0.2, depth])
+        rays = truth / truth[:, 2:]
+        dz = truth[:, 2] - truth[skeleton.ROOT, 2]
+        w = rng.uniform(0.1, 1.0, skeleton.NUM_BONES)
+        z, residual = fit_root_depth(rays, dz, w)
+
+        def explicit(root: float, rays=rays, dz=dz, w=w) -> float:
+            points = rays * (root + dz)[:, None]
+            bones = np.linalg.norm(points[children] - points[parents], axis=1)
+            return float((w / w.sum() * (bones - ref) ** 2).sum())
+
+        coarse = np.geomspace(max(0.2, 0.05 - dz.min()), 50.0, 4001)
+        start = coarse[int(np.argmin([explicit(g) for g in coarse]))]
+        fine = np.linspace(start * 0.995, start * 1.005, 4001)
+        best = fine[int(np.argmin([explicit(g) for g in fine]))]
+        assert z == pytest.approx(best, rel=2e-5)
+        assert residual == pytest.approx(math.sqrt(explicit(z)), rel=1e-9)
+
+
 def test_intrinsics_validation_and_nominal_fov():
     with pytest.raises(ValueError, match="NaN"):
         Intrinsics.from_k([math.nan] * 9, 640, 480)
