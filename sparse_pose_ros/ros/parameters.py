@@ -370,7 +370,9 @@ PARAMS: tuple[ParamSpec, ...] = (
         "With region_from_pose: growth of the previous pose's joint box about its centre before "
         "it becomes the region. Trades the sparse model's accuracy against the MACs it runs "
         "(held-out real, tracking crop: 1.15 -> 0.77 of the backbone, 0.89 PCK, 94 % found; "
-        "1.3 -> 0.81, 0.91, 98 %; 1.6 -> 0.87, 0.90, 99 %; docs/network.md 2b).",
+        "1.3 -> 0.81, 0.91, 98 %; 1.6 -> 0.87, 0.90, 99 %; docs/network.md 2b). On whole "
+        "frames (track_person false) 1.3 is too tight for the sparse model (found 76 %); 2.0 "
+        "with region_margin 2: 94 % at 0.75 of the backbone.",
         f"[{REGION_EXPAND_RANGE[0]:g}, {REGION_EXPAND_RANGE[1]:g}]",
         float_range=(float(REGION_EXPAND_RANGE[0]), float(REGION_EXPAND_RANGE[1])),
     ),
