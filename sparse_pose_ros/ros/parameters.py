@@ -240,10 +240,10 @@ PARAMS: tuple[ParamSpec, ...] = (
         "With track_person: network input side for the tracking crops (a second session of the "
         "same model); 0 = input_size. The whole frame, where a person must first be found, "
         "keeps input_size. Held-out real frames, tracking, square crops: the dense checkpoint "
-        "at 224 scored PCK@0.1 0.923 / MPJPE 62 mm against 0.921 / 62 mm at its own 256, for "
-        "0.77 of the MACs (192: 0.907 / 71 mm for 0.57; 160 loses the person; read as strips, "
-        "crop_input_widths, 224 costs 0.41); the sparse one loses at 224 (0.897 / 73 mm "
-        "against 0.903 / 66 mm): set 0 for it (a gated model at another size gets a warning "
+        "at 224 scored PCK@0.1 0.922 / MPJPE 64 mm against 0.919 / 64 mm at its own 256, for "
+        "0.77 of the MACs (192: 0.903 / 70 mm for 0.57; 160 loses the person; read as strips, "
+        "crop_input_widths, 224 costs 0.41); the sparse one loses at 224 (0.901 / 73 mm "
+        "against 0.904 / 64 mm): set 0 for it (a gated model at another size gets a warning "
         "at load).",
         _INPUT_SIZE_RULE, int_range=(0, INPUT_SIZE_RANGE[1]), validate=_input_size,
         reload=True,
@@ -256,7 +256,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         "skeleton with strip_margin (an upright person), else the square. [0] = squares "
         "only. Held-out real frames, dense checkpoint, crops 224: strips 64-192 read 98 % "
         "of the frames for 0.41 of a whole-frame pass's backbone MACs instead of 0.77, PCK@0.1 "
-        "0.912 vs 0.923, MPJPE 69 vs 62 mm (docs/network.md 2d). Widths not below "
+        "0.904 vs 0.922, MPJPE 71 vs 64 mm (docs/network.md 2d). Widths not below "
         "crop_input_size, or for a gated model or tensorrt, are refused with a warning and "
         "the squares run.",
         "integers, each 0 or a multiple of 32 below crop_input_size", validate=_crop_input_widths,
