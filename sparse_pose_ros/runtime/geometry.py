@@ -140,21 +140,19 @@ class NetworkGeometry:
         gated = self.gated_indices
         if len(masks) != len(gated):
             raise ValueError(f"expected {len(gated)} gated-block masks, got {len(masks)}")
-        dense_blocks, dense_total, fixed = self._dense_terms
-        executed = fixed  # stem, last conv, mask decision
-        for i, b in enumerate(self.blocks):
-            executed += dense_blocks[i] if not b.gated else 0
-        for i, m in zip(gated, masks, strict=True):
-            executed += self.blocks[i].executed_macs(m)
+        dense_total, fixed = self._mask_independent_macs
+        executed = fixed + sum(self.blocks[i].executed_macs(m)
+                               for i, m in zip(gated, masks, strict=True))
         block_density = [float(np.asarray(m).mean()) for m in masks]
         return executed / dense_total, block_density
 
     @functools.cached_property
-    def _dense_terms(self) -> tuple[tuple[int, ...], int, int]:
-        """Per-block dense MACs, the dense total and the mask-independent executed MACs:
-        the same every frame, so taken once (they were ~34 small computations a frame)."""
-        return (tuple(b.dense_macs() for b in self.blocks), self.dense_macs(),
-                self.stem_macs + self.last_macs + self.mask_unit_macs())
+    def _mask_independent_macs(self) -> tuple[int, int]:
+        """(dense total, executed MACs no mask changes: stem, last conv, the mask decision and
+        every ungated block): the same every frame, so taken once per geometry."""
+        ungated = sum(b.dense_macs() for b in self.blocks if not b.gated)
+        return (self.dense_macs(),
+                self.stem_macs + self.last_macs + self.mask_unit_macs() + ungated)
 
     def to_json(self) -> str:
         return json.dumps(
