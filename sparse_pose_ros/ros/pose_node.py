@@ -432,7 +432,7 @@ class PoseNode(Node):
             self.get_logger().warning(
                 f"crop_input_size {crop}: {path} is a gated model, whose head learned its own "
                 f"{backend.info.input_size}-px crops; the shipped sparse checkpoint scores lower "
-                "at 224 (held-out real frames, PCK@0.1 0.897 / 73 mm against 0.903 / 66 mm): "
+                "at 224 (held-out real frames, PCK@0.1 0.901 / 73 mm against 0.904 / 64 mm): "
                 "set crop_input_size: 0 to read its crops at its own size")
         if own.get("engine_file_path"):  # the crop engine must not overwrite the frame's
             own = {**own, "engine_file_path": crop_engine_path(own["engine_file_path"], crop)}
