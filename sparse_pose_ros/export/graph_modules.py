@@ -66,7 +66,12 @@ class ExportGatedBlock(nn.Module):
             mask = BlockMask(hard=hard, dilated=dilated, soft=hard, logits=logits)
             return block.forward_masked(x, mask), hard
         assert self.node is not None
-        return self.node(x, hard), hard
+        y = self.node(x, hard)
+        if block.skip_fill is not None:
+            # the plugin (and its CUDA kernels) write zero / keep X where the mask is off; the
+            # fill is two standard ops after it, exactly forward_masked's
+            y = y + (1.0 - hard) * block.skip_fill.view(1, -1, 1, 1).to(y.dtype)
+        return y, hard
 
 
 class ExportNetwork(nn.Module):

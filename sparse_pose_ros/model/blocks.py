@@ -125,6 +125,11 @@ class InvertedResidual(nn.Module):
         expand_ratio: t; hidden width C_e = round(C_b * t).
         gated: attach a mask unit. Residual blocks compute r(F(X)∘G + X); a non-residual block
             (stride 2 or C_in != C_out) computes F(X)∘G, i.e. zero features where G = 0.
+        skip_fill: (gated blocks) hold a per-channel vector ``skip_fill`` that a skipped cell
+            takes instead of zero: r((F(X)∘G + f∘(1 − G)) + X). Fitted as the mean of F over
+            training frames (``training.skip_fill``): the layers after a gated block were
+            trained (as MoveNet) on dense features, and zeros there are far outside what they
+            saw — the mean is the cheapest guess of a cell nobody computed.
         residual_activation: ``None`` (identity, default) or ``"relu"``.
         norm_layer: callable building the norm layer (BatchNorm2d by default).
         padding: padding convention of the depthwise conv (:data:`PADDINGS`).
@@ -140,6 +145,7 @@ class InvertedResidual(nn.Module):
         residual_activation: str | None = None,
         norm_layer: NormLayer = nn.BatchNorm2d,
         padding: str = "symmetric",
+        skip_fill: bool = False,
     ) -> None:
         super().__init__()
         if stride not in (1, 2):
@@ -172,6 +178,11 @@ class InvertedResidual(nn.Module):
             self.hidden_channels, out_channels, 1, activation=False, norm_layer=norm_layer
         )
         self.mask_unit: MaskUnit | None = MaskUnit(in_channels, stride) if gated else None
+        self.skip_fill: Tensor | None
+        if gated and skip_fill:
+            self.register_buffer("skip_fill", torch.zeros(out_channels))
+        else:
+            self.skip_fill = None
         #: Set by benchmarks/tests to execute a given binary mask (B,1,H_out,W_out) instead of
         #: the learned one; ``None`` in normal use.
         self.fixed_mask: Tensor | None = None
@@ -219,6 +230,8 @@ class InvertedResidual(nn.Module):
         h = h * mask.dilated
         h = self.depthwise(h) * mask.hard
         out = self.project(h) * mask.hard
+        if self.skip_fill is not None:
+            out = out + (1.0 - mask.hard) * self.skip_fill.view(1, -1, 1, 1).to(out.dtype)
         return self._finish(x, out)
 
     def forward(self, x: Tensor, given: Tensor | None = None

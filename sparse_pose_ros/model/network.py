@@ -127,6 +127,10 @@ class NetworkConfig:
             decides for every block; its mask units are then not run, see ``model.locator``).
         locator_width: channels of the locator's stride-16 layers.
         locator_margin: stride-16 cells the locator's decision is dilated by.
+        skip_fill: every gated block writes a fitted per-channel vector (its mean output on
+            training frames, ``training.skip_fill``) at the cells it skips, instead of zero
+            (``model.blocks.InvertedResidual``); the frozen layers after it then read near what
+            they were trained on around a small person.
     """
 
     input_size: int = 256
@@ -157,6 +161,7 @@ class NetworkConfig:
     mask_source: str = "units"
     locator_width: int = 48
     locator_margin: int = 1
+    skip_fill: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -208,6 +213,8 @@ class NetworkConfig:
                              f"{self.mask_source!r}")
         if self.mask_source == "locator" and not self.gated:
             raise ValueError("mask_source 'locator' needs a gated backbone (gated: true)")
+        if self.skip_fill and not self.gated:
+            raise ValueError("skip_fill fills the cells gated blocks skip (gated: true)")
         if self.locator_width <= 0 or self.locator_margin < 0:
             raise ValueError("locator_width must be > 0 and locator_margin >= 0")
 
@@ -218,6 +225,8 @@ class NetworkConfig:
             # (and so the model hash) of every unit-masked checkpoint as it was
             for key in ("mask_source", "locator_width", "locator_margin"):
                 d.pop(key)
+        if not self.skip_fill:
+            d.pop("skip_fill")  # keeps every earlier checkpoint's config and hash
         if not self.bone_lengths_mm:
             d.pop("bone_lengths_mm")  # keeps every earlier checkpoint's config and hash
         else:
@@ -313,6 +322,7 @@ class Backbone(nn.Module):
                         gated=cfg.gated and (residual or cfg.gate_strided),
                         residual_activation=cfg.residual_activation,
                         padding=cfg.padding,
+                        skip_fill=cfg.skip_fill,
                     )
                 )
                 if not (first_row_only and stride in self.tap_after

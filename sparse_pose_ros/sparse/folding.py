@@ -49,6 +49,7 @@ class FoldedBlock:
     out_channels: int
     mask_weight: Tensor | None  # (C_in,) mask-unit 1×1 conv weight
     mask_bias: Tensor | None  # () mask-unit bias
+    fill: Tensor | None = None  # (C_out,) what a skipped output cell takes (``skip_fill``)
 
 
 def folded_weights(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
@@ -135,4 +136,6 @@ def fold_block(block: InvertedResidual) -> FoldedBlock:
         out_channels=block.out_channels,
         mask_weight=mw,
         mask_bias=mb,
+        fill=(block.skip_fill.detach().float().contiguous().clone()
+              if block.skip_fill is not None else None),
     )

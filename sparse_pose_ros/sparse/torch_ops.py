@@ -72,6 +72,8 @@ def dense_block(
     p = _pointwise(d, fb.project)
     if hard is not None:
         p.mul_(hard.unsqueeze(1))
+        if fb.fill is not None:  # skipped cells take the fill (``model.blocks``' skip_fill)
+            p.addcmul_((1.0 - hard).unsqueeze(1), fb.fill)
     if fb.use_residual:
         torch.add(x, p, out=out)
         if fb.residual_relu:
@@ -109,7 +111,11 @@ def sparse_block(
         raise ValueError("residual sparse blocks update the input buffer in place: pass out=x")
     if not fb.use_residual:
         out_ext.zero_()
+        if fb.fill is not None:  # every cell the fill, the active ones overwritten below
+            out_ext[:n_out].copy_(fb.fill.expand(n_out, -1))
     if n_act == 0:
+        if fb.use_residual and fb.fill is not None:
+            x_ext[:n_out].add_(fb.fill)
         if fb.use_residual and fb.residual_relu:
             x_ext.clamp_(min=0.0)
         return
@@ -133,6 +139,9 @@ def sparse_block(
     p = _pointwise(d, fb.project)
     act_rows = index.act_rows[:n_act]
     if fb.use_residual:
+        if fb.fill is not None:  # every cell + the fill (X is read above), taken back where active
+            x_ext[:n_out].add_(fb.fill)
+            p.sub_(fb.fill)
         x_ext.index_add_(0, act_rows, p)
         if fb.residual_relu:
             x_ext.clamp_(min=0.0)

@@ -80,6 +80,7 @@ from ..provenance import machine_info
 from ..teachers.movenet_map import DIRECT
 from .lifter_network_2d import CropDraws, draws_for
 from .locator_fit import cell_targets, fit_locator
+from .skip_fill import fit_skip_fill
 from .train_lifter import WEIGHTINGS as LIFTER_WEIGHTINGS
 from .train_lifter import (
     LifterTraining,
@@ -135,6 +136,10 @@ class RecipeConfig:
         locator_epochs, locator_recall, locator_margin: the locator's training epochs, the
             share of held-out person cells its calibrated threshold keeps, and the stride-16
             cells its decision is dilated by.
+        skip_fill, skip_fill_frames: the sparse checkpoint's gated blocks write their mean
+            output at the cells they skip instead of zero (``NetworkConfig.skip_fill``), fitted
+            on ``skip_fill_frames`` whole frames of each training source
+            (``training.skip_fill``) before the sparse head's features are computed.
         region_share: share of the sparse head's samples whose gated features are computed
             with the region a tracked person gives at run time (their joint box grown by a
             random 1.15-1.5× and shifted a little, ``pipeline.roi.region_cells``'s rule) instead
@@ -180,6 +185,8 @@ class RecipeConfig:
     locator_epochs: int = 15
     locator_recall: float = 0.98
     locator_margin: int = 1
+    skip_fill: bool = False
+    skip_fill_frames: int = 60
     region_share: float = 0.0
     dense_share: float = 0.0
     epochs: int = 30
@@ -258,6 +265,19 @@ def with_locator(net: PoseNetwork, cfg: RecipeConfig) -> PoseNetwork:
     for name, p in out.named_parameters():
         p.requires_grad_(".locator." in name)
     return out
+
+
+def with_skip_fill(net: PoseNetwork, cfg: RecipeConfig) -> tuple[PoseNetwork, dict[str, Any]]:
+    """The same frozen network whose gated blocks fill the cells they skip, fitted
+    (``training.skip_fill``); and the fit's description."""
+    out = PoseNetwork(replace(net.cfg, skip_fill=True))
+    missing, unexpected = out.load_state_dict(net.state_dict(), strict=False)
+    if unexpected or any(not k.endswith(".skip_fill") for k in missing):
+        raise ValueError(f"skip-fill network does not match: {missing} {unexpected}")
+    out.eval()
+    for p in out.parameters():
+        p.requires_grad_(False)
+    return out, fit_skip_fill(out, Path(cfg.labels), cfg.skip_fill_frames)
 
 
 def init_head_from_movenet(net: PoseNetwork) -> None:
@@ -588,7 +608,8 @@ def _as_saved(net: PoseNetwork, cfg: RecipeConfig, dense: bool) -> PoseNetwork:
     if dense:
         out = PoseNetwork(replace(read, gated=False, gate_strided=False, mask_source="units"))
         out.load_state_dict({k: v for k, v in net.state_dict().items()
-                             if ".mask_unit." not in k and ".locator." not in k}, strict=True)
+                             if ".mask_unit." not in k and ".locator." not in k
+                             and not k.endswith(".skip_fill")}, strict=True)
     else:
         out = PoseNetwork(read)
         out.load_state_dict(net.state_dict())
@@ -767,6 +788,13 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
         net.backbone.locator.requires_grad_(False)
         masks_state = {k: v.clone() for k, v in net.state_dict().items()
                        if ".mask_unit." in k or ".locator." in k}
+    if cfg.skip_fill:
+        net, report["skip_fill"] = with_skip_fill(net, cfg)
+        save_report()
+        masks_state.update({k: v.clone() for k, v in net.state_dict().items()
+                            if k.endswith(".skip_fill")})
+    else:
+        report.pop("skip_fill", None)
     if cfg.sparse_epochs:
         sparse_cache = rd / "sparse_features.npz"
         mask_vec = np.concatenate([v.flatten().float().numpy() for v in masks_state.values()]

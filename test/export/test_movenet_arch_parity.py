@@ -54,3 +54,30 @@ def test_thunder_portable_equals_torch(tmp_path: Path) -> None:
     ort = create_backend("onnxruntime", ckpt, device="cpu", cache_dir=tmp_path / "cache")
     x = next(iter(frames(160).values()))
     assert_same(ort.infer(x), ref.infer(x))
+
+
+@pytest.mark.parametrize("graph", ["portable", "portable_sparse"])
+def test_skip_fill_checkpoint_graphs_equal_torch(tmp_path: Path, graph: str) -> None:
+    """A checkpoint whose gated blocks fill the cells they skip (``skip_fill``) exports and
+    runs in ONNX Runtime as in torch (the fill changes the answer: it is not zero)."""
+    from dataclasses import replace
+
+    base = movenet_random("lightning", seed=4, input_size=128, gate_strided=True)
+    net = PoseNetwork(replace(base.cfg, skip_fill=True)).eval()
+    net.load_state_dict(base.state_dict(), strict=False)
+    g = torch.Generator().manual_seed(4)
+    for b in net.gated_blocks():
+        b.skip_fill.copy_(torch.randn(b.out_channels, generator=g) * 0.5)
+    ckpt, zero = tmp_path / "fill.safetensors", tmp_path / "zero.safetensors"
+    save_checkpoint(ckpt, net)
+    save_checkpoint(zero, base)
+    ref = create_backend("torch", ckpt, device="cpu")
+    unfilled = create_backend("torch", zero, device="cpu")
+    ort = create_backend("onnxruntime", ckpt, device="cpu", cache_dir=tmp_path / "cache",
+                         graph=graph)
+    moved = 0.0
+    for x in frames(128).values():
+        want = ref.infer(x)
+        assert_same(ort.infer(x), want)
+        moved = max(moved, float(abs(want.heatmaps - unfilled.infer(x).heatmaps).max()))
+    assert moved > 1e-3

@@ -205,3 +205,31 @@ def test_tf_same_node_equals_the_block(tmp_path: Path, hw: tuple[int, int]) -> N
     with torch.no_grad():
         want = block.forward_masked(x, block.compute_mask(x)).numpy()
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+def test_plugin_graph_applies_the_skip_fill_after_the_node(tmp_path: Path) -> None:
+    """The plugin keeps its contract (zero / X where the mask is off); a ``skip_fill``
+    checkpoint's fill is standard ops after each node, and the graph equals the network."""
+    from dataclasses import replace
+
+    from sparse_pose_ros.model.network import PoseNetwork
+
+    base = random_network(gated=True, input_size=64, gate_strided=True, seed=7)
+    net = PoseNetwork(replace(base.cfg, skip_fill=True)).eval()
+    net.load_state_dict(base.state_dict(), strict=False)
+    g = torch.Generator().manual_seed(7)
+    for b in net.gated_blocks():
+        b.skip_fill.copy_(torch.randn(b.out_channels, generator=g))
+    path = export_network(net, tmp_path / "plugin.onnx", graph="plugin")
+    sess = ReferenceEvaluator(str(path), new_ops=[SparseInvertedResidual])
+    x = frames(64, ("astronaut",))["astronaut"]
+    heatmaps, joints, *masks = sess.run(None, {"input": x,
+                                               "mask_threshold_logit": np.zeros(1, np.float32)})
+    assert 0 < sum(float(m.sum()) for m in masks) < sum(m.size for m in masks)
+    with torch.inference_mode():
+        ref = net(torch.from_numpy(x))
+        unfilled = base(torch.from_numpy(x))
+    scale = float(ref.heatmaps.abs().max())  # a random network's maps are small
+    assert float((ref.heatmaps - unfilled.heatmaps).abs().max()) > 0.1 * scale
+    np.testing.assert_allclose(heatmaps, ref.heatmaps.numpy(), atol=1e-3 * scale)
+    np.testing.assert_allclose(joints, ref.joints.numpy(), atol=1e-4)

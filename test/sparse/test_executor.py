@@ -367,3 +367,56 @@ def test_region_cells_override_the_masks_and_switch_back(kernel):
             assert masks[0].hard.mean().item() == pytest.approx(2 / 16)
         else:
             assert masks[0].hard.mean().item() != pytest.approx(2 / 16)
+
+
+def skip_fill_net(variant: str, seed: int = 4) -> PoseNetwork:
+    """``movenet_net`` with ``skip_fill`` on and a random fill in every gated block."""
+    from dataclasses import replace
+
+    base = movenet_net(variant, gate_strided=True, seed=seed)
+    net = PoseNetwork(replace(base.cfg, skip_fill=True)).eval()
+    missing, unexpected = net.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.endswith(".skip_fill") for k in missing)
+    g = torch.Generator().manual_seed(seed)
+    for b in net.gated_blocks():
+        b.skip_fill.copy_(torch.randn(b.out_channels, generator=g))
+    return net
+
+
+@pytest.mark.parametrize("variant", ["thunder", "lightning"])
+def test_skip_fill_parity_in_every_executor(variant):
+    """Skipped cells take the fill (non-residual) or X + fill (residual) in the torch kernel,
+    the compiled kernel, and their dense crossover paths, exactly as forward_masked; and the
+    fill changes the features (so the check is not of zero vectors)."""
+    net = skip_fill_net(variant)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        densities = [m.hard.mean().item() for m in net.backbone(x)[2] if m is not None]
+        zero = [b.skip_fill.clone() for b in net.gated_blocks()]
+        for b in net.gated_blocks():
+            b.skip_fill.zero_()
+        unfilled = net.backbone(x)[0]
+        for b, f in zip(net.gated_blocks(), zero, strict=True):
+            b.skip_fill.copy_(f)
+        filled = net.backbone(x)[0]
+    assert any(0.05 < d < 0.95 for d in densities)
+    assert rel_diff(filled, unfilled) > 0.01
+    runs = list(movenet_executors(net))
+    runs.append(("torch-dense-policy", SparseBackbone(net.backbone, kernel="torch",
+                                                      policy={4: "dense", 16: "dense"})))
+    if load_cpu_kernel() is not None:
+        runs.append(("cpp-dense-policy", SparseBackbone(net.backbone, kernel="cpp",
+                                                        policy={4: "dense", 8: "dense"})))
+    for name, ex in runs:
+        assert_backbone_parity(net, x, name, ex)
+
+
+def test_skip_fill_whole_network_parity():
+    net = skip_fill_net("lightning", seed=5)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = net(x)
+    for kernel in ["torch", "cpp"] if load_cpu_kernel() is not None else ["torch"]:
+        out = SparsePoseNetwork(net, kernel=kernel)(x)
+        assert rel_diff(out.joints, ref.joints) <= TOL, kernel
+        assert rel_diff(out.heatmaps, ref.heatmaps) <= TOL, kernel

@@ -301,3 +301,46 @@ def test_train_lifter_cli_adds_the_label_cache_skeletons(tmp_path: Path, tiny_sh
         with pytest.raises(SystemExit):
             main([*common, *bad])
     assert not out.exists()
+
+
+def test_recipe_fits_the_skip_fill_of_the_sparse_checkpoint_only(tmp_path: Path,
+                                                                  imported: Path) -> None:
+    """``skip_fill: true``: every gated block of the sparse checkpoint carries the mean branch
+    output of the training frames, fitted before its head's gated features; the dense
+    checkpoint has none; turning it on recomputes the gated features (they depend on it)."""
+    from sparse_pose_ros.model.checkpoint import load_checkpoint
+    from sparse_pose_ros.training import train
+    from sparse_pose_ros.training.skip_fill import branch_means, training_frames
+
+    _fake_label_set(tmp_path / "labels" / "fake")
+    cfg = {"recipe": "frozen_backbone", "name": "r", "out_dir": str(tmp_path / "runs"),
+           "init_from": str(imported), "labels": str(tmp_path / "labels"), "synthetic": "",
+           "crops_per_frame": 1, "pastes": 2, "epochs": 1, "sparse_epochs": 1,
+           "batch_size": 4, "mask_cells": 4, "threads": 1, "mask_source": "locator",
+           "locator_epochs": 1, "locator_recall": 0.9, "region_share": 0.5,
+           "dense_out": str(tmp_path / "dense.safetensors"),
+           "sparse_out": str(tmp_path / "sparse.safetensors")}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert train.main(["--config", str(path)]) == 0
+    first = json.loads((tmp_path / "runs" / "r" / "recipe.json").read_text())
+    assert "skip_fill" not in first
+    key_before = np.load(tmp_path / "runs" / "r" / "sparse_features.npz")["masks"]
+    cfg.update(skip_fill=True, skip_fill_frames=4)
+    path.write_text(yaml.safe_dump(cfg))
+    assert train.main(["--config", str(path)]) == 0
+    report = json.loads((tmp_path / "runs" / "r" / "recipe.json").read_text())
+    assert report["skip_fill"]["frames"] == 4 and report["skip_fill"]["per_source"] == 4
+    # the gated features' cache key holds the fills, so they were computed again
+    key_after = np.load(tmp_path / "runs" / "r" / "sparse_features.npz")["masks"]
+    assert key_after.size > key_before.size
+    dense, _ = load_checkpoint(tmp_path / "dense.safetensors")
+    sparse, _ = load_checkpoint(tmp_path / "sparse.safetensors")
+    assert not dense.cfg.skip_fill and sparse.cfg.skip_fill
+    assert all(b.skip_fill is None for b in dense.backbone.blocks)
+    # the stored fill is the mean branch output over every cell of those frames
+    want, n = branch_means(sparse.float(), training_frames(tmp_path / "labels", 4))
+    assert n == 4
+    for b, w in zip(sparse.gated_blocks(), want, strict=True):
+        torch.testing.assert_close(b.skip_fill.float(), w, atol=2e-3, rtol=2e-3)
+        assert float(b.skip_fill.abs().max()) > 0

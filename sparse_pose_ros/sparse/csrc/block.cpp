@@ -19,7 +19,7 @@ BlockPlan::BlockPlan(const at::Tensor& x, const at::Tensor& out, int64_t batch_,
                      const at::Tensor& rank_t, const at::Tensor& act_rows, const at::Tensor& dil_rows_t,
                      const at::Tensor& row_ptr, const at::Tensor& e_buf,
                      const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows_,
-                     bool pack_weights)
+                     const at::Tensor& fill, bool pack_weights)
     : batch(batch_), h(h_), w(w_), stride(stride_), pad_top(pad_top_), pad_left(pad_left_),
       residual(residual_),
       residual_relu(residual_relu_), gate(gate_), dense_above(dense_above_),
@@ -69,9 +69,14 @@ BlockPlan::BlockPlan(const at::Tensor& x, const at::Tensor& out, int64_t batch_,
               "scratch buffers too small for strip_rows");
   groups_per_img = std::min<int64_t>(ho, group_count(threads));
   group_y.assign(static_cast<size_t>(batch * (groups_per_img + 1)), 0);
+  const bool has_fill = fill.defined() && fill.numel() > 0;
+  TORCH_CHECK(!has_fill || (fill.numel() == c_out && fill.is_contiguous() &&
+                            fill.scalar_type() == at::kFloat),
+              "fill must be c_out contiguous floats (or empty)");
   keep = {x, out, w_expand, b_expand, w_dw, b_dw, w_project, b_project, mask_weight,
           fixed_hard, hard_t, dilated, logits, soft, rank_t, act_rows, dil_rows_t, row_ptr,
-          e_buf, d_buf, p_buf};
+          e_buf, d_buf, p_buf, fill};
+  fp = has_fill ? fill.data_ptr<float>() : nullptr;
   xp = x.data_ptr<float>();
   op = out.data_ptr<float>();
   mw = gate == 1 ? mask_weight.data_ptr<float>() : nullptr;
@@ -412,9 +417,10 @@ inline void BlockPlan::strip(int64_t b, int64_t y0, int64_t y1, int tid, Held& h
   mm(dp, nullptr, n_a, c_e, wp, c_out, nullptr, false, pp + a_begin * c_out);
 }
 
-// ---- 4. scatter(-add) with the project bias, zeros, residual ReLU --------------------------------
+// ---- 4. scatter(-add) with the project bias, zeros / fill, residual ReLU ------------------------
 // Chunks of output positions: a non-residual block writes every position (zero where the mask
-// is off), a residual block adds at the active ones; compute_all on a gated block applies G here.
+// is off, or the fill), a residual block adds at the active ones (and the fill at the others);
+// compute_all on a gated block applies G here.
 inline void BlockPlan::scatter_chunk(int64_t o0, int64_t o1) {
   if (compute_all) {
     for (int64_t o = o0; o < o1; ++o) store_row(o, o, hard[o]);
@@ -423,11 +429,11 @@ inline void BlockPlan::scatter_chunk(int64_t o0, int64_t o1) {
     int64_t k = std::lower_bound(act, act + n_act, static_cast<int32_t>(o0)) - act;
     int64_t o = o0;
     for (; k < n_act && act[k] < o1; ++k) {
-      if (!residual) std::fill(op + o * c_out, op + act[k] * c_out, 0.0f);
+      skip_rows(o, act[k]);
       store_row(act[k], k, 1.0f);
       o = act[k] + 1;
     }
-    if (!residual) std::fill(op + o * c_out, op + o1 * c_out, 0.0f);
+    skip_rows(o, o1);
   }
   if (residual && residual_relu) {
     float* xo = op + o0 * c_out;
@@ -447,6 +453,29 @@ inline void BlockPlan::store_row(int64_t o, int64_t k, float g) {
 #pragma omp simd
     for (int64_t c = 0; c < c_out; ++c) dst[c] = g * (src[c] + bp[c]);
   }
+  if (fp != nullptr && g != 1.0f) {
+    const float u = 1.0f - g;
+#pragma omp simd
+    for (int64_t c = 0; c < c_out; ++c) dst[c] += u * fp[c];
+  }
+}
+
+// Output rows [o0, o1) the mask skipped: zero or the fill (non-residual), + the fill (residual).
+inline void BlockPlan::skip_rows(int64_t o0, int64_t o1) {
+  if (o1 <= o0) return;
+  if (fp == nullptr) {
+    if (!residual) std::fill(op + o0 * c_out, op + o1 * c_out, 0.0f);
+    return;
+  }
+  for (int64_t o = o0; o < o1; ++o) {
+    float* dst = op + o * c_out;
+    if (residual) {
+#pragma omp simd
+      for (int64_t c = 0; c < c_out; ++c) dst[c] += fp[c];
+    } else {
+      std::memcpy(dst, fp, static_cast<size_t>(c_out) * sizeof(float));
+    }
+  }
 }
 
 std::vector<int64_t> run_block(
@@ -459,11 +488,12 @@ std::vector<int64_t> run_block(
     double mask_bias, double threshold, const at::Tensor& fixed_hard, const at::Tensor& hard,
     const at::Tensor& dilated, const at::Tensor& logits, const at::Tensor& soft, const at::Tensor& rank,
     const at::Tensor& act_rows, const at::Tensor& dil_rows, const at::Tensor& row_ptr,
-    const at::Tensor& e_buf, const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows) {
+    const at::Tensor& e_buf, const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows,
+    const at::Tensor& fill) {
   BlockPlan plan(x, out, batch, h, w, stride, pad_top, pad_left, w_expand, b_expand, w_dw, b_dw, w_project, b_project,
                  residual, residual_relu, gate, dense_above, mask_weight, mask_bias, threshold,
                  fixed_hard, hard, dilated, logits, soft, rank, act_rows, dil_rows, row_ptr,
-                 e_buf, d_buf, p_buf, strip_rows, /*pack_weights=*/false);
+                 e_buf, d_buf, p_buf, strip_rows, fill, /*pack_weights=*/false);
   std::vector<Step> steps;
   plan.append_steps(steps);
   run_steps(plan.threads, steps);

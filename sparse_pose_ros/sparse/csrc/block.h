@@ -47,6 +47,9 @@ struct BlockPlan {
   std::vector<float> we_panels, wp_panels;  // expand / project weights, pack_panels
   bool packed = true;                       // we / wp point at the panels, else row-major
   float *op, *hard, *dil, *lg, *sp, *e_base, *d_base, *pp;
+  // What a skipped output cell takes (c_out floats, the model's ``skip_fill``), or nullptr: zero
+  // (non-residual) / X unchanged (residual).
+  const float* fp = nullptr;
   int32_t *rank, *act, *dil_rows, *dil_ptr, *act_ptr;
   int64_t cap_e, cap_a, strip_rows, threads;
   // Band groups (step 3): groups_per_img chunks of output rows per image, bounds chosen per frame
@@ -68,7 +71,7 @@ struct BlockPlan {
             const at::Tensor& rank_t, const at::Tensor& act_rows, const at::Tensor& dil_rows_t,
             const at::Tensor& row_ptr, const at::Tensor& e_buf,
             const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows_,
-            bool pack_weights = true);
+            const at::Tensor& fill, bool pack_weights = true);
 
   void append_steps(std::vector<Step>& steps);
 
@@ -135,6 +138,7 @@ struct BlockPlan {
   inline void scatter_chunk(int64_t o0, int64_t o1);
 
   inline void store_row(int64_t o, int64_t k, float g);
+  inline void skip_rows(int64_t o0, int64_t o1);
 };
 
 // Returns (n_active, n_dilated, computed_all): the mask's counts (not the executed rows when
@@ -150,6 +154,7 @@ std::vector<int64_t> run_block(
     double mask_bias, double threshold, const at::Tensor& fixed_hard, const at::Tensor& hard,
     const at::Tensor& dilated, const at::Tensor& logits, const at::Tensor& soft, const at::Tensor& rank,
     const at::Tensor& act_rows, const at::Tensor& dil_rows, const at::Tensor& row_ptr,
-    const at::Tensor& e_buf, const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows);
+    const at::Tensor& e_buf, const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows,
+    const at::Tensor& fill);
 
 }  // namespace spr_cpu

@@ -1,0 +1,58 @@
+"""``skip_fill``: what a gated block writes at the cells its mask skips."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from sparse_pose_ros.model.blocks import InvertedResidual
+from sparse_pose_ros.model.masks import BlockMask, receptive_mask
+from sparse_pose_ros.model.network import PoseNetwork, movenet_config
+
+
+def _mask(block: InvertedResidual, x: torch.Tensor, hard: torch.Tensor) -> BlockMask:
+    dil = receptive_mask(hard, block.stride, (x.shape[-2], x.shape[-1]),
+                         pad_before=block.depthwise_pad_before(x))
+    return BlockMask(hard=hard, dilated=dil, soft=hard, logits=hard * 2 - 1)
+
+
+@pytest.mark.parametrize("stride, c_in, c_out", [(1, 8, 8), (2, 8, 12)])
+def test_skipped_cells_take_the_fill_active_cells_the_block(stride: int, c_in: int,
+                                                            c_out: int) -> None:
+    torch.manual_seed(0)
+    block = InvertedResidual(c_in, c_out, stride, 4, gated=True, skip_fill=True).eval()
+    fill = torch.randn(c_out)
+    block.skip_fill.copy_(fill)
+    x = torch.randn(1, c_in, 8, 8)
+    ho = 8 // stride
+    hard = (torch.rand(1, 1, ho, ho) < 0.5).float()
+    with torch.no_grad():
+        out = block.forward_masked(x, _mask(block, x, hard))
+        dense = block.forward_dense(x)
+    on, off = hard[0, 0] > 0, hard[0, 0] == 0
+    assert on.any() and off.any()
+    torch.testing.assert_close(out[0][:, on], dense[0][:, on])
+    base = x[0][:, off] if block.use_residual else 0.0
+    torch.testing.assert_close(out[0][:, off], base + fill[:, None].expand(-1, int(off.sum())))
+
+
+def test_config_and_checkpoint_carry_the_fill(tmp_path) -> None:
+    from sparse_pose_ros.model.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg = movenet_config("lightning", input_size=64, gate_strided=True)
+    assert "skip_fill" not in cfg.to_dict()  # earlier checkpoints' configs and hashes stay
+    with pytest.raises(ValueError, match="skip_fill"):
+        movenet_config("lightning", gated=False, skip_fill=True)
+    net = PoseNetwork(replace(cfg, skip_fill=True)).eval()
+    assert all(b.skip_fill is not None for b in net.gated_blocks())
+    assert all(b.skip_fill is None for b in net.backbone.blocks if not b.gated)
+    for i, b in enumerate(net.gated_blocks()):
+        b.skip_fill.fill_(0.5 + i)
+    path = tmp_path / "fill.safetensors"
+    save_checkpoint(path, net)
+    back, _ = load_checkpoint(path)
+    assert back.cfg.skip_fill
+    for a, b in zip(back.gated_blocks(), net.gated_blocks(), strict=True):
+        assert torch.equal(a.skip_fill, b.skip_fill)
