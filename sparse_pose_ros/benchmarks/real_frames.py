@@ -45,7 +45,8 @@ in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one 
   node's ``openvino_precision`` default, ``bf16_strips`` (the strips in bf16 where the CPU has it
   natively; squares and whole frames f32); ``ours_dense_tracking_ort`` / ``_openvino_bf16``: the
   square crops in onnxruntime / in bf16; ``ours_dense_tracking_ort_192`` / ``_own_size``:
-  onnxruntime with crops at 192 / 256; ``ours_sparse_tracking``: crop *and* masks;
+  onnxruntime with crops at 192 / 256; ``ours_sparse_tracking`` / ``_224``: crop *and* masks,
+  the crops at the sparse model's own 256 / at the node's 224;
 * ``blazepose_full``: MediaPipe BlazePose Full in its own venv (``teachers.peer``), static-image
   mode (detector + landmarks every frame) on lossless PNGs of the same pixels, pinned to as many
   cores as the thread count (CPU affinity: mediapipe picks its own thread count);
@@ -212,7 +213,11 @@ def default_contenders() -> list[ContenderSpec]:
                       runtime="openvino", precision="bf16", crop_input_size=NODE_CROP_INPUT_SIZE,
                       label=f"ours dense OpenVINO bf16, tracking crop @{NODE_CROP_INPUT_SIZE}"),
         ContenderSpec("ours_sparse_tracking", "sparse", sparse, track=True,
-                      label="ours sparse, tracking crop"),
+                      label="ours sparse, tracking crop @256 (its own size)"),
+        ContenderSpec("ours_sparse_tracking_224", "sparse", sparse, track=True,
+                      crop_input_size=NODE_CROP_INPUT_SIZE,
+                      label=f"ours sparse, tracking crop @{NODE_CROP_INPUT_SIZE} (the node's "
+                            "crop size)"),
         ContenderSpec("blazepose_full", "blazepose", None, label="BlazePose Full (static)"),
         ContenderSpec("blazepose_full_video", "blazepose", None, track=True,
                       label="BlazePose Full (video mode: tracking)"),

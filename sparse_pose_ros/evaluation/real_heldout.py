@@ -417,7 +417,8 @@ def open_model(path: Path, name: str, args: argparse.Namespace) -> Model:
     # --track is the node's video path (crop, region from the previous pose, dense until a
     # person is found); without it every frame is a still read whole by the masks' own decision
     est = PoseEstimator(rec, confidence_threshold=args.confidence_threshold,
-                        track_person=args.track, region_from_pose=args.track,
+                        track_person=args.track,
+                        region_from_pose=args.track or args.whole_frame_regions,
                         region_expand=args.region_expand, region_margin=args.region_margin,
                         crop_backend=crop, strip_backends=strips,
                         strip_margin=args.strip_margin, recheck_ratio=args.recheck_ratio)
@@ -777,7 +778,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                       "precision": args.precision if args.backend == "openvino" else None,
                       "mode": "tracking crop (--track), gated blocks on the previous pose's "
                               "region, dense until a person is found (the node's video path)"
-                      if args.track else "whole letterboxed frame, masks' own decision",
+                      if args.track else
+                      ("whole letterboxed frame, gated blocks on the previous pose's region, "
+                       "dense until a person is found (track_person: false)"
+                       if args.whole_frame_regions
+                       else "whole letterboxed frame, masks' own decision"),
                       "confidence_threshold": args.confidence_threshold,
                       "mask_threshold": args.mask_threshold,
                       "input_size": args.input_size or "the model's own",
@@ -919,6 +924,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="at most this many frames per source, evenly spread (0 = all)")
     p.add_argument("--track", action="store_true",
                    help="the node's tracking crop instead of the whole letterboxed frame")
+    p.add_argument("--whole-frame-regions", action="store_true",
+                   help="without --track: whole frames, the gated blocks on the previous "
+                        "frame's pose region (the node's track_person: false, "
+                        "region_from_pose: true)")
     p.add_argument("--movenet", default=str(MOVENET_DEFAULT),
                    help="imported MoveNet checkpoint used as the 2D reference ('none' = skip)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
@@ -944,9 +953,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="with --crop-input-widths: a strip holds the person when their joint "
                         "box's width x this fits it (the node's strip_margin)")
     p.add_argument("--region-expand", type=float, default=REGION_EXPAND,
-                   help="with --track: growth of the previous joint box into the region")
+                   help="with --track or --whole-frame-regions: growth of the previous joint "
+                        "box into the region")
     p.add_argument("--region-margin", type=int, default=REGION_MARGIN,
-                   help="with --track: 16-px cells added around the grown box")
+                   help="with --track or --whole-frame-regions: 16-px cells added around "
+                        "the grown box")
     p.add_argument("--recheck-ratio", type=float, default=RECHECK_RATIO,
                    help="with --track: a tracked frame below this x the track's running "
                         "confidence is read whole as well (the node's recheck_ratio; 0 = off)")
@@ -982,6 +993,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         RoiConfig(strip_margin=args.strip_margin)
         if args.crop_input_widths and not args.track:
             raise ValueError("--crop-input-widths needs --track")
+        if args.track and args.whole_frame_regions:
+            raise ValueError("--whole-frame-regions reads whole frames: not with --track")
     except ValueError as exc:
         p.error(f"--region-expand / --region-margin / --recheck-ratio / --smooth-* / "
                 f"--input-size / --crop-input-widths / --strip-margin: {exc}")

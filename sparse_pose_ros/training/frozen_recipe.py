@@ -790,6 +790,7 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
                        if ".mask_unit." in k or ".locator." in k}
     if cfg.skip_fill:
         net, report["skip_fill"] = with_skip_fill(net, cfg)
+        LOG.info("skip fill: %s", report["skip_fill"])
         save_report()
         masks_state.update({k: v.clone() for k, v in net.state_dict().items()
                             if k.endswith(".skip_fill")})

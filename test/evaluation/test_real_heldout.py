@@ -296,6 +296,23 @@ def test_cli_tracking_mode_runs_crops(fake) -> None:
     assert (r["estimator"]["region_expand"], r["estimator"]["region_margin"]) == (1.3, 1)
 
 
+def test_cli_whole_frame_regions_gate_whole_frames_by_the_previous_pose(fake, capsys) -> None:
+    """--whole-frame-regions: no crop, but from each view's second frame on the gated blocks
+    run the first frame's person region (the node's track_person: false, region_from_pose:
+    true); without it whole frames follow the masks alone; not with --track."""
+    tmp, root, ckpts = fake
+    base = ("--confidence-threshold", "0", "--movenet", "none", "--sources", "fake_views")
+    video = _run(tmp, root, ckpts, *base, "--whole-frame-regions")
+    stills = _run(tmp, root, ckpts, *base)
+    assert "previous pose's region" in video["estimator"]["mode"]
+    v, s = (r["results"]["tiny_sparse"]["overall"] for r in (video, stills))
+    assert v["tracking_crop_share"] == 0.0 and v["region_from_pose_share"] == 0.5
+    assert s["region_from_pose_share"] == 0.0
+    with pytest.raises(SystemExit):
+        rh.parse_args(["--checkpoint", "x.safetensors", "--track", "--whole-frame-regions"])
+    assert "--whole-frame-regions" in capsys.readouterr().err
+
+
 def test_cli_region_size_options(fake, capsys) -> None:
     """--region-expand / --region-margin reach the estimator (a larger region executes more of
     the backbone on the tracked frames) and are range-checked."""
