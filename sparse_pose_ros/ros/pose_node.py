@@ -428,12 +428,6 @@ class PoseNode(Node):
         crop = self._p("crop_input_size")
         if not crop or crop == backend.info.input_size:
             return backend
-        if backend.info.gated:  # honoured, but said once: the default 224 is the dense model's
-            self.get_logger().warning(
-                f"crop_input_size {crop}: {path} is a gated model, whose head learned its own "
-                f"{backend.info.input_size}-px crops; the shipped sparse checkpoint scores lower "
-                "at 224 (held-out real frames, PCK@0.1 0.901 / 73 mm against 0.904 / 64 mm): "
-                "set crop_input_size: 0 to read its crops at its own size")
         if own.get("engine_file_path"):  # the crop engine must not overwrite the frame's
             own = {**own, "engine_file_path": crop_engine_path(own["engine_file_path"], crop)}
         try:
