@@ -61,6 +61,20 @@ def imported(tmp_path: Path) -> Path:
     save_checkpoint(path, net, meta={"source": {"package": "test", "model": "lightning"}})
     return path
 
+def _locator_recipe(tmp_path: Path, imported: Path, **overrides: object) -> dict:
+    """A fake training label set and a small locator-masked recipe config (a dict) on it."""
+    _fake_label_set(tmp_path / "labels" / "fake")
+    cfg = {"recipe": "frozen_backbone", "name": "r", "out_dir": str(tmp_path / "runs"),
+           "init_from": str(imported), "labels": str(tmp_path / "labels"), "synthetic": "",
+           "crops_per_frame": 2, "pastes": 4, "epochs": 2, "sparse_epochs": 1,
+           "batch_size": 4, "mask_cells": 4, "threads": 1, "mask_source": "locator",
+           "locator_epochs": 3, "locator_recall": 0.9, "region_share": 0.5,
+           "dense_out": str(tmp_path / "dense.safetensors"),
+           "sparse_out": str(tmp_path / "sparse.safetensors")}
+    cfg.update(overrides)
+    return cfg
+
+
 
 def test_recipe_trains_heads_and_masks_on_frozen_features(tmp_path: Path, imported: Path
                                                           ) -> None:
@@ -143,15 +157,8 @@ def test_recipe_with_a_person_locator(tmp_path: Path, imported: Path,
     from sparse_pose_ros.model.checkpoint import load_checkpoint
     from sparse_pose_ros.training import train
 
-    _fake_label_set(tmp_path / "labels" / "fake")
-    cfg = {"recipe": "frozen_backbone", "name": "r", "out_dir": str(tmp_path / "runs"),
-           "init_from": str(imported), "labels": str(tmp_path / "labels"), "synthetic": "",
-           "crops_per_frame": 2, "pastes": 4, "epochs": 2, "sparse_epochs": 1,
-           "batch_size": 4, "mask_cells": 4, "threads": 1, "mask_source": "locator",
-           "locator_epochs": 3, "locator_recall": 0.9, "region_share": 0.5,
-           "lifter_steps": 20, "lifter_views_per_pose": 2, "midpoint_torso": True,
-           "dense_out": str(tmp_path / "dense.safetensors"),
-           "sparse_out": str(tmp_path / "sparse.safetensors")}
+    cfg = _locator_recipe(tmp_path, imported, lifter_steps=20, lifter_views_per_pose=2,
+                          midpoint_torso=True)
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert train.main(["--config", str(path)]) == 0
@@ -312,14 +319,8 @@ def test_recipe_fits_the_skip_fill_of_the_sparse_checkpoint_only(tmp_path: Path,
     from sparse_pose_ros.training import train
     from sparse_pose_ros.training.skip_fill import branch_means, training_frames
 
-    _fake_label_set(tmp_path / "labels" / "fake")
-    cfg = {"recipe": "frozen_backbone", "name": "r", "out_dir": str(tmp_path / "runs"),
-           "init_from": str(imported), "labels": str(tmp_path / "labels"), "synthetic": "",
-           "crops_per_frame": 1, "pastes": 2, "epochs": 1, "sparse_epochs": 1,
-           "batch_size": 4, "mask_cells": 4, "threads": 1, "mask_source": "locator",
-           "locator_epochs": 1, "locator_recall": 0.9, "region_share": 0.5,
-           "dense_out": str(tmp_path / "dense.safetensors"),
-           "sparse_out": str(tmp_path / "sparse.safetensors")}
+    cfg = _locator_recipe(tmp_path, imported, crops_per_frame=1, pastes=2, epochs=1,
+                          locator_epochs=1)
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert train.main(["--config", str(path)]) == 0
