@@ -66,12 +66,9 @@ class ExportGatedBlock(nn.Module):
             mask = BlockMask(hard=hard, dilated=dilated, soft=hard, logits=logits)
             return block.forward_masked(x, mask), hard
         assert self.node is not None
-        y = self.node(x, hard)
-        if block.skip_fill is not None:
-            # the plugin (and its CUDA kernels) write zero / keep X where the mask is off; the
-            # fill is two standard ops after it, exactly forward_masked's
-            y = y + (1.0 - hard) * block.skip_fill.view(1, -1, 1, 1).to(y.dtype)
-        return y, hard
+        # the plugin (and its CUDA kernels) write zero / keep X where the mask is off; a
+        # skip fill is standard ops after it, as in forward_masked
+        return block.fill_skipped(self.node(x, hard), hard), hard
 
 
 class ExportNetwork(nn.Module):

@@ -230,9 +230,15 @@ class InvertedResidual(nn.Module):
         h = h * mask.dilated
         h = self.depthwise(h) * mask.hard
         out = self.project(h) * mask.hard
-        if self.skip_fill is not None:
-            out = out + (1.0 - mask.hard) * self.skip_fill.view(1, -1, 1, 1).to(out.dtype)
-        return self._finish(x, out)
+        return self._finish(x, self.fill_skipped(out, mask.hard))
+
+    def fill_skipped(self, out: Tensor, hard: Tensor) -> Tensor:
+        """``out`` plus the skip fill at the cells ``hard`` skips (``out`` itself without a
+        fill). ``out``: the branch F∘G, or the block's output X + F∘G — both hold nothing
+        extra there. The masked reference and the exported plugin graph both use it."""
+        if self.skip_fill is None:
+            return out
+        return out + (1.0 - hard) * self.skip_fill.view(1, -1, 1, 1).to(out.dtype)
 
     def forward(self, x: Tensor, given: Tensor | None = None
                 ) -> tuple[Tensor, BlockMask | None]:

@@ -243,7 +243,7 @@ def block_args(
         float(fb.mask_bias) if fb.mask_bias is not None else 0.0, threshold, fixed,
         bufs.hard, bufs.dilated, bufs.logits, bufs.soft, bufs.rank, bufs.act_rows,
         bufs.dil_rows, bufs.row_ptr, bufs.e_buf, bufs.d_buf, bufs.p_buf,
-        bufs.strip_rows, fb.fill if fb.fill is not None and blk.gated else _EMPTY,
+        bufs.strip_rows, fb.fill if fb.fill is not None else _EMPTY,
     )  # fmt: skip
 
 

@@ -49,6 +49,7 @@ import logging
 import math
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -254,29 +255,30 @@ def build_network(cfg: RecipeConfig) -> tuple[PoseNetwork, dict[str, Any]]:
                  "source": info["meta"]["source"]}
 
 
-def with_locator(net: PoseNetwork, cfg: RecipeConfig) -> PoseNetwork:
-    """The same frozen network with a fresh person locator making the masks (trainable)."""
-    out = PoseNetwork(replace(net.cfg, mask_source="locator",
-                              locator_margin=cfg.locator_margin))
+def _extended(net: PoseNetwork, what: str, is_new: Callable[[str], bool],
+              **changes: Any) -> PoseNetwork:
+    """``net`` rebuilt with config ``changes`` and its weights; only the tensors ``is_new``
+    names may be missing (they start fresh, and only they are trainable)."""
+    out = PoseNetwork(replace(net.cfg, **changes))
     missing, unexpected = out.load_state_dict(net.state_dict(), strict=False)
-    if unexpected or any(".locator." not in k for k in missing):
-        raise ValueError(f"locator network does not match: {missing} {unexpected}")
+    if unexpected or any(not is_new(k) for k in missing):
+        raise ValueError(f"{what} network does not match: {missing} {unexpected}")
     out.eval()
     for name, p in out.named_parameters():
-        p.requires_grad_(".locator." in name)
+        p.requires_grad_(is_new(name))
     return out
+
+
+def with_locator(net: PoseNetwork, cfg: RecipeConfig) -> PoseNetwork:
+    """The same frozen network with a fresh person locator making the masks (trainable)."""
+    return _extended(net, "locator", lambda k: ".locator." in k, mask_source="locator",
+                     locator_margin=cfg.locator_margin)
 
 
 def with_skip_fill(net: PoseNetwork, cfg: RecipeConfig) -> tuple[PoseNetwork, dict[str, Any]]:
     """The same frozen network whose gated blocks fill the cells they skip, fitted
-    (``training.skip_fill``); and the fit's description."""
-    out = PoseNetwork(replace(net.cfg, skip_fill=True))
-    missing, unexpected = out.load_state_dict(net.state_dict(), strict=False)
-    if unexpected or any(not k.endswith(".skip_fill") for k in missing):
-        raise ValueError(f"skip-fill network does not match: {missing} {unexpected}")
-    out.eval()
-    for p in out.parameters():
-        p.requires_grad_(False)
+    (``training.skip_fill``; buffers, nothing trainable); and the fit's description."""
+    out = _extended(net, "skip-fill", lambda k: k.endswith(".skip_fill"), skip_fill=True)
     return out, fit_skip_fill(out, Path(cfg.labels), cfg.skip_fill_frames)
 
 

@@ -43,32 +43,36 @@ def training_frames(labels: Path, per_source: int) -> Iterator[np.ndarray]:
 
 
 def branch_means(net: PoseNetwork, frames: Iterable[np.ndarray]) -> tuple[list[Tensor], int]:
-    """Per gated block, the mean over every cell of its branch output F(X) (project after
-    depthwise after expand) with every cell executed; and how many frames were read."""
+    """Per gated block, the mean over every cell of its branch output F(X) with every cell
+    executed; and how many frames were read. F is read off the forward pass itself: a
+    non-residual block's output, a residual block's output minus its input (so a ReLU
+    residual, which hides F, is refused)."""
     blocks = net.gated_blocks()
     if not blocks:
         raise ValueError("the network has no gated blocks")
+    if any(b.use_residual and b.residual_activation is not None for b in blocks):
+        raise ValueError("a ReLU residual hides its branch from the block's output: the skip "
+                         "fill is fitted on identity residuals only")
     size = net.cfg.input_size
     pad = mean_fill(net.cfg.input_mean)
-    captured: dict[int, Tensor] = {}
-    hooks = [b.register_forward_pre_hook(lambda m, a, i=i: captured.__setitem__(i, a[0]))
-             for i, b in enumerate(blocks)]
     sums = [torch.zeros(b.out_channels, dtype=torch.float64) for b in blocks]
     cells = [0] * len(blocks)
+
+    def add(i: int, block: Any, args: tuple[Tensor, ...], output: tuple[Tensor, Any]) -> None:
+        f = output[0] - args[0] if block.use_residual else output[0]
+        sums[i] += f.double().sum((0, 2, 3))
+        cells[i] += f.shape[0] * f.shape[2] * f.shape[3]
+
+    hooks = [b.register_forward_hook(lambda m, a, o, i=i: add(i, m, a, o))
+             for i, b in enumerate(blocks)]
     n = 0
     every = torch.ones(1, 1, size // 16, size // 16)
     try:
         with torch.no_grad():
             for rgb in frames:
                 canvas, _ = letterbox(rgb, size, pad)
-                x = torch.from_numpy(normalise(canvas, net.cfg.input_mean, net.cfg.input_std))
-                net.backbone(x, every)
-                for i, b in enumerate(blocks):
-                    xi = captured[i]
-                    h = b.expand(xi) if b.expand is not None else xi
-                    f = b.project(b.depthwise(h))
-                    sums[i] += f.double().sum((0, 2, 3))
-                    cells[i] += f.shape[0] * f.shape[2] * f.shape[3]
+                net.backbone(torch.from_numpy(normalise(canvas, net.cfg.input_mean,
+                                                        net.cfg.input_std)), every)
                 n += 1
     finally:
         for hk in hooks:

@@ -56,3 +56,42 @@ def test_config_and_checkpoint_carry_the_fill(tmp_path) -> None:
     assert back.cfg.skip_fill
     for a, b in zip(back.gated_blocks(), net.gated_blocks(), strict=True):
         assert torch.equal(a.skip_fill, b.skip_fill)
+
+
+def test_branch_means_are_the_mean_branch_output_of_every_cell() -> None:
+    """What the fit stores: per gated block, project(depthwise(expand(X))) averaged over every
+    cell of the letterboxed frames with every cell executed (computed here from each block's
+    captured input, independently of the fit's reading of the forward pass)."""
+    import numpy as np
+
+    from sparse_pose_ros.export.random_model import randomize_network
+    from sparse_pose_ros.pipeline.preprocess import letterbox, mean_fill, normalise
+    from sparse_pose_ros.training.skip_fill import branch_means
+
+    torch.manual_seed(0)
+    net = randomize_network(PoseNetwork(movenet_config("lightning", input_size=64,
+                                                       gate_strided=True)), seed=3).eval()
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (48, 80, 3), dtype=np.uint8) for _ in range(2)]
+    got, n = branch_means(net, frames)
+    assert n == 2
+    blocks = net.gated_blocks()
+    inputs: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(blocks))}
+    hooks = [b.register_forward_pre_hook(lambda m, a, i=i: inputs[i].append(a[0]))
+             for i, b in enumerate(blocks)]
+    with torch.no_grad():
+        for rgb in frames:
+            canvas, _ = letterbox(rgb, 64, mean_fill(net.cfg.input_mean))
+            x = torch.from_numpy(normalise(canvas, net.cfg.input_mean, net.cfg.input_std))
+            net.backbone(x, torch.ones(1, 1, 4, 4))
+        for h in hooks:
+            h.remove()
+        for i, b in enumerate(blocks):
+            fs = [b.project(b.depthwise(b.expand(x) if b.expand is not None else x))
+                  for x in inputs[i]]
+            want = torch.cat([f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]) for f in fs]).mean(0)
+            torch.testing.assert_close(got[i], want, atol=1e-4, rtol=1e-4)
+    relu = PoseNetwork(movenet_config("lightning", input_size=64, gate_strided=True,
+                                      residual_activation="relu")).eval()
+    with pytest.raises(ValueError, match="ReLU residual"):
+        branch_means(relu, frames)
