@@ -258,7 +258,9 @@ class SparseCpuBackend(Backend):
             heatmaps = out.heatmaps[0].numpy().copy()
             joints = out.joints[0].numpy().copy()
             masks = [m.hard[0, 0].numpy() for m in out.masks if m is not None]
-        return build_result(joints, heatmaps, masks, self.geometry)
+            # the compiled kernel counted every gated block's active and dilated cells
+            counts = [c for c in self.runner.backbone.executed_counts() if c is not None]
+        return build_result(joints, heatmaps, masks, self.geometry, counts)
 
     def close(self) -> None:
         if self._dense is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -84,10 +85,9 @@ class BlockGeometry:
         if hard is None:
             return self.dense_macs()
         hard = _check_mask(hard, self.out_hw)
-        n_active = int(hard.sum())
-        n_dilated = int(
-            receptive_mask_np(hard, self.stride, self.in_hw, self.pad_before).sum()
-        )
+        n_active = int(np.count_nonzero(hard))
+        n_dilated = int(np.count_nonzero(
+            receptive_mask_np(hard, self.stride, self.in_hw, self.pad_before)))
         return self._macs(n_dilated, n_active)
 
     def _macs(self, n_expand: int, n_out: int) -> int:
@@ -144,6 +144,24 @@ class NetworkGeometry:
         executed = fixed + sum(self.blocks[i].executed_macs(m)
                                for i, m in zip(gated, masks, strict=True))
         block_density = [float(np.asarray(m).mean()) for m in masks]
+        return executed / dense_total, block_density
+
+    def density_from_counts(self, counts: Sequence[tuple[int, int]]) -> tuple[float, list[float]]:
+        """:meth:`density` from each gated block's (n_active, n_dilated) where the runtime
+        counted them while building its index lists (the compiled sparse CPU kernel).
+
+        Why: re-deriving 17 receptive masks in numpy took ~0.3 ms a frame on MoveNet Thunder;
+        the kernel already holds the counts (tests check both give the same numbers)."""
+        gated = self.gated_indices
+        if len(counts) != len(gated):
+            raise ValueError(f"expected {len(gated)} gated-block counts, got {len(counts)}")
+        dense_total, fixed = self._mask_independent_macs
+        executed = fixed
+        block_density = []
+        for i, (n_active, n_dilated) in zip(gated, counts, strict=True):
+            blk = self.blocks[i]
+            executed += blk._macs(int(n_dilated), int(n_active))
+            block_density.append(int(n_active) / (blk.out_hw[0] * blk.out_hw[1]))
         return executed / dense_total, block_density
 
     @functools.cached_property
@@ -275,8 +293,7 @@ def receptive_mask_np(hard: np.ndarray, stride: int, in_hw: tuple[int, int],
     ho, wo = min(ho, (h + stride - 1) // stride), min(wo, (w + stride - 1) // stride)
     cy, cx = 2 - top, 2 - left
     centre[cy : cy + stride * ho : stride, cx : cx + stride * wo : stride] = hard[:ho, :wo]
-    out = np.zeros((h, w), dtype=bool)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            out |= centre[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
-    return out
+    # the 3x3 window is a product of two 1-D ones: OR the row shifts, then the column shifts
+    # (4 array ops instead of 9; the node pays this for every gated block of every frame)
+    rows = centre[:-2] | centre[1:-1] | centre[2:]
+    return rows[:, :-2] | rows[:, 1:-1] | rows[:, 2:]

@@ -40,6 +40,17 @@ def test_density_equals_flops_report(gate_strided: bool) -> None:
     assert density == pytest.approx(report.backbone_fraction, rel=1e-12)
     assert per_block == pytest.approx([float(m.mean()) for m in masks])
     assert geo.dense_macs() == pytest.approx(report.backbone_dense_macs)
+    # the counts a sparse runtime keeps give the same numbers
+    counts = []
+    for i, m in zip(geo.gated_indices, masks, strict=True):
+        b = geo.blocks[i]
+        dil = receptive_mask_np(m, b.stride, b.in_hw, b.pad_before)
+        counts.append((int(m.sum()), int(dil.sum())))
+    from_counts, per_block_counts = geo.density_from_counts(counts)
+    assert from_counts == pytest.approx(density, rel=1e-12)
+    assert per_block_counts == pytest.approx(per_block, rel=1e-12)
+    with pytest.raises(ValueError, match="gated-block counts"):
+        geo.density_from_counts(counts[:-1])
 
 
 def test_dense_network_density_is_one() -> None:

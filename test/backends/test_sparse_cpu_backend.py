@@ -44,7 +44,8 @@ def test_matches_torch_backend(
         np.testing.assert_allclose(got.joints, want.joints, atol=1e-4)
         assert got.heatmaps is not None and want.heatmaps is not None
         np.testing.assert_allclose(got.heatmaps, want.heatmaps, atol=1e-4)
-        assert got.density == pytest.approx(want.density)
+        assert got.density == pytest.approx(want.density, rel=1e-9)
+        assert got.block_density == pytest.approx(want.block_density, rel=1e-9)
     sp.warmup(1)
     sp.close()
 
@@ -187,6 +188,9 @@ def test_movenet_architecture_matches_torch_backend(
         scale = max(1.0, float(np.abs(want.heatmaps).max()))
         np.testing.assert_allclose(got.joints, want.joints, atol=1e-4 * scale)
         np.testing.assert_allclose(got.heatmaps, want.heatmaps, atol=1e-4 * scale)
+        # density from the kernel's own counts (TF 'SAME' strided blocks included) = from masks
+        assert got.density == pytest.approx(want.density, rel=1e-9)
+        assert got.block_density == pytest.approx(want.block_density, rel=1e-9)
     with pytest.raises(ValueError, match="multiple of 32"):
         create_backend("sparse-cpu", movenet_checkpoint, device="cpu", input_size=48,
                        adaptive=False)  # fmt: skip
