@@ -467,17 +467,35 @@ class PoseNetwork(nn.Module):
                        ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """The HEMlets head (with its optional separable pre-conv) on the neck's output; with
         ``person_prior`` only inside the chosen person's box (and the gated region, if any)."""
+        region = self.head_read_region(y, masks)
+        heatmaps, triplets, joints, depth = self.head_in_region(y, region)
+        joints = strip_to_square(joints, int(y.shape[-2]), int(y.shape[-1]))
+        return heatmaps, triplets, self.refine_joints(joints), depth
+
+    def head_read_region(self, y: Tensor, masks: Sequence[BlockMask | Tensor | None]
+                         ) -> Tensor | None:
+        """(B, 1, h, w) 0/1 map of the neck-output cells the head reads (the gated region,
+        intersected with the person box of ``person_prior``), or None: everywhere.
+
+        Apart from :meth:`head_in_region` so that a runtime can run the head on the region's
+        bounding box alone (``sparse.ort_head``): outside the region the outputs are constants
+        (heatmap logits ``REGION_OFF_LOGIT``, triplets 0)."""
         person = (person_region(self.movenet.branches, y)
                   if self.cfg.person_prior and self.movenet is not None else None)
-        if self.head_pre is not None:
-            y = self.head_pre(y)
         gate = self.head_gate(masks)
         region = None if gate is None else head_region(gate, (y.shape[-2], y.shape[-1]))
         if person is not None:
             region = person if region is None else region * person
-        heatmaps, triplets, joints, depth = self.head(y, region)
-        joints = strip_to_square(joints, int(y.shape[-2]), int(y.shape[-1]))
-        return heatmaps, triplets, self.refine_joints(joints), depth
+        return region
+
+    def head_in_region(self, y: Tensor, region: Tensor | None
+                       ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """``head_pre`` + the HEMlets head on ``y`` read inside ``region``: (heatmaps,
+        triplets, joints in [0, 1] of this map, before ``strip_to_square`` and the lifter,
+        depth map)."""
+        if self.head_pre is not None:
+            y = self.head_pre(y)
+        return self.head(y, region)
 
     def refine_joints(self, joints: Tensor) -> Tensor:
         """The head's (B, J, 3) joints with z from the lifter when there is one, and the torso

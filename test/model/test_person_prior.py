@@ -165,14 +165,16 @@ def test_readout_tool_refuses_what_it_cannot_do(tmp_path, capsys):
                          "--person-prior", "on"]) == 2
 
 
-def test_exported_graph_keeps_the_prior(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    del ort
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_exported_graph_keeps_the_prior(tmp_path, runtime):
+    """The prior in the exported graph (the regression read at the chosen centre from its 3 x 3
+    patch: Gather ops) gives the PyTorch joints and the same box, in each dense runtime."""
+    pytest.importorskip(runtime)
     from sparse_pose_ros.backends import create_backend
 
     path = tmp_path / "pp.safetensors"
     net = _tiny_checkpoint(path, person_prior=True)
-    backend = create_backend("onnxruntime", str(path), "cpu", cache_dir=str(tmp_path / "cache"))
+    backend = create_backend(runtime, str(path), "cpu", cache_dir=str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
     image = rng.uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
     assert backend.info.person_prior  # read back from the export's metadata (diagnostics)
@@ -211,3 +213,21 @@ def test_no_box_where_nobody_is_clear_enough():
     region = person_region(_branches(_centres((8, 8, 0.0)), _regress(1.0, 1.0)),
                            torch.zeros(1, 4, H, W))
     assert 0 < region.sum() < H * W
+
+
+def test_branch_at_equals_the_whole_map_branch_at_the_cell() -> None:
+    """The regression read at the chosen centre from its 3×3 patch alone is the whole-map
+    branch's value there, at the map's borders and corners too (zero padding), per batch item."""
+    from sparse_pose_ros.model.movenet_head import MoveNetBranch, branch_at
+
+    torch.manual_seed(0)
+    branch = MoveNetBranch(6, 12, 2 * NUM_KEYPOINTS).eval()
+    feats = torch.randn(3, 6, H, W)
+    with torch.no_grad():
+        full = branch(feats)
+        for cy, cx in ((0, 0), (H - 1, W - 1), (0, 7), (9, W - 1), (5, 6)):
+            ys = torch.tensor([cy, H - 1 - cy, 3])
+            xs = torch.tensor([cx, 2, W - 1 - cx])
+            got = branch_at(branch, feats, ys, xs)
+            want = full[torch.arange(3), :, ys, xs]
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
