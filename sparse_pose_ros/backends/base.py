@@ -83,6 +83,11 @@ class Backend(abc.ABC):
         come from inside the graph, ignore it)."""
         return False
 
+    def prewake(self) -> None:
+        """A frame has arrived and will reach :meth:`infer` after its preprocessing: a backend
+        with threads that sleep between frames wakes them now (no-op here)."""
+        return None
+
     def warmup(self, iterations: int = 2) -> None:
         """Run a few frames so first-call allocations/tuning do not land on a real frame."""
         if iterations < 0:
@@ -154,9 +159,9 @@ def joint_confidence(heatmaps: np.ndarray, radius: int | None = None) -> np.ndar
     # float32 and one exp: this runs on every frame of every backend (float64 took ~0.5 ms of
     # a ~7 ms network on the 17 x 64 x 64 maps); the window's share needs no normalised map
     flat = hm.reshape(j, h * w)
+    peak = flat.argmax(axis=1)  # on the logits: exp rounds a near-flat map's to ties
     e = np.exp(flat - flat.max(axis=1, keepdims=True))
     total = e.sum(axis=1, dtype=np.float64)
-    peak = e.argmax(axis=1)
     e = e.reshape(j, h, w)
     conf = np.empty(j, dtype=np.float32)
     for k in range(j):

@@ -16,6 +16,7 @@ compiler on first use (the extension is built once and cached); without either i
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +40,27 @@ from .path_choice import ALWAYS_SPARSE, DENSE, SPARSE, Calibration, PathChooser
 from .torch_backend import load_for_inference, region_tensor
 
 LOG = logging.getLogger(__name__)
+
+#: Default of ``SPARSE_POSE_PREWAKE_US``: how long (µs) the kernel's workers, woken when a frame
+#: arrives, spin waiting for its backbone (the preprocessing before it takes ~1-6 ms); 0 = no
+#: pre-wake (the workers then sleep through camera-paced frames' starts and sit them out).
+DEFAULT_PREWAKE_US = 10_000
+
+
+def prewake_us(env: Mapping[str, str] | None = None) -> int:
+    """``SPARSE_POSE_PREWAKE_US`` (a non-negative integer), else :data:`DEFAULT_PREWAKE_US`."""
+    raw = (os.environ if env is None else env).get("SPARSE_POSE_PREWAKE_US", "").strip()
+    if not raw:
+        return DEFAULT_PREWAKE_US
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        LOG.warning("SPARSE_POSE_PREWAKE_US=%r is not a non-negative integer; using %d", raw,
+                    DEFAULT_PREWAKE_US)
+        return DEFAULT_PREWAKE_US
+    return value
 
 #: Per-stage policy (output stride -> crossover density): a gated block runs sparsely when its
 #: active fraction is at or below the crossover and masked-dense above it (same result). From
@@ -133,6 +155,7 @@ class SparseCpuBackend(Backend):
         self.runner = SparsePoseNetwork(net, kernel="cpp", policy=self.policy, head=head,
                                         threads=threads)  # fmt: skip
         self._region: torch.Tensor | None = None
+        self._prewake_us = prewake_us()
         self.info = info
         self.geometry = network_geometry(net, size)
         self._dense: Backend | None = None
@@ -245,6 +268,11 @@ class SparseCpuBackend(Backend):
         if self._chooser is None:
             return {"path": "sparse (no dense path)"}
         return {"path": self._chooser.preferred(self._fraction), **self._chooser.summary()}
+
+    def prewake(self) -> None:
+        """Wake the kernel's workers while the frame is preprocessed (:func:`prewake_us`; see
+        ``SparseBackbone.prewake``)."""
+        self.runner.backbone.prewake(self._prewake_us)
 
     def set_region(self, cells: np.ndarray | None) -> bool:
         """The gated blocks execute only ``cells`` (see :meth:`Backend.set_region`) on the

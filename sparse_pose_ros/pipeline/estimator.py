@@ -480,6 +480,8 @@ class PoseEstimator:
             raise ValueError(
                 f"intrinsics are for {intrinsics.width}x{intrinsics.height}, image is {w}x{h}"
             )
+        for backend in self.backends:  # the compiled kernel's workers wake while we crop
+            backend.prewake()
         result = self._read(rgb, intrinsics)
         tracked = result.roi is not None
         if self._track.due(result.mean_confidence, tracked, result.person_found):

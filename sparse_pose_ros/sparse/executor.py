@@ -515,6 +515,15 @@ class SparseBackbone:
         for st, c in zip(gated, all_counts, strict=True):
             st.counts = (int(c[0]), int(c[1]))
 
+    def prewake(self, spin_us: int) -> None:
+        """Wake the compiled kernel's sleeping workers ahead of a frame (``spin_us``: how long
+        they spin waiting for it). Why: a worker asleep when a frame begins sits the frame out
+        (the pool's guard against vCPUs that wake late), so at camera pace, where the workers
+        sleep between frames, every backbone ran on the calling thread alone; woken while the
+        frame is cropped and normalised they are hot when the backbone starts."""
+        if self._cpp is not None and self._threads() > 1 and spin_us > 0:
+            self._cpp.prewake(self._threads(), int(spin_us))
+
     def executed_counts(self) -> list[tuple[int, int] | None]:
         """(n_active, n_dilated) of every gated block in the last frame (None: ungated).
 

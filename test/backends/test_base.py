@@ -132,3 +132,12 @@ def test_num_threads_fits_every_cpu_candidate_of_auto(dense_checkpoint, tmp_path
         backend = create_backend("auto", dense_checkpoint, device="cpu", num_threads=1)
     assert backend.name == "onnxruntime"
     assert backend.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_confidence_of_a_near_flat_map_is_read_at_its_true_peak() -> None:
+    """Logits a billionth apart: their exponentials round to ties in float32, the window must
+    still sit on the logits' peak (an interior cell: 3 x 3 of 256), not the first tie (a
+    corner, whose window the border clips to 2 x 2)."""
+    hm = np.zeros((1, 16, 16), dtype=np.float32)
+    hm[0, 8, 8] = 1e-9
+    assert joint_confidence(hm)[0] == pytest.approx(9 / 256, rel=1e-5)

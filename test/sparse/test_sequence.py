@@ -296,3 +296,31 @@ def test_a_dead_process_build_lock_is_cleared(tmp_path):
     old = time.time() - STALE_LOCK_S - 5
     os.utime(lock, (old, old))
     assert clear_stale_lock(tmp_path) is True and not lock.exists()
+
+
+def test_prewake_lets_sleeping_workers_take_part() -> None:
+    """Workers asleep when a frame begins sit it out (no worker chunk); woken by ``prewake``
+    before the frame they take part, and the result is the same either way. Scheduling on a
+    shared machine can delay a woken thread, so each claim gets a few tries."""
+    kernel = load_cpu_kernel()
+    net = small_net(True, seed=9)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref_f = net.backbone(x)[0]
+    ex = SparseBackbone(net.backbone, kernel="cpp", threads=2)
+
+    def frame_after_sleep(prewake_us: int) -> int:
+        time.sleep(0.05)  # longer than the 1 ms idle spin: the worker sleeps
+        if prewake_us:
+            ex.prewake(prewake_us)
+            time.sleep(0.01)  # the woken worker spins, waiting for the frame
+        before = kernel.worker_chunks(2)
+        f = ex(x)[0]
+        assert (f - ref_f).abs().max().item() <= TOL
+        return kernel.worker_chunks(2) - before
+
+    ex(x)
+    assert any(frame_after_sleep(0) == 0 for _ in range(3))  # asleep: sits the frame out
+    assert any(frame_after_sleep(500_000) > 0 for _ in range(3))  # pre-woken: takes part
+    ex.prewake(0)  # no-op
+    SparseBackbone(net.backbone, kernel="cpp", threads=1).prewake(10_000)  # one thread: no-op

@@ -219,6 +219,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def(pybind11::init<const at::Tensor&, const at::Tensor&, const at::Tensor&,
                           const at::Tensor&, bool, int64_t>())
       .def("run", &Pointwise::run);
+  m.def("prewake", &spr_cpu::prewake, pybind11::arg("threads"), pybind11::arg("spin_us"),
+        "Wake the pool's workers ahead of a frame; they spin spin_us (or into the frame)");
   m.def("worker_chunks", &spr_cpu::worker_chunks,
         "Chunks the pool's workers (not the caller) have run so far, for a thread count");
   m.def("run_block", &spr_cpu::run_block, "Fused gather-scatter inverted-residual block (CPU)");

@@ -89,6 +89,23 @@ class Pool {
     }
   }
 
+ public:
+  // Wakes sleeping workers ahead of a frame and keeps every worker spinning for ``spin_us``
+  // (or until the frame starts, and through it): a worker then is hot when the frame opens
+  // its first step and takes part, instead of waking into a running frame and sitting it out.
+  void prewake(int64_t spin_us) {
+    if (threads_ == 1 || spin_us <= 0) return;
+    const int64_t until = now_ns() + spin_us * 1000;
+    int64_t cur = linger_until_ns_.load(std::memory_order_relaxed);
+    while (cur < until &&
+           !linger_until_ns_.compare_exchange_weak(cur, until, std::memory_order_relaxed)) {
+    }
+    prewake_gen_.fetch_add(1, std::memory_order_seq_cst);
+    wake_sleepers();
+  }
+
+ private:
+
   void wake_sleepers() {
     if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
     { std::lock_guard<std::mutex> lk(sleep_m_); }
@@ -99,7 +116,7 @@ class Pool {
   // ``slept``: whether the wait ended in the condition variable (the thread was asleep).
   bool wait_for_step(uint64_t& c, uint64_t seen, bool& slept) {
     slept = false;
-    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(idle_spin_us_);
+    auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(idle_spin_us_);
     for (int spins = 0;; ++spins) {
       c = cur_.load(std::memory_order_acquire);
       if (stop_.load(std::memory_order_relaxed)) return false;
@@ -110,14 +127,23 @@ class Pool {
         continue;
       }
       std::unique_lock<std::mutex> lk(sleep_m_);
+      const uint64_t gen = prewake_gen_.load(std::memory_order_seq_cst);
       sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      bool stepped = false;
       sleep_cv_.wait(lk, [&] {
         c = cur_.load(std::memory_order_seq_cst);
-        return stop_.load() || (c != seen && phase_of(c) != kIdle);
+        stepped = c != seen && phase_of(c) != kIdle;
+        return stop_.load() || stepped || prewake_gen_.load(std::memory_order_seq_cst) != gen;
       });
       sleepers_.fetch_sub(1, std::memory_order_seq_cst);
-      slept = true;
-      return !stop_.load();
+      if (stop_.load()) return false;
+      if (stepped) {
+        slept = true;
+        return true;
+      }
+      // pre-woken (prewake): spin again, hot, until the frame opens a step
+      until = std::chrono::steady_clock::now() + std::chrono::microseconds(idle_spin_us_);
+      spins = 0;
     }
   }
 
@@ -156,6 +182,7 @@ class Pool {
   const int threads_;
   const int64_t idle_spin_us_;  // how long a worker spins after a frame before sleeping
   std::atomic<int64_t> linger_until_ns_{0};  // and until then (run's linger_us), if later
+  std::atomic<uint64_t> prewake_gen_{0};      // bumped by prewake: sleepers wake up and spin
 
  public:
   // chunks the workers (not the caller) have run since the pool started: whether they take part
@@ -211,6 +238,8 @@ void run_steps(int64_t threads, const std::vector<Step>& steps, int64_t* done_at
                int64_t linger_us) {
   pool_for(threads).run(steps, done_at, linger_us);
 }
+
+void prewake(int64_t threads, int64_t spin_us) { pool_for(threads).prewake(spin_us); }
 
 int64_t worker_chunks(int64_t threads) {
   return pool_for(threads).worker_chunks_.load(std::memory_order_relaxed);

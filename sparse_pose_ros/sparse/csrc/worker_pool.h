@@ -64,6 +64,12 @@ inline int64_t now_ns() {
 void run_steps(int64_t threads, const std::vector<Step>& steps, int64_t* done_at = nullptr,
                int64_t linger_us = 0);
 
+// Wakes the pool's sleeping workers ahead of a frame and keeps them spinning for ``spin_us``
+// (or into the frame, whichever comes first): called when a frame arrives, before its
+// preprocessing, so that the backbone finds them hot (a worker woken into a running frame sits
+// it out, see worker_loop). No-op for one thread.
+void prewake(int64_t threads, int64_t spin_us);
+
 // Chunks run by the workers of the pool for ``threads`` so far (diagnostics, benchmarks).
 int64_t worker_chunks(int64_t threads);
 
