@@ -22,7 +22,8 @@ LOG = logging.getLogger(__name__)
 #: Bumped whenever the exporter writes a different graph for the same checkpoint, so a cache
 #: filled by an older exporter is not reused (the model hash alone cannot tell). 2: the peak
 #: window's index from ReduceMax/ReduceMin instead of ArgMax (``model.index_ops.first_max_index``).
-GRAPH_REVISION = 2
+#: 3: the person prior's regression at the chosen centre only (``model.movenet_head.branch_at``).
+GRAPH_REVISION = 3
 
 __all__ = ["GRAPH_REVISION", "apply_head_gating", "cached_onnx_path", "checkpoint_training",
            "effective_head_gating", "ensure_onnx_export", "warn_if_baked"]
