@@ -361,11 +361,14 @@ class Backbone(nn.Module):
                          ) -> list[Tensor | None]:
         """Stride-16 cells (B, 1, H/16, W/16) → each gated block's mask on its own grid."""
         out: list[Tensor | None] = []
+        by_grid: dict[tuple[int, int], Tensor] = {}  # blocks of one stage share their grid
         grid = ((input_hw[0] - 1) // self.stem[0].stride[0] + 1,
                 (input_hw[1] - 1) // self.stem[0].stride[0] + 1)  # fmt: skip
         for block in self.blocks:
             grid = ((grid[0] - 1) // block.stride + 1, (grid[1] - 1) // block.stride + 1)
-            out.append(cells_to_grid(cells, grid) if block.gated else None)
+            if block.gated and grid not in by_grid:
+                by_grid[grid] = cells_to_grid(cells, grid)
+            out.append(by_grid[grid] if block.gated else None)
         return out
 
     def forward(self, x: Tensor, region: Tensor | None = None
