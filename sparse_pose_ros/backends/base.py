@@ -26,9 +26,9 @@ from ..runtime.model_info import BackendError, ModelInfo
 from ..runtime.options import BackendOptions, check_device, check_probability
 
 __all__ = ["BACKEND_NAMES", "Backend", "BackendError", "BackendOptions", "InferenceResult",
-           "ModelInfo", "auto_candidates", "build_result", "check_input", "check_probability",
-           "create_backend", "cuda_gpu_present", "joint_confidence", "resolve_device",
-           "threshold_logit"]
+           "ModelInfo", "accepted_options", "auto_candidates", "build_result", "check_input",
+           "check_probability", "create_backend", "cuda_gpu_present", "joint_confidence",
+           "resolve_device", "threshold_logit"]
 
 LOG = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def _instantiate(
     return cls(model_file_path, options, **specific)
 
 
-def _accepted(name: str, specific: dict[str, Any]) -> dict[str, Any]:
+def accepted_options(name: str, specific: dict[str, Any]) -> dict[str, Any]:
     """The runtime-specific options ``name``'s class takes, for ``auto``: an option meant for
     one candidate (OpenVINO's ``precision``) must not make another fail to construct. An
     unimportable module passes everything on; instantiating it reports the import error."""
@@ -366,7 +366,7 @@ def create_backend(
     failures: list[str] = []
     for candidate, reason in auto_candidates(opts.device, path):
         try:
-            backend = _instantiate(candidate, path, opts, _accepted(candidate, specific))
+            backend = _instantiate(candidate, path, opts, accepted_options(candidate, specific))
         except (BackendError, ImportError, OSError) as exc:
             LOG.warning("auto: %s could not load %s: %s", candidate, path, exc)
             failures.append(f"{candidate}: {exc}")

@@ -41,7 +41,14 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from ..backends.base import Backend, BackendError, BackendOptions, ModelInfo, create_backend
+from ..backends.base import (
+    Backend,
+    BackendError,
+    BackendOptions,
+    ModelInfo,
+    accepted_options,
+    create_backend,
+)
 from ..control.latency_budget import (
     BudgetConfig,
     LatencyBudgetController,
@@ -518,6 +525,9 @@ class PoseNode(Node):
                 spin_wait=self._p("spin_wait"),
             )
             backend = create_backend(name, path, options=options, **own)
+            if name == "auto":  # the crop, strip and whole-frame sessions are of the picked
+                # backend, which may not take what auto offered (sparse-cpu: no precision)
+                own = accepted_options(backend.name, own)
             crop = self._make_crop_backend(backend, path, options, own)
             estimator = PoseEstimator(
                 backend, nominal_hfov_deg=self._p("nominal_hfov_deg"), crop_backend=crop,

@@ -362,3 +362,15 @@ def test_the_node_leaves_the_cores_to_its_runtime(make_node):
     cv2.setNumThreads(2)
     make_node()
     assert cv2.getNumThreads() == OPENCV_THREADS == 1
+
+
+def test_auto_on_a_gated_model_gets_its_crop_session(make_node):
+    """``backend: auto`` offers OpenVINO's precision; when it picks sparse-cpu for a gated
+    model (which takes no precision) the crop session is made with what sparse-cpu takes —
+    the model loads instead of failing on every frame."""
+    node = make_node(backend="auto", device="cpu")
+    values = _ready(node)
+    est = node._estimator
+    assert values["model_state"] == "ready"
+    assert est.crop_backend.name == est.backend.name
+    assert est.crop_backend.info.input_size == CROP_INPUT_SIZE
