@@ -127,20 +127,26 @@ def cells_from_box(box_xyxy: np.ndarray | None, size: int, margin: int = 1,
     return cells
 
 
-def cells_to_grid(cells: Tensor, grid: tuple[int, int]) -> Tensor:
+def cells_to_grid(cells: Tensor, grid: tuple[int, int], ring: bool = True) -> Tensor:
     """Stride-16 cells resampled onto a block's output grid: each finer cell takes its parent
-    cell's decision (nearest); a coarser cell is on if any child is (max), plus one ring.
+    cell's decision (nearest); a coarser cell is on if any child is (max), plus one ring
+    (``ring``).
 
     Why the ring on coarser grids: a block's 3×3 reads one cell past what it computes, and a
     cell the previous block skipped holds zeros (or stale input); on the stride-32 grid one cell
     is 32 px, a whole limb of a small person. Measured on 60 training samples of Thunder with the
     run-time region (error of the neck output on person pixels, relative to the dense network):
     0.25 without the ring, 0.11 with it, for 0.44 → 0.51 of the backbone's MACs; a ring on every
-    grid gave 0.12 at 0.57."""
+    grid gave 0.12 at 0.57. Why a model with ``skip_fill`` reads a caller's region without it
+    (``Backbone.region_ring``): its skipped cells hold each block's mean output, not zeros, and
+    on the 515 held-out real whole frames (previous pose's region, expand 1.3, margin 1) the
+    ring took 0.47 instead of 0.40 of the MACs for the same result (PCK@0.1 0.694 / 0.695,
+    person found 97.9 / 97.7 %, MPJPE 158 / 159 mm; ``docs/network.md`` §2b)."""
     h, w = cells.shape[-2:]
     gh, gw = grid
     if (gh, gw) == (h, w):
         return cells
     if gh >= h and gw >= w:
         return F.interpolate(cells, size=(gh, gw), mode="nearest")
-    return F.max_pool2d(F.adaptive_max_pool2d(cells, (gh, gw)), 3, stride=1, padding=1)
+    pooled = F.adaptive_max_pool2d(cells, (gh, gw))
+    return F.max_pool2d(pooled, 3, stride=1, padding=1) if ring else pooled

@@ -307,7 +307,7 @@ class SparseBackbone:
         self.block_times = []
         self._use_given = region is not None or self.backbone.locator is not None
         if region is not None:
-            given = self.backbone.masks_from_cells(region.to(x.dtype), (x.shape[2], x.shape[3]))
+            given = self.backbone.masks_from_region(region.to(x.dtype), (x.shape[2], x.shape[3]))
         elif self.backbone.locator is not None:
             t0 = time.perf_counter()
             xl = x.contiguous(memory_format=torch.channels_last)

@@ -35,6 +35,9 @@ def test_cells_to_grid_nearest_up_and_any_down() -> None:
     down = cells_to_grid(big, (4, 4))  # on if any child is, plus one ring
     assert down[0, 0].tolist() == [[0, 1, 1, 1], [0, 1, 1, 1], [0, 1, 1, 1], [0, 0, 0, 0]]
     assert torch.equal(cells_to_grid(cells, (4, 4)), cells)
+    alone = cells_to_grid(big, (4, 4), ring=False)  # on if any child is, nothing more
+    assert alone[0, 0].tolist() == [[0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    assert torch.equal(cells_to_grid(cells, (16, 16), ring=False), up)  # finer grids: as before
 
 
 def test_every_gated_block_executes_the_locator_cells() -> None:

@@ -95,3 +95,22 @@ def test_branch_means_are_the_mean_branch_output_of_every_cell() -> None:
                                       residual_activation="relu")).eval()
     with pytest.raises(ValueError, match="ReLU residual"):
         branch_means(relu, frames)
+
+
+def test_a_filled_model_reads_a_region_without_the_coarse_ring() -> None:
+    """A caller's region reaches the stride-32 blocks without the one-cell ring when the
+    skipped cells hold the fill (``Backbone.region_ring``); without the fill the ring stays,
+    and the locator's cells keep it either way."""
+    cfg = movenet_config("lightning", input_size=128, gate_strided=True)
+    cells = torch.zeros(1, 1, 8, 8)
+    cells[0, 0, 3, 4] = 1.0
+    for fill, ring_cells in ((False, 9), (True, 1)):
+        net = PoseNetwork(replace(cfg, skip_fill=fill)).eval()
+        assert net.backbone.region_ring is not fill
+        for masks, coarse_cells in ((net.backbone.masks_from_region(cells, (128, 128)),
+                                     ring_cells),
+                                    (net.backbone.masks_from_cells(cells, (128, 128)), 9)):
+            coarse = [m for m in masks if m is not None and m.shape[-1] == 4]
+            fine = [m for m in masks if m is not None and m.shape[-1] == 16]
+            assert coarse and all(int(m.sum()) == coarse_cells for m in coarse)
+            assert fine and all(int(m.sum()) == 4 for m in fine)  # the cell's 2 x 2 children
