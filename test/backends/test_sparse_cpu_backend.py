@@ -229,3 +229,18 @@ def test_a_wrong_start_up_choice_is_corrected_while_running(
     assert d["path_live"] is True and d["path_crossover"] > 0.0
     assert d["path_dense_ms"] > d["path_sparse_ms"]
     sp.close()
+
+
+def test_prewake_setting_is_read_from_the_environment(caplog: pytest.LogCaptureFixture) -> None:
+    """SPARSE_POSE_PREWAKE_US: unset or empty = the default, an integer >= 0 as given (0 = off),
+    anything else the default with a warning that names the value."""
+    from sparse_pose_ros.backends.sparse_cpu_backend import DEFAULT_PREWAKE_US, prewake_us
+
+    assert prewake_us({}) == DEFAULT_PREWAKE_US
+    assert prewake_us({"SPARSE_POSE_PREWAKE_US": " "}) == DEFAULT_PREWAKE_US
+    assert prewake_us({"SPARSE_POSE_PREWAKE_US": "0"}) == 0
+    assert prewake_us({"SPARSE_POSE_PREWAKE_US": "2500"}) == 2500
+    with caplog.at_level(logging.WARNING):
+        assert prewake_us({"SPARSE_POSE_PREWAKE_US": "fast"}) == DEFAULT_PREWAKE_US
+        assert prewake_us({"SPARSE_POSE_PREWAKE_US": "-5"}) == DEFAULT_PREWAKE_US
+    assert "'fast'" in caplog.text and "'-5'" in caplog.text
