@@ -420,3 +420,23 @@ def test_skip_fill_whole_network_parity():
         out = SparsePoseNetwork(net, kernel=kernel)(x)
         assert rel_diff(out.joints, ref.joints) <= TOL, kernel
         assert rel_diff(out.heatmaps, ref.heatmaps) <= TOL, kernel
+
+
+@pytest.mark.skipif(load_cpu_kernel() is None, reason="the sparse CPU kernel cannot be built here")
+def test_last_pointwise_on_the_active_cells_equals_the_dense_one():
+    """MoveNet's 1x1 to 1280 after a gated, filled last block runs on that block's active cells
+    and writes the conv of the fill elsewhere (module.cpp ``PointwisePlan``): the features
+    equal the reference's everywhere, with the last block partly skipped, on 1 and 2 threads."""
+    net = skip_fill_net("thunder", seed=6)
+    x = torch.randn(1, 3, 128, 128)
+    r = torch.zeros(1, 1, 8, 8)
+    r[0, 0, 2:4, 5] = 1.0
+    with torch.no_grad():
+        ref_feats, _, ref_masks = net.backbone(x, r)
+    last_mask = ref_masks[-1].hard
+    assert 0.0 < last_mask.mean().item() < 1.0  # partly skipped: the path under test runs
+    for threads in (1, 2):
+        ex = SparseBackbone(net.backbone, kernel="cpp", threads=threads)
+        for _ in range(2):  # a second frame reuses the plan's buffers
+            feats, _, _ = ex(x, r)
+            assert rel_diff(feats, ref_feats) <= TOL, threads

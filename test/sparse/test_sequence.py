@@ -301,10 +301,11 @@ def test_a_dead_process_build_lock_is_cleared(tmp_path):
 def test_prewake_lets_sleeping_workers_take_part() -> None:
     """Workers asleep when a frame begins sit it out (no worker chunk); woken by ``prewake``
     before the frame they take part, and the result is the same either way. Scheduling on a
-    shared machine can delay a woken thread, so each claim gets a few tries."""
+    shared machine can delay a woken thread, so each claim gets a few tries, and the frame is
+    large enough (512 px) for a worker that starts late to still find chunks."""
     kernel = load_cpu_kernel()
     net = small_net(True, seed=9)
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(1, 3, 512, 512)
     with torch.no_grad():
         ref_f = net.backbone(x)[0]
     ex = SparseBackbone(net.backbone, kernel="cpp", threads=2)
@@ -313,14 +314,16 @@ def test_prewake_lets_sleeping_workers_take_part() -> None:
         time.sleep(0.05)  # longer than the 1 ms idle spin: the worker sleeps
         if prewake_us:
             ex.prewake(prewake_us)
-            time.sleep(0.01)  # the woken worker spins, waiting for the frame
+            time.sleep(0.02)  # the woken worker spins, waiting for the frame
         before = kernel.worker_chunks(2)
         f = ex(x)[0]
         assert (f - ref_f).abs().max().item() <= TOL
         return kernel.worker_chunks(2) - before
 
     ex(x)
-    assert any(frame_after_sleep(0) == 0 for _ in range(3))  # asleep: sits the frame out
-    assert any(frame_after_sleep(500_000) > 0 for _ in range(3))  # pre-woken: takes part
+    asleep = [frame_after_sleep(0) for _ in range(5)]
+    assert 0 in asleep, f"a sleeping worker should sit a frame out: chunks {asleep}"
+    woken = [frame_after_sleep(500_000) for _ in range(5)]
+    assert max(woken) > 0, f"a pre-woken worker should take part: chunks {woken}"
     ex.prewake(0)  # no-op
     SparseBackbone(net.backbone, kernel="cpp", threads=1).prewake(10_000)  # one thread: no-op
