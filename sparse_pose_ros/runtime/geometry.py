@@ -84,11 +84,15 @@ class BlockGeometry:
         """MACs run for a (H_out, W_out) 0/1 mask; ``None`` (ungated) means dense."""
         if hard is None:
             return self.dense_macs()
-        hard = _check_mask(hard, self.out_hw)
-        n_active = int(np.count_nonzero(hard))
-        n_dilated = int(np.count_nonzero(
-            receptive_mask_np(hard, self.stride, self.in_hw, self.pad_before)))
+        n_active, n_dilated = self.mask_counts(hard)
         return self._macs(n_dilated, n_active)
+
+    def mask_counts(self, hard: np.ndarray) -> tuple[int, int]:
+        """(active outputs, dilated inputs) of a (H_out, W_out) 0/1 mask: the counts a sparse
+        runtime executes (the compiled kernel keeps the same two per block)."""
+        hard = _check_mask(hard, self.out_hw)
+        return (int(np.count_nonzero(hard)), int(np.count_nonzero(
+            receptive_mask_np(hard, self.stride, self.in_hw, self.pad_before))))
 
     def _macs(self, n_expand: int, n_out: int) -> int:
         ce = self.hidden_channels
@@ -140,11 +144,8 @@ class NetworkGeometry:
         gated = self.gated_indices
         if len(masks) != len(gated):
             raise ValueError(f"expected {len(gated)} gated-block masks, got {len(masks)}")
-        dense_total, fixed = self._mask_independent_macs
-        executed = fixed + sum(self.blocks[i].executed_macs(m)
-                               for i, m in zip(gated, masks, strict=True))
-        block_density = [float(np.asarray(m).mean()) for m in masks]
-        return executed / dense_total, block_density
+        return self.density_from_counts([self.blocks[i].mask_counts(m)
+                                         for i, m in zip(gated, masks, strict=True)])
 
     def density_from_counts(self, counts: Sequence[tuple[int, int]]) -> tuple[float, list[float]]:
         """:meth:`density` from each gated block's (n_active, n_dilated) where the runtime
