@@ -242,8 +242,8 @@ PARAMS: tuple[ParamSpec, ...] = (
         "keeps input_size. Held-out real frames, tracking, square crops: the dense checkpoint "
         "at 224 scored PCK@0.1 0.922 / MPJPE 64 mm against 0.919 / 64 mm at its own 256, for "
         "0.77 of the MACs (192: 0.903 / 70 mm for 0.57; 160 loses the person; read as strips, "
-        "crop_input_widths, 224 costs 0.41); the sparse one 0.925 / 64 mm at 224 against "
-        "0.920 / 63 mm at 256, for 0.64 of the MACs instead of 0.81 (its masks; gated models "
+        "crop_input_widths, 224 costs 0.41); the sparse one 0.927 / 63 mm at 224 against "
+        "0.920 / 63 mm at 256, for 0.62 of the MACs instead of 0.81 (its masks; gated models "
         "read no strips).",
         _INPUT_SIZE_RULE, int_range=(0, INPUT_SIZE_RANGE[1]), validate=_input_size,
         reload=True,
@@ -371,7 +371,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         "it becomes the region. Trades the sparse model's accuracy against the MACs it runs "
         "(shipped sparse checkpoint, held-out real, tracking crop at 256: 1.0 -> 0.68 of the "
         "backbone, 0.922 PCK, 99.4 % found; 1.3 -> 0.81, 0.920, 99.4 %; whole frames, "
-        "track_person false: 1.0 -> 0.41, 0.692, 97.5 %; 1.3 -> 0.47, 0.694, 97.9 %; "
+        "track_person false: 1.0 -> 0.33, 0.693, 97.1 %; 1.3 -> 0.40, 0.694, 97.7 %; "
         "docs/network.md 2b).",
         f"[{REGION_EXPAND_RANGE[0]:g}, {REGION_EXPAND_RANGE[1]:g}]",
         float_range=(float(REGION_EXPAND_RANGE[0]), float(REGION_EXPAND_RANGE[1])),
@@ -380,8 +380,8 @@ PARAMS: tuple[ParamSpec, ...] = (
         "region_margin", REGION_MARGIN,
         "With region_from_pose: 16-px cells added around the grown box (each block's 3x3 "
         "reads one cell past what it computes; the person moves). 0 loses the person: whole "
-        "frames at expand 1.0, 0.33 of the backbone, 0.50 PCK, 89 % found (1: 0.41, 0.69, "
-        "98 %).",
+        "frames at expand 1.0, 0.50 PCK, 89 % found (measured with the stride-32 ring the "
+        "skip-fill model no longer grows; 1: 0.33 of the backbone, 0.69, 97 %).",
         f"[{REGION_MARGIN_RANGE[0]}, {REGION_MARGIN_RANGE[1]}] cells",
         int_range=REGION_MARGIN_RANGE,
     ),
