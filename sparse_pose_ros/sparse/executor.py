@@ -546,8 +546,9 @@ class SparsePoseNetwork:
             the executor's buffers in place; :mod:`.head_plan`), ``"ort"`` (ONNX Runtime, fed
             the channels-last buffers without a copy; :mod:`.ort_head`), ``"torch"`` (eager) or
             ``"auto"`` (cpp when the backbone runs the compiled kernel and the head is the
-            factorized one, else ORT when installed, else torch). With ``"cpp"``, ``heatmaps``
-            and ``triplets`` are views valid until the next call.
+            factorized one, else ORT when installed, else torch). With ``"cpp"``, and with
+            ``"ort"`` where the head reads a region (``OrtHead``'s windowed graphs),
+            ``heatmaps`` and ``triplets`` are views valid until the next call.
         head_threads: intra-op threads of the ORT head session (``head="ort"`` only). Default
             1: a second thread pool next to the kernel's on a 2-core machine either sleeps
             (no gain) or spins and slows the backbone (docs/sparse.md).

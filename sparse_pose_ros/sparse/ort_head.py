@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import skeleton
-from ..model.heads import REGION_OFF_LOGIT
+from ..model.heads import REGION_OFF_LOGIT, strip_to_square
 from ..model.network import PoseNetwork
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,6 @@ class _HeadInWindow(nn.Module):
 
     def forward(self, y: Tensor, region: Tensor, origin: Tensor
                 ) -> tuple[Tensor, Tensor, Tensor]:
-        from ..model.heads import strip_to_square
-
         heatmaps, triplets, joints, _ = self.net.head_in_region(y, region)
         h, w = self.map_hw
         size = torch.stack([torch.tensor(y.shape[-1]), torch.tensor(y.shape[-2])]).to(y.dtype)
