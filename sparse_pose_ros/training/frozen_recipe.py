@@ -379,6 +379,18 @@ def _with_regions(net: PoseNetwork, x: Tensor, regions: Tensor | None) -> Tensor
     return torch.where(empty.view(-1, 1, 1, 1), fill, regions)
 
 
+def sparse_features_key(net: PoseNetwork, masks_state: dict[str, Tensor], region_share: float
+                        ) -> np.ndarray:
+    """What the gated features depend on besides the frozen weights: the mask units, locator
+    and fills (``masks_state``), the share of samples gated by a region, and whether a region
+    reaches the stride-32 grid with a one-cell ring (``Backbone.region_ring``) — a cache made
+    under another rule for regions would train the sparse head on masks the node never
+    hands it."""
+    return np.concatenate([v.flatten().float().numpy() for v in masks_state.values()]
+                          + [np.array([region_share, float(net.backbone.region_ring)],
+                                      np.float32)])
+
+
 def with_dense_rows(sparse: np.ndarray, dense: np.ndarray, share: float, seed: int
                     ) -> tuple[np.ndarray, np.ndarray]:
     """The sparse head's features with a random ``share`` of the samples' rows replaced by their
@@ -800,8 +812,7 @@ def run(cfg: RecipeConfig, argv: list[str]) -> dict[str, Any]:
         report.pop("skip_fill", None)
     if cfg.sparse_epochs:
         sparse_cache = rd / "sparse_features.npz"
-        mask_vec = np.concatenate([v.flatten().float().numpy() for v in masks_state.values()]
-                                  + [np.array([cfg.region_share], np.float32)])
+        mask_vec = sparse_features_key(net, masks_state, cfg.region_share)
         zs = np.load(sparse_cache) if sparse_cache.is_file() else None
         sparse_head = rd / "sparse_head.pt"
         if zs is None or "masks" not in zs or not np.array_equal(zs["masks"], mask_vec):

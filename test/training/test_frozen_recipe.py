@@ -345,3 +345,21 @@ def test_recipe_fits_the_skip_fill_of_the_sparse_checkpoint_only(tmp_path: Path,
     for b, w in zip(sparse.gated_blocks(), want, strict=True):
         torch.testing.assert_close(b.skip_fill.float(), w, atol=2e-3, rtol=2e-3)
         assert float(b.skip_fill.abs().max()) > 0
+
+
+def test_the_gated_features_key_holds_the_region_ring() -> None:
+    """A cache of gated features made while regions still reached the stride-32 grid with a
+    ring is not reused once the network reads them without it (a filled model): the key
+    differs, so the recipe recomputes the features and fine-tunes the sparse head again."""
+    from sparse_pose_ros.model.network import NetworkConfig, PoseNetwork
+    from sparse_pose_ros.training.frozen_recipe import sparse_features_key
+
+    net = PoseNetwork(NetworkConfig(width_mult=0.35, input_size=64, gated=True))
+    state = {"a.skip_fill": torch.ones(3)}
+    net.backbone.region_ring = True
+    ring = sparse_features_key(net, state, 0.7)
+    net.backbone.region_ring = False
+    plain = sparse_features_key(net, state, 0.7)
+    assert ring.shape == plain.shape and not np.array_equal(ring, plain)
+    assert not np.array_equal(plain, sparse_features_key(net, state, 0.5))
+    assert np.array_equal(plain, sparse_features_key(net, state, 0.7))
