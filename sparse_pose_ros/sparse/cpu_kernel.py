@@ -120,6 +120,7 @@ class CpuBlockBuffers:
     d_buf: Tensor
     p_buf: Tensor
     strip_rows: int
+    channel_slices: int = 1
 
     @classmethod
     def allocate(
@@ -146,6 +147,7 @@ class CpuBlockBuffers:
             d_buf=torch.zeros(threads, cap_a, fb.hidden_channels),
             p_buf=torch.zeros(n_out, fb.out_channels),
             strip_rows=rows,
+            channel_slices=channel_slices(fb, threads),
         )
 
     def tensors(self) -> list[Tensor]:
@@ -182,6 +184,31 @@ def strip_rows(fb: FoldedBlock, batch: int, in_hw: tuple[int, int], threads: int
     fit = (STRIP_BYTES // (4 * fb.hidden_channels * w) - 2) // fb.stride
     balance = -(-(batch * ho) // (2 * threads)) if batch * ho >= 2 * threads else 1
     return int(max(1, min(fit, balance, ho)))
+
+
+#: Blocks with fewer bytes of expand + project weights keep their bands cut by rows on
+#: several threads (``channel_slices``); 0: every block with an expand conv is cut by channels.
+CHANNEL_SPLIT_MIN_WEIGHT_BYTES = 0
+
+
+def channel_slices(fb: FoldedBlock, threads: int) -> int:
+    """How many channel slices the kernel cuts a block's expand -> depthwise -> project into
+    (one chunk each, block.h ``BlockPlan::Slice``); 1 = bands cut by rows into work-placed
+    groups, one a thread. With several threads every block with an expand conv gets one
+    slice a thread: cut by rows, each thread streamed all of the block's weights through its
+    GEMMs, expanded its own copy of the rows its neighbour's group also reads (the 3x3 halo),
+    and the groups' estimated work only roughly matched their time; cut by channels, each
+    thread reads its share of the weights once, no row is expanded twice, and the shares are
+    equal by construction (for the price of adding the slices' partial project sums in the
+    scatter). Measured on the sparse checkpoint, 2 threads, held-out real whole frames,
+    interleaved (``results/sparse_channel_split_ab.json``): only the 8x8 stage split
+    (weights > 2 MB) 0.94-0.98x the network time of rows everywhere, blocks above 500 KB
+    0.92-0.93x, every block 0.91x; with the locator's masks on every frame (denser) 0.95x.
+    A block without an expand conv reads x in place and keeps its rows, as does one thread."""
+    if threads <= 1 or fb.expand is None:
+        return 1
+    weight_bytes = 4 * fb.hidden_channels * (fb.in_channels + fb.out_channels)
+    return threads if weight_bytes >= CHANNEL_SPLIT_MIN_WEIGHT_BYTES else 1
 
 
 _EMPTY = torch.empty(0)
@@ -243,7 +270,7 @@ def block_args(
         float(fb.mask_bias) if fb.mask_bias is not None else 0.0, threshold, fixed,
         bufs.hard, bufs.dilated, bufs.logits, bufs.soft, bufs.rank, bufs.act_rows,
         bufs.dil_rows, bufs.row_ptr, bufs.e_buf, bufs.d_buf, bufs.p_buf,
-        bufs.strip_rows, fb.fill if fb.fill is not None else _EMPTY,
+        bufs.strip_rows, fb.fill if fb.fill is not None else _EMPTY, bufs.channel_slices,
     )  # fmt: skip
 
 

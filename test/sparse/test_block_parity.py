@@ -113,13 +113,17 @@ def test_rejects_wrong_input(block_factory):
 @pytest.mark.parametrize("threads", [1, 2, 3, 5])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("mode", ["sparse", "dense"])
-def test_band_groups_at_any_thread_count(threads, stride, mode, block_factory):
+def test_band_groups_at_any_thread_count(threads, stride, mode, block_factory, monkeypatch):
     """Compiled kernel: the per-frame band groups (bounds placed by each image's work, one
     group a thread, consecutive bands of a group reuse their halo rows) at 1-5 threads. Batch 3
     with a different mask per image, so every image gets its own bounds: a blob, all the work in
-    one row (the other groups empty), an empty image; odd sizes; more groups than busy rows."""
+    one row (the other groups empty), an empty image; odd sizes; more groups than busy rows.
+    Bands cut by rows (the channel split, default on several threads, turned off)."""
+    from sparse_pose_ros.sparse import cpu_kernel
+
     if load_cpu_kernel() is None:
         pytest.skip("no C++ compiler: compiled CPU kernel cannot be built here")
+    monkeypatch.setattr(cpu_kernel, "CHANNEL_SPLIT_MIN_WEIGHT_BYTES", 1 << 62)
     block = block_factory(8, 8 if stride == 1 else 12, stride, seed=threads)
     h, w = 23, 13
     ho, wo = out_hw(h, w, stride)
@@ -134,6 +138,56 @@ def test_band_groups_at_any_thread_count(threads, stride, mode, block_factory):
     finally:
         torch.set_num_threads(before)
     assert runner.counts[0] == int(m.sum())
+    assert runner.cpu is not None and runner.cpu.channel_slices == 1
+
+
+@pytest.mark.parametrize("threads", [2, 3, 5])
+@pytest.mark.parametrize(("c_in", "c_out", "stride", "relu"),
+                         [(7, 7, 1, True), (7, 12, 2, False), (8, 8, 1, False)])
+@pytest.mark.parametrize("mode", ["sparse", "dense"])
+def test_channel_split_equals_the_row_split(threads, c_in, c_out, stride, relu, mode,
+                                            block_factory, monkeypatch):
+    """Compiled kernel, bands cut by channels (``cpu_kernel.channel_slices``, the default on
+    several threads): each slice expands, convolves and projects its channels on every row and
+    the scatter adds the partial project sums. Widths that do not divide into 16-float
+    vectors (c_e 42: slices of 16, 16, 10), more threads than vectors, a residual block with
+    ReLU, a stride-2 channel change, a skip fill, batch 3 with an empty image, and the dense
+    policy (every row computed)."""
+    from sparse_pose_ros.sparse import cpu_kernel
+
+    if load_cpu_kernel() is None:
+        pytest.skip("no C++ compiler: compiled CPU kernel cannot be built here")
+    monkeypatch.setattr(cpu_kernel, "CHANNEL_SPLIT_MIN_WEIGHT_BYTES", 0)
+    block = block_factory(c_in, c_out, stride, seed=threads + c_in, relu=relu)
+    del block.skip_fill  # built without one: a plain None attribute
+    block.register_buffer("skip_fill", torch.randn(c_out) * 0.5)
+    h, w = 15, 13
+    ho, wo = out_hw(h, w, stride)
+    x = torch.randn(3, c_in, h, w)
+    m = torch.zeros(3, 1, ho, wo)
+    m[0] = blob_mask(1, ho, wo, 0.3)[0]
+    m[1, 0, ho - 1, 2:] = 1
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        runner, _ = check(block, x, m, ("cpp", "exact"), mode=mode)
+    finally:
+        torch.set_num_threads(before)
+    assert runner.cpu is not None and runner.cpu.channel_slices == threads
+    assert runner.counts[0] == int(m.sum())
+
+
+def test_channel_split_is_chosen_for_blocks_with_an_expand_on_several_threads(block_factory):
+    """One slice a thread for every block with an expand conv; rows for one thread and for a
+    block without an expand conv (its depthwise reads x in place)."""
+    from sparse_pose_ros.sparse.cpu_kernel import channel_slices
+    from sparse_pose_ros.sparse.folding import fold_block
+
+    heavy = fold_block(block_factory(280, 280, 1, seed=0))
+    assert channel_slices(heavy, 2) == 2 and channel_slices(heavy, 3) == 3
+    assert channel_slices(heavy, 1) == 1
+    assert channel_slices(fold_block(block_factory(8, 8, 1, seed=0)), 2) == 2
+    assert channel_slices(fold_block(block_factory(8, 8, 1, 1, seed=0)), 2) == 1
 
 
 # ---- TF 'SAME' padding (MoveNet): a stride-2 depthwise pads 0 before and 1 after on even sizes

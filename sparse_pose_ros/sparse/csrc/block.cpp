@@ -19,7 +19,7 @@ BlockPlan::BlockPlan(const at::Tensor& x, const at::Tensor& out, int64_t batch_,
                      const at::Tensor& rank_t, const at::Tensor& act_rows, const at::Tensor& dil_rows_t,
                      const at::Tensor& row_ptr, const at::Tensor& e_buf,
                      const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows_,
-                     const at::Tensor& fill, bool pack_weights)
+                     const at::Tensor& fill, int64_t channel_slices, bool pack_weights)
     : batch(batch_), h(h_), w(w_), stride(stride_), pad_top(pad_top_), pad_left(pad_left_),
       residual(residual_),
       residual_relu(residual_relu_), gate(gate_), dense_above(dense_above_),
@@ -104,6 +104,48 @@ BlockPlan::BlockPlan(const at::Tensor& x, const at::Tensor& out, int64_t batch_,
   e_base = e_buf.data_ptr<float>();
   d_base = d_buf.data_ptr<float>();
   pp = p_buf.data_ptr<float>();
+  whole = {0, c_e, we, be, wd, bd, wp, pp, packed, {}, {}, {}};
+  TORCH_CHECK(channel_slices >= 1, "channel_slices must be >= 1");
+  if (channel_slices > 1) {
+    TORCH_CHECK(has_expand, "a channel split needs an expand conv (the depthwise reads x in place without)");
+    make_slices(channel_slices, w_expand, w_project);
+  }
+}
+
+// Slice s holds channels [c0, c0 + cw) of the expanded rows, cut at multiples of 16 (one AVX-512
+// vector) into near-equal widths, with its own copies of those columns of the expand weights,
+// taps of the depthwise and rows of the project weights (all panel-packed where GEMM reads
+// them), and its own partial output of the project GEMM.
+void BlockPlan::make_slices(int64_t n, const at::Tensor& w_expand, const at::Tensor& w_project) {
+  const int64_t vec = 16, units = (c_e + vec - 1) / vec;
+  n = std::min(n, units);
+  groups_per_img = 1;  // a slice's chunk runs every row of its image
+  partial.assign(static_cast<size_t>(n * n_out * c_out), 0.0f);
+  const float* wex = w_expand.data_ptr<float>();
+  const float* wpr = w_project.data_ptr<float>();
+  slices.resize(static_cast<size_t>(n));
+  for (int64_t s = 0; s < n; ++s) {
+    const int64_t c0 = std::min(c_e, units * s / n * vec);
+    const int64_t c1 = std::min(c_e, units * (s + 1) / n * vec);
+    Slice& sl = slices[static_cast<size_t>(s)];
+    sl.c0 = c0;
+    sl.cw = c1 - c0;
+    std::vector<float> cols(static_cast<size_t>(c_in * sl.cw));
+    for (int64_t k = 0; k < c_in; ++k)
+      std::copy_n(wex + k * c_e + c0, sl.cw, cols.data() + k * sl.cw);
+    sl.own_we = pack_panels(cols.data(), c_in, sl.cw);
+    sl.own_wd.resize(static_cast<size_t>(9 * sl.cw));
+    for (int64_t t = 0; t < 9; ++t) std::copy_n(wd + t * c_e + c0, sl.cw, sl.own_wd.data() + t * sl.cw);
+    sl.own_wp = pack_panels(wpr + c0 * c_out, sl.cw, c_out);
+    sl.we = sl.own_we.data();
+    sl.wd = sl.own_wd.data();
+    sl.wp = sl.own_wp.data();
+    sl.be = be + c0;
+    sl.bd = bd + c0;
+    sl.packed = true;
+    sl.out = partial.data() + s * n_out * c_out;
+  }
+  whole.out = slices[0].out;  // the scatter reads slice 0's rows after adding the others in
 }
 
 // The block as six steps of a frame; ``tid`` < ``threads`` picks the scratch slice.
@@ -118,7 +160,9 @@ void BlockPlan::append_steps(std::vector<Step>& steps) {
   steps.push_back({1, 1, true, [this](int64_t, int64_t, int) { scan_rows(); }});
   steps.push_back({index_rows(), row_chunk, false,
                   [this](int64_t b, int64_t e, int) { fill_rows(b, e); }});
-  steps.push_back({batch * groups_per_img, 1, false,
+  const int64_t band_chunks = slices.empty() ? batch * groups_per_img
+                                             : batch * static_cast<int64_t>(slices.size());
+  steps.push_back({band_chunks, 1, false,
                   [this](int64_t g, int64_t, int tid) { band_group(g, tid); }});
   steps.push_back({n_out, kMinChunk, false,
                   [this](int64_t b, int64_t e, int) { scatter_chunk(b, e); }});
@@ -315,10 +359,10 @@ inline void BlockPlan::place_groups() {
   }
 }
 
-// C = A @ B (+ bias, ReLU6) with B one of this plan's weights, packed or not (``packed``)
-inline void BlockPlan::mm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float* B, int64_t N,
-                          const float* bias, bool act, float* C) const {
-  if (packed) {
+// C = A @ B (+ bias, ReLU6) with B one of this plan's weights, panel-packed or row-major
+inline void BlockPlan::mm(bool packed_b, const float* a, const int32_t* rows, int64_t n, int64_t K,
+                          const float* B, int64_t N, const float* bias, bool act, float* C) const {
+  if (packed_b) {
     gemm_packed(a, rows, n, K, B, N, bias, act, C, K, N);
   } else {
     gemm(a, rows, n, K, B, N, bias, act, C);
@@ -327,18 +371,27 @@ inline void BlockPlan::mm(const float* a, const int32_t* rows, int64_t n, int64_
 
 inline void BlockPlan::band_group(int64_t gi, int tid) {
   if (n_act == 0) return;
+  Held held;
+  if (!slices.empty()) {  // channel split: chunk gi = (image, slice), every row of the image
+    const int64_t n_s = static_cast<int64_t>(slices.size());
+    const int64_t b = gi / n_s;
+    for (int64_t y0 = 0; y0 < ho; y0 += strip_rows)
+      strip(b, y0, std::min<int64_t>(y0 + strip_rows, ho), tid, held, slices[gi % n_s]);
+    return;
+  }
   const int64_t b = gi / groups_per_img;
   const int32_t* gy = group_y.data() + b * (groups_per_img + 1) + gi % groups_per_img;
-  Held held;
   for (int64_t y0 = gy[0]; y0 < gy[1]; y0 += strip_rows)
-    strip(b, y0, std::min<int64_t>(y0 + strip_rows, gy[1]), tid, held);
+    strip(b, y0, std::min<int64_t>(y0 + strip_rows, gy[1]), tid, held, whole);
 }
 
-// output rows [y0, y1) of image b
-inline void BlockPlan::strip(int64_t b, int64_t y0, int64_t y1, int tid, Held& held) {
+// output rows [y0, y1) of image b, channels of ``sl`` (all of them, or one channel slice)
+inline void BlockPlan::strip(int64_t b, int64_t y0, int64_t y1, int tid, Held& held,
+                             const Slice& sl) {
   const int64_t a_begin = act_ptr[b * ho + y0], a_end = act_ptr[b * ho + y1];
   const int64_t n_a = a_end - a_begin;
   if (n_a == 0) return;
+  const int64_t cw = sl.cw;  // channels of the expanded rows here (their row stride)
   const int64_t in_lo = std::max<int64_t>(0, stride * y0 - pad_top);
   const int64_t in_hi = std::min<int64_t>(h - 1, stride * (y1 - 1) - pad_top + 2);
   const int64_t e_begin = dil_ptr[b * h + in_lo], e_end = dil_ptr[b * h + in_hi + 1];
@@ -350,13 +403,13 @@ inline void BlockPlan::strip(int64_t b, int64_t y0, int64_t y1, int tid, Held& h
     int64_t from = e_begin;  // first dilated entry still to expand
     if (held.b == b && e_begin >= held.begin && e_begin <= held.end && held.end <= e_end) {
       if (e_begin > held.begin && held.end > e_begin)
-        std::memmove(em, em + (e_begin - held.begin) * c_e,
-                     static_cast<size_t>((held.end - e_begin) * c_e) * sizeof(float));
+        std::memmove(em, em + (e_begin - held.begin) * cw,
+                     static_cast<size_t>((held.end - e_begin) * cw) * sizeof(float));
       from = held.end;
     }
     if (e_end > from)
-      mm(compute_all ? xp + from * c_in : xp, compute_all ? nullptr : dil_rows + from,
-         e_end - from, c_in, we, c_e, be, true, em + (from - e_begin) * c_e);
+      mm(sl.packed, compute_all ? xp + from * c_in : xp, compute_all ? nullptr : dil_rows + from,
+         e_end - from, c_in, sl.we, cw, sl.be, true, em + (from - e_begin) * cw);
     held = {b, e_begin, e_end};
     ep = em;
   }
@@ -366,7 +419,7 @@ inline void BlockPlan::strip(int64_t b, int64_t y0, int64_t y1, int tid, Held& h
   float* dp = d_base + tid * cap_a * c_e;
   // input position p (rank rk != 0) -> its expanded row in ep, or its row of x in place
   auto source_row = [&](int64_t p, int32_t rk) -> const float* {
-    return has_expand ? ep + (static_cast<int64_t>(rk) - 1 - e_begin) * c_e : xp + p * c_in;
+    return has_expand ? ep + (static_cast<int64_t>(rk) - 1 - e_begin) * cw : xp + p * c_in;
   };
   // Active outputs come in runs of consecutive columns of one row: one division per run, and
   // an interior run whose three input rows are dilated across its whole span (consecutive
@@ -380,9 +433,9 @@ inline void BlockPlan::strip(int64_t b, int64_t y0, int64_t y1, int tid, Held& h
       const int32_t rk = rank[pos];
       return rk == 0 ? nullptr : source_row(pos, rk);
     }, src, tap_of);
-    depthwise_row(src, tap_of, n_taps, wd, bd, c_e, dp + k * c_e);
+    depthwise_row(src, tap_of, n_taps, sl.wd, sl.bd, cw, dp + k * cw);
   };
-  const int64_t step = stride * c_e;
+  const int64_t step = stride * cw;
   for (int64_t k = 0; k < n_a;) {
     const int64_t o = act[a_begin + k];
     const int64_t r = o % (ho * wo);
@@ -406,7 +459,7 @@ inline void BlockPlan::strip(int64_t b, int64_t y0, int64_t y1, int tid, Held& h
     }
     for (int64_t j = 0; j < len; ++j) {
       if (full && j == j0) {
-        depthwise_run(rows, j1 - j0, step, wd, bd, c_e, dp + (k + j0) * c_e);
+        depthwise_run(rows, j1 - j0, step, sl.wd, sl.bd, cw, dp + (k + j0) * cw);
         j = j1 - 1;
         continue;
       }
@@ -414,7 +467,7 @@ inline void BlockPlan::strip(int64_t b, int64_t y0, int64_t y1, int tid, Held& h
     }
     k += len;
   }
-  mm(dp, nullptr, n_a, c_e, wp, c_out, nullptr, false, pp + a_begin * c_out);
+  mm(sl.packed, dp, nullptr, n_a, cw, sl.wp, c_out, nullptr, false, sl.out + a_begin * c_out);
 }
 
 // ---- 4. scatter(-add) with the project bias, zeros / fill, residual ReLU ------------------------
@@ -445,7 +498,13 @@ inline void BlockPlan::scatter_chunk(int64_t o0, int64_t o1) {
 
 inline void BlockPlan::store_row(int64_t o, int64_t k, float g) {
   float* dst = op + o * c_out;
-  const float* src = pp + k * c_out;
+  float* src = whole.out + k * c_out;
+  // channel split: the project GEMM's K was cut between the slices; add their partial rows
+  for (size_t s = 1; s < slices.size(); ++s) {
+    const float* part = slices[s].out + k * c_out;
+#pragma omp simd
+    for (int64_t c = 0; c < c_out; ++c) src[c] += part[c];
+  }
   if (residual) {
 #pragma omp simd
     for (int64_t c = 0; c < c_out; ++c) dst[c] += g * (src[c] + bp[c]);
@@ -489,11 +548,12 @@ std::vector<int64_t> run_block(
     const at::Tensor& dilated, const at::Tensor& logits, const at::Tensor& soft, const at::Tensor& rank,
     const at::Tensor& act_rows, const at::Tensor& dil_rows, const at::Tensor& row_ptr,
     const at::Tensor& e_buf, const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows,
-    const at::Tensor& fill) {
+    const at::Tensor& fill, int64_t channel_slices) {
   BlockPlan plan(x, out, batch, h, w, stride, pad_top, pad_left, w_expand, b_expand, w_dw, b_dw, w_project, b_project,
                  residual, residual_relu, gate, dense_above, mask_weight, mask_bias, threshold,
                  fixed_hard, hard, dilated, logits, soft, rank, act_rows, dil_rows, row_ptr,
-                 e_buf, d_buf, p_buf, strip_rows, fill, /*pack_weights=*/false);
+                 e_buf, d_buf, p_buf, strip_rows, fill, channel_slices,
+                 /*pack_weights=*/false);
   std::vector<Step> steps;
   plan.append_steps(steps);
   run_steps(plan.threads, steps);

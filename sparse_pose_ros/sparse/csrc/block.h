@@ -57,6 +57,30 @@ struct BlockPlan {
   int64_t groups_per_img = 1;
   std::vector<int32_t> group_y;
 
+  // What step 3 computes in one go: channels [c0, c0 + cw) of the expanded rows with these
+  // weights (expand columns, depthwise taps, project rows; ``packed``: the GEMM weights are
+  // panel-packed), and where the project GEMM writes (``out``, n_out x c_out).
+  struct Slice {
+    int64_t c0 = 0, cw = 0;
+    const float *we = nullptr, *be = nullptr, *wd = nullptr, *bd = nullptr, *wp = nullptr;
+    float* out = nullptr;
+    bool packed = true;
+    std::vector<float> own_we, own_wd, own_wp;  // a channel slice's copies of its weights
+  };
+  // Every channel (the plan's own weights, output p_buf): step 3 cut into bands of rows.
+  Slice whole;
+  // Channel split (``channel_slices`` > 1; the Python side gives one slice a thread to every
+  // block with an expand conv, cpu_kernel.channel_slices says why and what it measured). Cut
+  // by rows, every thread streams all the weights through its GEMMs (MoveNet Thunder's 8x8
+  // stage: 3.8-5.6 MB for a few dozen active cells) and expands its own copy of the halo rows;
+  // cut by channels, each thread reads 1/n of the weights and no row twice. A slice's chunk
+  // runs the expand and depthwise of its channels on every row of the image, then the project
+  // GEMM over just those channels (a part of the K sum) into its own partial output; the
+  // scatter adds the partials. The bands of rows stay inside a slice (L2-sized scratch).
+  std::vector<Slice> slices;
+  std::vector<float> partial;
+  void make_slices(int64_t n, const at::Tensor& w_expand, const at::Tensor& w_project);
+
   // Written by the caller in the index step, read by every thread in the later steps.
   int64_t n_hard = 0, n_dil_true = 0, n_act = 0;
   bool compute_all = false;
@@ -71,7 +95,7 @@ struct BlockPlan {
             const at::Tensor& rank_t, const at::Tensor& act_rows, const at::Tensor& dil_rows_t,
             const at::Tensor& row_ptr, const at::Tensor& e_buf,
             const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows_,
-            const at::Tensor& fill, bool pack_weights = true);
+            const at::Tensor& fill, int64_t channel_slices = 1, bool pack_weights = true);
 
   void append_steps(std::vector<Step>& steps);
 
@@ -128,12 +152,12 @@ struct BlockPlan {
 
   inline void place_groups();
 
-  inline void mm(const float* a, const int32_t* rows, int64_t n, int64_t K, const float* B, int64_t N,
-                 const float* bias, bool act, float* C) const;
+  inline void mm(bool packed_b, const float* a, const int32_t* rows, int64_t n, int64_t K,
+                 const float* B, int64_t N, const float* bias, bool act, float* C) const;
 
   inline void band_group(int64_t gi, int tid);
 
-  inline void strip(int64_t b, int64_t y0, int64_t y1, int tid, Held& held);
+  inline void strip(int64_t b, int64_t y0, int64_t y1, int tid, Held& held, const Slice& sl);
 
   inline void scatter_chunk(int64_t o0, int64_t o1);
 
@@ -155,6 +179,6 @@ std::vector<int64_t> run_block(
     const at::Tensor& dilated, const at::Tensor& logits, const at::Tensor& soft, const at::Tensor& rank,
     const at::Tensor& act_rows, const at::Tensor& dil_rows, const at::Tensor& row_ptr,
     const at::Tensor& e_buf, const at::Tensor& d_buf, const at::Tensor& p_buf, int64_t strip_rows,
-    const at::Tensor& fill);
+    const at::Tensor& fill, int64_t channel_slices);
 
 }  // namespace spr_cpu

@@ -139,12 +139,13 @@ class BlockSequence {
            const at::Tensor& logits, const at::Tensor& soft, const at::Tensor& rank,
            const at::Tensor& act_rows, const at::Tensor& dil_rows, const at::Tensor& row_ptr,
            const at::Tensor& e_buf, const at::Tensor& d_buf,
-           const at::Tensor& p_buf, int64_t strip_rows, const at::Tensor& fill) {
+           const at::Tensor& p_buf, int64_t strip_rows, const at::Tensor& fill,
+           int64_t channel_slices) {
     blocks_.push_back(std::make_unique<BlockPlan>(
         x, out, batch, h, w, stride, pad_top, pad_left, w_expand, b_expand, w_dw, b_dw, w_project,
         b_project, residual, residual_relu, gate, dense_above, mask_weight, mask_bias, threshold, fixed_hard,
         hard, dilated, logits, soft, rank, act_rows, dil_rows, row_ptr, e_buf, d_buf, p_buf,
-        strip_rows, fill));
+        strip_rows, fill, channel_slices));
     TORCH_CHECK(blocks_.front()->threads == blocks_.back()->threads,
                 "every block of a sequence needs scratch for the same thread count");
     rebuild_steps();
