@@ -30,6 +30,16 @@ def check(block, x, mask, kind, mode="sparse"):
     return runner, ref
 
 
+def check_compiled_at(threads, block, x, mask, mode):
+    """``check`` on the compiled kernel with torch (and so the kernel) at ``threads``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return check(block, x, mask, ("cpp", "exact"), mode=mode)[0]
+    finally:
+        torch.set_num_threads(before)
+
+
 def out_hw(h, w, stride):
     return (h - 1) // stride + 1, (w - 1) // stride + 1
 
@@ -131,12 +141,7 @@ def test_band_groups_at_any_thread_count(threads, stride, mode, block_factory, m
     m = torch.zeros(3, 1, ho, wo)
     m[0] = blob_mask(1, ho, wo, 0.3)[0]
     m[1, 0, ho - 2, 1:] = 1  # one busy row next to the bottom border
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        runner, _ = check(block, x, m, ("cpp", "exact"), mode=mode)
-    finally:
-        torch.set_num_threads(before)
+    runner = check_compiled_at(threads, block, x, m, mode)
     assert runner.counts[0] == int(m.sum())
     assert runner.cpu is not None and runner.cpu.channel_slices == 1
 
@@ -167,12 +172,7 @@ def test_channel_split_equals_the_row_split(threads, c_in, c_out, stride, relu, 
     m = torch.zeros(3, 1, ho, wo)
     m[0] = blob_mask(1, ho, wo, 0.3)[0]
     m[1, 0, ho - 1, 2:] = 1
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        runner, _ = check(block, x, m, ("cpp", "exact"), mode=mode)
-    finally:
-        torch.set_num_threads(before)
+    runner = check_compiled_at(threads, block, x, m, mode)
     assert runner.cpu is not None and runner.cpu.channel_slices == threads
     assert runner.counts[0] == int(m.sum())
 
