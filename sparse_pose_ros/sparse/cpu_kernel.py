@@ -187,24 +187,30 @@ def strip_rows(fb: FoldedBlock, batch: int, in_hw: tuple[int, int], threads: int
 
 
 #: Blocks with fewer bytes of expand + project weights keep their bands cut by rows on
-#: several threads (``channel_slices``); 0: every block with an expand conv is cut by channels.
-CHANNEL_SPLIT_MIN_WEIGHT_BYTES = 0
+#: several threads (``channel_slices``): MoveNet Thunder's blocks 1-3 (47-99 KB, reading 128x128 /
+#: 64x64 grids); 0 would cut every block with an expand conv by channels.
+CHANNEL_SPLIT_MIN_WEIGHT_BYTES = 128 * 1024
 
 
 def channel_slices(fb: FoldedBlock, threads: int) -> int:
     """How many channel slices the kernel cuts a block's expand -> depthwise -> project into
     (one chunk each, block.h ``BlockPlan::Slice``); 1 = bands cut by rows into work-placed
-    groups, one a thread. With several threads every block with an expand conv gets one
-    slice a thread: cut by rows, each thread streamed all of the block's weights through its
-    GEMMs, expanded its own copy of the rows its neighbour's group also reads (the 3x3 halo),
-    and the groups' estimated work only roughly matched their time; cut by channels, each
-    thread reads its share of the weights once, no row is expanded twice, and the shares are
-    equal by construction (for the price of adding the slices' partial project sums in the
-    scatter). Measured on the sparse checkpoint, 2 threads, held-out real whole frames,
+    groups, one a thread. With several threads every block with an expand conv and at least
+    ``CHANNEL_SPLIT_MIN_WEIGHT_BYTES`` of weights gets one slice a thread: cut by rows, each
+    thread streamed all of the block's weights through its GEMMs, expanded its own copy of
+    the rows its neighbour's group also reads (the 3x3 halo), and the groups' estimated work
+    only roughly matched their time; cut by channels, each thread reads its share of the
+    weights once, no row is expanded twice, and the shares are equal by construction — for
+    the price of both threads reading every input row and the scatter adding the slices'
+    partial project sums, which is what the early blocks' large grids and small weights pay
+    for. Measured on the sparse checkpoint, 2 threads, held-out real whole frames,
     interleaved (``results/sparse_channel_split_ab.json``): only the 8x8 stage split
     (weights > 2 MB) 0.94-0.98x the network time of rows everywhere, blocks above 500 KB
-    0.92-0.93x, every block 0.91x; with the locator's masks on every frame (denser) 0.95x.
-    A block without an expand conv reads x in place and keeps its rows, as does one thread."""
+    0.92-0.93x, every block 0.91x; with the locator's masks on every frame (denser) 0.95x;
+    per block, every block but 1-3 faster by channels (the 8x8 ones 0.71-0.76x), blocks 1-2
+    4-9 % slower (so they keep rows: blocks 6.87 ms in all against 6.91 every block and 7.99
+    rows). A block without an expand conv reads x in place and keeps its rows, as does one
+    thread."""
     if threads <= 1 or fb.expand is None:
         return 1
     weight_bytes = 4 * fb.hidden_channels * (fb.in_channels + fb.out_channels)

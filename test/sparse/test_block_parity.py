@@ -178,15 +178,18 @@ def test_channel_split_equals_the_row_split(threads, c_in, c_out, stride, relu, 
 
 
 def test_channel_split_is_chosen_for_blocks_with_an_expand_on_several_threads(block_factory):
-    """One slice a thread for every block with an expand conv; rows for one thread and for a
-    block without an expand conv (its depthwise reads x in place)."""
-    from sparse_pose_ros.sparse.cpu_kernel import channel_slices
+    """One slice a thread for every block with an expand conv and weights of at least the
+    threshold; rows for one thread, for small weights (MoveNet's blocks 1-3) and for a block
+    without an expand conv (its depthwise reads x in place)."""
+    from sparse_pose_ros.sparse.cpu_kernel import CHANNEL_SPLIT_MIN_WEIGHT_BYTES, channel_slices
     from sparse_pose_ros.sparse.folding import fold_block
 
     heavy = fold_block(block_factory(280, 280, 1, seed=0))
     assert channel_slices(heavy, 2) == 2 and channel_slices(heavy, 3) == 3
     assert channel_slices(heavy, 1) == 1
-    assert channel_slices(fold_block(block_factory(8, 8, 1, seed=0)), 2) == 2
+    mid = fold_block(block_factory(64, 64, 1, seed=0))  # 384 wide: 196 KB
+    assert 4 * 384 * 128 >= CHANNEL_SPLIT_MIN_WEIGHT_BYTES and channel_slices(mid, 2) == 2
+    assert channel_slices(fold_block(block_factory(42, 42, 1, seed=0)), 2) == 1  # 85 KB
     assert channel_slices(fold_block(block_factory(8, 8, 1, 1, seed=0)), 2) == 1
 
 

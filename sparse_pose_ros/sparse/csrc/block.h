@@ -69,8 +69,9 @@ struct BlockPlan {
   };
   // Every channel (the plan's own weights, output p_buf): step 3 cut into bands of rows.
   Slice whole;
-  // Channel split (``channel_slices`` > 1; the Python side gives one slice a thread to every
-  // block with an expand conv, cpu_kernel.channel_slices says why and what it measured). Cut
+  // Channel split (``channel_slices`` > 1; the Python side gives one slice a thread to the
+  // blocks with an expand conv and enough weights, cpu_kernel.channel_slices says why and what
+  // it measured). Cut
   // by rows, every thread streams all the weights through its GEMMs (MoveNet Thunder's 8x8
   // stage: 3.8-5.6 MB for a few dozen active cells) and expands its own copy of the halo rows;
   // cut by channels, each thread reads 1/n of the weights and no row twice. A slice's chunk
