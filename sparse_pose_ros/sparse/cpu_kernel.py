@@ -160,6 +160,12 @@ STRIP_BYTES = 256 * 1024
 WHOLE_GROUP_WEIGHT_BYTES = 2 * 1024 * 1024
 
 
+def gemm_weight_bytes(fb: FoldedBlock) -> int:
+    """Bytes of the weights a block's GEMMs stream (expand, if any, and project; float32)."""
+    c_in = fb.in_channels if fb.expand is not None else 0
+    return 4 * fb.hidden_channels * (c_in + fb.out_channels)
+
+
 def strip_rows(fb: FoldedBlock, batch: int, in_hw: tuple[int, int], threads: int) -> int:
     """Output rows per band: as many as keep the band's expanded rows within ``STRIP_BYTES``,
     and at most a quarter of the image's rows per thread. The kernel balances threads with
@@ -177,9 +183,7 @@ def strip_rows(fb: FoldedBlock, batch: int, in_hw: tuple[int, int], threads: int
     the 16x16 blocks (1.35-1.8 MB) gained nothing from it and keep the bands."""
     h, w = in_hw
     ho = (h - 1) // fb.stride + 1
-    c_in = fb.in_channels if fb.expand is not None else 0
-    weight_bytes = 4 * fb.hidden_channels * (c_in + fb.out_channels)
-    if weight_bytes > WHOLE_GROUP_WEIGHT_BYTES:
+    if gemm_weight_bytes(fb) > WHOLE_GROUP_WEIGHT_BYTES:
         return int(ho)  # work-placed groups may hold any number of rows: size for all
     fit = (STRIP_BYTES // (4 * fb.hidden_channels * w) - 2) // fb.stride
     balance = -(-(batch * ho) // (2 * threads)) if batch * ho >= 2 * threads else 1
@@ -213,8 +217,7 @@ def channel_slices(fb: FoldedBlock, threads: int) -> int:
     thread."""
     if threads <= 1 or fb.expand is None:
         return 1
-    weight_bytes = 4 * fb.hidden_channels * (fb.in_channels + fb.out_channels)
-    return threads if weight_bytes >= CHANNEL_SPLIT_MIN_WEIGHT_BYTES else 1
+    return threads if gemm_weight_bytes(fb) >= CHANNEL_SPLIT_MIN_WEIGHT_BYTES else 1
 
 
 _EMPTY = torch.empty(0)

@@ -104,7 +104,7 @@ BlockPlan::BlockPlan(const at::Tensor& x, const at::Tensor& out, int64_t batch_,
   e_base = e_buf.data_ptr<float>();
   d_base = d_buf.data_ptr<float>();
   pp = p_buf.data_ptr<float>();
-  whole = {0, c_e, we, be, wd, bd, wp, pp, packed, {}, {}, {}};
+  whole = {c_e, we, be, wd, bd, wp, pp, packed, {}, {}, {}};
   TORCH_CHECK(channel_slices >= 1, "channel_slices must be >= 1");
   if (channel_slices > 1) {
     TORCH_CHECK(has_expand, "a channel split needs an expand conv (the depthwise reads x in place without)");
@@ -115,12 +115,13 @@ BlockPlan::BlockPlan(const at::Tensor& x, const at::Tensor& out, int64_t batch_,
 // Slice s holds channels [c0, c0 + cw) of the expanded rows, cut at multiples of 16 (one AVX-512
 // vector) into near-equal widths, with its own copies of those columns of the expand weights,
 // taps of the depthwise and rows of the project weights (all panel-packed where GEMM reads
-// them), and its own partial output of the project GEMM.
+// them), and its own partial output of the project GEMM: slice 0 writes p_buf, as the whole
+// block does (the scatter reads it after adding the others in), the rest ``partial``.
 void BlockPlan::make_slices(int64_t n, const at::Tensor& w_expand, const at::Tensor& w_project) {
   const int64_t vec = 16, units = (c_e + vec - 1) / vec;
   n = std::min(n, units);
   groups_per_img = 1;  // a slice's chunk runs every row of its image
-  partial.assign(static_cast<size_t>(n * n_out * c_out), 0.0f);
+  partial.assign(static_cast<size_t>((n - 1) * n_out * c_out), 0.0f);
   const float* wex = w_expand.data_ptr<float>();
   const float* wpr = w_project.data_ptr<float>();
   slices.resize(static_cast<size_t>(n));
@@ -128,7 +129,6 @@ void BlockPlan::make_slices(int64_t n, const at::Tensor& w_expand, const at::Ten
     const int64_t c0 = std::min(c_e, units * s / n * vec);
     const int64_t c1 = std::min(c_e, units * (s + 1) / n * vec);
     Slice& sl = slices[static_cast<size_t>(s)];
-    sl.c0 = c0;
     sl.cw = c1 - c0;
     std::vector<float> cols(static_cast<size_t>(c_in * sl.cw));
     for (int64_t k = 0; k < c_in; ++k)
@@ -143,9 +143,8 @@ void BlockPlan::make_slices(int64_t n, const at::Tensor& w_expand, const at::Ten
     sl.be = be + c0;
     sl.bd = bd + c0;
     sl.packed = true;
-    sl.out = partial.data() + s * n_out * c_out;
+    sl.out = s == 0 ? pp : partial.data() + (s - 1) * n_out * c_out;
   }
-  whole.out = slices[0].out;  // the scatter reads slice 0's rows after adding the others in
 }
 
 // The block as six steps of a frame; ``tid`` < ``threads`` picks the scratch slice.

@@ -57,11 +57,11 @@ struct BlockPlan {
   int64_t groups_per_img = 1;
   std::vector<int32_t> group_y;
 
-  // What step 3 computes in one go: channels [c0, c0 + cw) of the expanded rows with these
-  // weights (expand columns, depthwise taps, project rows; ``packed``: the GEMM weights are
+  // What step 3 computes in one go: cw channels of the expanded rows with these weights
+  // (expand columns, depthwise taps, project rows; ``packed``: the GEMM weights are
   // panel-packed), and where the project GEMM writes (``out``, n_out x c_out).
   struct Slice {
-    int64_t c0 = 0, cw = 0;
+    int64_t cw = 0;
     const float *we = nullptr, *be = nullptr, *wd = nullptr, *bd = nullptr, *wp = nullptr;
     float* out = nullptr;
     bool packed = true;
@@ -79,7 +79,7 @@ struct BlockPlan {
   // GEMM over just those channels (a part of the K sum) into its own partial output; the
   // scatter adds the partials. The bands of rows stay inside a slice (L2-sized scratch).
   std::vector<Slice> slices;
-  std::vector<float> partial;
+  std::vector<float> partial;  // the project outputs of slices 1.. (slice 0 writes p_buf)
   void make_slices(int64_t n, const at::Tensor& w_expand, const at::Tensor& w_project);
 
   // Written by the caller in the index step, read by every thread in the later steps.
