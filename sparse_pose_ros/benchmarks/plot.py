@@ -77,7 +77,7 @@ REAL_FRAMES_COLOURS = {
     "movenet_thunder_ort": "tab:red", "movenet_lightning_ort": "tab:pink",
     "ours_dense_tracking_ort": "tab:olive", "ours_sparse_tracking": "tab:green",
     "ours_dense_openvino": "tab:brown", "ours_dense_tracking_openvino": "gold",
-    "blazepose_full": "tab:purple",
+    "blazepose_full": "tab:purple", "ours_dense_lightning_tracking_openvino": "tab:orange",
 }  # fmt: skip
 
 

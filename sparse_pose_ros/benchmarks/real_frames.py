@@ -47,6 +47,9 @@ in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one 
   square crops in onnxruntime / in bf16; ``ours_dense_tracking_ort_192`` / ``_own_size``:
   onnxruntime with crops at 192 / 256; ``ours_sparse_tracking`` / ``_224``: crop *and* masks,
   the crops at the sparse model's own 256 / at the node's 224;
+  ``ours_dense_lightning_tracking_openvino`` / ``_bf16_strips``: the node's path (f32 / its
+  default precision) on the dense checkpoint trained from Lightning's weights, crops at its own
+  192 px read as strips 64 to 160, whole frames at 192; ``_openvino_square``: its crops square;
 * ``blazepose_full``: MediaPipe BlazePose Full in its own venv (``teachers.peer``), static-image
   mode (detector + landmarks every frame) on lossless PNGs of the same pixels, pinned to as many
   cores as the thread count (CPU affinity: mediapipe picks its own thread count);
@@ -157,9 +160,14 @@ class ContenderSpec:
     strip_margin: float = NODE_STRIP_MARGIN
 
 
+#: Strips of the Lightning model's own 192-px tracking crop: the node's widths below 192.
+LIGHTNING_CROP_INPUT_WIDTHS: tuple[int, ...] = (64, 96, 128, 160)
+
+
 def default_contenders() -> list[ContenderSpec]:
     """Every contender the issue names, in plot order (missing files are skipped at run time)."""
     sparse, dense = "models/pose_sparse.safetensors", "models/pose_dense.safetensors"
+    lightning = "models/pose_lightning_dense.safetensors"
     return [
         ContenderSpec("ours_sparse", "sparse", sparse, label="ours sparse, full frame"),
         ContenderSpec("ours_sparse_own_masks", "sparse", sparse, region=False,
@@ -212,6 +220,18 @@ def default_contenders() -> list[ContenderSpec]:
         ContenderSpec("ours_dense_tracking_openvino_bf16", "dense", dense, track=True,
                       runtime="openvino", precision="bf16", crop_input_size=NODE_CROP_INPUT_SIZE,
                       label=f"ours dense OpenVINO bf16, tracking crop @{NODE_CROP_INPUT_SIZE}"),
+        ContenderSpec("ours_dense_lightning_tracking_openvino", "dense", lightning, track=True,
+                      runtime="openvino", crop_input_widths=LIGHTNING_CROP_INPUT_WIDTHS,
+                      label="ours dense Lightning OpenVINO f32, tracking crop @192 (its own "
+                            "size), strips 64-160 (the node's path on Lightning's weights)"),
+        ContenderSpec("ours_dense_lightning_tracking_openvino_bf16_strips", "dense", lightning,
+                      track=True, runtime="openvino", precision="bf16_strips",
+                      crop_input_widths=LIGHTNING_CROP_INPUT_WIDTHS,
+                      label="ours dense Lightning OpenVINO, tracking crop @192, strips 64-160 "
+                            "in bf16, squares and whole frames f32"),
+        ContenderSpec("ours_dense_lightning_tracking_openvino_square", "dense", lightning,
+                      track=True, runtime="openvino",
+                      label="ours dense Lightning OpenVINO f32, tracking crop @192, squares only"),
         ContenderSpec("ours_sparse_tracking", "sparse", sparse, track=True,
                       label="ours sparse, tracking crop @256 (its own size)"),
         ContenderSpec("ours_sparse_tracking_224", "sparse", sparse, track=True,
