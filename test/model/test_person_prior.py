@@ -153,6 +153,28 @@ def test_readout_tool_changes_the_config_not_the_weights(tmp_path):
     assert not again.cfg.person_prior and len(info2["meta"]["readout_changes"]) == 2
 
 
+def test_readout_tool_sets_the_whole_frame_input_size(tmp_path, capsys):
+    """``--input-size``: the checkpoint's own size changes (every runtime's default input), the
+    weights and the other settings do not; a size off the output stride is refused."""
+    src = tmp_path / "m.safetensors"
+    _tiny_checkpoint(src, person_prior=True)
+    before, info0 = load_checkpoint(src)
+    assert readout_main(["--checkpoint", str(src), "--input-size", "96"]) == 0
+    after, info = load_checkpoint(src)
+    assert (before.cfg.input_size, after.cfg.input_size) == (64, 96)
+    assert after.cfg.person_prior and info["model_hash"] != info0["model_hash"]
+    for k, v in before.state_dict().items():
+        assert torch.equal(v, after.state_dict()[k]), k
+    assert info["meta"]["readout_changes"][-1]["changes"] == {"input_size": 96}
+    with torch.no_grad():  # it runs at its new size
+        assert after.float()(torch.zeros(1, 3, 96, 96)).heatmaps.shape[-1] == 96 // 4
+    assert readout_main(["--checkpoint", str(src), "--input-size", "80"]) == 2  # not / 32
+    assert "input" in capsys.readouterr().err
+    assert load_checkpoint(src)[0].cfg.input_size == 96  # the file is left as it was
+    with pytest.raises(SystemExit):  # nothing to change
+        readout_main(["--checkpoint", str(src)])
+
+
 def test_readout_tool_refuses_what_it_cannot_do(tmp_path, capsys):
     src = tmp_path / "plain.safetensors"
     torch.manual_seed(0)
