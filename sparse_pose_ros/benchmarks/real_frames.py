@@ -50,6 +50,11 @@ in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one 
   ``ours_dense_lightning_tracking_openvino`` / ``_bf16_strips``: the node's path (f32 / its
   default precision) on the dense checkpoint trained from Lightning's weights, crops at its own
   192 px read as strips 64 to 160, whole frames at 192; ``_openvino_square``: its crops square;
+  ``ours_dense_lightning_node_defaults_256``: **the node's default** (the dense Lightning
+  checkpoint, whole frames at its own 256, crops at 224 read as strips 64 to 192, bf16 strips);
+  ``ours_dense_lightning_node_defaults``: the same with whole frames at 192 (MoveNet Lightning's
+  size; the checkpoint's own size when it was measured). The Lightning contenders but the
+  default read at 192 (:data:`LIGHTNING_INPUT_SIZE`);
 * ``blazepose_full``: MediaPipe BlazePose Full in its own venv (``teachers.peer``), static-image
   mode (detector + landmarks every frame) on lossless PNGs of the same pixels, pinned to as many
   cores as the thread count (CPU affinity: mediapipe picks its own thread count);
@@ -160,6 +165,10 @@ class ContenderSpec:
     strip_margin: float = NODE_STRIP_MARGIN
 
 
+#: MoveNet Lightning's own input side: the Lightning pair's contenders but the node's default
+#: read whole frames (and their crops, unless given) at it, the issue's "α 1.0" reference, as
+#: measured before the dense checkpoint's own size became 256 (``readout_settings``).
+LIGHTNING_INPUT_SIZE = 192
 #: Strips of the Lightning model's own 192-px tracking crop: the node's widths below 192.
 LIGHTNING_CROP_INPUT_WIDTHS: tuple[int, ...] = (64, 96, 128, 160)
 
@@ -174,10 +183,11 @@ def default_contenders() -> list[ContenderSpec]:
                       label="ours sparse, full frame, own masks only"),
         ContenderSpec("ours_sparse_lightning", "sparse",
                       "models/pose_lightning_sparse.safetensors",
-                      label="ours sparse Lightning, full frame"),
+                      input_size=LIGHTNING_INPUT_SIZE, label="ours sparse Lightning, full frame"),
         ContenderSpec("ours_dense_ort", "dense", dense, label="ours dense ORT, full frame"),
         ContenderSpec("ours_dense_lightning_ort", "dense",
                       "models/pose_lightning_dense.safetensors",
+                      input_size=LIGHTNING_INPUT_SIZE,
                       label="ours dense Lightning ORT, full frame"),
         ContenderSpec("movenet_thunder_ort", "movenet",
                       "data_cache/pretrained/movenet-thunder.safetensors",
@@ -222,15 +232,31 @@ def default_contenders() -> list[ContenderSpec]:
                       label=f"ours dense OpenVINO bf16, tracking crop @{NODE_CROP_INPUT_SIZE}"),
         ContenderSpec("ours_dense_lightning_tracking_openvino", "dense", lightning, track=True,
                       runtime="openvino", crop_input_widths=LIGHTNING_CROP_INPUT_WIDTHS,
+                      input_size=LIGHTNING_INPUT_SIZE,
                       label="ours dense Lightning OpenVINO f32, tracking crop @192 (its own "
                             "size), strips 64-160 (the node's path on Lightning's weights)"),
         ContenderSpec("ours_dense_lightning_tracking_openvino_bf16_strips", "dense", lightning,
                       track=True, runtime="openvino", precision="bf16_strips",
                       crop_input_widths=LIGHTNING_CROP_INPUT_WIDTHS,
+                      input_size=LIGHTNING_INPUT_SIZE,
                       label="ours dense Lightning OpenVINO, tracking crop @192, strips 64-160 "
                             "in bf16, squares and whole frames f32"),
+        ContenderSpec("ours_dense_lightning_node_defaults", "dense", lightning, track=True,
+                      runtime="openvino", precision="bf16_strips",
+                      crop_input_size=NODE_CROP_INPUT_SIZE,
+                      crop_input_widths=NODE_CROP_INPUT_WIDTHS,
+                      input_size=LIGHTNING_INPUT_SIZE,
+                      label=f"ours dense Lightning, OpenVINO, tracking crop @{NODE_CROP_INPUT_SIZE}"
+                            ", strips in bf16, whole frames @192 f32"),
+        ContenderSpec("ours_dense_lightning_node_defaults_256", "dense", lightning, track=True,
+                      runtime="openvino", precision="bf16_strips", input_size=256,
+                      crop_input_size=NODE_CROP_INPUT_SIZE,
+                      crop_input_widths=NODE_CROP_INPUT_WIDTHS,
+                      label=f"ours dense Lightning, OpenVINO, tracking crop @{NODE_CROP_INPUT_SIZE}"
+                            ", strips in bf16, whole frames @256 f32 (the node's default)"),
         ContenderSpec("ours_dense_lightning_tracking_openvino_square", "dense", lightning,
                       track=True, runtime="openvino",
+                      input_size=LIGHTNING_INPUT_SIZE,
                       label="ours dense Lightning OpenVINO f32, tracking crop @192, squares only"),
         ContenderSpec("ours_sparse_tracking", "sparse", sparse, track=True,
                       label="ours sparse, tracking crop @256 (its own size)"),

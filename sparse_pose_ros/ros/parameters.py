@@ -42,11 +42,15 @@ from ..runtime.options import (
 )
 
 PACKAGE = "sparse_pose_ros"
-DEFAULT_MODEL = "models/pose_dense.safetensors"
+#: The node's default: the dense Lightning checkpoint (whole frames at 256, its own size since
+#: ``readout_settings --input-size 256``), which on held-out real frames scores as the Thunder
+#: one does on the node's path for ~0.6x its network time (models/MODEL_CARD.md).
+DEFAULT_MODEL = "models/pose_lightning_dense.safetensors"
 MODEL_HELP = (
-    "train one with `./run train --config training_configs/movenet_thunder_real.yaml` (writes "
-    "models/pose_dense.safetensors and models/pose_sparse.safetensors) or see "
-    "models/MODEL_CARD.md"
+    "train one with `./run train --config training_configs/movenet_lightning_real.yaml` (writes "
+    "models/pose_lightning_dense.safetensors and models/pose_lightning_sparse.safetensors; "
+    "movenet_thunder_real.yaml: models/pose_dense.safetensors and models/pose_sparse.safetensors) "
+    "or see models/MODEL_CARD.md"
 )
 
 #: The controller's bounds, quoted in the target_latency_ms description.
@@ -239,12 +243,13 @@ PARAMS: tuple[ParamSpec, ...] = (
         "crop_input_size", CROP_INPUT_SIZE,
         "With track_person: network input side for the tracking crops (a second session of the "
         "same model); 0 = input_size. The whole frame, where a person must first be found, "
-        "keeps input_size. Held-out real frames, tracking, square crops: the dense checkpoint "
-        "at 224 scored PCK@0.1 0.922 / MPJPE 64 mm against 0.919 / 64 mm at its own 256, for "
-        "0.77 of the MACs (192: 0.903 / 70 mm for 0.57; 160 loses the person; read as strips, "
-        "crop_input_widths, 224 costs 0.41); the sparse one 0.927 / 63 mm at 224 against "
-        "0.920 / 63 mm at 256, for 0.62 of the MACs instead of 0.81 (its masks; gated models "
-        "read no strips).",
+        "keeps input_size. Held-out real frames, tracking, square crops: the Thunder dense "
+        "checkpoint at 224 scored PCK@0.1 0.922 / MPJPE 64 mm against 0.919 / 64 mm at its own "
+        "256, for 0.77 of the MACs (192: 0.903 / 70 mm for 0.57; 160 loses the person; read "
+        "as strips, crop_input_widths, 224 costs 0.41); the sparse one 0.927 / 63 mm at 224 "
+        "against 0.920 / 63 mm at 256, for 0.62 of the MACs instead of 0.81 (its masks; gated "
+        "models read no strips). The Lightning checkpoint (whole frames at 192): 0.785 / 68 mm "
+        "at 224, 0.667 / 150 mm at 160.",
         _INPUT_SIZE_RULE, int_range=(0, INPUT_SIZE_RANGE[1]), validate=_input_size,
         reload=True,
     ),
@@ -254,7 +259,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         "network may read instead of its whole square, each a session of the same model "
         "crop_input_size tall. A frame uses the narrowest strip that holds the previous "
         "skeleton with strip_margin (an upright person), else the square. [0] = squares "
-        "only. Held-out real frames, dense checkpoint, crops 224: strips 64-192 read 98 % "
+        "only. Held-out real frames, Thunder dense checkpoint, crops 224: strips 64-192 read 98 % "
         "of the frames for 0.41 of a whole-frame pass's backbone MACs instead of 0.77, PCK@0.1 "
         "0.904 vs 0.922, MPJPE 71 vs 64 mm (docs/network.md 2d). Widths not below "
         "crop_input_size, or for a gated model or tensorrt, are refused with a warning and "
