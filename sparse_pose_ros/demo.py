@@ -9,8 +9,8 @@ street scene, 768×576, 10 fps; Debian ``opencv-doc``, which ``./run`` installs)
 missing or does not decode, the demo says why and falls back to the photos of people shipped with
 scikit-image/matplotlib (``bundled``), then to ``synthetic`` (rendered mannequins with exact
 intrinsics; always available with ``--source synthetic``). The model is the node's default,
-models/pose_lightning_dense.safetensors (MoveNet Lightning + our heads, ``models/MODEL_CARD.md``),
-else the newest checkpoint in models/; the summary says whether it carries a training record.
+models/pose_dense.safetensors (MoveNet Thunder + our heads, ``models/MODEL_CARD.md``), else the
+newest checkpoint in models/; the summary says whether it carries a training record.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def default_model() -> Path | None:
-    preferred = ROOT / "models" / "pose_lightning_dense.safetensors"  # = parameters.DEFAULT_MODEL
+    preferred = ROOT / "models" / "pose_dense.safetensors"  # = ros.parameters.DEFAULT_MODEL
     if preferred.is_file():
         return preferred
     found = sorted((ROOT / "models").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)

@@ -50,8 +50,9 @@ in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one 
   ``ours_dense_lightning_tracking_openvino`` / ``_bf16_strips``: the node's path (f32 / its
   default precision) on the dense checkpoint trained from Lightning's weights, crops at its own
   192 px read as strips 64 to 160, whole frames at 192; ``_openvino_square``: its crops square;
-  ``ours_dense_lightning_node_defaults_256``: **the node's default** (the dense Lightning
-  checkpoint, whole frames at its own 256, crops at 224 read as strips 64 to 192, bf16 strips);
+  ``ours_dense_lightning_node_defaults_256``: the node's path with the model changed to the
+  dense Lightning checkpoint (whole frames at its own 256, crops at 224 read as strips 64 to 192,
+  bf16 strips);
   ``ours_dense_lightning_node_defaults``: the same with whole frames at 192 (MoveNet Lightning's
   size; the checkpoint's own size when it was measured). The Lightning contenders but the
   default read at 192 (:data:`LIGHTNING_INPUT_SIZE`);
@@ -165,7 +166,7 @@ class ContenderSpec:
     strip_margin: float = NODE_STRIP_MARGIN
 
 
-#: MoveNet Lightning's own input side: the Lightning pair's contenders but the node's default
+#: MoveNet Lightning's own input side: the Lightning pair's contenders but ``_node_defaults_256``
 #: read whole frames (and their crops, unless given) at it, the issue's "α 1.0" reference, as
 #: measured before the dense checkpoint's own size became 256 (``readout_settings``).
 LIGHTNING_INPUT_SIZE = 192
@@ -253,7 +254,7 @@ def default_contenders() -> list[ContenderSpec]:
                       crop_input_size=NODE_CROP_INPUT_SIZE,
                       crop_input_widths=NODE_CROP_INPUT_WIDTHS,
                       label=f"ours dense Lightning, OpenVINO, tracking crop @{NODE_CROP_INPUT_SIZE}"
-                            ", strips in bf16, whole frames @256 f32 (the node's default)"),
+                            ", strips in bf16, whole frames @256 f32 (its own size)"),
         ContenderSpec("ours_dense_lightning_tracking_openvino_square", "dense", lightning,
                       track=True, runtime="openvino",
                       input_size=LIGHTNING_INPUT_SIZE,

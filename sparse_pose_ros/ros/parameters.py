@@ -42,15 +42,15 @@ from ..runtime.options import (
 )
 
 PACKAGE = "sparse_pose_ros"
-#: The node's default: the dense Lightning checkpoint (whole frames at 256, its own size since
-#: ``readout_settings --input-size 256``), which on held-out real frames scores as the Thunder
-#: one does on the node's path for ~0.6x its network time (models/MODEL_CARD.md).
-DEFAULT_MODEL = "models/pose_lightning_dense.safetensors"
+#: The node's default: the dense Thunder checkpoint. The dense Lightning one (whole frames at
+#: 256) scores the same on the held-out clips for ~0.6x the network, but on vtest's crowd of small
+#: pedestrians it reported a person on fewer frames and ran slower (it loses them more often, and
+#: every loss is a whole frame): models/MODEL_CARD.md, the Lightning pair.
+DEFAULT_MODEL = "models/pose_dense.safetensors"
 MODEL_HELP = (
-    "train one with `./run train --config training_configs/movenet_lightning_real.yaml` (writes "
-    "models/pose_lightning_dense.safetensors and models/pose_lightning_sparse.safetensors; "
-    "movenet_thunder_real.yaml: models/pose_dense.safetensors and models/pose_sparse.safetensors) "
-    "or see models/MODEL_CARD.md"
+    "train one with `./run train --config training_configs/movenet_thunder_real.yaml` (writes "
+    "models/pose_dense.safetensors and models/pose_sparse.safetensors; movenet_lightning_real."
+    "yaml: the Lightning pair, models/pose_lightning_*.safetensors) or see models/MODEL_CARD.md"
 )
 
 #: The controller's bounds, quoted in the target_latency_ms description.
