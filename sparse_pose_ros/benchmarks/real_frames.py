@@ -178,16 +178,15 @@ def default_contenders() -> list[ContenderSpec]:
     """Every contender the issue names, in plot order (missing files are skipped at run time)."""
     sparse, dense = "models/pose_sparse.safetensors", "models/pose_dense.safetensors"
     lightning = "models/pose_lightning_dense.safetensors"
+    lightning_sparse = "models/pose_lightning_sparse.safetensors"
     return [
         ContenderSpec("ours_sparse", "sparse", sparse, label="ours sparse, full frame"),
         ContenderSpec("ours_sparse_own_masks", "sparse", sparse, region=False,
                       label="ours sparse, full frame, own masks only"),
-        ContenderSpec("ours_sparse_lightning", "sparse",
-                      "models/pose_lightning_sparse.safetensors",
+        ContenderSpec("ours_sparse_lightning", "sparse", lightning_sparse,
                       input_size=LIGHTNING_INPUT_SIZE, label="ours sparse Lightning, full frame"),
         ContenderSpec("ours_dense_ort", "dense", dense, label="ours dense ORT, full frame"),
-        ContenderSpec("ours_dense_lightning_ort", "dense",
-                      "models/pose_lightning_dense.safetensors",
+        ContenderSpec("ours_dense_lightning_ort", "dense", lightning,
                       input_size=LIGHTNING_INPUT_SIZE,
                       label="ours dense Lightning ORT, full frame"),
         ContenderSpec("movenet_thunder_ort", "movenet",

@@ -71,8 +71,7 @@ struct BlockPlan {
   Slice whole;
   // Channel split (``channel_slices`` > 1; the Python side gives one slice a thread to the
   // blocks with an expand conv and enough weights, cpu_kernel.channel_slices says why and what
-  // it measured). Cut
-  // by rows, every thread streams all the weights through its GEMMs (MoveNet Thunder's 8x8
+  // it measured). Cut by rows, every thread streams all the weights through its GEMMs (MoveNet Thunder's 8x8
   // stage: 3.8-5.6 MB for a few dozen active cells) and expands its own copy of the halo rows;
   // cut by channels, each thread reads 1/n of the weights and no row twice. A slice's chunk
   // runs the expand and depthwise of its channels on every row of the image, then the project
