@@ -111,6 +111,10 @@ class SparseCpuBackend(Backend):
             execution loses to ORT dense (results/sparse_cpu.json).
         probe_every: adaptive mode re-times the path not in use on one frame in this many
             (:class:`~.path_choice.PathChooser`), so the choice follows live timings.
+        precision: "f32" (default), or "bf16": the kernel's expand / project GEMMs and the 1x1
+            after the last block on AMX tiles (bf16-rounded inputs, f32 sums; the rest f32;
+            ``SparseBackbone``'s ``precision``). Refused where the CPU has no AMX; the
+            adaptive dense path stays f32.
     """
 
     name = "sparse-cpu"
@@ -124,10 +128,14 @@ class SparseCpuBackend(Backend):
         head: str = "auto",
         adaptive: bool = True,
         probe_every: int = 30,
+        precision: str = "f32",
         **shared: Any,
     ) -> None:
         from ..sparse.cpu_kernel import load_cpu_kernel
-        from ..sparse.executor import SparsePoseNetwork
+        from ..sparse.executor import PRECISIONS, SparsePoseNetwork, bf16_available
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
 
         opts = BackendOptions.build(options, **shared)
         path = str(model_file_path)
@@ -145,7 +153,11 @@ class SparseCpuBackend(Backend):
         if load_cpu_kernel() is None:
             raise BackendError(f"the sparse CPU kernel could not be built here (no C++ "
                                f"compiler?), cannot run {path}")  # fmt: skip
+        if precision == "bf16" and not bf16_available():
+            raise BackendError(f"sparse-cpu precision bf16 needs a CPU with AMX, cannot run "
+                               f"{path} so")  # fmt: skip
         size = info.input_size
+        self.precision = precision
         self.backend_options = opts
         self.head_gating = bool(net.cfg.head_gating)
         self.probe_every = int(probe_every)
@@ -153,7 +165,7 @@ class SparseCpuBackend(Backend):
         self.policy = default_policy(net) if policy is None else policy
         self.threads = threads
         self.runner = SparsePoseNetwork(net, kernel="cpp", policy=self.policy, head=head,
-                                        threads=threads)  # fmt: skip
+                                        threads=threads, precision=precision)  # fmt: skip
         self._region: torch.Tensor | None = None
         self._prewake_us = prewake_us()
         self.info = info
@@ -182,8 +194,8 @@ class SparseCpuBackend(Backend):
         if self._dense is not None:
             self.calibrate()
         self.set_mask_threshold(opts.mask_threshold)
-        LOG.info("sparse-cpu backend: %s, input %d, %d gated blocks, %d threads, head in %s",
-                 path, size, len(self.geometry.gated_indices), threads,
+        LOG.info("sparse-cpu backend: %s, input %d, %d gated blocks, %d threads, %s, head in "
+                 "%s", path, size, len(self.geometry.gated_indices), threads, precision,
                  self.runner.head)  # fmt: skip
 
     @property

@@ -156,7 +156,8 @@ class ContenderSpec:
     crop_input_size: int | None = None
     #: kind dense: the runtime of the portable graph, "onnxruntime" or "openvino"
     runtime: str = "onnxruntime"
-    #: runtime openvino: its inference precision ("f32" gives onnxruntime's numbers)
+    #: runtime openvino: its inference precision ("f32" gives onnxruntime's numbers); kind
+    #: sparse: the kernel's (``sparse-cpu``'s ``precision``: "f32" or "bf16" on AMX)
     precision: str = "f32"
     #: with ``track`` (dense): strips of the crop read when the person fits (the node's
     #: ``crop_input_widths``, a session each)
@@ -181,6 +182,8 @@ def default_contenders() -> list[ContenderSpec]:
     lightning_sparse = "models/pose_lightning_sparse.safetensors"
     return [
         ContenderSpec("ours_sparse", "sparse", sparse, label="ours sparse, full frame"),
+        ContenderSpec("ours_sparse_bf16", "sparse", sparse, precision="bf16",
+                      label="ours sparse, full frame, GEMMs in bf16 (AMX)"),
         ContenderSpec("ours_sparse_own_masks", "sparse", sparse, region=False,
                       label="ours sparse, full frame, own masks only"),
         ContenderSpec("ours_sparse_lightning", "sparse", lightning_sparse,
@@ -589,8 +592,9 @@ def describe(spec: ContenderSpec, options: Options) -> dict[str, Any]:
                 "crop_input_widths": [w for w in spec.crop_input_widths if w < c],
                 "strip_margin": spec.strip_margin}
     runtime = {
-        "sparse": "sparse-cpu backend (compiled gather-scatter kernel, adaptive=False: always "
-                  "sparse; head gating on, as in the node)",
+        "sparse": f"sparse-cpu backend (compiled gather-scatter kernel, GEMMs in "
+                  f"{spec.precision}, adaptive=False: always sparse; head gating on, as in the "
+                  "node)",
         "dense": f"onnxruntime backend (portable graph of the dense checkpoint, spin_wait="
                  f"{options.ort_spin})" if spec.runtime == "onnxruntime" else
                  f"openvino backend (the same portable graph, precision {spec.precision}, "
@@ -624,7 +628,8 @@ def make_runner(spec: ContenderSpec, threads: int, options: Options,
         dense = ("openvino", {"precision": spec.precision}) if spec.runtime == "openvino" \
             else ("onnxruntime", {"spin_wait": options.ort_spin})
         kind = {"sparse": ("sparse-cpu", {"mask_threshold": options.mask_threshold,
-                                          "head_gating": True, "adaptive": False}),
+                                          "head_gating": True, "adaptive": False,
+                                          "precision": spec.precision}),
                 "dense": dense}  # fmt: skip
         name, own = kind[spec.kind]
 

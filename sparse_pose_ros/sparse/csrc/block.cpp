@@ -104,7 +104,15 @@ BlockPlan::BlockPlan(const at::Tensor& x, const at::Tensor& out, int64_t batch_,
   e_base = e_buf.data_ptr<float>();
   d_base = d_buf.data_ptr<float>();
   pp = p_buf.data_ptr<float>();
-  whole = {c_e, we, be, wd, bd, wp, pp, packed, {}, {}, {}};
+  whole.c0 = 0;
+  whole.cw = c_e;
+  whole.we = we;
+  whole.be = be;
+  whole.wd = wd;
+  whole.bd = bd;
+  whole.wp = wp;
+  whole.out = pp;
+  whole.packed = packed;
   TORCH_CHECK(channel_slices >= 1, "channel_slices must be >= 1");
   if (channel_slices > 1) {
     TORCH_CHECK(has_expand, "a channel split needs an expand conv (the depthwise reads x in place without)");
@@ -129,6 +137,7 @@ void BlockPlan::make_slices(int64_t n, const at::Tensor& w_expand, const at::Ten
     const int64_t c0 = std::min(c_e, units * s / n * vec);
     const int64_t c1 = std::min(c_e, units * (s + 1) / n * vec);
     Slice& sl = slices[static_cast<size_t>(s)];
+    sl.c0 = c0;
     sl.cw = c1 - c0;
     std::vector<float> cols(static_cast<size_t>(c_in * sl.cw));
     for (int64_t k = 0; k < c_in; ++k)
@@ -145,6 +154,19 @@ void BlockPlan::make_slices(int64_t n, const at::Tensor& w_expand, const at::Ten
     sl.packed = true;
     sl.out = s == 0 ? pp : partial.data() + (s - 1) * n_out * c_out;
   }
+}
+
+void BlockPlan::use_bf16() {
+  TORCH_CHECK(amx_enable(), "bf16 blocks need AMX (this build or this CPU has none)");
+  const float* wex = has_expand ? keep[2].data_ptr<float>() : nullptr;  // (c_in, c_e)
+  const float* wpr = keep[6].data_ptr<float>();                          // (c_e, c_out)
+  auto pack = [&](Slice& sl) {
+    if (wex != nullptr) sl.we16 = pack_amx(wex + sl.c0, c_in, sl.cw, c_e);
+    sl.wp16 = pack_amx(wpr + sl.c0 * c_out, sl.cw, c_out, c_out);
+  };
+  pack(whole);
+  for (Slice& sl : slices) pack(sl);
+  bf16 = true;
 }
 
 // The block as six steps of a frame; ``tid`` < ``threads`` picks the scratch slice.
@@ -359,9 +381,12 @@ inline void BlockPlan::place_groups() {
 }
 
 // C = A @ B (+ bias, ReLU6) with B one of this plan's weights, panel-packed or row-major
-inline void BlockPlan::mm(bool packed_b, const float* a, const int32_t* rows, int64_t n, int64_t K,
-                          const float* B, int64_t N, const float* bias, bool act, float* C) const {
-  if (packed_b) {
+inline void BlockPlan::mm(bool packed_b, const AmxWeights& b16, const float* a,
+                          const int32_t* rows, int64_t n, int64_t K, const float* B, int64_t N,
+                          const float* bias, bool act, float* C) const {
+  if (!b16.empty()) {
+    gemm_amx(a, rows, n, K, b16, bias, act, C, K, N);
+  } else if (packed_b) {
     gemm_packed(a, rows, n, K, B, N, bias, act, C, K, N);
   } else {
     gemm(a, rows, n, K, B, N, bias, act, C);
@@ -407,7 +432,8 @@ inline void BlockPlan::strip(int64_t b, int64_t y0, int64_t y1, int tid, Held& h
       from = held.end;
     }
     if (e_end > from)
-      mm(sl.packed, compute_all ? xp + from * c_in : xp, compute_all ? nullptr : dil_rows + from,
+      mm(sl.packed, sl.we16, compute_all ? xp + from * c_in : xp,
+         compute_all ? nullptr : dil_rows + from,
          e_end - from, c_in, sl.we, cw, sl.be, true, em + (from - e_begin) * cw);
     held = {b, e_begin, e_end};
     ep = em;
@@ -466,7 +492,8 @@ inline void BlockPlan::strip(int64_t b, int64_t y0, int64_t y1, int tid, Held& h
     }
     k += len;
   }
-  mm(sl.packed, dp, nullptr, n_a, cw, sl.wp, c_out, nullptr, false, sl.out + a_begin * c_out);
+  mm(sl.packed, sl.wp16, dp, nullptr, n_a, cw, sl.wp, c_out, nullptr, false,
+     sl.out + a_begin * c_out);
 }
 
 // ---- 4. scatter(-add) with the project bias, zeros / fill, residual ReLU ------------------------

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "simd_gemm.h"
 #include "worker_pool.h"
 
 namespace spr_cpu {
@@ -61,11 +62,13 @@ struct BlockPlan {
   // (expand columns, depthwise taps, project rows; ``packed``: the GEMM weights are
   // panel-packed), and where the project GEMM writes (``out``, n_out x c_out).
   struct Slice {
-    int64_t cw = 0;
+    int64_t c0 = 0, cw = 0;  // its channels of the expanded rows: [c0, c0 + cw)
     const float *we = nullptr, *be = nullptr, *wd = nullptr, *bd = nullptr, *wp = nullptr;
     float* out = nullptr;
     bool packed = true;
     std::vector<float> own_we, own_wd, own_wp;  // a channel slice's copies of its weights
+    // use_bf16: its GEMM weights for the AMX tiles (then the GEMMs run in bf16)
+    AmxWeights we16, wp16;
   };
   // Every channel (the plan's own weights, output p_buf): step 3 cut into bands of rows.
   Slice whole;
@@ -98,6 +101,12 @@ struct BlockPlan {
             const at::Tensor& fill, int64_t channel_slices = 1, bool pack_weights = true);
 
   void append_steps(std::vector<Step>& steps);
+
+  // From now on the expand and project GEMMs run in bf16 on AMX tiles (simd_gemm.h: gemm_amx,
+  // why and what it measured); the depthwise, index and scatter steps stay in f32. Packs the
+  // weights once; refuses where amx_enable() is false.
+  void use_bf16();
+  bool bf16 = false;
 
   std::vector<int64_t> counts() const { return {n_hard, n_dil_true, compute_all ? 1 : 0}; }
   static constexpr int64_t n_steps() { return 6; }  // as many as append_steps adds
@@ -152,8 +161,9 @@ struct BlockPlan {
 
   inline void place_groups();
 
-  inline void mm(bool packed_b, const float* a, const int32_t* rows, int64_t n, int64_t K,
-                 const float* B, int64_t N, const float* bias, bool act, float* C) const;
+  inline void mm(bool packed_b, const AmxWeights& b16, const float* a, const int32_t* rows,
+                 int64_t n, int64_t K, const float* B, int64_t N, const float* bias, bool act,
+                 float* C) const;
 
   inline void band_group(int64_t gi, int tid);
 

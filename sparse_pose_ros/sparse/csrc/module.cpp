@@ -30,15 +30,16 @@ namespace spr_cpu {
 // worker competed for the second core with ours, still spinning after the frame (2 threads were
 // no faster than 1). Chunks are column panels, so with two threads each reads half the weights.
 struct PointwisePlan {
-  at::Tensor x, out, bias;
+  at::Tensor x, out, bias, w;
   std::vector<float> w_panels;
+  AmxWeights w16;  // use_bf16: the weights for the AMX tiles (the conv then runs in bf16)
   int64_t n = 0, c_in = 0, c_out = 0, threads = 1;
   bool relu6 = true;
 
   // w: (C_in, C_out); x: (n + 1, C_in) flat channels-last rows; out: (n + 1, C_out)
   PointwisePlan(const at::Tensor& w, const at::Tensor& bias_, const at::Tensor& x_,
                 const at::Tensor& out_, bool relu6_, int64_t threads_)
-      : x(x_), out(out_), bias(bias_), threads(std::max<int64_t>(1, threads_)), relu6(relu6_) {
+      : x(x_), out(out_), bias(bias_), w(w), threads(std::max<int64_t>(1, threads_)), relu6(relu6_) {
     check_buffer(w, "w");
     check_buffer(bias, "bias");
     check_buffer(x, "x");
@@ -50,6 +51,21 @@ struct PointwisePlan {
     TORCH_CHECK(out.size(0) == n + 1 && out.size(1) == c_out, "pointwise: out has the wrong shape");
     TORCH_CHECK(bias.numel() == c_out, "pointwise: bias must have C_out entries");
     w_panels = pack_panels(w.data_ptr<float>(), c_in, c_out);
+  }
+
+  void use_bf16() {
+    TORCH_CHECK(amx_enable(), "a bf16 1x1 conv needs AMX (this build or this CPU has none)");
+    w16 = pack_amx(w.data_ptr<float>(), c_in, c_out, c_out);
+  }
+
+  // C[:, c0:c1) of the conv of n rows (row r of x at rows[r], or r)
+  void conv(const float* xp, const int32_t* rows, int64_t m, float* yp, int64_t c0, int64_t c1) const {
+    if (!w16.empty()) {
+      gemm_amx(xp, rows, m, c_in, w16, bias.data_ptr<float>(), relu6, yp, c_in, c_out, c0, c1);
+    } else {
+      gemm_packed(xp, rows, m, c_in, w_panels.data(), c_out, bias.data_ptr<float>(), relu6, yp,
+                  c_in, c_out, c0, c1);
+    }
   }
 
   // The block whose output this conv reads, where every cell it skipped holds one vector (a
@@ -81,15 +97,12 @@ struct PointwisePlan {
               const float* xp = x.data_ptr<float>();
               float* yp = out.data_ptr<float>();
               if (src == nullptr || src->compute_all) {
-                gemm_packed(xp, nullptr, n, c_in, w_panels.data(), c_out, bias.data_ptr<float>(),
-                            relu6, yp, c_in, c_out, c0, c1);
+                conv(xp, nullptr, n, yp, c0, c1);
                 return;
               }
               const int64_t m = src->n_hard;
               const size_t bytes = static_cast<size_t>(c1 - c0) * sizeof(float);
-              if (m > 0)
-                gemm_packed(xp, src->act, m, c_in, w_panels.data(), c_out, bias.data_ptr<float>(),
-                            relu6, compact.data(), c_in, c_out, c0, c1);
+              if (m > 0) conv(xp, src->act, m, compact.data(), c0, c1);
               for (int64_t k = 0; k < m; ++k)
                 std::memcpy(yp + static_cast<int64_t>(src->act[k]) * c_out + c0,
                             compact.data() + k * c_out + c0, bytes);
@@ -105,6 +118,7 @@ class Pointwise {
             const at::Tensor& out, bool relu6, int64_t threads)
       : plan_(w, bias, x, out, relu6, threads) {}
   void run() { run_steps(plan_.threads, {plan_.step()}); }
+  void use_bf16() { plan_.use_bf16(); }
 
  private:
   PointwisePlan plan_;
@@ -124,6 +138,7 @@ class BlockSequence {
                 const at::Tensor& out, bool relu6) {
     TORCH_CHECK(stem_ != nullptr, "BlockSequence: set_stem before set_last");
     last_ = std::make_unique<PointwisePlan>(w, bias, x, out, relu6, stem_->threads);
+    if (bf16_) last_->use_bf16();
     const BlockPlan* b = blocks_.empty() ? nullptr : blocks_.back().get();
     if (b != nullptr && b->gate != 0 && !b->residual && b->op == x.data_ptr<float>() &&
         b->n_out == last_->n && b->c_out == last_->c_in)
@@ -146,6 +161,7 @@ class BlockSequence {
         b_project, residual, residual_relu, gate, dense_above, mask_weight, mask_bias, threshold, fixed_hard,
         hard, dilated, logits, soft, rank, act_rows, dil_rows, row_ptr, e_buf, d_buf, p_buf,
         strip_rows, fill, channel_slices));
+    if (bf16_) blocks_.back()->use_bf16();
     TORCH_CHECK(blocks_.front()->threads == blocks_.back()->threads,
                 "every block of a sequence needs scratch for the same thread count");
     rebuild_steps();
@@ -188,6 +204,13 @@ class BlockSequence {
   }
   int64_t size() const { return static_cast<int64_t>(blocks_.size()); }
 
+  // bf16 GEMMs on AMX tiles for the blocks and the 1x1 added from now on (BlockPlan::use_bf16);
+  // the stem stays f32. Set before add / set_last.
+  void set_bf16(bool on) {
+    TORCH_CHECK(!on || amx_enable(), "bf16 needs AMX (this build or this CPU has none)");
+    bf16_ = on;
+  }
+
   // Profiling: with timing on, every run records the wall time of the stem, of each block and
   // of the 1x1 after the last block (times(): seconds, in that order) from the moments the
   // steps were complete, inside the one C++ call a frame makes (the per-block Python path, the
@@ -214,6 +237,7 @@ class BlockSequence {
     }
   }
 
+  bool bf16_ = false;
   bool timing_ = false;
   std::vector<int64_t> step_done_;
   std::vector<double> times_;
@@ -262,9 +286,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<Pointwise>(m, "Pointwise")
       .def(pybind11::init<const at::Tensor&, const at::Tensor&, const at::Tensor&,
                           const at::Tensor&, bool, int64_t>())
-      .def("run", &Pointwise::run);
+      .def("run", &Pointwise::run)
+      .def("use_bf16", &Pointwise::use_bf16);
   m.def("prewake", &spr_cpu::prewake, pybind11::arg("threads"), pybind11::arg("spin_us"),
         "Wake the pool's workers ahead of a frame; they spin spin_us (or into the frame)");
+  m.def("amx_available", &spr_cpu::amx_enable,
+        "Whether bf16 GEMMs on AMX tiles can run here (built for AMX, permission granted)");
   m.def("worker_chunks", &spr_cpu::worker_chunks,
         "Chunks the pool's workers (not the caller) have run so far, for a thread count");
   m.def("run_block", &spr_cpu::run_block, "Fused gather-scatter inverted-residual block (CPU)");
@@ -274,6 +301,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def("set_last", &BlockSequence::set_last)
       .def("add", &BlockSequence::add)
       .def("run", &BlockSequence::run, pybind11::arg("x"), pybind11::arg("linger_us") = 0)
+      .def("set_bf16", &BlockSequence::set_bf16)
       .def("set_timing", &BlockSequence::set_timing)
       .def("times", &BlockSequence::times)
       .def("__len__", &BlockSequence::size);
