@@ -111,10 +111,12 @@ class SparseCpuBackend(Backend):
             execution loses to ORT dense (results/sparse_cpu.json).
         probe_every: adaptive mode re-times the path not in use on one frame in this many
             (:class:`~.path_choice.PathChooser`), so the choice follows live timings.
-        precision: "f32" (default), or "bf16": the kernel's expand / project GEMMs and the 1x1
-            after the last block on AMX tiles (bf16-rounded inputs, f32 sums; the rest f32;
-            ``SparseBackbone``'s ``precision``). Refused where the CPU has no AMX; the
-            adaptive dense path stays f32.
+        kernel_precision: "f32" (default), "bf16": the kernel's expand / project GEMMs and
+            the 1x1 after the last block on AMX tiles (bf16-rounded inputs, f32 sums; the rest
+            f32; ``SparseBackbone``'s ``precision``), refused where the CPU has no AMX; or
+            "auto": bf16 where the CPU has AMX, else f32. The adaptive dense path stays f32.
+            (Not ``precision``: ``auto`` hands OpenVINO's ``precision`` to whichever backend
+            takes one.)
     """
 
     name = "sparse-cpu"
@@ -128,14 +130,15 @@ class SparseCpuBackend(Backend):
         head: str = "auto",
         adaptive: bool = True,
         probe_every: int = 30,
-        precision: str = "f32",
+        kernel_precision: str = "f32",
         **shared: Any,
     ) -> None:
         from ..sparse.cpu_kernel import load_cpu_kernel
         from ..sparse.executor import PRECISIONS, SparsePoseNetwork, bf16_available
 
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if kernel_precision not in (*PRECISIONS, "auto"):
+            raise ValueError(f"kernel_precision must be one of {(*PRECISIONS, 'auto')}, got "
+                             f"{kernel_precision!r}")  # fmt: skip
 
         opts = BackendOptions.build(options, **shared)
         path = str(model_file_path)
@@ -153,10 +156,14 @@ class SparseCpuBackend(Backend):
         if load_cpu_kernel() is None:
             raise BackendError(f"the sparse CPU kernel could not be built here (no C++ "
                                f"compiler?), cannot run {path}")  # fmt: skip
-        if precision == "bf16" and not bf16_available():
-            raise BackendError(f"sparse-cpu precision bf16 needs a CPU with AMX, cannot run "
-                               f"{path} so")  # fmt: skip
+        precision = kernel_precision
+        if precision == "auto":
+            precision = "bf16" if bf16_available() else "f32"
+        elif precision == "bf16" and not bf16_available():
+            raise BackendError(f"sparse-cpu kernel_precision bf16 needs a CPU with AMX, cannot "
+                               f"run {path} so")  # fmt: skip
         size = info.input_size
+        #: what the kernel's GEMMs run in ("f32" or "bf16"), after "auto" is resolved
         self.precision = precision
         self.backend_options = opts
         self.head_gating = bool(net.cfg.head_gating)

@@ -26,6 +26,8 @@ in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one 
   whole letterboxed frame, masks as in the node: the previous frame's person region once a
   frame found someone (``region_from_pose``), the checkpoint's own masks (person locator or mask
   units) otherwise; ``ours_sparse_own_masks``: its own masks on every frame;
+  ``ours_sparse_bf16`` / ``ours_sparse_lightning_bf16``: the same with the kernel's GEMMs in
+  bf16 on AMX tiles (``kernel_precision="bf16"``; "could not start" on a CPU without AMX);
 * ``ours_dense_ort`` / ``ours_dense_lightning_ort``: the dense checkpoint in the
   ``onnxruntime`` backend (what a user gets exporting without masks);
 * ``movenet_thunder_ort`` / ``movenet_lightning_ort``: MoveNet as imported, 2D only: backbone +
@@ -157,7 +159,7 @@ class ContenderSpec:
     #: kind dense: the runtime of the portable graph, "onnxruntime" or "openvino"
     runtime: str = "onnxruntime"
     #: runtime openvino: its inference precision ("f32" gives onnxruntime's numbers); kind
-    #: sparse: the kernel's (``sparse-cpu``'s ``precision``: "f32" or "bf16" on AMX)
+    #: sparse: the kernel's (``sparse-cpu``'s ``kernel_precision``: "f32" or "bf16" on AMX)
     precision: str = "f32"
     #: with ``track`` (dense): strips of the crop read when the person fits (the node's
     #: ``crop_input_widths``, a session each)
@@ -188,6 +190,9 @@ def default_contenders() -> list[ContenderSpec]:
                       label="ours sparse, full frame, own masks only"),
         ContenderSpec("ours_sparse_lightning", "sparse", lightning_sparse,
                       input_size=LIGHTNING_INPUT_SIZE, label="ours sparse Lightning, full frame"),
+        ContenderSpec("ours_sparse_lightning_bf16", "sparse", lightning_sparse, precision="bf16",
+                      input_size=LIGHTNING_INPUT_SIZE,
+                      label="ours sparse Lightning, full frame, GEMMs in bf16 (AMX)"),
         ContenderSpec("ours_dense_ort", "dense", dense, label="ours dense ORT, full frame"),
         ContenderSpec("ours_dense_lightning_ort", "dense", lightning,
                       input_size=LIGHTNING_INPUT_SIZE,
@@ -629,7 +634,7 @@ def make_runner(spec: ContenderSpec, threads: int, options: Options,
             else ("onnxruntime", {"spin_wait": options.ort_spin})
         kind = {"sparse": ("sparse-cpu", {"mask_threshold": options.mask_threshold,
                                           "head_gating": True, "adaptive": False,
-                                          "precision": spec.precision}),
+                                          "kernel_precision": spec.precision}),
                 "dense": dense}  # fmt: skip
         name, own = kind[spec.kind]
 

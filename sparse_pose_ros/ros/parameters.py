@@ -36,6 +36,7 @@ from ..runtime.options import (
     INPUT_SIZE_MULTIPLE,
     OPENVINO_PRECISION_DEFAULT,
     OPENVINO_PRECISIONS,
+    SPARSE_PRECISIONS,
     check_device,
     check_probability,
     input_size_problem,
@@ -335,6 +336,17 @@ PARAMS: tuple[ParamSpec, ...] = (
         "native). While target_latency_ms > 0, bf16_strips runs f32 (the budget's ladder needs "
         "evenly spaced costs). Other backends ignore it.",
         "one of " + ", ".join(OPENVINO_PRECISIONS), validate=_choice(OPENVINO_PRECISIONS),
+        reload=True,
+    ),
+    ParamSpec(
+        "sparse_precision", "auto",
+        "sparse-cpu backend (a gated checkpoint, e.g. models/pose_sparse.safetensors): what the "
+        "compiled kernel's expand / project GEMMs and MoveNet's 1x1 to 1280 multiply in. auto "
+        "(default): bf16 on AMX tiles where the CPU has AMX (Sapphire Rapids and later), f32 "
+        "elsewhere; on the held-out real whole frames bf16 scored as f32 (PCK@0.1 0.689 both, "
+        "MPJPE 159.0 vs 158.7 mm) with the network at ~0.65-0.75x f32's time "
+        "(docs/benchmarks.md). bf16 refuses to load without AMX. Other backends ignore it.",
+        "one of " + ", ".join(SPARSE_PRECISIONS), validate=_choice(SPARSE_PRECISIONS),
         reload=True,
     ),
     ParamSpec(

@@ -515,6 +515,8 @@ class PoseNode(Node):
             own = {k: (self._p(k) if self._p(k) != "" else None) for k in TENSORRT_OPTIONS}
         elif name in ("openvino", "auto"):  # auto hands it only to a backend that takes it
             own = {"precision": self._openvino_precision()}
+        if name in ("sparse-cpu", "auto"):
+            own["kernel_precision"] = self._p("sparse_precision")
         try:
             options = BackendOptions(  # 0 = the model's / the backend's own choice
                 device=self._p("device"),

@@ -67,6 +67,9 @@ OPENVINO_PRECISIONS: tuple[str, ...] = ("f32", "bf16", "f16", "auto", "bf16_stri
 #: 0.902 vs 0.905, 70.0 vs 69.8 mm; over eight start offsets 75.1 vs 75.1 mm) at 0.50-0.72x
 #: the network's time; without the re-check they locked onto a wrong pose in 4 of 8 starts.
 OPENVINO_PRECISION_DEFAULT = "bf16_strips"
+#: The sparse-cpu kernel's GEMM arithmetic (``kernel_precision``, the node's
+#: ``sparse_precision``): f32, bf16 on AMX tiles, or auto (bf16 where the CPU has AMX).
+SPARSE_PRECISIONS: tuple[str, ...] = ("f32", "bf16", "auto")
 
 
 def precision_under_budget(precision: str, budget_on: bool) -> str:

@@ -374,3 +374,17 @@ def test_auto_on_a_gated_model_gets_its_crop_session(make_node):
     assert values["model_state"] == "ready"
     assert est.crop_backend.name == est.backend.name
     assert est.crop_backend.info.input_size == CROP_INPUT_SIZE
+
+
+def test_sparse_precision_reaches_every_sparse_session(make_node):
+    """sparse_precision goes to sparse-cpu's kernel_precision (through auto too): auto is bf16
+    where the CPU has AMX, f32 stays f32, and the crop session gets the same."""
+    from sparse_pose_ros.sparse.executor import bf16_available
+
+    expected = "bf16" if bf16_available() else "f32"
+    for backend, precision, want in (("auto", "auto", expected), ("sparse-cpu", "f32", "f32")):
+        node = make_node(backend=backend, device="cpu", sparse_precision=precision)
+        assert _ready(node)["model_state"] == "ready"
+        est = node._estimator
+        assert est.backend.name == "sparse-cpu"
+        assert est.backend.precision == est.crop_backend.precision == want

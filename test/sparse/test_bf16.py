@@ -82,3 +82,22 @@ def test_precision_is_checked(monkeypatch):
     monkeypatch.setattr(executor_mod, "bf16_available", lambda: False)
     with pytest.raises(ValueError, match="AMX"):
         SparseBackbone(net.backbone, kernel="cpp", precision="bf16")
+
+
+def test_sparse_backend_kernel_precision(monkeypatch):
+    """sparse-cpu: an unknown kernel_precision is a ValueError, bf16 without AMX a BackendError
+    naming the file, auto resolves to what the CPU has (and says so in ``precision``)."""
+    from sparse_pose_ros.backends import BackendError, create_backend
+
+    model = "models/pose_lightning_sparse.safetensors"
+    with pytest.raises(ValueError, match="kernel_precision"):
+        create_backend("sparse-cpu", model, device="cpu", adaptive=False, kernel_precision="f16")
+    monkeypatch.setattr(executor_mod, "bf16_available", lambda: False)
+    with pytest.raises(BackendError, match="AMX"):
+        create_backend("sparse-cpu", model, device="cpu", adaptive=False, kernel_precision="bf16")
+    be = create_backend("sparse-cpu", model, device="cpu", adaptive=False, kernel_precision="auto")
+    assert be.precision == "f32" and be.runner.backbone.precision == "f32"
+    monkeypatch.undo()
+    be = create_backend("sparse-cpu", model, device="cpu", adaptive=False, kernel_precision="auto")
+    assert be.precision == ("bf16" if bf16_available() else "f32")
+    assert be.runner.backbone.precision == be.precision
