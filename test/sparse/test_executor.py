@@ -440,3 +440,35 @@ def test_last_pointwise_on_the_active_cells_equals_the_dense_one():
         for _ in range(2):  # a second frame reuses the plan's buffers
             feats, _, _ = ex(x, r)
             assert rel_diff(feats, ref_feats) <= TOL, threads
+
+
+@pytest.mark.skipif(load_cpu_kernel() is None, reason="the sparse CPU kernel cannot be built here")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_stem_computes_only_what_the_first_block_reads(threads):
+    """With a given region the compiled stem writes only the box the first block's 3x3 windows
+    read (module.cpp ``stem_window``): features equal the reference for regions at the frame's
+    corners and edges (the box clipped there), and stem pixels outside the box keep the
+    previous frame's values."""
+    net = skip_fill_net("thunder", seed=7)
+    ex = SparseBackbone(net.backbone, kernel="cpp", threads=threads)
+    regions = []
+    for cells in ((slice(0, 1), slice(0, 2)), (slice(6, 8), slice(7, 8)), (slice(3, 5), slice(0, 8))):
+        r = torch.zeros(1, 1, 8, 8)
+        r[0, 0, cells[0], cells[1]] = 1.0
+        regions.append(r)
+    g = torch.Generator().manual_seed(8)
+    for r in regions:
+        x = torch.randn(1, 3, 128, 128, generator=g)
+        with torch.no_grad():
+            ref = net.backbone(x, r)
+        feats, skips, _ = ex(x, r)
+        assert rel_diff(feats, ref[0]) <= TOL
+        for s, s_ref in zip(skips, ref[1], strict=True):
+            assert rel_diff(s, s_ref) <= TOL
+    stem_out = ex._bufs[(-1, 64, 64)][:-1].view(64, 64, -1)
+    before = stem_out.clone()
+    far = torch.zeros(1, 1, 8, 8)
+    far[0, 0, 0, 0] = 1.0  # the top-left corner only: the bottom rows are not read
+    ex(torch.randn(1, 3, 128, 128, generator=g), far)
+    assert torch.equal(stem_out[40:], before[40:])
+    assert not torch.equal(stem_out[:8, :8], before[:8, :8])

@@ -178,6 +178,7 @@ class BlockSequence {
     TORCH_CHECK(blocks_.empty() || blocks_.front()->threads == stem_->threads,
                 "the stem and the blocks need the same thread count");
     stem_->prepare(x);
+    stem_window();
     if (steps_.size() != block_steps_.size() + 1 + (last_ ? 1 : 0)) {
       steps_.clear();
       steps_.push_back(stem_->step());
@@ -234,6 +235,39 @@ class BlockSequence {
         times_[g] += static_cast<double>(step_done_[p] - prev) * 1e-9;
         prev = step_done_[p];
       }
+    }
+  }
+
+  // The stem computes only what the first block reads when that block's mask is given (fixed:
+  // the region or the locator; a learned mask unit reads every pixel): per image, the bounding
+  // box of the mask's active outputs grown by their 3x3 windows (StemPlan::window says why).
+  // A block that then runs every row (the per-stage policy's dense mode) still only keeps its
+  // active outputs, whose windows lie inside that box.
+  void stem_window() {
+    stem_->window.clear();
+    if (blocks_.empty()) return;
+    const BlockPlan& b0 = *blocks_.front();
+    if (b0.gate != 2 || b0.fixed == nullptr || b0.xp != stem_->out.data_ptr<float>() ||
+        b0.h != stem_->ho || b0.w != stem_->wo || b0.batch != stem_->batch)
+      return;
+    stem_->window.assign(static_cast<size_t>(4 * b0.batch), 0);
+    for (int64_t b = 0; b < b0.batch; ++b) {
+      int64_t y_lo = b0.ho, y_hi = -1, x_lo = b0.wo, x_hi = -1;
+      const float* m = b0.fixed + b * b0.ho * b0.wo;
+      for (int64_t oy = 0; oy < b0.ho; ++oy)
+        for (int64_t ox = 0; ox < b0.wo; ++ox)
+          if (m[oy * b0.wo + ox] > 0.0f) {
+            y_lo = std::min(y_lo, oy);
+            y_hi = std::max(y_hi, oy);
+            x_lo = std::min(x_lo, ox);
+            x_hi = std::max(x_hi, ox);
+          }
+      int64_t* win = stem_->window.data() + 4 * b;
+      if (y_hi < 0) continue;  // nothing active: nothing read
+      win[0] = std::max<int64_t>(0, y_lo * b0.stride - b0.pad_top);
+      win[1] = std::min<int64_t>(b0.h, y_hi * b0.stride - b0.pad_top + 3);
+      win[2] = std::max<int64_t>(0, x_lo * b0.stride - b0.pad_left);
+      win[3] = std::min<int64_t>(b0.w, x_hi * b0.stride - b0.pad_left + 3);
     }
   }
 

@@ -91,13 +91,24 @@ Step StemPlan::step() {
 
 inline void StemPlan::run_row(int64_t row, int tid) {
   const int64_t oy = row % ho;
+  int64_t c0 = 0, c1 = wo;  // the columns to compute
+  if (!window.empty()) {
+    const int64_t* win = window.data() + 4 * (row / ho);
+    if (oy < win[0] || oy >= win[1]) return;
+    c0 = win[2];
+    c1 = win[3];
+  }
+  if (c1 <= c0) return;
 #ifdef __AVX512F__
   // interior pixels of interior rows: tiles of 12 or 6 read the image planes directly
   if (oy * stride - pad_top >= 0 && oy * stride - pad_top + 2 <= h - 1 && c_out <= 64) {
     // interior columns: ox * stride - pad_left >= 0 and ox * stride - pad_left + 2 <= wd - 1
     const int64_t lo = std::min<int64_t>(pad_left, wo);
     const int64_t last = wd - 3 + pad_left;  // largest interior ox * stride
-    const int64_t hi = std::min<int64_t>(wo, std::max<int64_t>(lo, last >= 0 ? last / stride + 1 : 0));
+    const int64_t hi0 = std::min<int64_t>(wo, std::max<int64_t>(lo, last >= 0 ? last / stride + 1 : 0));
+    // the interior columns inside [c0, c1)
+    const int64_t ilo = std::min(std::max<int64_t>(lo, c0), c1);
+    const int64_t hi = std::max(ilo, std::min(hi0, c1));
     const float* img = x.data_ptr<float>() + (row / ho) * c_in * h * wd;
     float* orow = out.data_ptr<float>() + row * wo * c_out;
     const float* wp = w.data_ptr<float>();
@@ -105,7 +116,7 @@ inline void StemPlan::run_row(int64_t row, int tid) {
     const int nv = static_cast<int>((c_out + 15) / 16);
     // tiles of 12 pixels while 12 x NV accumulators fit the 32 vector registers (NV <= 2),
     // then of 6: the B vectors are loaded once per 12 (or 6) pixels
-    int64_t ox = lo;
+    int64_t ox = ilo;
     auto tile = [&](auto nv_c, auto mr_c) {
       constexpr int kNV = decltype(nv_c)::value, kMR = decltype(mr_c)::value;
       for (; ox + kMR <= hi; ox += kMR)
@@ -125,12 +136,12 @@ inline void StemPlan::run_row(int64_t row, int tid) {
       default: tile(I4{}, R6{}); break;
     }
     const int64_t fast_end = ox;
-    patch_range(row, 0, lo, tid);
-    patch_range(row, fast_end, wo, tid);
+    patch_range(row, c0, ilo, tid);
+    patch_range(row, fast_end, c1, tid);
     return;
   }
 #endif
-  patch_range(row, 0, wo, tid);
+  patch_range(row, c0, c1, tid);
 }
 
 // pixels [ox0, ox1) of one output row: im2col (zero padding) + the GEMM micro-kernel
