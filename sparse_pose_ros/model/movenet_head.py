@@ -190,7 +190,8 @@ PERSON_MIN_SCORE = 0.2
 
 def person_region(branches: nn.ModuleDict, feats: Tensor, margin: float = PERSON_MARGIN,
                   min_cells: float = PERSON_MARGIN_CELLS,
-                  min_score: float = PERSON_MIN_SCORE) -> Tensor:
+                  min_score: float = PERSON_MIN_SCORE,
+                  center_logits: Tensor | None = None) -> Tensor:
     """(B, 1, h, w) 0/1 map: the box around the one person MoveNet's centre and regression
     heads pick, grown by ``margin`` × its longer side (at least ``min_cells``) on each side.
 
@@ -205,9 +206,12 @@ def person_region(branches: nn.ModuleDict, feats: Tensor, margin: float = PERSON
     (``HemletsHead.forward``'s ``region``), so the readout and the confidence see one person.
     Where the chosen centre scores below ``min_score`` the map is all ones (nobody chosen).
     The same person choice and rough keypoints as :func:`decode`; built from reductions, Gather
-    and comparisons, so it exports to ONNX.
+    and comparisons, so it exports to ONNX. ``center_logits``: the centre branch's (B, 1, h, w)
+    output when a runtime computed it already (the compiled FPN, ``sparse.fpn_plan``).
     """
-    center = torch.sigmoid(branches["center"](feats))[:, 0]
+    if center_logits is None:
+        center_logits = branches["center"](feats)
+    center = torch.sigmoid(center_logits)[:, 0]
     b, h, w = center.shape
     cy, cx = chosen_centre(center)
     rough_y, rough_x = _rough_keypoints(cy, cx, branch_at(branches["regress"], feats, cy, cx))

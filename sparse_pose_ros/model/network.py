@@ -487,15 +487,16 @@ class PoseNetwork(nn.Module):
         joints = strip_to_square(joints, int(y.shape[-2]), int(y.shape[-1]))
         return heatmaps, triplets, self.refine_joints(joints), depth
 
-    def head_read_region(self, y: Tensor, masks: Sequence[BlockMask | Tensor | None]
-                         ) -> Tensor | None:
+    def head_read_region(self, y: Tensor, masks: Sequence[BlockMask | Tensor | None],
+                         center_logits: Tensor | None = None) -> Tensor | None:
         """(B, 1, h, w) 0/1 map of the neck-output cells the head reads (the gated region,
         intersected with the person box of ``person_prior``), or None: everywhere.
 
         Apart from :meth:`head_in_region` so that a runtime can run the head on the region's
         bounding box alone (``sparse.ort_head``): outside the region the outputs are constants
-        (heatmap logits ``REGION_OFF_LOGIT``, triplets 0)."""
-        person = (person_region(self.movenet.branches, y)
+        (heatmap logits ``REGION_OFF_LOGIT``, triplets 0). ``center_logits``: MoveNet's centre
+        branch on ``y`` when a runtime computed it already (``person_region``)."""
+        person = (person_region(self.movenet.branches, y, center_logits=center_logits)
                   if self.cfg.person_prior and self.movenet is not None else None)
         gate = self.head_gate(masks)
         region = None if gate is None else head_region(gate, (y.shape[-2], y.shape[-1]))

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -578,14 +579,20 @@ class SparsePoseNetwork:
         head_threads: intra-op threads of the ORT head session (``head="ort"`` only). Default
             1: a second thread pool next to the kernel's on a 2-core machine either sleeps
             (no gain) or spins and slows the backbone (docs/sparse.md).
+        compiled_fpn: with the ORT head on MoveNet's FPN and the compiled kernel, run the FPN
+            and the person-centre logits in the kernel (``fpn_plan``; ONNX Runtime then runs
+            the person box and the windowed head). False keeps the whole neck in ONNX Runtime
+            (the reference).
         **kwargs: :class:`SparseBackbone` options (policy, kernel, sync).
     """
 
     def __init__(
-        self, net: PoseNetwork, head: str = "auto", head_threads: int = 1, **kwargs: object
+        self, net: PoseNetwork, head: str = "auto", head_threads: int = 1,
+        compiled_fpn: bool = True, **kwargs: object
     ) -> None:
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        self.compiled_fpn = compiled_fpn
         from .head_plan import CppHead, supported
         from .ort_head import OrtHead, ort_available
 
@@ -604,12 +611,24 @@ class SparsePoseNetwork:
             self.head = "ort"
         else:
             self.head = "torch"
-        self._ort = OrtHead(net, threads=head_threads) if self.head == "ort" else None
+        self._ort = (OrtHead(net, threads=head_threads, neck=self._compiled_fpn())
+                     if self.head == "ort" else None)  # fmt: skip
         self._cpp_head = (
             CppHead(net, self.backbone._cpp, threads=self.backbone.threads)
             if self.head == "cpp"
             else None
         )
+
+    def _compiled_fpn(self) -> Any:
+        """MoveNet's FPN + centre logits in the compiled kernel (``fpn_plan``) for the ORT
+        head's windowed path, or None: without the compiled kernel, for another neck, or
+        with ``compiled_fpn=False``."""
+        from .fpn_plan import CppFpn, supported
+
+        if not self.compiled_fpn or self.backbone._cpp is None or supported(self.net) is not None:
+            return None
+        return CppFpn(self.net, self.backbone._cpp, threads=self.backbone.threads,
+                      precision=self.backbone.precision)
 
     def refresh(self) -> None:
         """Re-fold weights and re-export the head after the network's weights changed."""

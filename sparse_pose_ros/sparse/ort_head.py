@@ -77,6 +77,21 @@ class _NeckAndRegion(nn.Module):
         return y, region
 
 
+class _RegionFromNeck(nn.Module):
+    """(neck output channels-last (B, h, w, C), MoveNet's centre logits (B, 1, h, w)) [+ gate]
+    -> the (B, 1, h, w) region the head reads (``PoseNetwork.head_read_region``, all ones where
+    it reads everywhere): the graph that follows the compiled FPN (``sparse.fpn_plan``)."""
+
+    def __init__(self, net: PoseNetwork) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, y: Tensor, center: Tensor, *gate: Tensor) -> Tensor:
+        y = y.permute(0, 3, 1, 2)
+        region = self.net.head_read_region(y, [gate[0] if gate else None], center_logits=center)
+        return torch.ones_like(y[:, :1]) if region is None else region
+
+
 class _HeadInWindow(nn.Module):
     """(neck output, region) on a window of a (h, w) map whose top-left cell is ``origin``
     (x0, y0) -> heatmaps, triplets of the window, and the joints as the whole-map graph gives
@@ -151,11 +166,16 @@ class OrtHead:
     """Runs ``net.neck`` + ``net.head`` in an ONNX Runtime session (CPU, ``threads`` intra-op
     threads, all graph optimisations, no spinning between frames)."""
 
-    def __init__(self, net: PoseNetwork, threads: int | None = None) -> None:
+    def __init__(self, net: PoseNetwork, threads: int | None = None, neck: Any = None) -> None:
+        """``neck``: a :class:`~.fpn_plan.CppFpn` of ``net``: where the head runs windowed, the
+        compiled FPN computes the neck and the centre logits and ONNX Runtime only the region
+        and the window's head."""
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.net = net
         self.threads = threads
+        self.neck = neck
+        self._region_inputs: set[str] = set()
         self._key: tuple[Any, ...] | None = None
         self._session: Any = None
         self._window_session: Any = None
@@ -165,6 +185,8 @@ class OrtHead:
 
     def refresh(self) -> None:
         """Forget the exported graph (re-exported with the current weights on the next call)."""
+        if self.neck is not None:
+            self.neck.refresh()
         self._key = None
         self._session = None
         self._window_session = None
@@ -187,10 +209,19 @@ class OrtHead:
             self._window_session = None
         else:
             neck = _NeckAndRegion(self.net, n_feats)
-            self._session = _session(neck, example, self._names, ["neck", "region"],
-                                     self._threads())  # fmt: skip
             with torch.no_grad():
                 y, region = neck(*example)
+            if self.neck is None:
+                self._session = _session(neck, example, self._names, ["neck", "region"],
+                                         self._threads())  # fmt: skip
+            else:
+                gate = example[n_feats:]
+                self._session = _session(
+                    _RegionFromNeck(self.net),
+                    (y.permute(0, 2, 3, 1).contiguous(), torch.zeros_like(y[:, :1]), *gate),
+                    ["neck", "center", *(["gate"] if gate else [])], ["region"],
+                    self._threads())  # fmt: skip
+                self._region_inputs = {i.name for i in self._session.get_inputs()}
             spatial = {2: "h", 3: "w"}
             self._window_session = _session(
                 _HeadInWindow(self.net, (int(y.shape[-2]), int(y.shape[-1]))),
@@ -221,19 +252,33 @@ class OrtHead:
         if key != self._key:
             self._build(feats, windowed)
             self._key = key
+        if self._window_session is not None and self.neck is not None:
+            y, center = self.neck(*(f.contiguous() for f in feats[:n]))
+            feed = {"neck": y.numpy(), "center": center.numpy()}
+            if gate is not None:
+                feed["gate"] = np.ascontiguousarray(gate.numpy())
+            # the exporter drops inputs the region does not depend on (no person prior: the
+            # gate alone decides it)
+            feed = {k: v for k, v in feed.items() if k in self._region_inputs}
+            return self._run_windowed(y.numpy(), self._session.run(None, feed)[0],
+                                      channels_last=True)  # fmt: skip
         feed = {n: np.ascontiguousarray(f.numpy()) for n, f in zip(self._names, feats, strict=True)}
         if self._window_session is None:
             heatmaps, triplets, joints = self._session.run(None, feed)
             return torch.from_numpy(heatmaps), torch.from_numpy(triplets), torch.from_numpy(joints)
         return self._run_windowed(*self._session.run(None, feed))
 
-    def _run_windowed(self, y: np.ndarray, region: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
+    def _run_windowed(self, y: np.ndarray, region: np.ndarray, channels_last: bool = False
+                      ) -> tuple[Tensor, Tensor, Tensor]:
         """The head on the region's window (see the module docstring), pasted into maps that
-        are reused from call to call (only the last window is reset)."""
+        are reused from call to call (only the last window is reset). ``y``: the neck's output,
+        (B, C, h, w), or (B, h, w, C) with ``channels_last`` (the compiled FPN's)."""
         halo = 1 if self.net.head_pre is not None else 0  # head_pre's 3x3 depthwise
         y0, y1, x0, x1 = region_window(region, halo)
+        y_win = (y[:, y0:y1, x0:x1, :].transpose(0, 3, 1, 2) if channels_last
+                 else y[:, :, y0:y1, x0:x1])  # fmt: skip
         heat_w, trip_w, joints = self._window_session.run(None, {
-            "neck": np.ascontiguousarray(y[:, :, y0:y1, x0:x1]),
+            "neck": np.ascontiguousarray(y_win),
             "region": np.ascontiguousarray(region[:, :, y0:y1, x0:x1]),
             "origin": np.array([x0, y0], dtype=np.float32)})  # fmt: skip
         heatmaps, triplets = self._maps

@@ -452,7 +452,9 @@ def test_stem_computes_only_what_the_first_block_reads(threads):
     net = skip_fill_net("thunder", seed=7)
     ex = SparseBackbone(net.backbone, kernel="cpp", threads=threads)
     regions = []
-    for cells in ((slice(0, 1), slice(0, 2)), (slice(6, 8), slice(7, 8)), (slice(3, 5), slice(0, 8))):
+    corners_and_edges = ((slice(0, 1), slice(0, 2)), (slice(6, 8), slice(7, 8)),
+                         (slice(3, 5), slice(0, 8)))
+    for cells in corners_and_edges:
         r = torch.zeros(1, 1, 8, 8)
         r[0, 0, cells[0], cells[1]] = 1.0
         regions.append(r)

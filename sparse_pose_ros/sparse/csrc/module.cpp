@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "block.h"
+#include "fpn.h"
 #include "head.h"
 #include "simd_gemm.h"
 #include "stem.h"
@@ -288,6 +289,51 @@ class BlockSequence {
   std::vector<Step> block_steps_, steps_;
 };
 
+// MoveNet's FPN neck + centre logits on their own (sparse/fpn_plan.py): run() reads this
+// frame's features (flat channels-last: the stride-32 output, then the taps coarse to fine).
+class Fpn {
+ public:
+  Fpn(const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& buffers,
+      const std::vector<int64_t>& dims, int64_t threads)
+      : plan_(weights, buffers, dims, threads) {
+    plan_.append_steps(steps_);
+  }
+  void use_bf16() { plan_.use_bf16(); }
+  void run(const std::vector<at::Tensor>& feats) {
+    TORCH_CHECK(feats.size() == plan_.levels.size() + 1, "fpn: one feature map per level + 1");
+    const int64_t want_top = plan_.batch * plan_.h0 * plan_.w0 * plan_.c_top_in;
+    check_buffer(feats[0], "f_top");
+    TORCH_CHECK(feats[0].numel() == want_top, "fpn: the stride-32 features have the wrong size");
+    plan_.in[0] = feats[0].data_ptr<float>();
+    for (size_t l = 0; l < plan_.levels.size(); ++l) {
+      const auto& lv = plan_.levels[l];
+      check_buffer(feats[l + 1], "tap");
+      TORCH_CHECK(feats[l + 1].numel() == plan_.batch * lv.h * lv.w * lv.c_tap,
+                  "fpn: a tap has the wrong size");
+      plan_.in[l + 1] = feats[l + 1].data_ptr<float>();
+    }
+    done_.assign(steps_.size(), 0);
+    t0_ = now_ns();
+    run_steps(plan_.threads, steps_, done_.data());
+  }
+  // seconds of each step of the last run (profiling)
+  std::vector<double> times() const {
+    std::vector<double> out;
+    int64_t prev = t0_;
+    for (int64_t d : done_) {
+      out.push_back(d == 0 ? 0.0 : static_cast<double>(d - prev) * 1e-9);
+      if (d != 0) prev = d;
+    }
+    return out;
+  }
+
+ private:
+  std::vector<int64_t> done_;
+  int64_t t0_ = 0;
+  FpnPlan plan_;
+  std::vector<Step> steps_;
+};
+
 // The neck + head on their own (recorded once per feature buffers by sparse/head_plan.py).
 class Head {
  public:
@@ -308,6 +354,7 @@ class Head {
 }  // namespace spr_cpu
 
 using spr_cpu::BlockSequence;
+using spr_cpu::Fpn;
 using spr_cpu::Head;
 using spr_cpu::Pointwise;
 
@@ -317,6 +364,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                           const std::vector<int64_t>&, const std::vector<at::Tensor>&,
                           const std::vector<at::Tensor>&, int64_t>())
       .def("run", &Head::run);
+  pybind11::class_<Fpn>(m, "Fpn")
+      .def(pybind11::init<const std::vector<at::Tensor>&, const std::vector<at::Tensor>&,
+                          const std::vector<int64_t>&, int64_t>())
+      .def("run", &Fpn::run)
+      .def("times", &Fpn::times)
+      .def("use_bf16", &Fpn::use_bf16);
   pybind11::class_<Pointwise>(m, "Pointwise")
       .def(pybind11::init<const at::Tensor&, const at::Tensor&, const at::Tensor&,
                           const at::Tensor&, bool, int64_t>())
