@@ -474,3 +474,32 @@ def test_stem_computes_only_what_the_first_block_reads(threads):
     ex(torch.randn(1, 3, 128, 128, generator=g), far)
     assert torch.equal(stem_out[40:], before[40:])
     assert not torch.equal(stem_out[:8, :8], before[:8, :8])
+
+
+@pytest.mark.parametrize("kernel", ["torch", "cpp"])
+def test_a_repeated_region_reuses_its_masks_and_a_new_one_replaces_them(kernel):
+    """Frames with the same region skip recomputing the masks (SparseBackbone keeps them);
+    a changed region, a frame without one (the locator or mask units) and the region again
+    each give the reference's features."""
+    if kernel == "cpp" and load_cpu_kernel() is None:
+        pytest.skip("the sparse CPU kernel cannot be built here")
+    net = skip_fill_net("thunder", seed=9)
+    ex = SparseBackbone(net.backbone, kernel=kernel)
+    a, b = torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)
+    a[0, 0, 1:4, 2:5] = 1.0
+    b[0, 0, 4:7, 3:6] = 1.0
+    g = torch.Generator().manual_seed(10)
+    frames = [(torch.randn(1, 3, 128, 128, generator=g), r) for r in (a, a.clone(), b, None, a, a)]
+    with torch.no_grad():
+        refs = [net.backbone(x, r)[0] if r is not None else None for x, r in frames]
+    calls = []
+    real = net.backbone.masks_from_region
+    net.backbone.masks_from_region = lambda *args: calls.append(1) or real(*args)
+    try:
+        for (x, r), ref in zip(frames, refs, strict=True):
+            feats = ex(x, r)[0]
+            if ref is not None:
+                assert rel_diff(feats, ref) <= TOL
+    finally:
+        del net.backbone.masks_from_region
+    assert len(calls) == 3  # a, b, a after the frame without a region
