@@ -34,8 +34,9 @@ in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one 
   FPN + MoveNet's own four heads exported by :class:`.ort_dense.MoveNetDense` (the node's exporter
   writes only our HEMlets head) in ONNX Runtime, decoded by ``model.movenet_head.decode`` (the
   torch path ``evaluation.real_heldout`` scores MoveNet with), mapped to our joints;
-* ``ours_dense_openvino`` / ``_bf16``: the dense checkpoint's same portable graph in the
-  ``openvino`` backend at f32 (onnxruntime's numbers) and bf16 (AMX; other numbers);
+* ``ours_dense_openvino`` / ``_bf16`` (and ``ours_dense_lightning_openvino[_bf16]``): the dense
+  checkpoint's same portable graph in the ``openvino`` backend at f32 (onnxruntime's numbers)
+  and bf16 (AMX; other numbers): the fastest dense runtime here;
 * ``ours_dense_tracking_openvino``: the node's default path in f32 (``backend: auto`` on the CPU
   picks openvino for the dense model) and tracking crop (``PoseEstimator(track_person=True)``):
   the dense network on the person's crop once a frame found someone, the crops read at the node's
@@ -214,6 +215,12 @@ def default_contenders() -> list[ContenderSpec]:
                       label="ours dense OpenVINO f32, full frame"),
         ContenderSpec("ours_dense_openvino_bf16", "dense", dense, runtime="openvino",
                       precision="bf16", label="ours dense OpenVINO bf16, full frame"),
+        ContenderSpec("ours_dense_lightning_openvino", "dense", lightning, runtime="openvino",
+                      input_size=LIGHTNING_INPUT_SIZE,
+                      label="ours dense Lightning OpenVINO f32, full frame"),
+        ContenderSpec("ours_dense_lightning_openvino_bf16", "dense", lightning,
+                      runtime="openvino", precision="bf16", input_size=LIGHTNING_INPUT_SIZE,
+                      label="ours dense Lightning OpenVINO bf16, full frame"),
         ContenderSpec("ours_dense_tracking_openvino", "dense", dense, track=True,
                       runtime="openvino", crop_input_size=NODE_CROP_INPUT_SIZE,
                       crop_input_widths=NODE_CROP_INPUT_WIDTHS,
