@@ -344,7 +344,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         "compiled kernel's expand / project GEMMs and MoveNet's 1x1 to 1280 multiply in. auto "
         "(default): bf16 on AMX tiles where the CPU has AMX (Sapphire Rapids and later), f32 "
         "elsewhere; on the held-out real whole frames bf16 scored as f32 (PCK@0.1 0.689 both, "
-        "MPJPE 159.0 vs 158.7 mm) with the network at ~0.65-0.75x f32's time "
+        "MPJPE 159.0 vs 158.7 mm) with the network at 0.68-0.77x f32's time "
         "(docs/benchmarks.md). bf16 refuses to load without AMX. Other backends ignore it.",
         "one of " + ", ".join(SPARSE_PRECISIONS), validate=_choice(SPARSE_PRECISIONS),
         reload=True,
