@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..runtime.geometry import network_geometry
+from ..runtime.options import SPARSE_PRECISIONS
 from .base import (
     Backend,
     BackendError,
@@ -134,10 +135,10 @@ class SparseCpuBackend(Backend):
         **shared: Any,
     ) -> None:
         from ..sparse.cpu_kernel import load_cpu_kernel
-        from ..sparse.executor import PRECISIONS, SparsePoseNetwork, bf16_available
+        from ..sparse.executor import SparsePoseNetwork, bf16_available
 
-        if kernel_precision not in (*PRECISIONS, "auto"):
-            raise ValueError(f"kernel_precision must be one of {(*PRECISIONS, 'auto')}, got "
+        if kernel_precision not in SPARSE_PRECISIONS:
+            raise ValueError(f"kernel_precision must be one of {SPARSE_PRECISIONS}, got "
                              f"{kernel_precision!r}")  # fmt: skip
 
         opts = BackendOptions.build(options, **shared)

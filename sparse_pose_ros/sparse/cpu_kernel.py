@@ -42,6 +42,9 @@ SOURCES: tuple[Path, ...] = tuple(sorted(CSRC.glob("*.cpp")))
 BUILD_INPUTS: tuple[Path, ...] = tuple(sorted([*CSRC.glob("*.cpp"), *CSRC.glob("*.h")]))
 CFLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-pthread",
           "-ffp-contract=fast"]
+#: arithmetic of the kernel's GEMMs: f32, or bf16 on AMX tiles (``precision`` of the executor
+#: and the compiled FPN)
+PRECISIONS: tuple[str, ...] = ("f32", "bf16")
 _loaded: ModuleType | None = None
 _failed = False
 #: A build lock older than this is a dead process's (a build takes ~1-2 min here): removed.

@@ -26,7 +26,7 @@ from ..model.blocks import InvertedResidual, conv_pads
 from ..model.masks import BlockMask, receptive_mask
 from ..model.network import Backbone, PoseNetwork, PoseOutput
 from . import torch_ops
-from .cpu_kernel import CpuBlockBuffers, block_args, block_mask, run_block_cpu
+from .cpu_kernel import PRECISIONS, CpuBlockBuffers, block_args, block_mask, run_block_cpu
 from .folding import FoldedBlock, FoldedConv, fold_batchnorm, fold_block, fold_conv_bn
 from .indices import BlockIndex, allocate_index, build_index
 
@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 MODES = ("sparse", "dense")
 KERNELS = ("torch", "cpp")
 SYNC_POLICIES = ("exact", "capacity")
-#: arithmetic of the compiled kernel's GEMMs: f32, or bf16 on AMX tiles (``precision``)
-PRECISIONS = ("f32", "bf16")
 
 
 def block_stride_map(backbone: Backbone) -> list[int]:
@@ -191,9 +189,8 @@ class SparseBackbone:
         #: seconds of the last frame's person-locator look (0 without a locator)
         self.locator_time = 0.0
         self._given: list[Tensor | None] = []
-        #: the region whose masks ``_given`` holds (and for which buffers and input size)
+        #: the region whose masks ``_given`` holds (None after new buffers or other masks)
         self._last_region: Tensor | None = None
-        self._region_key: tuple[object, ...] = ()
         self._use_given = False
         #: with ``profile``: time of MoveNet's 1x1 after the last block (compiled path only)
         self.last_time = 0.0
@@ -336,14 +333,12 @@ class SparseBackbone:
         given: list[Tensor | None] | None = None
         if region is not None:
             region = region.to(x.dtype)
-            key = (x.shape[0], x.shape[2], x.shape[3])
             # the buffers hold this region's masks already (a tracked person whose stride-16
-            # cells did not change since the last frame): ~0.3 ms of resampling and copies saved
-            if not (self._region_key == key and self._last_region is not None
-                    and self._last_region.shape == region.shape
-                    and torch.equal(self._last_region, region)):
+            # cells did not change since the last frame; _prepare forgets it with new buffers):
+            # ~0.3 ms of resampling and copies saved
+            if self._last_region is None or not torch.equal(self._last_region, region):
                 given = self.backbone.masks_from_region(region, (x.shape[2], x.shape[3]))
-                self._last_region, self._region_key = region.clone(), key
+                self._last_region = region.clone()
         elif self.backbone.locator is not None:
             t0 = time.perf_counter()
             xl = x.contiguous(memory_format=torch.channels_last)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ..model.fpn import MoveNetFPN, SeparableConv
 from ..model.movenet_head import MoveNetBranch
 from ..model.network import PoseNetwork
+from .cpu_kernel import PRECISIONS
 
 
 def supported(net: PoseNetwork) -> str | None:
@@ -81,8 +82,8 @@ class CppFpn:
         precision; the depthwise, upsampling and the centre's last 1x1 stay f32)."""
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
-        if precision not in ("f32", "bf16"):
-            raise ValueError(f"precision must be 'f32' or 'bf16', got {precision!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
         self.net = net
         self.kernel = kernel

@@ -166,7 +166,6 @@ void BlockPlan::use_bf16() {
   };
   pack(whole);
   for (Slice& sl : slices) pack(sl);
-  bf16 = true;
 }
 
 // The block as six steps of a frame; ``tid`` < ``threads`` picks the scratch slice.
@@ -380,19 +379,6 @@ inline void BlockPlan::place_groups() {
   }
 }
 
-// C = A @ B (+ bias, ReLU6) with B one of this plan's weights, panel-packed or row-major
-inline void BlockPlan::mm(bool packed_b, const AmxWeights& b16, const float* a,
-                          const int32_t* rows, int64_t n, int64_t K, const float* B, int64_t N,
-                          const float* bias, bool act, float* C) const {
-  if (!b16.empty()) {
-    gemm_amx(a, rows, n, K, b16, bias, act, C, K, N);
-  } else if (packed_b) {
-    gemm_packed(a, rows, n, K, B, N, bias, act, C, K, N);
-  } else {
-    gemm(a, rows, n, K, B, N, bias, act, C);
-  }
-}
-
 inline void BlockPlan::band_group(int64_t gi, int tid) {
   if (n_act == 0) return;
   Held held;
@@ -432,9 +418,9 @@ inline void BlockPlan::strip(int64_t b, int64_t y0, int64_t y1, int tid, Held& h
       from = held.end;
     }
     if (e_end > from)
-      mm(sl.packed, sl.we16, compute_all ? xp + from * c_in : xp,
-         compute_all ? nullptr : dil_rows + from,
-         e_end - from, c_in, sl.we, cw, sl.be, true, em + (from - e_begin) * cw);
+      gemm_weights(sl.we16, sl.packed, sl.we, compute_all ? xp + from * c_in : xp,
+                   compute_all ? nullptr : dil_rows + from, e_end - from, c_in, cw, sl.be, true,
+                   em + (from - e_begin) * cw, c_in, cw);
     held = {b, e_begin, e_end};
     ep = em;
   }
@@ -492,8 +478,8 @@ inline void BlockPlan::strip(int64_t b, int64_t y0, int64_t y1, int tid, Held& h
     }
     k += len;
   }
-  mm(sl.packed, sl.wp16, dp, nullptr, n_a, cw, sl.wp, c_out, nullptr, false,
-     sl.out + a_begin * c_out);
+  gemm_weights(sl.wp16, sl.packed, sl.wp, dp, nullptr, n_a, cw, c_out, nullptr, false,
+               sl.out + a_begin * c_out, cw, c_out);
 }
 
 // ---- 4. scatter(-add) with the project bias, zeros / fill, residual ReLU ------------------------

@@ -106,7 +106,6 @@ struct BlockPlan {
   // why and what it measured); the depthwise, index and scatter steps stay in f32. Packs the
   // weights once; refuses where amx_enable() is false.
   void use_bf16();
-  bool bf16 = false;
 
   std::vector<int64_t> counts() const { return {n_hard, n_dil_true, compute_all ? 1 : 0}; }
   static constexpr int64_t n_steps() { return 6; }  // as many as append_steps adds
@@ -160,10 +159,6 @@ struct BlockPlan {
   static int64_t group_count(int64_t threads_) { return std::max<int64_t>(1, threads_); }
 
   inline void place_groups();
-
-  inline void mm(bool packed_b, const AmxWeights& b16, const float* a, const int32_t* rows,
-                 int64_t n, int64_t K, const float* B, int64_t N, const float* bias, bool act,
-                 float* C) const;
 
   inline void band_group(int64_t gi, int tid);
 

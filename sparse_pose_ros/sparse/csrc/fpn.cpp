@@ -172,20 +172,11 @@ void FpnPlan::use_bf16() {
   c_pw16 = pack_amx(c_pw, levels.back().c_out, hid, hid);
 }
 
-inline void FpnPlan::mm(const float* a, int64_t n, int64_t K, const float* w,
-                        const AmxWeights& w16, int64_t N, const float* bias, float* c) {
-  if (!w16.empty()) {
-    gemm_amx(a, nullptr, n, K, w16, bias, false, c, K, N);
-  } else {
-    gemm(a, nullptr, n, K, w, N, bias, false, c);
-  }
-}
-
 void FpnPlan::append_steps(std::vector<Step>& steps) {
   // the 1x1 on the stride-32 features
   steps.push_back({batch * h0 * w0, 8, false, [this](int64_t r0, int64_t r1, int) {
-                     mm(in[0] + r0 * c_top_in, r1 - r0, c_top_in, top_w, top16, c_top, top_b,
-                        y0 + r0 * c_top);
+                     gemm_weights(top16, false, top_w, in[0] + r0 * c_top_in, nullptr, r1 - r0,
+                                  c_top_in, c_top, top_b, false, y0 + r0 * c_top, c_top_in, c_top);
                    }});
   for (size_t l = 0; l < levels.size(); ++l) {
     const Level* lv = &levels[l];
@@ -194,8 +185,9 @@ void FpnPlan::append_steps(std::vector<Step>& steps) {
     steps.push_back({rows, chunk, false, [this, lv, prev, l](int64_t r0, int64_t r1, int) {
                        const float* tap = in[l + 1];
                        for (int64_t row = r0; row < r1; ++row) {
-                         mm(tap + row * lv->w * lv->c_tap, lv->w, lv->c_tap, lv->lat_w, lv->lat16,
-                            lv->c_in, lv->lat_b, lv->z + row * lv->w * lv->c_in);
+                         gemm_weights(lv->lat16, false, lv->lat_w, tap + row * lv->w * lv->c_tap,
+                                      nullptr, lv->w, lv->c_tap, lv->c_in, lv->lat_b, false,
+                                      lv->z + row * lv->w * lv->c_in, lv->c_tap, lv->c_in);
                          upsample_add(*lv, prev, row);
                        }
                      }});
@@ -204,7 +196,8 @@ void FpnPlan::append_steps(std::vector<Step>& steps) {
                        for (int64_t row = r0; row < r1; ++row) {
                          depthwise(lv->z, lv->h, lv->w, lv->c_in, lv->dw, row, d);
                          float* y = lv->y + row * lv->w * lv->c_out;
-                         mm(d, lv->w, lv->c_in, lv->pw_w, lv->pw16, lv->c_out, lv->pw_b, y);
+                         gemm_weights(lv->pw16, false, lv->pw_w, d, nullptr, lv->w, lv->c_in,
+                                      lv->c_out, lv->pw_b, false, y, lv->c_in, lv->c_out);
                          relu_rows(y, lv->w * lv->c_out);
                        }
                      }});
@@ -217,7 +210,8 @@ void FpnPlan::append_steps(std::vector<Step>& steps) {
                      float* hbuf = d + w * c;
                      for (int64_t row = r0; row < r1; ++row) {
                        depthwise(last->y, last->h, w, c, c_dw, row, d);
-                       mm(d, w, c, c_pw, c_pw16, hid, c_pwb, hbuf);
+                       gemm_weights(c_pw16, false, c_pw, d, nullptr, w, c, hid, c_pwb, false, hbuf,
+                                    c, hid);
                        for (int64_t x = 0; x < w; ++x)
                          logits[row * w + x] = relu_dot(hbuf + x * hid, c_out, hid) + c_outb;
                      }

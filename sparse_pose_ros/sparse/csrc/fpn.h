@@ -59,9 +59,6 @@ struct FpnPlan {
   AmxWeights top16, c_pw16;
 
  private:
-  // C (n x N) = A (n x K) @ W [+ bias]: W row-major f32, or its AMX packing when not empty
-  static inline void mm(const float* a, int64_t n, int64_t K, const float* w,
-                        const AmxWeights& w16, int64_t N, const float* bias, float* c);
   inline void upsample_add(const Level& lv, const float* prev, int64_t row) const;
   inline void depthwise(const float* src, int64_t h, int64_t w, int64_t c, const float* wd,
                         int64_t row, float* out) const;

@@ -61,12 +61,8 @@ struct PointwisePlan {
 
   // C[:, c0:c1) of the conv of n rows (row r of x at rows[r], or r)
   void conv(const float* xp, const int32_t* rows, int64_t m, float* yp, int64_t c0, int64_t c1) const {
-    if (!w16.empty()) {
-      gemm_amx(xp, rows, m, c_in, w16, bias.data_ptr<float>(), relu6, yp, c_in, c_out, c0, c1);
-    } else {
-      gemm_packed(xp, rows, m, c_in, w_panels.data(), c_out, bias.data_ptr<float>(), relu6, yp,
-                  c_in, c_out, c0, c1);
-    }
+    gemm_weights(w16, true, w_panels.data(), xp, rows, m, c_in, c_out, bias.data_ptr<float>(),
+                 relu6, yp, c_in, c_out, c0, c1);
   }
 
   // The block whose output this conv reads, where every cell it skipped holds one vector (a
@@ -312,24 +308,10 @@ class Fpn {
                   "fpn: a tap has the wrong size");
       plan_.in[l + 1] = feats[l + 1].data_ptr<float>();
     }
-    done_.assign(steps_.size(), 0);
-    t0_ = now_ns();
-    run_steps(plan_.threads, steps_, done_.data());
-  }
-  // seconds of each step of the last run (profiling)
-  std::vector<double> times() const {
-    std::vector<double> out;
-    int64_t prev = t0_;
-    for (int64_t d : done_) {
-      out.push_back(d == 0 ? 0.0 : static_cast<double>(d - prev) * 1e-9);
-      if (d != 0) prev = d;
-    }
-    return out;
+    run_steps(plan_.threads, steps_);
   }
 
  private:
-  std::vector<int64_t> done_;
-  int64_t t0_ = 0;
   FpnPlan plan_;
   std::vector<Step> steps_;
 };
@@ -368,7 +350,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def(pybind11::init<const std::vector<at::Tensor>&, const std::vector<at::Tensor>&,
                           const std::vector<int64_t>&, int64_t>())
       .def("run", &Fpn::run)
-      .def("times", &Fpn::times)
       .def("use_bf16", &Fpn::use_bf16);
   pybind11::class_<Pointwise>(m, "Pointwise")
       .def(pybind11::init<const at::Tensor&, const at::Tensor&, const at::Tensor&,

@@ -375,6 +375,22 @@ inline void gemm_packed(const float* a, const int32_t* rows, int64_t n, int64_t 
   }
 }
 
+// C[:, c0:c1) = A @ W [+ bias] [ReLU6] with W in whichever form a plan holds it: AMX tiles
+// (``w16`` not empty: bf16), panel-packed f32 (``packed``, pack_panels) or row-major f32 (every
+// column; c0 = 0, c1 = -1). Rows of A and lda / ldc as in gemm.
+inline void gemm_weights(const AmxWeights& w16, bool packed, const float* W, const float* a,
+                         const int32_t* rows, int64_t n, int64_t K, int64_t N, const float* bias,
+                         bool act, float* C, int64_t lda, int64_t ldc, int64_t c0 = 0,
+                         int64_t c1 = -1) {
+  if (!w16.empty()) {
+    gemm_amx(a, rows, n, K, w16, bias, act, C, lda, ldc, c0, c1);
+  } else if (packed) {
+    gemm_packed(a, rows, n, K, W, N, bias, act, C, lda, ldc, c0, c1);
+  } else {
+    gemm(a, rows, n, K, W, N, bias, act, C, lda, ldc);
+  }
+}
+
 // One output of the masked depthwise 3x3: acc = ReLU6(bias + sum over present taps of w[t] * src).
 inline void depthwise_row(const float* const* src, const int* tap_of, int n_taps, const float* wd,
                           const float* bd, int64_t c_e, float* acc) {
