@@ -113,9 +113,11 @@ class SparseCpuBackend(Backend):
         probe_every: adaptive mode re-times the path not in use on one frame in this many
             (:class:`~.path_choice.PathChooser`), so the choice follows live timings.
         kernel_precision: "f32" (default), "bf16": the kernel's expand / project GEMMs and
-            the 1x1 after the last block on AMX tiles (bf16-rounded inputs, f32 sums; the rest
-            f32; ``SparseBackbone``'s ``precision``), refused where the CPU has no AMX; or
-            "auto": bf16 where the CPU has AMX, else f32. The adaptive dense path stays f32.
+            the 1x1 after the last block in bf16 (bf16-rounded inputs, f32 sums: AMX tiles or
+            the AVX512-BF16 dot product; the rest f32; ``SparseBackbone``'s ``precision``),
+            refused where the CPU has neither; or "auto": bf16 where it was measured faster
+            than f32 (AMX; AVX512-BF16 on AMD: ``executor.bf16_preferred``), else f32. The
+            adaptive dense path stays f32.
             (Not ``precision``: ``auto`` hands OpenVINO's ``precision`` to whichever backend
             takes one.)
     """
@@ -135,7 +137,7 @@ class SparseCpuBackend(Backend):
         **shared: Any,
     ) -> None:
         from ..sparse.cpu_kernel import load_cpu_kernel
-        from ..sparse.executor import SparsePoseNetwork, bf16_available
+        from ..sparse.executor import SparsePoseNetwork, bf16_available, bf16_preferred
 
         if kernel_precision not in SPARSE_PRECISIONS:
             raise ValueError(f"kernel_precision must be one of {SPARSE_PRECISIONS}, got "
@@ -159,10 +161,10 @@ class SparseCpuBackend(Backend):
                                f"compiler?), cannot run {path}")  # fmt: skip
         precision = kernel_precision
         if precision == "auto":
-            precision = "bf16" if bf16_available() else "f32"
+            precision = "bf16" if bf16_preferred() else "f32"
         elif precision == "bf16" and not bf16_available():
-            raise BackendError(f"sparse-cpu kernel_precision bf16 needs a CPU with AMX, cannot "
-                               f"run {path} so")  # fmt: skip
+            raise BackendError(f"sparse-cpu kernel_precision bf16 needs a CPU with AMX or "
+                               f"AVX512-BF16, cannot run {path} so")  # fmt: skip
         size = info.input_size
         #: what the kernel's GEMMs run in ("f32" or "bf16"), after "auto" is resolved
         self.precision = precision

@@ -28,6 +28,8 @@ in ``skipped``; ``--contenders`` filters, ``--checkpoint NAME=PATH`` points one 
   units) otherwise; ``ours_sparse_own_masks``: its own masks on every frame;
   ``ours_sparse_bf16`` / ``ours_sparse_lightning_bf16``: the same with the kernel's GEMMs in
   bf16 on AMX tiles (``kernel_precision="bf16"``; "could not start" on a CPU without AMX);
+  ``ours_sparse_ort_head``: ``ours_sparse`` with the person box and the windowed head in ONNX
+  Runtime (``head="ort"``: what ran before ``sparse.window_head_plan``; the A/B of that plan);
 * ``ours_dense_ort`` / ``ours_dense_lightning_ort``: the dense checkpoint in the
   ``onnxruntime`` backend (what a user gets exporting without masks);
 * ``movenet_thunder_ort`` / ``movenet_lightning_ort``: MoveNet as imported, 2D only: backbone +
@@ -168,6 +170,9 @@ class ContenderSpec:
     #: with strips: a strip holds the person when their joint box's width x this fits it (the
     #: node's ``strip_margin``)
     strip_margin: float = NODE_STRIP_MARGIN
+    #: kind sparse: where the neck + head run (``sparse-cpu``'s ``head``: "auto" compiles them
+    #: where the kernel can, "ort" keeps the person box and the windowed head in ONNX Runtime)
+    head: str = "auto"
 
 
 #: MoveNet Lightning's own input side: the Lightning pair's contenders but ``_node_defaults_256``
@@ -187,6 +192,9 @@ def default_contenders() -> list[ContenderSpec]:
         ContenderSpec("ours_sparse", "sparse", sparse, label="ours sparse, full frame"),
         ContenderSpec("ours_sparse_bf16", "sparse", sparse, precision="bf16",
                       label="ours sparse, full frame, GEMMs in bf16 (AMX)"),
+        ContenderSpec("ours_sparse_ort_head", "sparse", sparse, head="ort",
+                      label="ours sparse, full frame, the person box and windowed head in "
+                      "ONNX Runtime"),
         ContenderSpec("ours_sparse_own_masks", "sparse", sparse, region=False,
                       label="ours sparse, full frame, own masks only"),
         ContenderSpec("ours_sparse_lightning", "sparse", lightning_sparse,
@@ -641,7 +649,8 @@ def make_runner(spec: ContenderSpec, threads: int, options: Options,
             else ("onnxruntime", {"spin_wait": options.ort_spin})
         kind = {"sparse": ("sparse-cpu", {"mask_threshold": options.mask_threshold,
                                           "head_gating": True, "adaptive": False,
-                                          "kernel_precision": spec.precision}),
+                                          "kernel_precision": spec.precision,
+                                          "head": spec.head}),
                 "dense": dense}  # fmt: skip
         name, own = kind[spec.kind]
 

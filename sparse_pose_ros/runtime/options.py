@@ -68,7 +68,8 @@ OPENVINO_PRECISIONS: tuple[str, ...] = ("f32", "bf16", "f16", "auto", "bf16_stri
 #: the network's time; without the re-check they locked onto a wrong pose in 4 of 8 starts.
 OPENVINO_PRECISION_DEFAULT = "bf16_strips"
 #: The sparse-cpu kernel's GEMM arithmetic (``kernel_precision``, the node's
-#: ``sparse_precision``): f32, bf16 on AMX tiles, or auto (bf16 where the CPU has AMX).
+#: ``sparse_precision``): f32, bf16 (AMX tiles or the AVX512-BF16 dot product), or auto (bf16
+#: where it was measured faster: AMX, or AVX512-BF16 on AMD).
 SPARSE_PRECISIONS: tuple[str, ...] = ("f32", "bf16", "auto")
 
 

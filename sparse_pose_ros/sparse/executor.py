@@ -100,11 +100,22 @@ class _BlockState:
 
 def bf16_available() -> bool:
     """Whether ``precision="bf16"`` can run here: the compiled kernel builds, was compiled for
-    AMX (``-march=native`` on a CPU that has it) and Linux grants the process AMX's tile state."""
+    AMX or AVX512-BF16 (``-march=native`` on a CPU that has one) and, for AMX, Linux grants
+    the process the tile state."""
     from .cpu_kernel import load_cpu_kernel
 
     cpp = load_cpu_kernel()
-    return cpp is not None and bool(cpp.amx_available())
+    return cpp is not None and bool(cpp.bf16_available())
+
+
+def bf16_preferred() -> bool:
+    """Whether ``"auto"`` takes bf16 here: where bf16 was measured faster than f32, i.e. AMX
+    tiles, or the AVX512-BF16 dot product on an AMD CPU (0.49-0.64x f32's GEMM time on an EPYC,
+    1.3-1.7x on the Xeon whose AMX is faster still; ``csrc/simd_gemm.h``)."""
+    from .cpu_kernel import load_cpu_kernel
+
+    cpp = load_cpu_kernel()
+    return cpp is not None and bool(cpp.bf16_auto())
 
 
 class SparseBackbone:
@@ -129,9 +140,10 @@ class SparseBackbone:
             when buffers are planned). Separate from torch's process-wide setting so a node
             can keep the kernel single-threaded on shared cores (docs/sparse.md).
         precision: ``"f32"``, or ``"bf16"``: the compiled kernel's expand / project GEMMs and
-            the 1x1 after the last block multiply bf16-rounded inputs on AMX tiles (f32 sums;
-            stem, depthwise and everything else f32). Only where :func:`bf16_available`: on
-            the 2-core Xeon the late blocks' GEMMs ran 2.5-5x faster (docs/sparse.md).
+            the 1x1 after the last block multiply bf16-rounded inputs, f32 sums (AMX tiles, or
+            the AVX512-BF16 dot product; stem, depthwise and everything else f32). Only where
+            :func:`bf16_available`: on the 2-core Xeon the late blocks' GEMMs ran 2.5-5x faster
+            on the tiles, on the EPYC 1.6-2x with the dot product (docs/sparse.md).
     """
 
     def __init__(
@@ -168,8 +180,8 @@ class SparseBackbone:
                 log.warning("compiled CPU kernel unavailable; using the PyTorch-ops kernel")
                 self.kernel = "torch"
         if precision == "bf16" and not bf16_available():
-            raise ValueError("precision='bf16' needs the compiled kernel on a CPU with AMX "
-                             "(bf16_available() is False here)")  # fmt: skip
+            raise ValueError("precision='bf16' needs the compiled kernel on a CPU with AMX or "
+                             "AVX512-BF16 (bf16_available() is False here)")  # fmt: skip
         self.precision = precision
         #: number of host reads of device counts during the last frame (tests assert on it)
         self.host_reads = 0
@@ -580,12 +592,14 @@ class SparsePoseNetwork:
     Args:
         net: the network.
         head: where the dense neck + head run: ``"cpp"`` (the compiled kernel's workers, on
-            the executor's buffers in place; :mod:`.head_plan`), ``"ort"`` (ONNX Runtime, fed
-            the channels-last buffers without a copy; :mod:`.ort_head`), ``"torch"`` (eager) or
-            ``"auto"`` (cpp when the backbone runs the compiled kernel and the head is the
-            factorized one, else ORT when installed, else torch). With ``"cpp"``, and with
-            ``"ort"`` where the head reads a region (``OrtHead``'s windowed graphs),
-            ``heatmaps`` and ``triplets`` are views valid until the next call.
+            the executor's buffers in place: the light neck + head, :mod:`.head_plan`, or
+            MoveNet's FPN + the person box + the head on its window + the lifter,
+            :mod:`.window_head_plan`), ``"ort"`` (ONNX Runtime, fed the channels-last buffers
+            without a copy; :mod:`.ort_head`), ``"torch"`` (eager) or ``"auto"`` (cpp when the
+            backbone runs the compiled kernel and one of the plans fits the network, else ORT
+            when installed, else torch). With ``"cpp"``, and with ``"ort"`` where the head
+            reads a region (``OrtHead``'s windowed graphs), ``heatmaps`` and ``triplets`` are
+            views valid until the next call.
         head_threads: intra-op threads of the ORT head session (``head="ort"`` only). Default
             1: a second thread pool next to the kernel's on a 2-core machine either sleeps
             (no gain) or spins and slows the backbone (docs/sparse.md).
@@ -603,18 +617,24 @@ class SparsePoseNetwork:
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         self.compiled_fpn = compiled_fpn
-        from .head_plan import CppHead, supported
+        from .head_plan import CppHead
+        from .head_plan import supported as light_supported
         from .ort_head import OrtHead, ort_available
+        from .window_head_plan import CppNeckHead
+        from .window_head_plan import supported as window_supported
 
         self.net = net
         self.backbone = SparseBackbone(net.backbone, **kwargs)  # type: ignore[arg-type]
         if head == "ort" and not ort_available():
             raise ValueError("head='ort' needs onnxruntime, which is not installed")
-        why_not = supported(net) or (None if self.backbone._cpp is not None
-                                     else "the compiled kernel is not in use")  # fmt: skip
+        light_why, window_why = light_supported(net), window_supported(net)
+        why_not = ("the compiled kernel is not in use" if self.backbone._cpp is None
+                   else None if light_why is None or window_why is None
+                   else f"{light_why}; {window_why}")  # fmt: skip
         cpp_ok = why_not is None
         if head == "cpp" and not cpp_ok:
-            raise ValueError(f"head='cpp' needs kernel='cpp' and a factorized head: {why_not}")
+            raise ValueError(f"head='cpp' needs kernel='cpp' and a head the kernel compiles: "
+                             f"{why_not}")  # fmt: skip
         if head == "cpp" or (head == "auto" and cpp_ok):
             self.head = "cpp"
         elif head == "ort" or (head == "auto" and ort_available()):
@@ -623,11 +643,12 @@ class SparsePoseNetwork:
             self.head = "torch"
         self._ort = (OrtHead(net, threads=head_threads, neck=self._compiled_fpn())
                      if self.head == "ort" else None)  # fmt: skip
-        self._cpp_head = (
-            CppHead(net, self.backbone._cpp, threads=self.backbone.threads)
-            if self.head == "cpp"
-            else None
-        )
+        cpp = self.backbone._cpp
+        self._cpp_head = (CppHead(net, cpp, threads=self.backbone.threads)
+                          if self.head == "cpp" and light_why is None else None)  # fmt: skip
+        self._neck_head = (CppNeckHead(net, cpp, threads=self.backbone.threads,
+                                       precision=self.backbone.precision)
+                           if self.head == "cpp" and light_why is not None else None)  # fmt: skip
 
     def _compiled_fpn(self) -> Any:
         """MoveNet's FPN + centre logits in the compiled kernel (``fpn_plan``) for the ORT
@@ -645,8 +666,9 @@ class SparsePoseNetwork:
         self.backbone.refresh()
         if self._ort is not None:
             self._ort.refresh()
-        if self._cpp_head is not None:
-            self._cpp_head.refresh()
+        for plan in (self._cpp_head, self._neck_head):
+            if plan is not None:
+                plan.refresh()
 
     @torch.no_grad()
     def __call__(self, x: Tensor, region: Tensor | None = None) -> PoseOutput:
@@ -655,6 +677,10 @@ class SparsePoseNetwork:
             heatmaps, triplets, joints = self._cpp_head(feats, *skips,
                                                         gate=self.net.head_gate(masks))
             joints = self.net.refine_joints(joints)
+        elif self._neck_head is not None:  # refine_joints is in the plan
+            heatmaps, triplets, joints = self._neck_head(
+                *(t.permute(0, 2, 3, 1) for t in (feats, *skips)),
+                gate=self.net.head_gate(masks))  # fmt: skip
         else:
             t0 = time.perf_counter()
             if self._ort is not None and x.device.type == "cpu":

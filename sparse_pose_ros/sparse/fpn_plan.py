@@ -101,7 +101,8 @@ class CppFpn:
     def _n_threads(self) -> int:
         return self.threads if self.threads is not None else torch.get_num_threads()
 
-    def _record(self, top: Tensor, taps: tuple[Tensor, ...]) -> None:
+    def _record(self, top: Tensor, taps: tuple[Tensor, ...], gate: Tensor | None = None) -> None:
+        """A new plan for these feature shapes (``gate``: for a subclass's head)."""
         b, h0, w0, _ = top.shape
         widths = [self._weights[1].numel()]
         bufs = [torch.zeros(b * h0 * w0, widths[0])]
@@ -122,13 +123,18 @@ class CppFpn:
 
     @torch.no_grad()
     def __call__(self, top: Tensor, *taps: Tensor) -> tuple[Tensor, Tensor]:
-        feats = (top, *taps)
-        if any(f.dim() != 4 or not f.is_contiguous() or f.dtype != torch.float32 for f in feats):
-            raise ValueError("CppFpn takes contiguous float32 channels-last (B, H, W, C) maps")
-        key = (self._n_threads(), *(tuple(f.shape) for f in feats))
-        if key != self._key:
-            self._record(top, taps)
-            self._key = key
-        self._plan.run([f.reshape(-1) for f in feats])
+        self._run((top, *taps))
         assert self._out is not None
         return self._out
+
+    def _run(self, feats: tuple[Tensor, ...], extra: Any = None,
+             gate: Tensor | None = None) -> None:
+        """Run the plan on ``feats`` (recorded again where their shapes, the thread count or
+        ``extra`` changed) [+ the head's gate]."""
+        if any(f.dim() != 4 or not f.is_contiguous() or f.dtype != torch.float32 for f in feats):
+            raise ValueError("CppFpn takes contiguous float32 channels-last (B, H, W, C) maps")
+        key = (self._n_threads(), extra, *(tuple(f.shape) for f in feats))
+        if key != self._key:
+            self._record(feats[0], feats[1:], gate)
+            self._key = key
+        self._plan.run([f.reshape(-1) for f in feats], None if gate is None else gate.reshape(-1))

@@ -171,13 +171,13 @@ def movenet_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_movenet_architecture_matches_torch_backend(
     movenet_checkpoint: Path, frame64: np.ndarray, threads: int
 ) -> None:
-    """The compiled backbone with the FPN neck + head_pre in ONNX Runtime (the compiled head
-    only has the light neck). adaptive=False: the adaptive path's dense ONNX export of this
-    architecture belongs to export/ and is not there yet."""
+    """The compiled backbone with MoveNet's FPN, the person box and the head on its window
+    compiled too (``window_head_plan``). adaptive=False: the adaptive path's dense ONNX export
+    of this architecture belongs to export/ and is not there yet."""
     ref = create_backend("torch", movenet_checkpoint, device="cpu")
     sp = create_backend("sparse-cpu", movenet_checkpoint, device="cpu", num_threads=threads,
                         adaptive=False)  # fmt: skip
-    assert sp.runner.head in ("ort", "torch")
+    assert sp.runner.head == "cpp" and sp.runner._neck_head is not None
     assert 32 in sp.policy and sp.info.input_size == 64
     for threshold in (0.3, 0.5, 0.7):
         ref.set_mask_threshold(threshold)

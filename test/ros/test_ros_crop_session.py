@@ -378,10 +378,11 @@ def test_auto_on_a_gated_model_gets_its_crop_session(make_node):
 
 def test_sparse_precision_reaches_every_sparse_session(make_node):
     """sparse_precision goes to sparse-cpu's kernel_precision (through auto too): auto is bf16
-    where the CPU has AMX, f32 stays f32, and the crop session gets the same."""
-    from sparse_pose_ros.sparse.executor import bf16_available
+    where it was measured faster (AMX; AVX512-BF16 on AMD), f32 stays f32, and the crop session
+    gets the same."""
+    from sparse_pose_ros.sparse.executor import bf16_preferred
 
-    expected = "bf16" if bf16_available() else "f32"
+    expected = "bf16" if bf16_preferred() else "f32"
     for backend, precision, want in (("auto", "auto", expected), ("sparse-cpu", "f32", "f32")):
         node = make_node(backend=backend, device="cpu", sparse_precision=precision)
         assert _ready(node)["model_state"] == "ready"

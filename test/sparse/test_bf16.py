@@ -1,5 +1,6 @@
-"""bf16 GEMMs on AMX tiles (``precision="bf16"``): the tile code against exact references, the
-gated backbone against f32, and the refusals where the CPU has no AMX."""
+"""bf16 GEMMs (``precision="bf16"``: AMX tiles where the CPU has AMX, else the AVX512-BF16 dot
+product): the GEMM against exact references, the gated backbone against f32, and the refusals
+where the CPU has neither."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from test_executor import rel_diff, skip_fill_net
 from sparse_pose_ros.sparse import SparseBackbone, SparsePoseNetwork
 from sparse_pose_ros.sparse import executor as executor_mod
 from sparse_pose_ros.sparse.cpu_kernel import load_cpu_kernel
-from sparse_pose_ros.sparse.executor import bf16_available
+from sparse_pose_ros.sparse.executor import bf16_available, bf16_preferred
 
-needs_amx = pytest.mark.skipif(
+needs_bf16 = pytest.mark.skipif(
     not bf16_available(),
-    reason="bf16 GEMMs need the compiled kernel on a CPU with AMX (Sapphire Rapids or later); "
-    "this machine has none",
+    reason="bf16 GEMMs need the compiled kernel on a CPU with AMX (Sapphire Rapids or later) or "
+    "AVX512-BF16 (Cooper Lake, Zen 4 or later); this machine has neither",
 )
 
 
@@ -26,11 +27,12 @@ def bf16_values(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.randn(*shape, generator=g).bfloat16().float()
 
 
-@needs_amx
+@needs_bf16
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(("n", "c_in", "c_out"), [(37, 45, 70), (5, 280, 1680), (64, 33, 16)])
-def test_tile_gemm_equals_f32_on_bf16_values(threads, n, c_in, c_out):
-    """Row, K and column tails (37 rows, K 45 -> 64 padded, 70 columns = 4 blocks + 6) and a
+def test_bf16_gemm_equals_f32_on_bf16_values(threads, n, c_in, c_out):
+    """Row, K and column tails (37 rows, K 45 -> 64 padded for the tiles, 46 for the dot
+    product; 70 columns = 4 blocks + 6; K 33, odd) and a
     wide late-block shape: the same sums as torch's f32 matmul, with bias and ReLU6."""
     cpp = load_cpu_kernel()
     w, x = bf16_values((c_in, c_out), 1), bf16_values((n + 1, c_in), 2)
@@ -48,7 +50,7 @@ def test_tile_gemm_equals_f32_on_bf16_values(threads, n, c_in, c_out):
     assert 0.0 < rel_diff(out[:-1], exact) < 2e-2
 
 
-@needs_amx
+@needs_bf16
 @pytest.mark.parametrize("threads", [1, 2])
 def test_bf16_backbone_stays_close_to_f32(threads):
     """MoveNet Thunder's gated backbone with a region (channel-split blocks on two threads, the
@@ -66,7 +68,7 @@ def test_bf16_backbone_stays_close_to_f32(threads):
             assert rel_diff(s, s_ref) < 3e-2
 
 
-@needs_amx
+@needs_bf16
 def test_bf16_network_keeps_the_joints():
     net = skip_fill_net("lightning", seed=5)
     x = torch.randn(1, 3, 64, 64)
@@ -80,7 +82,7 @@ def test_precision_is_checked(monkeypatch):
     with pytest.raises(ValueError, match="precision must be one of"):
         SparseBackbone(net.backbone, kernel="cpp", precision="f16")
     monkeypatch.setattr(executor_mod, "bf16_available", lambda: False)
-    with pytest.raises(ValueError, match="AMX"):
+    with pytest.raises(ValueError, match="AVX512-BF16"):
         SparseBackbone(net.backbone, kernel="cpp", precision="bf16")
 
 
@@ -93,19 +95,20 @@ def test_sparse_backend_kernel_precision(monkeypatch):
     with pytest.raises(ValueError, match="kernel_precision"):
         create_backend("sparse-cpu", model, device="cpu", adaptive=False, kernel_precision="f16")
     monkeypatch.setattr(executor_mod, "bf16_available", lambda: False)
-    with pytest.raises(BackendError, match="AMX"):
+    monkeypatch.setattr(executor_mod, "bf16_preferred", lambda: False)
+    with pytest.raises(BackendError, match="AVX512-BF16"):
         create_backend("sparse-cpu", model, device="cpu", adaptive=False, kernel_precision="bf16")
     be = create_backend("sparse-cpu", model, device="cpu", adaptive=False, kernel_precision="auto")
     assert be.precision == "f32" and be.runner.backbone.precision == "f32"
     monkeypatch.undo()
     be = create_backend("sparse-cpu", model, device="cpu", adaptive=False, kernel_precision="auto")
-    assert be.precision == ("bf16" if bf16_available() else "f32")
+    assert be.precision == ("bf16" if bf16_preferred() else "f32")
     assert be.runner.backbone.precision == be.precision
 
 
-@needs_amx
+@needs_bf16
 def test_bf16_fpn_stays_close_to_f32():
-    """The compiled FPN's 1x1 convs on AMX tiles: neck and centre logits within 3 % of f32,
+    """The compiled FPN's 1x1 convs in bf16: neck and centre logits within 3 % of f32,
     and not equal to them."""
     from sparse_pose_ros.export.random_model import random_movenet_network
     from sparse_pose_ros.sparse.fpn_plan import CppFpn

@@ -248,12 +248,14 @@ def test_movenet_last_conv_and_sequence_profile(threads: int) -> None:
 
 
 def test_workers_linger_through_a_head_outside_the_kernel() -> None:
-    """With the neck + head outside the kernel (MoveNet's FPN: ONNX Runtime or eager), the
-    network asks the workers to spin through it (``linger_us``: the head's time + 25 %, capped)
-    so that a frame right after finds them awake; one thread never lingers; frames with and
-    without lingering give the same result."""
+    """With the neck + head outside the kernel (MoveNet's FPN in ONNX Runtime or eager, not
+    the compiled window head that ``auto`` picks), the network asks the workers to spin through
+    it (``linger_us``: the head's time + 25 %, capped) so that a frame right after finds them
+    awake; one thread never lingers; frames with and without lingering give the same result;
+    the compiled head, run by the workers themselves, asks for no lingering."""
     from sparse_pose_ros.model.network import movenet_config
     from sparse_pose_ros.sparse.executor import LINGER_CAP_US
+    from sparse_pose_ros.sparse.ort_head import ort_available
 
     kernel = load_cpu_kernel()
     torch.manual_seed(8)
@@ -263,9 +265,13 @@ def test_workers_linger_through_a_head_outside_the_kernel() -> None:
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         ref = net(x)
-    one = SparsePoseNetwork(net, kernel="cpp", threads=1)
-    two = SparsePoseNetwork(net, kernel="cpp", threads=2)
-    assert one.head != "cpp" and two.head != "cpp"
+    outside = "ort" if ort_available() else "torch"
+    one = SparsePoseNetwork(net, kernel="cpp", threads=1, head=outside)
+    two = SparsePoseNetwork(net, kernel="cpp", threads=2, head=outside)
+    compiled = SparsePoseNetwork(net, kernel="cpp", threads=2)
+    assert compiled.head == "cpp"
+    compiled(x)
+    assert compiled.backbone.linger_us == 0
     before = kernel.worker_chunks(2)
     for k in range(3):
         two.backbone.linger_us = 0 if k == 1 else two.backbone.linger_us

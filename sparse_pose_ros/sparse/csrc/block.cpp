@@ -157,12 +157,13 @@ void BlockPlan::make_slices(int64_t n, const at::Tensor& w_expand, const at::Ten
 }
 
 void BlockPlan::use_bf16() {
-  TORCH_CHECK(amx_enable(), "bf16 blocks need AMX (this build or this CPU has none)");
+  TORCH_CHECK(bf16_enable(),
+              "bf16 blocks need AMX or AVX512-BF16 (this build or CPU has neither)");
   const float* wex = has_expand ? keep[2].data_ptr<float>() : nullptr;  // (c_in, c_e)
   const float* wpr = keep[6].data_ptr<float>();                          // (c_e, c_out)
   auto pack = [&](Slice& sl) {
-    if (wex != nullptr) sl.we16 = pack_amx(wex + sl.c0, c_in, sl.cw, c_e);
-    sl.wp16 = pack_amx(wpr + sl.c0 * c_out, sl.cw, c_out, c_out);
+    if (wex != nullptr) sl.we16 = pack_bf16(wex + sl.c0, c_in, sl.cw, c_e);
+    sl.wp16 = pack_bf16(wpr + sl.c0 * c_out, sl.cw, c_out, c_out);
   };
   pack(whole);
   for (Slice& sl : slices) pack(sl);

@@ -67,8 +67,8 @@ struct BlockPlan {
     float* out = nullptr;
     bool packed = true;
     std::vector<float> own_we, own_wd, own_wp;  // a channel slice's copies of its weights
-    // use_bf16: its GEMM weights for the AMX tiles (then the GEMMs run in bf16)
-    AmxWeights we16, wp16;
+    // use_bf16: its GEMM weights in bf16 (pack_bf16: AMX tiles or the dot product)
+    Bf16Weights we16, wp16;
   };
   // Every channel (the plan's own weights, output p_buf): step 3 cut into bands of rows.
   Slice whole;
@@ -102,9 +102,9 @@ struct BlockPlan {
 
   void append_steps(std::vector<Step>& steps);
 
-  // From now on the expand and project GEMMs run in bf16 on AMX tiles (simd_gemm.h: gemm_amx,
-  // why and what it measured); the depthwise, index and scatter steps stay in f32. Packs the
-  // weights once; refuses where amx_enable() is false.
+  // From now on the expand and project GEMMs run in bf16 (simd_gemm.h: AMX tiles or the
+  // AVX512-BF16 dot product, why and what they measured); the depthwise, index and scatter
+  // steps stay in f32. Packs the weights once; refuses where bf16_enable() is false.
   void use_bf16();
 
   std::vector<int64_t> counts() const { return {n_hard, n_dil_true, compute_all ? 1 : 0}; }

@@ -124,52 +124,15 @@ inline void FpnPlan::upsample_add(const Level& lv, const float* prev, int64_t ro
   }
 }
 
-// depthwise 3x3 (no bias, zero padding) of output row ``row`` (= b*h + y) of an h x w map: per
-// pixel and 16-channel block the taps accumulate in a register, one store each (a load-add-store
-// per tap stalled on store forwarding of the masked 24-channel tails: 2x slower)
-inline void FpnPlan::depthwise(const float* src, int64_t h, int64_t w, int64_t c, const float* wd,
-                               int64_t row, float* out) const {
-  const int64_t b = row / h, y = row % h;
-  const float* rows[3];
-  int64_t n_rows = 0, dys[3];
-  for (int64_t dy = -1; dy <= 1; ++dy) {
-    if (y + dy < 0 || y + dy >= h) continue;
-    rows[n_rows] = src + (b * h + y + dy) * w * c;
-    dys[n_rows++] = dy + 1;
-  }
-  for (int64_t x = 0; x < w; ++x) {
-    const int64_t dx0 = x > 0 ? -1 : 0, dx1 = x + 1 < w ? 1 : 0;
-#ifdef __AVX512F__
-    for (int64_t k = 0; k < c; k += 16) {
-      const __mmask16 m = lanes(c - k);
-      __m512 acc = _mm512_setzero_ps();
-      for (int64_t i = 0; i < n_rows; ++i)
-        for (int64_t dx = dx0; dx <= dx1; ++dx)
-          acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, wd + (dys[i] * 3 + dx + 1) * c + k),
-                                _mm512_maskz_loadu_ps(m, rows[i] + (x + dx) * c + k), acc);
-      _mm512_mask_storeu_ps(out + x * c + k, m, acc);
-    }
-#else
-    float* o = out + x * c;
-    std::fill(o, o + c, 0.0f);
-    for (int64_t i = 0; i < n_rows; ++i)
-      for (int64_t dx = dx0; dx <= dx1; ++dx) {
-        const float* wt = wd + (dys[i] * 3 + dx + 1) * c;
-        const float* sp = rows[i] + (x + dx) * c;
-        for (int64_t k = 0; k < c; ++k) o[k] += wt[k] * sp[k];
-      }
-#endif
-  }
-}
-
 void FpnPlan::use_bf16() {
-  TORCH_CHECK(amx_enable(), "a bf16 FPN needs AMX (this build or this CPU has none)");
-  top16 = pack_amx(top_w, c_top_in, c_top, c_top);
+  TORCH_CHECK(bf16_enable(),
+              "a bf16 FPN needs AMX or AVX512-BF16 (this build or CPU has neither)");
+  top16 = pack_bf16(top_w, c_top_in, c_top, c_top);
   for (Level& lv : levels) {
-    lv.lat16 = pack_amx(lv.lat_w, lv.c_tap, lv.c_in, lv.c_in);
-    lv.pw16 = pack_amx(lv.pw_w, lv.c_in, lv.c_out, lv.c_out);
+    lv.lat16 = pack_bf16(lv.lat_w, lv.c_tap, lv.c_in, lv.c_in);
+    lv.pw16 = pack_bf16(lv.pw_w, lv.c_in, lv.c_out, lv.c_out);
   }
-  c_pw16 = pack_amx(c_pw, levels.back().c_out, hid, hid);
+  c_pw16 = pack_bf16(c_pw, levels.back().c_out, hid, hid);
 }
 
 void FpnPlan::append_steps(std::vector<Step>& steps) {
@@ -194,7 +157,8 @@ void FpnPlan::append_steps(std::vector<Step>& steps) {
     steps.push_back({rows, chunk, false, [this, lv](int64_t r0, int64_t r1, int tid) {
                        float* d = scratch[static_cast<size_t>(tid)].data();
                        for (int64_t row = r0; row < r1; ++row) {
-                         depthwise(lv->z, lv->h, lv->w, lv->c_in, lv->dw, row, d);
+                         depthwise_plain(lv->z, lv->h, lv->w, lv->c_in, lv->dw, row / lv->h, row % lv->h, 0,
+                                         lv->w, d);
                          float* y = lv->y + row * lv->w * lv->c_out;
                          gemm_weights(lv->pw16, false, lv->pw_w, d, nullptr, lv->w, lv->c_in,
                                       lv->c_out, lv->pw_b, false, y, lv->c_in, lv->c_out);
@@ -209,7 +173,8 @@ void FpnPlan::append_steps(std::vector<Step>& steps) {
                      float* d = scratch[static_cast<size_t>(tid)].data();
                      float* hbuf = d + w * c;
                      for (int64_t row = r0; row < r1; ++row) {
-                       depthwise(last->y, last->h, w, c, c_dw, row, d);
+                       depthwise_plain(last->y, last->h, w, c, c_dw, row / last->h, row % last->h, 0, w,
+                                       d);
                        gemm_weights(c_pw16, false, c_pw, d, nullptr, w, c, hid, c_pwb, false, hbuf,
                                     c, hid);
                        for (int64_t x = 0; x < w; ++x)

@@ -31,7 +31,7 @@ struct FpnPlan {
     const float *lat_w = nullptr, *lat_b = nullptr, *dw = nullptr, *pw_w = nullptr,
                 *pw_b = nullptr;
     float *z = nullptr, *y = nullptr;
-    AmxWeights lat16, pw16;  // use_bf16
+    Bf16Weights lat16, pw16;  // use_bf16
   };
   std::vector<at::Tensor> keep;
   int64_t batch = 1, threads = 1, h0 = 0, w0 = 0, c_top_in = 0, c_top = 0, hid = 0;
@@ -53,15 +53,14 @@ struct FpnPlan {
 
   void append_steps(std::vector<Step>& steps);
 
-  // The 1x1 convs from now on in bf16 on AMX tiles (simd_gemm.h: gemm_amx); the depthwise,
-  // upsampling and the centre's last 1x1 stay f32. Refuses where amx_enable() is false.
+  // The 1x1 convs from now on in bf16 (simd_gemm.h: AMX tiles or the AVX512-BF16 dot
+  // product); the depthwise, upsampling and the centre's last 1x1 stay f32. Refuses where
+  // bf16_enable() is false.
   void use_bf16();
-  AmxWeights top16, c_pw16;
+  Bf16Weights top16, c_pw16;
 
  private:
   inline void upsample_add(const Level& lv, const float* prev, int64_t row) const;
-  inline void depthwise(const float* src, int64_t h, int64_t w, int64_t c, const float* wd,
-                        int64_t row, float* out) const;
 };
 
 }  // namespace spr_cpu

@@ -8,11 +8,27 @@
 
 namespace spr_cpu {
 
-inline int64_t nearest_src(int64_t i, int64_t in, int64_t out) {  // = F.interpolate "nearest"
-  if (in == out) return i;
-  if (out == 2 * in) return i >> 1;
-  const float scale = static_cast<float>(in) / static_cast<float>(out);
-  return std::min(static_cast<int64_t>(std::floor(static_cast<float>(i) * scale)), in - 1);
+void gate_region(const float* gate, int64_t hg, int64_t wg, int64_t h, int64_t w, float* reg) {
+  thread_local std::vector<float> dilated;
+  if (static_cast<int64_t>(dilated.size()) < hg * wg) dilated.resize(hg * wg);
+  for (int64_t y = 0; y < hg; ++y)
+    for (int64_t x = 0; x < wg; ++x) {
+      float v = 0.0f;
+      for (int64_t yy = std::max<int64_t>(0, y - 1); yy <= std::min(hg - 1, y + 1); ++yy)
+        for (int64_t xx = std::max<int64_t>(0, x - 1); xx <= std::min(wg - 1, x + 1); ++xx)
+          v = std::max(v, gate[yy * wg + xx] > 0.0f ? 1.0f : 0.0f);
+      dilated[y * wg + x] = v;
+    }
+  bool any = false;
+  for (int64_t y = 0; y < h; ++y) {
+    const float* src = dilated.data() + nearest_src(y, hg, h) * wg;
+    for (int64_t x = 0; x < w; ++x) {
+      const float v = src[nearest_src(x, wg, w)];
+      reg[y * w + x] = v;
+      any = any || v > 0.0f;
+    }
+  }
+  if (!any) std::fill(reg, reg + h * w, 1.0f);
 }
 
 HeadPlan::HeadPlan(const at::Tensor& f16_t, const at::Tensor& f8_t, const at::Tensor& f4_t,
@@ -170,33 +186,9 @@ inline void HeadPlan::depthwise(const float* x, int64_t h, int64_t wdt, const fl
   }
 }
 
-// region = nearest_up(dilate3x3(gate)); an image whose region is empty gets all of it
 inline void HeadPlan::make_region() {
-  thread_local std::vector<float> dilated;
-  if (static_cast<int64_t>(dilated.size()) < hg * wg) dilated.resize(hg * wg);
-  const int64_t hw = h4 * w4;
-  for (int64_t bi = 0; bi < batch; ++bi) {
-    const float* g = gate + bi * hg * wg;
-    for (int64_t y = 0; y < hg; ++y)
-      for (int64_t x = 0; x < wg; ++x) {
-        float v = 0.0f;
-        for (int64_t yy = std::max<int64_t>(0, y - 1); yy <= std::min(hg - 1, y + 1); ++yy)
-          for (int64_t xx = std::max<int64_t>(0, x - 1); xx <= std::min(wg - 1, x + 1); ++xx)
-            v = std::max(v, g[yy * wg + xx] > 0.0f ? 1.0f : 0.0f);
-        dilated[y * wg + x] = v;
-      }
-    float* reg = region + bi * hw;
-    bool any = false;
-    for (int64_t y = 0; y < h4; ++y) {
-      const float* src = dilated.data() + nearest_src(y, hg, h4) * wg;
-      for (int64_t x = 0; x < w4; ++x) {
-        const float v = src[nearest_src(x, wg, w4)];
-        reg[y * w4 + x] = v;
-        any = any || v > 0.0f;
-      }
-    }
-    if (!any) std::fill(reg, reg + hw, 1.0f);
-  }
+  for (int64_t bi = 0; bi < batch; ++bi)
+    gate_region(gate + bi * hg * wg, hg, wg, h4, w4, region + bi * h4 * w4);
 }
 
 // stride-4 rows: pw conv into z[:, :ch], heatmaps + triplets into z[:, ch:], depth from all of z.

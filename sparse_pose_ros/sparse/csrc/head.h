@@ -3,12 +3,25 @@
 
 #include <torch/extension.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
 #include "worker_pool.h"
 
 namespace spr_cpu {
+
+inline int64_t nearest_src(int64_t i, int64_t in, int64_t out) {  // = F.interpolate "nearest"
+  if (in == out) return i;
+  if (out == 2 * in) return i >> 1;
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  return std::min(static_cast<int64_t>(std::floor(static_cast<float>(i) * scale)), in - 1);
+}
+
+// One image's head region from its execution mask (model/heads.py head_region): the (hg, wg)
+// mask dilated by one cell (3x3), nearest-upsampled to (h, w) as 0/1; all ones where empty.
+void gate_region(const float* gate, int64_t hg, int64_t wg, int64_t h, int64_t w, float* reg);
 
 // ---- neck + head ------------------------------------------------------------------------------------
 // The dense FPN neck and the factorized HEMlets head (model/heads.py) on the backbone's

@@ -4,7 +4,9 @@
 //   worker_pool.h/.cpp     the kernel's own worker pool (why not OpenMP: worker_pool.h)
 //   block.h/.cpp           one gated inverted-residual block as six steps (+ run_block)
 //   stem.h/.cpp            the dense stem (+ stem_conv)
-//   head.h/.cpp            the dense neck + factorized head
+//   head.h/.cpp            the dense neck + factorized head (the light neck)
+//   fpn.h/.cpp             MoveNet's FPN neck + person-centre logits
+//   window_head.h/.cpp     the person box, the head on its window, the readout + lifter
 //   module.cpp (this)      the 1x1 after the last block, BlockSequence (a whole backbone as one
 //                          call), Head, Pointwise and the Python bindings
 #include <torch/extension.h>
@@ -13,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "block.h"
@@ -20,6 +23,7 @@
 #include "head.h"
 #include "simd_gemm.h"
 #include "stem.h"
+#include "window_head.h"
 #include "worker_pool.h"
 
 namespace spr_cpu {
@@ -33,7 +37,7 @@ namespace spr_cpu {
 struct PointwisePlan {
   at::Tensor x, out, bias, w;
   std::vector<float> w_panels;
-  AmxWeights w16;  // use_bf16: the weights for the AMX tiles (the conv then runs in bf16)
+  Bf16Weights w16;  // use_bf16: the weights in bf16 (the conv then runs in bf16)
   int64_t n = 0, c_in = 0, c_out = 0, threads = 1;
   bool relu6 = true;
 
@@ -55,8 +59,9 @@ struct PointwisePlan {
   }
 
   void use_bf16() {
-    TORCH_CHECK(amx_enable(), "a bf16 1x1 conv needs AMX (this build or this CPU has none)");
-    w16 = pack_amx(w.data_ptr<float>(), c_in, c_out, c_out);
+    TORCH_CHECK(bf16_enable(),
+                "a bf16 1x1 conv needs AMX or AVX512-BF16 (this build or CPU has neither)");
+    w16 = pack_bf16(w.data_ptr<float>(), c_in, c_out, c_out);
   }
 
   // C[:, c0:c1) of the conv of n rows (row r of x at rows[r], or r)
@@ -202,10 +207,11 @@ class BlockSequence {
   }
   int64_t size() const { return static_cast<int64_t>(blocks_.size()); }
 
-  // bf16 GEMMs on AMX tiles for the blocks and the 1x1 added from now on (BlockPlan::use_bf16);
+  // bf16 GEMMs (AMX tiles or the dot product) for the blocks and the 1x1 added from now on (BlockPlan::use_bf16);
   // the stem stays f32. Set before add / set_last.
   void set_bf16(bool on) {
-    TORCH_CHECK(!on || amx_enable(), "bf16 needs AMX (this build or this CPU has none)");
+    TORCH_CHECK(!on || bf16_enable(),
+                "bf16 needs AMX or AVX512-BF16 (this build or CPU has neither)");
     bf16_ = on;
   }
 
@@ -285,8 +291,10 @@ class BlockSequence {
   std::vector<Step> block_steps_, steps_;
 };
 
-// MoveNet's FPN neck + centre logits on their own (sparse/fpn_plan.py): run() reads this
-// frame's features (flat channels-last: the stride-32 output, then the taps coarse to fine).
+// MoveNet's FPN neck + centre logits (sparse/fpn_plan.py), optionally followed by the person
+// box, the head on its window and the readout (attach_head; sparse/window_head_plan.py): one
+// run() is one dispatch to the workers. run() reads this frame's features (flat channels-last:
+// the stride-32 output, then the taps coarse to fine) and, for a gated head, its mask.
 class Fpn {
  public:
   Fpn(const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& buffers,
@@ -295,7 +303,17 @@ class Fpn {
     plan_.append_steps(steps_);
   }
   void use_bf16() { plan_.use_bf16(); }
-  void run(const std::vector<at::Tensor>& feats) {
+  void attach_head(const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& buffers,
+                   const std::vector<int64_t>& dims, const std::vector<double>& scalars) {
+    TORCH_CHECK(!head_, "fpn: a head is attached already");
+    const auto& top = plan_.levels.back();
+    TORCH_CHECK(dims.size() >= 3 && dims[0] == plan_.batch && dims[1] == top.h && dims[2] == top.w,
+                "fpn: the head's map is not the FPN's output");
+    head_ = std::make_unique<WindowHeadPlan>(top.y, plan_.logits, top.c_out, weights, buffers,
+                                             dims, scalars, plan_.threads);
+    head_->append_steps(steps_);
+  }
+  void run(const std::vector<at::Tensor>& feats, const std::optional<at::Tensor>& gate) {
     TORCH_CHECK(feats.size() == plan_.levels.size() + 1, "fpn: one feature map per level + 1");
     const int64_t want_top = plan_.batch * plan_.h0 * plan_.w0 * plan_.c_top_in;
     check_buffer(feats[0], "f_top");
@@ -308,11 +326,30 @@ class Fpn {
                   "fpn: a tap has the wrong size");
       plan_.in[l + 1] = feats[l + 1].data_ptr<float>();
     }
+    if (head_) {
+      const bool gated = head_->hg > 0;
+      TORCH_CHECK(gate.has_value() == gated,
+                  gated ? "fpn: this head is gated and needs the mask" : "fpn: no gate expected");
+      if (gated) {
+        check_buffer(*gate, "gate");
+        TORCH_CHECK(gate->numel() == head_->batch * head_->hg * head_->wg,
+                    "fpn: the gate mask has the wrong size");
+        head_->gate = gate->data_ptr<float>();
+      }
+    } else {
+      TORCH_CHECK(!gate.has_value(), "fpn: a gate without an attached head");
+    }
     run_steps(plan_.threads, steps_);
+  }
+  // The cells (y0, y1, x0, x1) the attached head read in the last frame (tests, diagnostics).
+  std::vector<int64_t> head_window() const {
+    TORCH_CHECK(head_, "fpn: no head attached");
+    return {head_->last[0], head_->last[1], head_->last[2], head_->last[3]};
   }
 
  private:
   FpnPlan plan_;
+  std::unique_ptr<WindowHeadPlan> head_;
   std::vector<Step> steps_;
 };
 
@@ -349,7 +386,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<Fpn>(m, "Fpn")
       .def(pybind11::init<const std::vector<at::Tensor>&, const std::vector<at::Tensor>&,
                           const std::vector<int64_t>&, int64_t>())
-      .def("run", &Fpn::run)
+      .def("run", &Fpn::run, pybind11::arg("feats"), pybind11::arg("gate") = std::nullopt)
+      .def("attach_head", &Fpn::attach_head)
+      .def("head_window", &Fpn::head_window)
       .def("use_bf16", &Fpn::use_bf16);
   pybind11::class_<Pointwise>(m, "Pointwise")
       .def(pybind11::init<const at::Tensor&, const at::Tensor&, const at::Tensor&,
@@ -360,6 +399,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Wake the pool's workers ahead of a frame; they spin spin_us (or into the frame)");
   m.def("amx_available", &spr_cpu::amx_enable,
         "Whether bf16 GEMMs on AMX tiles can run here (built for AMX, permission granted)");
+  m.def("bf16_available", &spr_cpu::bf16_enable,
+        "Whether bf16 GEMMs can run here: AMX tiles, or the AVX512-BF16 dot product");
+  m.def("bf16_auto", &spr_cpu::bf16_auto,
+        "Whether precision 'auto' takes bf16 here (AMX, or AVX512-BF16 on an AMD CPU)");
   m.def("worker_chunks", &spr_cpu::worker_chunks,
         "Chunks the pool's workers (not the caller) have run so far, for a thread count");
   m.def("run_block", &spr_cpu::run_block, "Fused gather-scatter inverted-residual block (CPU)");

@@ -30,6 +30,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+#define SPR_HAVE_DPBF16 1
+#endif
 
 namespace spr_cpu {
 
@@ -191,21 +194,26 @@ inline void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, cons
 }
 #endif
 
-// ---- bf16 GEMM on AMX tiles ------------------------------------------------------------------
+// ---- bf16 GEMMs: AMX tiles, or the AVX512-BF16 dot product ---------------------------------
 // Why: on CPUs with AMX (Intel Sapphire Rapids and later) a tile multiply does 16 x 16 x 32
 // bf16 MACs into f32; on MoveNet Thunder's wide late blocks (K, N of 168-1680, a few dozen
 // active rows) it ran 2.5-5x faster than the f32 micro-kernel above (both single-threaded,
 // conversions of A included), where the f32 kernel streams MBs of weights for few rows. The
-// AVX512-BF16 dot product (vdpbf16ps) was measured too and ran 0.55-0.65x the f32 kernel on
-// this CPU, so there is no bf16 path without AMX. Products are of bf16-rounded inputs (round to
-// nearest even), sums in f32: ~0.25 % relative error per GEMM, like OpenVINO's bf16.
+// AVX512-BF16 dot product (vdpbf16ps, the f32 micro-kernel's tiling on bf16 pairs: gemm_dot)
+// ran 1.3-1.7x the f32 kernel's time on that Xeon, but 0.49-0.64x on an AMD EPYC (Zen 4/5)
+// without AMX (results/amx_gemm_microbench.json, results/dpbf16_gemm_microbench.json): so
+// tiles where there is AMX, the dot product where the CPU is AMD (bf16_auto), f32 elsewhere.
+// Products are of bf16-rounded inputs (round to nearest even), sums in f32: ~0.25 % relative
+// error per GEMM, like OpenVINO's bf16.
 //
-// Weights are packed once, as the tiles read them: column blocks of 16, each holding the K rows
+// Weights are packed once. For the tiles: column blocks of 16, each holding the K rows
 // (zero-padded to a multiple of 32) as pairs of k interleaved per column ([K/2][16][2] bf16,
-// the "VNNI" layout TDPBF16PS wants), so a B tile is 16 consecutive 64-byte rows.
-struct AmxWeights {
+// the "VNNI" layout TDPBF16PS wants), so a B tile is 16 consecutive 64-byte rows. For the dot
+// product: column panels of 64 (as pack_panels), each [K/2][width][2] (K padded to even).
+struct Bf16Weights {
   std::vector<uint16_t> data;
   int64_t K = 0, N = 0, Kp = 0;
+  bool tiles = true;  // AMX layout, else the dot product's panels
   bool empty() const { return data.empty(); }
 };
 
@@ -219,8 +227,8 @@ inline uint16_t to_bf16(float f) {
 }
 
 // B: (K x N) with row stride ldb (a column or row range of a larger matrix)
-inline AmxWeights pack_amx(const float* B, int64_t K, int64_t N, int64_t ldb) {
-  AmxWeights w;
+inline Bf16Weights pack_amx(const float* B, int64_t K, int64_t N, int64_t ldb) {
+  Bf16Weights w;
   w.K = K;
   w.N = N;
   w.Kp = (K + 31) / 32 * 32;
@@ -253,7 +261,7 @@ inline bool amx_enable() {
 // (zero-padded to 16 rows and W.Kp columns), each 16 x 16 C tile goes through a per-thread
 // f32 tile for the bias, ReLU6 and the partial edges.
 inline void gemm_amx(const float* a, const int32_t* rows, int64_t n, int64_t K,
-                     const AmxWeights& W, const float* bias, bool act, float* C, int64_t lda,
+                     const Bf16Weights& W, const float* bias, bool act, float* C, int64_t lda,
                      int64_t ldc, int64_t c0 = 0, int64_t c1 = -1) {
   if (n <= 0) return;
   if (lda <= 0) lda = K;
@@ -336,7 +344,7 @@ inline void gemm_amx(const float* a, const int32_t* rows, int64_t n, int64_t K,
   }
 }
 #else
-inline void gemm_amx(const float*, const int32_t*, int64_t, int64_t, const AmxWeights&,
+inline void gemm_amx(const float*, const int32_t*, int64_t, int64_t, const Bf16Weights&,
                      const float*, bool, float*, int64_t, int64_t, int64_t = 0, int64_t = -1) {
   TORCH_CHECK(false, "bf16 GEMM needs a build for a CPU with AMX (see amx_enable)");
 }
@@ -375,15 +383,183 @@ inline void gemm_packed(const float* a, const int32_t* rows, int64_t n, int64_t 
   }
 }
 
-// C[:, c0:c1) = A @ W [+ bias] [ReLU6] with W in whichever form a plan holds it: AMX tiles
-// (``w16`` not empty: bf16), panel-packed f32 (``packed``, pack_panels) or row-major f32 (every
+// Whether this build can run gemm_dot (compiled for AVX512-BF16: -march=native on a CPU that
+// has it).
+inline bool dot_bf16_available() {
+#ifdef SPR_HAVE_DPBF16
+  return true;
+#else
+  return false;
+#endif
+}
+
+// bf16 GEMMs run here: AMX tiles, else the AVX512-BF16 dot product.
+inline bool bf16_enable() { return amx_enable() || dot_bf16_available(); }
+
+// Where "auto" takes bf16: where it was measured faster than f32 (see the section's comment):
+// AMX tiles, or the dot product on an AMD CPU.
+inline bool bf16_auto() {
+  if (amx_enable()) return true;
+#if defined(SPR_HAVE_DPBF16) && (defined(__GNUC__) || defined(__clang__))
+  return __builtin_cpu_is("amd");
+#else
+  return false;
+#endif
+}
+
+// The dot product's layout (see Bf16Weights): B (K x N) with row stride ldb.
+inline Bf16Weights pack_dot(const float* B, int64_t K, int64_t N, int64_t ldb) {
+  Bf16Weights w;
+  w.K = K;
+  w.N = N;
+  w.Kp = (K + 1) / 2 * 2;
+  w.tiles = false;
+  w.data.assign(static_cast<size_t>(w.Kp * N), 0);
+  uint16_t* o = w.data.data();
+  for (int64_t c0 = 0; c0 < N; c0 += kPanel) {
+    const int64_t nw = std::min(kPanel, N - c0);
+    for (int64_t k2 = 0; k2 < w.Kp / 2; ++k2)
+      for (int64_t j = 0; j < nw; ++j)
+        for (int64_t q = 0; q < 2; ++q, ++o) {
+          const int64_t k = 2 * k2 + q;
+          *o = k < K ? to_bf16(B[k * ldb + c0 + j]) : static_cast<uint16_t>(0);
+        }
+  }
+  return w;
+}
+
+// The layout this machine's bf16 GEMM reads: AMX tiles where granted, else the dot product's.
+inline Bf16Weights pack_bf16(const float* B, int64_t K, int64_t N, int64_t ldb) {
+  TORCH_CHECK(bf16_enable(), "bf16 GEMMs need AMX or AVX512-BF16 (this build or CPU has neither)");
+  return amx_enable() ? pack_amx(B, K, N, ldb) : pack_dot(B, K, N, ldb);
+}
+
+#ifdef SPR_HAVE_DPBF16
+// One MR x (16*NV) tile of the dot product over k pairs [k0, k1): A rows as 32-bit bf16 pairs,
+// B rows of the panel ldb uint16 apart; the f32 micro-kernel's structure (micro_tile).
+template <int MR, int NV>
+inline void dot_tile(const uint32_t* const* ar, int64_t k0, int64_t k1, const uint16_t* B,
+                     int64_t ldb, __mmask16 tail, const float* bias, bool act, bool first,
+                     bool last, float* C, const int64_t* crow) {
+  __m512 acc[MR][NV];
+  UNROLL for (int r = 0; r < MR; ++r) UNROLL for (int v = 0; v < NV; ++v) {
+    const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
+    acc[r][v] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, C + crow[r] + 16 * v);
+  }
+  for (int64_t k = k0; k < k1; ++k) {
+    const uint16_t* bk = B + k * ldb;
+    __m512bh bv[NV];
+    UNROLL for (int v = 0; v < NV; ++v) {  // a 32-bit lane = one column's pair of k
+      const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
+      bv[v] = (__m512bh)_mm512_maskz_loadu_epi32(m, bk + 32 * v);
+    }
+    UNROLL for (int r = 0; r < MR; ++r) {
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(ar[r][k]));
+      UNROLL for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bv[v]);
+    }
+  }
+  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+  UNROLL for (int v = 0; v < NV; ++v) {
+    const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
+    const __m512 bb = (last && bias) ? _mm512_maskz_loadu_ps(m, bias + 16 * v) : zero;
+    UNROLL for (int r = 0; r < MR; ++r) {
+      __m512 o = last ? _mm512_add_ps(acc[r][v], bb) : acc[r][v];
+      if (last && act) o = _mm512_min_ps(_mm512_max_ps(o, zero), six);
+      _mm512_mask_storeu_ps(C + crow[r] + 16 * v, m, o);
+    }
+  }
+}
+
+template <int MR>
+inline void dot_row_tile(const uint32_t* const* ar, int64_t k0, int64_t k1, const uint16_t* B,
+                         int64_t ldb, int64_t nw, const float* bias, bool act, bool first,
+                         bool last, float* C, const int64_t* crow) {
+  const int64_t nv = (nw + 15) / 16;
+  const __mmask16 tail = lanes(nw - 16 * (nv - 1));
+  switch (nv) {
+    case 1: dot_tile<MR, 1>(ar, k0, k1, B, ldb, tail, bias, act, first, last, C, crow); break;
+    case 2: dot_tile<MR, 2>(ar, k0, k1, B, ldb, tail, bias, act, first, last, C, crow); break;
+    case 3: dot_tile<MR, 3>(ar, k0, k1, B, ldb, tail, bias, act, first, last, C, crow); break;
+    default: dot_tile<MR, 4>(ar, k0, k1, B, ldb, tail, bias, act, first, last, C, crow); break;
+  }
+}
+
+// C[:, c0:c1) (row stride ldc) = A (n x K, row r at a + (rows ? rows[r] : r) * lda) @ W
+// [+ bias] [ReLU6], W packed by pack_dot; c0 a multiple of 16. A's rows are rounded to bf16
+// pairs into a per-thread buffer first.
+inline void gemm_dot(const float* a, const int32_t* rows, int64_t n, int64_t K,
+                     const Bf16Weights& W, const float* bias, bool act, float* C, int64_t lda,
+                     int64_t ldc, int64_t c0 = 0, int64_t c1 = -1) {
+  if (n <= 0) return;
+  if (lda <= 0) lda = K;
+  if (ldc <= 0) ldc = W.N;
+  if (c1 < 0 || c1 > W.N) c1 = W.N;
+  const int64_t Kp = W.Kp, K2 = Kp / 2;
+  thread_local std::vector<uint16_t> abuf;
+  if (static_cast<int64_t>(abuf.size()) < n * Kp) abuf.resize(static_cast<size_t>(n * Kp));
+  for (int64_t r = 0; r < n; ++r) {
+    const float* s = a + (rows ? static_cast<int64_t>(rows[r]) : r) * lda;
+    uint16_t* d = abuf.data() + r * Kp;
+    for (int64_t k = 0; k < Kp; k += 32) {
+      const __m512 lo = _mm512_maskz_loadu_ps(lanes(std::max<int64_t>(0, K - k)), s + k);
+      const __m512 hi = _mm512_maskz_loadu_ps(lanes(std::max<int64_t>(0, K - k - 16)), s + k + 16);
+      const __m512i v = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+      const int64_t left = std::min<int64_t>(32, Kp - k);  // Kp is even, not a multiple of 32
+      _mm512_mask_storeu_epi16(d + k, left >= 32 ? ~0u : ((1u << left) - 1u), v);
+    }
+  }
+  constexpr int MR = 6;
+  // k pairs blocked so a B slab (K2 x 64 columns x 4 bytes) stays in L1
+  const int64_t KC = K2 * 64 * 4 <= 32768 ? K2 : 64;
+  for (int64_t col = c0; col < c1;) {
+    const int64_t panel = col / kPanel * kPanel, pw = std::min(kPanel, W.N - panel);
+    const int64_t nw = std::min(c1, panel + pw) - col;
+    const uint16_t* B = W.data.data() + panel * Kp + (col - panel) * 2;
+    for (int64_t k0 = 0; k0 < K2; k0 += KC) {
+      const int64_t k1 = std::min(K2, k0 + KC);
+      const bool first = k0 == 0, last = k1 == K2;
+      const uint32_t* ar[MR];
+      int64_t crow[MR];
+      for (int64_t r0 = 0; r0 < n; r0 += MR) {
+        const int mr = static_cast<int>(std::min<int64_t>(MR, n - r0));
+        for (int r = 0; r < mr; ++r) {
+          ar[r] = reinterpret_cast<const uint32_t*>(abuf.data() + (r0 + r) * Kp);
+          crow[r] = (r0 + r) * ldc + col;
+        }
+        const float* bb = bias ? bias + col : nullptr;
+        switch (mr) {
+          case 1: dot_row_tile<1>(ar, k0, k1, B, pw * 2, nw, bb, act, first, last, C, crow); break;
+          case 2: dot_row_tile<2>(ar, k0, k1, B, pw * 2, nw, bb, act, first, last, C, crow); break;
+          case 3: dot_row_tile<3>(ar, k0, k1, B, pw * 2, nw, bb, act, first, last, C, crow); break;
+          case 4: dot_row_tile<4>(ar, k0, k1, B, pw * 2, nw, bb, act, first, last, C, crow); break;
+          case 5: dot_row_tile<5>(ar, k0, k1, B, pw * 2, nw, bb, act, first, last, C, crow); break;
+          default: dot_row_tile<6>(ar, k0, k1, B, pw * 2, nw, bb, act, first, last, C, crow); break;
+        }
+      }
+    }
+    col += nw;
+  }
+}
+#else
+inline void gemm_dot(const float*, const int32_t*, int64_t, int64_t, const Bf16Weights&,
+                     const float*, bool, float*, int64_t, int64_t, int64_t = 0, int64_t = -1) {
+  TORCH_CHECK(false, "the bf16 dot-product GEMM needs a build for a CPU with AVX512-BF16");
+}
+#endif
+
+// C[:, c0:c1) = A @ W [+ bias] [ReLU6] with W in whichever form a plan holds it: bf16
+// (``w16`` not empty: AMX tiles or the dot product, pack_bf16), panel-packed f32 (``packed``, pack_panels) or row-major f32 (every
 // column; c0 = 0, c1 = -1). Rows of A and lda / ldc as in gemm.
-inline void gemm_weights(const AmxWeights& w16, bool packed, const float* W, const float* a,
+inline void gemm_weights(const Bf16Weights& w16, bool packed, const float* W, const float* a,
                          const int32_t* rows, int64_t n, int64_t K, int64_t N, const float* bias,
                          bool act, float* C, int64_t lda, int64_t ldc, int64_t c0 = 0,
                          int64_t c1 = -1) {
   if (!w16.empty()) {
-    gemm_amx(a, rows, n, K, w16, bias, act, C, lda, ldc, c0, c1);
+    if (w16.tiles) {
+      gemm_amx(a, rows, n, K, w16, bias, act, C, lda, ldc, c0, c1);
+    } else {
+      gemm_dot(a, rows, n, K, w16, bias, act, C, lda, ldc, c0, c1);
+    }
   } else if (packed) {
     gemm_packed(a, rows, n, K, W, N, bias, act, C, lda, ldc, c0, c1);
   } else {
@@ -477,6 +653,45 @@ inline void depthwise_run(const float* const* rows, int64_t n, int64_t step, con
     depthwise_full(win, wd, bd, c_e, acc + j * c_e);
   }
 #endif
+}
+
+// Depthwise 3x3 without bias or activation, zero padding (Keras SeparableConv2D's first half):
+// outputs of columns [x0, x1) of row y of image b of an h x w map with c channels (channels-last
+// rows of w * c floats) into out[(x - x0) * c]. Per pixel and 16-channel block the taps
+// accumulate in a register, one store each (a load-add-store per tap stalled on store
+// forwarding of the masked 24-channel tails: 2x slower).
+inline void depthwise_plain(const float* src, int64_t h, int64_t w, int64_t c, const float* wd,
+                            int64_t b, int64_t y, int64_t x0, int64_t x1, float* out) {
+  const float* rows[3];
+  int64_t n_rows = 0, dys[3];
+  for (int64_t dy = -1; dy <= 1; ++dy) {
+    if (y + dy < 0 || y + dy >= h) continue;
+    rows[n_rows] = src + (b * h + y + dy) * w * c;
+    dys[n_rows++] = dy + 1;
+  }
+  for (int64_t x = x0; x < x1; ++x) {
+    const int64_t dx0 = x > 0 ? -1 : 0, dx1 = x + 1 < w ? 1 : 0;
+    float* o = out + (x - x0) * c;
+#ifdef __AVX512F__
+    for (int64_t k = 0; k < c; k += 16) {
+      const __mmask16 m = lanes(c - k);
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t i = 0; i < n_rows; ++i)
+        for (int64_t dx = dx0; dx <= dx1; ++dx)
+          acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, wd + (dys[i] * 3 + dx + 1) * c + k),
+                                _mm512_maskz_loadu_ps(m, rows[i] + (x + dx) * c + k), acc);
+      _mm512_mask_storeu_ps(o + k, m, acc);
+    }
+#else
+    std::fill(o, o + c, 0.0f);
+    for (int64_t i = 0; i < n_rows; ++i)
+      for (int64_t dx = dx0; dx <= dx1; ++dx) {
+        const float* wt = wd + (dys[i] * 3 + dx + 1) * c;
+        const float* sp = rows[i] + (x + dx) * c;
+        for (int64_t k = 0; k < c; ++k) o[k] += wt[k] * sp[k];
+      }
+#endif
+  }
 }
 
 #ifdef __AVX512F__
