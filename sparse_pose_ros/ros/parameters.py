@@ -341,11 +341,13 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "sparse_precision", "auto",
         "sparse-cpu backend (a gated checkpoint, e.g. models/pose_sparse.safetensors): what the "
-        "compiled kernel's expand / project GEMMs and MoveNet's 1x1 to 1280 multiply in. auto "
-        "(default): bf16 on AMX tiles where the CPU has AMX (Sapphire Rapids and later), f32 "
+        "compiled kernel's expand / project GEMMs, MoveNet's 1x1 to 1280 and the FPN's 1x1s "
+        "multiply in. auto (default): bf16 where it was measured faster than f32 (AMX tiles, "
+        "Sapphire Rapids and later; the AVX512-BF16 dot product on AMD, Zen 4 and later), f32 "
         "elsewhere; on the held-out real whole frames bf16 scored as f32 (PCK@0.1 0.689 both, "
-        "MPJPE 159.0 vs 158.7 mm) with the network at 0.68-0.77x f32's time "
-        "(docs/benchmarks.md). bf16 refuses to load without AMX. Other backends ignore it.",
+        "MPJPE 158.7-159.0 vs 158.7 mm) with the network at 0.68-0.77x f32's time "
+        "(docs/benchmarks.md). bf16 refuses to load where the CPU has neither. Other backends "
+        "ignore it.",
         "one of " + ", ".join(SPARSE_PRECISIONS), validate=_choice(SPARSE_PRECISIONS),
         reload=True,
     ),

@@ -110,7 +110,7 @@ def bf16_available() -> bool:
 
 def bf16_preferred() -> bool:
     """Whether ``"auto"`` takes bf16 here: where bf16 was measured faster than f32, i.e. AMX
-    tiles, or the AVX512-BF16 dot product on an AMD CPU (0.49-0.64x f32's GEMM time on an EPYC,
+    tiles, or the AVX512-BF16 dot product on an AMD CPU (0.49-0.57x f32's GEMM time on an EPYC,
     1.3-1.7x on the Xeon whose AMX is faster still; ``csrc/simd_gemm.h``)."""
     from .cpu_kernel import load_cpu_kernel
 
@@ -143,7 +143,7 @@ class SparseBackbone:
             the 1x1 after the last block multiply bf16-rounded inputs, f32 sums (AMX tiles, or
             the AVX512-BF16 dot product; stem, depthwise and everything else f32). Only where
             :func:`bf16_available`: on the 2-core Xeon the late blocks' GEMMs ran 2.5-5x faster
-            on the tiles, on the EPYC 1.6-2x with the dot product (docs/sparse.md).
+            on the tiles, on the EPYC 1.75-2x with the dot product (docs/sparse.md).
     """
 
     def __init__(

@@ -200,7 +200,7 @@ inline void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, cons
 // active rows) it ran 2.5-5x faster than the f32 micro-kernel above (both single-threaded,
 // conversions of A included), where the f32 kernel streams MBs of weights for few rows. The
 // AVX512-BF16 dot product (vdpbf16ps, the f32 micro-kernel's tiling on bf16 pairs: gemm_dot)
-// ran 1.3-1.7x the f32 kernel's time on that Xeon, but 0.49-0.64x on an AMD EPYC (Zen 4/5)
+// ran 1.3-1.7x the f32 kernel's time on that Xeon, but 0.49-0.57x on an AMD EPYC (Zen 4/5)
 // without AMX (results/amx_gemm_microbench.json, results/dpbf16_gemm_microbench.json): so
 // tiles where there is AMX, the dot product where the CPU is AMD (bf16_auto), f32 elsewhere.
 // Products are of bf16-rounded inputs (round to nearest even), sums in f32: ~0.25 % relative
