@@ -4,9 +4,9 @@
 Why: with the backbone's GEMMs on AMX the neck + person prior in ONNX Runtime were ~1.4-1.9 ms
 of a ~9 ms sparse network on whole frames (MoveNet Thunder, 256 px): ~28 M MACs of small convs
 whose cost there is per-operator overhead and layout changes. Compiled, they are a few more
-steps for the kernel's own workers. What stays in ONNX Runtime (``ort_head.OrtHead``): the
-person box from these logits (argmax, the regression at the chosen centre) and the head on the
-box's window.
+steps for the kernel's own workers. What follows: the person box from
+these logits and the head on the box's window, compiled too (``window_head_plan``, the same
+dispatch) or in ONNX Runtime (``ort_head.OrtHead``, ``head="ort"``).
 """
 
 from __future__ import annotations

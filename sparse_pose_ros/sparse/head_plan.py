@@ -35,7 +35,7 @@ def supported(net: PoseNetwork) -> str | None:
     neck, head = net.neck, net.head
     if not isinstance(neck, Neck) or not isinstance(head, HemletsHead):
         return (f"neck/head are {type(neck).__name__} + {type(head).__name__}, not the light "
-                "Neck + HemletsHead (MoveNet's FPN: fpn_plan, its heads in ONNX Runtime)")
+                "Neck + HemletsHead (MoveNet's FPN: window_head_plan)")
     if net.head_pre is not None:
         return "a separable pre-conv in front of the head (head_hidden) is not compiled"
     if head.depth_mode != "factorized":

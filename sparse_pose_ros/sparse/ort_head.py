@@ -21,8 +21,9 @@ small person the stride-4 head was ~60 % of the head's ~5.5 ms (Thunder, 256 px,
 and the person box is a small share of the map.
 
 Any neck the model has: the light one (stride 16 -> 8 -> 4) or MoveNet's FPN (stride 32 -> 16
--> 8 -> 4, bilinear x2 + laterals + separable convs) with the separable ``head_pre``: the
-compiled head (``head_plan``) only knows the light neck, so the FPN networks run here.
+-> 8 -> 4, bilinear x2 + laterals + separable convs) with the separable ``head_pre``. With the
+compiled kernel the FPN networks' neck + head are compiled by default (``window_head_plan``);
+this is their path without it, or with ``head="ort"``.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ class CppNeckHead(CppFpn):
         joints = torch.zeros(b, j, 3)
         hg, wg = (0, 0) if gate is None else (int(gate.shape[-2]), int(gate.shape[-1]))
         self._plan.attach_head(
-            window_head_weights(self.net), [heatmaps, triplets, torch.zeros(b, 1, h, w), joints],
+            window_head_weights(self.net), [heatmaps, triplets, joints],
             [b, h, w, hg, wg, self.net.head.readout_window, skeleton.ROOT],
             [PERSON_MARGIN, PERSON_MARGIN_CELLS, PERSON_MIN_SCORE])  # fmt: skip
         self._maps = (heatmaps, triplets, joints)

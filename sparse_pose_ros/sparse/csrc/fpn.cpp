@@ -17,15 +17,8 @@ inline void half_pixel(int64_t o, int64_t n, int64_t& i0, int64_t& i1, float& f1
   f1 = src - static_cast<float>(i0);
 }
 
-inline const float* tensor_ptr(const at::Tensor& t, int64_t numel, const char* name) {
-  check_buffer(t, name);
-  TORCH_CHECK(t.numel() == numel, "fpn: ", name, " has ", t.numel(), " values, expected ", numel);
-  return t.data_ptr<float>();
-}
-
-inline void relu_rows(float* p, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) p[i] = std::max(p[i], 0.0f);
+inline float* tensor_ptr(const at::Tensor& t, int64_t numel, const char* name) {
+  return checked_ptr(t, numel, "fpn", name);
 }
 
 // relu(h) . v over n floats (the centre branch's ReLU fused into its last 1x1)
@@ -64,7 +57,7 @@ FpnPlan::FpnPlan(const std::vector<at::Tensor>& weights, const std::vector<at::T
   c_top = weights[0].size(1);
   top_w = tensor_ptr(weights[0], c_top_in * c_top, "top_w");
   top_b = tensor_ptr(weights[1], c_top, "top_b");
-  y0 = const_cast<float*>(tensor_ptr(buffers[0], batch * h0 * w0 * c_top, "y0"));
+  y0 = tensor_ptr(buffers[0], batch * h0 * w0 * c_top, "y0");
   int64_t h = h0, w = w0, c = c_top;
   for (size_t l = 0; l < n_levels; ++l) {
     const at::Tensor* wl = weights.data() + 2 + 5 * l;
@@ -82,8 +75,8 @@ FpnPlan::FpnPlan(const std::vector<at::Tensor>& weights, const std::vector<at::T
     lv.dw = tensor_ptr(wl[2], 9 * c, "dw");
     lv.pw_w = tensor_ptr(wl[3], c * lv.c_out, "pw_w");
     lv.pw_b = tensor_ptr(wl[4], lv.c_out, "pw_b");
-    lv.z = const_cast<float*>(tensor_ptr(buffers[1 + 2 * l], batch * h * w * c, "z"));
-    lv.y = const_cast<float*>(tensor_ptr(buffers[2 + 2 * l], batch * h * w * lv.c_out, "y"));
+    lv.z = tensor_ptr(buffers[1 + 2 * l], batch * h * w * c, "z");
+    lv.y = tensor_ptr(buffers[2 + 2 * l], batch * h * w * lv.c_out, "y");
     levels.push_back(lv);
     c = lv.c_out;
   }
@@ -94,7 +87,7 @@ FpnPlan::FpnPlan(const std::vector<at::Tensor>& weights, const std::vector<at::T
   c_pwb = tensor_ptr(cw[2], hid, "centre pw_b");
   c_out = tensor_ptr(cw[3], hid, "centre out");
   c_outb = tensor_ptr(cw[4], 1, "centre out_b")[0];
-  logits = const_cast<float*>(tensor_ptr(buffers.back(), batch * h * w, "logits"));
+  logits = tensor_ptr(buffers.back(), batch * h * w, "logits");
   int64_t widest = 0;
   for (const Level& lv : levels) widest = std::max(widest, lv.w * std::max(lv.c_in, lv.c_out));
   widest = std::max(widest, levels.back().w * (c + hid));

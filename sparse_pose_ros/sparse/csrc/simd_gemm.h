@@ -42,6 +42,20 @@ inline void check_buffer(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
 }
 
+// A checked float buffer of exactly ``numel`` values (a plan's weight or buffer); ``plan`` names
+// the plan in the message.
+inline float* checked_ptr(const at::Tensor& t, int64_t numel, const char* plan, const char* name) {
+  check_buffer(t, name);
+  TORCH_CHECK(t.numel() == numel, plan, ": ", name, " has ", t.numel(), " values, expected ",
+              numel);
+  return t.data_ptr<float>();
+}
+
+inline void relu_rows(float* p, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) p[i] = std::max(p[i], 0.0f);
+}
+
 inline float relu6(float v) { return std::min(std::max(v, 0.0f), 6.0f); }
 
 // a . b over n floats (the mask unit's 1x1 conv to one logit)

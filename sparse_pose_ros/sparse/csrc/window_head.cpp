@@ -9,24 +9,14 @@
 namespace spr_cpu {
 
 namespace {
+float* required_ptr(const at::Tensor& t, int64_t numel, const char* name) {
+  TORCH_CHECK(t.numel() > 0, "window head: ", name, " is missing");
+  return checked_ptr(t, numel, "window head", name);
+}
+
 // A weight of ``numel`` floats, or nullptr for an empty tensor (the network has no such part).
 const float* optional_ptr(const at::Tensor& t, int64_t numel, const char* name) {
-  if (t.numel() == 0) return nullptr;
-  check_buffer(t, name);
-  TORCH_CHECK(t.numel() == numel, "window head: ", name, " has ", t.numel(), " values, expected ",
-              numel);
-  return t.data_ptr<float>();
-}
-
-const float* required_ptr(const at::Tensor& t, int64_t numel, const char* name) {
-  const float* p = optional_ptr(t, numel, name);
-  TORCH_CHECK(p != nullptr, "window head: ", name, " is missing");
-  return p;
-}
-
-inline void relu_inplace(float* p, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) p[i] = std::max(p[i], 0.0f);
+  return t.numel() == 0 ? nullptr : required_ptr(t, numel, name);
 }
 
 inline float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
@@ -39,7 +29,7 @@ WindowHeadPlan::WindowHeadPlan(const float* y_, const float* centre_, int64_t c_
                                const std::vector<double>& scalars, int64_t threads)
     : c(c_), y(y_), centre(centre_) {
   TORCH_CHECK(wt.size() == 19, "window head: 19 weights (empty where absent)");
-  TORCH_CHECK(buffers.size() == 4, "window head: heatmaps, triplets, region, joints");
+  TORCH_CHECK(buffers.size() == 3, "window head: heatmaps, triplets, joints");
   TORCH_CHECK(dims.size() == 7, "window head: dims are batch, h, w, hg, wg, readout, root");
   TORCH_CHECK(scalars.size() == 3, "window head: scalars are margin, min cells, min score");
   batch = dims[0];
@@ -98,11 +88,10 @@ WindowHeadPlan::WindowHeadPlan(const float* y_, const float* centre_, int64_t c_
     reg_outb = required_ptr(wt[4], 2 * n_joints, "regress out_b");
   }
   const int64_t hw = h * w;
-  heat = const_cast<float*>(required_ptr(buffers[0], batch * n_joints * hw, "heatmaps"));
-  trip = const_cast<float*>(
-      required_ptr(buffers[1], batch * (n_maps - n_joints) * hw, "triplets"));
-  region = const_cast<float*>(required_ptr(buffers[2], batch * hw, "region"));
-  joints = const_cast<float*>(required_ptr(buffers[3], batch * n_joints * 3, "joints"));
+  heat = required_ptr(buffers[0], batch * n_joints * hw, "heatmaps");
+  trip = required_ptr(buffers[1], batch * (n_maps - n_joints) * hw, "triplets");
+  joints = required_ptr(buffers[2], batch * n_joints * 3, "joints");
+  region.assign(static_cast<size_t>(batch * hw), 0.0f);
   if (depth) dep.assign(static_cast<size_t>(batch * n_joints * hw), 0.0f);
   raw.assign(static_cast<size_t>(batch * n_joints * 3), 0.0f);
   const int64_t per_thread = std::max({w * (c + zw + n_joints), c + reg_hidden + 2 * n_joints,
@@ -150,7 +139,7 @@ void WindowHeadPlan::person_box(int64_t b, float* reg) {
   float* rv = hid + reg_hidden;
   depthwise_plain(y, h, w, c, reg_dw, b, cy, cx, cx + 1, d);
   gemm(d, nullptr, 1, c, reg_pw, reg_hidden, reg_pwb, false, hid);
-  relu_inplace(hid, reg_hidden);
+  relu_rows(hid, reg_hidden);
   gemm(hid, nullptr, 1, reg_hidden, reg_out, 2 * n_joints, reg_outb, false, rv);
   float y0 = INFINITY, y1 = -INFINITY, x0 = INFINITY, x1 = -INFINITY;
   for (int64_t k = 0; k < n_joints; ++k) {
@@ -180,7 +169,7 @@ void WindowHeadPlan::make_region() {
   win[2] = w;
   win[3] = 0;
   for (int64_t b = 0; b < batch; ++b) {
-    float* reg = region + b * hw;
+    float* reg = region.data() + b * hw;
     if (person) {
       person_box(b, reg);
     } else {
@@ -234,14 +223,14 @@ void WindowHeadPlan::head_row(int64_t row, int tid) {
   if (pre) {
     depthwise_plain(y, h, w, c, pre_dw, b, yy, x0, x0 + n, d);
     gemm(d, nullptr, n, c, pre_pw, c_head, pre_pwb, false, z, c, zw);
-    for (int64_t i = 0; i < n; ++i) relu_inplace(z + i * zw, c_head);
+    for (int64_t i = 0; i < n; ++i) relu_rows(z + i * zw, c_head);
   } else {
     const float* src = y + ((b * h + yy) * w + x0) * c;
     for (int64_t i = 0; i < n; ++i) std::copy_n(src + i * c, c, z + i * zw);
   }
   gemm(z, nullptr, n, c_head, w_ht, n_maps, b_ht, false, z + c_head, zw, zw);
   if (depth) gemm(z, nullptr, n, zw, w_dep, J, b_dep, false, dr, zw, J);
-  const float* in = region + b * hw + yy * w + x0;
+  const float* in = region.data() + b * hw + yy * w + x0;
   for (int64_t j = 0; j < J; ++j) {
     float* out = heat + (b * J + j) * hw + yy * w + x0;
     const float* src = z + c_head + j;
@@ -354,9 +343,9 @@ void WindowHeadPlan::finish() {
     const float radius = std::max(std::sqrt(sq / static_cast<float>(J)), 1e-3f);  // MIN_RADIUS
     for (int64_t k = 0; k < 2 * J; ++k) in[k] /= radius;
     gemm(in, nullptr, 1, 2 * J, l1, H, lb1, false, h1);
-    relu_inplace(h1, H);
+    relu_rows(h1, H);
     gemm(h1, nullptr, 1, H, l2, H, lb2, false, h2);
-    relu_inplace(h2, H);
+    relu_rows(h2, H);
     gemm(h2, nullptr, 1, H, l3, J, lb3, false, z);
     const float z_root = z[root];
     for (int64_t j = 0; j < J; ++j) z[j] -= z_root;

@@ -53,8 +53,9 @@ struct WindowHeadPlan {
   const float* mid = nullptr;  // (J, J) torso mid-point matrix, or none
   const float *l1 = nullptr, *lb1 = nullptr, *l2 = nullptr, *lb2 = nullptr, *l3 = nullptr,
               *lb3 = nullptr;  // the lifter, or none
-  float *heat = nullptr, *trip = nullptr, *region = nullptr, *joints = nullptr;
-  std::vector<float> dep, raw;  // tanh(depth) maps (B, J, h, w) without a lifter; readout joints
+  float *heat = nullptr, *trip = nullptr, *joints = nullptr;
+  // the region (B, h, w) as 0/1; tanh(depth) maps (B, J, h, w) without a lifter; readout joints
+  std::vector<float> region, dep, raw;
   int64_t win[4] = {0, 0, 0, 0};  // this frame's window y0, y1, x0, x1
   int64_t last[4] = {0, 0, 0, 0};  // the window the maps hold values in
   std::vector<std::vector<float>> scratch;  // per thread: dw rows, then [h | heat | trip] rows
@@ -63,8 +64,8 @@ struct WindowHeadPlan {
   // dw (9, c), pw (c, R), pw_b, out (R, 2J), out_b; head_pre's dw (9, c), pw (c, Ch), pw_b;
   // W_ht (Ch, J + 3P), b_ht, W_dep (Ch + J + 3P, J), b_dep; the mid-point matrix (J, J); the
   // lifter's (2J, H), (H), (H, H), (H), (H, J), (J). buffers: heatmaps (B, J, h, w), triplets
-  // (B, 3P, h, w), region (B, 1, h, w), joints (B, J, 3). dims: batch, h, w, hg, wg (0 without
-  // a gate), readout radius, root joint. scalars: person box margin, min cells, min score.
+  // (B, 3P, h, w), joints (B, J, 3). dims: batch, h, w, hg, wg (0 without a gate), readout
+  // radius, root joint. scalars: person box margin, min cells, min score.
   WindowHeadPlan(const float* y, const float* centre, int64_t c,
                  const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& buffers,
                  const std::vector<int64_t>& dims, const std::vector<double>& scalars,
