@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.geometry import NetworkGeometry
+from ..runtime.geometry import NetworkGeometry, confidence_radius
 from ..runtime.model_info import BackendError, ModelInfo
 from ..runtime.options import BackendOptions, check_device, check_probability
 
@@ -155,7 +155,7 @@ def joint_confidence(heatmaps: np.ndarray, radius: int | None = None) -> np.ndar
     if hm.ndim != 3:
         raise ValueError(f"heatmaps must be (J, h, w), got shape {hm.shape}")
     j, h, w = hm.shape
-    r = max(1, round(max(h, w) / 32)) if radius is None else int(radius)
+    r = confidence_radius(h, w) if radius is None else int(radius)
     # float32 and one exp: this runs on every frame of every backend (float64 took ~0.5 ms of
     # a ~7 ms network on the 17 x 64 x 64 maps); the window's share needs no normalised map
     flat = hm.reshape(j, h * w)
@@ -177,6 +177,7 @@ def build_result(
     masks: list[np.ndarray],
     geometry: NetworkGeometry,
     counts: Sequence[tuple[int, int]] | None = None,
+    confidence: np.ndarray | None = None,
 ) -> InferenceResult:
     """Assemble an InferenceResult from one frame's raw outputs (batch dimension removed).
 
@@ -187,6 +188,8 @@ def build_result(
         geometry: the network's block geometry (for density).
         counts: per gated block, (n_active, n_dilated) as the runtime counted them, when it
             did (the compiled sparse kernel): density from these instead of the masks.
+        confidence: (J,) :func:`joint_confidence` of ``heatmaps`` where the runtime computed
+            it with the readout (the compiled window head), else computed here.
     """
     hard = [
         np.ascontiguousarray((np.asarray(m) != 0).astype(np.uint8).reshape(_hw(m))) for m in masks
@@ -195,7 +198,8 @@ def build_result(
                               else geometry.density_from_counts(counts))
     return InferenceResult(
         joints=np.asarray(joints, dtype=np.float32).reshape(-1, 3),
-        confidence=joint_confidence(heatmaps),
+        confidence=(joint_confidence(heatmaps) if confidence is None
+                    else np.asarray(confidence, dtype=np.float32).reshape(-1)),
         masks=hard,
         density=float(density),
         block_density=block_density,

@@ -310,7 +310,9 @@ class SparseCpuBackend(Backend):
             masks = [m.hard[0, 0].numpy() for m in out.masks if m is not None]
             # the compiled kernel counted every gated block's active and dilated cells
             counts = [c for c in self.runner.backbone.executed_counts() if c is not None]
-        return build_result(joints, heatmaps, masks, self.geometry, counts)
+            # and the compiled window head the joints' confidence with their readout
+            conf = None if out.confidence is None else out.confidence[0].numpy()
+        return build_result(joints, heatmaps, masks, self.geometry, counts, conf)
 
     def close(self) -> None:
         if self._dense is not None:

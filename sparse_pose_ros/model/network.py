@@ -261,6 +261,8 @@ class PoseOutput:
             location map ``loss.depth_supervision: location`` trains; None for the volumetric
             head.
         movenet: MoveNet's raw head outputs when asked for (``forward(x, with_movenet=True)``).
+        confidence: (B, J) each joint's heatmap confidence where the runtime computed it
+            alongside the readout (the compiled window head); None: from the heatmaps.
     """
 
     heatmaps: Tensor
@@ -269,6 +271,7 @@ class PoseOutput:
     masks: list[BlockMask | None]
     depth: Tensor | None = None
     movenet: MoveNetOutput | None = None
+    confidence: Tensor | None = None
 
 
 def movenet_config(variant: str, gated: bool = True, **overrides: Any) -> NetworkConfig:

@@ -298,3 +298,10 @@ def receptive_mask_np(hard: np.ndarray, stride: int, in_hw: tuple[int, int],
     # (4 array ops instead of 9; the node pays this for every gated block of every frame)
     rows = centre[:-2] | centre[1:-1] | centre[2:]
     return rows[:, :-2] | rows[:, 1:-1] | rows[:, 2:]
+
+
+def confidence_radius(h: int, w: int) -> int:
+    """Half-size (heatmap cells) of the window a joint's confidence sums its softmax over
+    (``backends.base.joint_confidence``, ``sparse/csrc/window_head.cpp``): 2 on a 64 x 64 map;
+    a strip's map gets its square's, from the longer side."""
+    return max(1, round(max(h, w) / 32))

@@ -31,6 +31,7 @@ from ..model.movenet_head import (
     MoveNetBranch,
 )
 from ..model.network import PoseNetwork
+from ..runtime.geometry import confidence_radius
 from .fpn_plan import CppFpn, _depthwise, _pointwise
 from .fpn_plan import supported as fpn_supported
 
@@ -100,14 +101,15 @@ class CppNeckHead(CppFpn):
     backbone's stride-32 output, then its taps coarse to fine) [+ the (B, 1, h, w) head-gating
     mask, ``PoseNetwork.head_gate``] -> (heatmaps (B, J, h, w), triplets (B, 3P, h, w), joints
     (B, J, 3) after ``refine_joints``). Heatmaps and triplets are views of maps this object
-    reuses: valid until its next call; joints are a fresh tensor."""
+    reuses: valid until its next call; joints are a fresh tensor. :meth:`confidence`: each
+    joint's ``joint_confidence``, computed with the readout."""
 
     def __init__(self, net: PoseNetwork, kernel: ModuleType, threads: int | None = None,
                  precision: str = "f32") -> None:
         """``precision``: the FPN's 1x1s ("bf16": on AMX tiles); the head after it is f32."""
         super().__init__(net, kernel, threads, precision)
         window_head_weights(net)  # refuses a network the plan cannot run, here and not later
-        self._maps: tuple[Tensor, Tensor, Tensor] | None = None
+        self._maps: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
 
     def _record(self, top: Tensor, taps: tuple[Tensor, ...], gate: Tensor | None = None) -> None:
         super()._record(top, taps)
@@ -118,12 +120,14 @@ class CppNeckHead(CppFpn):
         heatmaps = torch.full((b, j, h, w), REGION_OFF_LOGIT)
         triplets = torch.zeros(b, 3 * p, h, w)
         joints = torch.zeros(b, j, 3)
+        confidence = torch.zeros(b, j)
         hg, wg = (0, 0) if gate is None else (int(gate.shape[-2]), int(gate.shape[-1]))
         self._plan.attach_head(
-            window_head_weights(self.net), [heatmaps, triplets, joints],
-            [b, h, w, hg, wg, self.net.head.readout_window, skeleton.ROOT],
+            window_head_weights(self.net), [heatmaps, triplets, joints, confidence],
+            [b, h, w, hg, wg, self.net.head.readout_window, skeleton.ROOT,
+             confidence_radius(h, w)],
             [PERSON_MARGIN, PERSON_MARGIN_CELLS, PERSON_MIN_SCORE])  # fmt: skip
-        self._maps = (heatmaps, triplets, joints)
+        self._maps = (heatmaps, triplets, joints, confidence)
 
     @torch.no_grad()
     def __call__(self, top: Tensor, *taps: Tensor,  # type: ignore[override]
@@ -136,8 +140,16 @@ class CppNeckHead(CppFpn):
                       None if gate is None else tuple(gate.shape))  # fmt: skip
         self._run((top, *taps), extra, gate)
         assert self._maps is not None
-        heatmaps, triplets, joints = self._maps
+        heatmaps, triplets, joints, _ = self._maps
         return heatmaps, triplets, joints.clone()
+
+    def confidence(self) -> Tensor:
+        """(B, J): the last call's ``backends.base.joint_confidence`` of each heatmap, computed
+        beside the readout from the window the head wrote (the rest of a map is one constant);
+        a fresh tensor."""
+        if self._maps is None:
+            raise RuntimeError("the window head has not run yet")
+        return self._maps[3].clone()
 
     def window(self) -> tuple[int, int, int, int]:
         """(y0, y1, x0, x1): the map cells the head read in the last call (the region's

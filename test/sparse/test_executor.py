@@ -494,13 +494,35 @@ def test_a_repeated_region_reuses_its_masks_and_a_new_one_replaces_them(kernel):
     with torch.no_grad():
         refs = [net.backbone(x, r)[0] if r is not None else None for x, r in frames]
     calls = []
-    real = net.backbone.masks_from_region
-    net.backbone.masks_from_region = lambda *args: calls.append(1) or real(*args)
-    try:
-        for (x, r), ref in zip(frames, refs, strict=True):
-            feats = ex(x, r)[0]
-            if ref is not None:
-                assert rel_diff(feats, ref) <= TOL
-    finally:
-        del net.backbone.masks_from_region
+    real = ex._write_region
+    ex._write_region = lambda *args: calls.append(1) or real(*args)
+    for (x, r), ref in zip(frames, refs, strict=True):
+        feats = ex(x, r)[0]
+        if ref is not None:
+            assert rel_diff(feats, ref) <= TOL
     assert len(calls) == 3  # a, b, a after the frame without a region
+
+
+@pytest.mark.parametrize("ring", [False, True])
+@pytest.mark.parametrize("hw", [(128, 128), (128, 96), (96, 160)])
+def test_a_region_is_written_per_grid_as_masks_from_region_gives_it(ring, hw):
+    """The region's masks go into one buffer per grid (the blocks of a grid share it), finer
+    grids through an index map: every gated block's buffer holds exactly
+    ``Backbone.masks_from_region``'s mask, for squares, strips and either ring setting."""
+    net = skip_fill_net("thunder", seed=9)
+    net.backbone.region_ring = ring
+    ex = SparseBackbone(net.backbone, kernel="torch")
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(1, 3, *hw, generator=g)
+    for _ in range(3):
+        region = (torch.rand(1, 1, hw[0] // 16, hw[1] // 16, generator=g) > 0.6).float()
+        ex(x, region)
+        want = net.backbone.masks_from_region(region, hw)
+        got = [buf for buf in ex._given]
+        assert sum(m is not None for m in want) > 0
+        for w_m, g_m in zip(want, got, strict=True):
+            assert (w_m is None) == (g_m is None)
+            if w_m is not None:
+                assert torch.equal(g_m, w_m)
+    assert len({id(b) for b in ex._given if b is not None}) < sum(
+        b is not None for b in ex._given)  # shared per grid

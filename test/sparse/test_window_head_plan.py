@@ -10,6 +10,7 @@ import itertools
 import pytest
 import torch
 
+from sparse_pose_ros.backends.base import joint_confidence
 from sparse_pose_ros.export.random_model import random_movenet_network
 from sparse_pose_ros.model.heads import REGION_OFF_LOGIT
 from sparse_pose_ros.sparse.cpu_kernel import load_cpu_kernel
@@ -57,6 +58,10 @@ def _check(net: torch.nn.Module, maps: list[torch.Tensor], gate: torch.Tensor | 
     # the lifter's z: float noise of x, y divided by the skeleton's radius (tiny where random
     # heatmaps read out near the map's centre; ONNX Runtime differs from torch as much there)
     torch.testing.assert_close(got[2][..., 2], want[2][..., 2], rtol=0, atol=2e-3)
+    # each joint's confidence, computed beside the readout from the window alone: the same as
+    # the backends' joint_confidence over the whole map the head wrote
+    want_conf = torch.stack([torch.from_numpy(joint_confidence(m.numpy())) for m in want[0]])
+    torch.testing.assert_close(head.confidence(), want_conf, rtol=1e-5, atol=1e-6)
     return head.window()
 
 

@@ -29,8 +29,9 @@ WindowHeadPlan::WindowHeadPlan(const float* y_, const float* centre_, int64_t c_
                                const std::vector<double>& scalars, int64_t threads)
     : c(c_), y(y_), centre(centre_) {
   TORCH_CHECK(wt.size() == 19, "window head: 19 weights (empty where absent)");
-  TORCH_CHECK(buffers.size() == 3, "window head: heatmaps, triplets, joints");
-  TORCH_CHECK(dims.size() == 7, "window head: dims are batch, h, w, hg, wg, readout, root");
+  TORCH_CHECK(buffers.size() == 4, "window head: heatmaps, triplets, joints, confidence");
+  TORCH_CHECK(dims.size() == 8,
+              "window head: dims are batch, h, w, hg, wg, readout, root, confidence radius");
   TORCH_CHECK(scalars.size() == 3, "window head: scalars are margin, min cells, min score");
   batch = dims[0];
   h = dims[1];
@@ -39,10 +40,12 @@ WindowHeadPlan::WindowHeadPlan(const float* y_, const float* centre_, int64_t c_
   wg = dims[4];
   readout = dims[5];
   root = dims[6];
+  conf_radius = dims[7];
   margin = static_cast<float>(scalars[0]);
   min_cells = static_cast<float>(scalars[1]);
   min_score = static_cast<float>(scalars[2]);
-  TORCH_CHECK(batch >= 1 && h >= 1 && w >= 1 && readout >= 0 && hg >= 0 && wg >= 0,
+  TORCH_CHECK(batch >= 1 && h >= 1 && w >= 1 && readout >= 0 && hg >= 0 && wg >= 0 &&
+                  conf_radius >= 0,
               "window head: bad dims");
   keep = wt;
   keep.insert(keep.end(), buffers.begin(), buffers.end());
@@ -91,6 +94,7 @@ WindowHeadPlan::WindowHeadPlan(const float* y_, const float* centre_, int64_t c_
   heat = required_ptr(buffers[0], batch * n_joints * hw, "heatmaps");
   trip = required_ptr(buffers[1], batch * (n_maps - n_joints) * hw, "triplets");
   joints = required_ptr(buffers[2], batch * n_joints * 3, "joints");
+  confidence = required_ptr(buffers[3], batch * n_joints, "confidence");
   region.assign(static_cast<size_t>(batch * hw), 0.0f);
   if (depth) dep.assign(static_cast<size_t>(batch * n_joints * hw), 0.0f);
   raw.assign(static_cast<size_t>(batch * n_joints * 3), 0.0f);
@@ -267,11 +271,16 @@ void WindowHeadPlan::readout_joint(int64_t bj) {
       }
   }
   int64_t y0 = win[0], y1 = win[1], x0 = win[2], x1 = win[3];
-  if (!(best > kOffLogit)) {  // nothing read (an empty region): uniform over the whole map, as
-    y0 = 0;                   // peak_window leaves a map whose every cell is kOffLogit
+  const bool empty = !(best > kOffLogit);
+  if (empty) {  // nothing read (an empty region): uniform over the whole map, as peak_window
+    y0 = 0;     // leaves a map whose every cell is kOffLogit
     y1 = h;
     x0 = 0;
     x1 = w;
+    best = kOffLogit;  // the first cell is the argmax, as numpy's
+  }
+  confidence[bj] = peak_mass(plane, empty ? 0 : py, empty ? 0 : px, best);
+  if (empty) {
   } else if (readout > 0) {
     y0 = std::max<int64_t>(0, py - readout);
     y1 = std::min(h, py + readout + 1);
@@ -298,6 +307,25 @@ void WindowHeadPlan::readout_joint(int64_t bj) {
   out[0] = sx / s;
   out[1] = sy / s;
   out[2] = dp != nullptr ? sz / s : 0.0f;
+}
+
+// backends.base.joint_confidence of the map ``plane`` whose first maximum ``best`` is at (py, px):
+// the softmax mass within conf_radius cells (Chebyshev) of it. Outside the window every cell
+// holds kOffLogit, so the softmax's total is the window's sum plus that constant's share: the
+// map is read only where the head wrote it. Sums in double, as numpy's over float32 exps.
+float WindowHeadPlan::peak_mass(const float* plane, int64_t py, int64_t px, float best) const {
+  const int64_t y0 = win[0], y1 = win[1], x0 = win[2], x1 = win[3];
+  double total = 0.0;
+  for (int64_t yy = y0; yy < y1; ++yy)
+    for (int64_t xx = x0; xx < x1; ++xx) total += std::exp(plane[yy * w + xx] - best);
+  total += static_cast<double>(h * w - (y1 - y0) * (x1 - x0)) * std::exp(kOffLogit - best);
+  double mass = 0.0;
+  for (int64_t yy = std::max<int64_t>(0, py - conf_radius); yy < std::min(h, py + conf_radius + 1);
+       ++yy)
+    for (int64_t xx = std::max<int64_t>(0, px - conf_radius);
+         xx < std::min(w, px + conf_radius + 1); ++xx)
+      mass += std::exp(plane[yy * w + xx] - best);
+  return static_cast<float>(std::min(std::max(mass / total, 0.0), 1.0));
 }
 
 // heads.strip_to_square, then PoseNetwork.refine_joints: torso mid-points in the image, the
