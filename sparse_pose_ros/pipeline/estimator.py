@@ -7,6 +7,7 @@ benchmarks exercise exactly what the node runs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -48,8 +49,7 @@ class PoseResult:
         joints_m: (J, 3) float32 metres in the image's optical frame (x right, y down, z fwd).
         confidence: (J,) float32 in [0, 1].
         person_found: mean confidence >= the estimator's confidence threshold.
-        mask: (H, W) uint8 at image resolution: 255 × fraction of gated blocks that executed
-            at each position (255 everywhere for a dense model).
+        mask_source: makes :attr:`mask` (the execution-mask picture), called on first use.
         density: executed fraction of backbone MACs.
         block_density: per gated block active fraction.
         root_depth_m: recovered pelvis depth.
@@ -78,7 +78,7 @@ class PoseResult:
     joints_m: np.ndarray
     confidence: np.ndarray
     person_found: bool
-    mask: np.ndarray
+    mask_source: Callable[[], np.ndarray]
     density: float
     block_density: list[float]
     root_depth_m: float
@@ -91,6 +91,14 @@ class PoseResult:
     input_hw: tuple[int, int] = (0, 0)
     strip_floor_bound: bool = False
     rechecked: bool = False
+
+    @functools.cached_property
+    def mask(self) -> np.ndarray:
+        """(H, W) uint8 at image resolution: 255 × fraction of gated blocks that executed at
+        each position (255 everywhere for a dense model). Made on first use: resampling the
+        blocks' masks to an HD frame took ~1.4 ms a whole frame, and the node only needs it
+        for a subscriber of its mask topic, after ``/pose3d`` is out."""
+        return self.mask_source()
 
     def input_area(self, whole_size: int) -> float:
         """The input this frame's network read over one ``whole_size`` square (the whole
@@ -518,7 +526,6 @@ class PoseEstimator:
         t2 = time.perf_counter()
         lifted = lift(out.joints, out.confidence, box, intrinsics, info.depth_range_mm / 1000.0,
                       info.bone_lengths_m)
-        mask = execution_mask(out.masks, box, (h, w))
         confidence = np.asarray(out.confidence, np.float32)
         found = bool(confidence.mean() >= self.confidence_threshold)
         self._previous = (lifted.pixels.copy(), (w, h)) if found else None
@@ -528,7 +535,7 @@ class PoseEstimator:
             joints_m=lifted.points_m,
             confidence=confidence,
             person_found=found,
-            mask=mask,
+            mask_source=functools.partial(execution_mask, out.masks, box, (h, w)),
             density=float(out.density),
             block_density=list(out.block_density),
             root_depth_m=lifted.root_depth_m,

@@ -7,6 +7,7 @@ back to image pixels exactly (see ``lift.py``).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -224,14 +225,31 @@ def crop_window(
     return shrink(region, out_w, s)
 
 
+@functools.lru_cache(maxsize=8)
+def _normalise_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(3, 256) float32: every uint8 value's ``(v/255 - mean) / std`` per channel, computed as
+    the arithmetic :func:`normalise` replaced (float32 multiply, subtract, divide)."""
+    v = np.arange(256, dtype=np.float32)[None, :] * np.float32(1.0 / 255.0)
+    table = (v - np.asarray(mean, np.float32)[:, None]) / np.asarray(std, np.float32)[:, None]
+    table.flags.writeable = False
+    return table
+
+
 def normalise(
     canvas: np.ndarray, mean: tuple[float, float, float], std: tuple[float, float, float]
 ) -> np.ndarray:
-    """(S, W, 3) uint8 RGB -> (1, 3, S, W) float32 ``(rgb/255 - mean) / std`` (C-contiguous)."""
-    x = canvas.astype(np.float32) * np.float32(1.0 / 255.0)
-    x -= np.asarray(mean, np.float32)
-    x /= np.asarray(std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    """(S, W, 3) uint8 RGB -> (1, 3, S, W) float32 ``(rgb/255 - mean) / std`` (C-contiguous).
+
+    A table lookup per channel straight into the planar output: float arithmetic on the
+    (S, W, 3) canvas and a transposing copy took ~1.0-1.3 ms of a frame at 256 px, the lookup
+    ~0.45 (2-core Xeon), with the same values."""
+    if canvas.ndim != 3 or canvas.shape[2] != 3 or canvas.dtype != np.uint8:
+        raise ValueError(f"expected (S, W, 3) uint8 RGB, got {canvas.shape} {canvas.dtype}")
+    table = _normalise_table(tuple(float(m) for m in mean), tuple(float(s) for s in std))
+    out = np.empty((1, 3, canvas.shape[0], canvas.shape[1]), np.float32)
+    for c in range(3):
+        np.take(table[c], canvas[:, :, c], out=out[0, c])
+    return out
 
 
 def mean_fill(mean: tuple[float, float, float]) -> tuple[int, int, int]:

@@ -664,6 +664,10 @@ class PoseNode(Node):
         joints = result.joints_m if result.person_found else None
         self._pose_pub.publish(convert.pose_array(joints, header))
         self._marker_pub.publish(convert.skeleton_markers(joints, header))
+        # the mask picture is made only for a subscriber (RViz, a recorder): resampling the
+        # blocks' masks to an HD frame, and for the overlay blending it, is work nobody reads
+        if self._mask_pub.get_subscription_count() == 0:
+            return
         if self._p("publish_mask_overlay"):
             mask_msg = convert.array_to_image(mask_overlay(rgb, result.mask), "rgb8", header)
         else:

@@ -41,6 +41,24 @@ def test_letterbox_pads_with_mean_and_normalises_pad_to_zero():
         letterbox(rgb[:, :, 0], 64)
 
 
+@pytest.mark.parametrize("hw", [(64, 64), (64, 24), (31, 57)])
+@pytest.mark.parametrize(("mean", "std"), [((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+                                           ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+def test_normalise_is_the_arithmetic_per_channel_in_planar_layout(hw, mean, std):
+    """The table lookup gives exactly ``(v/255 - mean) / std`` in float32, channel-planar,
+    for every pixel (a swapped channel, a transposed plane or a stale table would not)."""
+    rgb = np.random.default_rng(hw[1]).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    x = rgb.astype(np.float32) * np.float32(1.0 / 255.0)
+    want = ((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).transpose(2, 0, 1)
+    got = normalise(rgb, mean, std)
+    assert got.shape == (1, 3, *hw) and got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got[0], want)
+    with pytest.raises(ValueError):
+        normalise(rgb.astype(np.float32), mean, std)
+    with pytest.raises(ValueError):
+        normalise(rgb[:, :, :2], mean, std)
+
+
 def _reference_skeleton(lengths: np.ndarray | None = None) -> np.ndarray:
     """A standing person (m, optical frame, pelvis at origin) with exactly the reference bones
     (or ``lengths``)."""

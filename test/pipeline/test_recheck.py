@@ -97,7 +97,7 @@ class Script:
         return PoseResult(
             joints_px=joints, joints_m=np.zeros((J, 3), np.float32),
             confidence=np.full(J, conf, np.float32), person_found=found,
-            mask=np.zeros((h, w), np.uint8), density=1.0, block_density=[],
+            mask_source=lambda: np.zeros((h, w), np.uint8), density=1.0, block_density=[],
             root_depth_m=3.0, fit_residual_m=0.0, intrinsics_source="nominal_fov",
             timings_ms={"inference": 5.0, "total": 7.0},
             roi=(0, 0, 100) if tracked else None)

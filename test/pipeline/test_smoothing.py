@@ -18,7 +18,7 @@ def _result(joints_m: np.ndarray, found: bool = True) -> PoseResult:
     return PoseResult(
         joints_px=np.zeros((J, 2), np.float32), joints_m=joints_m.astype(np.float32),
         confidence=np.ones(J, np.float32), person_found=found,
-        mask=np.zeros((4, 4), np.uint8), density=1.0, block_density=[],
+        mask_source=lambda: np.zeros((4, 4), np.uint8), density=1.0, block_density=[],
         root_depth_m=float(joints_m[skeleton.ROOT, 2]), fit_residual_m=0.0,
         intrinsics_source="nominal_fov", timings_ms={}, roi=None, region_from_pose=False)
 
