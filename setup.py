@@ -35,6 +35,7 @@ setup(
             "sparse/kernels/*.cpp",
             "sparse/csrc/*.cpp",
             "sparse/csrc/*.h",
+            "pipeline/csrc/*.c",
         ]
     },
     data_files=[

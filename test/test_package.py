@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import os
 import re
 import subprocess
@@ -28,7 +29,7 @@ def _setup_kwargs() -> dict:
         os.chdir(cwd)
     return {"name": dist.get_name(), "version": dist.get_version(),
             "data_files": dist.data_files, "entry_points": dist.entry_points,
-            "install_requires": dist.install_requires}
+            "install_requires": dist.install_requires, "package_data": dist.package_data}
 
 
 def test_package_xml_is_format_3_and_matches_setup():
@@ -87,6 +88,15 @@ def test_setup_installs_nodes_launch_config_and_index_marker():
     # The PyPI ROS 2 wheels are an extra, never a hard requirement (they would shadow a distro).
     assert not any(r.startswith(("ros-", "rclpy")) for r in kw["install_requires"])
     assert (ROOT / "setup.cfg").read_text().count("$base/lib/sparse_pose_ros") == 2
+    # every source compiled at run time (the sparse kernel, the CUDA kernels, the input
+    # resampler) is installed with the package, or an installed node falls back silently
+    globs = kw["package_data"]["sparse_pose_ros"]
+    pkg = ROOT / "sparse_pose_ros"
+    sources = [p.relative_to(pkg).as_posix() for p in pkg.rglob("*")
+               if p.suffix in {".c", ".cpp", ".h", ".cu", ".cuh"}]  # fmt: skip
+    assert "pipeline/csrc/area_resample.c" in sources
+    missing = [s for s in sources if not any(fnmatch.fnmatch(s, g) for g in globs)]
+    assert not missing, missing
 
 
 def test_rclpy_is_imported_only_under_ros():

@@ -19,7 +19,7 @@ import numpy as np
 from .. import skeleton
 from ..backends.base import Backend, InferenceResult, ModelInfo
 from .lift import Intrinsics, lift
-from .preprocess import Letterbox, crop_window, letterbox, mean_fill, normalise
+from .preprocess import Letterbox, crop_tensor, letterbox_tensor, mean_fill
 from .recheck import (
     RECHECK_MIN_IOU,
     RECHECK_RATIO,
@@ -443,7 +443,7 @@ class PoseEstimator:
 
     def _input_box(self, rgb: np.ndarray
                    ) -> tuple[np.ndarray, Letterbox, Backend, bool, bool]:  # fmt: skip
-        """The network's (S, W, 3) canvas, its transform, the session that reads it, whether
+        """The network's (1, 3, S, W) input, its transform, the session that reads it, whether
         it is a tracking crop, and whether the strip floor (not the person) set its width."""
         h, w = rgb.shape[:2]
         if self.track_person and self._previous is not None and self._previous[1] == (w, h):
@@ -461,10 +461,12 @@ class PoseEstimator:
                     break
             box = roi_window(joints, w, h, size, self.roi, net.info.input_width)
             if box is not None:
-                return crop_window(rgb, box, self._fill), box, net, True, bound
+                x = crop_tensor(rgb, box, self._fill, net.info.mean, net.info.std)
+                return x, box, net, True, bound
         net = self.whole_backend()
-        canvas, box = letterbox(rgb, net.info.input_size, self._fill)
-        return canvas, box, net, False, False
+        x, box = letterbox_tensor(rgb, net.info.input_size, self._fill, net.info.mean,
+                                  net.info.std)  # fmt: skip
+        return x, box, net, False, False
 
     @property
     def confidence_threshold(self) -> float:
@@ -517,10 +519,9 @@ class PoseEstimator:
         """One pass: the crop or the whole frame, as :meth:`_input_box` decides."""
         t0 = time.perf_counter()
         h, w = rgb.shape[:2]
-        canvas, box, net, cropped, floor_bound = self._input_box(rgb)
+        tensor, box, net, cropped, floor_bound = self._input_box(rgb)
         info = net.info
         region, region_executed = self._region(net, box, (w, h))
-        tensor = normalise(canvas, info.mean, info.std)
         t1 = time.perf_counter()
         out: InferenceResult = net.infer(tensor)
         t2 = time.perf_counter()

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from ..runtime.options import strip_width
+from .area_resample import area_normalise
 
 #: OpenCV worker threads in a process that runs the estimator per camera frame (the node, the
 #: budget replay): one. Why: the inference runtime owns the cores (OpenVINO pins its threads);
@@ -189,6 +190,41 @@ def letterbox(
     canvas[:] = np.asarray(fill, np.uint8)
     canvas[y0:y1, x0:x1] = resized
     return canvas, box
+
+
+def letterbox_tensor(
+    rgb: np.ndarray, input_size: int, fill: tuple[int, int, int],
+    mean: tuple[float, float, float], std: tuple[float, float, float],
+) -> tuple[np.ndarray, Letterbox]:
+    """:func:`letterbox` + :func:`normalise` in one: the (1, 3, S, S) input and its transform,
+    compiled where the frame is shrunk (``area_resample``), else through the uint8 canvas."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    h, w = rgb.shape[:2]
+    box = Letterbox.fit(w, h, input_size)
+    x0, y0, x1, y1 = box.content_box()
+    x = area_normalise(rgb, (0, 0, w, h), (input_size, input_size), (x0, y0, x1 - x0, y1 - y0),
+                       fill, mean, std)  # fmt: skip
+    if x is None:
+        canvas, box = letterbox(rgb, input_size, fill)
+        x = normalise(canvas, mean, std)
+    return x, box
+
+
+def crop_tensor(
+    rgb: np.ndarray, box: Letterbox, fill: tuple[int, int, int],
+    mean: tuple[float, float, float], std: tuple[float, float, float],
+) -> np.ndarray:
+    """:func:`crop_window` + :func:`normalise` in one: the (1, 3, S, W) input of a tracking
+    window, compiled where the window is shrunk (``area_resample``), else through the canvas."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    h, w = rgb.shape[:2]
+    if (box.image_width, box.image_height) != (w, h):
+        raise ValueError(f"window is for {box.image_width}x{box.image_height}, image is {w}x{h}")
+    s, out_w = box.input_hw
+    x = area_normalise(rgb, box.strip_rect(), (s, out_w), (0, 0, out_w, s), fill, mean, std)
+    return normalise(crop_window(rgb, box, fill), mean, std) if x is None else x
 
 
 def strip_side_multiple(input_size: int, input_width: int) -> int:
