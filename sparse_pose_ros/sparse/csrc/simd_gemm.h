@@ -89,9 +89,20 @@ inline __mmask16 lanes(int64_t n) {
 
 // Fully unrolled small loops keep the accumulators in registers (GCC otherwise spills them).
 #define UNROLL _Pragma("GCC unroll 16")
+// How far ahead (rows of B) the first row tile of a K block prefetches B. Why: a frame streams
+// its weights (~20 MB for MoveNet Thunder in f32) from L3 / memory, a few dozen rows each on the
+// sparse blocks, and the hardware prefetcher alone left that latency-bound: on a 2-core Xeon VM
+// a 16 x 1680 x 560 GEMM on cold weights ran at 22-28 GMAC/s (4-7 GB/s of weights); 16 rows of
+// software prefetch took it from 537-677 to 424-465 us (results/gemm_prefetch_microbench.json,
+// two runs), and the sparse network's blocks from 6.7 to 5.5 ms a frame on real video. The
+// rows after the first tile read the slab from L1.
+inline constexpr int64_t kPrefetchRows = 16;
+
 // One MR x (16*NV) tile over k in [k0, k1): starts from zero (first K block) or from C, adds the
-// bias and ReLU6 only after the last K block. K is blocked so a B slab stays in L1.
-template <int MR, int NV>
+// bias and ReLU6 only after the last K block. K is blocked so a B slab stays in L1. PF: prefetch
+// B kPrefetchRows ahead (the first row tile of the block: it is the one that reads B from
+// memory; prefetches never fault, also past the end of B).
+template <int MR, int NV, bool PF>
 inline void micro_tile(const float* const* ar, int64_t k0, int64_t k1, const float* B, int64_t N,
                        int64_t col0, __mmask16 tail, const float* bias, bool act, bool first,
                        bool last, float* C, const int64_t* crow) {
@@ -108,6 +119,11 @@ inline void micro_tile(const float* const* ar, int64_t k0, int64_t k1, const flo
   for (int r = 0; r < MR; ++r) a[r] = ar[r];
   for (int64_t k = k0; k < k1; ++k) {
     const float* bk = B + k * N + col0;
+    if constexpr (PF) {
+      const uintptr_t ahead = reinterpret_cast<uintptr_t>(bk) + kPrefetchRows * N * 4;
+      UNROLL
+      for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(ahead + 64 * v), _MM_HINT_T0);
+    }
     __m512 bv[NV];
     UNROLL
     for (int v = 0; v < NV; ++v)
@@ -133,19 +149,30 @@ inline void micro_tile(const float* const* ar, int64_t k0, int64_t k1, const flo
   }
 }
 
-template <int MR>
-inline void row_tile(const float* const* ar, int64_t k0, int64_t k1, const float* B, int64_t N,
-                     int64_t col0, const float* bias, bool act, bool first, bool last, float* C,
-                     const int64_t* crow) {
+template <int MR, bool PF>
+inline void row_tile_pf(const float* const* ar, int64_t k0, int64_t k1, const float* B, int64_t N,
+                        int64_t col0, const float* bias, bool act, bool first, bool last, float* C,
+                        const int64_t* crow) {
   const int64_t left = N - col0;
   const int nv = static_cast<int>(std::min<int64_t>(4, (left + 15) / 16));
   const int64_t rem = left - 16 * (nv - 1);
   const __mmask16 tail = lanes(rem);
   switch (nv) {
-    case 1: micro_tile<MR, 1>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
-    case 2: micro_tile<MR, 2>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
-    case 3: micro_tile<MR, 3>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
-    default: micro_tile<MR, 4>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
+    case 1: micro_tile<MR, 1, PF>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
+    case 2: micro_tile<MR, 2, PF>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
+    case 3: micro_tile<MR, 3, PF>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
+    default: micro_tile<MR, 4, PF>(ar, k0, k1, B, N, col0, tail, bias, act, first, last, C, crow); break;
+  }
+}
+
+template <int MR>
+inline void row_tile(const float* const* ar, int64_t k0, int64_t k1, const float* B, int64_t N,
+                     int64_t col0, const float* bias, bool act, bool first, bool last, float* C,
+                     const int64_t* crow, bool prefetch) {
+  if (prefetch) {
+    row_tile_pf<MR, true>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow);
+  } else {
+    row_tile_pf<MR, false>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow);
   }
 }
 
@@ -169,13 +196,14 @@ inline void gemm(const float* a, const int32_t* rows, int64_t n, int64_t K, cons
           ar[r] = a + (rows ? static_cast<int64_t>(rows[r0 + r]) : r0 + r) * lda;
           crow[r] = (r0 + r) * ldc;
         }
+        const bool pf = r0 == 0;
         switch (mr) {
-          case 1: row_tile<1>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
-          case 2: row_tile<2>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
-          case 3: row_tile<3>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
-          case 4: row_tile<4>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
-          case 5: row_tile<5>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
-          default: row_tile<6>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow); break;
+          case 1: row_tile<1>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow, pf); break;
+          case 2: row_tile<2>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow, pf); break;
+          case 3: row_tile<3>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow, pf); break;
+          case 4: row_tile<4>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow, pf); break;
+          case 5: row_tile<5>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow, pf); break;
+          default: row_tile<6>(ar, k0, k1, B, N, col0, bias, act, first, last, C, crow, pf); break;
         }
       }
     }
