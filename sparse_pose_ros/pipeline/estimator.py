@@ -78,7 +78,7 @@ class PoseResult:
     joints_m: np.ndarray
     confidence: np.ndarray
     person_found: bool
-    mask_source: Callable[[], np.ndarray]
+    mask_source: Callable[[], np.ndarray] = field(repr=False)
     density: float
     block_density: list[float]
     root_depth_m: float
