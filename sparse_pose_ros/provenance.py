@@ -38,6 +38,18 @@ def cpu_flags() -> list[str]:
     return []
 
 
+def cpu_vendor() -> str:
+    """``vendor_id`` from /proc/cpuinfo ("GenuineIntel", "AuthenticAMD"; "" where unknown)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def machine_info() -> dict[str, Any]:
     """The ``machine`` block of a result file (versions of torch / onnxruntime when installed)."""
     info: dict[str, Any] = {

@@ -12,10 +12,12 @@ held-out frames before anything defaults to it (README, docs/benchmarks.md).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from ..provenance import cpu_flags, cpu_vendor
 from ..runtime.options import OPENVINO_PRECISIONS, check_threads
 from .base import (
     BackendError,
@@ -41,10 +43,24 @@ def cpu_supports_bf16() -> bool:
     return "BF16" in caps
 
 
+def bf16_is_fast(flags: Sequence[str] | None = None, vendor: str | None = None) -> bool:
+    """Whether bf16 runs faster than f32 here: AMX tiles, or AVX512-BF16 on an AMD CPU (the rule
+    of the sparse kernel's ``bf16_auto``). Why not every CPU OpenVINO calls native: on a Xeon
+    with AVX512-BF16 but no AMX (a VM that hides it) the bf16 strips took 1.26-1.50x the f32
+    strips' network time and scored lower (PCK@0.1 0.901 / 70 mm against 0.910 / 68 mm,
+    ``results/real_frames_xeon_noamx_tracking_precision``), as the AVX512-BF16 dot product took
+    1.2-2.0x the f32 GEMM's time there and 0.49-0.57x on an AMD EPYC
+    (``results/dpbf16_gemm_microbench*.json``; OpenVINO's own bf16 on AMD is not measured)."""
+    flags = set(cpu_flags() if flags is None else flags)
+    vendor = cpu_vendor() if vendor is None else vendor
+    return "amx_bf16" in flags or ("avx512_bf16" in flags and vendor == "AuthenticAMD")
+
+
 def session_precision(precision: str, strip: bool, native_bf16: bool) -> str:
     """The precision one session compiles to: ``precision`` itself, except "bf16_strips", which
-    is "bf16" for a strip session on a CPU with native bf16 and "f32" otherwise (emulated bf16
-    is slower than f32, and bf16 square inputs lose accuracy: ``runtime.options``)."""
+    is "bf16" for a strip session on a CPU with native, fast bf16 (:func:`bf16_is_fast`) and
+    "f32" otherwise (emulated bf16 is slower than f32, and bf16 square inputs lose accuracy:
+    ``runtime.options``)."""
     if precision != "bf16_strips":
         return precision
     return "bf16" if strip and native_bf16 else "f32"
@@ -87,8 +103,8 @@ class OpenVinoBackend(PortableGraphBackend):
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         width = graph_file.info.input_width  # 0: a square input
         strip = bool(width) and width < graph_file.info.input_size
-        precision = session_precision(precision, strip,
-                                      precision == "bf16_strips" and cpu_supports_bf16())
+        precision = session_precision(precision, strip, precision == "bf16_strips"
+                                      and cpu_supports_bf16() and bf16_is_fast())  # fmt: skip
         if precision != "auto":
             config["INFERENCE_PRECISION_HINT"] = precision
         if threads is not None:

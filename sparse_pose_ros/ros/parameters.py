@@ -326,8 +326,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "openvino_precision", OPENVINO_PRECISION_DEFAULT,
         "openvino backend (auto's CPU choice for a dense model): inference precision. "
-        "bf16_strips (default): the tracking strips in bf16 where the CPU has it natively (AMX / "
-        "AVX512-BF16), square crops and whole frames in f32, everything f32 elsewhere; on the "
+        "bf16_strips (default): the tracking strips in bf16 where the CPU has fast bf16 (AMX, or "
+        "AVX512-BF16 on AMD), square crops and whole frames in f32, everything f32 elsewhere; "
+        "on the "
         "held-out real frames it matched f32 (PCK@0.1 0.902 vs 0.905, MPJPE 70.0 vs 69.8 mm) "
         "with the network at 0.50-0.72x f32's time, as long as recheck_ratio is on (without it "
         "the bf16 strips locked onto a wrong pose in 4 of 8 clip starts). f32 gives "

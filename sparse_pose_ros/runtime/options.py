@@ -56,8 +56,10 @@ HEAD_GATING_NODE: bool = True
 #: Inference precisions of the openvino backend (its ``precision`` option, the node's
 #: ``openvino_precision``): forced f32 / bf16 / f16, OpenVINO's own choice ("auto": bf16
 #: where the CPU has AMX / AVX512-BF16, f32 elsewhere), or "bf16_strips": bf16 for a strip
-#: session (an input narrower than it is tall) where the CPU has native bf16, f32 for every
-#: square input and wherever bf16 would be emulated. Why that split: on the held-out real frames
+#: session (an input narrower than it is tall) where the CPU has fast native bf16 (AMX, or
+#: AVX512-BF16 on AMD: ``openvino_backend.bf16_is_fast``), f32 for every square input and
+#: elsewhere (emulated, or AVX512-BF16 on an Intel CPU without AMX, measured slower than f32).
+#: Why that split: on the held-out real frames
 #: bf16 strips kept f32's accuracy (PCK@0.1 0.904 vs 0.908, 3D 70 vs 70 mm) while bf16 square
 #: crops did not (0.890 vs 0.911, 103 vs 64 mm; README, docs/benchmarks.md). Here, not in the
 #: backend module, so the node and the CLIs can validate it where openvino is not installed.
