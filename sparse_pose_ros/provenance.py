@@ -13,41 +13,32 @@ from typing import Any
 import numpy as np
 
 
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (falls back to platform.processor())."""
+def _cpuinfo(key: str) -> str | None:
+    """The first /proc/cpuinfo line's value for ``key`` (None where there is none)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(key):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return None
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (falls back to platform.processor())."""
+    return _cpuinfo("model name") or platform.processor() or "unknown"
 
 
 def cpu_flags() -> list[str]:
     """SIMD flags that matter for these kernels (AVX2 / AVX-512 / AMX)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
-    except OSError:
-        pass
-    return []
+    flags = (_cpuinfo("flags") or "").split()
+    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
 
 
 def cpu_vendor() -> str:
     """``vendor_id`` from /proc/cpuinfo ("GenuineIntel", "AuthenticAMD"; "" where unknown)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
+    return _cpuinfo("vendor_id") or ""
 
 
 def machine_info() -> dict[str, Any]:
