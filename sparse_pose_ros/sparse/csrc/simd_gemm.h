@@ -297,6 +297,20 @@ inline bool amx_enable() {
 #endif
 }
 
+#if defined(SPR_HAVE_AMX) || defined(SPR_HAVE_DPBF16)
+// One row of A (K floats at s) rounded to bf16 (nearest even) into d[0, Kp), zero past K: what
+// both bf16 GEMMs multiply (Kp: the tiles' multiple of 32, or the dot product's even K).
+inline void round_row_bf16(const float* s, int64_t K, int64_t Kp, uint16_t* d) {
+  for (int64_t k = 0; k < Kp; k += 32) {
+    const __m512 lo = _mm512_maskz_loadu_ps(lanes(std::max<int64_t>(0, K - k)), s + k);
+    const __m512 hi = _mm512_maskz_loadu_ps(lanes(std::max<int64_t>(0, K - k - 16)), s + k + 16);
+    const __m512i v = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+    const int64_t left = std::min<int64_t>(32, Kp - k);
+    _mm512_mask_storeu_epi16(d + k, left >= 32 ? ~0u : ((1u << left) - 1u), v);
+  }
+}
+#endif
+
 #ifdef SPR_HAVE_AMX
 // C[:, c0:c1) (row stride ldc) = A (n x K, row r at a + (rows ? rows[r] : r) * lda) @ W
 // [+ bias] [ReLU6]; c0 a multiple of 16. A's rows are rounded to bf16 into a per-thread buffer
@@ -319,12 +333,7 @@ inline void gemm_amx(const float* a, const int32_t* rows, int64_t n, int64_t K,
       std::memset(d, 0, static_cast<size_t>(Kp) * sizeof(uint16_t));
       continue;
     }
-    const float* s = a + (rows ? static_cast<int64_t>(rows[r]) : r) * lda;
-    for (int64_t k = 0; k < Kp; k += 32) {
-      const __m512 lo = _mm512_maskz_loadu_ps(lanes(std::max<int64_t>(0, K - k)), s + k);
-      const __m512 hi = _mm512_maskz_loadu_ps(lanes(std::max<int64_t>(0, K - k - 16)), s + k + 16);
-      _mm512_storeu_si512(d + k, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-    }
+    round_row_bf16(a + (rows ? static_cast<int64_t>(rows[r]) : r) * lda, K, Kp, d);
   }
   struct alignas(64) TileConfig {
     uint8_t palette, start;
@@ -542,13 +551,7 @@ inline void gemm_dot(const float* a, const int32_t* rows, int64_t n, int64_t K,
   for (int64_t r = 0; r < n; ++r) {
     const float* s = a + (rows ? static_cast<int64_t>(rows[r]) : r) * lda;
     uint16_t* d = abuf.data() + r * Kp;
-    for (int64_t k = 0; k < Kp; k += 32) {
-      const __m512 lo = _mm512_maskz_loadu_ps(lanes(std::max<int64_t>(0, K - k)), s + k);
-      const __m512 hi = _mm512_maskz_loadu_ps(lanes(std::max<int64_t>(0, K - k - 16)), s + k + 16);
-      const __m512i v = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-      const int64_t left = std::min<int64_t>(32, Kp - k);  // Kp is even, not a multiple of 32
-      _mm512_mask_storeu_epi16(d + k, left >= 32 ? ~0u : ((1u << left) - 1u), v);
-    }
+    round_row_bf16(s, K, Kp, d);
   }
   constexpr int MR = 6;
   // k pairs blocked so a B slab (K2 x 64 columns x 4 bytes) stays in L1
