@@ -172,6 +172,17 @@ def _scaled_size(w: int, h: int, scale: float) -> tuple[int, int]:
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
+def check_frame(rgb: np.ndarray, box: Letterbox | None = None) -> tuple[int, int]:
+    """(H, W) of ``rgb`` after checking it is (H, W, 3) uint8 RGB [and the frame ``box`` was
+    made for]; ValueError otherwise."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    h, w = rgb.shape[:2]
+    if box is not None and (box.image_width, box.image_height) != (w, h):
+        raise ValueError(f"window is for {box.image_width}x{box.image_height}, image is {w}x{h}")
+    return h, w
+
+
 def letterbox(
     rgb: np.ndarray, input_size: int, fill: tuple[int, int, int] = (0, 0, 0)
 ) -> tuple[np.ndarray, Letterbox]:
@@ -180,9 +191,7 @@ def letterbox(
     ``fill`` should be the normalisation mean (×255) so padding becomes 0 after normalisation and
     gives the mask units nothing to react to.
     """
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
-    h, w = rgb.shape[:2]
+    h, w = check_frame(rgb)
     box = Letterbox.fit(w, h, input_size)
     x0, y0, x1, y1 = box.content_box()
     resized = shrink(rgb, x1 - x0, y1 - y0)
@@ -198,9 +207,7 @@ def letterbox_tensor(
 ) -> tuple[np.ndarray, Letterbox]:
     """:func:`letterbox` + :func:`normalise` in one: the (1, 3, S, S) input and its transform,
     compiled where the frame is shrunk (``area_resample``), else through the uint8 canvas."""
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
-    h, w = rgb.shape[:2]
+    h, w = check_frame(rgb)
     box = Letterbox.fit(w, h, input_size)
     x0, y0, x1, y1 = box.content_box()
     x = area_normalise(rgb, (0, 0, w, h), (input_size, input_size), (x0, y0, x1 - x0, y1 - y0),
@@ -217,11 +224,7 @@ def crop_tensor(
 ) -> np.ndarray:
     """:func:`crop_window` + :func:`normalise` in one: the (1, 3, S, W) input of a tracking
     window, compiled where the window is shrunk (``area_resample``), else through the canvas."""
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
-    h, w = rgb.shape[:2]
-    if (box.image_width, box.image_height) != (w, h):
-        raise ValueError(f"window is for {box.image_width}x{box.image_height}, image is {w}x{h}")
+    check_frame(rgb, box)
     s, out_w = box.input_hw
     x = area_normalise(rgb, box.strip_rect(), (s, out_w), (0, 0, out_w, s), fill, mean, std)
     return normalise(crop_window(rgb, box, fill), mean, std) if x is None else x
@@ -240,11 +243,7 @@ def crop_window(
     """(S, W, 3) canvas of a :meth:`Letterbox.window` box: the image region it reads (the
     window, or its central strip; ``fill`` where it reaches past the image) resized with an
     area filter when shrinking (:func:`shrink`)."""
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
-    h, w = rgb.shape[:2]
-    if (box.image_width, box.image_height) != (w, h):
-        raise ValueError(f"window is for {box.image_width}x{box.image_height}, image is {w}x{h}")
+    h, w = check_frame(rgb, box)
     x0, y0, rw, rh = box.strip_rect()
     sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + rw), min(h, y0 + rh)
     if sx1 <= sx0 or sy1 <= sy0:  # entirely off the image: fill only
