@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 
-def _cpuinfo(key: str) -> str | None:
+def cpuinfo_field(key: str) -> str | None:
     """The first /proc/cpuinfo line's value for ``key`` (None where there is none)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -27,18 +27,18 @@ def _cpuinfo(key: str) -> str | None:
 
 def cpu_model() -> str:
     """CPU model name from /proc/cpuinfo (falls back to platform.processor())."""
-    return _cpuinfo("model name") or platform.processor() or "unknown"
+    return cpuinfo_field("model name") or platform.processor() or "unknown"
 
 
 def cpu_flags() -> list[str]:
     """SIMD flags that matter for these kernels (AVX2 / AVX-512 / AMX)."""
-    flags = (_cpuinfo("flags") or "").split()
+    flags = (cpuinfo_field("flags") or "").split()
     return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
 
 
 def cpu_vendor() -> str:
     """``vendor_id`` from /proc/cpuinfo ("GenuineIntel", "AuthenticAMD"; "" where unknown)."""
-    return _cpuinfo("vendor_id") or ""
+    return cpuinfo_field("vendor_id") or ""
 
 
 def machine_info() -> dict[str, Any]:

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..provenance import cpuinfo_field
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "area_resample.c"
@@ -45,22 +47,11 @@ _P_F32 = ctypes.POINTER(ctypes.c_float)
 _I64 = ctypes.c_int64
 
 
-def _cpu_flags() -> bytes:
-    """The CPU's feature flags (``-march=native`` code is only valid where they match)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line.encode()
-    except OSError:
-        pass
-    return platform.processor().encode()
-
-
 def cache_path(compiler: str) -> Path:
     """The shared library's path, keyed by source, flags, compiler and CPU flags."""
     h = hashlib.sha256()
     for part in (SOURCE.read_bytes(), " ".join(CFLAGS).encode(), compiler.encode(),
-                 _cpu_flags()):  # fmt: skip
+                 (cpuinfo_field("flags") or platform.processor()).encode()):  # fmt: skip
         h.update(part + b"\0")
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return root / "sparse_pose_ros" / "area_resample" / f"{h.hexdigest()[:16]}.so"
