@@ -22,6 +22,7 @@ the two filters differ only in rounding and OpenCV's halving step; ``test_area_r
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -98,6 +99,19 @@ def load() -> ctypes.CDLL | None:
     return _lib
 
 
+@functools.lru_cache(maxsize=8)
+def _constants(mean: tuple[float, ...], std: tuple[float, ...], fill: tuple[int, ...]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float32 (scale, offset, fill) of a model's normalisation, made once, not every frame."""
+    std32 = np.asarray(std, np.float32)
+    out = ((np.float32(1.0 / 255.0) / std32).astype(np.float32),
+           (-np.asarray(mean, np.float32) / std32).astype(np.float32),
+           np.asarray(fill, np.float32))  # fmt: skip
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
 def area_normalise(rgb: np.ndarray, src_rect: tuple[int, int, int, int],
                    out_hw: tuple[int, int], dst_rect: tuple[int, int, int, int],
                    fill: tuple[int, int, int], mean: tuple[float, float, float],
@@ -120,10 +134,8 @@ def area_normalise(rgb: np.ndarray, src_rect: tuple[int, int, int, int],
     if ow < 1 or oh < 1 or ox < 0 or oy < 0 or ox + ow > wc or oy + oh > s:
         raise ValueError(f"output rect {dst_rect} does not fit a {s} x {wc} canvas")
     out = np.empty((1, 3, s, wc), np.float32)
-    std32 = np.asarray(std, np.float32)
-    scale = (np.float32(1.0 / 255.0) / std32).astype(np.float32)
-    offset = (-np.asarray(mean, np.float32) / std32).astype(np.float32)
-    fill32 = np.asarray(fill, np.float32)
+    scale, offset, fill32 = _constants(tuple(map(float, mean)), tuple(map(float, std)),
+                                       tuple(map(int, fill)))  # fmt: skip
     rc = lib.spr_area_normalise(
         rgb.ctypes.data_as(_P_U8), rgb.shape[0], rgb.shape[1], rgb.strides[0],
         x0, y0, rw, rh, out.ctypes.data_as(_P_F32), s, wc, ox, oy, ow, oh,
